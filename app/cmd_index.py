@@ -1,0 +1,114 @@
+"""`rag ingest`, `rag status`, `rag search`, `rag doctor`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from app.output import console, ingest_progress, out, print_json
+from core.index import Index
+from core.settings import load_settings
+
+
+def ingest_cmd(
+    paths: list[Path] = typer.Argument(..., help="Files and folders (recursively) to index."),
+    prune: bool = typer.Option(False, "--prune", help="Remove chunks of indexed files that no longer exist."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+) -> None:
+    """Load, chunk, embed and index documents. Unchanged files are skipped."""
+    from ingest.pipeline import ingest
+
+    settings = load_settings()
+    with ingest_progress(not no_progress and not json_out and sys.stderr.isatty()) as cb:
+        report = ingest(paths, settings, prune=prune, progress=cb)
+    summary = report.summary()
+    if json_out:
+        print_json(summary)
+    else:
+        for f in report.failed:
+            console.print(f"[red]failed[/red] {f.error}")
+        for f in report.files:
+            for w in f.warnings:
+                console.print(f"[yellow]warning[/yellow] {Path(f.path).name}: {w}")
+        out.print(
+            f"{summary['added']} added, {summary['changed']} changed, {summary['unchanged']} unchanged, "
+            f"{summary['failed']} failed, {summary['removed']} removed; "
+            f"{summary['chunks_written']} chunks written in {summary['seconds']}s -> {settings.index_path}"
+        )
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def status_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Where the index is, what it holds, which model built it."""
+    settings = load_settings()
+    st = Index(settings).status()
+    if json_out:
+        print_json(st)
+        return
+    if not st["exists"]:
+        out.print(f"No index at {st['index_dir']} yet; run `rag ingest PATH`.")
+        return
+    t = Table(show_header=False, box=None)
+    for k in ("index_dir", "vector_store", "embedding_model", "documents", "chunks", "vectors",
+              "created_at", "updated_at"):
+        t.add_row(k, str(st.get(k)))
+    t.add_row("records by kind", ", ".join(f"{k}={v}" for k, v in sorted(st["records_by_kind"].items())))
+    out.print(t)
+
+
+def _hit_line(i: int, h: dict[str, Any]) -> str:
+    loc = Path(h["source"]).name if h["source"] else "(derived)"
+    if h.get("page_start"):
+        loc += f" p. {h['page_start']}" + (f"-{h['page_end']}" if h["page_end"] != h["page_start"] else "")
+    snippet = " ".join(h["text"].split())[:160]
+    return f"[{i}] {h['score']:.4f}  {loc} [{h['start']}:{h['end']}]  {h['title']}\n    {snippet}"
+
+
+def search_cmd(
+    query: str = typer.Argument(..., help="What to look for."),
+    k: int = typer.Option(5, "-k", help="How many hits."),
+    mode: str = typer.Option(None, "--mode", help="hybrid | dense | bm25 (default from settings)."),
+    json_out: bool = typer.Option(False, "--json", help="Print hits as JSON."),
+) -> None:
+    """Retrieve the best chunks for a query (no generation)."""
+    from retrieval.pipeline import retrieve
+
+    settings = load_settings()
+    res = retrieve(query, settings, k=k, mode=mode)
+    hits = [h.to_dict() for h in res.hits]
+    if json_out:
+        print_json({"query": query, "hits": hits, "timings_ms": res.timings()})
+        return
+    if not hits:
+        out.print("No results.")
+    for i, h in enumerate(hits, 1):
+        out.print(_hit_line(i, h), markup=False, highlight=False)
+
+
+def doctor_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """What is installed and reachable: embedding model, vector store, LLM backends, GPU."""
+    from app.doctor import run_checks
+
+    settings = load_settings()
+    checks = run_checks(settings)
+    if json_out:
+        print_json(checks)
+    else:
+        for c in checks:
+            mark = {"ok": "[green]ok[/green]", "warn": "[yellow]--[/yellow]", "fail": "[red]!![/red]"}[c["state"]]
+            out.print(f"{mark} {c['name']}: {c['detail']}")
+    if any(c["state"] == "fail" for c in checks):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest_cmd)
+    app.command("status")(status_cmd)
+    app.command("search")(search_cmd)
+    app.command("doctor")(doctor_cmd)

@@ -1,0 +1,45 @@
+"""Small helpers for printing: JSON to stdout, tables and progress bars with rich."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console(stderr=True)
+out = Console()
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+@contextmanager
+def ingest_progress(enabled: bool = True) -> Iterator[Callable[[str, int], None] | None]:
+    """Two bars: files and chunks. Yields the callback the pipeline reports to."""
+    if not enabled:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description:<7}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    ) as prog:
+        files = prog.add_task("files", total=0)
+        chunks = prog.add_task("chunks", total=0)
+
+        def cb(event: str, n: int) -> None:
+            if event == "files_total":
+                prog.update(files, total=n)
+            elif event == "file":
+                prog.advance(files, n)
+            elif event == "chunks_total":
+                t = prog.tasks[chunks].total or 0
+                prog.update(chunks, total=t + n)
+            elif event == "chunks":
+                prog.advance(chunks, n)
+
+        yield cb

@@ -1,0 +1,170 @@
+"""SQLite beside the index: the manifest of ingested files and the text of every record.
+
+The vector store holds vectors; this file holds what a search hit shows and what BM25
+indexes. A file's records and its manifest row change in one transaction, so a killed
+run leaves either the old or the new state of each file, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.types import Record
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, hash TEXT NOT NULL, size INTEGER NOT NULL,
+    n_records INTEGER NOT NULL, ingested_at REAL NOT NULL, text TEXT
+);
+CREATE TABLE IF NOT EXISTS records (
+    id TEXT PRIMARY KEY, source TEXT NOT NULL, kind TEXT NOT NULL, level INTEGER NOT NULL,
+    parent_id TEXT, start INTEGER, "end" INTEGER, title TEXT, page_start INTEGER,
+    page_end INTEGER, text TEXT NOT NULL, children TEXT, extra TEXT, seq INTEGER
+);
+CREATE INDEX IF NOT EXISTS records_source ON records(source);
+CREATE INDEX IF NOT EXISTS records_kind ON records(kind);
+CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_COLS = "id, source, kind, level, parent_id, start, \"end\", title, page_start, page_end, text, children, extra"
+
+
+@dataclass
+class FileEntry:
+    path: str
+    hash: str
+    size: int
+    n_records: int
+    ingested_at: float
+
+
+def _row_to_record(row: tuple[Any, ...]) -> Record:
+    return Record(
+        id=row[0], source=row[1], kind=row[2], level=row[3], parent_id=row[4], start=row[5] or 0,
+        end=row[6] or 0, title=row[7] or "", page_start=row[8], page_end=row[9], text=row[10],
+        children=json.loads(row[11] or "[]"), extra=json.loads(row[12] or "{}"),
+    )
+
+
+class DocStore:
+    """Thin typed access to the SQLite file; one connection per instance."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.executescript(_SCHEMA)
+        if self.get_meta("schema_version") is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- meta -------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # --- files ------------------------------------------------------------------
+    def files(self) -> dict[str, FileEntry]:
+        rows = self.conn.execute("SELECT path, hash, size, n_records, ingested_at FROM files").fetchall()
+        return {r[0]: FileEntry(*r) for r in rows}
+
+    def file_text(self, path: str) -> str | None:
+        row = self.conn.execute("SELECT text FROM files WHERE path=?", (path,)).fetchone()
+        return None if row is None else row[0]
+
+    def replace_file(self, path: str, digest: str, size: int, text: str, records: list[Record]) -> None:
+        """Swap a file's records and manifest row atomically."""
+        with self.conn:
+            self.conn.execute("DELETE FROM records WHERE source=?", (path,))
+            self._insert(records)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO files(path, hash, size, n_records, ingested_at, text) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (path, digest, size, len(records), time.time(), text),
+            )
+
+    def remove_file(self, path: str) -> list[str]:
+        ids = [r[0] for r in self.conn.execute("SELECT id FROM records WHERE source=?", (path,))]
+        with self.conn:
+            self.conn.execute("DELETE FROM records WHERE source=?", (path,))
+            self.conn.execute("DELETE FROM files WHERE path=?", (path,))
+        return ids
+
+    # --- records ----------------------------------------------------------------
+    def _insert(self, records: Iterable[Record]) -> None:
+        self.conn.executemany(
+            f"INSERT OR REPLACE INTO records({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (r.id, r.source, r.kind, r.level, r.parent_id, r.start, r.end, r.title, r.page_start,
+                 r.page_end, r.text, json.dumps(r.children), json.dumps(r.extra, ensure_ascii=False))
+                for r in records
+            ],
+        )
+
+    def put_records(self, records: list[Record]) -> None:
+        with self.conn:
+            self._insert(records)
+
+    def delete_records(self, ids: list[str]) -> None:
+        with self.conn:
+            self.conn.executemany("DELETE FROM records WHERE id=?", [(i,) for i in ids])
+
+    def get(self, ids: list[str]) -> dict[str, Record]:
+        out: dict[str, Record] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            q = f"SELECT {_COLS} FROM records WHERE id IN ({','.join('?' * len(part))})"
+            for row in self.conn.execute(q, part):
+                out[row[0]] = _row_to_record(row)
+        return out
+
+    def iter_records(self, kinds: tuple[str, ...] | None = None) -> Iterator[Record]:
+        q = f"SELECT {_COLS} FROM records"
+        args: tuple[str, ...] = ()
+        if kinds:
+            q += f" WHERE kind IN ({','.join('?' * len(kinds))})"
+            args = kinds
+        q += " ORDER BY rowid"
+        for row in self.conn.execute(q, args):
+            yield _row_to_record(row)
+
+    def get_ids_for_source(self, path: str) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT id FROM records WHERE source=?", (path,))]
+
+    def all_ids(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT id FROM records ORDER BY rowid")]
+
+    def counts_by_kind(self) -> dict[str, int]:
+        return {k: n for k, n in self.conn.execute("SELECT kind, COUNT(*) FROM records GROUP BY kind")}
+
+    def counts_by_level(self, kind: str) -> dict[int, int]:
+        q = "SELECT level, COUNT(*) FROM records WHERE kind=? GROUP BY level"
+        return {int(lv): n for lv, n in self.conn.execute(q, (kind,))}
+
+    def count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    # --- a small key/value cache (LLM outputs, OCR text) --------------------------
+    def cache_get(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM cache WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def cache_put(self, key: str, value: str) -> None:
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO cache(key, value) VALUES (?, ?)", (key, value))

@@ -1,0 +1,34 @@
+"""Errors a user can cause. Each message names the bad value and the fix; only app/ turns
+them into one line and an exit code."""
+
+
+class RagError(Exception):
+    """Base class for user-facing errors."""
+
+
+class ConfigError(RagError):
+    pass
+
+
+class IndexError_(RagError):
+    """The index is missing, empty or incompatible."""
+
+
+class EmbeddingMismatchError(IndexError_):
+    pass
+
+
+class StoreUnavailableError(RagError):
+    pass
+
+
+class LLMUnavailableError(RagError):
+    pass
+
+
+class ModelNotFoundError(LLMUnavailableError):
+    pass
+
+
+class LoaderError(RagError):
+    """A file could not be read; the message says why."""

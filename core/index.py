@@ -1,0 +1,137 @@
+"""The index on disk: document store (SQLite), vector store (Chroma), keyword index
+(bm25s) and the manifest that says how they were built. Ingest writes it, retrieval
+reads it; both reach it through this one object."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from core.docstore import DocStore
+from core.errors import EmbeddingMismatchError, IndexError_
+from core.keyword import KeywordIndex
+from core.models import Embedder, get_embedder
+from core.settings import Settings
+from core.store import VectorStore
+
+INDEX_FORMAT = 1
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("localrag", "chromadb", "sentence-transformers", "bm25s"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclass
+class Index:
+    settings: Settings
+
+    @property
+    def path(self) -> Path:
+        return self.settings.index_path
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @cached_property
+    def docs(self) -> DocStore:
+        return DocStore(self.path / "docs.sqlite")
+
+    @cached_property
+    def vectors(self) -> VectorStore:
+        return VectorStore(self.settings)
+
+    @cached_property
+    def keyword(self) -> KeywordIndex:
+        return KeywordIndex(self.path / "bm25")
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return get_embedder(self.settings.embedding)
+
+    def exists(self) -> bool:
+        return self.manifest_path.exists()
+
+    def manifest(self) -> dict[str, Any]:
+        if not self.manifest_path.exists():
+            return {}
+        data: dict[str, Any] = json.loads(self.manifest_path.read_text())
+        return data
+
+    def check_compatible(self) -> None:
+        """Refuse an index built with another embedding model or format."""
+        man = self.manifest()
+        if not man:
+            return
+        if man.get("format_version") != INDEX_FORMAT:
+            raise IndexError_(
+                f"The index at {self.path} has format {man.get('format_version')}, this version reads "
+                f"{INDEX_FORMAT}; delete the folder and run `rag ingest` again."
+            )
+        built = man.get("embedding_model")
+        if built and built != self.embedder.name:
+            raise EmbeddingMismatchError(
+                f"The index at {self.path} was built with embedding model '{built}' but settings name "
+                f"'{self.embedder.name}'; set embedding.model back, or use another RAG_INDEX_DIR and re-ingest."
+            )
+
+    def write_manifest(self, **extra: Any) -> None:
+        man = self.manifest()
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        man.update(
+            {
+                "format_version": INDEX_FORMAT,
+                "embedding_model": self.embedder.name,
+                "embedding_dim": self.embedder.dim,
+                "chunk": self.settings.chunk.model_dump(),
+                "vector_store": self.vectors.mode,
+                "collection": self.settings.collection,
+                "versions": _versions(),
+                "updated_at": now,
+            }
+        )
+        man.setdefault("created_at", now)
+        man.update(extra)
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(man, indent=2))
+        tmp.replace(self.manifest_path)
+
+    def rebuild_keyword(self) -> int:
+        items = ((r.id, r.index_text()) for r in self.docs.iter_records())
+        self.keyword.build(items)
+        return len(self.keyword.ids)
+
+    def status(self) -> dict[str, Any]:
+        man = self.manifest()
+        out: dict[str, Any] = {
+            "index_dir": str(self.path),
+            "exists": bool(man),
+            "vector_store": self.vectors.mode,
+            "chroma_url": self.settings.chroma_url,
+            "embedding_model": man.get("embedding_model"),
+            "created_at": man.get("created_at"),
+            "updated_at": man.get("updated_at"),
+        }
+        if man:
+            out["documents"] = len(self.docs.files())
+            out["records_by_kind"] = self.docs.counts_by_kind()
+            out["chunks"] = out["records_by_kind"].get("chunk", 0)
+            out["vectors"] = self.vectors.count()
+            out["levels"] = {k: self.docs.counts_by_level(k) for k in out["records_by_kind"]}
+            for k in ("raptor",):
+                if k in man:
+                    out[k] = man[k]
+        return out

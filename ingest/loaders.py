@@ -1,0 +1,209 @@
+"""Loaders: one function per format, each returning the document's plain text (Markdown
+structure kept: headings as `#`, tables as Markdown tables) with page spans for paged
+formats. Every failure is a `LoaderError` whose message says what is wrong."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.errors import LoaderError
+from core.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Page:
+    number: int  # 1-based
+    start: int
+    end: int
+
+
+@dataclass
+class LoadedDoc:
+    text: str
+    title: str
+    pages: list[Page] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def decode_bytes(data: bytes, name: str) -> str:
+    """UTF-8 first; else detect (GB18030, Big5, Latin-1 ...); refuse binary content."""
+    if not data.strip():
+        raise LoaderError(f"{name} is empty")
+    head = data[:8192]
+    if b"\x00" in head and not (head.startswith(b"\xff\xfe") or head.startswith(b"\xfe\xff")):
+        raise LoaderError(f"{name} looks binary (NUL bytes), not text; remove it or fix its extension")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        raise LoaderError(f"{name} is not readable text in any known encoding (binary?)")
+    text = str(best)
+    bad = sum(1 for c in text[:4096] if (ord(c) < 32 and c not in "\r\n\t\f") or c == "\ufffd")
+    if bad > 0.05 * min(len(text), 4096):
+        raise LoaderError(f"{name} looks binary, not text; remove it or fix its extension")
+    log.info("%s decoded as %s", name, best.encoding)
+    return text
+
+
+def _normalise(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _first_heading(text: str) -> str | None:
+    for line in text.splitlines()[:50]:
+        s = line.strip()
+        if s.startswith("# "):
+            return s[2:].strip()
+    return None
+
+
+def load_text(path: Path, settings: IngestSettings) -> LoadedDoc:
+    text = _normalise(decode_bytes(path.read_bytes(), path.name))
+    if not text.strip():
+        raise LoaderError(f"{path.name} is empty")
+    return LoadedDoc(text=text, title=_first_heading(text) or path.stem)
+
+
+def md_table(rows: list[list[str]]) -> str:
+    """Rows (first is the header) as a Markdown table; cells flattened to one line."""
+    rows = [[" ".join((c or "").split()).replace("|", "\\|") for c in r] for r in rows if r]
+    if not rows:
+        return ""
+    width = max(len(r) for r in rows)
+    rows = [r + [""] * (width - len(r)) for r in rows]
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * width]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(out)
+
+
+def load_html(path: Path, settings: IngestSettings) -> LoadedDoc:
+    from bs4 import BeautifulSoup, Tag
+
+    raw = decode_bytes(path.read_bytes(), path.name)
+    soup = BeautifulSoup(raw, "html.parser")
+    for t in soup(["script", "style", "noscript", "nav", "footer", "header", "form", "svg"]):
+        t.decompose()
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    parts: list[str] = []
+
+    def walk(node: Tag) -> None:
+        for child in node.children:
+            if not isinstance(child, Tag):
+                s = " ".join(str(child).split())
+                if s:
+                    parts.append(s)
+                continue
+            name = child.name or ""
+            if name in ("h1", "h2", "h3", "h4", "h5", "h6"):
+                parts.append("\n\n" + "#" * int(name[1]) + " " + child.get_text(" ", strip=True) + "\n\n")
+            elif name == "table":
+                rows = [
+                    [c.get_text(" ", strip=True) for c in tr.find_all(["th", "td"])]
+                    for tr in child.find_all("tr")
+                ]
+                parts.append("\n\n" + md_table(rows) + "\n\n")
+            elif name in ("p", "li", "pre", "blockquote", "div", "section", "article", "main", "ul", "ol", "dl"):
+                if name in ("p", "li", "pre", "blockquote") and not child.find(["table", "p", "div"]):
+                    prefix = "- " if name == "li" else ""
+                    parts.append("\n\n" + prefix + child.get_text(" ", strip=True) + "\n\n")
+                else:
+                    walk(child)
+                    parts.append("\n\n")
+            elif name == "br":
+                parts.append("\n")
+            elif name == "title":
+                continue
+            else:
+                walk(child)
+
+    walk(soup.body or soup)
+    text = "".join(p if p.startswith("\n") or p.endswith("\n") else p + " " for p in parts)
+    lines = [ln.strip() for ln in text.split("\n")]
+    text, blank = "", 0
+    for ln in lines:  # collapse runs of blank lines to one
+        blank = blank + 1 if not ln else 0
+        if blank <= 1:
+            text += ln + "\n"
+    text = text.strip()
+    if not text:
+        raise LoaderError(f"{path.name} has no visible text")
+    return LoadedDoc(text=text, title=title or _first_heading(text) or path.stem)
+
+
+def load_docx(path: Path, settings: IngestSettings) -> LoadedDoc:
+    import docx
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    try:
+        document = docx.Document(str(path))
+    except Exception as e:
+        raise LoaderError(f"{path.name} is not a readable DOCX file ({type(e).__name__}: {e})") from e
+    parts: list[str] = []
+    for block in document.element.body.iterchildren():
+        tag = block.tag.rsplit("}", 1)[-1]
+        if tag == "p":
+            p = Paragraph(block, document)
+            txt = p.text.strip()
+            if not txt:
+                continue
+            style = (p.style.name or "") if p.style is not None else ""
+            if style.startswith("Heading") and style[-1:].isdigit():
+                parts.append("#" * int(style[-1]) + " " + txt)
+            elif style == "Title":
+                parts.append("# " + txt)
+            else:
+                parts.append(txt)
+        elif tag == "tbl":
+            t = Table(block, document)
+            rows = [[c.text for c in r.cells] for r in t.rows]
+            parts.append(md_table(rows))
+    text = "\n\n".join(p for p in parts if p)
+    if not text.strip():
+        raise LoaderError(f"{path.name} has no text")
+    title = (document.core_properties.title or "").strip()
+    return LoadedDoc(text=text, title=title or _first_heading(text) or path.stem)
+
+
+def load_pdf(path: Path, settings: IngestSettings) -> LoadedDoc:
+    from ingest.pdf import load_pdf as _load_pdf
+
+    return _load_pdf(path, settings)
+
+
+LOADERS: dict[str, Callable[[Path, IngestSettings], LoadedDoc]] = {
+    ".md": load_text,
+    ".markdown": load_text,
+    ".txt": load_text,
+    ".text": load_text,
+    ".rst": load_text,
+    ".html": load_html,
+    ".htm": load_html,
+    ".docx": load_docx,
+    ".pdf": load_pdf,
+}
+
+
+def load(path: Path, settings: IngestSettings) -> LoadedDoc:
+    loader = LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise LoaderError(
+            f"{path.name}: unsupported file type '{path.suffix}'; supported: {', '.join(sorted(LOADERS))}"
+        )
+    try:
+        return loader(path, settings)
+    except LoaderError:
+        raise
+    except MemoryError as e:
+        raise LoaderError(f"{path.name} is too large to load in memory") from e
+    except Exception as e:
+        raise LoaderError(f"{path.name} could not be read ({type(e).__name__}: {e})") from e
