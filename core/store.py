@@ -135,3 +135,28 @@ class VectorStore:
 
     def count(self) -> int:
         return int(self.collection.count())
+
+
+def matches_where(r: Record, where: dict[str, Any]) -> bool:
+    """Evaluate a Chroma metadata filter against a record (equality, $eq, $ne, $in, $nin, $and, $or)."""
+    md = _metadata(r)
+    for key, cond in where.items():
+        if key == "$and":
+            if not all(matches_where(r, c) for c in cond):
+                return False
+            continue
+        if key == "$or":
+            if not any(matches_where(r, c) for c in cond):
+                return False
+            continue
+        val = md.get(key)
+        if isinstance(cond, dict):
+            for op, arg in cond.items():
+                ok = {"$eq": val == arg, "$ne": val != arg,
+                      "$in": val in arg if isinstance(arg, list) else False,
+                      "$nin": val not in arg if isinstance(arg, list) else True}.get(op, False)
+                if not ok:
+                    return False
+        elif val != cond:
+            return False
+    return True

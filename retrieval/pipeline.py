@@ -1,7 +1,8 @@
 """The query path without generation, top to bottom:
-embed -> search (dense + BM25) -> fuse (RRF) -> map representations to parent chunks
--> top-k. Each stage adds a trace entry; the configuration comes from settings, so
-evaluation can run any subset of stages."""
+queries (the question, or what query translation made of it) -> search each (dense +
+BM25) -> fuse (RRF) -> map representations to parent chunks -> coarse rerank -> LTR
+rerank -> top-k. Each stage adds a trace entry; the configuration comes from settings
+(and per-call overrides), so evaluation can run any subset of stages."""
 
 from __future__ import annotations
 
@@ -9,11 +10,23 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from core.errors import IndexError_
 from core.index import Index
 from core.settings import Settings
-from core.types import Hit, Record, TraceEntry
+from core.types import Hit, TraceEntry
 from retrieval import search
+
+
+@dataclass
+class Query:
+    """One search query: the question itself or one that query translation produced."""
+
+    text: str
+    role: str = "original"  # original | variant | step_back | hyde | sub
+    embed_text: str | None = None  # what to embed instead of `text` (HyDE passage)
+    vector: np.ndarray | None = None  # a ready vector (e.g. HyDE averaged with the question)
 
 
 @dataclass
@@ -21,14 +34,21 @@ class RetrievalResult:
     query: str
     hits: list[Hit]
     trace: list[TraceEntry] = field(default_factory=list)
+    query_vector: np.ndarray | None = None
 
     def timings(self) -> dict[str, float]:
-        return {t.stage: round(t.ms, 2) for t in self.trace}
+        out: dict[str, float] = {}
+        for t in self.trace:
+            out[t.stage] = round(out.get(t.stage, 0.0) + t.ms, 2)
+        return out
 
 
-class _Timer:
+class Timer:
+    """`with Timer(trace, "stage") as detail:` appends a TraceEntry with the elapsed ms."""
+
     def __init__(self, trace: list[TraceEntry], stage: str) -> None:
-        self.trace, self.stage, self.detail = trace, stage, {}  # type: ignore[var-annotated]
+        self.trace, self.stage = trace, stage
+        self.detail: dict[str, Any] = {}
 
     def __enter__(self) -> dict[str, Any]:
         self.t0 = time.perf_counter()
@@ -38,8 +58,7 @@ class _Timer:
         self.trace.append(TraceEntry(self.stage, (time.perf_counter() - self.t0) * 1000, self.detail))
 
 
-def _to_parents(index: Index, ranked: list[tuple[str, float]], scores: dict[str, dict[str, float]]
-                ) -> tuple[list[Hit], dict[str, Record]]:
+def to_parents(index: Index, ranked: list[tuple[str, float]], scores: dict[str, dict[str, float]]) -> list[Hit]:
     """Representations (summaries, questions) stand for their parent chunk: the hit shows
     the parent's text and remembers which representation matched. RAPTOR nodes stay."""
     recs = index.docs.get([i for i, _ in ranked])
@@ -57,13 +76,73 @@ def _to_parents(index: Index, ranked: list[tuple[str, float]], scores: dict[str,
         if rec.id in seen:
             continue
         seen.add(rec.id)
-        sc = dict(scores.get(rid, {}))
-        hits.append(Hit(rec, score, sc, matched))
-    return hits, {**recs, **parents}
+        hits.append(Hit(rec, score, dict(scores.get(rid, {})), matched))
+    return hits
 
 
-def retrieve(query: str, settings: Settings, index: Index | None = None, k: int | None = None,
-             mode: str | None = None, where: dict[str, Any] | None = None) -> RetrievalResult:
+def _note(per_id: dict[str, dict[str, float]], ranked: list[tuple[str, float]], name: str) -> None:
+    """Keep, per candidate, the best score and best rank any query gave it in this retriever."""
+    for rank, (i, sc) in enumerate(ranked, start=1):
+        f = per_id.setdefault(i, {})
+        f[name] = max(f.get(name, float("-inf")), sc)
+        f[f"{name}_rank"] = min(f.get(f"{name}_rank", float("inf")), rank)
+
+
+def search_queries(
+    index: Index, queries: list[Query], settings: Settings, mode: str, trace: list[TraceEntry],
+    where: dict[str, Any] | None = None,
+) -> tuple[list[list[tuple[str, float]]], dict[str, dict[str, float]], np.ndarray | None]:
+    """Run every query through the configured retrievers; returns the ranked lists, the
+    per-candidate features, and the original question's vector."""
+    s = settings.search
+    lists: list[list[tuple[str, float]]] = []
+    per_id: dict[str, dict[str, float]] = {}
+    hit_by: dict[str, set[int]] = {}
+    qvec: np.ndarray | None = None
+    if mode in ("dense", "hybrid"):
+        with Timer(trace, "embed") as d:
+            todo = [q for q in queries if q.vector is None]
+            vecs = index.embedder.embed([q.embed_text or q.text for q in todo]) if todo else []
+            for q, v in zip(todo, vecs, strict=True):
+                q.vector = v
+            d["n"] = len(todo)
+        qvec = queries[0].vector
+    for qi, q in enumerate(queries):
+        if mode in ("dense", "hybrid") and q.vector is not None:
+            with Timer(trace, "dense") as d:
+                ranked = search.dense(index, q.vector, s.candidates, where)
+                d.update(query=q.text, role=q.role, n=len(ranked))
+            _note(per_id, ranked, "dense")
+            lists.append(ranked)
+            for i, _ in ranked:
+                hit_by.setdefault(i, set()).add(qi)
+        if mode in ("bm25", "hybrid") and q.role != "hyde":
+            with Timer(trace, "bm25") as d:
+                ranked = search.keyword(index, q.text, s.candidates)
+                if where:
+                    ranked = _filter(index, ranked, where)
+                d.update(query=q.text, role=q.role, n=len(ranked))
+            _note(per_id, ranked, "bm25")
+            lists.append(ranked)
+            for i, _ in ranked:
+                hit_by.setdefault(i, set()).add(qi)
+    for i, qs in hit_by.items():
+        per_id[i]["n_queries"] = float(len(qs))
+    return lists, per_id, qvec
+
+
+def _filter(index: Index, ranked: list[tuple[str, float]], where: dict[str, Any]) -> list[tuple[str, float]]:
+    """Apply a Chroma-style metadata filter to BM25 results (simple equality / $in only)."""
+    from core.store import matches_where
+
+    recs = index.docs.get([i for i, _ in ranked])
+    return [(i, s) for i, s in ranked if i in recs and matches_where(recs[i], where)]
+
+
+def retrieve(
+    query: str, settings: Settings, index: Index | None = None, k: int | None = None,
+    mode: str | None = None, where: dict[str, Any] | None = None, queries: list[Query] | None = None,
+) -> RetrievalResult:
     index = index or Index(settings)
     index.check_compatible()
     if not index.exists():
@@ -72,31 +151,15 @@ def retrieve(query: str, settings: Settings, index: Index | None = None, k: int 
     k = k or s.top_k
     mode = mode or s.mode
     trace: list[TraceEntry] = []
-    lists: list[list[tuple[str, float]]] = []
-    per_id: dict[str, dict[str, float]] = {}
-    if mode in ("dense", "hybrid"):
-        with _Timer(trace, "embed"):
-            qv = index.embedder.embed_query(query)
-        with _Timer(trace, "dense") as d:
-            ranked = search.dense(index, qv, s.candidates, where)
-            d["n"] = len(ranked)
-        for i, sc in ranked:
-            per_id.setdefault(i, {})["dense"] = sc
-        lists.append(ranked)
-    if mode in ("bm25", "hybrid"):
-        with _Timer(trace, "bm25") as d:
-            ranked = search.keyword(index, query, s.candidates)
-            d["n"] = len(ranked)
-        for i, sc in ranked:
-            per_id.setdefault(i, {})["bm25"] = sc
-        lists.append(ranked)
-    with _Timer(trace, "fuse") as d:
+    queries = queries or [Query(query)]
+    lists, per_id, qvec = search_queries(index, queries, settings, mode, trace, where)
+    with Timer(trace, "fuse") as d:
         if len(lists) > 1:
             fused = search.fuse_rrf(lists, s.rrf_k)
             for i, sc in fused:
                 per_id[i]["rrf"] = sc
         else:
             fused = lists[0] if lists else []
-        hits, _ = _to_parents(index, fused, per_id)
+        hits = to_parents(index, fused, per_id)
         d["n"] = len(hits)
-    return RetrievalResult(query, hits[:k], trace)
+    return RetrievalResult(query, hits[:k], trace, qvec)
