@@ -30,5 +30,9 @@ class ModelNotFoundError(LLMUnavailableError):
     pass
 
 
+class ContextTooLongError(LLMUnavailableError):
+    """The prompt does not fit the model's context window (generation retries with fewer passages)."""
+
+
 class LoaderError(RagError):
     """A file could not be read; the message says why."""

