@@ -27,7 +27,14 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what 
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
 
 
+_registered = False
+
+
 def _register() -> None:
+    global _registered
+    if _registered:
+        return
+    _registered = True
     from app import cmd_index
 
     cmd_index.register(app)
@@ -38,7 +45,9 @@ def main() -> None:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     _register()
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except RagError as e:
         typer.secho(f"Error: {e}", fg="red", err=True)
         sys.exit(1)

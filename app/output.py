@@ -10,8 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def print_json(data: Any) -> None:
@@ -30,6 +30,7 @@ def ingest_progress(enabled: bool = True) -> Iterator[Callable[[str, int], None]
     ) as prog:
         files = prog.add_task("files", total=0)
         chunks = prog.add_task("chunks", total=0)
+        pages_task: list[Any] = [None]
 
         def cb(event: str, n: int) -> None:
             if event == "files_total":
@@ -41,5 +42,11 @@ def ingest_progress(enabled: bool = True) -> Iterator[Callable[[str, int], None]
                 prog.update(chunks, total=t + n)
             elif event == "chunks":
                 prog.advance(chunks, n)
+            elif event == "pages_total":  # PDF pages (OCR is slow): a third bar, shown once needed
+                if pages_task[0] is None:
+                    pages_task[0] = prog.add_task("pages", total=0)
+                prog.update(pages_task[0], total=(prog.tasks[pages_task[0]].total or 0) + n)
+            elif event == "page" and pages_task[0] is not None:
+                prog.advance(pages_task[0], n)
 
         yield cb

@@ -1,0 +1,60 @@
+"""The `rag` command as a user runs it: a real subprocess, real index."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import SAMPLE
+
+
+def rag(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=300,
+        env={**os.environ, **(env or {})}, cwd=os.getcwd(),
+    )
+
+
+def test_ingest_status_search_on_sample(tmp_path: Path) -> None:
+    r = rag("ingest", str(SAMPLE))
+    assert r.returncode == 0, r.stderr
+    assert "3 added" in r.stdout and "0 failed" in r.stdout
+    st = json.loads(rag("status", "--json").stdout)
+    assert st["exists"] and st["documents"] == 3 and st["chunks"] >= 5
+    assert st["embedding_model"] == "all-MiniLM-L6-v2" and st["records_by_kind"] == {"chunk": st["chunks"]}
+    out = json.loads(rag("search", "grind size for a french press", "-k", "3", "--json").stdout)
+    assert len(out["hits"]) == 3
+    top = out["hits"][0]
+    assert {"score", "source", "start", "end", "text", "scores"} <= set(top)
+    assert "coarse" in top["text"].lower() or "french press" in top["text"].lower()
+    zh = json.loads(rag("search", "绿茶的水温", "-k", "1", "--json").stdout)
+    assert "绿茶" in zh["hits"][0]["text"]
+    again = rag("ingest", str(SAMPLE))
+    assert "3 unchanged" in again.stdout and "0 chunks written" in again.stdout
+
+
+def test_failures_give_one_line_and_nonzero_exit(tmp_path: Path) -> None:
+    r = rag("ingest", str(tmp_path / "nope"))
+    assert r.returncode == 1 and "no such file or folder" in r.stderr + r.stdout
+    r = rag("search", "anything")
+    assert r.returncode == 1
+    assert r.stderr.strip().startswith("Error: No index at") and "rag ingest" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_index_built_with_another_model_is_refused(tmp_path: Path) -> None:
+    assert rag("ingest", str(SAMPLE / "coffee-brewing.md")).returncode == 0
+    man = Path(os.environ["RAG_INDEX_DIR"]) / "manifest.json"
+    data = json.loads(man.read_text())
+    data["embedding_model"] = "some-other-model"
+    man.write_text(json.dumps(data))
+    r = rag("search", "coffee")
+    assert r.returncode == 1 and "some-other-model" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_doctor_reports_embedding_and_store() -> None:
+    r = rag("doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(r.stdout)}
+    assert checks["embedding model"]["state"] == "ok" and "all-MiniLM-L6-v2" in checks["embedding model"]["detail"]
+    assert checks["vector store"]["state"] == "ok"

@@ -1,0 +1,77 @@
+from core.settings import ChunkSettings
+from ingest.chunking import approx_tokens, chunk_document
+from ingest.loaders import LoadedDoc, Page
+
+
+def _chunks(text: str, size: int = 60, **kw):  # type: ignore[no-untyped-def]
+    return chunk_document(LoadedDoc(text=text, title="Doc", **kw), "/x/doc.md", ChunkSettings(size=size))
+
+
+def test_offsets_are_exact_and_headings_give_titles() -> None:
+    text = "# Doc\n\nIntro paragraph here.\n\n## Install\n\nRun the installer. " + "Then wait. " * 40 + \
+        "\n\n## Use\n\nCall the tool."
+    chunks = _chunks(text)
+    assert len(chunks) >= 3
+    for c in chunks:
+        assert text[c.start : c.end] == c.text
+        assert c.kind == "chunk" and c.level == 0 and c.source == "/x/doc.md"
+        assert approx_tokens(c.text) <= 60 + 5
+    assert any(c.title == "Doc > Install" for c in chunks)
+    assert chunks[-1].title == "Doc > Use" and "Call the tool." in chunks[-1].text
+    # Sections are not merged across headings.
+    assert not any("Install" in c.text and "Call the tool" in c.text for c in chunks)
+
+
+def test_ids_are_stable_and_unique() -> None:
+    para = "Same line again and again. " * 2
+    text = f"{para}\n\n{para}\n\nOther line, different words here."
+    a, b = _chunks(text, size=16), _chunks(text, size=16)
+    assert [c.id for c in a] == [c.id for c in b]
+    assert len({c.id for c in a}) == len(a) == 3
+
+
+def test_cjk_splits_on_sentence_punctuation_never_mid_character() -> None:
+    sent = "绿茶适合用八十度左右的水冲泡。"
+    text = sent * 30 + "乌龙茶需要用接近沸腾的水！" * 10
+    chunks = _chunks(text, size=50)
+    assert len(chunks) > 3
+    for c in chunks:
+        assert text[c.start : c.end] == c.text
+        assert approx_tokens(c.text) <= 50
+        assert c.text.endswith(("。", "！")), c.text[-5:]
+    assert "".join(c.text for c in chunks) == text
+
+
+def test_long_sentence_without_punctuation_is_hard_split() -> None:
+    text = "word " * 500
+    chunks = _chunks(text.strip(), size=40)
+    assert all(approx_tokens(c.text) <= 41 for c in chunks)
+    assert all(not c.text.startswith(" ") for c in chunks)
+
+
+def test_table_kept_whole_or_split_between_rows_with_header() -> None:
+    rows = "\n".join(f"| item {i} | value {i} |" for i in range(60))
+    table = "| Name | Value |\n|---|---|\n" + rows
+    small = _chunks("Before.\n\n| A | B |\n|---|---|\n| 1 | 2 |\n\nAfter.", size=200)
+    assert any("| A | B |\n|---|---|\n| 1 | 2 |" in c.text for c in small)
+    chunks = _chunks(table, size=80)
+    assert len(chunks) > 1
+    seen = []
+    for c in chunks:
+        lines = c.text.split("\n")
+        assert lines[0] == "| Name | Value |" and lines[1] == "|---|---|"
+        for ln in lines[2:]:
+            assert ln.startswith("| item ") and ln.endswith(" |")  # no row cut
+            seen.append(ln)
+    assert len(seen) == 60
+
+
+def test_page_numbers_follow_page_spans() -> None:
+    p1 = "First page text. " * 20
+    p2 = "Second page text. " * 20
+    text = p1.strip() + "\n\n" + p2.strip()
+    pages = [Page(1, 0, len(p1.strip())), Page(2, len(p1.strip()) + 2, len(text))]
+    chunks = _chunks(text, size=40, pages=pages)
+    assert chunks[0].page_start == 1 and chunks[-1].page_end == 2
+    for c in chunks:
+        assert c.page_start is not None and c.page_end is not None and c.page_start <= c.page_end

@@ -1,0 +1,112 @@
+from pathlib import Path
+
+import pytest
+
+from core.errors import LoaderError
+from core.settings import IngestSettings
+from ingest.loaders import load
+
+
+@pytest.fixture
+def ing() -> IngestSettings:
+    return IngestSettings()
+
+
+def test_markdown_title_and_text(tmp_path: Path, ing: IngestSettings) -> None:
+    p = tmp_path / "a.md"
+    p.write_text("# Title Here\n\nBody text.\r\nSecond line.")
+    doc = load(p, ing)
+    assert doc.title == "Title Here" and "\r" not in doc.text and "Second line." in doc.text
+
+
+def test_gb18030_and_big5_are_detected(tmp_path: Path, ing: IngestSettings) -> None:
+    text = "绿茶适合用八十度左右的水冲泡，水温太高会把茶叶烫熟，茶汤发苦。" * 5
+    p = tmp_path / "gb.txt"
+    p.write_bytes(text.encode("gb18030"))
+    assert load(p, ing).text == text
+    trad = "綠茶適合用八十度左右的水沖泡，水溫太高會把茶葉燙熟，茶湯發苦。" * 5
+    p2 = tmp_path / "big5.txt"
+    p2.write_bytes(trad.encode("big5"))
+    assert load(p2, ing).text == trad
+
+
+def test_html_drops_scripts_and_keeps_headings_and_tables(tmp_path: Path, ing: IngestSettings) -> None:
+    p = tmp_path / "p.html"
+    p.write_text(
+        "<html><head><title>T</title><script>var x=1;</script></head><body><h2>Section</h2>"
+        "<p>Hello <b>world</b>.</p><table><tr><th>A</th><th>B</th></tr><tr><td>1</td><td>2</td></tr></table>"
+        "</body></html>"
+    )
+    doc = load(p, ing)
+    assert doc.title == "T" and "var x" not in doc.text
+    assert "## Section" in doc.text and "Hello world" in doc.text
+    assert "| A | B |\n|---|---|\n| 1 | 2 |" in doc.text
+
+
+def test_docx_headings_and_tables(tmp_path: Path, ing: IngestSettings) -> None:
+    import docx
+
+    d = docx.Document()
+    d.add_heading("Report", level=1)
+    d.add_paragraph("The body paragraph.")
+    t = d.add_table(rows=2, cols=2)
+    t.cell(0, 0).text, t.cell(0, 1).text, t.cell(1, 0).text, t.cell(1, 1).text = "K", "V", "x", "y"
+    p = tmp_path / "r.docx"
+    d.save(str(p))
+    doc = load(p, ing)
+    assert "# Report" in doc.text and "The body paragraph." in doc.text
+    assert "| K | V |\n|---|---|\n| x | y |" in doc.text
+
+
+def _pdf(path: Path, pages: list[str]) -> None:
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    c = canvas.Canvas(str(path), pagesize=A4)
+    for text in pages:
+        c.drawString(72, 760, text)
+        c.showPage()
+    c.save()
+
+
+def test_pdf_pages_are_kept(tmp_path: Path, ing: IngestSettings) -> None:
+    p = tmp_path / "two.pdf"
+    _pdf(p, ["Alpha page one text.", "Beta page two text."])
+    doc = load(p, ing)
+    assert [pg.number for pg in doc.pages] == [1, 2]
+    assert doc.text[doc.pages[1].start : doc.pages[1].end].startswith("Beta")
+
+
+@pytest.mark.parametrize(
+    "name,data,reason",
+    [
+        ("empty.txt", b"", "empty"),
+        ("blank.md", b"   \n\n ", "empty"),
+        ("bin.txt", bytes(range(256)) * 20, "binary"),
+        ("corrupt.pdf", b"%PDF-1.4\nthis is not really a pdf", "PDF"),
+        ("corrupt.docx", b"PK\x03\x04 not a zip really", "DOCX"),
+        ("x.xyz", b"hello", "unsupported"),
+    ],
+)
+def test_bad_files_raise_one_clear_error(tmp_path: Path, ing: IngestSettings, name: str, data: bytes,
+                                         reason: str) -> None:
+    p = tmp_path / name
+    p.write_bytes(data)
+    with pytest.raises(LoaderError, match=reason):
+        load(p, ing)
+
+
+def test_encrypted_pdf_is_refused_with_the_fix(tmp_path: Path, ing: IngestSettings) -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    plain = tmp_path / "plain.pdf"
+    _pdf(plain, ["Secret text."])
+    w = PdfWriter()
+    for page in PdfReader(str(plain)).pages:
+        w.add_page(page)
+    w.encrypt("hunter2")
+    enc = tmp_path / "enc.pdf"
+    with enc.open("wb") as f:
+        w.write(f)
+    with pytest.raises(LoaderError, match="encrypted"):
+        load(enc, ing)

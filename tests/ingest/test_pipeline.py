@@ -1,0 +1,139 @@
+"""Ingest with the real embedder and Chroma: formats, incremental runs, bad input,
+interrupted runs."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from core.index import Index
+from core.settings import Settings, load_settings
+from ingest.pipeline import ingest
+from retrieval.pipeline import retrieve
+
+
+def _corpus(root: Path) -> Path:
+    d = root / "docs"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.md").write_text("# Alpha\n\nThe alpha document talks about glaciers and ice sheets.\n")
+    (d / "sub" / "b.txt").write_text("Bravo notes: the quarterly budget was approved on Tuesday.\n")
+    (d / "c.html").write_text("<html><body><h1>Charlie</h1><p>Volcanoes erupt molten rock.</p></body></html>")
+    (d / "ignored.bin").write_bytes(b"\x00\x01")
+    return d
+
+
+def _consistent(index: Index) -> int:
+    ids = set(index.docs.all_ids())
+    assert set(index.vectors.all_ids()) == ids
+    index.keyword.load()
+    assert set(index.keyword.ids) == ids
+    return len(ids)
+
+
+def test_ingest_then_rerun_is_a_no_op(tmp_path: Path, settings: Settings) -> None:
+    d = _corpus(tmp_path)
+    r1 = ingest([d], settings)
+    assert r1.count("added") == 3 and r1.count("failed") == 0 and r1.chunks_written >= 3
+    n = _consistent(Index(settings))
+    r2 = ingest([d], settings)
+    assert r2.count("unchanged") == 3 and r2.chunks_written == 0 and r2.chunks_embedded == 0
+    assert _consistent(Index(settings)) == n
+
+
+def test_changed_file_replaces_its_chunks_and_prune_removes_deleted(tmp_path: Path, settings: Settings) -> None:
+    d = _corpus(tmp_path)
+    ingest([d], settings)
+    (d / "a.md").write_text("# Alpha\n\nNow the alpha document is about deserts and dunes.\n")
+    r = ingest([d], settings)
+    assert r.count("changed") == 1 and r.count("unchanged") == 2
+    index = Index(settings)
+    texts = " ".join(rec.text for rec in index.docs.iter_records())
+    assert "deserts" in texts and "glaciers" not in texts
+    n = _consistent(index)
+    hits = retrieve("glaciers and ice sheets", settings, k=3, mode="bm25").hits
+    assert all("glaciers" not in h.record.text for h in hits)
+
+    os.remove(d / "sub" / "b.txt")
+    r = ingest([d], settings)  # without --prune, the deleted file's chunks stay
+    assert r.count("removed") == 0 and _consistent(Index(settings)) == n
+    r = ingest([d], settings, prune=True)
+    assert r.count("removed") == 1
+    index = Index(settings)
+    assert not any("budget" in rec.text for rec in index.docs.iter_records())
+    assert _consistent(index) < n
+
+
+def test_bad_inputs_are_reported_and_the_rest_indexed(tmp_path: Path, settings: Settings) -> None:
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "good.md").write_text("A perfectly fine note about lighthouses.")
+    (d / "empty.txt").write_text("")
+    (d / "binary.txt").write_bytes(bytes(range(256)) * 10)
+    (d / "broken.pdf").write_bytes(b"%PDF-1.7 garbage")
+    (d / "gbk.txt").write_bytes("灯塔看守人的笔记，记录了每天的天气和航船。".encode("gb18030") * 3)
+    (d / "loop").symlink_to(d, target_is_directory=True)
+    big = d / "big.txt"
+    big.write_text("x " * 600_000)
+    s = load_settings(ingest={"max_file_mb": 1})
+    r = ingest([d, tmp_path / "missing-folder"], s)
+    failed = {Path(f.path).name: f.error for f in r.failed}
+    assert set(failed) >= {"empty.txt", "binary.txt", "broken.pdf", "big.txt", "missing-folder"}
+    assert "over the 1 MB limit" in (failed["big.txt"] or "")
+    assert "no such file" in (failed["missing-folder"] or "")
+    assert r.count("added") == 2  # good.md and the GB18030 file
+    _consistent(Index(s))
+    hits = retrieve("灯塔看守人", s, k=1, mode="bm25").hits
+    assert hits and "灯塔" in hits[0].record.text
+
+
+def test_planted_sentence_is_found_by_dense_search(tmp_path: Path, settings: Settings) -> None:
+    d = tmp_path / "c"
+    d.mkdir()
+    for i in range(8):
+        (d / f"filler{i}.md").write_text(f"# Note {i}\n\n" + "General remarks about office logistics. " * 10)
+    (d / "planted.md").write_text("# Zoo\n\nThe zookeeper feeds the penguins fresh herring every morning.\n")
+    ingest([d], settings)
+    hits = retrieve("what do penguins eat at the zoo", settings, k=3, mode="dense").hits
+    assert hits[0].record.source.endswith("planted.md")
+    assert 0 < hits[0].scores["dense"] <= 1
+    h = hits[0].record
+    assert h.start < h.end and Path(h.source).read_text()[h.start : h.end] == h.text
+
+
+def test_interrupted_run_is_completed_without_duplicates(tmp_path: Path, settings: Settings,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    d = _corpus(tmp_path)
+    from core.docstore import DocStore
+
+    real = DocStore.replace_file
+    calls = {"n": 0}
+
+    def crash_on_second(self, *a, **kw):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # vectors were upserted, the manifest was not
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(DocStore, "replace_file", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        ingest([d], settings)
+    monkeypatch.setattr(DocStore, "replace_file", real)
+    r = ingest([d], settings)
+    assert r.count("failed") == 0 and r.count("added") + r.count("unchanged") == 3
+    assert r.count("added") >= 2
+    _consistent(Index(settings))
+
+
+def test_two_indexes_side_by_side_do_not_interfere(tmp_path: Path) -> None:
+    d1, d2 = tmp_path / "one", tmp_path / "two"
+    d1.mkdir()
+    d2.mkdir()
+    (d1 / "x.md").write_text("Apples grow in orchards.")
+    (d2 / "y.md").write_text("Submarines dive deep.")
+    s1 = load_settings(index_dir=tmp_path / "i1")
+    s2 = load_settings(index_dir=tmp_path / "i2")
+    ingest([d1], s1)
+    ingest([d2], s2)
+    assert [r.text for r in Index(s1).docs.iter_records()] == ["Apples grow in orchards."]
+    assert [r.text for r in Index(s2).docs.iter_records()] == ["Submarines dive deep."]
+    assert Index(s1).vectors.count() == 1 and Index(s2).vectors.count() == 1
