@@ -35,9 +35,10 @@ def _register() -> None:
     if _registered:
         return
     _registered = True
-    from app import cmd_index
+    from app import cmd_ask, cmd_index
 
     cmd_index.register(app)
+    cmd_ask.register(app)
 
 
 def main() -> None:

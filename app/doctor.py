@@ -65,5 +65,53 @@ def gpu(settings: Settings) -> Check:
     return {"name": "GPU", "state": "warn", "detail": "no CUDA device visible to torch; running on CPU"}
 
 
+@check
+def ollama(settings: Settings) -> Check:
+    """Is Ollama reachable, and has it pulled llm.model? A failure only when llm.provider = ollama."""
+    from core.llm import probe_ollama
+
+    p = probe_ollama(settings)
+    bad = "fail" if settings.llm.provider == "ollama" else "warn"
+    want = settings.llm.model
+    if not p.reachable:
+        return {"name": "Ollama", "state": bad, "detail": p.error}
+    if not p.has(want):
+        pulled = ", ".join(p.models) or "none"
+        return {"name": "Ollama", "state": bad,
+                "detail": f"{p.url} answers but has no model '{want}' (pulled: {pulled}); run `ollama pull {want}`"}
+    return {"name": "Ollama", "state": "ok", "detail": f"{p.url} has model '{want}' ({len(p.models)} pulled)"}
+
+
+@check
+def embedded_llm(settings: Settings) -> Check:
+    """Is the embedded GGUF there, and can llama.cpp offload it to a GPU?"""
+    from core.llm import gguf_path, gpu_offload_supported
+
+    try:
+        path = gguf_path(settings)
+    except Exception as e:
+        return {"name": "embedded LLM", "state": "fail" if settings.llm.provider != "ollama" else "warn",
+                "detail": str(e)}
+    if not path.exists():
+        return {"name": "embedded LLM", "state": "fail" if settings.llm.provider != "ollama" else "warn",
+                "detail": f"GGUF file {path} does not exist; set llm.gguf_path to a .gguf file"}
+    gpu = (f"GPU offload of {'all' if settings.llm.gpu_layers < 0 else settings.llm.gpu_layers} layers"
+           if gpu_offload_supported() else "CPU only (llama.cpp built without GPU support)")
+    return {"name": "embedded LLM", "state": "ok",
+            "detail": f"{path.name} ({path.stat().st_size / 1e6:.0f} MB), n_ctx {settings.llm.n_ctx_llamacpp}, {gpu}"}
+
+
+@check
+def llm_backend(settings: Settings) -> Check:
+    """Which backend `rag ask` would use (for `auto`: which one it picks and why)."""
+    from core.llm import get_llm
+
+    try:
+        llm = get_llm(settings)
+        return {"name": "LLM backend", "state": "ok", "detail": f"{llm.backend} · {llm.model} — {llm.reason}"}
+    except Exception as e:
+        return {"name": "LLM backend", "state": "fail", "detail": str(e)}
+
+
 def run_checks(settings: Settings) -> list[Check]:
     return [c(settings) for c in CHECKS]

@@ -303,9 +303,9 @@ def probe_ollama(settings: Settings, timeout: float | None = None) -> OllamaProb
         with ollama.Client(host=url, timeout=t) as client:
             tags = client.list()
     except httpx.TimeoutException:
-        return OllamaProbe(url, False, error=f"Ollama at {url} did not answer within {t:g}s")
+        return OllamaProbe(url, False, error=f"Ollama at {url} did not answer /api/tags within {t:g}s")
     except (ConnectionError, httpx.TransportError):
-        return OllamaProbe(url, False, error=f"Ollama is not reachable at {url}")
+        return OllamaProbe(url, False, error=f"Ollama is not reachable at {url} (start it with `ollama serve`)")
     except (ollama.ResponseError, httpx.HTTPError, ValueError) as e:
         return OllamaProbe(url, False, error=f"Ollama at {url} answered /api/tags with an error: {e}")
     return OllamaProbe(url, True, [str(m.model) for m in tags.models if m.model])
@@ -321,7 +321,7 @@ def resolve_auto(settings: Settings) -> LLM:
         pulled = ", ".join(probe.models) or "none"
         why = f"Ollama at {probe.url} has no model '{want}' (pulled: {pulled}; `ollama pull {want}` to use it)"
     else:
-        why = f"{probe.error} (start it with `ollama serve` to use it)"
+        why = probe.error
     p = gguf_path(settings)
     if not p.exists():
         raise LLMUnavailableError(

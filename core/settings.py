@@ -77,6 +77,9 @@ class AnswerSettings(BaseModel):
     strategy: str = "none"
     min_score: float = 0.2  # below this best dense similarity, abstain
     context_chunks: int = 5
+    # without [n] markers, an answer sentence is attributed to the prompt passage sharing at
+    # least this fraction of its content words (else it cites nothing)
+    cite_min_overlap: float = 0.5
 
 
 class UISettings(BaseModel):

@@ -1,0 +1,76 @@
+"""`rag ask "question"`: stream a grounded answer, then the numbered sources it cited."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from app.output import console, out, print_json
+from core.settings import load_settings
+from core.types import TraceEntry
+
+
+def _source_line(c: dict[str, object]) -> str:
+    src = str(c["source"])
+    loc = Path(src).name if src else "(derived)"
+    if c.get("page_start") is not None:
+        ps, pe = c["page_start"], c.get("page_end")
+        loc += f" p. {ps}" if pe in (None, ps) else f" pp. {ps}-{pe}"
+    title = f"  {c['title']}" if c.get("title") else ""
+    return f"[{c['n']}] {loc} [{c['start']}:{c['end']}]{title}\n    {src}"
+
+
+def _print_trace(trace: list[TraceEntry]) -> None:
+    console.rule("trace")
+    for t in trace:
+        detail = json.dumps(t.detail, ensure_ascii=False, default=str)
+        if len(detail) > 600:
+            detail = detail[:600] + " …"
+        console.print(f"{t.stage:<14} {t.ms:>9.1f} ms  {detail}", markup=False, highlight=False)
+
+
+def ask_cmd(
+    question: str = typer.Argument(..., help="The question to answer from the indexed documents."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming."),
+    trace: bool = typer.Option(False, "--trace", help="Show every step: backend, queries, candidates, scores."),
+    strategy: str = typer.Option(None, "--strategy", help="Query translation strategy (default answer.strategy)."),
+    k: int = typer.Option(None, "-k", help="How many passages go into the prompt (default answer.context_chunks)."),
+) -> None:
+    """Answer a question from your documents, with numbered citations."""
+    from retrieval.answer import AnswerResult, ask_stream
+
+    settings = load_settings()
+    result: AnswerResult | None = None
+    streamed = False
+    for part in ask_stream(question, settings, strategy=strategy, k=k):
+        if isinstance(part, AnswerResult):
+            result = part
+        elif not json_out:
+            sys.stdout.write(part)
+            sys.stdout.flush()
+            streamed = True
+    assert result is not None
+    if json_out:
+        print_json(result.to_dict(trace=trace))
+    else:
+        if streamed:
+            sys.stdout.write("\n")
+        if result.citations:
+            out.print("\nSources:", highlight=False)
+            for c in result.citations:
+                out.print(_source_line(c.to_dict()), markup=False, highlight=False)
+        secs = result.timings.get("total", 0) / 1000
+        console.print(f"[dim]{escape(result.backend)} · {escape(result.model)} · {secs:.1f}s "
+                      f"({escape(result.reason)})[/dim]", highlight=False)
+        if trace:
+            _print_trace(result.trace)
+    if result.abstain_reason == "empty_index":
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ask")(ask_cmd)

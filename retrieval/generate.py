@@ -1,0 +1,263 @@
+"""Answer generation with citations: numbered passages -> prompt that fits the model's
+context -> streamed answer -> citations.
+
+The passages are the retrieved hits in relevance order; when they do not all fit the
+context window (minus the answer's token budget), the least relevant are dropped first
+and the last one that partly fits is cut. Citations come from `[n]` markers in the answer;
+a small model often writes none, so then each answer sentence is attributed to the prompt
+passage sharing most of its content words (at least `answer.cite_min_overlap`), or to none.
+Only passages that were in the prompt can be cited."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import ContextTooLongError
+from core.keyword import tokenize
+from core.llm import LLM, Message
+from core.settings import Settings
+from core.types import Hit, TraceEntry
+
+log = logging.getLogger(__name__)
+
+DECLINE = "I don't know based on the indexed documents."
+SYSTEM = (
+    "You answer questions using only the numbered passages you are given. "
+    "After each sentence, cite the passage that supports it with its number in square brackets, like [1]. "
+    f"If the passages do not contain the answer, reply exactly: {DECLINE}"
+)
+MARGIN_TOKENS = 48  # chat-template tokens around the messages, and slack for tokenizer differences
+MIN_PASSAGE_TOKENS = 40  # a passage cut shorter than this is not worth including
+MAX_RETRIES = 3  # when the backend still says the prompt is too long, halve the passages and retry
+
+_MARKER = re.compile(
+    r"\[\s*(?:(?:passages?|sources?|docs?|documents?)\s*)?(\d+(?:\s*(?:,|;|-|–|and)\s*\d+)*)\s*\]", re.I
+)
+_SENTENCE = re.compile(r"(?<=[.!?。！？])\s+|\n+")
+_DECLINED = re.compile(r"^\W*(i (?:do not|don't|cannot|can't) (?:know|answer|find)|"
+                       r"(?:the )?(?:passages|documents|context) (?:do(?:es)? not|don't) (?:contain|say|mention))",
+                       re.I)
+
+
+@dataclass
+class Passage:
+    n: int  # number shown in the prompt, from 1
+    hit: Hit
+    text: str  # what went into the prompt (cut when it did not fit)
+    cut: bool = False
+
+
+@dataclass
+class Citation:
+    n: int  # the passage number the answer uses
+    source: str
+    chunk_id: str
+    start: int
+    end: int
+    text: str
+    title: str = ""
+    page_start: int | None = None
+    page_end: int | None = None
+    score: float = 0.0
+    via: str = "marker"  # marker | overlap
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Generation:
+    """What one generation produced (yielded last by `stream_answer`)."""
+
+    text: str
+    passages: list[Passage]
+    citations: list[Citation] = field(default_factory=list)
+    declined: bool = False
+    first_token_ms: float | None = None
+    ms: float = 0.0
+
+
+# ---------- the prompt
+
+def _header(n: int, hit: Hit) -> str:
+    r = hit.record
+    where = r.location()
+    if r.title:
+        where += f" > {r.title}"
+    return f"[{n}] ({where})\n"
+
+
+def _user(question: str, passages: list[Passage]) -> str:
+    blocks = "\n\n".join(_header(p.n, p.hit) + p.text for p in passages)
+    return f"Passages:\n{blocks}\n\nQuestion: {question}\nAnswer (cite passages like [1]):"
+
+
+def messages_for(question: str, passages: list[Passage]) -> list[Message]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": _user(question, passages)}]
+
+
+def _cut(text: str, tokens: int, count: Callable[[str], int]) -> str:
+    """The longest prefix of `text` (at a word boundary) that takes at most `tokens` tokens."""
+    lo, hi = 0, len(text)
+    while lo < hi:  # binary search on characters
+        mid = (lo + hi + 1) // 2
+        if count(text[:mid]) <= tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    cut = text[:lo]
+    sp = cut.rfind(" ")
+    return (cut[:sp] if sp > lo // 2 else cut).rstrip() + " …"
+
+
+def fit_passages(
+    question: str, hits: list[Hit], window: int, max_tokens: int, count: Callable[[str], int],
+) -> tuple[list[Passage], dict[str, Any]]:
+    """Number the hits in relevance order and keep as many as fit `window - max_tokens`."""
+    fixed = count(SYSTEM) + count(_user(question, [])) + MARGIN_TOKENS
+    budget = window - max_tokens - fixed
+    passages: list[Passage] = []
+    used = 0
+    for hit in hits:
+        n = len(passages) + 1
+        head = count(_header(n, hit)) + 2
+        need = head + count(hit.record.text)
+        if used + need <= budget:
+            passages.append(Passage(n, hit, hit.record.text))
+            used += need
+            continue
+        room = budget - used - head
+        if room >= MIN_PASSAGE_TOKENS:
+            passages.append(Passage(n, hit, _cut(hit.record.text, room, count), cut=True))
+            used += head + room
+        break
+    info = {"window": window, "max_tokens": max_tokens, "budget": budget, "used": used,
+            "kept": len(passages), "dropped": len(hits) - len(passages),
+            "cut": sum(p.cut for p in passages)}
+    return passages, info
+
+
+# ---------- citations
+
+def parse_markers(answer: str, n_passages: int) -> tuple[list[int], list[int]]:
+    """Passage numbers cited with [n], [n, m], [n-m] or [Passage n]: (valid, out of range)."""
+    valid: list[int] = []
+    bad: list[int] = []
+    for m in _MARKER.finditer(answer):
+        body = m.group(1)
+        nums: list[int] = []
+        for part in re.split(r"\s*(?:,|;|and)\s*", body):
+            if re.fullmatch(r"\d+\s*[-–]\s*\d+", part):
+                a, b = (int(x) for x in re.split(r"\s*[-–]\s*", part))
+                nums.extend(range(a, b + 1) if 0 < b - a < 20 else [a, b])
+            elif part.strip().isdigit():
+                nums.append(int(part))
+        for n in nums:
+            (valid if 1 <= n <= n_passages else bad).append(n)
+    return sorted(set(valid)), sorted(set(bad))
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE.split(text) if s and s.strip()]
+
+
+def attribute(answer: str, passages: list[Passage], min_overlap: float) -> dict[int, list[str]]:
+    """Passage number -> the answer sentences whose content words it covers best, at least
+    `min_overlap` of them (sentences with fewer than 3 content words are not attributed)."""
+    terms = {p.n: set(tokenize(f"{p.hit.record.title} {p.text}")) for p in passages}
+    out: dict[int, list[str]] = {}
+    for s in sentences(answer):
+        words = set(tokenize(s))
+        if len(words) < 3:
+            continue
+        best, best_n = 0.0, 0
+        for p in passages:  # relevance order: ties go to the more relevant passage
+            ov = len(words & terms[p.n]) / len(words)
+            if ov > best:
+                best, best_n = ov, p.n
+        if best_n and best >= min_overlap:
+            out.setdefault(best_n, []).append(s)
+    return out
+
+
+def declined(answer: str) -> bool:
+    return bool(_DECLINED.match(answer.strip())) or DECLINE.lower().rstrip(".") in answer.lower()
+
+
+def cite(answer: str, passages: list[Passage], min_overlap: float) -> tuple[list[Citation], dict[str, Any]]:
+    """Citations for the passages the answer cites, in passage order, plus what was found."""
+    valid, bad = parse_markers(answer, len(passages))
+    via = "marker"
+    if not valid:
+        via = "overlap"
+        valid = sorted(attribute(answer, passages, min_overlap))
+    by_n = {p.n: p for p in passages}
+    cits = []
+    for n in valid:
+        r, h = by_n[n].hit.record, by_n[n].hit
+        cits.append(Citation(n, r.source, r.id, r.start, r.end, r.text, r.title, r.page_start, r.page_end,
+                             float(h.score), via))
+    return cits, {"method": via if cits else "none", "cited": valid, "out_of_range": bad}
+
+
+# ---------- generation
+
+def stream_answer(
+    question: str, hits: list[Hit], llm: LLM, settings: Settings, trace: list[TraceEntry],
+    max_tokens: int | None = None, count: Callable[[str], int] | None = None,
+) -> Iterator[str | Generation]:
+    """Yield the answer's tokens as they come, then one `Generation`."""
+    max_tokens = max_tokens or settings.llm.max_tokens
+    window = llm.context_window()
+    if max_tokens > window // 2:  # leave the passages room; never crash on a small window
+        max_tokens = window // 2
+    count = count or llm.count_tokens
+    t0 = time.perf_counter()
+    passages, info = fit_passages(question, hits, window, max_tokens, count)
+    trace.append(TraceEntry("prompt", (time.perf_counter() - t0) * 1000, info))
+    if hits and not passages:
+        raise ContextTooLongError(
+            f"The context window of {llm.model} ({window} tokens) leaves no room for any passage after the "
+            f"question and {max_tokens} answer tokens; raise the context setting (llm.n_ctx_llamacpp or "
+            "llm.num_ctx) or lower llm.max_tokens."
+        )
+    parts: list[str] = []
+    first: float | None = None
+    t1 = time.perf_counter()
+    for attempt in range(MAX_RETRIES + 1):
+        try:
+            for tok in llm.stream(messages_for(question, passages), max_tokens=max_tokens):
+                if first is None:
+                    first = (time.perf_counter() - t1) * 1000
+                parts.append(tok)
+                yield tok
+            break
+        except ContextTooLongError as e:
+            if parts or attempt == MAX_RETRIES or not passages:
+                raise
+            keep = len(passages) // 2
+            if keep == 0 and len(passages[0].text) > 200:  # last resort: halve the only passage
+                p = passages[0]
+                passages = [Passage(1, p.hit, p.text[: len(p.text) // 2].rstrip() + " …", cut=True)]
+            else:
+                passages = passages[:keep]
+            trace.append(TraceEntry("prompt_retry", 0.0, {"error": str(e), "kept": len(passages)}))
+            log.info("prompt too long for %s; retrying with %d passages", llm.model, len(passages))
+    ms = (time.perf_counter() - t1) * 1000
+    text = "".join(parts).strip()
+    gen = Generation(text, passages, first_token_ms=first, ms=ms)
+    t2 = time.perf_counter()
+    if declined(text):
+        gen.declined = True
+        detail: dict[str, Any] = {"method": "none", "declined": True}
+    else:
+        gen.citations, detail = cite(text, passages, settings.answer.cite_min_overlap)
+    trace.append(TraceEntry("generate", ms, {"backend": llm.backend, "model": llm.model,
+                                             "first_token_ms": first, "chars": len(text)}))
+    trace.append(TraceEntry("cite", (time.perf_counter() - t2) * 1000, detail))
+    yield gen
