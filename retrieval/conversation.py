@@ -29,6 +29,10 @@ SYSTEM = (
     "replace pronouns and references with what they refer to. Do not answer it. "
     "Reply with the rewritten question only."
 )
+_QUESTION_START = re.compile(
+    r"(?:and |but |so )?(?:what|how|why|when|where|which|who|whom|whose|is|are|was|were|do|does|did|can|could|"
+    r"should|would|will|may|might|has|have|had|tell me|explain|describe|list|compare)\b", re.I)
+_ZH_QUESTION = re.compile(r"[吗呢么]|什么|怎么|如何|为什么|哪|多少|是否")
 _LABEL = re.compile(r"^\s*(?:standalone|rewritten|reformulated|new)?\s*(?:question|query)\s*[:：-]\s*", re.I)
 
 
@@ -57,14 +61,19 @@ def _last_user(history: list[Message]) -> str:
     return ""
 
 
+def _is_question(text: str) -> bool:
+    t = text.strip()
+    return t.endswith(("?", "？")) or bool(_QUESTION_START.match(t)) or bool(_ZH_QUESTION.search(t))
+
+
 def check_rewrite(rewrite: str, question: str, history: list[Message]) -> str | None:
     """Why `rewrite` is unusable, or None when it is fine."""
     if not rewrite:
         return "empty rewrite"
     if len(rewrite) > max(300, 3 * len(question)):
         return "rewrite too long"
-    if not rewrite.rstrip().endswith(("?", "？")) and len(rewrite.split()) > 2 * len(question.split()) + 8:
-        return "rewrite reads like an answer"
+    if _is_question(question) and not _is_question(rewrite):
+        return "rewrite is not a question (the model answered or echoed instead)"
     if len(question.split()) <= SHORT_FOLLOW_UP:
         context = set(tokenize(_history_text(history)))
         new = set(tokenize(rewrite)) - set(tokenize(question))
