@@ -39,6 +39,12 @@ def _register() -> None:
 
     cmd_index.register(app)
     cmd_ask.register(app)
+    from app import cmd_eval
+
+    cmd_eval.register(app)
+    from app import cmd_rank
+
+    cmd_rank.register(app)
 
 
 def main() -> None:

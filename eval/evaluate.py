@@ -1,0 +1,260 @@
+"""Offline retrieval evaluation, top to bottom:
+dataset -> validate -> ingest the corpus into its own cached index (keyed by corpus
+content and the settings that shape an index; the user's index is never touched) ->
+for each configuration, run every query through the retrieval pipeline -> aggregate
+chunk hits to documents by best rank (or score chunk ids directly) -> ranx metrics,
+paired tests, latency per stage, LLM calls per query."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import IndexError_, RagError
+from core.index import INDEX_FORMAT, Index
+from core.settings import Settings
+from core.types import Hit, TraceEntry
+from eval import configs as cfgs
+from eval.datasets import Dataset, Issues, Qrels, validate
+from eval.metrics import PRIMARY, RunDict, best_rank, paired_tests, percentiles, score
+from eval.runners import LLM_COUNT_STAGE
+
+log = logging.getLogger(__name__)
+
+IngestProgress = Callable[[str, int], None]
+QueryProgress = Callable[[str, int, int], None]  # (configuration, done, total)
+
+
+@dataclass
+class ConfigResult:
+    name: str
+    description: str
+    run: RunDict = field(default_factory=dict)
+    latency_ms: dict[str, list[float]] = field(default_factory=dict)  # stage -> per query; "total" too
+    llm_calls: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def latency(self) -> dict[str, dict[str, float]]:
+        return {stage: percentiles(v) for stage, v in self.latency_ms.items()}
+
+
+@dataclass
+class EvalResult:
+    name: str
+    dataset: str
+    level: str
+    queries: dict[str, str]
+    qrels: Qrels
+    configs: list[ConfigResult]
+    metrics: dict[str, dict[str, float]]
+    per_query: dict[str, dict[str, dict[str, float]]]
+    tests: dict[str, dict[str, dict[str, float]]]
+    issues: Issues
+    index: dict[str, Any]
+    depth: int
+    seconds: float = 0.0
+    baseline: str = ""
+
+
+@dataclass
+class EvalIndex:
+    index: Index
+    doc_of: Callable[[Hit], str | None]
+    info: dict[str, Any]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:40] or "dataset"
+
+
+def index_key(ds: Dataset, settings: Settings) -> str:
+    shape = {"corpus": ds.corpus.digest(), "format": INDEX_FORMAT, "chunk": settings.chunk.model_dump(),
+             "embedding": settings.embedding.model, "ingest": settings.ingest.model_dump()}
+    return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _materialise(ds: Dataset, folder: Path) -> dict[str, str]:
+    """Write BEIR documents as Markdown files (title as heading) for the ingest pipeline;
+    returns file path -> document id."""
+    mapping: dict[str, str] = {}
+    for n, (doc_id, (title, text)) in enumerate(sorted(ds.corpus.docs.items())):
+        p = folder / f"{n // 1000:04d}" / f"{n:07d}.md"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        body = f"# {title}\n\n{text}\n" if title.strip() else f"{text}\n"
+        if not p.exists() or p.read_text(encoding="utf-8") != body:
+            p.write_text(body, encoding="utf-8")
+        mapping[str(p.resolve())] = doc_id
+    return mapping
+
+
+def corpus_index(ds: Dataset, settings: Settings, cache_dir: Path,
+                 progress: IngestProgress | None = None) -> EvalIndex:
+    """The dataset's own index, built once per corpus content and index-shaping settings."""
+    if ds.corpus.kind == "index":  # synthetic sets: the current index, read only
+        index = Index(settings)
+        if not index.exists():
+            raise IndexError_(f"No index at {index.path}; run `rag ingest PATH` first (or set RAG_INDEX_DIR).")
+        return EvalIndex(index, lambda h: h.record.id, {"path": str(index.path), "reused": True, "own": False})
+    key = index_key(ds, settings)
+    root = (cache_dir / f"{_slug(ds.name)}-{key}").resolve()
+    s = cfgs.apply(settings, {"index_dir": str(root / "index"), "chroma_url": None, "collection": "eval"})
+    index = Index(s)
+    marker = root / "complete.json"
+    if ds.corpus.kind == "beir":
+        mapping = _materialise(ds, root / "docs")
+    else:
+        mapping = {str(p): doc_id for doc_id, p in ds.corpus.files.items()}
+    info: dict[str, Any] = {"path": str(index.path), "key": key, "own": True}
+    if marker.exists() and json.loads(marker.read_text()).get("key") == key and index.exists():
+        info.update(json.loads(marker.read_text()), reused=True)
+    else:
+        from ingest.pipeline import ingest
+
+        report = ingest([Path(p) for p in mapping], s, prune=True, progress=progress, index=index)
+        failed = [f"{Path(f.path).name}: {f.error}" for f in report.failed]
+        info.update({"key": key, "documents": len(mapping), "chunks": index.docs.counts_by_kind().get("chunk", 0),
+                     "ingest_seconds": round(report.seconds, 2), "failed": failed[:20],
+                     "failed_count": len(failed), "reused": False})
+        marker.write_text(json.dumps({k: v for k, v in info.items() if k != "reused"}, indent=2))
+        # A fresh Index: the one that ingested holds a KeywordIndex whose `build` left
+        # `ids` set and the bm25s model unloaded, and its `search` then returns nothing.
+        index = Index(s)
+    by_source = mapping
+    return EvalIndex(index, lambda h: by_source.get(h.record.source), info)
+
+
+def _warm_up(index: Index, settings: Settings) -> None:
+    """Load the embedder, Chroma and BM25 before timing anything."""
+    from retrieval.pipeline import retrieve
+
+    try:
+        retrieve("warm up", cfgs.apply(settings, {"search": {"mode": "hybrid", "coarse": False, "ltr": False}}),
+                 index=index, k=1)
+    except RagError as e:
+        log.warning("warm-up query failed: %s", e)
+
+
+def run_config(cfg: cfgs.EvalConfig, ds: Dataset, settings: Settings, target: EvalIndex, qids: list[str],
+               depth: int, progress: QueryProgress | None = None) -> ConfigResult:
+    s = cfgs.apply(settings, cfgs.merge(cfg.overrides, {
+        "search": {"candidates": max(settings.search.candidates, depth), "top_k": depth}}))
+    out = ConfigResult(cfg.name, cfg.description)
+    fn = cfgs.runner(cfg)
+    doc_of = (lambda h: h.record.id) if ds.level == "chunk" else target.doc_of
+    for n, qid in enumerate(qids, 1):
+        t0 = time.perf_counter()
+        try:
+            res = fn(ds.queries[qid], s, index=target.index, k=depth)
+        except Exception as e:  # one failing query (or a stage's bug) must not end the run
+            if not isinstance(e, RagError):
+                log.exception("configuration %s failed on query %s", cfg.name, qid)
+            out.errors.append(f"{qid}: {type(e).__name__}: {e}")
+            out.run[qid] = {}
+            if progress:
+                progress(cfg.name, n, len(qids))
+            continue
+        total = (time.perf_counter() - t0) * 1000
+        out.run[qid] = best_rank(doc_of(h) for h in res.hits)
+        for stage, ms in res.timings().items():
+            if stage != LLM_COUNT_STAGE:
+                out.latency_ms.setdefault(stage, []).append(ms)
+        out.latency_ms.setdefault("total", []).append(round(total, 2))
+        out.llm_calls.append(_llm_calls(res.trace))
+        if progress:
+            progress(cfg.name, n, len(qids))
+    if out.errors:
+        out.notes.append(f"{len(out.errors)} of {len(qids)} queries failed (scored as empty); first: {out.errors[0]}")
+    if cfg.uses_llm and out.llm_calls and not any(out.llm_calls):
+        out.notes.append("no LLM calls were recorded in the trace (stages report them as `llm_calls` in their "
+                         "trace detail); the strategy may not have run")
+    return out
+
+
+def _llm_calls(trace: list[TraceEntry]) -> int:
+    """The runner's exact count when it gave one, else what the stages reported."""
+    for t in trace:
+        if t.stage == LLM_COUNT_STAGE:
+            return int(t.detail.get("llm_calls", 0))
+    return sum(int(t.detail.get("llm_calls", 0) or 0) for t in trace)
+
+
+def _with_ranker(settings: Settings) -> Settings:
+    """The eval index has no trained ranker of its own: use the one beside the user's index."""
+    if settings.search.ltr_model:
+        return settings
+    try:
+        from retrieval.rerank import ranker_path
+    except ImportError:
+        return settings
+    path = ranker_path(settings)
+    return cfgs.apply(settings, {"search": {"ltr_model": str(path)}}) if path.exists() else settings
+
+
+def evaluate(
+    ds: Dataset, settings: Settings, config_names: list[str] | None = None, name: str | None = None,
+    depth: int = 100, limit: int | None = None, cache_dir: Path = Path("reports/.cache"),
+    ingest_progress: IngestProgress | None = None, query_progress: QueryProgress | None = None,
+) -> EvalResult:
+    t0 = time.perf_counter()
+    settings = _with_ranker(settings)
+    chosen, notes = cfgs.select(config_names)
+    for kind, msg in notes:
+        ds.issues.note(kind, msg)
+    if not chosen:
+        raise RagError("No configuration to run: " + "; ".join(m for _, m in notes))
+    if ds.corpus.kind == "index":
+        here = {k: getattr(settings, k).model_dump() for k in ("chunk", "ingest")}
+        keep = [c for c in chosen if all(cfgs.merge(here.get(k, {}), v) == here.get(k) for k, v in c.shaping().items())]
+        for c in chosen:
+            if c not in keep:
+                ds.issues.note("configs_unavailable", f"configuration {c.name!r} needs an index built with "
+                               f"{c.shaping()}; the current index was not, so it is skipped")
+        chosen = keep
+    groups: dict[str, list[cfgs.EvalConfig]] = {}
+    for c in chosen:
+        groups.setdefault(json.dumps(c.shaping(), sort_keys=True), []).append(c)
+    results: list[ConfigResult] = []
+    index_info: dict[str, Any] = {}
+    validated = False
+    qids: list[str] = []
+    for shaping, members in groups.items():
+        base = cfgs.apply(settings, json.loads(shaping))
+        target = corpus_index(ds, base, cache_dir, ingest_progress)
+        index_info[shaping if shaping != "{}" else "default"] = target.info
+        if not validated:  # ids of the first index decide doc- or chunk-level scoring
+            validate(ds, set(target.index.docs.all_ids()) if ds.corpus.kind == "index" or _chunkish(ds) else None)
+            qids = list(ds.queries)[:limit] if limit else list(ds.queries)
+            validated = True
+            if not qids:
+                raise RagError(f"Dataset {ds.name} has no query with a valid relevant judgement; see the "
+                               f"messages above ({dict(ds.issues.counts)}).")
+        _warm_up(target.index, base)
+        for cfg in members:
+            results.append(run_config(cfg, ds, base, target, qids, depth, query_progress))
+    qrels = {q: ds.qrels[q] for q in qids}
+    runs = {r.name: r.run for r in results}
+    means, per_query = score(qrels, runs)
+    baseline = results[0].name
+    return EvalResult(
+        name=name or ds.name, dataset=ds.name, level=ds.level, queries={q: ds.queries[q] for q in qids},
+        qrels=qrels, configs=results, metrics=means, per_query=per_query,
+        tests=paired_tests(per_query, baseline), issues=ds.issues, index=index_info, depth=depth,
+        seconds=round(time.perf_counter() - t0, 2), baseline=baseline,
+    )
+
+
+def _chunkish(ds: Dataset) -> bool:
+    """Whether some qrels ids are not documents (so may be chunk ids)."""
+    ids = ds.corpus.ids
+    return any(d not in ids for j in ds.qrels.values() for d in j)
+
+
+__all__ = ["ConfigResult", "EvalResult", "corpus_index", "evaluate", "run_config", "PRIMARY"]

@@ -1,0 +1,100 @@
+"""Retrieval metrics with `ranx`, document-level aggregation of chunk hits, paired
+significance tests and latency percentiles.
+
+nDCG uses ranx's `ndcg` (trec_eval style: gain = relevance, discount = log2(rank + 1)).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+METRICS = ["ndcg@10", "recall@5", "recall@10", "recall@100", "mrr@10", "map@100"]
+PRIMARY = "ndcg@10"
+EMPTY = "__no_hit__"  # stands in for an empty result list (ranx wants one entry per query)
+
+RunDict = dict[str, dict[str, float]]
+
+
+def best_rank(ranked_ids: Iterable[str | None]) -> dict[str, float]:
+    """Aggregate a ranked list of hits to ids by their best rank: the first hit of each id
+    gives its rank; later hits of the same id are ignored; `None` (unmapped hit) keeps its
+    rank slot. Scores are 1/rank so ranx orders them exactly as ranked."""
+    out: dict[str, float] = {}
+    for rank, doc_id in enumerate(ranked_ids, start=1):
+        if doc_id is not None and doc_id not in out:
+            out[doc_id] = 1.0 / rank
+    return out
+
+
+def _ranx(qrels: dict[str, dict[str, int]], runs: dict[str, RunDict]) -> tuple[Any, dict[str, Any]]:
+    from ranx import Qrels, Run
+
+    q = Qrels({qid: dict(j) for qid, j in qrels.items()})
+    rs = {}
+    for name, run in runs.items():
+        full = {qid: (run.get(qid) or {EMPTY: 0.0}) for qid in qrels}
+        rs[name] = Run(full, name=name)
+    return q, rs
+
+
+def score(qrels: dict[str, dict[str, int]], runs: dict[str, RunDict], metrics: list[str] | None = None,
+          ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
+    """Mean metrics per run, and per-query values per run and metric."""
+    from ranx import evaluate
+
+    metrics = metrics or METRICS
+    if not qrels:
+        return {n: {m: 0.0 for m in metrics} for n in runs}, {n: {m: {} for m in metrics} for n in runs}
+    q, rs = _ranx(qrels, runs)
+    means: dict[str, dict[str, float]] = {}
+    per_query: dict[str, dict[str, dict[str, float]]] = {}
+    qids = list(q.keys())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numba's int cast notices
+        for name, run in rs.items():
+            vals = evaluate(q, run, metrics, return_mean=False, make_comparable=True)
+            if len(metrics) == 1:
+                vals = {metrics[0]: vals}
+            per_query[name] = {m: {qid: float(v) for qid, v in zip(qids, vals[m], strict=True)} for m in metrics}
+            means[name] = {m: float(np.mean(vals[m])) for m in metrics}
+    return means, per_query
+
+
+def paired_tests(per_query: dict[str, dict[str, dict[str, float]]], baseline: str,
+                 metrics: list[str] | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """Two-sided paired t-test of each run against the baseline, per metric:
+    {run: {metric: {"p": p, "wins": w, "ties": t, "losses": l}}}."""
+    from scipy import stats
+
+    metrics = metrics or METRICS
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    base = per_query.get(baseline, {})
+    for name, by_metric in per_query.items():
+        if name == baseline:
+            continue
+        out[name] = {}
+        for m in metrics:
+            qids = sorted(set(base.get(m, {})) & set(by_metric.get(m, {})))
+            a = np.array([by_metric[m][q] for q in qids])
+            b = np.array([base[m][q] for q in qids])
+            diff = a - b
+            if len(qids) < 2 or np.allclose(diff, diff[0] if len(diff) else 0.0):
+                p = 1.0 if len(qids) < 2 or abs(float(diff[0])) < 1e-12 else 0.0
+            else:
+                p = float(stats.ttest_rel(a, b).pvalue)
+            out[name][m] = {"p": p if not math.isnan(p) else 1.0, "wins": int((diff > 1e-12).sum()),
+                            "ties": int((np.abs(diff) <= 1e-12).sum()), "losses": int((diff < -1e-12).sum())}
+    return out
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": 0.0, "p95": 0.0, "mean": 0.0, "n": 0}
+    arr = np.asarray(values, dtype=float)
+    return {"p50": round(float(np.percentile(arr, 50)), 2), "p95": round(float(np.percentile(arr, 95)), 2),
+            "mean": round(float(arr.mean()), 2), "n": len(values)}
