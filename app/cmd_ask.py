@@ -36,9 +36,9 @@ def _print_trace(trace: list[TraceEntry]) -> None:
 def ask_cmd(
     question: str = typer.Argument(..., help="The question to answer from the indexed documents."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming."),
-    trace: bool = typer.Option(False, "--trace", help="Show every step: backend, queries, candidates, scores."),
-    strategy: str = typer.Option(None, "--strategy", help="Query translation strategy (default answer.strategy)."),
-    k: int = typer.Option(None, "-k", help="How many passages go into the prompt (default answer.context_chunks)."),
+    trace: bool = typer.Option(False, "--trace", help="Show every step: backend, queries, candidates."),
+    strategy: str = typer.Option(None, "--strategy", help="Query translation strategy (default: settings)."),
+    k: int = typer.Option(None, "-k", help="Passages in the prompt (default answer.context_chunks)."),
 ) -> None:
     """Answer a question from your documents, with numbered citations."""
     from retrieval.answer import AnswerResult, ask_stream

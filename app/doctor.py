@@ -77,8 +77,8 @@ def ollama(settings: Settings) -> Check:
         return {"name": "Ollama", "state": bad, "detail": p.error}
     if not p.has(want):
         pulled = ", ".join(p.models) or "none"
-        return {"name": "Ollama", "state": bad,
-                "detail": f"{p.url} answers but has no model '{want}' (pulled: {pulled}); run `ollama pull {want}`"}
+        detail = f"{p.url} answers but has no model '{want}' (pulled: {pulled}); run `ollama pull {want}`"
+        return {"name": "Ollama", "state": bad, "detail": detail}
     return {"name": "Ollama", "state": "ok", "detail": f"{p.url} has model '{want}' ({len(p.models)} pulled)"}
 
 
@@ -97,8 +97,9 @@ def embedded_llm(settings: Settings) -> Check:
                 "detail": f"GGUF file {path} does not exist; set llm.gguf_path to a .gguf file"}
     gpu = (f"GPU offload of {'all' if settings.llm.gpu_layers < 0 else settings.llm.gpu_layers} layers"
            if gpu_offload_supported() else "CPU only (llama.cpp built without GPU support)")
+    size = path.stat().st_size / 1e6
     return {"name": "embedded LLM", "state": "ok",
-            "detail": f"{path.name} ({path.stat().st_size / 1e6:.0f} MB), n_ctx {settings.llm.n_ctx_llamacpp}, {gpu}"}
+            "detail": f"{path.name} ({size:.0f} MB), n_ctx {settings.llm.n_ctx_llamacpp}, {gpu}"}
 
 
 @check

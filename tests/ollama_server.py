@@ -169,10 +169,12 @@ class _Handler(BaseHTTPRequestHandler):
                 out = llama.create_chat_completion(**kw)
                 text = out["choices"][0]["message"]["content"] or ""
                 usage = out.get("usage", {})
+                msg = {"role": "assistant", "content": text}
                 self._json(200, self._final(name, t0, usage.get("prompt_tokens", 0),
-                                            usage.get("completion_tokens", 0), {"role": "assistant", "content": text}))
+                                            usage.get("completion_tokens", 0), msg))
 
-    def _final(self, name: str, t0: int, n_prompt: int, n_out: int, message: dict[str, str]) -> dict[str, Any]:
+    def _final(self, name: str, t0: int, n_prompt: int, n_out: int,
+               message: dict[str, str]) -> dict[str, Any]:
         dur = time.perf_counter_ns() - t0
         return {
             "model": name, "created_at": _now(), "message": message, "done": True, "done_reason": "stop",
@@ -240,13 +242,13 @@ class OllamaTestServer:
                  gguf: Path | None = None) -> None:
         path = gguf or default_gguf()
         model = _MODELS.setdefault(str(path), _Model(path))
-        self._srv = _Server(("127.0.0.1", 0), list(models or ["smollm2:135m"]), set(hang or ()), hang_s, model)
-        self._thread = threading.Thread(target=self._srv.serve_forever, name="ollama-test-server", daemon=True)
+        names = list(models or ["smollm2:135m"])
+        self._srv = _Server(("127.0.0.1", 0), names, set(hang or ()), hang_s, model)
+        self._thread = threading.Thread(target=self._srv.serve_forever, name="ollama-server", daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self._srv.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._srv.server_address[1]}"
 
     @property
     def requests(self) -> list[dict[str, Any]]:

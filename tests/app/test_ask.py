@@ -1,0 +1,258 @@
+"""`rag ask` end to end over a small corpus ingested here: real MiniLM, Chroma, BM25 and the
+embedded SmolLM2 (llama.cpp), or the Ollama path through the real `ollama` client against
+tests/ollama_server.py. Assertions are about structure and provenance (citations point at
+retrieved chunks), never about the wording of the model's answer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.index import Index
+from core.llm import LlamaCppLLM
+from core.settings import Settings, load_settings
+from ingest.pipeline import ingest
+from retrieval.answer import AnswerResult, ask, ask_stream
+from tests.ollama_server import OllamaTestServer, free_port
+
+DOCS = {
+    "transformers.md": (
+        "# Transformers\n\nA transformer is a neural network architecture built on self-attention. "
+        "Each layer lets every token attend to every other token.\n\n## Training\n\n"
+        "Transformers are trained with gradient descent on large text corpora. The training objective "
+        "is to predict the next token, and the learning rate is warmed up and then decayed.\n"
+    ),
+    "sourdough.md": (
+        "# Sourdough bread\n\nSourdough is leavened with a starter of wild yeast and lactic acid bacteria. "
+        "Bulk fermentation takes four to six hours at 24 degrees Celsius.\n\n## Baking\n\n"
+        "Bake the loaf in a preheated Dutch oven at 250 degrees for twenty minutes with the lid on.\n"
+    ),
+    "bicycles.md": (
+        "# Bicycle maintenance\n\nLubricate the chain every 300 kilometres and wipe off the excess oil. "
+        "Check the tyre pressure weekly; road tyres need about 6 bar.\n"
+    ),
+}
+QUESTION = "How are transformers trained?"
+LLM_OPTS = {"provider": "llamacpp", "temperature": 0.0, "max_tokens": 24}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ask")
+    docs = root / "docs"
+    docs.mkdir()
+    for name, text in DOCS.items():
+        (docs / name).write_text(text)
+    index_dir = root / "index"
+    report = ingest([docs], load_settings(index_dir=index_dir))
+    assert not report.failed
+    return index_dir
+
+
+def _settings(index_dir: Path, **over: Any) -> Settings:
+    llm = {**LLM_OPTS, **over.pop("llm", {})}
+    return load_settings(index_dir=index_dir, llm=llm, answer={"context_chunks": 3, **over.pop("answer", {})},
+                         **over)
+
+
+def _chunk_ids(index_dir: Path) -> dict[str, Any]:
+    idx = Index(load_settings(index_dir=index_dir))
+    return {r.id: r for r in idx.docs.iter_records()}
+
+
+# ---------- the Python API (the UI uses the same)
+
+
+@pytest.mark.slow
+def test_ask_streams_tokens_then_a_result_whose_citations_are_retrieved_chunks(corpus: Path) -> None:
+    s = _settings(corpus)
+    parts = list(ask_stream(QUESTION, s))
+    tokens, res = parts[:-1], parts[-1]
+    assert isinstance(res, AnswerResult) and all(isinstance(t, str) for t in tokens) and len(tokens) >= 2
+    assert res.answer == "".join(tokens).strip() and not res.abstained
+    assert res.backend == "llamacpp" and res.model.endswith(".gguf") and res.reason
+    assert res.hits and Path(res.hits[0].record.source).name == "transformers.md"
+    prompt_ids = {h.record.id for h in res.hits}
+    records = _chunk_ids(corpus)
+    for c in res.citations:  # only passages that were in the prompt, with their real provenance
+        assert c.chunk_id in prompt_ids
+        rec = records[c.chunk_id]
+        assert (c.source, c.start, c.end, c.text) == (rec.source, rec.start, rec.end, rec.text)
+        assert 1 <= c.n <= len(res.hits)
+    assert {"retrieve", "generate", "first_token", "total"} <= set(res.timings)
+    stages = [t.stage for t in res.trace]
+    assert stages[0] == "llm_select" and "abstain_check" in stages and stages[-1] == "cite"
+
+
+def test_empty_index_abstains_without_generating(tmp_path: Path) -> None:
+    s = _settings(tmp_path / "never-ingested")
+    res = ask(QUESTION, s)
+    assert res.abstained and res.abstain_reason == "empty_index" and res.citations == []
+    assert "rag ingest" in res.answer
+    (tmp_path / "empty").mkdir()
+    ingest([tmp_path / "empty"], load_settings(index_dir=tmp_path / "idx0"))  # an index with no chunks
+    res = ask(QUESTION, _settings(tmp_path / "idx0"))
+    assert res.abstained and res.abstain_reason == "empty_index"
+    assert "generate" not in [t.stage for t in res.trace]
+
+
+def test_unsupported_question_abstains_instead_of_inventing(corpus: Path) -> None:
+    res = ask("Who painted the Mona Lisa?", _settings(corpus))
+    assert res.abstained and res.abstain_reason == "no_support" and res.citations == []
+    assert res.best_similarity is not None and res.best_similarity < 0.2
+    assert "min_score" in res.answer
+    assert "generate" not in [t.stage for t in res.trace]
+    # the same threshold decides for a relevant question: above it, retrieval supports an answer
+    strict = ask(QUESTION, _settings(corpus, answer={"min_score": 0.99}))
+    assert strict.abstained and strict.abstain_reason == "no_support"
+
+
+@pytest.mark.slow
+def test_follow_up_is_rewritten_before_retrieval(corpus: Path) -> None:
+    history = [
+        {"role": "user", "content": "What is a transformer?"},
+        {"role": "assistant", "content": "A neural network architecture built on self-attention."},
+    ]
+    res = ask("and how is it trained?", _settings(corpus, llm={"max_tokens": 8}), history=history)
+    assert res.standalone_question != "and how is it trained?"
+    assert "transformer" in res.standalone_question.lower()
+    assert Path(res.hits[0].record.source).name == "transformers.md"
+    assert any(t.stage == "condense" for t in res.trace)
+
+
+@pytest.mark.slow
+def test_strategy_is_threaded_through(corpus: Path) -> None:
+    # min_score 0.99: retrieval runs with the strategy, generation is skipped
+    res = ask(QUESTION, _settings(corpus, answer={"min_score": 0.99}), strategy="multi-query")
+    assert res.strategy != "none"
+    assert any(t.stage == "translate" for t in res.trace)
+    plain = ask(QUESTION, _settings(corpus, answer={"min_score": 0.99}))
+    assert plain.strategy == "none" and not any(t.stage == "translate" for t in plain.trace)
+
+
+# ---------- the command, in process (app.cli.main, exactly as the console script runs it)
+
+
+def _rag(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str,
+         env: dict[str, str]) -> tuple[int, str, str]:
+    from app.cli import main
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(sys, "argv", ["rag", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _env(index_dir: Path, **extra: str) -> dict[str, str]:
+    return {"RAG_INDEX_DIR": str(index_dir), "RAG_LLM__MAX_TOKENS": "24", "RAG_LLM__TEMPERATURE": "0",
+            "RAG_ANSWER__CONTEXT_CHUNKS": "3", "RAG_OLLAMA_URL": f"http://127.0.0.1:{free_port()}", **extra}
+
+
+@pytest.mark.slow
+def test_cli_json_has_the_documented_fields(corpus: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _rag(monkeypatch, capsys, "ask", QUESTION, "--json", "--trace", "-k", "2", env=_env(corpus))
+    assert code == 0
+    d = json.loads(out)
+    assert {"answer", "citations", "abstained", "backend", "model", "timings", "trace", "reason"} <= set(d)
+    assert d["backend"] == "llamacpp" and "not reachable" in d["reason"]  # auto fell back, and says why
+    assert d["abstained"] is False and d["answer"]
+    assert all(isinstance(v, int | float) for v in d["timings"].values())
+    records = _chunk_ids(corpus)
+    for c in d["citations"]:
+        assert {"source", "chunk_id", "start", "end", "text"} <= set(c) and c["chunk_id"] in records
+        assert c["n"] <= 2  # -k 2: only two passages were in the prompt
+
+
+@pytest.mark.slow
+def test_cli_streams_the_answer_then_sources(corpus: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _rag(monkeypatch, capsys, "ask", QUESTION, "--trace", env=_env(corpus))
+    assert code == 0 and out.strip()
+    if "Sources:" in out:
+        sources = out.split("Sources:", 1)[1]
+        assert "transformers.md" in sources or "sourdough.md" in sources or "bicycles.md" in sources
+    assert "llamacpp" in err and "trace" in err and "abstain_check" in err
+
+
+def test_cli_empty_index_says_so_and_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _rag(monkeypatch, capsys, "ask", QUESTION, env=_env(tmp_path / "none"))
+    assert code == 1 and "rag ingest" in out
+
+
+def test_cli_ollama_down_is_one_line_with_the_fix(corpus: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _rag(monkeypatch, capsys, "ask", QUESTION, env=_env(corpus, RAG_LLM__PROVIDER="ollama"))
+    assert code == 1
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("Error: Ollama is not reachable") and "`ollama serve`" in line
+
+
+# ---------- the Ollama path end to end
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[OllamaTestServer]:
+    with OllamaTestServer(models=["smollm2:135m"]) as srv:
+        yield srv
+
+
+def test_cli_ollama_model_not_pulled(corpus: Path, server: OllamaTestServer, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    env = _env(corpus, RAG_LLM__PROVIDER="ollama", RAG_OLLAMA_URL=server.url, RAG_LLM__MODEL="llama3.2")
+    code, _, err = _rag(monkeypatch, capsys, "ask", QUESTION, env=env)
+    assert code == 1 and "`ollama pull llama3.2`" in err
+
+
+@pytest.mark.slow
+def test_cli_auto_answers_through_ollama_when_it_has_the_model(
+    corpus: Path, server: OllamaTestServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = _env(corpus, RAG_OLLAMA_URL=server.url, RAG_LLM__MODEL="smollm2:135m", RAG_LLM__NUM_CTX="2048",
+               RAG_LLM__KEEP_ALIVE="1m")
+    code, out, _ = _rag(monkeypatch, capsys, "ask", QUESTION, "--json", env=env)
+    assert code == 0
+    d = json.loads(out)
+    assert d["backend"] == "ollama" and d["model"] == "smollm2:135m" and "answered" in d["reason"]
+    assert d["answer"] and not d["abstained"]
+    chat = [r for r in server.requests if r["path"] == "/api/chat"][-1]["body"]
+    assert chat["stream"] is True and chat["options"]["num_ctx"] == 2048 and chat["keep_alive"] == "1m"
+    prompt = chat["messages"][-1]["content"]
+    assert "[1]" in prompt and QUESTION in prompt  # the numbered passages went to Ollama
+    for c in d["citations"]:
+        assert c["text"] in prompt
+
+
+def test_doctor_reports_the_llm_backends(server: OllamaTestServer, tmp_path: Path) -> None:
+    from app.doctor import run_checks
+
+    up = {c["name"]: c for c in run_checks(load_settings(ollama_url=server.url, llm={"model": "smollm2:135m"}))}
+    assert up["Ollama"]["state"] == "ok"
+    assert up["LLM backend"]["detail"].startswith("ollama") and "answered" in up["LLM backend"]["detail"]
+    assert up["embedded LLM"]["state"] == "ok" and ".gguf" in up["embedded LLM"]["detail"]
+    s = load_settings(ollama_url=server.url, llm={"model": "llama3.2", "provider": "ollama"})
+    pulled = {c["name"]: c for c in run_checks(s)}
+    assert pulled["Ollama"]["state"] == "fail" and "ollama pull llama3.2" in pulled["Ollama"]["detail"]
+    down = {c["name"]: c for c in run_checks(load_settings(ollama_url=f"http://127.0.0.1:{free_port()}",
+                                                           llm={"gguf_path": str(tmp_path / "x.gguf")}))}
+    assert down["Ollama"]["state"] == "warn" and "ollama serve" in down["Ollama"]["detail"]
+    assert down["embedded LLM"]["state"] == "fail" and down["LLM backend"]["state"] == "fail"
+
+
+def test_llm_is_chosen_once_per_question(corpus: Path) -> None:
+    # An explicit backend is used as given (the UI passes its own), and reported.
+    llm = LlamaCppLLM(_settings(corpus))
+    res = ask("Who painted the Mona Lisa?", _settings(corpus), llm=llm)
+    assert res.backend == "llamacpp" and res.reason == "llm.provider = llamacpp"
