@@ -63,9 +63,7 @@ def status_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSO
 
 
 def _hit_line(i: int, h: dict[str, Any]) -> str:
-    loc = Path(h["source"]).name if h["source"] else "(derived)"
-    if h.get("page_start"):
-        loc += f" p. {h['page_start']}" + (f"-{h['page_end']}" if h["page_end"] != h["page_start"] else "")
+    loc = h.get("location") or (Path(h["source"]).name if h["source"] else "(derived)")
     snippet = " ".join(h["text"].split())[:160]
     return f"[{i}] {h['score']:.4f}  {loc} [{h['start']}:{h['end']}]  {h['title']}\n    {snippet}"
 

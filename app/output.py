@@ -18,6 +18,15 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
+def _pages_bar(prog: Progress, task: list[Any], event: str, n: int) -> None:
+    if event == "pages_total":
+        if task[0] is None:
+            task[0] = prog.add_task("pages", total=0)
+        prog.update(task[0], total=(prog.tasks[task[0]].total or 0) + n)
+    elif task[0] is not None:
+        prog.advance(task[0], n)
+
+
 @contextmanager
 def ingest_progress(enabled: bool = True) -> Iterator[Callable[[str, int], None] | None]:
     """Two bars: files and chunks. Yields the callback the pipeline reports to."""
@@ -42,6 +51,8 @@ def ingest_progress(enabled: bool = True) -> Iterator[Callable[[str, int], None]
                 prog.update(chunks, total=t + n)
             elif event == "chunks":
                 prog.advance(chunks, n)
+            elif event in ("pages_total", "page"):  # PDF pages (OCR is slow): a third bar when needed
+                _pages_bar(prog, pages_task, event, n)
             elif event == "pages_total":  # PDF pages (OCR is slow): a third bar, shown once needed
                 if pages_task[0] is None:
                     pages_task[0] = prog.add_task("pages", total=0)

@@ -44,6 +44,8 @@ class IngestSettings(BaseModel):
     max_file_mb: float = 50.0
     ocr: Literal["auto", "always", "never"] = "auto"
     ocr_dpi: int = 200
+    # OCR results cached by page-image hash; the ingest pipeline uses <index_dir>/ocr_cache when unset
+    ocr_cache_dir: Path | None = None
     multi_representation: bool = False
     raptor: bool = False
 

@@ -84,6 +84,7 @@ class Hit:
             "end": r.end,
             "page_start": r.page_start,
             "page_end": r.page_end,
+            "location": r.location(),  # citation form, e.g. "report.pdf p. 3"
             "text": r.text,
             "matched": self.matched,
         }

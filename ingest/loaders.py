@@ -174,10 +174,12 @@ def load_docx(path: Path, settings: IngestSettings) -> LoadedDoc:
     return LoadedDoc(text=text, title=title or _first_heading(text) or path.stem)
 
 
-def load_pdf(path: Path, settings: IngestSettings) -> LoadedDoc:
+def load_pdf(
+    path: Path, settings: IngestSettings, progress: Callable[[str, int], None] | None = None
+) -> LoadedDoc:
     from ingest.pdf import load_pdf as _load_pdf
 
-    return _load_pdf(path, settings)
+    return _load_pdf(path, settings, progress)
 
 
 LOADERS: dict[str, Callable[[Path, IngestSettings], LoadedDoc]] = {
@@ -193,13 +195,18 @@ LOADERS: dict[str, Callable[[Path, IngestSettings], LoadedDoc]] = {
 }
 
 
-def load(path: Path, settings: IngestSettings) -> LoadedDoc:
+def load(
+    path: Path, settings: IngestSettings, progress: Callable[[str, int], None] | None = None
+) -> LoadedDoc:
+    """`progress` gets per-page events from paged formats (see ingest.pdf.PageProgress)."""
     loader = LOADERS.get(path.suffix.lower())
     if loader is None:
         raise LoaderError(
             f"{path.name}: unsupported file type '{path.suffix}'; supported: {', '.join(sorted(LOADERS))}"
         )
     try:
+        if loader is load_pdf:
+            return load_pdf(path, settings, progress)
         return loader(path, settings)
     except LoaderError:
         raise

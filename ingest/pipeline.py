@@ -72,11 +72,14 @@ class Prepared:
     warnings: list[str] = field(default_factory=list)
 
 
-# Progress callback: (event, amount) with event in {"files_total", "file", "chunks_total", "chunks"}.
+# Progress callback: (event, amount) with event in {"files_total", "file", "chunks_total", "chunks"},
+# and from PDFs (called from the loader thread) "pages_total", "page", "ocr_page", "ocr_cached".
 Progress = Callable[[str, int], None]
 
 
-def _prepare(path: Path, known: dict[str, str], settings: Settings) -> Prepared:
+def _prepare(
+    path: Path, known: dict[str, str], settings: Settings, progress: Progress | None = None
+) -> Prepared:
     sp = str(path)
     try:
         size = path.stat().st_size
@@ -88,7 +91,11 @@ def _prepare(path: Path, known: dict[str, str], settings: Settings) -> Prepared:
         digest = file_hash(path)
         if known.get(sp) == digest:
             return Prepared(sp, digest, size, "unchanged")
-        doc = load(path, settings.ingest)
+        ingest_settings = settings.ingest
+        if ingest_settings.ocr_cache_dir is None:
+            cache = settings.index_path / "ocr_cache"
+            ingest_settings = ingest_settings.model_copy(update={"ocr_cache_dir": cache})
+        doc = load(path, ingest_settings, progress=progress)
         records = chunk_document(doc, sp, settings.chunk)
         if not records:
             raise LoaderError(f"{path.name} has no indexable text")
@@ -161,7 +168,7 @@ def ingest(
     changed = False
     docs.set_meta("dirty", "1")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-load") as pool:
-        prepared = pool.map(lambda p: _prepare(p, known, settings), files)
+        prepared = pool.map(lambda p: _prepare(p, known, settings, progress), files)
 
         def ready() -> Iterator[Prepared]:
             for p in prepared:
