@@ -1,0 +1,108 @@
+"""Answering a decomposed question: sub-questions are retrieved (concurrently: the searches are
+independent) and answered in order, each prompt carrying the earlier answers; the final
+answer is then composed from all of them and the passages they used.
+
+`answer_steps` runs the sub-questions; `final_prompt` gives the question text and passages
+for the final answer, which the caller generates (streamed) like any other answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.index import Index
+from core.llm import LLM
+from core.settings import Settings
+from core.types import Hit, TraceEntry
+from retrieval.generate import Generation, stream_answer
+from retrieval.llmcall import LLMCaller
+from retrieval.pipeline import retrieve
+from retrieval.translate import Translation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SubAnswer:
+    question: str
+    hits: list[Hit]
+    answer: str
+    citations: list[Any] = field(default_factory=list)
+    ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"question": self.question, "answer": self.answer, "ms": round(self.ms, 1),
+                "sources": [{"id": h.record.id, "location": h.record.location(), "title": h.record.title}
+                            for h in self.hits]}
+
+
+def _background(steps: list[SubAnswer]) -> str:
+    return "\n".join(f"Q: {s.question}\nA: {s.answer}" for s in steps if s.answer)
+
+
+def _with_background(question: str, steps: list[SubAnswer]) -> str:
+    bg = _background(steps)
+    return f"{question}\nAnswers to earlier sub-questions, for background:\n{bg}" if bg else question
+
+
+def answer_steps(
+    t: Translation, llm: LLM, settings: Settings, trace: list[TraceEntry], k: int | None = None,
+) -> list[SubAnswer]:
+    """Retrieve every sub-question, then answer them in order (earlier answers feed later ones).
+    A sub-question whose retrieval or generation fails gets an empty answer, never an error."""
+    subs = t.sub_questions
+    if not subs:
+        return []
+    k = k or settings.answer.context_chunks
+    caller = LLMCaller(llm, None, settings.translate.concurrency)
+
+    def search(sub: str) -> tuple[list[Hit], list[TraceEntry]]:
+        try:  # one Index per thread: its SQLite connection is not shared across threads
+            res = retrieve(sub, t.settings, index=Index(t.settings), k=k, where=t.where)
+            return res.hits, res.trace
+        except Exception as e:  # keep the other sub-questions going
+            log.warning("retrieval for sub-question %r failed: %s", sub, e)
+            err = f"{type(e).__name__}: {e}"
+            return [], [TraceEntry("sub_retrieve", 0.0, {"question": sub, "error": err})]
+
+    t0 = time.perf_counter()
+    found = caller.run_all([lambda s=s: search(s) for s in subs], llm_bound=False)  # type: ignore[misc]
+    trace.append(TraceEntry("sub_retrieve", (time.perf_counter() - t0) * 1000,
+                            {"n": len(subs), "concurrent": True}))
+    steps: list[SubAnswer] = []
+    for sub, (hits, _) in zip(subs, found, strict=True):
+        t1 = time.perf_counter()
+        text, cits = "", []
+        if hits:
+            sub_trace: list[TraceEntry] = []
+            try:
+                for part in stream_answer(_with_background(sub, steps), hits, llm, settings, sub_trace,
+                                          max_tokens=settings.translate.sub_answer_tokens):
+                    if isinstance(part, Generation):
+                        text, cits = part.text, part.citations
+            except Exception as e:  # a failed step leaves an empty answer; the final answer still comes
+                log.warning("answering sub-question %r failed: %s", sub, e)
+        step = SubAnswer(sub, hits, " ".join(text.split()), cits, (time.perf_counter() - t1) * 1000)
+        steps.append(step)
+        trace.append(TraceEntry("sub_answer", step.ms, step.to_dict()))
+    return steps
+
+
+def final_prompt(question: str, steps: list[SubAnswer], hits: list[Hit], k: int) -> tuple[str, list[Hit]]:
+    """The final answer's question text (the question plus every sub-answer) and its passages:
+    the question's own hits first, then each step's, deduplicated, at most `k` + one per step."""
+    bg = _background(steps)
+    text = question
+    if bg:
+        text += f"\nSub-questions already answered:\n{bg}\nUse them and the passages."
+    out: list[Hit] = []
+    seen: set[str] = set()
+    pools = [hits[:k]] + [s.hits[:2] for s in steps]
+    for pool in pools:
+        for h in pool:
+            if h.record.id not in seen:
+                seen.add(h.record.id)
+                out.append(h)
+    return text, out[: k + len(steps)]

@@ -1,0 +1,289 @@
+"""Query translation: what to search for, given the question and a strategy.
+
+    none         the question itself
+    multi-query  the LLM writes `translate.n_queries` rewordings in one JSON-constrained
+                 call; the results of all are merged as a union (deduplicated by chunk id,
+                 ordered by the best per-query score)
+    fusion       the same queries, merged by reciprocal rank fusion (RAG-Fusion)
+    step-back    the LLM writes a more general question; both are searched and the answer
+                 prompt labels which passages answer which
+    hyde         the LLM writes a short passage that would answer the question; its vector
+                 (averaged with the question's when `translate.hyde_average`) searches the
+                 dense index, the question itself searches BM25
+    decompose    the LLM splits the question into sub-questions; `retrieval.decompose`
+                 answers them in order and composes the final answer
+    auto         the router (`retrieval.route`) picks one of the above
+
+`translate()` returns a `Translation`: the queries (`retrieval.pipeline.Query`, each with a
+role), how to merge their results, where to search (the routed collection and metadata
+filter) and what the answer prompt needs (template, step-back question, sub-questions).
+Every LLM output is parsed defensively; on failure the question itself is searched and the
+fallback is recorded in the trace. The candidates each query retrieved appear in the
+pipeline's `candidates` trace entry, with per-query ranks kept as features.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.errors import ConfigError
+from core.index import Index
+from core.llm import LLM, Message, get_llm
+from core.models import Embedder, get_embedder
+from core.settings import Settings
+from core.types import Hit, TraceEntry
+from retrieval.llmcall import LLMCaller
+from retrieval.parse import Parsed, first_question, parse_list, parse_text, related
+from retrieval.pipeline import Query, Timer
+from retrieval.route import STRATEGIES, PromptTemplate, Route, route
+
+log = logging.getLogger(__name__)
+
+CHOICES = (*STRATEGIES, "auto")
+
+
+@dataclass
+class Translation:
+    """What query translation produced for one question."""
+
+    question: str
+    strategy: str  # as run: `auto` resolved to what the router chose
+    queries: list[Query]
+    settings: Settings  # where to search: the routed collection's index
+    merge: str = "rrf"  # how the queries' results combine: rrf | union
+    where: dict[str, Any] | None = None  # metadata filter (stated in the question / the collection)
+    route: Route | None = None
+    step_back: str | None = None
+    hyde_passage: str | None = None
+    sub_questions: list[str] = field(default_factory=list)
+    llm_calls: int = 0  # calls made (cache hits excluded)
+    cache_hits: int = 0
+    fallback: bool = False  # the LLM output was unusable: the question itself is searched
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def template(self) -> PromptTemplate | None:
+        return self.route.template if self.route else None
+
+    def retrieve_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `retrieval.pipeline.retrieve` (with `self.settings`)."""
+        return {"queries": self.queries, "where": self.where, "merge": self.merge}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy, "merge": self.merge, "where": self.where,
+            "queries": [{"role": q.role, "text": q.text} for q in self.queries],
+            "step_back": self.step_back, "hyde_passage": self.hyde_passage,
+            "sub_questions": self.sub_questions,
+            "llm_calls": self.llm_calls, "cache_hits": self.cache_hits, "fallback": self.fallback,
+            "notes": self.notes, "route": self.route.to_dict() if self.route else None,
+        }
+
+
+def check_strategy(strategy: str) -> str:
+    s = (strategy or "none").strip().lower().replace("_", "-")
+    s = {"rag-fusion": "fusion", "stepback": "step-back", "multiquery": "multi-query"}.get(s, s)
+    if s not in CHOICES:
+        raise ConfigError(f"Unknown strategy '{strategy}'; choose one of: {', '.join(CHOICES)} "
+                          "(--strategy or answer.strategy).")
+    return s
+
+
+def _cache(settings: Settings, index: Index | None) -> Any:
+    if not settings.translate.cache:
+        return None
+    index = index or Index(settings)
+    return index.docs if index.exists() else None
+
+
+# --- the LLM calls, one per strategy ------------------------------------------------------
+
+def _ask(caller: LLMCaller, kind: str, system: str, user: str, settings: Settings,
+         schema: dict[str, Any] | None, max_tokens: int | None = None) -> str:
+    msgs: list[Message] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    t = settings.translate
+    return caller.complete(kind, msgs, max_tokens or t.max_tokens, schema, t.temperature)
+
+
+def _string_list_schema(key: str, n_min: int, n_max: int) -> dict[str, Any]:
+    return {"type": "object", "required": [key], "properties": {key: {
+        "type": "array", "minItems": n_min, "maxItems": n_max,
+        "items": {"type": "string", "minLength": 3, "maxLength": 200}}}}
+
+
+def variants(question: str, settings: Settings, caller: LLMCaller) -> Parsed:
+    """`translate.n_queries` differently worded search queries (one call)."""
+    n = max(1, settings.translate.n_queries)
+    raw = _ask(caller, "multi-query",
+               f"Rewrite the user's question in {n} different ways for a search engine. Keep the meaning "
+               "and the key terms, change the wording.\n"
+               'For example, "How do I bake bread?" could become "steps for baking bread", "bread baking '
+               'method" and "how to make a loaf of bread".\nReply with JSON: {"queries": [...]}',
+               question, settings, _string_list_schema("queries", n, n))
+    return parse_list(raw, ("queries", "query", "questions"), n, [], exclude=(question,), related_to=question)
+
+
+def step_back(question: str, settings: Settings, caller: LLMCaller) -> Parsed:
+    raw = _ask(caller, "step-back",
+               "You rewrite a specific question as a more general step-back question about the concept or "
+               "principle behind it. Examples:\n"
+               "Q: Which tent suits a winter trip to Norway? -> What makes a tent suitable for cold "
+               "weather?\n"
+               "Q: Did Ann work at IBM in 1990? -> What is Ann's work history?\n"
+               'Reply with JSON: {"question": "..."}',
+               f"Q: {question}", settings,
+               {"type": "object", "required": ["question"],
+                "properties": {"question": {"type": "string", "minLength": 8, "maxLength": 200}}},
+               max_tokens=64)
+    p = parse_text(raw, "", min_chars=8, max_chars=300, keys=("question", "step_back"))
+    if not p.fallback:
+        p.value = first_question(p.value)
+        if p.value.casefold().strip(" ?") == question.casefold().strip(" ?"):
+            return Parsed("", True, p.notes + ["same as the question; fell back"])
+        if not related(p.value, question):
+            return Parsed("", True, p.notes + [f"unrelated to the question ({p.value!r}); fell back"])
+    return p
+
+
+def hyde(question: str, settings: Settings, caller: LLMCaller) -> Parsed:
+    raw = _ask(caller, "hyde",
+               "Write a short passage (two or three sentences) that answers the question, as it might appear "
+               "in a reference document. Write only the passage.",
+               question, settings, None, max_tokens=min(settings.translate.max_tokens, 96))
+    return parse_text(raw, "", min_chars=20, max_chars=800, keys=("passage", "answer", "text"))
+
+
+def sub_questions(question: str, settings: Settings, caller: LLMCaller) -> Parsed:
+    m = max(1, settings.translate.max_sub_questions)
+    raw = _ask(caller, "decompose",
+               f"Break the question into at most {m} simpler sub-questions that can be answered one after "
+               "another; later ones may use earlier answers.\nFor example, \"Is the Eiffel Tower taller than "
+               "Big Ben?\" becomes \"How tall is the Eiffel Tower?\" and \"How tall is Big Ben?\".\n"
+               'Reply with JSON: {"questions": [...]}',
+               question, settings, _string_list_schema("questions", 1, m))
+    return parse_list(raw, ("questions", "sub_questions", "subquestions"), m, [], exclude=(question,),
+                      related_to=question)
+
+
+def hyde_vector(question: str, passage: str, embedder: Embedder, average: bool) -> np.ndarray:
+    vp, vq = embedder.embed([passage, question])
+    v = (vp + vq) / 2 if average else vp
+    return np.asarray(v / (np.linalg.norm(v) or 1.0), dtype=np.float32)
+
+
+# --- assembling the queries ---------------------------------------------------------------
+
+def _build(t: Translation, settings: Settings, caller: LLMCaller, embedder: Embedder) -> None:
+    """Fill `t.queries` (and the strategy's extras) for `t.strategy`; fall back to the question."""
+    q, s = t.question, t.strategy
+    t.queries = [Query(q)]
+    if s == "none":
+        return
+    p: Parsed
+    if s in ("multi-query", "fusion"):
+        p = variants(q, settings, caller)
+        t.queries += [Query(v, "variant") for v in p.value]
+        t.merge = "union" if s == "multi-query" else "rrf"
+    elif s == "step-back":
+        p = step_back(q, settings, caller)
+        if not p.fallback:
+            t.step_back = p.value
+            t.queries.append(Query(p.value, "step_back"))
+    elif s == "hyde":
+        p = hyde(q, settings, caller)
+        if not p.fallback:
+            t.hyde_passage = p.value
+            vec = hyde_vector(q, p.value, embedder, settings.translate.hyde_average)
+            t.queries = [Query(q, dense=False), Query(p.value, "hyde", vector=vec)]
+    elif s == "decompose":
+        p = sub_questions(q, settings, caller)
+        t.sub_questions = list(p.value)
+        t.queries += [Query(v, "sub") for v in p.value]
+    else:  # pragma: no cover - check_strategy guards
+        raise ConfigError(f"Unknown strategy '{s}'.")
+    t.notes += [f"{s}: {n}" for n in p.notes]
+    if p.fallback:
+        t.fallback = True
+        t.notes.append(f"{s}: LLM output unusable; searching the question itself")
+
+
+def translate(
+    question: str, strategy: str, settings: Settings, llm: LLM | None, trace: list[TraceEntry],
+    index: Index | None = None,
+) -> Translation:
+    """Route the question, then translate it with `strategy` (or the router's pick for `auto`).
+    Never raises because of the LLM; an unknown strategy is a ConfigError."""
+    strategy = check_strategy(strategy)
+    llm = llm or get_llm(settings)
+    caller = LLMCaller(llm, _cache(settings, index), settings.translate.concurrency)
+    embedder = get_embedder(settings.embedding)
+    t = Translation(question, strategy, [Query(question)], settings)
+
+    def do_translate() -> None:
+        with Timer(trace, "translate") as d:
+            _build(t, settings, caller, embedder)
+            d.update(strategy=t.strategy, queries=[{"role": x.role, "text": x.text} for x in t.queries],
+                     merge=t.merge, fallback=t.fallback, notes=list(t.notes))
+
+    if strategy == "auto":  # the translation depends on the route's choice
+        t.route = route(question, strategy, settings, caller, embedder, trace)
+        t.strategy = t.route.strategy
+        do_translate()
+    else:  # routing (collection, filter) and translation are independent calls
+        def do_route() -> None:
+            t.route = route(question, strategy, settings, caller, embedder, trace)
+        caller.run_all([do_route, do_translate])
+    assert t.route is not None
+    t.settings, t.where = t.route.settings, t.route.where
+    t.llm_calls, t.cache_hits = caller.calls, sum(1 for r in caller.records if r.cached)
+    trace.append(TraceEntry("llm_calls", sum(r.ms for r in caller.records),
+                            {"calls": t.llm_calls, "cache_hits": t.cache_hits,
+                             "records": [r.to_dict() for r in caller.records]}))
+    return t
+
+
+# --- what the answer prompt gets -----------------------------------------------------------
+
+def _found_by(hit: Hit, role: str) -> float:
+    return hit.scores.get(f"{role}_rank", float("inf"))
+
+
+def prompt_question(t: Translation, question: str, hits: list[Hit]) -> tuple[str, list[Hit]]:
+    """The question text for the answer prompt, and the hits in prompt order. Adds the routed
+    template's instruction; for step-back, passages found by the question come first and
+    those found by the step-back question after, and the prompt says which are which."""
+    text = question
+    if t.step_back:
+        own = [h for h in hits if _found_by(h, "original") <= _found_by(h, "step_back")]
+        bg = [h for h in hits if h not in own]
+        hits = own + bg
+        label = []
+        if own:
+            label.append(f"Passages {_span(1, len(own))} answer the question itself.")
+        if bg:
+            label.append(f"Passages {_span(len(own) + 1, len(hits))} are background for the broader question "
+                         f"\"{t.step_back}\".")
+        text += "\n" + " ".join(label)
+    if t.template is not None:
+        text += f"\n{t.template.instruction}"
+    return text, hits
+
+
+def _span(a: int, b: int) -> str:
+    return f"[{a}]" if a == b else f"[{a}]-[{b}]"
+
+
+def answer_prompt(t: Translation, question: str, hits: list[Hit], llm: LLM, settings: Settings,
+                  trace: list[TraceEntry], k: int) -> tuple[str, list[Hit]]:
+    """The question text and passages for the final answer: for `decompose`, after answering
+    the sub-questions in order; otherwise `prompt_question`."""
+    if t.sub_questions:
+        from retrieval import decompose
+
+        steps = decompose.answer_steps(t, llm, settings, trace, k)
+        return decompose.final_prompt(prompt_question(t, question, [])[0], steps, hits, k)
+    return prompt_question(t, question, hits)
