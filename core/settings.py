@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import (
@@ -84,6 +84,38 @@ class AnswerSettings(BaseModel):
     cite_min_overlap: float = 0.5
 
 
+class CollectionSettings(BaseModel):
+    """A routable collection: its own index folder and/or a metadata filter within an index."""
+
+    name: str
+    description: str = ""
+    index_dir: Path | None = None  # default: the main index_dir
+    where: dict[str, Any] | None = None  # Chroma metadata filter selecting it, e.g. {"ext": "pdf"}
+
+
+class TranslateSettings(BaseModel):
+    n_queries: int = 3  # variants written for multi-query / fusion (capped, deduplicated)
+    max_sub_questions: int = 3  # decompose
+    hyde_average: bool = True  # average the HyDE passage's vector with the question's
+    max_tokens: int = 128  # per translation call
+    temperature: float = 0.2
+    cache: bool = True  # translations cached on disk beside the index
+    concurrency: int = 4  # threads for independent LLM calls (Ollama) and searches
+    sub_answer_tokens: int = 96  # decompose: tokens per intermediate answer
+
+
+class RouteSettings(BaseModel):
+    collections: list[CollectionSettings] = Field(default_factory=list)
+    # what `--strategy auto` may choose
+    strategies: list[str] = Field(
+        default_factory=lambda: ["none", "multi-query", "fusion", "decompose", "step-back", "hyde"]
+    )
+    llm_weight: float = 0.15  # collection score = cosine(question, description) + this if the LLM chose it
+    semantic: bool = True  # pick an answer prompt template by embedding similarity
+    min_template_score: float = 0.1  # below it, the default template ("fact")
+    filters: bool = True  # turn filters stated in the question into a metadata filter
+
+
 class UISettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8501
@@ -109,6 +141,8 @@ class Settings(BaseSettings):
     search: SearchSettings = Field(default_factory=SearchSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    translate: TranslateSettings = Field(default_factory=TranslateSettings)
+    route: RouteSettings = Field(default_factory=RouteSettings)
     ui: UISettings = Field(default_factory=UISettings)
 
     @classmethod

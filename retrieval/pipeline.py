@@ -27,6 +27,7 @@ class Query:
     role: str = "original"  # original | variant | step_back | hyde | sub
     embed_text: str | None = None  # what to embed instead of `text` (HyDE passage)
     vector: np.ndarray | None = None  # a ready vector (e.g. HyDE averaged with the question)
+    dense: bool = True  # False: keyword search only (HyDE searches dense with the passage instead)
 
 
 @dataclass
@@ -98,6 +99,7 @@ def search_queries(
     lists: list[list[tuple[str, float]]] = []
     per_id: dict[str, dict[str, float]] = {}
     hit_by: dict[str, set[int]] = {}
+    by_query: dict[int, list[list[tuple[str, float]]]] = {}
     qvec: np.ndarray | None = None
     if mode in ("dense", "hybrid"):
         with Timer(trace, "embed") as d:
@@ -108,12 +110,13 @@ def search_queries(
             d["n"] = len(todo)
         qvec = queries[0].vector
     for qi, q in enumerate(queries):
-        if mode in ("dense", "hybrid") and q.vector is not None:
+        if mode in ("dense", "hybrid") and q.vector is not None and q.dense:
             with Timer(trace, "dense") as d:
                 ranked = search.dense(index, q.vector, s.candidates, where)
                 d.update(query=q.text, role=q.role, n=len(ranked))
             _note(per_id, ranked, "dense")
             lists.append(ranked)
+            by_query.setdefault(qi, []).append(ranked)
             for i, _ in ranked:
                 hit_by.setdefault(i, set()).add(qi)
         if mode in ("bm25", "hybrid") and q.role != "hyde":
@@ -124,11 +127,32 @@ def search_queries(
                 d.update(query=q.text, role=q.role, n=len(ranked))
             _note(per_id, ranked, "bm25")
             lists.append(ranked)
+            by_query.setdefault(qi, []).append(ranked)
             for i, _ in ranked:
                 hit_by.setdefault(i, set()).add(qi)
     for i, qs in hit_by.items():
         per_id[i]["n_queries"] = float(len(qs))
+    _per_query(per_id, by_query, queries, s.rrf_k, trace)
     return lists, per_id, qvec
+
+
+def _per_query(per_id: dict[str, dict[str, float]], by_query: dict[int, list[list[tuple[str, float]]]],
+               queries: list[Query], k: int, trace: list[TraceEntry]) -> None:
+    """Each query's own ranking (its retrievers fused by RRF): per candidate the best rank any
+    query gave it (`query_rank`, and `<role>_rank` per role), and `union`, the best per-query
+    score, which orders a union of the queries' results (multi-query)."""
+    cands = []
+    for qi, ls in by_query.items():
+        ranked = search.fuse_rrf(ls, k)
+        role = queries[qi].role
+        for rank, (i, sc) in enumerate(ranked, start=1):
+            f = per_id[i]
+            for name in ("query_rank", f"{role}_rank"):
+                f[name] = min(f.get(name, float("inf")), float(rank))
+            f["union"] = max(f.get("union", 0.0), sc)
+        cands.append({"query": queries[qi].text[:300], "role": role, "n": len(ranked),
+                      "top": [i for i, _ in ranked[:5]]})
+    trace.append(TraceEntry("candidates", 0.0, {"queries": cands}))
 
 
 def _filter(index: Index, ranked: list[tuple[str, float]], where: dict[str, Any]) -> list[tuple[str, float]]:
@@ -142,7 +166,10 @@ def _filter(index: Index, ranked: list[tuple[str, float]], where: dict[str, Any]
 def retrieve(
     query: str, settings: Settings, index: Index | None = None, k: int | None = None,
     mode: str | None = None, where: dict[str, Any] | None = None, queries: list[Query] | None = None,
+    merge: str = "rrf",
 ) -> RetrievalResult:
+    """`merge`: how several queries' results combine, "rrf" (fusion) or "union" (deduplicated,
+    ordered by the best per-query score; the `rrf` feature is kept either way)."""
     index = index or Index(settings)
     index.check_compatible()
     if not index.exists():
@@ -158,6 +185,8 @@ def retrieve(
             fused = search.fuse_rrf(lists, s.rrf_k)
             for i, sc in fused:
                 per_id[i]["rrf"] = sc
+            if merge == "union":
+                fused = sorted(fused, key=lambda t: (-per_id[t[0]]["union"], -t[1], t[0]))
         else:
             fused = lists[0] if lists else []
         hits = to_parents(index, fused, per_id)
