@@ -42,6 +42,9 @@ def _register() -> None:
     from app import cmd_eval
 
     cmd_eval.register(app)
+    from app import cmd_rank
+
+    cmd_rank.register(app)
 
 
 def main() -> None:

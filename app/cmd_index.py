@@ -73,12 +73,14 @@ def search_cmd(
     k: int = typer.Option(5, "-k", help="How many hits."),
     mode: str = typer.Option(None, "--mode", help="hybrid | dense | bm25 (default from settings)."),
     json_out: bool = typer.Option(False, "--json", help="Print hits as JSON."),
+    coarse: bool = typer.Option(None, "--coarse/--no-coarse", help="SBERT coarse rerank (default from settings)."),
+    ltr: bool = typer.Option(None, "--ltr/--no-ltr", help="LightGBM LTR rerank (default from settings)."),
 ) -> None:
-    """Retrieve the best chunks for a query (no generation)."""
+    """Retrieve the best chunks for a query (no generation): hybrid search, then the reranking stages."""
     from retrieval.pipeline import retrieve
 
     settings = load_settings()
-    res = retrieve(query, settings, k=k, mode=mode)
+    res = retrieve(query, settings, k=k, mode=mode, coarse=coarse, ltr=ltr)
     hits = [h.to_dict() for h in res.hits]
     if json_out:
         print_json({"query": query, "hits": hits, "timings_ms": res.timings()})

@@ -36,3 +36,7 @@ class ContextTooLongError(LLMUnavailableError):
 
 class LoaderError(RagError):
     """A file could not be read; the message says why."""
+
+
+class RankerError(RagError):
+    """The learning-to-rank model is missing a file, or was trained for other features or another embedder."""

@@ -86,6 +86,7 @@ class KeywordIndex:
     path: Path
     ids: list[str] = field(default_factory=list)
     _bm25: Any = None
+    _pos: dict[str, int] | None = None
 
     @property
     def manifest_path(self) -> Path:
@@ -122,6 +123,7 @@ class KeywordIndex:
         shutil.rmtree(old, ignore_errors=True)
         self.ids = ids
         self._bm25 = None
+        self._pos = None
 
     def load(self) -> None:
         import bm25s
@@ -136,6 +138,7 @@ class KeywordIndex:
                 "re-run `rag ingest` on your files to rebuild it."
             )
         self.ids = json.loads((self.path / "ids.json").read_text())
+        self._pos = None
         self._bm25 = bm25s.BM25.load(str(self.path)) if self.ids else None
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
@@ -152,6 +155,26 @@ class KeywordIndex:
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
         return [(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+    def score_ids(self, query: str, ids: list[str]) -> np.ndarray:
+        """BM25 scores of the given records for `query`, in the order of `ids` (0 where a
+        record is not indexed); lets a reranker see the BM25 score of dense-only hits."""
+        out = np.zeros(len(ids), dtype=np.float32)
+        if self._bm25 is None and not self.ids:
+            self.load()
+        if self._bm25 is None or not ids:
+            return out
+        if self._pos is None or len(self._pos) != len(self.ids):
+            self._pos = {rid: i for i, rid in enumerate(self.ids)}
+        vocab = self._bm25.vocab_dict
+        q = [vocab[t] for t in tokenize(query) if t in vocab]
+        if q:
+            scores = np.asarray(self._bm25.get_scores(q), dtype=np.float32)
+            for j, rid in enumerate(ids):
+                i = self._pos.get(rid)
+                if i is not None:
+                    out[j] = scores[i]
+        return out
 
 
 def _as_tokenized(corpus: list[list[str]]) -> Any:

@@ -57,8 +57,13 @@ class SearchSettings(BaseModel):
     top_k: int = 5
     coarse: bool = True  # SBERT coarse rerank
     coarse_keep: int = 30
+    # How the coarse stage orders the pool: "blend" = blend_weight * min-max(cosine) +
+    # (1 - blend_weight) * BM25/max, "sbert" = cosine only, "fused" = keep the RRF order.
+    coarse_order: Literal["blend", "sbert", "fused"] = "blend"
+    blend_weight: float = 0.5
     cross_encoder: str | None = None  # path to a sentence-transformers CrossEncoder on disk
     ltr: bool = True  # LightGBM fine rerank (used when a trained model exists)
+    ltr_model: str | None = None  # ranker folder; default <index_dir>/ranker
 
 
 class LLMSettings(BaseModel):

@@ -166,9 +166,10 @@ def _filter(index: Index, ranked: list[tuple[str, float]], where: dict[str, Any]
 def retrieve(
     query: str, settings: Settings, index: Index | None = None, k: int | None = None,
     mode: str | None = None, where: dict[str, Any] | None = None, queries: list[Query] | None = None,
-    merge: str = "rrf",
+    coarse: bool | None = None, ltr: bool | None = None, merge: str = "rrf",
 ) -> RetrievalResult:
-    """`merge`: how several queries' results combine, "rrf" (fusion) or "union" (deduplicated,
+    """`coarse` / `ltr` switch the reranking stages for this call (default: settings).
+    `merge`: how several queries' results combine, "rrf" (fusion) or "union" (deduplicated,
     ordered by the best per-query score; the `rrf` feature is kept either way)."""
     index = index or Index(settings)
     index.check_compatible()
@@ -191,4 +192,24 @@ def retrieve(
             fused = lists[0] if lists else []
         hits = to_parents(index, fused, per_id)
         d["n"] = len(hits)
+    hits = _rerank(index, query, queries, hits, settings, trace, k, coarse, ltr)
     return RetrievalResult(query, hits[:k], trace, qvec)
+
+
+def _rerank(
+    index: Index, query: str, queries: list[Query], hits: list[Hit], settings: Settings,
+    trace: list[TraceEntry], k: int, coarse: bool | None, ltr: bool | None,
+) -> list[Hit]:
+    from retrieval import rerank
+
+    s = settings.search
+    if not (s.coarse if coarse is None else coarse) and not (s.ltr if ltr is None else ltr):
+        return hits
+    if queries[0].vector is None:  # BM25-only search: the coarse stage still needs the question's vector
+        queries[0].vector = index.embedder.embed_query(queries[0].embed_text or queries[0].text)
+    vectors: dict[str, np.ndarray] = {"original": queries[0].vector}
+    for role in ("step_back", "hyde"):
+        vs = [q.vector for q in queries if q.role == role and q.vector is not None]
+        if vs:
+            vectors[role] = np.mean(vs, axis=0)
+    return rerank.rerank(index, query, hits, vectors, settings, trace, len(queries), coarse, ltr, k=k)

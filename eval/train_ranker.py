@@ -1,0 +1,218 @@
+"""Train the learning-to-rank model (LightGBM `LGBMRanker`, lambdarank).
+
+Labels come from a labelled set (`eval.datasets.Dataset`): a BEIR folder, whose corpus
+gets an index of its own (cached, as `rag eval` does), or synthetic questions the LLM
+wrote over the current index (`eval.synthetic`; the chunk a question was written from
+is its positive, every other candidate the retriever returned is a hard negative).
+
+For each query the pipeline runs without the LTR stage; the candidates it hands to that
+stage, with `retrieval.features`, are one training group. Queries are split (seeded)
+into train and held-out; the model is fitted on the train part and the report gives
+nDCG@10 on the held-out part with and without it (and for a random order). The model
+is written as a folder: `booster.txt` (LightGBM's text format) and `manifest.json`
+(format, feature list, package versions, embedding model, report). No pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import RagError
+from core.index import Index
+from core.settings import Settings
+from core.types import Hit
+from retrieval import features
+from retrieval.pipeline import retrieve
+from retrieval.rerank import BOOSTER_FILE, MANIFEST_FILE, RANKER_FORMAT
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+# Scores that can only help a candidate as they grow (+1) or as they shrink (-1): the
+# model may not learn the reverse from a quirk of its training set.
+MONOTONE = {"dense": 1, "dense_gap": -1, "dense_z": 1, "dense_rank": -1, "bm25_norm": 1, "bm25_z": 1,
+            "bm25_rank": -1, "rrf_norm": 1, "in_rank": -1, "coverage": 1, "title_match": 1,
+            "step_back": 1, "hyde": 1, "n_queries": 1}
+
+PARAMS: dict[str, Any] = {
+    "objective": "lambdarank", "n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15,
+    "min_child_samples": 20, "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.8,
+    "reg_lambda": 1.0, "lambdarank_truncation_level": 20, "deterministic": True, "force_row_wise": True,
+    "n_jobs": 1, "verbose": -1,
+}
+
+
+@dataclass
+class Group:
+    """One query's candidates: features, graded labels, and the id each is judged by."""
+
+    qid: str
+    x: np.ndarray
+    y: np.ndarray
+    ids: list[str | None]
+    judged: dict[str, int]
+
+
+def collect(queries: dict[str, str], qrels: dict[str, dict[str, int]], index: Index, settings: Settings,
+            label_id: Callable[[Hit], str | None], progress: Progress | None = None) -> list[Group]:
+    """Run retrieval without LTR for every query; one group per query."""
+    keep = settings.search.coarse_keep
+    out: list[Group] = []
+    for n, (qid, text) in enumerate(queries.items(), 1):
+        res = retrieve(text, settings, index=index, k=keep, ltr=False)
+        hits = res.hits
+        ids = [label_id(h) for h in hits]
+        judged = qrels.get(qid, {})
+        y = np.array([judged.get(i, 0) if i else 0 for i in ids], dtype=np.int32)
+        out.append(Group(qid, features.compute(text, hits, 1), y, ids, judged))
+        if progress:
+            progress("candidates", n, len(queries))
+    return out
+
+
+def split(groups: list[Group], holdout: float, seed: int) -> tuple[list[Group], list[Group]]:
+    order = sorted(groups, key=lambda g: g.qid)
+    random.Random(seed).shuffle(order)
+    n_test = max(1, int(round(len(order) * holdout))) if len(order) > 1 else 0
+    return order[n_test:], order[:n_test]
+
+
+def ndcg(groups: list[Group], scores: list[np.ndarray] | None = None, k: int = 10) -> float:
+    """Mean nDCG@k over the groups, candidates ordered by `scores` (None: as retrieved);
+    each judged id counts at its best place; the ideal uses every judged relevant id."""
+    vals = []
+    for gi, g in enumerate(groups):
+        order = range(len(g.ids)) if scores is None else np.argsort(-scores[gi], kind="stable")
+        seen: set[str] = set()
+        ranked: list[str] = []
+        for j in order:
+            i = g.ids[int(j)]
+            if i is not None and i not in seen:
+                seen.add(i)
+                ranked.append(i)
+        dcg = sum((2 ** g.judged.get(d, 0) - 1) / math.log2(r + 2) for r, d in enumerate(ranked[:k]))
+        ideal = sorted((v for v in g.judged.values() if v > 0), reverse=True)[:k]
+        idcg = sum((2**v - 1) / math.log2(r + 2) for r, v in enumerate(ideal))
+        vals.append(dcg / idcg if idcg > 0 else 0.0)
+    return float(np.mean(vals)) if vals else 0.0
+
+
+def fit(train: list[Group], seed: int = 0, params: dict[str, Any] | None = None, monotone: bool = True) -> Any:
+    """A fitted LightGBM booster (lambdarank), grouped by query, reproducible for a seed."""
+    import lightgbm as lgb
+
+    use = [g for g in train if len(g.y) > 1 and g.y.max() > 0]  # groups without a positive teach nothing
+    if not use:
+        raise RagError("No training query has a relevant candidate among the retrieved ones; "
+                       "use more queries, or check that the labels name documents of the corpus.")
+    p = {**PARAMS, **(params or {}), "random_state": seed}
+    if monotone:
+        p["monotone_constraints"] = [MONOTONE.get(f, 0) for f in features.FEATURES]
+        p["monotone_constraints_method"] = "advanced"
+    model = lgb.LGBMRanker(**p)
+    x = np.vstack([g.x for g in use])
+    y = np.concatenate([g.y for g in use])
+    model.fit(x, y, group=[len(g.y) for g in use], feature_name=list(features.FEATURES))
+    return model.booster_
+
+
+def predict(booster: Any, groups: list[Group]) -> list[np.ndarray]:
+    return [np.asarray(booster.predict(g.x, num_threads=1), dtype=np.float64) for g in groups]
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("localrag", "lightgbm", "numpy", "sentence-transformers", "bm25s"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def save(booster: Any, out: Path, embedding_model: str, report: dict[str, Any]) -> Path:
+    """Write `booster.txt` + `manifest.json` into `out` (replacing a previous model)."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (BOOSTER_FILE + ".tmp")
+    booster.save_model(str(tmp))
+    manifest = {
+        "format_version": RANKER_FORMAT, "kind": "lightgbm-lambdarank", "feature_version": features.FEATURE_VERSION,
+        "features": list(features.FEATURES), "embedding_model": embedding_model, "versions": _versions(),
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "report": report,
+    }
+    tmp.replace(out / BOOSTER_FILE)
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    return out
+
+
+def importance(booster: Any) -> dict[str, float]:
+    gain = booster.feature_importance(importance_type="gain")
+    total = float(gain.sum()) or 1.0
+    pairs = sorted(zip(features.FEATURES, gain, strict=True), key=lambda t: -t[1])
+    return {f: round(float(g) / total, 4) for f, g in pairs if g > 0}
+
+
+def train_groups(groups: list[Group], seed: int = 0, holdout: float = 0.2,
+                 params: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Fit on the train split; report nDCG@10 on the held-out split with and without it."""
+    train, test = split(groups, holdout, seed)
+    t0 = time.perf_counter()
+    booster = fit(train, seed, params)
+    rng = np.random.default_rng(seed)
+    report: dict[str, Any] = {
+        "queries": len(groups), "train_queries": len(train), "heldout_queries": len(test),
+        "train_queries_with_positive": sum(1 for g in train if g.y.max(initial=0) > 0),
+        "candidates_per_query": round(float(np.mean([len(g.y) for g in groups])) if groups else 0.0, 1),
+        "seed": seed, "holdout": holdout, "fit_seconds": round(time.perf_counter() - t0, 2),
+        "params": {k: v for k, v in {**PARAMS, **(params or {})}.items() if k not in ("verbose", "n_jobs")},
+    }
+    if test:
+        report["heldout_ndcg@10"] = {
+            "without_ranker": round(ndcg(test), 4),
+            "with_ranker": round(ndcg(test, predict(booster, test)), 4),
+            "random_order": round(ndcg(test, [rng.random(len(g.y)) for g in test]), 4),
+        }
+    report["feature_importance_gain"] = importance(booster)
+    return booster, report
+
+
+def train_dataset(ds: Any, settings: Settings, out: Path | None = None, seed: int = 0, holdout: float = 0.2,
+                  cache_dir: Path = Path("reports/.cache"), progress: Progress | None = None,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train from an `eval.datasets.Dataset` and write the model (default: beside the index)."""
+    from eval.datasets import validate
+    from eval.evaluate import corpus_index
+    from retrieval.rerank import ranker_path
+
+    def ingest_progress(event: str, n: int) -> None:
+        if progress and event == "file":
+            progress("index", n, 0)
+
+    target = corpus_index(ds, settings, cache_dir, ingest_progress if progress else None)
+    chunk_level = ds.corpus.kind == "index"
+    validate(ds, set(target.index.docs.all_ids()) if chunk_level else None)
+    if not ds.queries:
+        raise RagError(f"The dataset {ds.name} has no query with a relevant judgement to train on.")
+    run_settings = target.index.settings
+    label = (lambda h: h.record.id) if ds.level == "chunk" else target.doc_of
+    groups = collect(ds.queries, ds.qrels, target.index, run_settings, label, progress)
+    booster, report = train_groups(groups, seed, holdout)
+    report.update({"dataset": ds.name, "level": ds.level, "index": target.info.get("path"),
+                   "skipped": dict(ds.issues.counts), **(extra or {})})
+    dest = out or ranker_path(settings)
+    save(booster, dest, Index(settings).embedder.name, report)
+    report["model"] = str(dest)
+    return report

@@ -1,0 +1,125 @@
+"""The one feature list of the learning-to-rank stage, and how each feature is computed.
+
+Features describe one (query, candidate) pair from what the earlier stages left on the
+hit (`Hit.scores`: `sbert` cosine and complete `bm25` from the coarse stage, best ranks
+and `rrf` from fusion, `n_queries`, `step_back` / `hyde` similarities) plus the record
+itself. Scores whose scale depends on the corpus (BM25) enter only normalised within
+the query's candidate list, so a model trained on one collection carries over to
+another. The list is saved with every trained model; a model whose list differs is
+refused (`retrieval.rerank`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from core.keyword import tokenize
+from core.types import Hit
+
+FEATURE_VERSION = 1
+
+FEATURES: tuple[str, ...] = (
+    "dense",  # bi-encoder cosine of the question and the candidate (stored embeddings)
+    "dense_gap",  # best cosine among the candidates minus this one
+    "dense_z",  # cosine standardised within the candidate list
+    "dense_rank",  # log1p of the rank by cosine within the candidate list
+    "bm25_norm",  # BM25 score / best BM25 score among the candidates
+    "bm25_z",  # BM25 standardised within the candidate list
+    "bm25_rank",  # log1p of the rank by BM25 within the candidate list
+    "bm25_found",  # 1 when the BM25 retriever returned it in its own top list
+    "dense_found",  # 1 when the dense retriever returned it in its own top list
+    "rrf_norm",  # fused RRF score / best fused score
+    "in_rank",  # log1p of the position in the list handed to the LTR stage
+    "n_queries",  # share of the search queries (question + translations) that retrieved it
+    "step_back",  # cosine to the step-back question (NaN when there was none)
+    "hyde",  # cosine to the HyDE passage (NaN when there was none)
+    "kind",  # 0 chunk, 1 summary, 2 question, 3 raptor
+    "level",  # RAPTOR level (0 for leaves)
+    "represented",  # 1 when a representation (summary / question) matched for this chunk
+    "length",  # log1p of the text length in characters
+    "coverage",  # share of the question's terms found in the candidate
+    "title_match",  # share of the question's terms found in its title / heading path
+    "query_terms",  # number of distinct question terms (a query-level feature)
+    "bm25_per_term",  # best BM25 among the candidates / number of question terms
+    "dense_best",  # best cosine among the candidates (query-level)
+    "source_share",  # log1p of how many candidates come from the same source
+)
+
+_KINDS = {"chunk": 0.0, "summary": 1.0, "question": 2.0, "raptor": 3.0}
+
+
+@functools.lru_cache(maxsize=65536)
+def _terms(text: str) -> frozenset[str]:
+    return frozenset(tokenize(text))
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """1-based rank, best (largest) first; ties keep list order."""
+    order = np.argsort(-values, kind="stable")
+    r = np.empty(len(values), dtype=np.float64)
+    r[order] = np.arange(1, len(values) + 1)
+    return r
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    sd = float(values.std())
+    return (values - values.mean()) / sd if sd > 1e-9 else np.zeros_like(values)
+
+
+def _col(hits: Sequence[Hit], key: str, default: float = math.nan) -> np.ndarray:
+    return np.array([float(h.scores.get(key, default)) for h in hits], dtype=np.float64)
+
+
+def compute(query: str, hits: Sequence[Hit], n_search_queries: int = 1) -> np.ndarray:
+    """Feature matrix (len(hits) x len(FEATURES)), rows in the order of `hits`."""
+    n = len(hits)
+    out = np.full((n, len(FEATURES)), np.nan, dtype=np.float32)
+    if n == 0:
+        return out
+    col = {name: i for i, name in enumerate(FEATURES)}
+    dense = _col(hits, "sbert")
+    if np.isnan(dense).all():
+        dense = _col(hits, "dense")
+    dense = np.nan_to_num(dense, nan=float(np.nanmin(dense)) if not np.isnan(dense).all() else 0.0)
+    bm25 = np.nan_to_num(_col(hits, "bm25", 0.0), nan=0.0)
+    rrf = np.nan_to_num(_col(hits, "rrf", 0.0), nan=0.0)
+    qterms = _terms(query)
+    best_bm25 = float(bm25.max())
+    sources: dict[str, int] = {}
+    for h in hits:
+        sources[h.record.source] = sources.get(h.record.source, 0) + 1
+
+    out[:, col["dense"]] = dense
+    out[:, col["dense_gap"]] = dense.max() - dense
+    out[:, col["dense_z"]] = _z(dense)
+    out[:, col["dense_rank"]] = np.log1p(_ranks(dense))
+    out[:, col["bm25_norm"]] = bm25 / best_bm25 if best_bm25 > 0 else 0.0
+    out[:, col["bm25_z"]] = _z(bm25)
+    out[:, col["bm25_rank"]] = np.log1p(_ranks(bm25))
+    out[:, col["bm25_found"]] = [1.0 if "bm25_rank" in h.scores else 0.0 for h in hits]
+    out[:, col["dense_found"]] = [1.0 if "dense_rank" in h.scores else 0.0 for h in hits]
+    out[:, col["rrf_norm"]] = rrf / rrf.max() if rrf.max() > 0 else 0.0
+    out[:, col["in_rank"]] = np.log1p(np.arange(1, n + 1))
+    out[:, col["n_queries"]] = _col(hits, "n_queries", 1.0) / max(1, n_search_queries)
+    out[:, col["step_back"]] = _col(hits, "step_back")
+    out[:, col["hyde"]] = _col(hits, "hyde")
+    out[:, col["query_terms"]] = len(qterms)
+    out[:, col["bm25_per_term"]] = best_bm25 / max(1, len(qterms))
+    out[:, col["dense_best"]] = dense.max()
+    for i, h in enumerate(hits):
+        r = h.record
+        out[i, col["kind"]] = _KINDS.get(r.kind, 0.0)
+        out[i, col["level"]] = r.level
+        out[i, col["represented"]] = 1.0 if h.matched else 0.0
+        out[i, col["length"]] = math.log1p(len(r.text))
+        out[i, col["source_share"]] = math.log1p(sources[r.source])
+        if qterms:
+            out[i, col["coverage"]] = len(qterms & _terms(r.index_text())) / len(qterms)
+            out[i, col["title_match"]] = len(qterms & _terms(r.title)) / len(qterms) if r.title else 0.0
+        else:
+            out[i, col["coverage"]] = out[i, col["title_match"]] = 0.0
+    return out

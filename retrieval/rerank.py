@@ -1,0 +1,300 @@
+"""The two reranking stages after fusion.
+
+Coarse: the bi-encoder scores the whole fused pool from the chunk embeddings already
+stored (never re-encoding a candidate), BM25 scores fill in for candidates only the
+dense retriever found, and the pool is ordered by a blend of the two (or by fused rank,
+or by cosine alone: `search.coarse_order`) and cut to `search.coarse_keep`. When
+`search.cross_encoder` names a sentence-transformers CrossEncoder folder, that model
+scores the pool instead.
+
+Fine: a LightGBM lambdarank booster scores the survivors from `retrieval.features`.
+The model is a folder (`booster.txt` + `manifest.json`, no pickle) found at
+`search.ltr_model`, else `<index>/ranker/`; a model trained for another feature list or
+embedding model is refused with a clear error. Without a model the stage is skipped and
+the trace says so.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import ConfigError, RankerError
+from core.index import Index
+from core.settings import Settings
+from core.types import Hit, TraceEntry
+from retrieval import features
+
+log = logging.getLogger(__name__)
+
+RANKER_FORMAT = 1
+RANKER_DIR = "ranker"
+BOOSTER_FILE = "booster.txt"
+MANIFEST_FILE = "manifest.json"
+TRACE_TOP = 30  # candidates listed per stage in the trace
+
+# --- stored embeddings, cached per process --------------------------------------------
+# A record id is a hash of its source and content, so its vector never changes for a
+# given embedding model: the cache needs no invalidation, only filling.
+_EMB: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+_EMB_LOCK = threading.Lock()
+PRELOAD_MAX = 300_000  # load a whole collection at first use up to this many vectors
+
+
+def stored_embeddings(index: Index, ids: list[str]) -> np.ndarray:
+    """The stored vectors of `ids` (rows in order; NaN where the store has none)."""
+    key = (str(index.path), index.embedder.name)
+    with _EMB_LOCK:
+        cache = _EMB.get(key)
+        if cache is None:
+            cache = _EMB[key] = {}
+            if index.vectors.count() <= PRELOAD_MAX:
+                _preload(index, cache)
+        missing = [i for i in ids if i not in cache]
+        if missing:
+            cache.update(index.vectors.get_embeddings(missing))
+        dim = next((len(v) for v in cache.values()), 0) if cache else 0
+        out = np.full((len(ids), dim), np.nan, dtype=np.float32)
+        for row, i in enumerate(ids):
+            v = cache.get(i)
+            if v is not None:
+                out[row] = v
+    return out
+
+
+def _preload(index: Index, cache: dict[str, np.ndarray]) -> None:
+    col = index.vectors.collection
+    step, offset = 5000, 0
+    while True:
+        res = col.get(include=["embeddings"], limit=step, offset=offset)
+        if not res["ids"]:
+            break
+        embs = np.asarray(res["embeddings"], dtype=np.float32)
+        cache.update(zip(res["ids"], embs, strict=True))
+        offset += len(res["ids"])
+        if len(res["ids"]) < step:
+            break
+
+
+def clear_cache() -> None:
+    with _EMB_LOCK:
+        _EMB.clear()
+
+
+# --- coarse stage -----------------------------------------------------------------------
+def blend(cos: np.ndarray, bm25: np.ndarray, weight: float) -> np.ndarray:
+    """weight * min-max(cosine) + (1 - weight) * BM25 / max BM25, over the pool."""
+    lo, hi = float(np.nanmin(cos)), float(np.nanmax(cos))
+    d = (np.nan_to_num(cos, nan=lo) - lo) / (hi - lo) if hi - lo > 1e-9 else np.zeros_like(cos)
+    top = float(bm25.max()) if len(bm25) else 0.0
+    b = bm25 / top if top > 0 else np.zeros_like(bm25)
+    return weight * d + (1.0 - weight) * b
+
+
+def score_pool(index: Index, query: str, hits: list[Hit], vectors: dict[str, np.ndarray]) -> None:
+    """Put `sbert` (cosine to the question), complete `bm25`, and `step_back` / `hyde`
+    cosines (when those queries exist) on every hit, from stored embeddings."""
+    if not hits:
+        return
+    ids = [h.record.id for h in hits]
+    emb = stored_embeddings(index, ids)
+    bm25 = index.keyword.score_ids(query, ids)
+    sims = {role: emb @ v for role, v in vectors.items() if emb.shape[1] == len(v)}
+    for row, h in enumerate(hits):
+        h.scores["bm25"] = float(bm25[row])
+        for role, s in sims.items():
+            if not np.isnan(s[row]):
+                h.scores["sbert" if role == "original" else role] = float(s[row])
+
+
+@functools.lru_cache(maxsize=2)
+def _cross_encoder(path: str, device: str) -> Any:
+    from sentence_transformers import CrossEncoder
+
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise ConfigError(
+            f"search.cross_encoder '{path}' is not a folder; point it at a sentence-transformers "
+            "CrossEncoder model directory on disk, or unset it to use the bi-encoder."
+        )
+    return CrossEncoder(str(p), device=device, local_files_only=True)
+
+
+def coarse(index: Index, query: str, hits: list[Hit], vectors: dict[str, np.ndarray],
+           settings: Settings) -> tuple[list[Hit], dict[str, Any]]:
+    """The whole pool, best first (the caller keeps the first `coarse_keep`)."""
+    s = settings.search
+    score_pool(index, query, hits, vectors)
+    detail: dict[str, Any] = {"pool": len(hits), "keep": s.coarse_keep}
+    if s.cross_encoder:
+        ce = _cross_encoder(s.cross_encoder, settings.embedding.device)
+        scores = np.asarray(ce.predict([(query, h.record.index_text()) for h in hits],
+                                       show_progress_bar=False), dtype=np.float64).reshape(len(hits), -1)[:, -1]
+        detail["scorer"] = f"cross-encoder {s.cross_encoder}"
+    else:
+        cos = np.array([h.scores.get("sbert", np.nan) for h in hits], dtype=np.float64)
+        bm25 = np.array([h.scores.get("bm25", 0.0) for h in hits], dtype=np.float64)
+        detail["scorer"] = f"bi-encoder ({s.coarse_order})"
+        if s.coarse_order == "sbert":
+            scores = np.nan_to_num(cos, nan=-1.0)
+        elif s.coarse_order == "blend":
+            scores = blend(cos, bm25, s.blend_weight)
+            detail["blend_weight"] = s.blend_weight
+        else:  # "fused": keep the fused order
+            scores = np.array([h.score for h in hits], dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    out: list[Hit] = []
+    for j in order:
+        h = hits[int(j)]
+        h.scores["coarse"] = float(scores[j])
+        h.score = float(scores[j])
+        out.append(h)
+    return out, detail
+
+
+# --- LTR stage --------------------------------------------------------------------------
+@dataclass
+class Ranker:
+    path: Path
+    manifest: dict[str, Any]
+    booster: Any
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.predict(x, num_threads=1), dtype=np.float64)
+
+
+def ranker_path(settings: Settings) -> Path:
+    if settings.search.ltr_model:
+        return Path(settings.search.ltr_model).expanduser()
+    return settings.index_path / RANKER_DIR
+
+
+def check_manifest(man: dict[str, Any], path: Path, embedding_model: str | None) -> None:
+    """Refuse a model this code would misread."""
+    if man.get("format_version") != RANKER_FORMAT:
+        raise RankerError(
+            f"The ranker at {path} has format {man.get('format_version')!r}, this version reads "
+            f"{RANKER_FORMAT}; retrain it with `rag train-ranker`."
+        )
+    if list(man.get("features", [])) != list(features.FEATURES):
+        theirs, ours = set(man.get("features", [])), set(features.FEATURES)
+        diff = sorted(theirs ^ ours) or ["(same names, other order)"]
+        raise RankerError(
+            f"The ranker at {path} was trained on another feature list (differs in: {', '.join(diff)}); "
+            "retrain it with `rag train-ranker`, or delete the folder to rank without it."
+        )
+    built = man.get("embedding_model")
+    if embedding_model and built and built != embedding_model:
+        raise RankerError(
+            f"The ranker at {path} was trained with embedding model '{built}' but the index uses "
+            f"'{embedding_model}'; retrain it with `rag train-ranker`, or delete the folder."
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, mtime_ns: int) -> Ranker:
+    import lightgbm as lgb
+
+    p = Path(path)
+    man = json.loads((p / MANIFEST_FILE).read_text())
+    booster = lgb.Booster(model_file=str(p / BOOSTER_FILE))
+    if list(booster.feature_name()) != list(man.get("features", [])):
+        raise RankerError(
+            f"The ranker at {p}: booster features {booster.feature_name()} do not match its manifest; "
+            "retrain it with `rag train-ranker`."
+        )
+    return Ranker(p, man, booster)
+
+
+def load_ranker(settings: Settings, embedding_model: str | None) -> Ranker | None:
+    """The trained model, or None when there is none; raises RankerError for a bad one."""
+    p = ranker_path(settings)
+    if not (p / MANIFEST_FILE).exists() and not (p / BOOSTER_FILE).exists():
+        if settings.search.ltr_model:
+            raise RankerError(
+                f"search.ltr_model '{p}' holds no ranker ({BOOSTER_FILE} + {MANIFEST_FILE}); "
+                "train one with `rag train-ranker` or unset search.ltr_model."
+            )
+        return None
+    for f in (MANIFEST_FILE, BOOSTER_FILE):
+        if not (p / f).exists():
+            raise RankerError(f"The ranker at {p} lacks {f}; retrain it with `rag train-ranker`.")
+    try:
+        man = json.loads((p / MANIFEST_FILE).read_text())
+    except json.JSONDecodeError as e:
+        raise RankerError(f"The ranker manifest {p / MANIFEST_FILE} is not JSON ({e}); retrain it.") from e
+    check_manifest(man, p, embedding_model)
+    return _load(str(p.resolve()), (p / BOOSTER_FILE).stat().st_mtime_ns)
+
+
+def fine(ranker: Ranker, query: str, hits: list[Hit], n_queries: int) -> list[Hit]:
+    if not hits:
+        return hits
+    scores = ranker.predict(features.compute(query, hits, n_queries))
+    order = np.argsort(-scores, kind="stable")
+    out = []
+    for j in order:
+        h = hits[int(j)]
+        h.scores["ltr"] = float(scores[j])
+        h.score = float(scores[j])
+        out.append(h)
+    return out
+
+
+# --- both stages, as the pipeline calls them ----------------------------------------------
+def _listing(before: list[str], hits: list[Hit], key: str) -> list[dict[str, Any]]:
+    pos = {rid: i for i, rid in enumerate(before, start=1)}
+    return [
+        {"id": h.record.id, "rank": r, "was": pos.get(h.record.id), "score": round(h.scores.get(key, h.score), 5),
+         "title": h.record.title[:80]}
+        for r, h in enumerate(hits[:TRACE_TOP], start=1)
+    ]
+
+
+def rerank(
+    index: Index, query: str, hits: list[Hit], vectors: dict[str, np.ndarray], settings: Settings,
+    trace: list[TraceEntry], n_queries: int = 1, coarse_on: bool | None = None, ltr_on: bool | None = None,
+    k: int | None = None,
+) -> list[Hit]:
+    """Coarse then LTR, each switchable (settings, or per call); appends one trace entry each.
+    The coarse stage keeps `coarse_keep` candidates for the LTR stage; when the caller wants
+    more (`k`), the next ones follow in coarse order, so no more than asked for is lost."""
+    import time
+
+    s = settings.search
+    coarse_on = s.coarse if coarse_on is None else coarse_on
+    ltr_on = s.ltr if ltr_on is None else ltr_on
+    keep = s.coarse_keep
+    tail_end = max(keep, k or 0)
+    if coarse_on and hits:
+        t0 = time.perf_counter()
+        before = [h.record.id for h in hits]
+        hits, detail = coarse(index, query, hits, vectors, settings)
+        hits = hits[:tail_end]
+        detail["candidates"] = _listing(before, hits, "coarse")
+        trace.append(TraceEntry("coarse", (time.perf_counter() - t0) * 1000, detail))
+    if not ltr_on or not hits:
+        return hits[:tail_end] if coarse_on else hits
+    t0 = time.perf_counter()
+    ranker = load_ranker(settings, index.embedder.name)
+    if ranker is None:
+        trace.append(TraceEntry("ltr", (time.perf_counter() - t0) * 1000,
+                                {"skipped": f"no trained ranker at {ranker_path(settings)}; "
+                                 "run `rag train-ranker` to train one"}))
+        return hits
+    head, tail = hits[:keep], hits[keep:tail_end]
+    if not coarse_on:  # the LTR features need the coarse scores; compute them for its share
+        score_pool(index, query, head, vectors)
+    before = [h.record.id for h in head]
+    head = fine(ranker, query, head, n_queries)
+    trace.append(TraceEntry("ltr", (time.perf_counter() - t0) * 1000,
+                            {"model": str(ranker.path), "n": len(head),
+                             "candidates": _listing(before, head, "ltr")}))
+    return head + tail
