@@ -126,7 +126,7 @@ class LlamaCppLLM:
                 log.info("loading %s (n_ctx=%d, gpu_layers=%d)", self.path, s.n_ctx_llamacpp, s.gpu_layers)
                 llama = Llama(
                     model_path=str(self.path), n_ctx=s.n_ctx_llamacpp, n_gpu_layers=s.gpu_layers,
-                    n_threads=s.threads, verbose=False, seed=0,
+                    n_threads=s.threads, n_threads_batch=s.threads, verbose=False, seed=0,
                 )
                 _LLAMA_CACHE[key] = (llama, threading.Lock())
             return _LLAMA_CACHE[key]
