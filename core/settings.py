@@ -46,6 +46,7 @@ class IngestSettings(BaseModel):
     ocr_dpi: int = 200
     # OCR results cached by page-image hash; the ingest pipeline uses <index_dir>/ocr_cache when unset
     ocr_cache_dir: Path | None = None
+    ocr_threads: int | None = None  # CPU threads for OCR; None = all cores
     multi_representation: bool = False
     raptor: bool = False
 

@@ -130,7 +130,7 @@ def _page_text(
             image = page.render(scale=scale, grayscale=True).to_pil()
         finally:
             page.close()
-    text, cached = ocr_page(image, cache)
+    text, cached = ocr_page(image, cache, settings.ocr_threads)
     emit("ocr_cached" if cached else "ocr_page", 1)
     return text
 

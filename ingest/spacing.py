@@ -22,7 +22,8 @@ _TOKEN = re.compile(r"\S+")
 _LETTERS = re.compile(r"[A-Za-z]+")
 # A comma, semicolon or colon glued between two words, or a sentence end glued to a
 # capitalised word: "degrees,so", "shortened.The".
-_PUNCT_GLUE = re.compile(r"(?<=[A-Za-z]{2})([,;:])(?=[A-Za-z])|(?<=[a-z]{2})([.!?])(?=[A-Z][a-z])")
+_PUNCT_GLUE = re.compile(
+    r"(?<=[A-Za-z]{2})([,;:])(?=[A-Za-z])|(?:(?<=[a-z]{2})|(?<=\d))([.!?])(?=[A-Z][a-z])")
 _DIGIT_WORD = re.compile(r"(?<=\d)([A-Za-z]{3,})$")
 _KEEP_SINGLE = {"a", "i"}
 _SKIP = re.compile(r"[/@_\\<>=#]|[a-z][A-Z]|www\.|\.(com|org|net|py|pdf)\b")
@@ -50,6 +51,9 @@ def _costs() -> tuple[dict[str, float], int]:
 # 1.2-2.0 per letter ("theinspectioninterval" 1.2, "gearboxseals" 2.0); terms the list
 # lacks split only into rare pieces and cost more ("kubernetes" 3.5, "sqlite" 3.9).
 MAX_COST_PER_LETTER = 2.05
+# Short glue of very common words ("onfour" 2.2 per letter) is let through when its
+# pieces average at most this cost (a top-600 word); "dataframe" (9.8) stays whole.
+SHORT_GLUE = (2.3, 9.0)
 # "mis"+"configured", "re"+"ingest": a prefix glued to a word is one word, not two.
 _PREFIXES = {"re", "un", "mis", "non", "pre", "sub", "co", "de", "dis", "in", "im", "over", "under",
              "inter", "multi", "micro", "semi", "anti", "auto", "bi", "tri", "post", "out", "up"}
@@ -69,13 +73,16 @@ def segment(word: str) -> list[str]:
             c = costs.get(low[k:i])
             if c is not None and best[k] + c < best[i]:
                 best[i], back[i] = best[k] + c, k
-    if best[n] > MAX_COST_PER_LETTER * n:
+    if best[n] == math.inf:
         return [word]
     out, i = [], n
     while i > 0:
         out.append(word[back[i]:i])
         i = back[i]
     out.reverse()
+    per_letter, per_word = best[n] / n, best[n] / len(out)
+    if per_letter > MAX_COST_PER_LETTER and not (per_letter <= SHORT_GLUE[0] and per_word <= SHORT_GLUE[1]):
+        return [word]
     if len(out) == 2 and out[0].lower() in _PREFIXES:
         return [word]
     return out
