@@ -106,9 +106,9 @@ def load_html(path: Path, settings: IngestSettings) -> LoadedDoc:
             if name in ("h1", "h2", "h3", "h4", "h5", "h6"):
                 parts.append("\n\n" + "#" * int(name[1]) + " " + child.get_text(" ", strip=True) + "\n\n")
             elif name == "table":
-                rows = [
-                    [c.get_text(" ", strip=True) for c in tr.find_all(["th", "td"])]
-                    for tr in child.find_all("tr")
+                rows = [  # this table's own rows and cells; a nested table stays inside its cell
+                    [c.get_text(" ", strip=True) for c in tr.find_all(["th", "td"], recursive=False)]
+                    for tr in child.find_all("tr") if tr.find_parent("table") is child
                 ]
                 parts.append("\n\n" + md_table(rows) + "\n\n")
             elif name in ("p", "li", "pre", "blockquote", "div", "section", "article", "main", "ul", "ol", "dl"):

@@ -121,7 +121,11 @@ def _page_text(
             )
             if not ocr:
                 if text and _count_objects(page, pdfium_c.FPDF_PAGEOBJ_PATH) > 0:
-                    found = tables.find(i)
+                    try:
+                        found = tables.find(i)
+                    except Exception as e:  # the page's plain text is still good
+                        log.warning("page %d: table detection failed (%s); using plain text", i + 1, e)
+                        found = []
                     if found:
                         text = _with_tables(page, textpage, found)
                 return text

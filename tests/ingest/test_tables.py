@@ -148,3 +148,11 @@ def test_search_hit_on_a_table_row_carries_the_header(tmp_path: Path, settings: 
     assert {h.record.location() for h in hits} == {"bench.pdf p. 1", "bench.docx"}
     for h in hits:
         assert HEADER in h.record.text and "| SmolLM2 | 135M | 38.0 |" in h.record.text
+
+
+def test_html_nested_table_rows_are_not_repeated(tmp_path: Path) -> None:
+    p = tmp_path / "nested.html"
+    p.write_text("<table><tr><th>Part</th><th>Detail</th></tr><tr><td>pump</td><td>"
+                 "<table><tr><td>rated 5 bar</td></tr></table></td></tr></table>")
+    doc = load(p, IngestSettings())
+    assert doc.text.split("\n") == ["| Part | Detail |", "|---|---|", "| pump | rated 5 bar |"]
