@@ -1,0 +1,70 @@
+"""`rag ui`: start the Streamlit chat (app/ui.py) on loopback, headless, without usage stats."""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from app.output import out
+from core.errors import ConfigError
+from core.settings import Settings, load_settings
+
+UI_SCRIPT = Path(__file__).resolve().parent / "ui.py"
+
+
+def streamlit_command(settings: Settings, port: int | None = None) -> list[str]:
+    """The `streamlit run` command line for these settings."""
+    port = settings.ui.port if port is None else port
+    if not 0 < port < 65536:
+        raise ConfigError(f"ui.port {port} is not a TCP port; choose one between 1 and 65535 (RAG_UI__PORT).")
+    return [
+        sys.executable, "-m", "streamlit", "run", str(UI_SCRIPT),
+        "--server.address", settings.ui.host,
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none",
+        "--server.runOnSave", "false",
+        "--server.maxUploadSize", str(max(1, math.ceil(settings.ui.max_upload_mb))),
+        "--global.developmentMode", "false",
+        "--client.toolbarMode", "minimal",
+    ]
+
+
+def ui_cmd(
+    port: int = typer.Option(None, "--port", help="Port to listen on (default ui.port, 8501)."),
+) -> None:
+    """Start the chat UI in your browser (Streamlit, bound to ui.host, 127.0.0.1 by default)."""
+    settings = load_settings()
+    cmd = streamlit_command(settings, port)
+    addr = f"http://{settings.ui.host}:{cmd[cmd.index('--server.port') + 1]}"
+    out.print(f"Chat UI at {addr}  (index {settings.index_path}; Ctrl+C stops it)", highlight=False)
+    sys.stdout.flush()
+    proc = subprocess.Popen(cmd)
+
+    def _stop(signum: int, frame: object) -> None:  # `kill <rag pid>` stops the server too
+        proc.terminate()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            rc = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+        raise
+    if rc:
+        raise typer.Exit(rc)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ui")(ui_cmd)

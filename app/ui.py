@@ -1,0 +1,204 @@
+"""The Streamlit chat UI (`rag ui` runs `streamlit run app/ui.py`).
+
+Top to bottom: settings -> (a `?passage=<chunk id>` link shows that passage's whole
+document) -> sidebar (index, backend and model, strategy, reranking stages, top-k, upload)
+-> start screen while the index is empty -> chat: history, then a new question streamed
+through `retrieval.answer.ask_stream` with the chat history, its citations and the
+"How this answer was found" panel."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from app import ui_data, ui_ingest, ui_render
+from core.errors import RagError
+from core.feedback import feedback_path
+from core.index import Index
+from core.llm import LLM, Message, get_llm
+from core.settings import Settings, load_settings
+from retrieval.answer import AnswerResult, ask_stream
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+for _noisy in ("chromadb", "httpx", "sentence_transformers", "jieba", "urllib3", "bm25s", "transformers"):
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
+
+STRATEGY_LABELS = {"none": "none (the question as asked)", "multi-query": "multi-query",
+                   "fusion": "RAG-Fusion", "decompose": "decompose", "step-back": "step-back", "hyde": "HyDE",
+                   "auto": "auto (the router picks)"}
+MAX_K = 20
+
+
+@dataclass
+class Choices:
+    strategy: str
+    coarse: bool
+    ltr: bool
+    k: int
+    settings: Settings  # with the reranking switches applied
+
+
+def strategies() -> list[str]:
+    try:
+        from retrieval.translate import CHOICES
+
+        return list(CHOICES)
+    except ImportError:  # query translation not installed: the question itself
+        return ["none"]
+
+
+@st.cache_resource(ttl=30, show_spinner=False)
+def _llm(key: str, _settings: Settings) -> LLM:
+    """The backend `auto` resolves to, probed again at most every 30 s (`key` = LLM settings)."""
+    return get_llm(_settings)
+
+
+def llm_for(settings: Settings) -> LLM:
+    key = settings.llm.model_dump_json() + settings.ollama_url
+    return _llm(key, settings)
+
+
+def sidebar(settings: Settings, index: Index, status: dict[str, Any]) -> tuple[Choices, LLM | None]:
+    sb = st.sidebar
+    sb.header("localrag")
+    sb.subheader("Index")
+    sb.caption(f"`{status['index_dir']}`")
+    if status["exists"]:
+        sb.markdown(f"collection **{settings.collection}** · {status.get('documents', 0)} documents · "
+                    f"{status.get('chunks', 0)} chunks  \n{status.get('embedding_model')} · "
+                    f"Chroma {status['vector_store']}")
+    else:
+        sb.markdown(f"collection **{settings.collection}** · empty")
+    if settings.route.collections:
+        sb.caption("Routable collections: " + ", ".join(c.name for c in settings.route.collections))
+    sb.subheader("Model")
+    llm: LLM | None = None
+    try:
+        llm = llm_for(settings)
+        sb.markdown(f"**{llm.backend}** · `{llm.model}`")
+        notice = ui_data.backend_notice(llm.backend, llm.reason)
+        if notice:
+            sb.warning(notice, icon="⚠️")
+        else:
+            sb.caption(llm.reason)
+    except RagError as e:
+        sb.error(str(e))
+    sb.subheader("Retrieval")
+    opts = strategies()
+    default = settings.answer.strategy if settings.answer.strategy in opts else opts[0]
+    strategy = sb.selectbox("Query strategy", opts, index=opts.index(default), key="strategy",
+                            format_func=lambda s: STRATEGY_LABELS.get(s, s))
+    coarse = sb.toggle("Coarse rerank (SBERT)", value=settings.search.coarse, key="coarse")
+    ltr = sb.toggle("Fine rerank (LightGBM LTR)", value=settings.search.ltr, key="ltr")
+    if ltr and not _ranker_exists(settings):
+        sb.caption("No trained ranker yet; the LTR stage is skipped. Train one with `rag train-ranker`.")
+    k = sb.slider("Passages in the prompt (top-k)", 1, MAX_K,
+                  min(max(settings.answer.context_chunks, 1), MAX_K), key="top_k")
+    with sb.expander("Add documents"):
+        if not st.session_state.get(ui_ingest.FRESH_KEY):  # else the main area shows it
+            ui_ingest.show_report()
+        ui_ingest.upload_panel(settings, index, "sidebar")
+    if sb.button("Clear the chat", key="clear"):
+        st.session_state["messages"] = []
+    search = settings.search.model_copy(update={"coarse": coarse, "ltr": ltr})
+    return Choices(strategy, coarse, ltr, k, settings.model_copy(update={"search": search})), llm
+
+
+def _ranker_exists(settings: Settings) -> bool:
+    try:
+        from retrieval.rerank import BOOSTER_FILE, ranker_path
+
+        return (ranker_path(settings) / BOOSTER_FILE).exists()
+    except ImportError:
+        return False
+
+
+def _tokens(stream: Iterator[str | AnswerResult], out: list[AnswerResult]) -> Iterator[str]:
+    for part in stream:
+        if isinstance(part, AnswerResult):
+            out.append(part)
+        else:
+            yield part
+
+
+def history_messages(messages: list[dict[str, Any]]) -> list[Message]:
+    return [{"role": m["role"], "content": m["content"]} for m in messages
+            if m.get("content") and not m.get("error")]
+
+
+def show_message(m: dict[str, Any], index: Index, settings: Settings) -> None:
+    with st.chat_message(m["role"]):
+        if m.get("error"):
+            st.error(m["error"])
+            return
+        st.markdown(m["content"])
+        if m.get("result") is not None:
+            ui_render.answer_extras(m["result"], m["id"], index, feedback_path(settings))
+
+
+def answer(question: str, choices: Choices, index: Index, llm: LLM | None,
+           messages: list[dict[str, Any]]) -> None:
+    history = history_messages(messages)
+    messages.append({"id": uuid.uuid4().hex[:12], "role": "user", "content": question})
+    with st.chat_message("user"):
+        st.markdown(question)
+    msg: dict[str, Any] = {"id": uuid.uuid4().hex[:12], "role": "assistant", "content": "", "result": None}
+    with st.chat_message("assistant"):
+        got: list[AnswerResult] = []
+        try:
+            stream = ask_stream(question, choices.settings, history=history or None,
+                                strategy=choices.strategy, k=choices.k, index=index, llm=llm)
+            st.write_stream(_tokens(stream, got))
+        except RagError as e:
+            msg["error"] = str(e)
+            st.error(msg["error"])
+        if got:
+            msg["result"], msg["content"] = got[0], got[0].answer
+            ui_render.answer_extras(got[0], msg["id"], index, feedback_path(choices.settings))
+    messages.append(msg)
+
+
+def main() -> None:
+    st.set_page_config(page_title="localrag", page_icon="📚", layout="wide")
+    try:
+        settings = load_settings()
+    except Exception as e:  # a broken rag.toml: say which and why
+        st.error(f"Could not read the settings (rag.toml / RAG_* variables): {e}")
+        return
+    index = Index(settings)
+    passage = st.query_params.get("passage")
+    if passage:
+        ui_render.document_page(index, passage)
+        return
+    try:
+        index.check_compatible()
+        status = index.status()
+    except RagError as e:
+        st.error(str(e))
+        return
+    choices, llm = sidebar(settings, index, status)
+    if not status["exists"] or not status.get("chunks"):
+        ui_ingest.start_screen(settings, index)
+        return
+    if st.session_state.pop(ui_ingest.FRESH_KEY, False):  # documents were just added: say how it went
+        ui_ingest.show_report()
+    messages: list[dict[str, Any]] = st.session_state.setdefault("messages", [])
+    if not messages:
+        st.title("Ask your documents")
+        st.caption(f"{status.get('documents', 0)} documents in `{status['index_dir']}`. Answers cite their "
+                   "sources; open a citation to see the passage in its document.")
+    for m in messages:
+        show_message(m, index, settings)
+    question = st.chat_input("Ask a question about your documents", disabled=llm is None)
+    if question and question.strip():
+        answer(question.strip(), choices, index, llm, messages)
+
+
+main()
