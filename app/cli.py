@@ -45,6 +45,9 @@ def _register() -> None:
     from app import cmd_rank
 
     cmd_rank.register(app)
+    from app import cmd_tree
+
+    cmd_tree.register(app)
     from app import cmd_ui
 
     cmd_ui.register(app)

@@ -19,11 +19,18 @@ def ingest_cmd(
     prune: bool = typer.Option(False, "--prune", help="Remove chunks of indexed files that no longer exist."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    multi_rep: bool = typer.Option(None, "--multi-representation/--no-multi-representation",
+                                   help="LLM summaries and questions per chunk or section (default: settings)."),
+    raptor: bool = typer.Option(None, "--raptor/--no-raptor", help="Build or update the RAPTOR summary tree."),
 ) -> None:
     """Load, chunk, embed and index documents. Unchanged files are skipped."""
     from ingest.pipeline import ingest
 
     settings = load_settings()
+    if multi_rep is not None:
+        settings.ingest.multi_representation = multi_rep
+    if raptor is not None:
+        settings.ingest.raptor = raptor
     with ingest_progress(not no_progress and not json_out and sys.stderr.isatty()) as cb:
         report = ingest(paths, settings, prune=prune, progress=cb)
     summary = report.summary()
@@ -40,6 +47,8 @@ def ingest_cmd(
             f"{summary['failed']} failed, {summary['removed']} removed; "
             f"{summary['chunks_written']} chunks written in {summary['seconds']}s -> {settings.index_path}"
         )
+        for layer in report.derived.values():
+            out.print(layer["line"], markup=False, highlight=False)
     if report.failed:
         raise typer.Exit(1)
 
@@ -59,6 +68,9 @@ def status_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSO
               "created_at", "updated_at"):
         t.add_row(k, str(st.get(k)))
     t.add_row("records by kind", ", ".join(f"{k}={v}" for k, v in sorted(st["records_by_kind"].items())))
+    if st.get("raptor", {}).get("depth"):
+        per = ", ".join(f"L{k}={v}" for k, v in st["raptor"]["nodes_per_level"].items())
+        t.add_row("raptor tree", f"depth {st['raptor']['depth']}: {per}")
     out.print(t)
 
 

@@ -40,6 +40,7 @@ def ingest_progress(enabled: bool = True) -> Iterator[Callable[[str, int], None]
         files = prog.add_task("files", total=0)
         chunks = prog.add_task("chunks", total=0)
         pages_task: list[Any] = [None]
+        derived: dict[str, Any] = {}  # multi-representation units, RAPTOR clusters summarised
 
         def cb(event: str, n: int) -> None:
             if event == "files_total":
@@ -53,6 +54,13 @@ def ingest_progress(enabled: bool = True) -> Iterator[Callable[[str, int], None]
                 prog.advance(chunks, n)
             elif event in ("pages_total", "page"):  # PDF pages (OCR is slow): a third bar when needed
                 _pages_bar(prog, pages_task, event, n)
+            elif event in ("represent_total", "raptor_total"):
+                name = event.removesuffix("_total")
+                if name not in derived:
+                    derived[name] = prog.add_task({"represent": "units", "raptor": "clusters"}[name], total=0)
+                prog.update(derived[name], total=(prog.tasks[derived[name]].total or 0) + n)
+            elif event in derived:
+                prog.advance(derived[event], n)
             elif event == "pages_total":  # PDF pages (OCR is slow): a third bar, shown once needed
                 if pages_task[0] is None:
                     pages_task[0] = prog.add_task("pages", total=0)

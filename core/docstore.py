@@ -125,6 +125,12 @@ class DocStore:
         with self.conn:
             self.conn.executemany("DELETE FROM records WHERE id=?", [(i,) for i in ids])
 
+    def swap_records(self, delete: list[str], records: list[Record]) -> None:
+        """Delete some records and insert others in one transaction (e.g. a rebuilt tree)."""
+        with self.conn:
+            self.conn.executemany("DELETE FROM records WHERE id=?", [(i,) for i in delete])
+            self._insert(records)
+
     def get(self, ids: list[str]) -> dict[str, Record]:
         out: dict[str, Record] = {}
         for i in range(0, len(ids), 500):

@@ -49,6 +49,21 @@ class IngestSettings(BaseModel):
     ocr_threads: int | None = None  # CPU threads for OCR; None = all cores
     multi_representation: bool = False
     raptor: bool = False
+    # Multi-representation (ingest/represent.py): per parent unit, a summary and questions.
+    represent_unit: Literal["chunk", "section"] = "chunk"
+    represent_questions: int = 3  # questions per unit (0 = summaries only)
+    represent_max_tokens: int = 64  # generated tokens per summary / question list
+    represent_context_tokens: int = 1200  # unit text shown to the model
+    # RAPTOR tree (ingest/raptor.py, Sarthi et al. 2024).
+    raptor_max_depth: int = 4
+    raptor_umap_dims: int = 10
+    raptor_gmm_max_clusters: int = 50
+    raptor_threshold: float = 0.1  # soft assignment: a node joins every cluster above this probability
+    raptor_summary_tokens: int = 128  # generated tokens per cluster summary
+    raptor_context_tokens: int = 1500  # children's text shown to the model per summary
+    raptor_full_rebuild_fraction: float = 0.3  # changed leaves above this share -> full rebuild
+    raptor_seed: int = 224
+    llm_concurrency: int = 4  # concurrent LLM calls where the backend serves them (not llama.cpp)
 
 
 class SearchSettings(BaseModel):
@@ -57,6 +72,10 @@ class SearchSettings(BaseModel):
     rrf_k: int = 60
     top_k: int = 5
     coarse: bool = True  # SBERT coarse rerank
+    # RAPTOR retrieval: "collapsed" searches every tree level at once; "traversal" walks the
+    # tree top-down keeping the `tree_beam` best nodes per level (dense similarity).
+    tree_mode: Literal["collapsed", "traversal"] = "collapsed"
+    tree_beam: int = 3
     coarse_keep: int = 30
     # How the coarse stage orders the pool: "blend" = blend_weight * min-max(cosine) +
     # (1 - blend_weight) * BM25/max, "sbert" = cosine only, "fused" = keep the RRF order.

@@ -11,13 +11,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from core.errors import LoaderError
 from core.index import Index
 from core.settings import Settings
 from core.types import Record
 from ingest.chunking import chunk_document
+from ingest.derived import derive
 from ingest.discover import discover, file_hash
 from ingest.loaders import load
 
@@ -42,6 +43,7 @@ class IngestReport:
     chunks_embedded: int = 0
     chars_embedded: int = 0
     seconds: float = 0.0
+    derived: dict[str, Any] = field(default_factory=dict)  # ingest/derived.py: represent, raptor
 
     def count(self, status: Status) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -57,6 +59,7 @@ class IngestReport:
             "removed": self.count("removed"), "chunks_written": self.chunks_written,
             "seconds": round(self.seconds, 2),
             "errors": [{"path": f.path, "error": f.error} for f in self.failed],
+            **self.derived,
         }
 
 
@@ -195,6 +198,8 @@ def ingest(
                 index.vectors.delete(ids)
                 report.files.append(FileResult(path, "removed", len(ids)))
                 changed = True
+    derived_changed, report.derived = derive(index, settings, progress)  # representations, RAPTOR (if on)
+    changed |= derived_changed
     if changed or not index.keyword.manifest_path.exists():
         index.rebuild_keyword()
     if changed or not index.exists():

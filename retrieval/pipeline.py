@@ -16,7 +16,7 @@ from core.errors import IndexError_
 from core.index import Index
 from core.settings import Settings
 from core.types import Hit, TraceEntry
-from retrieval import search
+from retrieval import search, tree
 
 
 @dataclass
@@ -180,6 +180,11 @@ def retrieve(
     mode = mode or s.mode
     trace: list[TraceEntry] = []
     queries = queries or [Query(query)]
+    if s.tree_mode == "traversal" and where is None:  # RAPTOR tree, top-down (retrieval/tree.py)
+        q0 = queries[0]
+        qv = q0.vector if q0.vector is not None else index.embedder.embed_query(q0.embed_text or q0.text)
+        if (tree_hits := tree.traversal_hits(index, qv, settings, trace)) is not None:
+            return RetrievalResult(query, tree_hits[:k], trace, qv)
     lists, per_id, qvec = search_queries(index, queries, settings, mode, trace, where)
     with Timer(trace, "fuse") as d:
         if len(lists) > 1:
@@ -193,6 +198,8 @@ def retrieve(
         hits = to_parents(index, fused, per_id)
         d["n"] = len(hits)
     hits = _rerank(index, query, queries, hits, settings, trace, k, coarse, ltr)
+    if any(h.matched for h in hits[:k]):  # which summary / question stood for a chunk
+        trace.append(TraceEntry("representations", 0.0, {"matched": tree.matched_detail(index, hits[:k])}))
     return RetrievalResult(query, hits[:k], trace, qvec)
 
 

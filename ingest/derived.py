@@ -1,0 +1,35 @@
+"""The derived layers of the index, built after the files are committed: multi-
+representation records (ingest/represent.py) and the RAPTOR tree (ingest/raptor.py).
+Each is switched on by its setting (or `rag ingest --multi-representation / --raptor`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from core.index import Index
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def derive(index: Index, settings: Settings, progress: Callable[[str, int], None] | None = None,
+           ) -> tuple[bool, dict[str, Any]]:
+    """Update what the settings switch on; returns (anything changed, per-layer summary
+    with a printable `line`)."""
+    changed = False
+    out: dict[str, Any] = {}
+    if settings.ingest.multi_representation:
+        from ingest.represent import update_representations
+
+        rep = update_representations(index, settings, progress)
+        changed |= rep.changed
+        out["represent"] = rep.summary() | {"line": rep.line()}
+    if settings.ingest.raptor:
+        from ingest.raptor import update_tree
+
+        tree = update_tree(index, settings, progress)
+        changed |= tree.changed
+        out["raptor"] = tree.summary() | {"line": tree.line()}
+    return changed, out

@@ -1,0 +1,342 @@
+"""RAPTOR tree over the leaf chunks (Sarthi et al. 2024): cluster the leaves' embeddings
+(ingest/raptor_cluster.py), summarise each cluster with the LLM within a token budget,
+embed the summaries, and repeat on the summaries until one cluster remains or
+`raptor_max_depth` levels exist. Nodes are records of kind `raptor`, `level >= 1`, with
+their children's ids, under the synthetic source `raptor://` so a file's re-ingest never
+touches them.
+
+Incremental: when leaves change, new leaves join the nearest level-1 cluster, removed
+ones leave theirs, and only the changed clusters and their ancestors are summarised again;
+when more than `raptor_full_rebuild_fraction` of the leaves changed (or the tree's settings
+did), the tree is rebuilt in full. Summaries are cached by the hash of their inputs, so an
+interrupted run resumes without losing finished ones, and a full rebuild re-summarises only
+clusters whose inputs differ. The new tree replaces the old one in one transaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.index import Index
+from core.llm import LLM, get_llm
+from core.settings import Settings
+from core.types import Record, stable_id
+from ingest.chunking import approx_tokens
+from ingest.llm_text import Job, clean_summary, digest, extractive_summary, fit_budget, run_jobs
+from ingest.raptor_cluster import ClusterParams, cluster
+
+log = logging.getLogger(__name__)
+
+SOURCE = "raptor://"
+PROMPT_VERSION = "raptor-1"
+META_KEY = "raptor"
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass
+class Node:
+    id: str
+    level: int
+    children: list[str]
+    text: str = ""
+    fallback: bool = False
+    reused: bool = False  # same id and children as in the previous tree: text and vector kept
+
+    def record(self, leaves: int) -> Record:
+        extra: dict[str, Any] = {"leaves": leaves}
+        if self.fallback:
+            extra["fallback"] = "extractive"
+        title = f"RAPTOR level {self.level} summary" + (" (extractive)" if self.fallback else "")
+        return Record(id=self.id, text=self.text, source=SOURCE, kind="raptor", level=self.level,
+                      children=list(self.children), title=title, extra=extra)
+
+
+@dataclass
+class TreeReport:
+    mode: str = "unchanged"  # full | incremental | unchanged | empty
+    reason: str = ""
+    leaves: int = 0
+    depth: int = 0
+    levels: dict[int, int] = field(default_factory=dict)  # nodes per level
+    new: int = 0  # nodes written (new or re-summarised)
+    kept: int = 0  # nodes carried over unchanged
+    removed: int = 0
+    llm_calls: int = 0
+    cached: int = 0
+    fallbacks: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.new or self.removed)
+
+    def summary(self) -> dict[str, Any]:
+        return {"mode": self.mode, "reason": self.reason, "leaves": self.leaves, "depth": self.depth,
+                "nodes_per_level": {str(k): v for k, v in sorted(self.levels.items())}, "new": self.new,
+                "kept": self.kept, "removed": self.removed, "llm_calls": self.llm_calls,
+                "cached": self.cached, "fallbacks": self.fallbacks, "seconds": round(self.seconds, 2)}
+
+    def line(self) -> str:
+        if self.mode == "unchanged":
+            return f"raptor: tree up to date ({self.depth} levels over {self.leaves} leaves)"
+        if self.mode == "empty":
+            return f"raptor: no leaves; {self.removed} nodes removed"
+        per = ", ".join(f"L{k}={v}" for k, v in sorted(self.levels.items()))
+        return (f"raptor: {self.mode} rebuild ({self.reason}): {self.depth} levels [{per}]; {self.new} nodes "
+                f"summarised ({self.llm_calls} LLM calls, {self.cached} cached, {self.fallbacks} "
+                f"extractive), {self.kept} kept, {self.removed} removed in {self.seconds:.1f}s")
+
+
+def _params(settings: Settings, model: str) -> dict[str, Any]:
+    s = settings.ingest
+    return {"dims": s.raptor_umap_dims, "max_clusters": s.raptor_gmm_max_clusters,
+            "threshold": s.raptor_threshold, "max_depth": s.raptor_max_depth,
+            "context_tokens": s.raptor_context_tokens, "summary_tokens": s.raptor_summary_tokens,
+            "seed": s.raptor_seed, "model": model, "prompt": PROMPT_VERSION}
+
+
+def _messages(texts: list[str]) -> list[dict[str, str]]:
+    body = "\n\n".join(texts)
+    return [{"role": "user", "content": f"{body}\n\nWrite a summary of the text above, including as many key "
+             "details as possible."}]
+
+
+class _Builder:
+    """Holds what one build needs: texts and vectors of every node so far, the old tree."""
+
+    def __init__(self, index: Index, settings: Settings, llm: LLM, old: dict[str, Record],
+                 rep: TreeReport, progress: Progress | None) -> None:
+        self.index, self.settings, self.llm, self.old, self.rep, self.progress = (
+            index, settings, llm, old, rep, progress)
+        self.text: dict[str, str] = {}
+        self.vec: dict[str, np.ndarray] = {}
+        self.leafset: dict[str, frozenset[str]] = {}
+        self.nodes: list[Node] = []
+
+    def add_leaves(self, leaves: list[Record]) -> None:
+        ids = [r.id for r in leaves]
+        for i in range(0, len(ids), 1000):
+            self.vec.update(self.index.vectors.get_embeddings(ids[i : i + 1000]))
+        missing = [r for r in leaves if r.id not in self.vec]
+        if missing:  # should not happen; embed rather than fail
+            vecs = self.index.embedder.embed([r.index_text() for r in missing])
+            for r, v in zip(missing, vecs, strict=True):
+                self.vec[r.id] = v
+        for r in leaves:
+            self.text[r.id] = r.text
+            self.leafset[r.id] = frozenset([r.id])
+
+    def materialise(self, level: int, clusters: list[list[str]]) -> list[Node]:
+        """Nodes for clusters of child ids: reused, from the cache, or summarised now."""
+        s = self.settings.ingest
+        nodes: list[Node] = []
+        jobs: list[Job] = []
+        seen: set[str] = set()
+        for ch in clusters:
+            nid = stable_id("raptor", str(level), *ch)
+            if nid in seen:
+                continue
+            seen.add(nid)
+            o = self.old.get(nid)
+            if o is not None and o.children == ch and o.text and not o.extra.get("fallback"):
+                node = Node(nid, level, ch, o.text, reused=True)
+            else:
+                node = Node(nid, level, ch)
+                texts = list(dict.fromkeys(self.text[c] for c in ch))  # identical children once
+                fitted = fit_budget(texts, s.raptor_context_tokens)
+                key = "raptor:" + digest(PROMPT_VERSION, self.llm.model, str(s.raptor_summary_tokens),
+                                         *fitted)
+                jobs.append(Job(key, _messages(fitted), s.raptor_summary_tokens, (node, fitted)))
+            nodes.append(node)
+        if self.progress and jobs:
+            self.progress("raptor_total", len(jobs))
+        ok = lambda raw: clean_summary(raw) is not None  # noqa: E731
+        done = run_jobs(self.llm, jobs, self.index.docs, s.llm_concurrency, ok, retry=True)
+        for job, raw, cached, calls in done:
+            node, fitted = job.tag  # type: ignore[misc]
+            self.rep.cached += int(cached)
+            self.rep.llm_calls += calls
+            summary = clean_summary(raw)
+            if summary is None:
+                node.text, node.fallback = extractive_summary(fitted, s.raptor_summary_tokens), True
+                self.rep.fallbacks += 1
+                log.warning("cluster %s: no usable summary after a retry; leading sentences instead", node.id)
+            else:
+                node.text = summary
+            if self.progress:
+                self.progress("raptor", 1)
+        self._vectors(nodes)
+        for n in nodes:
+            self.text[n.id] = n.text
+            self.leafset[n.id] = frozenset().union(*(self.leafset[c] for c in n.children))
+        self.nodes.extend(nodes)
+        return nodes
+
+    def _vectors(self, nodes: list[Node]) -> None:
+        kept = self.index.vectors.get_embeddings([n.id for n in nodes if n.reused])
+        for n in nodes:
+            if n.id in kept:
+                self.vec[n.id] = kept[n.id]
+            else:
+                n.reused = False  # its vector is missing: embed and upsert it again
+        todo = [n for n in nodes if not n.reused]
+        if todo:
+            for n, v in zip(todo, self.index.embedder.embed([n.text for n in todo]), strict=True):
+                self.vec[n.id] = v
+
+    def stack(self, ids: list[str]) -> tuple[np.ndarray, list[int]]:
+        return np.stack([self.vec[i] for i in ids]), [approx_tokens(self.text[i]) for i in ids]
+
+
+def _cluster_params(settings: Settings) -> ClusterParams:
+    s = settings.ingest
+    return ClusterParams(dims=s.raptor_umap_dims, max_clusters=s.raptor_gmm_max_clusters,
+                         threshold=s.raptor_threshold, seed=s.raptor_seed,
+                         max_tokens=2 * s.raptor_context_tokens)
+
+
+def _build_full(b: _Builder, leaf_ids: list[str]) -> None:
+    cp = _cluster_params(b.settings)
+    prev = leaf_ids
+    for level in range(1, max(1, b.settings.ingest.raptor_max_depth) + 1):
+        if len(prev) == 1:
+            groups = [[0]]
+        else:
+            vecs, toks = b.stack(prev)
+            groups = cluster(vecs, toks, cp)
+            if len(groups) >= len(prev):  # no reduction: close the tree with one root
+                groups = [list(range(len(prev)))]
+        log.info("raptor level %d: %d clusters over %d nodes", level, len(groups), len(prev))
+        nodes = b.materialise(level, [[prev[i] for i in g] for g in groups])
+        prev = [n.id for n in nodes]
+        if len(nodes) == 1:
+            break
+
+
+def _build_incremental(
+    b: _Builder, old_levels: dict[int, list[Record]], cur: list[str], added: list[str],
+) -> bool:
+    """Re-use the old tree's structure; False when no level-1 cluster survives."""
+    id_map: dict[str, str | None] = {i: i for i in cur}
+    for level in sorted(old_levels):
+        clusters: list[list[str]] = []
+        owners: list[str] = []
+        for rec in old_levels[level]:
+            ch = list(dict.fromkeys(m for c in rec.children if (m := id_map.get(c))))
+            clusters.append(ch)
+            owners.append(rec.id)
+        if level == 1 and added:
+            live = [j for j, ch in enumerate(clusters) if ch]
+            if not live:
+                return False
+            cents = np.stack([np.mean([b.vec[c] for c in clusters[j]], axis=0) for j in live])
+            cents /= np.linalg.norm(cents, axis=1, keepdims=True) + 1e-12
+            for a in added:
+                clusters[live[int(np.argmax(cents @ b.vec[a]))]].append(a)
+        kept = [(o, ch) for o, ch in zip(owners, clusters, strict=True) if ch]
+        if level == 1 and not kept:
+            return False
+        nodes = b.materialise(level, [ch for _, ch in kept])
+        by_children = {tuple(n.children): n.id for n in nodes}
+        next_map: dict[str, str | None] = {o: None for o in owners}
+        for o, ch in kept:
+            next_map[o] = by_children[tuple(ch)]
+        id_map = next_map
+    return True
+
+
+def _info(b: _Builder, rep: TreeReport, params: dict[str, Any]) -> dict[str, Any]:
+    per: dict[int, list[Node]] = {}
+    for n in b.nodes:
+        per.setdefault(n.level, []).append(n)
+    rep.levels = {lv: len(ns) for lv, ns in per.items()}
+    rep.depth = max(per, default=0)
+    return {
+        "depth": rep.depth, "leaves": rep.leaves,
+        "nodes_per_level": {"0": rep.leaves, **{str(lv): len(ns) for lv, ns in sorted(per.items())}},
+        "clusters_per_level": {str(lv): len(ns) for lv, ns in sorted(per.items())},
+        "mean_children_per_level": {str(lv): round(float(np.mean([len(n.children) for n in ns])), 2)
+                                    for lv, ns in sorted(per.items())},
+        "root_nodes": len(per.get(rep.depth, [])), "params": params,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "last_build": rep.summary(),
+    }
+
+
+def _write(index: Index, b: _Builder, old: dict[str, Record], rep: TreeReport) -> None:
+    new_ids = {n.id for n in b.nodes}
+    stale = [i for i in old if i not in new_ids]
+    fresh = [n for n in b.nodes if not n.reused]
+    if fresh:
+        recs = [n.record(len(b.leafset[n.id])) for n in fresh]
+        index.vectors.upsert(recs, np.stack([b.vec[n.id] for n in fresh]))
+    index.docs.swap_records(stale, [n.record(len(b.leafset[n.id])) for n in b.nodes])
+    index.vectors.delete(stale)
+    rep.new, rep.kept, rep.removed = len(fresh), len(b.nodes) - len(fresh), len(stale)
+
+
+def update_tree(
+    index: Index, settings: Settings, progress: Progress | None = None, llm: LLM | None = None,
+    full: bool = False,
+) -> TreeReport:
+    """Bring the RAPTOR tree in line with the current leaf chunks."""
+    t0 = time.perf_counter()
+    rep = TreeReport()
+    docs = index.docs
+    leaves = list(docs.iter_records(("chunk",)))
+    old = {r.id: r for r in docs.iter_records(("raptor",))}
+    rep.leaves = len(leaves)
+    if not leaves:
+        rep.mode, rep.removed = "empty", len(old)
+        if old:
+            docs.delete_records(list(old))
+            index.vectors.delete(list(old))
+            docs.set_meta(META_KEY, json.dumps({"depth": 0, "leaves": 0}))
+            index.write_manifest(raptor={"depth": 0, "leaves": 0, "nodes_per_level": {},
+                                         "last_build": rep.summary()})
+        return rep
+    llm = llm or get_llm(settings)
+    params = _params(settings, llm.model)
+    prev = json.loads(docs.get_meta(META_KEY) or "{}")
+    old_levels: dict[int, list[Record]] = {}
+    for r in old.values():
+        old_levels.setdefault(r.level, []).append(r)
+    cur = [r.id for r in leaves]
+    old_leaves = {c for r in old_levels.get(1, []) for c in r.children}
+    added = [i for i in cur if i not in old_leaves]
+    removed = old_leaves - set(cur)
+    if old and not full and prev.get("params") == params and not added and not removed:
+        rep.depth = max(old_levels)
+        rep.levels = {lv: len(v) for lv, v in old_levels.items()}
+        rep.seconds = time.perf_counter() - t0
+        return rep
+    b = _Builder(index, settings, llm, old, rep, progress)
+    b.add_leaves(leaves)
+    n_changed = len(added) + len(removed)
+    if full or not old or prev.get("params") != params:
+        why = "requested" if full else "no tree yet" if not old else "tree settings changed"
+        rep.mode, rep.reason = "full", why
+        _build_full(b, cur)
+    elif n_changed > settings.ingest.raptor_full_rebuild_fraction * len(cur):
+        rep.mode, rep.reason = "full", f"{n_changed} of {len(cur)} leaves changed"
+        _build_full(b, cur)
+    else:
+        rep.mode, rep.reason = "incremental", f"{len(added)} leaves added, {len(removed)} removed"
+        if not _build_incremental(b, old_levels, cur, added):
+            b.nodes.clear()
+            rep.mode, rep.reason = "full", "no cluster survived the change"
+            _build_full(b, cur)
+    _write(index, b, old, rep)
+    info = _info(b, rep, params)
+    rep.seconds = time.perf_counter() - t0
+    info["last_build"] = rep.summary()
+    docs.set_meta(META_KEY, json.dumps(info))
+    index.write_manifest(raptor=info)
+    log.info(rep.line())
+    return rep
