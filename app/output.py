@@ -61,11 +61,5 @@ def ingest_progress(enabled: bool = True) -> Iterator[Callable[[str, int], None]
                 prog.update(derived[name], total=(prog.tasks[derived[name]].total or 0) + n)
             elif event in derived:
                 prog.advance(derived[event], n)
-            elif event == "pages_total":  # PDF pages (OCR is slow): a third bar, shown once needed
-                if pages_task[0] is None:
-                    pages_task[0] = prog.add_task("pages", total=0)
-                prog.update(pages_task[0], total=(prog.tasks[pages_task[0]].total or 0) + n)
-            elif event == "page" and pages_task[0] is not None:
-                prog.advance(pages_task[0], n)
 
         yield cb
