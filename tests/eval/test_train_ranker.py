@@ -1,0 +1,124 @@
+"""Training the LTR model for real (LightGBM lambdarank) on a small labelled set built
+from standard-library docstrings (BEIR format), and via `rag train-ranker`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.settings import Settings, load_settings
+from eval import labelled
+from eval.datasets import load_dataset
+from eval.train_ranker import collect, fit, ndcg, predict, split, train_dataset
+from retrieval import rerank
+from retrieval.pipeline import retrieve
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+@pytest.fixture(scope="module")
+def beir_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    roots = [STDLIB / n for n in ("json", "email", "http", "logging", "concurrent", "importlib", "xml")]
+    data = labelled.docstrings(roots, max_docs=150, max_queries=90, seed=0, prefix="t")
+    assert len(data.queries) >= 60
+    return labelled.write_beir(data, tmp_path_factory.mktemp("beir") / "stdlib")
+
+
+@pytest.fixture(scope="module")
+def trained(beir_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Settings, Path]:
+    root = tmp_path_factory.mktemp("train")
+    settings = load_settings(index_dir=str(root / "index"))
+    report = train_dataset(load_dataset(beir_dir), settings, seed=0, holdout=0.3,
+                           cache_dir=root / "reports" / ".cache")
+    return report, settings, root
+
+
+def test_beir_builder_round_trips(beir_dir: Path) -> None:
+    back = labelled.load_beir(beir_dir)
+    assert len(back.corpus) == 150 and len(back.queries) == len(back.qrels) >= 60
+    ds = load_dataset(beir_dir)  # the evaluation loader reads the same folder
+    assert set(ds.queries) == set(back.queries)
+
+
+def test_ranker_trains_and_beats_a_random_order(trained: tuple[dict, Settings, Path]) -> None:
+    report, settings, _ = trained
+    nd = report["heldout_ndcg@10"]
+    assert report["heldout_queries"] >= 20 and report["train_queries_with_positive"] >= 20
+    assert nd["with_ranker"] > nd["random_order"] + 0.1
+    assert report["feature_importance_gain"]
+    model = Path(report["model"])
+    assert model == settings.index_path / "ranker"
+    man = json.loads((model / rerank.MANIFEST_FILE).read_text())
+    assert man["report"]["heldout_ndcg@10"] == nd and man["embedding_model"] == "all-MiniLM-L6-v2"
+    assert (model / rerank.BOOSTER_FILE).read_text().startswith("tree")  # LightGBM text format, no pickle
+
+
+def test_training_is_reproducible(trained: tuple[dict, Settings, Path], beir_dir: Path) -> None:
+    report, settings, root = trained
+    ds = load_dataset(beir_dir)
+    from eval.evaluate import corpus_index
+
+    target = corpus_index(ds, settings, root / "reports" / ".cache")
+    qids = list(ds.queries)[:40]
+    groups = collect({q: ds.queries[q] for q in qids}, ds.qrels, target.index, target.index.settings, target.doc_of)
+    train, test = split(groups, 0.25, seed=3)
+    assert split(groups, 0.25, seed=3)[1][0].qid == test[0].qid
+    a, b = fit(train, seed=3), fit(train, seed=3)
+    assert a.model_to_string() == b.model_to_string()
+    assert ndcg(test, predict(a, test)) == ndcg(test, predict(b, test))
+
+
+def test_trained_model_is_used_by_retrieval(trained: tuple[dict, Settings, Path]) -> None:
+    report, settings, _ = trained
+    on_training_index = settings.model_copy(update={
+        "index_dir": Path(report["index"]),
+        "search": settings.search.model_copy(update={"ltr_model": report["model"]}),
+    })
+    res = retrieve("Serialize an object to a JSON formatted string", on_training_index, k=5)
+    assert res.hits and all("ltr" in h.scores for h in res.hits)
+    assert [t.stage for t in res.trace][-2:] == ["coarse", "ltr"]
+
+
+def test_cli_trains_from_a_beir_folder(beir_dir: Path, trained: tuple[dict, Settings, Path], tmp_path: Path) -> None:
+    reports = trained[2] / "reports"  # the corpus index built for the fixture is reused
+    env = {**os.environ, "RAG_INDEX_DIR": str(tmp_path / "index")}
+    out = tmp_path / "model"
+    r = subprocess.run(
+        [sys.executable, "-m", "app.cli", "train-ranker", "--beir", str(beir_dir), "--out", str(out), "--json",
+         "--reports-dir", str(reports)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(r.stdout)
+    assert report["model"] == str(out) and (out / rerank.BOOSTER_FILE).exists()
+    assert set(report["heldout_ndcg@10"]) == {"without_ranker", "with_ranker", "random_order"}
+    bad = subprocess.run([sys.executable, "-m", "app.cli", "train-ranker", "--beir", str(tmp_path / "missing")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert bad.returncode == 1 and "missing" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_synthetic_questions_train_a_ranker(settings: Settings, tmp_path: Path) -> None:
+    from ingest.pipeline import ingest
+
+    sample = Path(__file__).resolve().parents[2] / "data" / "sample"
+    ingest([sample], settings)
+    s = settings.model_copy(update={"llm": settings.llm.model_copy(update={"provider": "llamacpp"})})
+    from eval.synthetic import build_synthetic, synthetic_dataset
+
+    folder = build_synthetic(s, 10, tmp_path / "synthetic", seed=0, max_tokens=40)
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["tried"] >= meta["kept"] and sum(meta["filter"].values()) == meta["tried"]
+    ds = synthetic_dataset(folder)
+    if len(ds.queries) < 3:
+        pytest.skip(f"the small LLM wrote only {len(ds.queries)} usable questions ({meta['filter']})")
+    report = train_dataset(ds, s, tmp_path / "model", seed=0, holdout=0.3, cache_dir=tmp_path / "cache")
+    assert report["level"] == "chunk" and (tmp_path / "model" / rerank.BOOSTER_FILE).exists()
+    assert np.isfinite(report["heldout_ndcg@10"]["with_ranker"])

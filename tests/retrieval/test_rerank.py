@@ -1,0 +1,144 @@
+"""The reranking stages with real parts: features, the coarse blend, a real LightGBM
+booster saved in the ranker format, and refusal of models that do not fit."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.errors import RankerError
+from core.settings import Settings, load_settings
+from core.types import Hit, Record
+from eval.train_ranker import Group, fit, save
+from ingest.pipeline import ingest
+from retrieval import features, rerank
+from retrieval.pipeline import retrieve
+
+DOCS = {
+    "a.md": "# Volcanoes\n\nVolcanoes erupt molten rock called lava.",
+    "b.md": "# Glaciers\n\nGlaciers are rivers of ice that carve valleys.",
+    "c.md": "# Deserts\n\nDeserts get less than 250 mm of rain a year.",
+    "d.md": "# Reefs\n\nCoral reefs grow in warm, shallow, clear water.",
+}
+
+
+def _hit(rid: str, text: str, title: str = "", **scores: float) -> Hit:
+    return Hit(Record(rid, text, f"/x/{rid}.md", title=title), 0.0, dict(scores))
+
+
+def test_feature_matrix_follows_the_one_list() -> None:
+    hits = [
+        _hit("1", "Glaciers carve valleys", "Glaciers", sbert=0.8, bm25=4.0, bm25_rank=1, dense_rank=1, rrf=0.03),
+        _hit("2", "Lava flows downhill", "", sbert=0.4, bm25=0.0, dense_rank=2, rrf=0.016),
+    ]
+    x = features.compute("how do glaciers carve valleys", hits, n_search_queries=2)
+    col = {n: i for i, n in enumerate(features.FEATURES)}
+    assert x.shape == (2, len(features.FEATURES)) and len(set(features.FEATURES)) == len(features.FEATURES)
+    assert x[0, col["dense"]] == pytest.approx(0.8) and x[1, col["dense_gap"]] == pytest.approx(0.4)
+    assert x[0, col["bm25_norm"]] == 1.0 and x[1, col["bm25_norm"]] == 0.0
+    assert x[0, col["coverage"]] == 1.0 and x[1, col["coverage"]] == 0.0  # glacier, carv, valley
+    assert x[0, col["title_match"]] == pytest.approx(1 / 3) and x[1, col["title_match"]] == 0.0
+    assert x[0, col["bm25_found"]] == 1.0 and x[1, col["bm25_found"]] == 0.0
+    assert x[0, col["n_queries"]] == 0.5  # retrieved by 1 of 2 search queries (default count 1)
+    assert math.isnan(x[0, col["step_back"]]) and math.isnan(x[0, col["hyde"]])
+    assert x[0, col["query_terms"]] == 3
+
+
+def test_blend_normalises_both_scores_over_the_pool() -> None:
+    cos = np.array([0.9, 0.5, 0.1])
+    bm25 = np.array([0.0, 10.0, 5.0])
+    b = rerank.blend(cos, bm25, 0.5)
+    assert b == pytest.approx([0.5, 0.25 + 0.5, 0.25])
+    assert rerank.blend(cos, np.zeros(3), 0.5) == pytest.approx([0.5, 0.25, 0.0])  # no BM25 match at all
+
+
+def _groups(n: int, rng: np.random.Generator) -> list[Group]:
+    """Candidates whose label follows the `dense` feature (with noise)."""
+    out = []
+    for q in range(n):
+        x = rng.random((10, len(features.FEATURES))).astype(np.float32)
+        y = (x[:, features.FEATURES.index("dense")] > 0.7).astype(np.int32)
+        out.append(Group(f"q{q}", x, y, [f"d{i}" for i in range(10)], {f"d{i}": int(v) for i, v in enumerate(y) if v}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def booster():  # type: ignore[no-untyped-def]
+    return fit(_groups(60, np.random.default_rng(0)), seed=0)
+
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root = tmp_path_factory.mktemp("rerank")
+    (root / "docs").mkdir()
+    for name, text in DOCS.items():
+        (root / "docs" / name).write_text(text)
+    settings = load_settings(index_dir=str(root / "index"))
+    ingest([root / "docs"], settings)
+    return settings
+
+
+def _with_model(settings: Settings, booster: object, path: Path, **manifest: object) -> Settings:
+    save(booster, path, "all-MiniLM-L6-v2", {"note": "test"})
+    if manifest:
+        man = json.loads((path / rerank.MANIFEST_FILE).read_text())
+        man.update(manifest)
+        (path / rerank.MANIFEST_FILE).write_text(json.dumps(man))
+    return settings.model_copy(update={"search": settings.search.model_copy(update={"ltr_model": str(path)})})
+
+
+def test_ltr_stage_scores_the_survivors(small_index: Settings, booster: object, tmp_path: Path) -> None:
+    s = _with_model(small_index, booster, tmp_path / "ranker")
+    assert not list((tmp_path / "ranker").glob("*.pkl"))
+    man = json.loads((tmp_path / "ranker" / rerank.MANIFEST_FILE).read_text())
+    assert man["features"] == list(features.FEATURES) and man["versions"]["lightgbm"]
+    res = retrieve("where does ice carve valleys", s, k=4)
+    assert all("ltr" in h.scores and "sbert" in h.scores for h in res.hits)
+    assert [h.scores["ltr"] for h in res.hits] == sorted((h.scores["ltr"] for h in res.hits), reverse=True)
+    stages = {t.stage: t.detail for t in res.trace}
+    assert stages["ltr"]["model"].endswith("ranker") and stages["ltr"]["candidates"][0]["was"] is not None
+    off = retrieve("where does ice carve valleys", s, k=4, ltr=False)
+    assert all("ltr" not in h.scores for h in off.hits)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"features": list(features.FEATURES[:-1])}, "another feature list"),
+        ({"features": list(reversed(features.FEATURES))}, "another feature list"),
+        ({"embedding_model": "some-other-model"}, "embedding model 'some-other-model'"),
+        ({"format_version": 99}, "format 99"),
+    ],
+)
+def test_mismatched_model_is_refused(small_index: Settings, booster: object, tmp_path: Path,
+                                     change: dict[str, object], message: str) -> None:
+    s = _with_model(small_index, booster, tmp_path / "ranker", **change)
+    with pytest.raises(RankerError, match=message):
+        retrieve("glaciers", s, k=2)
+    assert retrieve("glaciers", s, k=2, ltr=False).hits  # the rest of the pipeline still works
+
+
+def test_incomplete_or_missing_model_is_refused(small_index: Settings, booster: object, tmp_path: Path) -> None:
+    s = _with_model(small_index, booster, tmp_path / "ranker")
+    (tmp_path / "ranker" / rerank.BOOSTER_FILE).unlink()
+    with pytest.raises(RankerError, match="lacks booster.txt"):
+        retrieve("glaciers", s, k=2)
+    gone = small_index.model_copy(update={"search": small_index.search.model_copy(
+        update={"ltr_model": str(tmp_path / "nowhere")})})
+    with pytest.raises(RankerError, match="holds no ranker"):
+        retrieve("glaciers", gone, k=2)
+
+
+def test_booster_trained_on_other_features_is_refused(small_index: Settings, tmp_path: Path) -> None:
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(1)
+    x, y = rng.random((40, 3)), rng.integers(0, 2, 40)
+    other = lgb.LGBMRanker(n_estimators=5, verbose=-1).fit(x, y, group=[10] * 4, feature_name=["a", "b", "c"])
+    s = _with_model(small_index, other.booster_, tmp_path / "ranker")  # manifest claims our list
+    with pytest.raises(RankerError, match="do not match its manifest"):
+        retrieve("glaciers", s, k=2)
