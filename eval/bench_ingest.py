@@ -121,13 +121,17 @@ def measure(contender: str, corpus: Path, texts_file: Path | None, device: str =
             cmd.append(str(texts_file))
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
         wall = time.perf_counter() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         if proc.returncode != 0 or not out.exists():
             return {"contender": contender, "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
         res: dict[str, Any] = json.loads(out.read_text())
-    res.update(contender=contender, seconds=round(wall, 2))
+    # CPU seconds of the whole process: steadier than wall time on a shared machine.
+    res.update(contender=contender, seconds=round(wall, 2), cpu_seconds=round(cpu, 2))
     return res
 
 

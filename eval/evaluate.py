@@ -67,8 +67,14 @@ class EvalResult:
 @dataclass
 class EvalIndex:
     index: Index
-    doc_of: Callable[[Hit], str | None]
+    by_source: dict[str, str] | None  # source path -> document id; None: score chunk ids
     info: dict[str, Any]
+
+    def doc_of_source(self, source: str) -> str | None:
+        return None if self.by_source is None else self.by_source.get(source)
+
+    def doc_of(self, hit: Hit) -> str | None:
+        return hit.record.id if self.by_source is None else self.by_source.get(hit.record.source)
 
 
 def _slug(name: str) -> str:
@@ -102,7 +108,7 @@ def corpus_index(ds: Dataset, settings: Settings, cache_dir: Path,
         index = Index(settings)
         if not index.exists():
             raise IndexError_(f"No index at {index.path}; run `rag ingest PATH` first (or set RAG_INDEX_DIR).")
-        return EvalIndex(index, lambda h: h.record.id, {"path": str(index.path), "reused": True, "own": False})
+        return EvalIndex(index, None, {"path": str(index.path), "reused": True, "own": False})
     key = index_key(ds, settings)
     root = (cache_dir / f"{_slug(ds.name)}-{key}").resolve()
     s = cfgs.apply(settings, {"index_dir": str(root / "index"), "chroma_url": None, "collection": "eval"})
@@ -127,8 +133,7 @@ def corpus_index(ds: Dataset, settings: Settings, cache_dir: Path,
         # A fresh Index: the one that ingested holds a KeywordIndex whose `build` left
         # `ids` set and the bm25s model unloaded, and its `search` then returns nothing.
         index = Index(s)
-    by_source = mapping
-    return EvalIndex(index, lambda h: by_source.get(h.record.source), info)
+    return EvalIndex(index, mapping, info)
 
 
 def _warm_up(index: Index, settings: Settings) -> None:
@@ -148,7 +153,7 @@ def run_config(cfg: cfgs.EvalConfig, ds: Dataset, settings: Settings, target: Ev
         "search": {"candidates": max(settings.search.candidates, depth), "top_k": depth}}))
     out = ConfigResult(cfg.name, cfg.description)
     fn = cfgs.runner(cfg)
-    doc_of = (lambda h: h.record.id) if ds.level == "chunk" else target.doc_of
+    doc_of: Callable[[Hit], str | None] = (lambda h: h.record.id) if ds.level == "chunk" else target.doc_of
     for n, qid in enumerate(qids, 1):
         t0 = time.perf_counter()
         try:

@@ -38,9 +38,19 @@ _QWORDS = re.compile(r"^(what|why|how|when|where|which|who|whom|whose|is|are|do|
                      r"would|will|was|were|has|have|in what|according)\b", re.I)
 _ZH_Q = re.compile(r"(什么|为什么|怎么|怎样|如何|哪|多少|几|吗|呢|是否)")
 
-PROMPT_EN = ("Passage:\n{passage}\n\nWrite one question that a reader could answer from this passage alone. "
-             "Reply with the question only.")
-PROMPT_ZH = "段落：\n{passage}\n\n请写一个可以用这个段落回答的问题。只回复问题本身。"
+_META = re.compile(r"\b(passage|this text|the text|given text|this question|the question|reader|article)\b|段落|这段", re.I)
+_WORD = re.compile(r"[a-z]{4,}")
+# Words too common to show that a question is about its passage.
+_GENERIC = frozenset("""what which where when does have with from that this there their them they then than your
+about best good make made much many more most some time ways difference should would could into kind used using
+like need know""".split())
+# Two worked examples: the embedded 135M model copies the form of a shot far better than it
+# follows an instruction alone.
+SYSTEM = "Write a question that the given text answers."
+SHOTS_EN = [("The Eiffel Tower in Paris is 330 metres tall and was finished in 1889.", "How tall is the Eiffel Tower?"),
+            ("Regular exercise lowers blood pressure and improves sleep.", "What are the benefits of regular exercise?")]
+SHOTS_ZH = [("长城全长两万多公里，最早修建于两千多年前。", "长城有多长？"),
+            ("经常运动可以降低血压，还能改善睡眠。", "经常运动有什么好处？")]
 
 
 def _norm(s: str) -> str:
@@ -68,20 +78,36 @@ def clean_question(raw: str, passage: str) -> tuple[str | None, str]:
         return None, "not_a_question"
     if not q.endswith(("?", "？")):
         q += "？" if cjk >= 3 else "?"
+    if _META.search(q):
+        return None, "about_the_passage"
     nq, np_ = _norm(q), _norm(passage)
     if len(nq) > 20 and nq in np_:
         return None, "copy_of_passage"
+    shared = (set(_WORD.findall(nq)) & set(_WORD.findall(np_))) - _GENERIC
+    if cjk >= 3:
+        shared |= {q[i : i + 2] for i in range(len(q) - 1)} & {passage[i : i + 2] for i in range(len(passage) - 1)}
+        shared = {w for w in shared if _CJK.search(w)}
+    if not shared:
+        return None, "off_topic"
     for sent in re.split(r"(?<=[.!?。！？])\s*", passage):
         if sent.strip() and SequenceMatcher(None, nq, _norm(sent)).ratio() > 0.85:
             return None, "copy_of_passage"
     return q, "ok"
 
 
+def messages(passage: str) -> list[dict[str, str]]:
+    shots = SHOTS_ZH if len(_CJK.findall(passage)) > len(passage) / 4 else SHOTS_EN
+    out = [{"role": "system", "content": SYSTEM}]
+    for text, question in shots:
+        out += [{"role": "user", "content": text}, {"role": "assistant", "content": question}]
+    return out + [{"role": "user", "content": passage}]
+
+
 def _key(index: Index, settings: Settings, n: int, seed: int) -> str:
     man = index.manifest()
     blob = json.dumps({"index": str(index.path), "updated": man.get("updated_at"), "n": n, "seed": seed,
                        "llm": [settings.llm.provider, settings.llm.model, str(settings.llm.gguf_path)],
-                       "prompt": PROMPT_EN + PROMPT_ZH}, sort_keys=True)
+                       "prompt": [SYSTEM, SHOTS_EN, SHOTS_ZH]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -109,11 +135,8 @@ def build_synthetic(settings: Settings, n: int, out_root: Path = Path("reports/s
         if len(queries) >= n:
             break
         tried += 1
-        passage = rec.text[:1500]
-        prompt = PROMPT_ZH if len(_CJK.findall(passage)) > len(passage) / 4 else PROMPT_EN
         try:
-            raw = llm.complete([{"role": "user", "content": prompt.format(passage=passage)}], max_tokens=max_tokens,
-                               temperature=0.0)
+            raw = llm.complete(messages(rec.text[:1500]), max_tokens=max_tokens, temperature=0.0)
         except Exception as e:  # a failed generation is one rejected sample, never the end of the run
             log.warning("question generation failed: %s", e)
             raw = ""
@@ -151,10 +174,34 @@ def synthetic_dataset(folder: Path) -> Dataset:
                    load_qrels(folder / "qrels", issues), issues, level="chunk")
 
 
-def _stdlib_roots() -> list[Path]:
+# Installed packages whose docstrings join the standard library's (those present are used).
+DOC_PACKAGES = ("rich", "click", "typer", "httpx", "pydantic", "jinja2", "langchain_core", "bs4", "pypdf", "docx",
+                "sklearn", "numpy")
+
+
+def docstring_roots(packages: tuple[str, ...] = DOC_PACKAGES) -> list[Path]:
+    """The standard library's packages plus the named installed packages' folders."""
+    import importlib.util
+
     std = Path(sysconfig.get_paths()["stdlib"])
     skip = {"test", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "site-packages", "distutils"}
-    return [p for p in sorted(std.iterdir()) if p.is_dir() and p.name not in skip and not p.name.startswith("_")]
+    roots = [p for p in sorted(std.iterdir()) if p.is_dir() and p.name not in skip and not p.name.startswith("_")]
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            roots.append(Path(next(iter(spec.submodule_search_locations))))
+    return roots
+
+
+def _versions(names: tuple[str, ...]) -> dict[str, str]:
+    import importlib.metadata as md
+
+    dists = md.packages_distributions()
+    out = {}
+    for n in names:
+        for dist in dists.get(n, []):
+            out[dist] = md.version(dist)
+    return out
 
 
 def general_set(kind: str, out_root: Path = Path("reports/datasets"), max_queries: int = 300,
@@ -169,7 +216,8 @@ def general_set(kind: str, out_root: Path = Path("reports/datasets"), max_querie
     if (out / "meta.json").exists():
         return out
     if kind == "docstrings":
-        data = labelled.docstrings(_stdlib_roots(), max_docs=max_docs, max_queries=max_queries, seed=seed)
+        roots = docstring_roots()
+        data = labelled.docstrings(roots, max_docs=max_docs, max_queries=max_queries, seed=seed)
     elif kind == "readmes":
         site = Path(sysconfig.get_paths()["purelib"])
         data = labelled.readmes(site, max_docs=max_docs, seed=seed)
@@ -181,5 +229,5 @@ def general_set(kind: str, out_root: Path = Path("reports/datasets"), max_querie
 
         raise DatasetError(f"Unknown generated set {kind!r}; choose docstrings or readmes.")
     meta = {"kind": kind, "python": sys.version.split()[0], "seed": seed, "documents": len(data.corpus),
-            "queries": len(data.queries)}
+            "queries": len(data.queries), "packages": _versions(DOC_PACKAGES) if kind == "docstrings" else {}}
     return save_beir(out, data.corpus, data.queries, data.qrels, meta)

@@ -1,0 +1,103 @@
+"""Dataset loading and bad input: a mistyped path stops with a message naming it (and a
+near match); malformed lines, qrels naming unknown ids and queries without judgements
+are skipped and counted, and what is valid is kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from eval import configs as cfgs
+from eval.datasets import DatasetError, load_dataset, save_beir, validate
+
+
+def _beir(root: Path) -> Path:
+    docs = {"d1": ("Coffee", "Brew coffee at 93 degrees."), "d2": ("Tea", "Green tea likes 80 degree water.")}
+    queries = {"q1": "coffee temperature", "q2": "tea water", "q3": "a question nobody judged",
+               "q4": "judged only as not relevant"}
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 2, "d404": 1}, "q9": {"d1": 1}, "q4": {"d2": 0}}
+    save_beir(root, docs, queries, qrels)
+    with (root / "corpus.jsonl").open("a") as f:
+        f.write("{not json\n")
+        f.write(json.dumps({"title": "no id"}) + "\n")
+    with (root / "qrels" / "test.tsv").open("a") as f:
+        f.write("q1\td2\n")  # missing score
+    return root
+
+
+def test_bad_lines_and_unknown_ids_are_counted_and_skipped(tmp_path: Path) -> None:
+    ds = load_dataset(_beir(tmp_path / "set"))
+    assert ds.issues.counts["corpus_bad_lines"] == 2
+    assert ds.issues.counts["qrels_bad_lines"] == 1
+    validate(ds)
+    c = ds.issues.counts
+    assert c["qrels_unknown_queries"] == 1  # q9
+    assert c["qrels_unknown_docs"] == 1  # d404
+    assert c["queries_without_judgements"] == 2  # q3 (none), q4 (score 0 only)
+    assert ds.level == "doc"
+    assert set(ds.queries) == {"q1", "q2"}
+    assert ds.qrels == {"q1": {"d1": 1}, "q2": {"d2": 2}}
+    report = ds.issues.to_dict()
+    assert "d404" in " ".join(report["qrels_unknown_docs"]["examples"])  # type: ignore[index]
+
+
+def test_mistyped_path_names_it_and_suggests_the_near_one(tmp_path: Path) -> None:
+    root = _beir(tmp_path / "set")
+    with pytest.raises(DatasetError) as e:
+        load_dataset(corpus=root / "corpus.jsonl", queries=root / "querys.jsonl", qrels=root / "qrels")
+    msg = str(e.value)
+    assert "querys.jsonl does not exist" in msg and "Did you mean" in msg and "queries.jsonl" in msg
+    with pytest.raises(DatasetError, match="dataset folder .*nope does not exist"):
+        load_dataset(tmp_path / "nope")
+
+
+def test_qrels_folder_with_several_files_needs_a_choice(tmp_path: Path) -> None:
+    root = _beir(tmp_path / "set")
+    (root / "qrels" / "test.tsv").rename(root / "qrels" / "a.tsv")
+    (root / "qrels" / "b.tsv").write_text("query-id\tcorpus-id\tscore\n")
+    with pytest.raises(DatasetError, match="holds 2 .tsv files"):
+        load_dataset(root)
+
+
+def test_folder_corpus_ids_are_file_stems(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "alpha.md").write_text("# Alpha\n\ntext")
+    (docs / "sub" / "beta.txt").write_text("beta text")
+    (docs / "sub" / "alpha.txt").write_text("same stem")
+    (docs / "skip.bin").write_bytes(b"\0")
+    (tmp_path / "q.jsonl").write_text('{"_id": "1", "text": "alpha?"}\n')
+    (tmp_path / "r.tsv").write_text("query-id\tcorpus-id\tscore\n1\talpha\t1\n")
+    ds = load_dataset(corpus=docs, queries=tmp_path / "q.jsonl", qrels=tmp_path / "r.tsv")
+    assert set(ds.corpus.files) == {"alpha", "beta"}
+    assert ds.issues.counts["corpus_duplicate_stems"] == 1
+    assert validate(ds).qrels == {"1": {"alpha": 1}}
+
+
+def test_chunk_id_qrels_make_the_set_chunk_level(tmp_path: Path) -> None:
+    ds = load_dataset(_beir(tmp_path / "set"))
+    ds.qrels = {"q1": {"chunk-a": 1}, "q2": {"chunk-b": 1, "d2": 1}}
+    validate(ds, known_chunks={"chunk-a", "chunk-b"})
+    assert ds.level == "chunk"
+    assert ds.qrels == {"q1": {"chunk-a": 1}, "q2": {"chunk-b": 1}}
+    assert ds.issues.counts["qrels_unknown_docs"] == 1  # d2 is a document, not a chunk
+
+
+def test_config_selection_notes_unknown_and_unavailable() -> None:
+    cfgs.register(cfgs.EvalConfig("needs-nothing-there", "test", requires=("no_such_module_xyz",)))
+    try:
+        chosen, notes = cfgs.select(["dense", "typo", "needs-nothing-there"])
+    finally:
+        del cfgs.REGISTRY["needs-nothing-there"]
+    assert [c.name for c in chosen] == ["dense"]
+    kinds = dict(notes)
+    assert "typo" in kinds["configs_unknown"] and "no_such_module_xyz" in kinds["configs_unavailable"]
+
+
+def test_apply_overrides_is_a_deep_copy(settings) -> None:  # type: ignore[no-untyped-def]
+    s = cfgs.apply(settings, {"search": {"mode": "bm25"}, "chunk": {"size": 50}})
+    assert s.search.mode == "bm25" and s.chunk.size == 50
+    assert s.search.rrf_k == settings.search.rrf_k
+    assert settings.search.mode == "hybrid" and settings.chunk.size != 50
