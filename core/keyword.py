@@ -142,7 +142,7 @@ class KeywordIndex:
         self._bm25 = bm25s.BM25.load(str(self.path)) if self.ids else None
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        if self._bm25 is None and not self.ids:
+        if self._bm25 is None:  # not loaded yet, or just rebuilt by `build`
             self.load()
         if self._bm25 is None:
             return []
@@ -160,7 +160,7 @@ class KeywordIndex:
         """BM25 scores of the given records for `query`, in the order of `ids` (0 where a
         record is not indexed); lets a reranker see the BM25 score of dense-only hits."""
         out = np.zeros(len(ids), dtype=np.float32)
-        if self._bm25 is None and not self.ids:
+        if self._bm25 is None:  # not loaded yet, or just rebuilt by `build`
             self.load()
         if self._bm25 is None or not ids:
             return out

@@ -138,3 +138,11 @@ def test_index_stays_in_step_after_changed_and_pruned_files(tmp_path: Path, sett
     assert search.keyword(index, "quokka", 5) == []
     assert all("quokka" not in h.record.text for h in retrieve("quokka marsupial", settings, index=index, k=5).hits)
     assert set(index.keyword.ids) == set(index.docs.all_ids())
+
+
+def test_bm25_answers_on_the_index_object_that_just_ingested(tmp_path: Path, settings: Settings) -> None:
+    docs = _write(tmp_path / "docs", {"a.md": "# A\n\nThe zeppelin hangar stores airships."})
+    index = Index(settings)
+    ingest([docs], settings, index=index)  # rebuilds index.keyword in place
+    assert search.keyword(index, "zeppelin", 5)
+    assert index.keyword.score_ids("zeppelin", index.docs.all_ids())[0] > 0
