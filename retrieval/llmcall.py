@@ -32,6 +32,8 @@ class CallRecord:
     ms: float
     raw: str  # the model's output (cut for the trace)
     error: str | None = None
+    start: float = 0.0  # perf_counter() when the call began and ended: shows which calls overlapped
+    end: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = {"kind": self.kind, "cached": self.cached, "ms": round(self.ms, 1), "raw": self.raw[:300]}
@@ -78,7 +80,8 @@ class LLMCaller:
             with self._lock:
                 hit = self.cache.cache_get(key)
             if hit is not None:
-                self._record(CallRecord(kind, True, (time.perf_counter() - t0) * 1000, hit))
+                self._record(CallRecord(kind, True, (time.perf_counter() - t0) * 1000, hit, None, t0,
+                                        time.perf_counter()))
                 return hit
         try:
             out = self.llm.complete(messages, max_tokens=max_tokens, json_schema=json_schema,
@@ -86,9 +89,10 @@ class LLMCaller:
         except Exception as e:  # a backend failure must not crash the query: the parser falls back
             log.warning("LLM call for %s failed: %s", kind, e)
             ms = (time.perf_counter() - t0) * 1000
-            self._record(CallRecord(kind, False, ms, "", f"{type(e).__name__}: {e}"))
+            self._record(CallRecord(kind, False, ms, "", f"{type(e).__name__}: {e}", t0, time.perf_counter()))
             return ""
-        self._record(CallRecord(kind, False, (time.perf_counter() - t0) * 1000, out))
+        t1 = time.perf_counter()
+        self._record(CallRecord(kind, False, (t1 - t0) * 1000, out, None, t0, t1))
         if self.cache is not None and out.strip():
             with self._lock:
                 self.cache.cache_put(key, out)

@@ -6,7 +6,7 @@
   LLM chose it, so a 135M model biased to the first option cannot send a question about
   coffee to the machine-learning notes;
 - semantic: the question's embedding is compared with example questions of each answer
-  prompt template (definition, how-to, comparison, summary, fact); the nearest template's
+  prompt template (definition, how-to, comparison, summary, explanation, fact); the nearest template's
   instruction goes into the answer prompt;
 - query construction: a file type or document the question names ("in the PDF files",
   "from notes about LangChain") becomes a Chroma `where` filter through structured output.
@@ -64,9 +64,14 @@ TEMPLATES: tuple[PromptTemplate, ...] = (
                    "in a few sentences.",
                    ("Summarize X.", "Give me an overview of X.", "What are the main points of X?",
                     "What is this document about?", "Briefly describe the key ideas of X."), "fusion"),
+    PromptTemplate("explanation", "The question asks why or how something works. Explain the cause or the "
+                   "mechanism from the context, step by step.",
+                   ("Why does X happen?", "Explain X.", "What causes X?", "How does X work?",
+                    "Why is X important?"), "step-back"),
     PromptTemplate("fact", "Answer the question directly and briefly from the context.",
                    ("When did X happen?", "How many X are there?", "Who made X?", "Which X is used for Y?",
-                    "How long does X take?"), "none"),
+                    "How long does X take?", "How much X should I use?", "What temperature should X be?",
+                    "How big should X be?", "Where is X?"), "none"),
 )
 DEFAULT_TEMPLATE = "fact"
 _VECS: dict[tuple[str, str], np.ndarray] = {}  # (embedder, text) -> vector, per process

@@ -24,7 +24,9 @@ pipeline's `candidates` trace entry, with per-query ranks kept as features.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,11 +104,40 @@ def _cache(settings: Settings, index: Index | None) -> Any:
 
 # --- the LLM calls, one per strategy ------------------------------------------------------
 
+Shot = tuple[str, str]  # (user, assistant): a worked example, given as earlier chat turns
+
+_MQ_SHOTS: tuple[tuple[str, list[str]], ...] = (
+    ("How do I bake bread?",
+     ["steps for baking bread", "bread baking method", "how to make a loaf of bread"]),
+    ("When was the Eiffel Tower built?",
+     ["Eiffel Tower construction date", "year the Eiffel Tower was completed",
+      "history of building the Eiffel Tower"]),
+)
+_SB_SHOTS: tuple[Shot, ...] = (
+    ("Which tent suits a winter trip to Norway?", "What makes a tent suitable for cold weather?"),
+    ("Did Ann work at IBM in 1990?", "What is Ann's work history?"),
+)
+_DEC_SHOTS: tuple[tuple[str, list[str]], ...] = (
+    ("Is the Eiffel Tower taller than Big Ben?", ["How tall is the Eiffel Tower?", "How tall is Big Ben?"]),
+    ("Which river flows through the capital of Austria?",
+     ["What is the capital of Austria?", "Which river flows through Vienna?"]),
+)
+
+
 def _ask(caller: LLMCaller, kind: str, system: str, user: str, settings: Settings,
-         schema: dict[str, Any] | None, max_tokens: int | None = None) -> str:
-    msgs: list[Message] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+         schema: dict[str, Any] | None, max_tokens: int | None = None, shots: tuple[Shot, ...] = ()) -> str:
+    """One call: system prompt, worked examples as earlier turns (a 135M model follows those far
+    better than instructions), then the question."""
+    msgs: list[Message] = [{"role": "system", "content": system}]
+    for u, a in shots:
+        msgs += [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
+    msgs.append({"role": "user", "content": user})
     t = settings.translate
     return caller.complete(kind, msgs, max_tokens or t.max_tokens, schema, t.temperature)
+
+
+def _json_shots(key: str, shots: tuple[tuple[str, list[str]], ...], n: int) -> tuple[Shot, ...]:
+    return tuple((q, json.dumps({key: items[:n]})) for q, items in shots)
 
 
 def _string_list_schema(key: str, n_min: int, n_max: int) -> dict[str, Any]:
@@ -119,34 +150,31 @@ def variants(question: str, settings: Settings, caller: LLMCaller) -> Parsed:
     """`translate.n_queries` differently worded search queries (one call)."""
     n = max(1, settings.translate.n_queries)
     raw = _ask(caller, "multi-query",
-               f"Rewrite the user's question in {n} different ways for a search engine. Keep the meaning "
-               "and the key terms, change the wording.\n"
-               'For example, "How do I bake bread?" could become "steps for baking bread", "bread baking '
-               'method" and "how to make a loaf of bread".\nReply with JSON: {"queries": [...]}',
-               question, settings, _string_list_schema("queries", n, n))
+               f"You rewrite a question as {n} different search queries with the same meaning: other words, "
+               "synonyms, more specific terms. Reply with JSON.",
+               question, settings, _string_list_schema("queries", n, n),
+               shots=_json_shots("queries", _MQ_SHOTS, n))
     return parse_list(raw, ("queries", "query", "questions"), n, [], exclude=(question,), related_to=question)
 
 
 def step_back(question: str, settings: Settings, caller: LLMCaller) -> Parsed:
+    """A more general question about the concept behind the question (plain text)."""
     raw = _ask(caller, "step-back",
-               "You rewrite a specific question as a more general step-back question about the concept or "
-               "principle behind it. Examples:\n"
-               "Q: Which tent suits a winter trip to Norway? -> What makes a tent suitable for cold "
-               "weather?\n"
-               "Q: Did Ann work at IBM in 1990? -> What is Ann's work history?\n"
-               'Reply with JSON: {"question": "..."}',
-               f"Q: {question}", settings,
-               {"type": "object", "required": ["question"],
-                "properties": {"question": {"type": "string", "minLength": 8, "maxLength": 200}}},
-               max_tokens=64)
+               "You turn a specific question into a broader, more general step-back question about the "
+               "topic or principle behind it. Reply with the question only.",
+               question, settings, None, max_tokens=48, shots=_SB_SHOTS)
     p = parse_text(raw, "", min_chars=8, max_chars=300, keys=("question", "step_back"))
     if not p.fallback:
         p.value = first_question(p.value)
-        if p.value.casefold().strip(" ?") == question.casefold().strip(" ?"):
+        if _same(p.value, question):
             return Parsed("", True, p.notes + ["same as the question; fell back"])
         if not related(p.value, question):
             return Parsed("", True, p.notes + [f"unrelated to the question ({p.value!r}); fell back"])
     return p
+
+
+def _same(a: str, b: str) -> bool:
+    return " ".join(re.findall(r"\w+", a.casefold())) == " ".join(re.findall(r"\w+", b.casefold()))
 
 
 def hyde(question: str, settings: Settings, caller: LLMCaller) -> Parsed:
@@ -154,17 +182,19 @@ def hyde(question: str, settings: Settings, caller: LLMCaller) -> Parsed:
                "Write a short passage (two or three sentences) that answers the question, as it might appear "
                "in a reference document. Write only the passage.",
                question, settings, None, max_tokens=min(settings.translate.max_tokens, 96))
-    return parse_text(raw, "", min_chars=20, max_chars=800, keys=("passage", "answer", "text"))
+    p = parse_text(raw, "", min_chars=20, max_chars=800, keys=("passage", "answer", "text"))
+    if not p.fallback and not related(p.value, question):
+        return Parsed("", True, p.notes + ["passage unrelated to the question; fell back"])
+    return p
 
 
 def sub_questions(question: str, settings: Settings, caller: LLMCaller) -> Parsed:
     m = max(1, settings.translate.max_sub_questions)
     raw = _ask(caller, "decompose",
-               f"Break the question into at most {m} simpler sub-questions that can be answered one after "
-               "another; later ones may use earlier answers.\nFor example, \"Is the Eiffel Tower taller than "
-               "Big Ben?\" becomes \"How tall is the Eiffel Tower?\" and \"How tall is Big Ben?\".\n"
-               'Reply with JSON: {"questions": [...]}',
-               question, settings, _string_list_schema("questions", 1, m))
+               f"You split a question into at most {m} simpler sub-questions that can be answered one after "
+               "another; later ones may use earlier answers. Reply with JSON.",
+               question, settings, _string_list_schema("questions", 1, m),
+               shots=_json_shots("questions", _DEC_SHOTS, m))
     return parse_list(raw, ("questions", "sub_questions", "subquestions"), m, [], exclude=(question,),
                       related_to=question)
 
@@ -239,10 +269,13 @@ def translate(
         caller.run_all([do_route, do_translate])
     assert t.route is not None
     t.settings, t.where = t.route.settings, t.route.where
-    t.llm_calls, t.cache_hits = caller.calls, sum(1 for r in caller.records if r.cached)
-    trace.append(TraceEntry("llm_calls", sum(r.ms for r in caller.records),
-                            {"calls": t.llm_calls, "cache_hits": t.cache_hits,
-                             "records": [r.to_dict() for r in caller.records]}))
+    recs = caller.records
+    t.llm_calls, t.cache_hits = caller.calls, sum(1 for r in recs if r.cached)
+    made = [r for r in recs if not r.cached]
+    overlapped = any(a.start < b.end and b.start < a.end for i, a in enumerate(made) for b in made[i + 1 :])
+    trace.append(TraceEntry("llm_calls", sum(r.ms for r in recs),
+                            {"calls": t.llm_calls, "cache_hits": t.cache_hits, "concurrent": overlapped,
+                             "records": [r.to_dict() for r in recs]}))
     return t
 
 

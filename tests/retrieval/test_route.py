@@ -31,13 +31,14 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ("Summarize the notes on neural network training.", "summary"),
     ("What is self-attention?", "definition"),
     ("How long does an espresso shot take?", "fact"),
+    ("Why does a high learning rate make the loss diverge?", "explanation"),
 ])
 def test_semantic_routing_picks_the_nearest_template(dirs: dict[str, Path], question: str, template: str) -> None:
     s = settings_for(dirs)
     emb = get_embedder(s.embedding)
     chosen, scores = semantic_route(emb.embed_query(question), emb, s.route.min_template_score)
     assert chosen.name == template, scores
-    assert set(scores) == {"definition", "how-to", "comparison", "summary", "fact"}
+    assert set(scores) == {"definition", "how-to", "comparison", "summary", "explanation", "fact"}
 
 
 def test_filter_candidates_come_from_the_question_and_the_index() -> None:
