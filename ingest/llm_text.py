@@ -165,11 +165,18 @@ def _call(llm: LLM, job: Job, ok: Check, retry: bool) -> tuple[str, int]:
     return out, calls
 
 
+def _nonempty(raw: str) -> bool:
+    return bool(raw.strip())
+
+
 def run_jobs(
     llm: LLM, jobs: list[Job], docs: DocStore, workers: int, ok: Check, retry: bool = False,
+    keep: Check = _nonempty,
 ) -> Iterator[tuple[Job, str, bool, int]]:
-    """Yield (job, raw reply, from_cache, llm_calls) as each finishes. Replies that pass
-    `ok` are cached at once (main thread), so an interrupted run keeps them."""
+    """Yield (job, raw reply, from_cache, llm_calls) as each finishes; a reply failing `ok`
+    is asked for once more when `retry`. Replies passing `keep` (default: non-empty, so a
+    reply the model cannot improve on is not asked for again, while a failed call is) are
+    cached at once, in the main thread, so an interrupted run keeps them."""
     todo: list[Job] = []
     for j in jobs:
         hit = docs.cache_get(j.key)
@@ -181,7 +188,7 @@ def run_jobs(
     if workers == 1:
         for j in todo:
             out, calls = _call(llm, j, ok, retry)
-            if ok(out):
+            if keep(out):
                 docs.cache_put(j.key, out)
             yield j, out, False, calls
         return
@@ -189,6 +196,6 @@ def run_jobs(
         futs = [(j, pool.submit(_call, llm, j, ok, retry)) for j in todo]
         for j, f in futs:
             out, calls = f.result()
-            if ok(out):
+            if keep(out):
                 docs.cache_put(j.key, out)
             yield j, out, False, calls

@@ -180,13 +180,16 @@ class _Builder:
         return nodes
 
     def _vectors(self, nodes: list[Node]) -> None:
-        kept = self.index.vectors.get_embeddings([n.id for n in nodes if n.reused])
+        """Stored vectors where the node and its text are unchanged (re-embedding the same
+        text in another batch differs in the last bits, and UMAP would magnify that)."""
+        same = [n for n in nodes if n.id in self.old and self.old[n.id].text == n.text]
+        stored = self.index.vectors.get_embeddings([n.id for n in same])
+        for n in same:
+            if n.id in stored:
+                self.vec[n.id] = stored[n.id]
         for n in nodes:
-            if n.id in kept:
-                self.vec[n.id] = kept[n.id]
-            else:
-                n.reused = False  # its vector is missing: embed and upsert it again
-        todo = [n for n in nodes if not n.reused]
+            n.reused = n.reused and n.id in stored  # a vector gone missing is embedded and upserted again
+        todo = [n for n in nodes if n.id not in stored]
         if todo:
             for n, v in zip(todo, self.index.embedder.embed([n.text for n in todo]), strict=True):
                 self.vec[n.id] = v

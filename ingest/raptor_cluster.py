@@ -108,7 +108,8 @@ def cluster(vectors: np.ndarray, tokens: list[int], p: ClusterParams) -> list[li
     order = np.argsort(first)
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    x = np.asarray(vectors[first[order]], dtype=np.float64)
+    # Rounded, so that last-bit differences between embedding batches cannot move clusters.
+    x = np.round(np.asarray(vectors[first[order]], dtype=np.float64), 4)
     groups: list[list[int]] = [[] for _ in range(len(x))]
     for i, u in enumerate(inverse):
         groups[int(rank[u])].append(i)

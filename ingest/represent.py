@@ -114,12 +114,6 @@ def _jobs(units: list[Unit], settings: Settings, llm: LLM) -> list[Job]:
     return jobs
 
 
-def _nonempty(raw: str) -> bool:
-    # Every non-empty reply is cached, usable or not: at temperature 0 asking again gives
-    # the same reply, so a unit whose reply parsed to nothing costs no call next time.
-    return bool(raw.strip())
-
-
 def _parse(p: _Pending, raw: str, n: int) -> list[str]:
     if p.kind == "summary":
         s = clean_summary(raw, max_chars=600)
@@ -191,7 +185,7 @@ def update_representations(
         batch = todo[b : b + BATCH]
         pend: list[_Pending] = []
         for job, raw, cached, calls in run_jobs(llm, _jobs(batch, settings, llm), index.docs,
-                                                s.llm_concurrency, _nonempty):
+                                                s.llm_concurrency, ok=lambda raw: True):
             p: _Pending = job.tag  # type: ignore[assignment]
             rep.cached += int(cached)
             rep.llm_calls += calls
