@@ -166,3 +166,46 @@ def test_parsing_is_defensive() -> None:
     assert parts[1:] == ["Short text.", "Another short one."] and len(parts[0]) < len("word " * 400)
     assert len(truncate("x" * 1000, 10)) == 40 and truncate("Fits.", 10) == "Fits."
     assert extractive_summary(["First. Second.", "Un. Deux."], 50) == "First. Un."
+
+
+class InFlight:
+    """The real backend, with the most calls it served at once recorded."""
+
+    def __init__(self, llm: Any) -> None:
+        import threading
+
+        self.llm, self.now, self.most, self.lock = llm, 0, 0, threading.Lock()
+        self.backend, self.model, self.reason = llm.backend, llm.model, llm.reason
+
+    def complete(self, messages: Any, **kw: Any) -> str:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            return str(self.llm.complete(messages, **kw))
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+@pytest.mark.slow
+def test_calls_run_concurrently_where_the_backend_serves_them(tmp_path: Path) -> None:
+    """Through the Ollama backend (a real HTTP server speaking its API, tests/ollama_server.py)
+    the LLM calls overlap; llama.cpp in-process runs them one at a time."""
+    from core.llm import get_llm
+    from tests.ollama_server import OllamaTestServer
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "k.md").write_text(KETTLE)
+    (corpus / "m.md").write_text("# Milk\n\nSteam milk to sixty degrees Celsius for a flat white.\n")
+    s = _settings(tmp_path / "index", multi_representation=False, llm_concurrency=4)
+    index = Index(s)
+    ingest([corpus], s, index=index)
+    with OllamaTestServer(models=["smollm2:135m"]) as srv:
+        s.llm.provider, s.llm.model, s.ollama_url, s.llm.num_ctx = "ollama", "smollm2:135m", srv.url, 1024
+        llm = InFlight(get_llm(s))
+        rep = update_representations(index, s, llm=llm)  # type: ignore[arg-type]
+        chats = [r for r in srv.requests if r["path"] == "/api/chat"]
+    assert rep.llm_calls == 4 == len(chats) and llm.most >= 2
+    check_derived(index)
