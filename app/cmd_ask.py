@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from app.output import console, out, print_json
-from core.settings import load_settings
+from core.settings import Settings, load_settings
 from core.types import TraceEntry
 
 
@@ -24,9 +24,17 @@ def _source_line(c: dict[str, object]) -> str:
     return f"[{c['n']}] {loc} [{c['start']}:{c['end']}]{title}\n    {src}"
 
 
-def _print_trace(trace: list[TraceEntry]) -> None:
+def _print_trace(trace: list[TraceEntry], settings: Settings) -> None:
+    from app.trace_view import Locator, format_entry
+
     console.rule("trace")
+    loc = Locator(settings, trace)
     for t in trace:
+        lines = format_entry(t, loc)  # route, queries, candidates per query, LLM calls, sub-answers
+        if lines is not None:
+            text = f"{t.stage:<14} {t.ms:>9.1f} ms  " + "\n".join(lines)
+            console.print(text, markup=False, highlight=False)
+            continue
         detail = json.dumps(t.detail, ensure_ascii=False, default=str)
         if len(detail) > 600:
             detail = detail[:600] + " …"
@@ -67,7 +75,7 @@ def ask_cmd(
         console.print(f"[dim]{escape(result.backend)} · {escape(result.model)} · {secs:.1f}s "
                       f"({escape(result.reason)})[/dim]", highlight=False)
         if trace:
-            _print_trace(result.trace)
+            _print_trace(result.trace, settings)
     if result.abstain_reason == "empty_index":
         raise typer.Exit(1)
 

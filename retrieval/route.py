@@ -88,7 +88,8 @@ class Route:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"collection": self.collection, "strategy": self.strategy,
+        return {"collection": self.collection, "index_dir": str(self.settings.index_path),
+                "strategy": self.strategy,
                 "template": self.template.name if self.template else None, "where": self.where,
                 "scores": {k: {n: round(v, 4) for n, v in s.items()} for k, s in self.scores.items()},
                 "notes": self.notes}

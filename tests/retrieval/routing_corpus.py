@@ -10,27 +10,36 @@ from core.settings import CollectionSettings, Settings, load_settings
 from ingest.pipeline import ingest
 
 COFFEE = {
-    "espresso.md": "# Espresso\n\nEspresso needs a fine grind, about like table salt. The machine pushes water "
-                   "at nine bar through the puck for 25 to 30 seconds. A shot that runs fast is under-extracted.",
-    "french-press.md": "# French press\n\nUse a coarse grind for the French press, like breadcrumbs. Steep the "
-                       "coffee for four minutes, then press the plunger slowly and pour at once.",
-    "milk.md": "# Milk\n\nSteam milk to about sixty degrees Celsius for a silky latte. Hotter milk tastes flat.",
+    "espresso.md": (
+        "# Espresso\n\nEspresso needs a fine grind, about like table salt. The machine pushes water "
+        "at nine bar through the puck for 25 to 30 seconds. A shot that runs fast is under-extracted."
+    ),
+    "french-press.md": (
+        "# French press\n\nUse a coarse grind for the French press, like breadcrumbs. Steep the "
+        "coffee for four minutes, then press the plunger slowly and pour at once."
+    ),
+    "milk.md": "# Milk\n\nSteam milk to about sixty degrees Celsius for a silky latte. Hotter milk is flat.",
 }
-COFFEE_PDF = ("brewing-guide.pdf", [
-    "Pour-over brewing guide. Heat the water to 92 to 96 degrees Celsius before pouring.",
-    "Let the coffee bloom for thirty seconds, then pour in slow circles. Total brew time is three minutes.",
-])
+COFFEE_PDF = (
+    "brewing-guide.pdf",
+    [
+        "Pour-over brewing guide. Heat the water to 92 to 96 degrees Celsius before pouring.",
+        "Let the coffee bloom for thirty seconds, then pour in slow circles. Brew time is three minutes.",
+    ],
+)
 ML = {
-    "langchain-notes.md": "# LangChain\n\nIn LangChain a retriever returns documents for a query. A vector store "
-                          "retriever wraps a vector store; chains combine a retriever with a chat model.",
+    "langchain-notes.md": (
+        "# LangChain\n\nIn LangChain a retriever returns documents for a query. A vector store "
+        "retriever wraps a vector store; chains combine a retriever with a chat model."
+    ),
     "transformers.md": "# Transformers\n\nSelf-attention lets every token attend to every other token. The "
-                       "transformer stacks attention layers and feed-forward layers with residual connections.",
+    "transformer stacks attention layers and feed-forward layers with residual connections.",
     "training.txt": "Training a neural network uses gradient descent. A learning rate that is too high makes "
-                    "the loss diverge; too many epochs cause overfitting, which early stopping prevents.",
+    "the loss diverge; too many epochs cause overfitting, which early stopping prevents.",
 }
 DESCRIPTIONS = {
     "coffee": "Coffee brewing notes: espresso, grind size, French press, pour-over, milk steaming.",
-    "ml": "Machine learning notes: transformers, self-attention, neural network training, LangChain retrievers.",
+    "ml": "Machine learning notes: transformers, self-attention, network training, LangChain retrievers.",
 }
 _BUILT: dict[str, Path] = {}
 
@@ -65,14 +74,16 @@ def build(root: Path) -> dict[str, Path]:
     return dict(_BUILT)
 
 
-def settings_for(dirs: dict[str, Path], main: str = "coffee", collections: bool = False,
-                 **overrides: object) -> Settings:
+def settings_for(
+    dirs: dict[str, Path], main: str = "coffee", collections: bool = False, **overrides: object
+) -> Settings:
     """Settings searching `main`; with `collections`, both are configured for routing."""
     s = load_settings(index_dir=str(dirs[main]), **overrides)
     s.search.coarse = False  # keep these tests about translation and routing, not reranking
     s.search.ltr = False
     s.translate.temperature = 0.0
     if collections:
-        s.route.collections = [CollectionSettings(name=n, description=d, index_dir=dirs[n])
-                               for n, d in DESCRIPTIONS.items()]
+        s.route.collections = [
+            CollectionSettings(name=n, description=d, index_dir=dirs[n]) for n, d in DESCRIPTIONS.items()
+        ]
     return s

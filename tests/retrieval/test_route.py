@@ -25,15 +25,20 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return build(tmp_path_factory.mktemp("routing"))
 
 
-@pytest.mark.parametrize("question, template", [
-    ("What is the difference between espresso and French press coffee?", "comparison"),
-    ("How do I set up a LangChain retriever?", "how-to"),
-    ("Summarize the notes on neural network training.", "summary"),
-    ("What is self-attention?", "definition"),
-    ("How long does an espresso shot take?", "fact"),
-    ("Why does a high learning rate make the loss diverge?", "explanation"),
-])
-def test_semantic_routing_picks_the_nearest_template(dirs: dict[str, Path], question: str, template: str) -> None:
+@pytest.mark.parametrize(
+    "question, template",
+    [
+        ("What is the difference between espresso and French press coffee?", "comparison"),
+        ("How do I set up a LangChain retriever?", "how-to"),
+        ("Summarize the notes on neural network training.", "summary"),
+        ("What is self-attention?", "definition"),
+        ("How long does an espresso shot take?", "fact"),
+        ("Why does a high learning rate make the loss diverge?", "explanation"),
+    ],
+)
+def test_semantic_routing_picks_the_nearest_template(
+    dirs: dict[str, Path], question: str, template: str
+) -> None:
     s = settings_for(dirs)
     emb = get_embedder(s.embedding)
     chosen, scores = semantic_route(emb.embed_query(question), emb, s.route.min_template_score)
@@ -64,10 +69,15 @@ def test_check_where_drops_invalid_and_empty_filters(dirs: dict[str, Path]) -> N
 
 def test_a_configured_collection_filter_that_is_invalid_is_dropped_not_raised(dirs: dict[str, Path]) -> None:
     s = settings_for(dirs)
-    s.route.collections = [CollectionSettings(name="coffee", description="coffee", index_dir=dirs["coffee"],
-                                              where={"ext": {"$bogus": 1}})]
+    s.route.collections = [
+        CollectionSettings(
+            name="coffee", description="coffee", index_dir=dirs["coffee"], where={"ext": {"$bogus": 1}}
+        )
+    ]
     trace: list[TraceEntry] = []
-    r = route("How fine is an espresso grind?", "none", s, LLMCaller(get_llm(s)), get_embedder(s.embedding), trace)
+    r = route(
+        "How fine is an espresso grind?", "none", s, LLMCaller(get_llm(s)), get_embedder(s.embedding), trace
+    )
     assert r.where is None and r.collection == "coffee"
     assert any("refused" in n for n in r.notes)
     assert "one collection configured: only the strategy is routed" in r.notes
@@ -76,13 +86,18 @@ def test_a_configured_collection_filter_that_is_invalid_is_dropped_not_raised(di
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("question, expected", [
-    ("What grind size should I use for espresso?", "coffee"),
-    ("How long should I steep coffee in a French press?", "coffee"),
-    ("How does self-attention work in a transformer?", "ml"),
-    ("Why does a high learning rate make the training loss diverge?", "ml"),
-])
-def test_logical_routing_picks_the_obvious_collection(dirs: dict[str, Path], question: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    "question, expected",
+    [
+        ("What grind size should I use for espresso?", "coffee"),
+        ("How long should I steep coffee in a French press?", "coffee"),
+        ("How does self-attention work in a transformer?", "ml"),
+        ("Why does a high learning rate make the training loss diverge?", "ml"),
+    ],
+)
+def test_logical_routing_picks_the_obvious_collection(
+    dirs: dict[str, Path], question: str, expected: str
+) -> None:
     s = settings_for(dirs, collections=True)
     trace: list[TraceEntry] = []
     caller = LLMCaller(get_llm(s))
@@ -129,7 +144,8 @@ def test_a_named_document_becomes_a_source_filter(dirs: dict[str, Path]) -> None
     assert r.where is not None, r.notes
     wanted = str(Path(dirs["ml"]).parent / "docs" / "langchain-notes.md")
     assert r.where == {"source": {"$in": [str(Path(wanted).resolve())]}} or r.where == {
-        "source": {"$in": [wanted]}}
+        "source": {"$in": [wanted]}
+    }
     res = retrieve(q, r.settings, k=5, where=r.where)
     assert res.hits and all(h.record.source.endswith("langchain-notes.md") for h in res.hits)
 
@@ -147,5 +163,9 @@ def test_a_stated_filter_the_index_cannot_satisfy_is_dropped_and_noted(dirs: dic
 def test_a_file_name_word_used_as_a_topic_is_not_a_source_filter() -> None:
     paths = ["/d/espresso.md", "/d/langchain-notes.md"]
     assert filter_candidates("What do the documents say about the espresso shot?", paths) == ({}, {})
-    assert filter_candidates("In the espresso notes, how long is a shot?", paths)[1] == {"espresso": ["/d/espresso.md"]}
-    assert filter_candidates("what does the file espresso.md say", paths)[1] == {"espresso": ["/d/espresso.md"]}
+    assert filter_candidates("In the espresso notes, how long is a shot?", paths)[1] == {
+        "espresso": ["/d/espresso.md"]
+    }
+    assert filter_candidates("what does the file espresso.md say", paths)[1] == {
+        "espresso": ["/d/espresso.md"]
+    }

@@ -95,8 +95,12 @@ def test_step_back_prompt_labels_both_contexts() -> None:
     def hit(i: str, **ranks: float) -> Hit:
         return Hit(Record(i, f"text {i}", f"/d/{i}.md"), 1.0, dict(ranks))
 
-    hits = [hit("a", original_rank=1, step_back_rank=4), hit("b", step_back_rank=1),
-            hit("c", original_rank=2), hit("d", original_rank=9, step_back_rank=2)]
+    hits = [
+        hit("a", original_rank=1, step_back_rank=4),
+        hit("b", step_back_rank=1),
+        hit("c", original_rank=2),
+        hit("d", original_rank=9, step_back_rank=2),
+    ]
     t = Translation("Q?", "step-back", [], settings=None, step_back="What is the general idea?")  # type: ignore[arg-type]
     text, ordered = prompt_question(t, "Q?", hits)
     assert [h.record.id for h in ordered] == ["a", "c", "b", "d"]
@@ -147,8 +151,11 @@ def test_step_back_searches_both_questions(dirs: dict[str, Path]) -> None:
     assert [d.detail["role"] for d in _stages(res.trace, "dense")] == ["original", "step_back"]
     assert all("original_rank" in h.scores or "step_back_rank" in h.scores for h in res.hits)
     text, hits = prompt_question(t, Q_SB, res.hits)
-    assert text.startswith(Q_SB) and "Passages [1]" in text and {h.record.id for h in hits} == {
-        h.record.id for h in res.hits}
+    assert (
+        text.startswith(Q_SB)
+        and "Passages [1]" in text
+        and {h.record.id for h in hits} == {h.record.id for h in res.hits}
+    )
 
 
 @pytest.mark.slow
