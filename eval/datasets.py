@@ -17,7 +17,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from core.errors import ConfigError
 
@@ -65,9 +65,11 @@ class Issues:
         for k, ex in other.examples.items():
             self.examples.setdefault(k, []).extend(ex[: max(0, 3 - len(self.examples.get(k, [])))])
 
-    def to_dict(self) -> dict[str, object]:
-        return {k: {"count": n, "what": SKIP_LABELS.get(k, k), "examples": self.examples.get(k, [])}
-                for k, n in sorted(self.counts.items())}
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {
+            k: {"count": n, "what": SKIP_LABELS.get(k, k), "examples": self.examples.get(k, [])}
+            for k, n in sorted(self.counts.items())
+        }
 
 
 @dataclass
@@ -147,11 +149,15 @@ def load_beir_corpus(path: Path, issues: Issues) -> Corpus:
             continue
         doc_id = str(obj["_id"])
         if doc_id in docs:
-            issues.note("corpus_duplicate_ids", f"{path.name}:{n}: document id {doc_id!r} repeated; kept the first")
+            issues.note(
+                "corpus_duplicate_ids", f"{path.name}:{n}: document id {doc_id!r} repeated; kept the first"
+            )
             continue
         docs[doc_id] = (str(obj.get("title") or ""), str(obj.get("text") or ""))
     if not docs:
-        raise DatasetError(f"The corpus file {path} holds no documents (lines like {{\"_id\": ..., \"text\": ...}}).")
+        raise DatasetError(
+            f'The corpus file {path} holds no documents (lines like {{"_id": ..., "text": ...}}).'
+        )
     return Corpus("beir", path.resolve(), docs=docs)
 
 
@@ -163,11 +169,15 @@ def load_folder_corpus(path: Path, extensions: list[str], issues: Issues) -> Cor
         if not p.is_file() or p.suffix.lower() not in exts or any(s.startswith(".") for s in p.parts[-2:]):
             continue
         if p.stem in files:
-            issues.note("corpus_duplicate_stems", f"{p}: id {p.stem!r} already names {files[p.stem]}; skipped")
+            issues.note(
+                "corpus_duplicate_stems", f"{p}: id {p.stem!r} already names {files[p.stem]}; skipped"
+            )
             continue
         files[p.stem] = p.resolve()
     if not files:
-        raise DatasetError(f"The corpus folder {path} has no files with a supported extension ({', '.join(exts)}).")
+        raise DatasetError(
+            f"The corpus folder {path} has no files with a supported extension ({', '.join(exts)})."
+        )
     return Corpus("folder", path.resolve(), files=files)
 
 
@@ -176,11 +186,15 @@ def load_queries(path: Path, issues: Issues) -> dict[str, str]:
     queries: dict[str, str] = {}
     for n, obj in _jsonl(path):
         if not isinstance(obj, dict) or "_id" not in obj or not str(obj.get("text") or "").strip():
-            issues.note("queries_bad_lines", f"{path.name}:{n}: not a JSON object with `_id` and `text`; skipped")
+            issues.note(
+                "queries_bad_lines", f"{path.name}:{n}: not a JSON object with `_id` and `text`; skipped"
+            )
             continue
         queries[str(obj["_id"])] = str(obj["text"]).strip()
     if not queries:
-        raise DatasetError(f"The queries file {path} holds no queries (lines like {{\"_id\": ..., \"text\": ...}}).")
+        raise DatasetError(
+            f'The queries file {path} holds no queries (lines like {{"_id": ..., "text": ...}}).'
+        )
     return queries
 
 
@@ -215,8 +229,10 @@ def load_qrels(path: Path, issues: Issues) -> Qrels:
             except (IndexError, ValueError):
                 if n == 1:  # the header line
                     continue
-                issues.note("qrels_bad_lines", f"{path.name}:{n}: {chr(9).join(row)!r} is not `query-id corpus-id "
-                            "score`; skipped")
+                issues.note(
+                    "qrels_bad_lines",
+                    f"{path.name}:{n}: {chr(9).join(row)!r} is not `query-id corpus-id score`; skipped",
+                )
                 continue
             qrels.setdefault(qid, {})[did] = score
     return qrels
@@ -224,7 +240,9 @@ def load_qrels(path: Path, issues: Issues) -> Qrels:
 
 def resolve_beir_dir(path: Path) -> tuple[Path, Path, Path]:
     """corpus.jsonl, queries.jsonl and the qrels file inside a BEIR dataset folder."""
-    check_path(path, "dataset folder", "Give a folder holding corpus.jsonl, queries.jsonl and qrels/test.tsv.")
+    check_path(
+        path, "dataset folder", "Give a folder holding corpus.jsonl, queries.jsonl and qrels/test.tsv."
+    )
     qrels = path / "qrels" if (path / "qrels").is_dir() else path / "qrels.tsv"
     return path / "corpus.jsonl", path / "queries.jsonl", qrels
 
@@ -245,13 +263,18 @@ def validate(ds: Dataset, known_chunks: set[str] | None = None) -> Dataset:
     clean: Qrels = {}
     for qid, judged in ds.qrels.items():
         if qid not in ds.queries:
-            ds.issues.note("qrels_unknown_queries", f"qrels name query {qid!r}, which the queries file lacks; "
-                           f"{len(judged)} judgement(s) skipped", len(judged))
+            ds.issues.note(
+                "qrels_unknown_queries",
+                f"qrels name query {qid!r}, which the queries file lacks; {len(judged)} judgement(s) skipped",
+                len(judged),
+            )
             continue
         for did, score in judged.items():
             if did not in valid:
-                ds.issues.note("qrels_unknown_docs", f"qrels for query {qid!r} name {did!r}, which is not in the "
-                               "corpus; judgement skipped")
+                ds.issues.note(
+                    "qrels_unknown_docs",
+                    f"qrels for query {qid!r} name {did!r}, which is not in the corpus; judgement skipped",
+                )
                 continue
             clean.setdefault(qid, {})[did] = score
     for qid in list(ds.queries):
@@ -264,8 +287,12 @@ def validate(ds: Dataset, known_chunks: set[str] | None = None) -> Dataset:
 
 
 def load_dataset(
-    dataset: Path | None = None, corpus: Path | None = None, queries: Path | None = None,
-    qrels: Path | None = None, extensions: list[str] | None = None, name: str | None = None,
+    dataset: Path | None = None,
+    corpus: Path | None = None,
+    queries: Path | None = None,
+    qrels: Path | None = None,
+    extensions: list[str] | None = None,
+    name: str | None = None,
 ) -> Dataset:
     """A BEIR folder (`dataset`), or its parts; explicit parts override the folder's."""
     if dataset is not None:
@@ -279,14 +306,22 @@ def load_dataset(
     else:
         corp = load_beir_corpus(corpus, issues)
     ds = Dataset(
-        name or (dataset.name if dataset else corpus.stem), corp, load_queries(queries, issues),
-        load_qrels(qrels, issues), issues,
+        name or (dataset.name if dataset else corpus.stem),
+        corp,
+        load_queries(queries, issues),
+        load_qrels(qrels, issues),
+        issues,
     )
     return ds
 
 
-def save_beir(out: Path, docs: dict[str, tuple[str, str]], queries: dict[str, str], qrels: Qrels,
-              meta: dict[str, object] | None = None) -> Path:
+def save_beir(
+    out: Path,
+    docs: dict[str, tuple[str, str]],
+    queries: dict[str, str],
+    qrels: Qrels,
+    meta: dict[str, object] | None = None,
+) -> Path:
     """Write a BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv (and meta.json)."""
     (out / "qrels").mkdir(parents=True, exist_ok=True)
     with (out / "corpus.jsonl").open("w", encoding="utf-8") as f:

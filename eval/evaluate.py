@@ -39,6 +39,7 @@ class ConfigResult:
     run: RunDict = field(default_factory=dict)
     latency_ms: dict[str, list[float]] = field(default_factory=dict)  # stage -> per query; "total" too
     llm_calls: list[int] = field(default_factory=list)
+    llm_cache_hits: list[int] = field(default_factory=list)  # translations served from the cache
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -82,8 +83,13 @@ def _slug(name: str) -> str:
 
 
 def index_key(ds: Dataset, settings: Settings) -> str:
-    shape = {"corpus": ds.corpus.digest(), "format": INDEX_FORMAT, "chunk": settings.chunk.model_dump(),
-             "embedding": settings.embedding.model, "ingest": settings.ingest.model_dump()}
+    shape = {
+        "corpus": ds.corpus.digest(),
+        "format": INDEX_FORMAT,
+        "chunk": settings.chunk.model_dump(),
+        "embedding": settings.embedding.model,
+        "ingest": settings.ingest.model_dump(),
+    }
     return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -101,13 +107,16 @@ def _materialise(ds: Dataset, folder: Path) -> dict[str, str]:
     return mapping
 
 
-def corpus_index(ds: Dataset, settings: Settings, cache_dir: Path,
-                 progress: IngestProgress | None = None) -> EvalIndex:
+def corpus_index(
+    ds: Dataset, settings: Settings, cache_dir: Path, progress: IngestProgress | None = None
+) -> EvalIndex:
     """The dataset's own index, built once per corpus content and index-shaping settings."""
     if ds.corpus.kind == "index":  # synthetic sets: the current index, read only
         index = Index(settings)
         if not index.exists():
-            raise IndexError_(f"No index at {index.path}; run `rag ingest PATH` first (or set RAG_INDEX_DIR).")
+            raise IndexError_(
+                f"No index at {index.path}; run `rag ingest PATH` first (or set RAG_INDEX_DIR)."
+            )
         return EvalIndex(index, None, {"path": str(index.path), "reused": True, "own": False})
     key = index_key(ds, settings)
     root = (cache_dir / f"{_slug(ds.name)}-{key}").resolve()
@@ -126,9 +135,17 @@ def corpus_index(ds: Dataset, settings: Settings, cache_dir: Path,
 
         report = ingest([Path(p) for p in mapping], s, prune=True, progress=progress, index=index)
         failed = [f"{Path(f.path).name}: {f.error}" for f in report.failed]
-        info.update({"key": key, "documents": len(mapping), "chunks": index.docs.counts_by_kind().get("chunk", 0),
-                     "ingest_seconds": round(report.seconds, 2), "failed": failed[:20],
-                     "failed_count": len(failed), "reused": False})
+        info.update(
+            {
+                "key": key,
+                "documents": len(mapping),
+                "chunks": index.docs.counts_by_kind().get("chunk", 0),
+                "ingest_seconds": round(report.seconds, 2),
+                "failed": failed[:20],
+                "failed_count": len(failed),
+                "reused": False,
+            }
+        )
         marker.write_text(json.dumps({k: v for k, v in info.items() if k != "reused"}, indent=2))
         # A fresh Index: the one that ingested holds a KeywordIndex whose `build` left
         # `ids` set and the bm25s model unloaded, and its `search` then returns nothing.
@@ -141,16 +158,31 @@ def _warm_up(index: Index, settings: Settings) -> None:
     from retrieval.pipeline import retrieve
 
     try:
-        retrieve("warm up", cfgs.apply(settings, {"search": {"mode": "hybrid", "coarse": False, "ltr": False}}),
-                 index=index, k=1)
+        retrieve(
+            "warm up",
+            cfgs.apply(settings, {"search": {"mode": "hybrid", "coarse": False, "ltr": False}}),
+            index=index,
+            k=1,
+        )
     except RagError as e:
         log.warning("warm-up query failed: %s", e)
 
 
-def run_config(cfg: cfgs.EvalConfig, ds: Dataset, settings: Settings, target: EvalIndex, qids: list[str],
-               depth: int, progress: QueryProgress | None = None) -> ConfigResult:
-    s = cfgs.apply(settings, cfgs.merge(cfg.overrides, {
-        "search": {"candidates": max(settings.search.candidates, depth), "top_k": depth}}))
+def run_config(
+    cfg: cfgs.EvalConfig,
+    ds: Dataset,
+    settings: Settings,
+    target: EvalIndex,
+    qids: list[str],
+    depth: int,
+    progress: QueryProgress | None = None,
+) -> ConfigResult:
+    s = cfgs.apply(
+        settings,
+        cfgs.merge(
+            cfg.overrides, {"search": {"candidates": max(settings.search.candidates, depth), "top_k": depth}}
+        ),
+    )
     out = ConfigResult(cfg.name, cfg.description)
     fn = cfgs.runner(cfg)
     doc_of: Callable[[Hit], str | None] = (lambda h: h.record.id) if ds.level == "chunk" else target.doc_of
@@ -173,13 +205,25 @@ def run_config(cfg: cfgs.EvalConfig, ds: Dataset, settings: Settings, target: Ev
                 out.latency_ms.setdefault(stage, []).append(ms)
         out.latency_ms.setdefault("total", []).append(round(total, 2))
         out.llm_calls.append(_llm_calls(res.trace))
+        out.llm_cache_hits.append(
+            sum(int(t.detail.get("cache_hits", 0) or 0) for t in res.trace if t.stage == "llm_calls")
+        )
         if progress:
             progress(cfg.name, n, len(qids))
     if out.errors:
-        out.notes.append(f"{len(out.errors)} of {len(qids)} queries failed (scored as empty); first: {out.errors[0]}")
-    if cfg.uses_llm and out.llm_calls and not any(out.llm_calls):
-        out.notes.append("no LLM calls were recorded in the trace (stages report them as `llm_calls` in their "
-                         "trace detail); the strategy may not have run")
+        out.notes.append(
+            f"{len(out.errors)} of {len(qids)} queries failed (scored as empty); first: {out.errors[0]}"
+        )
+    if cfg.uses_llm and out.llm_calls and not any(out.llm_calls) and any(out.llm_cache_hits):
+        out.notes.append(
+            "every LLM output came from the translation cache (an earlier run or configuration asked the "
+            "same); latency excludes generation"
+        )
+    elif cfg.uses_llm and out.llm_calls and not any(out.llm_calls):
+        out.notes.append(
+            "no LLM calls were recorded in the trace (stages report them as `llm_calls` in their "
+            "trace detail); the strategy may not have run"
+        )
     return out
 
 
@@ -204,12 +248,20 @@ def _with_ranker(settings: Settings) -> Settings:
 
 
 def evaluate(
-    ds: Dataset, settings: Settings, config_names: list[str] | None = None, name: str | None = None,
-    depth: int = 100, limit: int | None = None, cache_dir: Path = Path("reports/.cache"),
-    ingest_progress: IngestProgress | None = None, query_progress: QueryProgress | None = None,
+    ds: Dataset,
+    settings: Settings,
+    config_names: list[str] | None = None,
+    name: str | None = None,
+    depth: int = 100,
+    limit: int | None = None,
+    cache_dir: Path = Path("reports/.cache"),
+    ingest_progress: IngestProgress | None = None,
+    query_progress: QueryProgress | None = None,
 ) -> EvalResult:
     t0 = time.perf_counter()
     settings = _with_ranker(settings)
+    if ds.corpus.kind == "index":  # the user's index is read, never written (no translation cache)
+        settings = cfgs.apply(settings, {"translate": {"cache": False}})
     chosen, notes = cfgs.select(config_names)
     for kind, msg in notes:
         ds.issues.note(kind, msg)
@@ -217,11 +269,18 @@ def evaluate(
         raise RagError("No configuration to run: " + "; ".join(m for _, m in notes))
     if ds.corpus.kind == "index":
         here = {k: getattr(settings, k).model_dump() for k in ("chunk", "ingest")}
-        keep = [c for c in chosen if all(cfgs.merge(here.get(k, {}), v) == here.get(k) for k, v in c.shaping().items())]
+        keep = [
+            c
+            for c in chosen
+            if all(cfgs.merge(here.get(k, {}), v) == here.get(k) for k, v in c.shaping().items())
+        ]
         for c in chosen:
             if c not in keep:
-                ds.issues.note("configs_unavailable", f"configuration {c.name!r} needs an index built with "
-                               f"{c.shaping()}; the current index was not, so it is skipped")
+                ds.issues.note(
+                    "configs_unavailable",
+                    f"configuration {c.name!r} needs an index built with "
+                    f"{c.shaping()}; the current index was not, so it is skipped",
+                )
         chosen = keep
     groups: dict[str, list[cfgs.EvalConfig]] = {}
     for c in chosen:
@@ -235,24 +294,41 @@ def evaluate(
         target = corpus_index(ds, base, cache_dir, ingest_progress)
         index_info[shaping if shaping != "{}" else "default"] = target.info
         if not validated:  # ids of the first index decide doc- or chunk-level scoring
-            validate(ds, set(target.index.docs.all_ids()) if ds.corpus.kind == "index" or _chunkish(ds) else None)
+            validate(
+                ds, set(target.index.docs.all_ids()) if ds.corpus.kind == "index" or _chunkish(ds) else None
+            )
             qids = list(ds.queries)[:limit] if limit else list(ds.queries)
             validated = True
             if not qids:
-                raise RagError(f"Dataset {ds.name} has no query with a valid relevant judgement; see the "
-                               f"messages above ({dict(ds.issues.counts)}).")
-        _warm_up(target.index, base)
+                raise RagError(
+                    f"Dataset {ds.name} has no query with a valid relevant judgement; see the "
+                    f"messages above ({dict(ds.issues.counts)})."
+                )
+        # Every stage sees the evaluation index as *the* index (index_dir included), so
+        # nothing it opens by path can be the user's.
+        here = target.index.settings
+        _warm_up(target.index, here)
         for cfg in members:
-            results.append(run_config(cfg, ds, base, target, qids, depth, query_progress))
+            results.append(run_config(cfg, ds, here, target, qids, depth, query_progress))
     qrels = {q: ds.qrels[q] for q in qids}
     runs = {r.name: r.run for r in results}
     means, per_query = score(qrels, runs)
     baseline = results[0].name
     return EvalResult(
-        name=name or ds.name, dataset=ds.name, level=ds.level, queries={q: ds.queries[q] for q in qids},
-        qrels=qrels, configs=results, metrics=means, per_query=per_query,
-        tests=paired_tests(per_query, baseline), issues=ds.issues, index=index_info, depth=depth,
-        seconds=round(time.perf_counter() - t0, 2), baseline=baseline,
+        name=name or ds.name,
+        dataset=ds.name,
+        level=ds.level,
+        queries={q: ds.queries[q] for q in qids},
+        qrels=qrels,
+        configs=results,
+        metrics=means,
+        per_query=per_query,
+        tests=paired_tests(per_query, baseline),
+        issues=ds.issues,
+        index=index_info,
+        depth=depth,
+        seconds=round(time.perf_counter() - t0, 2),
+        baseline=baseline,
     )
 
 

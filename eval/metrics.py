@@ -42,8 +42,11 @@ def _ranx(qrels: dict[str, dict[str, int]], runs: dict[str, RunDict]) -> tuple[A
     return q, rs
 
 
-def score(qrels: dict[str, dict[str, int]], runs: dict[str, RunDict], metrics: list[str] | None = None,
-          ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
+def score(
+    qrels: dict[str, dict[str, int]],
+    runs: dict[str, RunDict],
+    metrics: list[str] | None = None,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
     """Mean metrics per run, and per-query values per run and metric."""
     from ranx import evaluate
 
@@ -60,13 +63,16 @@ def score(qrels: dict[str, dict[str, int]], runs: dict[str, RunDict], metrics: l
             vals = evaluate(q, run, metrics, return_mean=False, make_comparable=True)
             if len(metrics) == 1:
                 vals = {metrics[0]: vals}
-            per_query[name] = {m: {qid: float(v) for qid, v in zip(qids, vals[m], strict=True)} for m in metrics}
+            per_query[name] = {
+                m: {qid: float(v) for qid, v in zip(qids, vals[m], strict=True)} for m in metrics
+            }
             means[name] = {m: float(np.mean(vals[m])) for m in metrics}
     return means, per_query
 
 
-def paired_tests(per_query: dict[str, dict[str, dict[str, float]]], baseline: str,
-                 metrics: list[str] | None = None) -> dict[str, dict[str, dict[str, float]]]:
+def paired_tests(
+    per_query: dict[str, dict[str, dict[str, float]]], baseline: str, metrics: list[str] | None = None
+) -> dict[str, dict[str, dict[str, float]]]:
     """Two-sided paired t-test of each run against the baseline, per metric:
     {run: {metric: {"p": p, "wins": w, "ties": t, "losses": l}}}."""
     from scipy import stats
@@ -87,8 +93,12 @@ def paired_tests(per_query: dict[str, dict[str, dict[str, float]]], baseline: st
                 p = 1.0 if len(qids) < 2 or abs(float(diff[0])) < 1e-12 else 0.0
             else:
                 p = float(stats.ttest_rel(a, b).pvalue)
-            out[name][m] = {"p": p if not math.isnan(p) else 1.0, "wins": int((diff > 1e-12).sum()),
-                            "ties": int((np.abs(diff) <= 1e-12).sum()), "losses": int((diff < -1e-12).sum())}
+            out[name][m] = {
+                "p": p if not math.isnan(p) else 1.0,
+                "wins": int((diff > 1e-12).sum()),
+                "ties": int((np.abs(diff) <= 1e-12).sum()),
+                "losses": int((diff < -1e-12).sum()),
+            }
     return out
 
 
@@ -96,5 +106,9 @@ def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50": 0.0, "p95": 0.0, "mean": 0.0, "n": 0}
     arr = np.asarray(values, dtype=float)
-    return {"p50": round(float(np.percentile(arr, 50)), 2), "p95": round(float(np.percentile(arr, 95)), 2),
-            "mean": round(float(arr.mean()), 2), "n": len(values)}
+    return {
+        "p50": round(float(np.percentile(arr, 50)), 2),
+        "p95": round(float(np.percentile(arr, 95)), 2),
+        "mean": round(float(arr.mean()), 2),
+        "n": len(values),
+    }

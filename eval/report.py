@@ -18,8 +18,21 @@ from typing import Any
 from eval.evaluate import EvalResult
 from eval.metrics import METRICS, PRIMARY
 
-LABELS = {"ndcg@10": "nDCG@10", "recall@5": "R@5", "recall@10": "R@10", "recall@100": "R@100",
-          "mrr@10": "MRR@10", "map@100": "MAP@100"}
+LABELS = {
+    "ndcg@10": "nDCG@10",
+    "recall@5": "R@5",
+    "recall@10": "R@10",
+    "recall@100": "R@100",
+    "mrr@10": "MRR@10",
+    "map@100": "MAP@100",
+}
+
+
+_CSS = (
+    "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#f3f3f3}"
+    "img{max-width:100%;display:block;margin:1em 0}"
+)
 
 
 def _mean(xs: list[int]) -> float:
@@ -27,18 +40,30 @@ def _mean(xs: list[int]) -> float:
 
 
 def metrics_rows(r: EvalResult) -> tuple[list[str], list[list[str]]]:
-    head = ["configuration", *[LABELS.get(m, m) for m in METRICS], f"p ({LABELS[PRIMARY]} vs {r.baseline})",
-            "W/T/L", "ms p50", "ms p95", "LLM calls/q"]
+    head = [
+        "configuration",
+        *[LABELS.get(m, m) for m in METRICS],
+        f"p ({LABELS[PRIMARY]} vs {r.baseline})",
+        "W/T/L",
+        "ms p50",
+        "ms p95",
+        "LLM calls/q (cached)",
+    ]
     rows = []
     for c in r.configs:
         t = r.tests.get(c.name, {}).get(PRIMARY)
         lat = c.latency().get("total", {})
-        rows.append([
-            c.name, *[f"{r.metrics[c.name][m]:.3f}" for m in METRICS],
-            "baseline" if t is None else f"{t['p']:.3g}" + (" *" if t["p"] < 0.05 else ""),
-            "-" if t is None else f"{t['wins']}/{t['ties']}/{t['losses']}",
-            f"{lat.get('p50', 0):.1f}", f"{lat.get('p95', 0):.1f}", f"{_mean(c.llm_calls):.2f}",
-        ])
+        rows.append(
+            [
+                c.name,
+                *[f"{r.metrics[c.name][m]:.3f}" for m in METRICS],
+                "baseline" if t is None else f"{t['p']:.3g}" + (" *" if t["p"] < 0.05 else ""),
+                "-" if t is None else f"{t['wins']}/{t['ties']}/{t['losses']}",
+                f"{lat.get('p50', 0):.1f}",
+                f"{lat.get('p95', 0):.1f}",
+                f"{_mean(c.llm_calls):.2f} ({_mean(c.llm_cache_hits):.2f})",
+            ]
+        )
     return head, rows
 
 
@@ -50,13 +75,16 @@ def latency_rows(r: EvalResult) -> tuple[list[str], list[list[str]]]:
     rows = []
     for c in r.configs:
         lat = c.latency()
-        rows.append([c.name, *[f"{lat[s]['p50']:.1f} / {lat[s]['p95']:.1f}" if s in lat else "-" for s in stages]])
+        rows.append(
+            [c.name, *[f"{lat[s]['p50']:.1f} / {lat[s]['p95']:.1f}" if s in lat else "-" for s in stages]]
+        )
     return ["configuration (ms p50 / p95)", *stages], rows
 
 
 def skip_rows(r: EvalResult) -> tuple[list[str], list[list[str]]]:
-    rows = [[k, str(v["count"]), str(v["what"]), "; ".join(v["examples"])]  # type: ignore[arg-type]
-            for k, v in r.issues.to_dict().items()]
+    rows = [
+        [k, str(v["count"]), str(v["what"]), "; ".join(v["examples"])] for k, v in r.issues.to_dict().items()
+    ]
     return ["skipped", "count", "what", "examples"], rows
 
 
@@ -78,11 +106,16 @@ def summary(r: EvalResult) -> str:
     return _md(*metrics_rows(r))
 
 
+_LEVEL = {"doc": "aggregated to documents by best rank", "chunk": "scored as chunk ids"}
+
+
 def _header(r: EvalResult) -> list[str]:
-    idx = "; ".join(f"{k}: {v.get('path')} ({'reused' if v.get('reused') else 'built'})" for k, v in r.index.items())
+    idx = "; ".join(
+        f"{k}: {v.get('path')} ({'reused' if v.get('reused') else 'built'})" for k, v in r.index.items()
+    )
     return [
         f"Dataset **{r.dataset}**: {len(r.queries)} queries scored at {r.level} level "
-        f"(chunk hits {'aggregated to documents by best rank' if r.level == 'doc' else 'scored as chunk ids'}), "
+        f"(chunk hits {_LEVEL[r.level]}), "
         f"top {r.depth} retrieved per query; {r.seconds:.1f} s.",
         f"Index: {idx}.",
         f"Paired two-sided t-test on per-query {LABELS[PRIMARY]} against **{r.baseline}**; * = p < 0.05. "
@@ -122,7 +155,9 @@ def _plots(r: EvalResult) -> dict[str, bytes]:
     ax.legend(fontsize=8)
     save(fig, "metrics.png")
 
-    stages = [s for s in dict.fromkeys(s for c in r.configs for s in c.latency_ms) if s != "total"] + ["total"]
+    stages = [s for s in dict.fromkeys(s for c in r.configs for s in c.latency_ms) if s != "total"] + [
+        "total"
+    ]
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(stages)), 4))
     for i, c in enumerate(r.configs):
         lat = c.latency()
@@ -146,8 +181,11 @@ def _plots(r: EvalResult) -> dict[str, bytes]:
             d = sorted((mine[q] - base[q] for q in base), reverse=True)
             ax.bar(range(len(d)), d, color=["tab:green" if v > 0 else "tab:red" for v in d], width=1.0)
             t = r.tests[n][PRIMARY]
-            ax.set_title(f"{n} - {r.baseline}: {LABELS[PRIMARY]} per query "
-                         f"(wins {t['wins']}, ties {t['ties']}, losses {t['losses']})", fontsize=9)
+            ax.set_title(
+                f"{n} - {r.baseline}: {LABELS[PRIMARY]} per query "
+                f"(wins {t['wins']}, ties {t['ties']}, losses {t['losses']})",
+                fontsize=9,
+            )
             ax.axhline(0, color="grey", lw=0.5)
             ax.set_xticks([])
         save(fig, "wins.png")
@@ -158,22 +196,39 @@ def _per_query_rows(r: EvalResult, limit: int = 300) -> tuple[list[str], list[li
     head = ["query", *[c.name for c in r.configs]]
     rows = []
     for q in list(r.queries)[:limit]:
-        rows.append([f"{q}: {r.queries[q][:90]}", *[f"{r.per_query[c.name][PRIMARY].get(q, 0):.2f}"
-                                                    for c in r.configs]])
+        rows.append(
+            [
+                f"{q}: {r.queries[q][:90]}",
+                *[f"{r.per_query[c.name][PRIMARY].get(q, 0):.2f}" for c in r.configs],
+            ]
+        )
     return head, rows
 
 
 def results_json(r: EvalResult) -> dict[str, Any]:
     return {
-        "name": r.name, "dataset": r.dataset, "level": r.level, "depth": r.depth, "seconds": r.seconds,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "baseline": r.baseline, "metrics": r.metrics,
+        "name": r.name,
+        "dataset": r.dataset,
+        "level": r.level,
+        "depth": r.depth,
+        "seconds": r.seconds,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "baseline": r.baseline,
+        "metrics": r.metrics,
         "significance": r.tests,
         "latency_ms": {c.name: c.latency() for c in r.configs},
         "llm_calls_per_query": {c.name: _mean(c.llm_calls) for c in r.configs},
-        "configurations": [{"name": c.name, "description": c.description, "notes": c.notes,
-                            "errors": c.errors[:50]} for c in r.configs],
-        "skipped": r.issues.to_dict(), "index": r.index, "queries": r.queries,
-        "qrels": r.qrels, "runs": {c.name: c.run for c in r.configs}, "per_query": r.per_query,
+        "llm_cache_hits_per_query": {c.name: _mean(c.llm_cache_hits) for c in r.configs},
+        "configurations": [
+            {"name": c.name, "description": c.description, "notes": c.notes, "errors": c.errors[:50]}
+            for c in r.configs
+        ],
+        "skipped": r.issues.to_dict(),
+        "index": r.index,
+        "queries": r.queries,
+        "qrels": r.qrels,
+        "runs": {c.name: c.run for c in r.configs},
+        "per_query": r.per_query,
     }
 
 
@@ -181,8 +236,8 @@ def _trec(r: EvalResult, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "qrels.trec").open("w", encoding="utf-8") as f:
         for q, judged in r.qrels.items():
-            for d, s in judged.items():
-                f.write(f"{q} 0 {d} {s}\n")
+            for d, grade in judged.items():
+                f.write(f"{q} 0 {d} {grade}\n")
     for c in r.configs:
         with (folder / f"{c.name}.trec").open("w", encoding="utf-8") as f:
             for q, docs in c.run.items():
@@ -196,27 +251,47 @@ def write(r: EvalResult, out_dir: Path) -> dict[str, Path]:
     for key, png in plots.items():
         (out_dir / key).write_bytes(png)
     notes = _notes(r)
-    md = [f"# Retrieval evaluation: {r.name}", "", *_header(r), "", "## Metrics", "", _md(*metrics_rows(r)), "",
-          "## Latency per stage", "", _md(*latency_rows(r)), "", "## Skipped input", "",
-          _md(*skip_rows(r)) if r.issues.counts else "Nothing was skipped.", ""]
+    md = [
+        f"# Retrieval evaluation: {r.name}",
+        "",
+        *_header(r),
+        "",
+        "## Metrics",
+        "",
+        _md(*metrics_rows(r)),
+        "",
+        "## Latency per stage",
+        "",
+        _md(*latency_rows(r)),
+        "",
+        "## Skipped input",
+        "",
+        _md(*skip_rows(r)) if r.issues.counts else "Nothing was skipped.",
+        "",
+    ]
     if notes:
         md += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     md += [f"![{k}]({k})" for k in plots] + [""]
     (out_dir / "report.md").write_text("\n".join(md), encoding="utf-8")
-    imgs = "".join(f'<img alt="{k}" src="data:image/png;base64,{base64.b64encode(v).decode()}">' for k, v in plots.items())
+    imgs = "".join(
+        f'<img alt="{k}" src="data:image/png;base64,{base64.b64encode(v).decode()}">'
+        for k, v in plots.items()
+    )
+    head = "".join(f"<p>{html.escape(p.replace('**', ''))}</p>" for p in _header(r))
+    skipped = _html_table(*skip_rows(r)) if r.issues.counts else "<p>Nothing was skipped.</p>"
+    note_list = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    note_html = f"<h2>Notes</h2><ul>{note_list}</ul>" if notes else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(r.name)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}}th{{background:#f3f3f3}}img{{max-width:100%;display:block;margin:1em 0}}</style>
-</head><body><h1>Retrieval evaluation: {html.escape(r.name)}</h1>
-{''.join(f'<p>{html.escape(p.replace("**", ""))}</p>' for p in _header(r))}
+<style>{_CSS}</style></head><body><h1>Retrieval evaluation: {html.escape(r.name)}</h1>{head}
 <h2>Metrics</h2>{_html_table(*metrics_rows(r))}
 <h2>Latency per stage</h2>{_html_table(*latency_rows(r))}
-<h2>Skipped input</h2>{_html_table(*skip_rows(r)) if r.issues.counts else '<p>Nothing was skipped.</p>'}
-{'<h2>Notes</h2><ul>' + ''.join(f'<li>{html.escape(n)}</li>' for n in notes) + '</ul>' if notes else ''}
+<h2>Skipped input</h2>{skipped}{note_html}
 <h2>Plots</h2>{imgs}
 <h2>Per query ({html.escape(LABELS[PRIMARY])})</h2>{_html_table(*_per_query_rows(r))}
 </body></html>"""
     (out_dir / "index.html").write_text(page, encoding="utf-8")
-    (out_dir / "results.json").write_text(json.dumps(results_json(r), indent=1, ensure_ascii=False, default=str))
+    (out_dir / "results.json").write_text(
+        json.dumps(results_json(r), indent=1, ensure_ascii=False, default=str)
+    )
     _trec(r, out_dir / "runs")
     return {"html": out_dir / "index.html", "md": out_dir / "report.md", "json": out_dir / "results.json"}

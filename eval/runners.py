@@ -16,7 +16,7 @@ from core.index import Index
 from core.llm import LLM, Message, get_llm
 from core.settings import Settings
 from core.types import TraceEntry
-from retrieval.pipeline import Query, RetrievalResult, retrieve
+from retrieval.pipeline import RetrievalResult, retrieve
 
 LLM_COUNT_STAGE = "llm_count"  # a trace entry holding the exact number of LLM calls of the query
 
@@ -27,31 +27,33 @@ class CountingLLM:
 
     inner: LLM
     calls: int = 0
+    backend: str = field(init=False)
+    model: str = field(init=False)
+    reason: str = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    @property
-    def backend(self) -> str:
-        return self.inner.backend
-
-    @property
-    def model(self) -> str:
-        return self.inner.model
-
-    @property
-    def reason(self) -> str:
-        return self.inner.reason
+    def __post_init__(self) -> None:
+        self.backend, self.model, self.reason = self.inner.backend, self.inner.model, self.inner.reason
 
     def _count(self) -> None:
         with self._lock:
             self.calls += 1
 
-    def complete(self, messages: list[Message], max_tokens: int | None = None,
-                 json_schema: dict[str, Any] | None = None, temperature: float | None = None) -> str:
+    def complete(
+        self,
+        messages: list[Message],
+        max_tokens: int | None = None,
+        json_schema: dict[str, Any] | None = None,
+        temperature: float | None = None,
+    ) -> str:
         self._count()
-        return self.inner.complete(messages, max_tokens=max_tokens, json_schema=json_schema, temperature=temperature)
+        return self.inner.complete(
+            messages, max_tokens=max_tokens, json_schema=json_schema, temperature=temperature
+        )
 
-    def stream(self, messages: list[Message], max_tokens: int | None = None,
-               temperature: float | None = None) -> Iterator[str]:
+    def stream(
+        self, messages: list[Message], max_tokens: int | None = None, temperature: float | None = None
+    ) -> Iterator[str]:
         self._count()
         return self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature)
 
@@ -63,15 +65,13 @@ class CountingLLM:
 
 
 def translated(question: str, settings: Settings, index: Index, k: int) -> RetrievalResult:
+    """Query translation with `settings.answer.strategy` (routing included), then retrieval
+    with the queries, filter and merge rule it chose, on the evaluation index."""
     from retrieval import translate as tr
 
-    strategy = settings.answer.strategy
     llm = CountingLLM(get_llm(settings))
     trace: list[TraceEntry] = []
-    out: Any = tr.translate(question, strategy, settings, llm, trace)
-    out = getattr(out, "queries", out)
-    queries = [q if isinstance(q, Query) else Query(str(q)) for q in out or [] if isinstance(q, Query | str)]
-    merge = "union" if strategy == "multi-query" else "rrf"
-    res = retrieve(question, settings, index=index, k=k, queries=queries or None, merge=merge)
+    t = tr.translate(question, settings.answer.strategy, settings, llm, trace, index=index)
+    res = retrieve(question, settings, index=index, k=k, **t.retrieve_kwargs())
     res.trace = trace + res.trace + [TraceEntry(LLM_COUNT_STAGE, 0.0, {"llm_calls": llm.calls})]
     return res

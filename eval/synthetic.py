@@ -34,65 +34,97 @@ log = logging.getLogger(__name__)
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _PREFIX = re.compile(r"^\s*(?:\*\*|#+|[-*]|\d+[.)]|q(?:uestion)?\s*\d*\s*[:.]|问题\s*[:：])\s*", re.I)
 _CHATTER = re.compile(r"^(sure|here('s| is| are)|certainly|of course|i('m| am) sorry|as an ai|okay)\b", re.I)
-_QWORDS = re.compile(r"^(what|why|how|when|where|which|who|whom|whose|is|are|do|does|did|can|could|should|"
-                     r"would|will|was|were|has|have|in what|according)\b", re.I)
+_QWORDS = re.compile(
+    r"^(what|why|how|when|where|which|who|whom|whose|is|are|do|does|did|can|could|should|"
+    r"would|will|was|were|has|have|in what|according)\b",
+    re.I,
+)
 _ZH_Q = re.compile(r"(什么|为什么|怎么|怎样|如何|哪|多少|几|吗|呢|是否)")
 
-_META = re.compile(r"\b(passage|this text|the text|given text|this question|the question|reader|article)\b|段落|这段", re.I)
+_META = re.compile(
+    r"\b(passage|this text|the text|given text|this question|the question|reader|article)\b|段落|这段", re.I
+)
 _WORD = re.compile(r"[a-z]{4,}")
 # Words too common to show that a question is about its passage.
-_GENERIC = frozenset("""what which where when does have with from that this there their them they then than your
-about best good make made much many more most some time ways difference should would could into kind used using
-like need know""".split())
+_GENERIC = frozenset(
+    """what which where when does have with from that this there their them they then than your about
+best good make made much many more most some time ways difference should would could into kind used
+using like need know""".split()
+)
 # Two worked examples: the embedded 135M model copies the form of a shot far better than it
 # follows an instruction alone.
 SYSTEM = "Write a question that the given text answers."
-SHOTS_EN = [("The Eiffel Tower in Paris is 330 metres tall and was finished in 1889.", "How tall is the Eiffel Tower?"),
-            ("Regular exercise lowers blood pressure and improves sleep.", "What are the benefits of regular exercise?")]
-SHOTS_ZH = [("长城全长两万多公里，最早修建于两千多年前。", "长城有多长？"),
-            ("经常运动可以降低血压，还能改善睡眠。", "经常运动有什么好处？")]
+SHOTS_EN = [
+    (
+        "The Eiffel Tower in Paris is 330 metres tall and was finished in 1889.",
+        "How tall is the Eiffel Tower?",
+    ),
+    (
+        "Regular exercise lowers blood pressure and improves sleep.",
+        "What are the benefits of regular exercise?",
+    ),
+]
+SHOTS_ZH = [
+    ("长城全长两万多公里，最早修建于两千多年前。", "长城有多长？"),
+    ("经常运动可以降低血压，还能改善睡眠。", "经常运动有什么好处？"),
+]
 
 
 def _norm(s: str) -> str:
     return " ".join(re.sub(r"[^\w\u3400-\u9fff]+", " ", s.lower()).split())
 
 
-def clean_question(raw: str, passage: str) -> tuple[str | None, str]:
-    """The question in an LLM reply, or None and why it was rejected."""
+def _extract(raw: str) -> tuple[str | None, str]:
     lines = [ln.strip() for ln in (raw or "").strip().splitlines() if ln.strip()]
     while lines and _CHATTER.match(lines[0]) and not lines[0].rstrip().endswith(("?", "？")):
         lines.pop(0)  # "Sure! Here is a question:" then the question
     if not lines:
         return None, "empty"
     q = _PREFIX.sub("", lines[0]).strip().strip("\"'“”*`").strip()
-    if _CHATTER.match(q):
-        return None, "chatter"
-    cjk = len(_CJK.findall(q))
+    return (None, "chatter") if _CHATTER.match(q) else (q, "ok")
+
+
+def _shape(q: str, cjk: int) -> str:
     n_words = len(q.split()) if cjk < 3 else cjk // 2
     if n_words < 3 or len(q) < 8:
-        return None, "too_short"
+        return "too_short"
     if n_words > 40 or len(q) > 300:
-        return None, "too_long"
+        return "too_long"
     asks = q.endswith(("?", "？")) or _QWORDS.match(q) or (cjk >= 3 and _ZH_Q.search(q))
-    if not asks:
-        return None, "not_a_question"
-    if not q.endswith(("?", "？")):
-        q += "？" if cjk >= 3 else "?"
+    return "ok" if asks else "not_a_question"
+
+
+def _relevance(q: str, passage: str, cjk: int) -> str:
     if _META.search(q):
-        return None, "about_the_passage"
+        return "about_the_passage"
     nq, np_ = _norm(q), _norm(passage)
     if len(nq) > 20 and nq in np_:
-        return None, "copy_of_passage"
+        return "copy_of_passage"
     shared = (set(_WORD.findall(nq)) & set(_WORD.findall(np_))) - _GENERIC
     if cjk >= 3:
-        shared |= {q[i : i + 2] for i in range(len(q) - 1)} & {passage[i : i + 2] for i in range(len(passage) - 1)}
-        shared = {w for w in shared if _CJK.search(w)}
+        grams = {passage[i : i + 2] for i in range(len(passage) - 1)}
+        bigrams = {q[i : i + 2] for i in range(len(q) - 1)} & grams
+        shared |= {w for w in bigrams if _CJK.search(w)}
     if not shared:
-        return None, "off_topic"
+        return "off_topic"
     for sent in re.split(r"(?<=[.!?。！？])\s*", passage):
         if sent.strip() and SequenceMatcher(None, nq, _norm(sent)).ratio() > 0.85:
-            return None, "copy_of_passage"
-    return q, "ok"
+            return "copy_of_passage"
+    return "ok"
+
+
+def clean_question(raw: str, passage: str) -> tuple[str | None, str]:
+    """The question in an LLM reply, or None and why it was rejected."""
+    q, why = _extract(raw)
+    if q is None:
+        return None, why
+    cjk = len(_CJK.findall(q))
+    why = _shape(q, cjk)
+    if why == "ok" and not q.endswith(("?", "？")):
+        q += "？" if cjk >= 3 else "?"
+    if why == "ok":
+        why = _relevance(q, passage, cjk)
+    return (q, why) if why == "ok" else (None, why)
 
 
 def messages(passage: str) -> list[dict[str, str]]:
@@ -105,14 +137,28 @@ def messages(passage: str) -> list[dict[str, str]]:
 
 def _key(index: Index, settings: Settings, n: int, seed: int) -> str:
     man = index.manifest()
-    blob = json.dumps({"index": str(index.path), "updated": man.get("updated_at"), "n": n, "seed": seed,
-                       "llm": [settings.llm.provider, settings.llm.model, str(settings.llm.gguf_path)],
-                       "prompt": [SYSTEM, SHOTS_EN, SHOTS_ZH]}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "index": str(index.path),
+            "updated": man.get("updated_at"),
+            "n": n,
+            "seed": seed,
+            "llm": [settings.llm.provider, settings.llm.model, str(settings.llm.gguf_path)],
+            "prompt": [SYSTEM, SHOTS_EN, SHOTS_ZH],
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def build_synthetic(settings: Settings, n: int, out_root: Path = Path("reports/synthetic"), seed: int = 0,
-                    max_tokens: int = 48, progress: Callable[[int, int], None] | None = None) -> Path:
+def build_synthetic(
+    settings: Settings,
+    n: int,
+    out_root: Path = Path("reports/synthetic"),
+    seed: int = 0,
+    max_tokens: int = 48,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """Write (or reuse) a BEIR folder of LLM-written questions over the current index."""
     index = Index(settings)
     if not index.exists():
@@ -152,9 +198,17 @@ def build_synthetic(settings: Settings, n: int, out_root: Path = Path("reports/s
         qid = f"s{len(queries):04d}"
         queries[qid], qrels[qid] = q, {rec.id: 1}
         docs[rec.id] = (rec.title, rec.text)
-    meta = {"index": str(index.path), "index_updated_at": index.manifest().get("updated_at"), "seed": seed,
-            "asked": n, "tried": tried, "kept": len(queries), "filter": dict(reasons),
-            "llm": {"backend": llm.backend, "model": llm.model}, "level": "chunk"}
+    meta = {
+        "index": str(index.path),
+        "index_updated_at": index.manifest().get("updated_at"),
+        "seed": seed,
+        "asked": n,
+        "tried": tried,
+        "kept": len(queries),
+        "filter": dict(reasons),
+        "llm": {"backend": llm.backend, "model": llm.model},
+        "level": "chunk",
+    }
     save_beir(out, docs, queries, qrels, meta)
     return out
 
@@ -170,13 +224,31 @@ def synthetic_dataset(folder: Path) -> Dataset:
         if why != "ok":
             issues.note(f"generated_{why}", f"{count} generated question(s) rejected as {why}", count)
     corpus = Corpus("index", Path(meta.get("index", ".")))
-    return Dataset(f"synthetic-{folder.name}", corpus, load_queries(folder / "queries.jsonl", issues),
-                   load_qrels(folder / "qrels", issues), issues, level="chunk")
+    return Dataset(
+        f"synthetic-{folder.name}",
+        corpus,
+        load_queries(folder / "queries.jsonl", issues),
+        load_qrels(folder / "qrels", issues),
+        issues,
+        level="chunk",
+    )
 
 
 # Installed packages whose docstrings join the standard library's (those present are used).
-DOC_PACKAGES = ("rich", "click", "typer", "httpx", "pydantic", "jinja2", "langchain_core", "bs4", "pypdf", "docx",
-                "sklearn", "numpy")
+DOC_PACKAGES = (
+    "rich",
+    "click",
+    "typer",
+    "httpx",
+    "pydantic",
+    "jinja2",
+    "langchain_core",
+    "bs4",
+    "pypdf",
+    "docx",
+    "sklearn",
+    "numpy",
+)
 
 
 def docstring_roots(packages: tuple[str, ...] = DOC_PACKAGES) -> list[Path]:
@@ -185,7 +257,9 @@ def docstring_roots(packages: tuple[str, ...] = DOC_PACKAGES) -> list[Path]:
 
     std = Path(sysconfig.get_paths()["stdlib"])
     skip = {"test", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "site-packages", "distutils"}
-    roots = [p for p in sorted(std.iterdir()) if p.is_dir() and p.name not in skip and not p.name.startswith("_")]
+    roots = [
+        p for p in sorted(std.iterdir()) if p.is_dir() and p.name not in skip and not p.name.startswith("_")
+    ]
     for name in packages:
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.submodule_search_locations:
@@ -204,8 +278,13 @@ def _versions(names: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def general_set(kind: str, out_root: Path = Path("reports/datasets"), max_queries: int = 300,
-                max_docs: int = 3000, seed: int = 0) -> Path:
+def general_set(
+    kind: str,
+    out_root: Path = Path("reports/datasets"),
+    max_queries: int = 300,
+    max_docs: int = 3000,
+    seed: int = 0,
+) -> Path:
     """Build (or reuse) a labelled set from text on this machine: `docstrings` (the Python
     standard library's docstrings: summary line -> rest + signature) or `readmes`
     (installed distributions: summary -> README)."""
@@ -228,6 +307,12 @@ def general_set(kind: str, out_root: Path = Path("reports/datasets"), max_querie
         from eval.datasets import DatasetError
 
         raise DatasetError(f"Unknown generated set {kind!r}; choose docstrings or readmes.")
-    meta = {"kind": kind, "python": sys.version.split()[0], "seed": seed, "documents": len(data.corpus),
-            "queries": len(data.queries), "packages": _versions(DOC_PACKAGES) if kind == "docstrings" else {}}
+    meta = {
+        "kind": kind,
+        "python": sys.version.split()[0],
+        "seed": seed,
+        "documents": len(data.corpus),
+        "queries": len(data.queries),
+        "packages": _versions(DOC_PACKAGES) if kind == "docstrings" else {},
+    }
     return save_beir(out, data.corpus, data.queries, data.qrels, meta)

@@ -15,8 +15,12 @@ from eval.datasets import DatasetError, load_dataset, save_beir, validate
 
 def _beir(root: Path) -> Path:
     docs = {"d1": ("Coffee", "Brew coffee at 93 degrees."), "d2": ("Tea", "Green tea likes 80 degree water.")}
-    queries = {"q1": "coffee temperature", "q2": "tea water", "q3": "a question nobody judged",
-               "q4": "judged only as not relevant"}
+    queries = {
+        "q1": "coffee temperature",
+        "q2": "tea water",
+        "q3": "a question nobody judged",
+        "q4": "judged only as not relevant",
+    }
     qrels = {"q1": {"d1": 1}, "q2": {"d2": 2, "d404": 1}, "q9": {"d1": 1}, "q4": {"d2": 0}}
     save_beir(root, docs, queries, qrels)
     with (root / "corpus.jsonl").open("a") as f:

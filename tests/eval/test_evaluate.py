@@ -21,20 +21,26 @@ from eval.evaluate import EvalResult, corpus_index, evaluate
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = ["dense", "bm25", "hybrid"]
 
-LONG = "\n\n".join([
-    "The espresso machine needs a pressure of nine bars to extract the coffee properly.",
-    "A portafilter holds the ground coffee; tamp it evenly with about fifteen kilograms of force.",
-    "Descale the espresso machine every month, because limescale blocks the boiler and the pump.",
-    "Steam wands froth milk for cappuccino: purge the wand before and after every use.",
-])
+LONG = "\n\n".join(
+    [
+        "The espresso machine needs a pressure of nine bars to extract the coffee properly.",
+        "A portafilter holds the ground coffee; tamp it evenly with about fifteen kilograms of force.",
+        "Descale the espresso machine every month, because limescale blocks the boiler and the pump.",
+        "Steam wands froth milk for cappuccino: purge the wand before and after every use.",
+    ]
+)
 DOCS = {
     "espresso": ("Espresso machines", LONG),
     "tea": ("Green tea", "Green tea should be brewed with water at about eighty degrees for two minutes."),
     "bread": ("Sourdough", "A sourdough starter is fed with flour and water every day and kept warm."),
     "bikes": ("Bicycle care", "Oil the bicycle chain every few hundred kilometres and check tyre pressure."),
 }
-QUERIES = {"q1": "How often should I descale an espresso machine?", "q2": "water temperature for green tea",
-           "q3": "how do I feed a sourdough starter", "q4": "this query has no judgement"}
+QUERIES = {
+    "q1": "How often should I descale an espresso machine?",
+    "q2": "water temperature for green tea",
+    "q3": "how do I feed a sourdough starter",
+    "q4": "this query has no judgement",
+}
 QRELS = {"q1": {"espresso": 1}, "q2": {"tea": 2}, "q3": {"bread": 1, "missing-doc": 1}, "q7": {"tea": 1}}
 
 
@@ -76,7 +82,9 @@ def test_chunk_hits_are_aggregated_to_documents_by_best_rank(setup: dict[str, An
     ds = load_dataset(setup["root"] / "set")
     target = corpus_index(ds, setup["settings"], setup["root"] / "cache")
     assert target.info["reused"] is True
-    chunks = [x for x in target.index.docs.iter_records(("chunk",)) if target.doc_of_source(x.source) == "espresso"]
+    chunks = [
+        x for x in target.index.docs.iter_records(("chunk",)) if target.doc_of_source(x.source) == "espresso"
+    ]
     assert len(chunks) >= 2  # several chunks of one document ...
     dense = next(x for x in r.configs if x.name == "dense")
     run = dense.run["q1"]
@@ -86,7 +94,7 @@ def test_chunk_hits_are_aggregated_to_documents_by_best_rank(setup: dict[str, An
     hits = retrieve(QUERIES["q1"], s, index=target.index, k=100).hits
     docs = [target.doc_of(h) for h in hits]
     assert len(docs) > len(set(docs))  # the raw list names a document more than once
-    first = {}
+    first: dict[str | None, int] = {}
     for rank, d in enumerate(docs, 1):
         first.setdefault(d, rank)
     assert run == {d: pytest.approx(1 / rank) for d, rank in first.items()}
@@ -134,14 +142,32 @@ def test_chunk_id_qrels_are_scored_directly(setup: dict[str, Any]) -> None:
 def _rag(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env["RAG_INDEX_DIR"] = str(cwd / "idx")
-    return subprocess.run([sys.executable, "-c", "from app.cli import main; main()", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", "from app.cli import main; main()", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_cli_prints_the_table_and_writes_the_report(setup: dict[str, Any], tmp_path: Path) -> None:
     env_cwd = tmp_path
-    p = _rag("eval", str(setup["root"] / "set"), "--configs", "bm25,typo", "--name", "cli", "--limit", "2",
-             "--reports-dir", str(tmp_path / "rep"), "--no-progress", cwd=env_cwd)
+    p = _rag(
+        "eval",
+        str(setup["root"] / "set"),
+        "--configs",
+        "bm25,typo",
+        "--name",
+        "cli",
+        "--limit",
+        "2",
+        "--reports-dir",
+        str(tmp_path / "rep"),
+        "--no-progress",
+        cwd=env_cwd,
+    )
     assert p.returncode == 0, p.stderr
     assert "| bm25 |" in p.stdout and "typo" in p.stderr
     assert (tmp_path / "rep" / "cli" / "index.html").exists()
@@ -150,8 +176,30 @@ def test_cli_prints_the_table_and_writes_the_report(setup: dict[str, Any], tmp_p
 
 
 def test_cli_mistyped_path_is_one_clear_line(tmp_path: Path) -> None:
-    p = _rag("eval", "--corpus", str(tmp_path / "corpus.jsonl"), "--queries", "q.jsonl", "--qrels", "r.tsv",
-             cwd=tmp_path)
+    p = _rag(
+        "eval",
+        "--corpus",
+        str(tmp_path / "corpus.jsonl"),
+        "--queries",
+        "q.jsonl",
+        "--qrels",
+        "r.tsv",
+        cwd=tmp_path,
+    )
     assert p.returncode == 1
     assert "corpus file" in p.stderr and "does not exist" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_folder_corpus_scores_file_stems(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "tea.md").write_text("# Tea\n\nGreen tea is brewed at eighty degrees.\n")
+    (docs / "bikes.txt").write_text("Oil the bicycle chain every few hundred kilometres.\n")
+    (tmp_path / "q.jsonl").write_text(
+        '{"_id": "1", "text": "bicycle chain oil"}\n{"_id": "2", "text": "green tea"}\n'
+    )
+    (tmp_path / "r.tsv").write_text("query-id\tcorpus-id\tscore\n1\tbikes\t1\n2\ttea\t1\n")
+    ds = load_dataset(corpus=docs, queries=tmp_path / "q.jsonl", qrels=tmp_path / "r.tsv")
+    r = evaluate(ds, _settings(tmp_path), ["bm25"], cache_dir=tmp_path / "cache")
+    assert r.configs[0].run["1"] == {"bikes": 1.0} and r.metrics["bm25"]["ndcg@10"] == 1.0

@@ -17,22 +17,33 @@ PASSAGE = "Green tea should be brewed with water at about eighty degrees. Boilin
 ZH = "绿茶适合用八十度左右的水冲泡，水温太高茶汤发苦。"
 
 
-@pytest.mark.parametrize(("raw", "want", "why"), [
-    ("Sure! Here is a question:\nWhat temperature suits green tea?", "What temperature suits green tea?", "ok"),
-    ("Q: how hot should the water be for green tea", "how hot should the water be for green tea?", "ok"),
-    ('"Why does boiling water make green tea bitter?"', "Why does boiling water make green tea bitter?", "ok"),
-    ("绿茶应该用多少度的水", "绿茶应该用多少度的水？", "ok"),  # checked against ZH
-    ("", None, "empty"),
-    ("Sure!", None, "empty"),
-    ("Why?", None, "too_short"),
-    ("Green tea is brewed with warm water.", None, "not_a_question"),
-    ("Green tea should be brewed with water at about eighty degrees?", None, "copy_of_passage"),
-    ("What " + "very " * 60 + "long question?", None, "too_long"),
-    ("What is the answer to this question?", None, "about_the_passage"),
-    ("What are the benefits of regular exercise?", None, "off_topic"),
-    ("茶叶应该怎么保存才好？", None, "off_topic"),
-    ("What is the best way to prepare for a marathon?", None, "off_topic"),
-])
+@pytest.mark.parametrize(
+    ("raw", "want", "why"),
+    [
+        (
+            "Sure! Here is a question:\nWhat temperature suits green tea?",
+            "What temperature suits green tea?",
+            "ok",
+        ),
+        ("Q: how hot should the water be for green tea", "how hot should the water be for green tea?", "ok"),
+        (
+            '"Why does boiling water make green tea bitter?"',
+            "Why does boiling water make green tea bitter?",
+            "ok",
+        ),
+        ("绿茶应该用多少度的水", "绿茶应该用多少度的水？", "ok"),  # checked against ZH
+        ("", None, "empty"),
+        ("Sure!", None, "empty"),
+        ("Why?", None, "too_short"),
+        ("Green tea is brewed with warm water.", None, "not_a_question"),
+        ("Green tea should be brewed with water at about eighty degrees?", None, "copy_of_passage"),
+        ("What " + "very " * 60 + "long question?", None, "too_long"),
+        ("What is the answer to this question?", None, "about_the_passage"),
+        ("What are the benefits of regular exercise?", None, "off_topic"),
+        ("茶叶应该怎么保存才好？", None, "off_topic"),
+        ("What is the best way to prepare for a marathon?", None, "off_topic"),
+    ],
+)
 def test_clean_question(raw: str, want: str | None, why: str) -> None:
     passage = ZH if any("\u4e00" <= ch <= "\u9fff" for ch in raw) else PASSAGE
     assert clean_question(raw, passage) == (want, why)
@@ -55,7 +66,9 @@ def test_synthetic_set_from_the_current_index(settings, tmp_path: Path) -> None:
 
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "tea.md").write_text("# Tea\n\n" + PASSAGE + "\n\n## Storage\n\nKeep tea leaves in a dry, dark jar.\n")
+    (docs / "tea.md").write_text(
+        "# Tea\n\n" + PASSAGE + "\n\n## Storage\n\nKeep tea leaves in a dry, dark jar.\n"
+    )
     (docs / "bikes.md").write_text("# Bikes\n\nOil the bicycle chain every few hundred kilometres.\n")
     ingest([docs], settings)
     settings.llm.provider = "llamacpp"

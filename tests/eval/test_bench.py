@@ -1,0 +1,33 @@
+"""The ingest benchmark runs every contender in its own process and reports figures (no
+timing assertions): our pipeline, the LangChain tutorial stack, the raw encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eval.bench import _chunk_texts, bench_ingest
+from eval.bench_ingest import files_of, generate_corpus
+
+
+def test_generated_corpus_has_the_asked_chunks(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = generate_corpus(tmp_path / "gen", 120, per_file=50)
+    assert len(files_of(folder)) == 3
+    texts, chars = _chunk_texts(folder, settings)
+    assert 120 <= len(texts) <= 130  # one chunk per section (plus at most a title chunk per file)
+    assert chars > 120 * 500
+    stamp = (folder / "doc00000.md").stat().st_mtime_ns
+    assert generate_corpus(tmp_path / "gen", 120, per_file=50) == folder  # cached
+    assert (folder / "doc00000.md").stat().st_mtime_ns == stamp
+
+
+def test_ingest_bench_on_the_sample_corpus(settings) -> None:  # type: ignore[no-untyped-def]
+    lines: list[str] = []
+    rows = bench_ingest(settings, sizes=[], baselines=True, echo=lines.append)
+    by = {r["contender"]: r for r in rows}
+    assert set(by) == {"ours", "langchain", "raw"}
+    for r in rows:
+        assert "error" not in r, r
+        assert r["corpus"] == "sample" and r["chunks"] > 0 and r["seconds"] > 0 and r["peak_rss_mb"] > 50
+    assert by["raw"]["chunks"] == by["ours"]["chunks"]  # the raw encoder embeds exactly our chunk texts
+    assert "ours_vs_this" in by["langchain"] and "ours_vs_this" in by["raw"]
+    assert any(line.startswith("sample") and "langchain" in line for line in lines)
