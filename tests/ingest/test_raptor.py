@@ -203,8 +203,9 @@ def test_tree_traversal_and_collapsed_retrieval(built: tuple[Path, Path, dict[st
 
 @pytest.mark.slow
 def test_cli_tree_and_status_json(built: tuple[Path, Path, dict[str, Any]]) -> None:
-    root, _, _ = built
-    env = {**os.environ, "RAG_INDEX_DIR": str(root / "index")}
+    root, corpus, _ = built
+    env = {**os.environ, "RAG_INDEX_DIR": str(root / "index"), "RAG_INGEST__RAPTOR_SUMMARY_TOKENS": "32",
+           "RAG_INGEST__RAPTOR_CONTEXT_TOKENS": "500"}
 
     def rag(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True,
@@ -221,6 +222,8 @@ def test_cli_tree_and_status_json(built: tuple[Path, Path, dict[str, Any]]) -> N
     assert len(nodes) == st["raptor"]["nodes_per_level"]["1"] and all(n["level"] == 1 for n in nodes)
     bad = rag("tree", "--level", str(depth + 3))
     assert bad.returncode == 1 and "no level" in bad.stdout
+    again = rag("ingest", "--raptor", str(corpus))
+    assert again.returncode == 0 and f"raptor: tree up to date ({depth} levels" in again.stdout, again.stdout
 
 
 @pytest.mark.slow
