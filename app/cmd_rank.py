@@ -21,8 +21,13 @@ def _bars(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as prog:
+    with Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as prog:
         tasks: dict[str, Any] = {}
 
         def cb(stage: str, done: int, total: int) -> None:
@@ -37,14 +42,26 @@ def _bars(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
 
 
 def train_ranker_cmd(
-    beir: Path = typer.Option(None, "--beir", help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/*.tsv) to "
-                              "train on; its corpus gets an index of its own (cached)."),
-    synthetic: int = typer.Option(None, "--synthetic", help="Train on N questions the LLM writes over chunks of "
-                                  "the current index (the default, with N=200)."),
-    out_dir: Path = typer.Option(None, "--out", help="Where to write the model (default: <index_dir>/ranker)."),
+    beir: Path = typer.Option(
+        None,
+        "--beir",
+        help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/*.tsv) to "
+        "train on; its corpus gets an index of its own (cached).",
+    ),
+    synthetic: int = typer.Option(
+        None,
+        "--synthetic",
+        help="Train on N questions the LLM writes over chunks of "
+        "the current index (the default, with N=200).",
+    ),
+    out_dir: Path = typer.Option(
+        None, "--out", help="Where to write the model (default: <index_dir>/ranker)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling, the split and LightGBM."),
     holdout: float = typer.Option(0.2, "--holdout", help="Share of queries held out for the report."),
-    reports: Path = typer.Option(Path("reports"), "--reports-dir", help="Where synthetic sets and caches go."),
+    reports: Path = typer.Option(
+        Path("reports"), "--reports-dir", help="Where synthetic sets and caches go."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the training report as JSON."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
 ) -> None:
@@ -68,8 +85,13 @@ def train_ranker_cmd(
             from eval.synthetic import build_synthetic, synthetic_dataset
 
             n = synthetic or 200
-            folder = build_synthetic(settings, n, reports / "synthetic", seed=seed,
-                                     progress=(lambda d, t: cb("questions", d, t)) if cb else None)
+            folder = build_synthetic(
+                settings,
+                n,
+                reports / "synthetic",
+                seed=seed,
+                progress=(lambda d, t: cb("questions", d, t)) if cb else None,
+            )
             ds = synthetic_dataset(folder)
             extra["synthetic_set"] = str(folder)
             meta = folder / "meta.json"
@@ -77,22 +99,43 @@ def train_ranker_cmd(
                 import json
 
                 m = json.loads(meta.read_text())
-                extra["generated"] = {"asked": m.get("asked"), "tried": m.get("tried"), "kept": m.get("kept"),
-                                      "rejected": {k: v for k, v in m.get("filter", {}).items() if k != "ok"}}
-        report = train_dataset(ds, settings, out_dir, seed=seed, holdout=holdout, cache_dir=reports / ".cache",
-                               progress=cb, extra=extra)
+                extra["generated"] = {
+                    "asked": m.get("asked"),
+                    "tried": m.get("tried"),
+                    "kept": m.get("kept"),
+                    "rejected": {k: v for k, v in m.get("filter", {}).items() if k != "ok"},
+                }
+        report = train_dataset(
+            ds,
+            settings,
+            out_dir,
+            seed=seed,
+            holdout=holdout,
+            cache_dir=reports / ".cache",
+            progress=cb,
+            extra=extra,
+        )
     if json_out:
         print_json(report)
         return
     nd = report.get("heldout_ndcg@10", {})
-    out.print(f"trained on {report['train_queries']} queries ({report['dataset']}, {report['level']}-level); "
-              f"model -> {report['model']}", markup=False)
+    out.print(
+        f"trained on {report['train_queries']} queries ({report['dataset']}, {report['level']}-level); "
+        f"model -> {report['model']}",
+        markup=False,
+    )
     if "generated" in report:
         g = report["generated"]
-        out.print(f"questions: {g['kept']} kept of {g['tried']} generated; rejected {g['rejected']}", markup=False)
+        out.print(
+            f"questions: {g['kept']} kept of {g['tried']} generated; rejected {g['rejected']}", markup=False
+        )
     if nd:
-        out.print(f"held-out nDCG@10 ({report['heldout_queries']} queries): without ranker {nd['without_ranker']:.4f}"
-                  f", with ranker {nd['with_ranker']:.4f}, random order {nd['random_order']:.4f}", markup=False)
+        out.print(
+            f"held-out nDCG@10 ({report['heldout_queries']} queries): "
+            f"without ranker {nd['without_ranker']:.4f}, with ranker {nd['with_ranker']:.4f}, "
+            f"random order {nd['random_order']:.4f}",
+            markup=False,
+        )
     top = list(report.get("feature_importance_gain", {}).items())[:6]
     out.print("top features: " + ", ".join(f"{k} {v:.2f}" for k, v in top), markup=False)
 

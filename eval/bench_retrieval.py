@@ -38,7 +38,7 @@ def _sentences(limit: int = 3000) -> list[str]:
     roots = [std / n for n in ("json", "email", "http", "logging", "asyncio", "importlib", "xml", "unittest")]
     data = docstrings(roots, max_docs=2000, max_queries=0, seed=0)
     out: list[str] = []
-    for title, text in data.corpus.values():
+    for _title, text in data.corpus.values():
         for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
             if 30 <= len(s) <= 300:
                 out.append(s)
@@ -59,7 +59,11 @@ def build(settings: Settings, n: int, sentences: list[str], base: np.ndarray, se
         for i in range(f, min(n, f + per_file)):
             pick = rng.choice(len(sentences), size=4, replace=False)
             text = " ".join(sentences[j] for j in pick)
-            recs.append(Record(stable_id(path, str(i), text), text, path, title=f"Section {i}", start=0, end=len(text)))
+            recs.append(
+                Record(
+                    stable_id(path, str(i), text), text, path, title=f"Section {i}", start=0, end=len(text)
+                )
+            )
             v = base[pick].sum(axis=0) + rng.normal(0, 0.02, base.shape[1])
             vecs.append(v / np.linalg.norm(v))
         index.vectors.upsert(recs, np.asarray(vecs, dtype=np.float32))
@@ -79,7 +83,12 @@ def _ranker(settings: Settings) -> None:
         x = rng.random((30, len(features.FEATURES))).astype(np.float32)
         y = (x[:, 0] > 0.7).astype(np.int32)
         groups.append(Group(f"q{q}", x, y, [str(i) for i in range(30)], {}))
-    save(fit(groups), settings.index_path / "ranker", Index(settings).embedder.name, {"note": "benchmark model"})
+    save(
+        fit(groups),
+        settings.index_path / "ranker",
+        Index(settings).embedder.name,
+        {"note": "benchmark model"},
+    )
 
 
 def _pct(values: list[float]) -> dict[str, float]:
@@ -87,8 +96,9 @@ def _pct(values: list[float]) -> dict[str, float]:
     return {"p50": round(float(np.percentile(a, 50)), 2), "p95": round(float(np.percentile(a, 95)), 2)}
 
 
-def run(settings: Settings, sizes: tuple[int, ...] = (1000, 10000), queries: int = 100,
-        root: Path | None = None) -> dict[str, Any]:
+def run(
+    settings: Settings, sizes: tuple[int, ...] = (1000, 10000), queries: int = 100, root: Path | None = None
+) -> dict[str, Any]:
     """Latency per stage and in total (ms, p50/p95) at each size; prints a table."""
     from retrieval.pipeline import retrieve
 
@@ -97,7 +107,12 @@ def run(settings: Settings, sizes: tuple[int, ...] = (1000, 10000), queries: int
     probe = load_settings(index_dir=str(root / "probe"))
     base = Index(probe).embedder.embed(sentences)
     qs = [" ".join(s.split()[:8]) for s in random.Random(1).sample(sentences, queries)]
-    out: dict[str, Any] = {"queries": queries, "cpus": os.cpu_count(), "load_avg": os.getloadavg()[0], "sizes": {}}
+    out: dict[str, Any] = {
+        "queries": queries,
+        "cpus": os.cpu_count(),
+        "load_avg": os.getloadavg()[0],
+        "sizes": {},
+    }
     for n in sizes:
         s = settings.model_copy(update={"index_dir": root / f"n{n}"})
         t0 = time.perf_counter()
@@ -114,12 +129,16 @@ def run(settings: Settings, sizes: tuple[int, ...] = (1000, 10000), queries: int
             tm = res.timings()
             for st in STAGES:
                 per_stage[st].append(tm.get(st, 0.0))
-        row = {st: _pct(v) for st, v in per_stage.items()}
+        row: dict[str, Any] = {st: _pct(v) for st, v in per_stage.items()}
         row["total"] = _pct(total)
         row["build_seconds"] = round(built, 1)
         out["sizes"][n] = row
-        print(f"{n:>6} chunks  " + "  ".join(f"{st} {row[st]['p50']:.1f}/{row[st]['p95']:.1f}"
-                                             for st in (*STAGES, "total")) + "  (ms p50/p95)", flush=True)
+        print(
+            f"{n:>6} chunks  "
+            + "  ".join(f"{st} {row[st]['p50']:.1f}/{row[st]['p95']:.1f}" for st in (*STAGES, "total"))
+            + "  (ms p50/p95)",
+            flush=True,
+        )
     return out
 
 

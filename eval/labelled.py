@@ -48,8 +48,10 @@ def load_beir(path: Path, split: str | None = None) -> Beir:
     need = [path / "corpus.jsonl", path / "queries.jsonl", path / "qrels"]
     for p in need:
         if not p.exists():
-            raise ConfigError(f"{path} is not a BEIR folder: {p.name} is missing (need corpus.jsonl, "
-                              "queries.jsonl and qrels/*.tsv).")
+            raise ConfigError(
+                f"{path} is not a BEIR folder: {p.name} is missing (need corpus.jsonl, "
+                "queries.jsonl and qrels/*.tsv)."
+            )
     data = Beir()
     with open(path / "corpus.jsonl", encoding="utf-8") as f:
         for line in f:
@@ -105,8 +107,9 @@ def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> s
         return node.name
 
 
-def docstrings(roots: list[Path], max_docs: int = 3000, max_queries: int = 400, seed: int = 0,
-               prefix: str = "") -> Beir:
+def docstrings(
+    roots: list[Path], max_docs: int = 3000, max_queries: int = 400, seed: int = 0, prefix: str = ""
+) -> Beir:
     """Summary line -> rest of the docstring + signature, from the `.py` files under `roots`."""
     items: list[tuple[str, str, str]] = []  # (summary, title, body)
     seen: set[str] = set()
@@ -187,7 +190,9 @@ def zh_notes(folder: Path, seed: int = 0, prefix: str = "z", min_cjk: int = 6) -
     for f in sorted(folder.iterdir()):
         if f.suffix not in (".txt", ".md"):
             continue
-        lines = [ln.strip() for ln in f.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+        lines = [
+            ln.strip() for ln in f.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()
+        ]
         for start in range(0, len(lines), 6):
             block = lines[start : start + 6]
             if len(block) < 3:

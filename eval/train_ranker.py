@@ -41,15 +41,38 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 # Scores that can only help a candidate as they grow (+1) or as they shrink (-1): the
 # model may not learn the reverse from a quirk of its training set.
-MONOTONE = {"dense": 1, "dense_gap": -1, "dense_z": 1, "dense_rank": -1, "bm25_norm": 1, "bm25_z": 1,
-            "bm25_rank": -1, "rrf_norm": 1, "in_rank": -1, "coverage": 1, "title_match": 1,
-            "step_back": 1, "hyde": 1, "n_queries": 1}
+MONOTONE = {
+    "dense": 1,
+    "dense_gap": -1,
+    "dense_z": 1,
+    "dense_rank": -1,
+    "bm25_norm": 1,
+    "bm25_z": 1,
+    "bm25_rank": -1,
+    "rrf_norm": 1,
+    "in_rank": -1,
+    "coverage": 1,
+    "title_match": 1,
+    "step_back": 1,
+    "hyde": 1,
+    "n_queries": 1,
+}
 
 PARAMS: dict[str, Any] = {
-    "objective": "lambdarank", "n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15,
-    "min_child_samples": 20, "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.8,
-    "reg_lambda": 1.0, "lambdarank_truncation_level": 20, "deterministic": True, "force_row_wise": True,
-    "n_jobs": 1, "verbose": -1,
+    "objective": "lambdarank",
+    "n_estimators": 200,
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_child_samples": 20,
+    "subsample": 0.8,
+    "subsample_freq": 1,
+    "colsample_bytree": 0.8,
+    "reg_lambda": 1.0,
+    "lambdarank_truncation_level": 20,
+    "deterministic": True,
+    "force_row_wise": True,
+    "n_jobs": 1,
+    "verbose": -1,
 }
 
 
@@ -64,8 +87,14 @@ class Group:
     judged: dict[str, int]
 
 
-def collect(queries: dict[str, str], qrels: dict[str, dict[str, int]], index: Index, settings: Settings,
-            label_id: Callable[[Hit], str | None], progress: Progress | None = None) -> list[Group]:
+def collect(
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+    index: Index,
+    settings: Settings,
+    label_id: Callable[[Hit], str | None],
+    progress: Progress | None = None,
+) -> list[Group]:
     """Run retrieval without LTR for every query; one group per query."""
     keep = settings.search.coarse_keep
     out: list[Group] = []
@@ -108,14 +137,18 @@ def ndcg(groups: list[Group], scores: list[np.ndarray] | None = None, k: int = 1
     return float(np.mean(vals)) if vals else 0.0
 
 
-def fit(train: list[Group], seed: int = 0, params: dict[str, Any] | None = None, monotone: bool = True) -> Any:
+def fit(
+    train: list[Group], seed: int = 0, params: dict[str, Any] | None = None, monotone: bool = True
+) -> Any:
     """A fitted LightGBM booster (lambdarank), grouped by query, reproducible for a seed."""
     import lightgbm as lgb
 
     use = [g for g in train if len(g.y) > 1 and g.y.max() > 0]  # groups without a positive teach nothing
     if not use:
-        raise RagError("No training query has a relevant candidate among the retrieved ones; "
-                       "use more queries, or check that the labels name documents of the corpus.")
+        raise RagError(
+            "No training query has a relevant candidate among the retrieved ones; "
+            "use more queries, or check that the labels name documents of the corpus."
+        )
     p = {**PARAMS, **(params or {}), "random_state": seed}
     if monotone:
         p["monotone_constraints"] = [MONOTONE.get(f, 0) for f in features.FEATURES]
@@ -149,9 +182,14 @@ def save(booster: Any, out: Path, embedding_model: str, report: dict[str, Any]) 
     tmp = out / (BOOSTER_FILE + ".tmp")
     booster.save_model(str(tmp))
     manifest = {
-        "format_version": RANKER_FORMAT, "kind": "lightgbm-lambdarank", "feature_version": features.FEATURE_VERSION,
-        "features": list(features.FEATURES), "embedding_model": embedding_model, "versions": _versions(),
-        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "report": report,
+        "format_version": RANKER_FORMAT,
+        "kind": "lightgbm-lambdarank",
+        "feature_version": features.FEATURE_VERSION,
+        "features": list(features.FEATURES),
+        "embedding_model": embedding_model,
+        "versions": _versions(),
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "report": report,
     }
     tmp.replace(out / BOOSTER_FILE)
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
@@ -165,18 +203,23 @@ def importance(booster: Any) -> dict[str, float]:
     return {f: round(float(g) / total, 4) for f, g in pairs if g > 0}
 
 
-def train_groups(groups: list[Group], seed: int = 0, holdout: float = 0.2,
-                 params: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+def train_groups(
+    groups: list[Group], seed: int = 0, holdout: float = 0.2, params: dict[str, Any] | None = None
+) -> tuple[Any, dict[str, Any]]:
     """Fit on the train split; report nDCG@10 on the held-out split with and without it."""
     train, test = split(groups, holdout, seed)
     t0 = time.perf_counter()
     booster = fit(train, seed, params)
     rng = np.random.default_rng(seed)
     report: dict[str, Any] = {
-        "queries": len(groups), "train_queries": len(train), "heldout_queries": len(test),
+        "queries": len(groups),
+        "train_queries": len(train),
+        "heldout_queries": len(test),
         "train_queries_with_positive": sum(1 for g in train if g.y.max(initial=0) > 0),
         "candidates_per_query": round(float(np.mean([len(g.y) for g in groups])) if groups else 0.0, 1),
-        "seed": seed, "holdout": holdout, "fit_seconds": round(time.perf_counter() - t0, 2),
+        "seed": seed,
+        "holdout": holdout,
+        "fit_seconds": round(time.perf_counter() - t0, 2),
         "params": {k: v for k, v in {**PARAMS, **(params or {})}.items() if k not in ("verbose", "n_jobs")},
     }
     if test:
@@ -189,9 +232,16 @@ def train_groups(groups: list[Group], seed: int = 0, holdout: float = 0.2,
     return booster, report
 
 
-def train_dataset(ds: Any, settings: Settings, out: Path | None = None, seed: int = 0, holdout: float = 0.2,
-                  cache_dir: Path = Path("reports/.cache"), progress: Progress | None = None,
-                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def train_dataset(
+    ds: Any,
+    settings: Settings,
+    out: Path | None = None,
+    seed: int = 0,
+    holdout: float = 0.2,
+    cache_dir: Path = Path("reports/.cache"),
+    progress: Progress | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Train from an `eval.datasets.Dataset` and write the model (default: beside the index)."""
     from eval.datasets import validate
     from eval.evaluate import corpus_index
@@ -210,8 +260,15 @@ def train_dataset(ds: Any, settings: Settings, out: Path | None = None, seed: in
     label = (lambda h: h.record.id) if ds.level == "chunk" else target.doc_of
     groups = collect(ds.queries, ds.qrels, target.index, run_settings, label, progress)
     booster, report = train_groups(groups, seed, holdout)
-    report.update({"dataset": ds.name, "level": ds.level, "index": target.info.get("path"),
-                   "skipped": dict(ds.issues.counts), **(extra or {})})
+    report.update(
+        {
+            "dataset": ds.name,
+            "level": ds.level,
+            "index": target.info.get("path"),
+            "skipped": dict(ds.issues.counts),
+            **(extra or {}),
+        }
+    )
     dest = out or ranker_path(settings)
     save(booster, dest, Index(settings).embedder.name, report)
     report["model"] = str(dest)

@@ -127,16 +127,19 @@ def _cross_encoder(path: str, device: str) -> Any:
     return CrossEncoder(str(p), device=device, local_files_only=True)
 
 
-def coarse(index: Index, query: str, hits: list[Hit], vectors: dict[str, np.ndarray],
-           settings: Settings) -> tuple[list[Hit], dict[str, Any]]:
+def coarse(
+    index: Index, query: str, hits: list[Hit], vectors: dict[str, np.ndarray], settings: Settings
+) -> tuple[list[Hit], dict[str, Any]]:
     """The whole pool, best first (the caller keeps the first `coarse_keep`)."""
     s = settings.search
     score_pool(index, query, hits, vectors)
     detail: dict[str, Any] = {"pool": len(hits), "keep": s.coarse_keep}
     if s.cross_encoder:
         ce = _cross_encoder(s.cross_encoder, settings.embedding.device)
-        scores = np.asarray(ce.predict([(query, h.record.index_text()) for h in hits],
-                                       show_progress_bar=False), dtype=np.float64).reshape(len(hits), -1)[:, -1]
+        scores = np.asarray(
+            ce.predict([(query, h.record.index_text()) for h in hits], show_progress_bar=False),
+            dtype=np.float64,
+        ).reshape(len(hits), -1)[:, -1]
         detail["scorer"] = f"cross-encoder {s.cross_encoder}"
     else:
         cos = np.array([h.scores.get("sbert", np.nan) for h in hits], dtype=np.float64)
@@ -252,15 +255,27 @@ def fine(ranker: Ranker, query: str, hits: list[Hit], n_queries: int) -> list[Hi
 def _listing(before: list[str], hits: list[Hit], key: str) -> list[dict[str, Any]]:
     pos = {rid: i for i, rid in enumerate(before, start=1)}
     return [
-        {"id": h.record.id, "rank": r, "was": pos.get(h.record.id), "score": round(h.scores.get(key, h.score), 5),
-         "title": h.record.title[:80]}
+        {
+            "id": h.record.id,
+            "rank": r,
+            "was": pos.get(h.record.id),
+            "score": round(h.scores.get(key, h.score), 5),
+            "title": h.record.title[:80],
+        }
         for r, h in enumerate(hits[:TRACE_TOP], start=1)
     ]
 
 
 def rerank(
-    index: Index, query: str, hits: list[Hit], vectors: dict[str, np.ndarray], settings: Settings,
-    trace: list[TraceEntry], n_queries: int = 1, coarse_on: bool | None = None, ltr_on: bool | None = None,
+    index: Index,
+    query: str,
+    hits: list[Hit],
+    vectors: dict[str, np.ndarray],
+    settings: Settings,
+    trace: list[TraceEntry],
+    n_queries: int = 1,
+    coarse_on: bool | None = None,
+    ltr_on: bool | None = None,
     k: int | None = None,
 ) -> list[Hit]:
     """Coarse then LTR, each switchable (settings, or per call); appends one trace entry each.
@@ -285,16 +300,27 @@ def rerank(
     t0 = time.perf_counter()
     ranker = load_ranker(settings, index.embedder.name)
     if ranker is None:
-        trace.append(TraceEntry("ltr", (time.perf_counter() - t0) * 1000,
-                                {"skipped": f"no trained ranker at {ranker_path(settings)}; "
-                                 "run `rag train-ranker` to train one"}))
+        trace.append(
+            TraceEntry(
+                "ltr",
+                (time.perf_counter() - t0) * 1000,
+                {
+                    "skipped": f"no trained ranker at {ranker_path(settings)}; "
+                    "run `rag train-ranker` to train one"
+                },
+            )
+        )
         return hits
     head, tail = hits[:keep], hits[keep:tail_end]
     if not coarse_on:  # the LTR features need the coarse scores; compute them for its share
         score_pool(index, query, head, vectors)
     before = [h.record.id for h in head]
     head = fine(ranker, query, head, n_queries)
-    trace.append(TraceEntry("ltr", (time.perf_counter() - t0) * 1000,
-                            {"model": str(ranker.path), "n": len(head),
-                             "candidates": _listing(before, head, "ltr")}))
+    trace.append(
+        TraceEntry(
+            "ltr",
+            (time.perf_counter() - t0) * 1000,
+            {"model": str(ranker.path), "n": len(head), "candidates": _listing(before, head, "ltr")},
+        )
+    )
     return head + tail

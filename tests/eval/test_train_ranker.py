@@ -35,8 +35,9 @@ def beir_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained(beir_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Settings, Path]:
     root = tmp_path_factory.mktemp("train")
     settings = load_settings(index_dir=str(root / "index"))
-    report = train_dataset(load_dataset(beir_dir), settings, seed=0, holdout=0.3,
-                           cache_dir=root / "reports" / ".cache")
+    report = train_dataset(
+        load_dataset(beir_dir), settings, seed=0, holdout=0.3, cache_dir=root / "reports" / ".cache"
+    )
     return report, settings, root
 
 
@@ -67,7 +68,9 @@ def test_training_is_reproducible(trained: tuple[dict, Settings, Path], beir_dir
 
     target = corpus_index(ds, settings, root / "reports" / ".cache")
     qids = list(ds.queries)[:40]
-    groups = collect({q: ds.queries[q] for q in qids}, ds.qrels, target.index, target.index.settings, target.doc_of)
+    groups = collect(
+        {q: ds.queries[q] for q in qids}, ds.qrels, target.index, target.index.settings, target.doc_of
+    )
     train, test = split(groups, 0.25, seed=3)
     assert split(groups, 0.25, seed=3)[1][0].qid == test[0].qid
     a, b = fit(train, seed=3), fit(train, seed=3)
@@ -77,30 +80,55 @@ def test_training_is_reproducible(trained: tuple[dict, Settings, Path], beir_dir
 
 def test_trained_model_is_used_by_retrieval(trained: tuple[dict, Settings, Path]) -> None:
     report, settings, _ = trained
-    on_training_index = settings.model_copy(update={
-        "index_dir": Path(report["index"]),
-        "search": settings.search.model_copy(update={"ltr_model": report["model"]}),
-    })
+    on_training_index = settings.model_copy(
+        update={
+            "index_dir": Path(report["index"]),
+            "search": settings.search.model_copy(update={"ltr_model": report["model"]}),
+        }
+    )
     res = retrieve("Serialize an object to a JSON formatted string", on_training_index, k=5)
     assert res.hits and all("ltr" in h.scores for h in res.hits)
     assert [t.stage for t in res.trace][-2:] == ["coarse", "ltr"]
 
 
-def test_cli_trains_from_a_beir_folder(beir_dir: Path, trained: tuple[dict, Settings, Path], tmp_path: Path) -> None:
+def test_cli_trains_from_a_beir_folder(
+    beir_dir: Path, trained: tuple[dict, Settings, Path], tmp_path: Path
+) -> None:
     reports = trained[2] / "reports"  # the corpus index built for the fixture is reused
     env = {**os.environ, "RAG_INDEX_DIR": str(tmp_path / "index")}
     out = tmp_path / "model"
     r = subprocess.run(
-        [sys.executable, "-m", "app.cli", "train-ranker", "--beir", str(beir_dir), "--out", str(out), "--json",
-         "--reports-dir", str(reports)],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "train-ranker",
+            "--beir",
+            str(beir_dir),
+            "--out",
+            str(out),
+            "--json",
+            "--reports-dir",
+            str(reports),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=900,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads(r.stdout)
     assert report["model"] == str(out) and (out / rerank.BOOSTER_FILE).exists()
     assert set(report["heldout_ndcg@10"]) == {"without_ranker", "with_ranker", "random_order"}
-    bad = subprocess.run([sys.executable, "-m", "app.cli", "train-ranker", "--beir", str(tmp_path / "missing")],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "app.cli", "train-ranker", "--beir", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert bad.returncode == 1 and "missing" in bad.stderr and "Traceback" not in bad.stderr
 
 

@@ -59,7 +59,9 @@ def _rank(ranked: list[tuple[str, float]], index: Index, name: str) -> int | Non
 
 
 @pytest.mark.parametrize(("query", "target"), [("QX7-ZB44", "warranty.md"), ("红亮", "black.txt")])
-def test_bm25_finds_exact_terms_dense_search_misses(corpus: tuple[Settings, Path], query: str, target: str) -> None:
+def test_bm25_finds_exact_terms_dense_search_misses(
+    corpus: tuple[Settings, Path], query: str, target: str
+) -> None:
     settings, _ = corpus
     index = Index(settings)
     vec = index.embedder.embed_query(query)
@@ -121,9 +123,14 @@ def test_stages_switch_per_call(corpus: tuple[Settings, Path]) -> None:
 
 
 def test_index_stays_in_step_after_changed_and_pruned_files(tmp_path: Path, settings: Settings) -> None:
-    docs = _write(tmp_path / "docs", {"a.md": "# A\n\nThe zeppelin hangar stores airships.",
-                                      "b.md": "# B\n\nA quokka is a small marsupial from Rottnest.",
-                                      "c.md": "# C\n\nSourdough needs a lively starter."})
+    docs = _write(
+        tmp_path / "docs",
+        {
+            "a.md": "# A\n\nThe zeppelin hangar stores airships.",
+            "b.md": "# B\n\nA quokka is a small marsupial from Rottnest.",
+            "c.md": "# C\n\nSourdough needs a lively starter.",
+        },
+    )
     ingest([docs], settings)
     assert Path(retrieve("zeppelin", settings, k=1).hits[0].record.source).name == "a.md"
     (docs / "a.md").write_text("# A\n\nThe dirigible shed stores blimps.", encoding="utf-8")
@@ -136,7 +143,9 @@ def test_index_stays_in_step_after_changed_and_pruned_files(tmp_path: Path, sett
     ingest([docs], settings, prune=True)
     index = Index(settings)
     assert search.keyword(index, "quokka", 5) == []
-    assert all("quokka" not in h.record.text for h in retrieve("quokka marsupial", settings, index=index, k=5).hits)
+    assert all(
+        "quokka" not in h.record.text for h in retrieve("quokka marsupial", settings, index=index, k=5).hits
+    )
     assert set(index.keyword.ids) == set(index.docs.all_ids())
 
 

@@ -32,7 +32,16 @@ def _hit(rid: str, text: str, title: str = "", **scores: float) -> Hit:
 
 def test_feature_matrix_follows_the_one_list() -> None:
     hits = [
-        _hit("1", "Glaciers carve valleys", "Glaciers", sbert=0.8, bm25=4.0, bm25_rank=1, dense_rank=1, rrf=0.03),
+        _hit(
+            "1",
+            "Glaciers carve valleys",
+            "Glaciers",
+            sbert=0.8,
+            bm25=4.0,
+            bm25_rank=1,
+            dense_rank=1,
+            rrf=0.03,
+        ),
         _hit("2", "Lava flows downhill", "", sbert=0.4, bm25=0.0, dense_rank=2, rrf=0.016),
     ]
     x = features.compute("how do glaciers carve valleys", hits, n_search_queries=2)
@@ -62,7 +71,11 @@ def _groups(n: int, rng: np.random.Generator) -> list[Group]:
     for q in range(n):
         x = rng.random((10, len(features.FEATURES))).astype(np.float32)
         y = (x[:, features.FEATURES.index("dense")] > 0.7).astype(np.int32)
-        out.append(Group(f"q{q}", x, y, [f"d{i}" for i in range(10)], {f"d{i}": int(v) for i, v in enumerate(y) if v}))
+        out.append(
+            Group(
+                f"q{q}", x, y, [f"d{i}" for i in range(10)], {f"d{i}": int(v) for i, v in enumerate(y) if v}
+            )
+        )
     return out
 
 
@@ -114,21 +127,25 @@ def test_ltr_stage_scores_the_survivors(small_index: Settings, booster: object, 
         ({"format_version": 99}, "format 99"),
     ],
 )
-def test_mismatched_model_is_refused(small_index: Settings, booster: object, tmp_path: Path,
-                                     change: dict[str, object], message: str) -> None:
+def test_mismatched_model_is_refused(
+    small_index: Settings, booster: object, tmp_path: Path, change: dict[str, object], message: str
+) -> None:
     s = _with_model(small_index, booster, tmp_path / "ranker", **change)
     with pytest.raises(RankerError, match=message):
         retrieve("glaciers", s, k=2)
     assert retrieve("glaciers", s, k=2, ltr=False).hits  # the rest of the pipeline still works
 
 
-def test_incomplete_or_missing_model_is_refused(small_index: Settings, booster: object, tmp_path: Path) -> None:
+def test_incomplete_or_missing_model_is_refused(
+    small_index: Settings, booster: object, tmp_path: Path
+) -> None:
     s = _with_model(small_index, booster, tmp_path / "ranker")
     (tmp_path / "ranker" / rerank.BOOSTER_FILE).unlink()
     with pytest.raises(RankerError, match="lacks booster.txt"):
         retrieve("glaciers", s, k=2)
-    gone = small_index.model_copy(update={"search": small_index.search.model_copy(
-        update={"ltr_model": str(tmp_path / "nowhere")})})
+    gone = small_index.model_copy(
+        update={"search": small_index.search.model_copy(update={"ltr_model": str(tmp_path / "nowhere")})}
+    )
     with pytest.raises(RankerError, match="holds no ranker"):
         retrieve("glaciers", gone, k=2)
 
