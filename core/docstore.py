@@ -163,6 +163,9 @@ class DocStore:
         q = "SELECT level, COUNT(*) FROM records WHERE kind=? GROUP BY level"
         return {int(lv): n for lv, n in self.conn.execute(q, (kind,))}
 
+    def is_empty(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None
+
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
 

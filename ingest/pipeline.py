@@ -200,9 +200,9 @@ def ingest(
                 changed = True
     derived_changed, report.derived = derive(index, settings, progress)  # representations, RAPTOR (if on)
     changed |= derived_changed
-    if changed or not index.keyword.manifest_path.exists():
+    if changed or (index.exists() and not index.keyword.manifest_path.exists()):
         index.rebuild_keyword()
-    if changed or not index.exists():
+    if changed:
         index.write_manifest()
     docs.set_meta("dirty", "0")
     report.seconds = time.perf_counter() - t0

@@ -175,6 +175,8 @@ def retrieve(
     index.check_compatible()
     if not index.exists():
         raise IndexError_(f"No index at {index.path}; run `rag ingest PATH` first (or set RAG_INDEX_DIR).")
+    if index.docs.is_empty():
+        raise IndexError_(f"The index at {index.path} is empty; run `rag ingest PATH` to add documents.")
     s = settings.search
     k = k or s.top_k
     mode = mode or s.mode
