@@ -6,7 +6,8 @@ after one file changes.
 The corpus is generated (deterministic): Markdown files whose sections each talk about
 one of a dozen topics, so the leaves have cluster structure as real notes do.
 
-Run: `.venv/bin/python -m eval.bench_raptor [--chunks 1000] [--summary-tokens 128] [--json OUT]`.
+Run: `.venv/bin/python -m eval.bench_raptor [--chunks 1000] [--summary-tokens N] [--context-tokens N]
+[--json OUT]`.
 """
 
 from __future__ import annotations
@@ -107,8 +108,16 @@ def run(settings: Settings, chunks: int = 1000, echo: Any = None) -> dict[str, A
     say(f"ingested {n_leaves} chunks in {time.perf_counter() - t0:.1f}s")
     timed = _Timed(get_llm(s))
     llm = cast(LLM, timed)  # the real backend, counted and timed
+    done = [0, 0]
+
+    def progress(event: str, n: int) -> None:  # clusters summarised / total, as `rag ingest` shows them
+        done[event == "raptor_total"] += n
+        if event == "raptor" and (done[0] % 10 == 0 or done[0] == done[1]):
+            say(f"  {time.perf_counter() - t0:7.1f}s  clusters summarised {done[0]}/{done[1]}, "
+                f"{timed.calls} LLM calls")
+
     t0 = time.perf_counter()
-    cold = update_tree(index, s, llm=llm)
+    cold = update_tree(index, s, progress=progress, llm=llm)
     cold_s = time.perf_counter() - t0
     say(cold.line())
     t0 = time.perf_counter()
@@ -145,12 +154,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chunks", type=int, default=1000)
     ap.add_argument("--summary-tokens", type=int, default=None, help="default: ingest.raptor_summary_tokens")
+    ap.add_argument("--context-tokens", type=int, default=None, help="default: ingest.raptor_context_tokens")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = ap.parse_args()
     settings = load_settings()
     if a.summary_tokens:
         settings.ingest.raptor_summary_tokens = a.summary_tokens
-    res = run(settings, a.chunks, echo=print)
+    if a.context_tokens:
+        settings.ingest.raptor_context_tokens = a.context_tokens
+    res = run(settings, a.chunks, echo=lambda m: print(m, flush=True))
     print(json.dumps(res, indent=2))
     if a.json:
         a.json.write_text(json.dumps(res, indent=2))
