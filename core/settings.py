@@ -77,10 +77,11 @@ class SearchSettings(BaseModel):
     tree_mode: Literal["collapsed", "traversal"] = "collapsed"
     tree_beam: int = 3
     coarse_keep: int = 30
-    # How the coarse stage orders the pool: "blend" = blend_weight * min-max(cosine) +
-    # (1 - blend_weight) * BM25/max, "sbert" = cosine only, "fused" = keep the RRF order.
+    # How the coarse stage orders the pool: "blend" = blend_weight * norm(cosine) +
+    # (1 - blend_weight) * norm(BM25), "sbert" = cosine only, "fused" = keep the RRF order.
     coarse_order: Literal["blend", "sbert", "fused"] = "blend"
     blend_weight: float = 0.5
+    blend_norm: Literal["zscore", "minmax"] = "zscore"  # over the pool; minmax: BM25 / max
     cross_encoder: str | None = None  # path to a sentence-transformers CrossEncoder on disk
     ltr: bool = True  # LightGBM fine rerank (used when a trained model exists)
     ltr_model: str | None = None  # ranker folder; default <index_dir>/ranker

@@ -89,11 +89,22 @@ def clear_cache() -> None:
 
 
 # --- coarse stage -----------------------------------------------------------------------
-def blend(cos: np.ndarray, bm25: np.ndarray, weight: float) -> np.ndarray:
-    """weight * min-max(cosine) + (1 - weight) * BM25 / max BM25, over the pool."""
-    lo, hi = float(np.nanmin(cos)), float(np.nanmax(cos))
-    d = (np.nan_to_num(cos, nan=lo) - lo) / (hi - lo) if hi - lo > 1e-9 else np.zeros_like(cos)
-    top = float(bm25.max()) if len(bm25) else 0.0
+def _z(v: np.ndarray) -> np.ndarray:
+    sd = float(v.std())
+    return (v - v.mean()) / sd if sd > 1e-9 else np.zeros_like(v)
+
+
+def blend(cos: np.ndarray, bm25: np.ndarray, weight: float, norm: str = "zscore") -> np.ndarray:
+    """weight * norm(cosine) + (1 - weight) * norm(BM25), normalised over the pool:
+    `zscore` (standardised) or `minmax` (cosine min-max, BM25 / max)."""
+    if len(cos) == 0:
+        return np.zeros(0)
+    cos = np.nan_to_num(cos, nan=float(np.nanmin(cos)) if not np.isnan(cos).all() else 0.0)
+    if norm == "zscore":
+        return weight * _z(cos) + (1.0 - weight) * _z(bm25)
+    lo, hi = float(cos.min()), float(cos.max())
+    d = (cos - lo) / (hi - lo) if hi - lo > 1e-9 else np.zeros_like(cos)
+    top = float(bm25.max())
     b = bm25 / top if top > 0 else np.zeros_like(bm25)
     return weight * d + (1.0 - weight) * b
 
@@ -148,8 +159,8 @@ def coarse(
         if s.coarse_order == "sbert":
             scores = np.nan_to_num(cos, nan=-1.0)
         elif s.coarse_order == "blend":
-            scores = blend(cos, bm25, s.blend_weight)
-            detail["blend_weight"] = s.blend_weight
+            scores = blend(cos, bm25, s.blend_weight, s.blend_norm)
+            detail.update(blend_weight=s.blend_weight, blend_norm=s.blend_norm)
         else:  # "fused": keep the fused order
             scores = np.array([h.score for h in hits], dtype=np.float64)
     order = np.argsort(-scores, kind="stable")

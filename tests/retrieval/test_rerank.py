@@ -60,9 +60,13 @@ def test_feature_matrix_follows_the_one_list() -> None:
 def test_blend_normalises_both_scores_over_the_pool() -> None:
     cos = np.array([0.9, 0.5, 0.1])
     bm25 = np.array([0.0, 10.0, 5.0])
-    b = rerank.blend(cos, bm25, 0.5)
-    assert b == pytest.approx([0.5, 0.25 + 0.5, 0.25])
-    assert rerank.blend(cos, np.zeros(3), 0.5) == pytest.approx([0.5, 0.25, 0.0])  # no BM25 match at all
+    assert rerank.blend(cos, bm25, 0.5, "minmax") == pytest.approx([0.5, 0.25 + 0.5, 0.25])
+    no_match = rerank.blend(cos, np.zeros(3), 0.5, "minmax")  # no BM25 match at all
+    assert no_match == pytest.approx([0.5, 0.25, 0.0])
+    z = rerank.blend(cos, bm25, 0.5)  # z-scores: cos -> [1.22, 0, -1.22], bm25 -> [-1.22, 1.22, 0]
+    assert z == pytest.approx([0.0, 0.6124, -0.6124], abs=1e-3)
+    assert list(np.argsort(-z)) == [1, 0, 2]
+    assert rerank.blend(np.array([np.nan, 0.3]), np.array([1.0, 1.0]), 0.5) == pytest.approx([0.0, 0.0])
 
 
 def _groups(n: int, rng: np.random.Generator) -> list[Group]:
