@@ -71,6 +71,18 @@ def _sub_answer(d: dict[str, Any]) -> list[str]:
     return out
 
 
+def _rerank_stage(d: dict[str, Any], loc: Locator) -> list[str]:
+    """Coarse / LTR stage: its scorer, then the top candidates with score and rank change."""
+    if "skipped" in d:
+        return [f"skipped: {d['skipped']}"]
+    out = [", ".join(f"{k}={d[k]}" for k in ("scorer", "pool", "keep", "model", "n") if k in d)]
+    cands = d.get("candidates", [])[:10]
+    for c, name in zip(cands, loc.names([c["id"] for c in cands]), strict=True):
+        move = "  new" if c.get("was") is None else f"{c['was']:>3}->{c['rank']}"
+        out.append(f"  {move:<8} {c['score']:>9.4f}  {name}  {c.get('title', '')}".rstrip())
+    return out
+
+
 def format_entry(t: TraceEntry, loc: Locator) -> list[str] | None:
     """Lines for the stages this module knows; None for the others."""
     d = t.detail
@@ -84,4 +96,6 @@ def format_entry(t: TraceEntry, loc: Locator) -> list[str] | None:
         return _llm_calls(d)
     if t.stage == "sub_answer":
         return _sub_answer(d)
+    if t.stage in ("coarse", "ltr"):
+        return _rerank_stage(d, loc)
     return None

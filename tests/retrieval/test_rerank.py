@@ -118,6 +118,11 @@ def test_ltr_stage_scores_the_survivors(small_index: Settings, booster: object, 
     assert [h.scores["ltr"] for h in res.hits] == sorted((h.scores["ltr"] for h in res.hits), reverse=True)
     stages = {t.stage: t.detail for t in res.trace}
     assert stages["ltr"]["model"].endswith("ranker") and stages["ltr"]["candidates"][0]["was"] is not None
+    from app.trace_view import Locator, format_entry  # what `rag ask --trace` prints per stage
+
+    loc = Locator(s, res.trace)
+    lines = format_entry(next(t for t in res.trace if t.stage == "ltr"), loc)
+    assert lines and "model=" in lines[0] and "b.md" in "\n".join(lines) and "->" in lines[1]
     off = retrieve("where does ice carve valleys", s, k=4, ltr=False)
     assert all("ltr" not in h.scores for h in off.hits)
 
