@@ -145,7 +145,7 @@ def test_synthetic_questions_train_a_ranker(settings: Settings, tmp_path: Path) 
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["tried"] >= meta["kept"] and sum(meta["filter"].values()) == meta["tried"]
     ds = synthetic_dataset(folder)
-    if len(ds.queries) < 3:
+    if len(ds.queries) < 2:  # one to train on, one to hold out
         pytest.skip(f"the small LLM wrote only {len(ds.queries)} usable questions ({meta['filter']})")
     report = train_dataset(ds, s, tmp_path / "model", seed=0, holdout=0.3, cache_dir=tmp_path / "cache")
     assert report["level"] == "chunk" and (tmp_path / "model" / rerank.BOOSTER_FILE).exists()
