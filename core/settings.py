@@ -39,7 +39,9 @@ class EmbeddingSettings(BaseModel):
 
 class IngestSettings(BaseModel):
     extensions: list[str] = Field(
-        default_factory=lambda: [".md", ".markdown", ".txt", ".text", ".rst", ".html", ".htm", ".pdf", ".docx"]
+        default_factory=lambda: [
+            ".md", ".markdown", ".txt", ".text", ".rst", ".html", ".htm", ".pdf", ".docx",
+        ]
     )
     max_file_mb: float = 50.0
     ocr: Literal["auto", "always", "never"] = "auto"
@@ -81,6 +83,11 @@ class SearchSettings(BaseModel):
     # (1 - blend_weight) * norm(BM25), "sbert" = cosine only, "fused" = keep the RRF order.
     coarse_order: Literal["blend", "sbert", "fused"] = "blend"
     blend_weight: float = 0.5
+    # MiniLM is an English model: for CJK text its cosines carry little signal, so queries
+    # are blended with this cosine weight in proportion to their share of CJK characters
+    # (measured on the Chinese notes: nDCG@10 0.334 at 0.5, 0.378 at 0.15, BM25 alone 0.395).
+    # Set it equal to blend_weight for a multilingual embedding model.
+    blend_weight_cjk: float = 0.1
     blend_norm: Literal["zscore", "minmax"] = "zscore"  # over the pool; minmax: BM25 / max
     cross_encoder: str | None = None  # path to a sentence-transformers CrossEncoder on disk
     ltr: bool = True  # LightGBM fine rerank (used when a trained model exists)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,15 @@ def _z(v: np.ndarray) -> np.ndarray:
     return (v - v.mean()) / sd if sd > 1e-9 else np.zeros_like(v)
 
 
+_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
+
+
+def cjk_share(text: str) -> float:
+    """Share of CJK characters among the non-space characters of `text` (0 for English)."""
+    chars = [c for c in text if not c.isspace() and c.isalnum()]
+    return len(_CJK.findall(text)) / len(chars) if chars else 0.0
+
+
 def blend(cos: np.ndarray, bm25: np.ndarray, weight: float, norm: str = "zscore") -> np.ndarray:
     """weight * norm(cosine) + (1 - weight) * norm(BM25), normalised over the pool:
     `zscore` (standardised) or `minmax` (cosine min-max, BM25 / max)."""
@@ -159,8 +169,10 @@ def coarse(
         if s.coarse_order == "sbert":
             scores = np.nan_to_num(cos, nan=-1.0)
         elif s.coarse_order == "blend":
-            scores = blend(cos, bm25, s.blend_weight, s.blend_norm)
-            detail.update(blend_weight=s.blend_weight, blend_norm=s.blend_norm)
+            share = cjk_share(query)
+            w = (1.0 - share) * s.blend_weight + share * s.blend_weight_cjk
+            scores = blend(cos, bm25, w, s.blend_norm)
+            detail.update(blend_weight=round(w, 3), cjk_share=round(share, 3), blend_norm=s.blend_norm)
         else:  # "fused": keep the fused order
             scores = np.array([h.score for h in hits], dtype=np.float64)
     order = np.argsort(-scores, kind="stable")

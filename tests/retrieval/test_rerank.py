@@ -168,3 +168,16 @@ def test_booster_trained_on_other_features_is_refused(small_index: Settings, tmp
     s = _with_model(small_index, other.booster_, tmp_path / "ranker")  # manifest claims our list
     with pytest.raises(RankerError, match="do not match its manifest"):
         retrieve("glaciers", s, k=2)
+
+
+def test_cjk_queries_lean_on_bm25_in_the_blend() -> None:
+    from retrieval.rerank import blend, cjk_share
+
+    assert cjk_share("how is attention computed") == 0.0
+    assert cjk_share("注意力机制是什么") == 1.0
+    assert 0.3 < cjk_share("Transformer 的注意力机制") < 0.7
+    # A candidate strong on BM25 but weak on cosine wins once the cosine weight drops.
+    cos = np.array([0.9, 0.1, 0.5])
+    bm25 = np.array([1.0, 9.0, 2.0])
+    assert int(np.argmax(blend(cos, bm25, 0.9))) == 0
+    assert int(np.argmax(blend(cos, bm25, 0.1))) == 1
