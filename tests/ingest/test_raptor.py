@@ -22,9 +22,11 @@ from core.types import Record
 from ingest.pipeline import ingest
 from ingest.raptor import SOURCE, update_tree
 from ingest.raptor_cluster import ClusterParams, cluster
-from tests.conftest import CORPORA, SAMPLE
+from tests.conftest import SAMPLE
 
-NOTES = CORPORA / "llm-notes-zh"
+# Two of the shared real-world notes, copied into the repo so the test never depends on
+# shared/ lying beside the checkout.
+NOTES = Path(__file__).resolve().parent.parent / "data" / "llm-notes-zh"
 
 
 def _settings(index_dir: Path, **ingest: Any) -> Settings:
