@@ -48,26 +48,41 @@ def _sentence(rng: random.Random) -> str:
     return " ".join(words).capitalize() + "."
 
 
-def generate_corpus(folder: Path, chunks: int, seed: int = 7, per_file: int = 50) -> Path:
-    """About `chunks` chunks at the default chunk size: Markdown files of `per_file`
-    sections, each a heading and ~650 characters in two paragraphs."""
+def _document(rng: random.Random, n: int) -> str:
+    """A Markdown document shaped like real notes: 3-12 sections of 1-5 paragraphs, each
+    paragraph 1-9 sentences (some far longer than a chunk), now and then a bullet list."""
+    parts = [f"# Generated document {n}: {rng.choice(_ADJ)} {rng.choice(_WORDS)}\n"]
+    for s in range(rng.randint(3, 12)):
+        parts.append(f"## Section {s}: {rng.choice(_ADJ)} {rng.choice(_WORDS)}\n")
+        for _ in range(rng.randint(1, 5)):
+            if rng.random() < 0.15:
+                parts.append("\n".join(f"- {_sentence(rng)}" for _ in range(rng.randint(2, 6))) + "\n")
+            else:
+                parts.append(" ".join(_sentence(rng) for _ in range(rng.randint(1, 9))) + "\n")
+    return "\n".join(parts)
+
+
+def generate_corpus(folder: Path, chunks: int, seed: int = 7) -> Path:
+    """Documents (deterministic for a seed) until our chunker makes at least `chunks`
+    chunks of them at the default chunk settings."""
+    from core.settings import ChunkSettings
+    from ingest.chunking import chunk_document
+    from ingest.loaders import LoadedDoc
+
     marker = folder / ".complete"
-    if marker.exists() and marker.read_text() == str(chunks):
+    if marker.exists() and marker.read_text() == f"{chunks} {seed}":
         return folder
     folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("doc*.md"):
+        old.unlink()
     rng = random.Random(seed)
-    n_files = max(1, (chunks + per_file - 1) // per_file)
-    for f in range(n_files):
-        parts = [f"# Generated document {f}\n"]
-        for s in range(min(per_file, chunks - f * per_file)):
-            parts.append(f"## Section {s}: {rng.choice(_ADJ)} {rng.choice(_WORDS)}\n")
-            for _ in range(2):
-                para = ""
-                while len(para) < 300:
-                    para += _sentence(rng) + " "
-                parts.append(para.strip() + "\n")
-        (folder / f"doc{f:05d}.md").write_text("\n".join(parts), encoding="utf-8")
-    marker.write_text(str(chunks))
+    made = n = 0
+    while made < chunks:
+        text = _document(rng, n)
+        made += len(chunk_document(LoadedDoc(text, f"doc{n}"), f"doc{n}", ChunkSettings()))
+        (folder / f"doc{n:05d}.md").write_text(text, encoding="utf-8")
+        n += 1
+    marker.write_text(f"{chunks} {seed}")
     return folder
 
 

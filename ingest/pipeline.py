@@ -188,7 +188,9 @@ def ingest(
                         progress("chunks_total", len(p.records))
                     yield p
 
-        for batch in _batches(ready(), max(settings.embedding.batch_size * 4, 256)):
+        # The encoder sorts each call's texts by length before batching; 1,024 chunks a call
+        # pad about as little as one global sort (256 padded ~10% more tokens; rag bench ingest).
+        for batch in _batches(ready(), max(settings.embedding.batch_size * 16, 1024)):
             _commit(index, batch, report, progress)
             changed = True
     if prune:
