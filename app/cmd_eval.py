@@ -129,7 +129,7 @@ def eval_cmd(
 
 
 def bench_cmd(
-    what: str = typer.Argument("all", help="ingest | retrieval | llm | all"),
+    what: str = typer.Argument("all", help="ingest | retrieval | llm | strategies | raptor | ocr | all"),
     sizes: str = typer.Option("1000,10000", "--sizes", help="Generated corpus sizes in chunks."),
     big: bool = typer.Option(False, "--100k", help="Also the 100,000-chunk corpus (slow on CPU)."),
     device: str = typer.Option(None, "--device", help="cpu | cuda (default: settings.embedding.device)."),
@@ -139,10 +139,10 @@ def bench_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print figures as JSON."),
 ) -> None:
     """Print ingest throughput, query latency by stage and LLM figures (no assertions)."""
-    from eval.bench import run
+    from eval.bench import CHOICES, run
 
-    if what not in ("ingest", "retrieval", "llm", "all"):
-        raise typer.BadParameter(f"{what!r}: choose ingest, retrieval, llm or all")
+    if what not in CHOICES:
+        raise typer.BadParameter(f"{what!r}: choose one of {', '.join(CHOICES)}")
     settings = load_settings()
     if device:
         settings.embedding.device = device

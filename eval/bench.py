@@ -1,12 +1,13 @@
-"""`rag bench ingest|retrieval|llm|all`: figures, never assertions.
+"""`rag bench ingest|retrieval|llm|strategies|raptor|ocr|all`: figures, never assertions.
 
 ingest: chunks/s, characters/s and peak memory of our ingest, whole process with model
 load, on the sample corpus and generated corpora (1k / 10k / optionally 100k chunks),
 beside the LangChain tutorial stack and the raw encoder on the same files
 (`eval.bench_ingest`, one process per contender). Characters/s counts the source files'
 characters for every contender, so the ratios compare the same work.
-retrieval / llm: `eval.bench_retrieval.run(settings, ...)` and `eval.bench_llm.run(settings,
-...)`, written beside this module, when they are installed.
+retrieval / llm (and strategies, raptor, ocr, not part of `all`): the `run(settings, ...)` of
+the module each stage's owner wrote beside this one (`eval.bench_retrieval`, ...), when
+installed.
 """
 
 from __future__ import annotations
@@ -101,17 +102,54 @@ def bench_ingest(
     return rows
 
 
-def _optional(module: str, settings: Settings, echo: Echo | None, **kw: Any) -> dict[str, Any] | None:
+def _show(res: dict[str, Any], echo: Echo) -> None:
+    echo(json.dumps(res, indent=2, ensure_ascii=False, default=str))
+
+
+def _bench_retrieval(mod: Any, s: Settings, sizes: list[int], echo: Echo | None) -> dict[str, Any]:
+    return mod.run(s, tuple(sizes))  # type: ignore[no-any-return]  # prints its own table
+
+
+def _bench_strategies(mod: Any, s: Settings, sizes: list[int], echo: Echo | None) -> dict[str, Any]:
+    res: dict[str, Any] = mod.run(s)
+    if echo:
+        echo(mod.table(res))
+    return res
+
+
+def _bench_raptor(mod: Any, s: Settings, sizes: list[int], echo: Echo | None) -> dict[str, Any]:
+    return mod.run(s, echo=echo)  # type: ignore[no-any-return]
+
+
+def _bench_plain(mod: Any, s: Settings, sizes: list[int], echo: Echo | None) -> dict[str, Any]:
+    res: dict[str, Any] = mod.run(s)
+    if echo:
+        _show(res, echo)
+    return res
+
+
+# name -> (module written by the stage's owner, how to call its `run(settings, ...)`)
+OTHERS: dict[str, tuple[str, Callable[[Any, Settings, list[int], Echo | None], dict[str, Any]]]] = {
+    "retrieval": ("eval.bench_retrieval", _bench_retrieval),
+    "llm": ("eval.bench_llm", _bench_plain),
+    "strategies": ("eval.bench_strategies", _bench_strategies),
+    "raptor": ("eval.bench_raptor", _bench_raptor),
+    "ocr": ("eval.bench_ocr", _bench_plain),
+}
+CHOICES = ("ingest", *OTHERS, "all")  # all = ingest, retrieval, llm
+
+
+def _other(name: str, settings: Settings, sizes: list[int], echo: Echo | None) -> dict[str, Any] | None:
+    module, call = OTHERS[name]
     try:
         mod = importlib.import_module(module)
     except ImportError:
         if echo:
-            echo(f"{module} is not installed yet; skipped")
+            echo(f"{module} is not installed yet; {name} skipped")
         return None
-    res: dict[str, Any] = mod.run(settings, **kw)
     if echo:
-        echo(json.dumps(res, indent=2, ensure_ascii=False, default=str))
-    return res
+        echo(f"\n{name}:")
+    return call(mod, settings, sizes, echo)
 
 
 def run(
@@ -120,8 +158,7 @@ def run(
     out: dict[str, Any] = {}
     if what in ("ingest", "all"):
         out["ingest"] = bench_ingest(settings, sizes, baselines, echo)
-    if what in ("retrieval", "all"):
-        out["retrieval"] = _optional("eval.bench_retrieval", settings, echo, sizes=sizes)
-    if what in ("llm", "all"):
-        out["llm"] = _optional("eval.bench_llm", settings, echo)
+    for name in OTHERS:
+        if what == name or (what == "all" and name in ("retrieval", "llm")):
+            out[name] = _other(name, settings, sizes, echo)
     return out

@@ -262,26 +262,7 @@ def evaluate(
     settings = _with_ranker(settings)
     if ds.corpus.kind == "index":  # the user's index is read, never written (no translation cache)
         settings = cfgs.apply(settings, {"translate": {"cache": False}})
-    chosen, notes = cfgs.select(config_names)
-    for kind, msg in notes:
-        ds.issues.note(kind, msg)
-    if not chosen:
-        raise RagError("No configuration to run: " + "; ".join(m for _, m in notes))
-    if ds.corpus.kind == "index":
-        here = {k: getattr(settings, k).model_dump() for k in ("chunk", "ingest")}
-        keep = [
-            c
-            for c in chosen
-            if all(cfgs.merge(here.get(k, {}), v) == here.get(k) for k, v in c.shaping().items())
-        ]
-        for c in chosen:
-            if c not in keep:
-                ds.issues.note(
-                    "configs_unavailable",
-                    f"configuration {c.name!r} needs an index built with "
-                    f"{c.shaping()}; the current index was not, so it is skipped",
-                )
-        chosen = keep
+    chosen = _choose(ds, settings, config_names)
     groups: dict[str, list[cfgs.EvalConfig]] = {}
     for c in chosen:
         groups.setdefault(json.dumps(c.shaping(), sort_keys=True), []).append(c)
@@ -294,16 +275,8 @@ def evaluate(
         target = corpus_index(ds, base, cache_dir, ingest_progress)
         index_info[shaping if shaping != "{}" else "default"] = target.info
         if not validated:  # ids of the first index decide doc- or chunk-level scoring
-            validate(
-                ds, set(target.index.docs.all_ids()) if ds.corpus.kind == "index" or _chunkish(ds) else None
-            )
-            qids = list(ds.queries)[:limit] if limit else list(ds.queries)
+            qids = _validated(ds, target, limit)
             validated = True
-            if not qids:
-                raise RagError(
-                    f"Dataset {ds.name} has no query with a valid relevant judgement; see the "
-                    f"messages above ({dict(ds.issues.counts)})."
-                )
         # Every stage sees the evaluation index as *the* index (index_dir included), so
         # nothing it opens by path can be the user's.
         here = target.index.settings
@@ -330,6 +303,42 @@ def evaluate(
         seconds=round(time.perf_counter() - t0, 2),
         baseline=baseline,
     )
+
+
+def _choose(ds: Dataset, settings: Settings, names: list[str] | None) -> list[cfgs.EvalConfig]:
+    """The configurations to run; unknown, unavailable and (on the user's index) those that
+    need another index are noted in the dataset's issues."""
+    chosen, notes = cfgs.select(names)
+    for kind, msg in notes:
+        ds.issues.note(kind, msg)
+    if not chosen:
+        raise RagError("No configuration to run: " + "; ".join(m for _, m in notes))
+    if ds.corpus.kind != "index":
+        return chosen
+    current = {k: getattr(settings, k).model_dump() for k in ("chunk", "ingest")}
+    keep = []
+    for c in chosen:
+        if all(cfgs.merge(current.get(k, {}), v) == current.get(k) for k, v in c.shaping().items()):
+            keep.append(c)
+        else:
+            ds.issues.note(
+                "configs_unavailable",
+                f"configuration {c.name!r} needs an index built with {c.shaping()}; the current index was "
+                "not, so it is skipped",
+            )
+    return keep
+
+
+def _validated(ds: Dataset, target: EvalIndex, limit: int | None) -> list[str]:
+    chunks = set(target.index.docs.all_ids()) if ds.corpus.kind == "index" or _chunkish(ds) else None
+    validate(ds, chunks)
+    qids = list(ds.queries)[:limit] if limit else list(ds.queries)
+    if not qids:
+        raise RagError(
+            f"Dataset {ds.name} has no query with a valid relevant judgement; see the messages above "
+            f"({dict(ds.issues.counts)})."
+        )
+    return qids
 
 
 def _chunkish(ds: Dataset) -> bool:
