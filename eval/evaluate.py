@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,6 +187,7 @@ def run_config(
     out = ConfigResult(cfg.name, cfg.description)
     fn = cfgs.runner(cfg)
     doc_of: Callable[[Hit], str | None] = (lambda h: h.record.id) if ds.level == "chunk" else target.doc_of
+    events: Counter[tuple[str, str]] = Counter()
     for n, qid in enumerate(qids, 1):
         t0 = time.perf_counter()
         try:
@@ -208,8 +210,11 @@ def run_config(
         out.llm_cache_hits.append(
             sum(int(t.detail.get("cache_hits", 0) or 0) for t in res.trace if t.stage == "llm_calls")
         )
+        _count_events(res.trace, events)
         if progress:
             progress(cfg.name, n, len(qids))
+    for (stage, why), count in events.items():
+        out.notes.append(f"{stage}: {why} ({count} of {len(qids)} queries)")
     if out.errors:
         out.notes.append(
             f"{len(out.errors)} of {len(qids)} queries failed (scored as empty); first: {out.errors[0]}"
@@ -225,6 +230,15 @@ def run_config(
             "trace detail); the strategy may not have run"
         )
     return out
+
+
+def _count_events(trace: list[TraceEntry], events: Counter[tuple[str, str]]) -> None:
+    """Stages that were skipped, and translations that fell back to the question itself."""
+    for t in trace:
+        if isinstance(t.detail.get("skipped"), str):
+            events[(t.stage, "skipped, " + t.detail["skipped"])] += 1
+        elif t.stage == "translate" and t.detail.get("fallback"):
+            events[(t.stage, "LLM output unusable, searched the question itself")] += 1
 
 
 def _llm_calls(trace: list[TraceEntry]) -> int:
