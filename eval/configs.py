@@ -153,8 +153,11 @@ for _strategy, _what in (
         EvalConfig(
             _strategy,
             _what,
-            {"search": {"mode": "hybrid", **_NO_RERANK}, "answer": {"strategy": _strategy},
-             "route": {"collections": []}},  # only the evaluation index, never the user's collections
+            {
+                "search": {"mode": "hybrid", **_NO_RERANK},
+                "answer": {"strategy": _strategy},
+                "route": {"collections": []},
+            },  # only the evaluation index, never the user's collections
             requires=("retrieval.translate",),
             runner="eval.runners:translated",
             uses_llm=True,
