@@ -1,0 +1,1 @@
+"""Builders of the labelled evaluation sets under data/eval/ (one module per set)."""
