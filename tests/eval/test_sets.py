@@ -1,0 +1,126 @@
+"""The committed labelled sets data/eval/sci-en and data/eval/zh-prose are consistent:
+evidence is verbatim in the judged documents, ids are unique, the dev/test split follows its
+rule and covers every query, and each set has enough answerable and unanswerable questions."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from eval.sets.sci_en import pack, split_of, write_set
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "eval"
+SETS = ["sci-en", "zh-prose"]
+
+
+def _jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _qrels(path: Path) -> list[tuple[str, str, int]]:
+    with path.open(encoding="utf-8") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    assert rows[0] == ["query-id", "corpus-id", "score"]
+    return [(q, d, int(s)) for q, d, s in rows[1:]]
+
+
+@pytest.fixture(scope="module", params=SETS)
+def labelled(request: pytest.FixtureRequest) -> dict:
+    root = DATA / request.param
+    return {
+        "name": request.param,
+        "corpus": _jsonl(root / "corpus.jsonl"),
+        "queries": _jsonl(root / "queries.jsonl"),
+        "unanswerable": _jsonl(root / "unanswerable.jsonl"),
+        "dev": _qrels(root / "qrels" / "dev.tsv"),
+        "test": _qrels(root / "qrels" / "test.tsv"),
+    }
+
+
+def test_ids_unique(labelled: dict) -> None:
+    doc_ids = [d["_id"] for d in labelled["corpus"]]
+    assert len(doc_ids) == len(set(doc_ids))
+    qids = [q["_id"] for q in labelled["queries"]] + [q["_id"] for q in labelled["unanswerable"]]
+    assert len(qids) == len(set(qids))
+
+
+def test_documents_are_passages(labelled: dict) -> None:
+    docs = labelled["corpus"]
+    assert len(docs) >= (1500 if labelled["name"] == "sci-en" else 800)
+    assert all(d["title"] and d["text"].strip() for d in docs)
+    assert max(len(d["text"]) for d in docs) <= 1500
+    assert sum(len(d["text"]) >= 300 for d in docs) >= 0.95 * len(docs)
+
+
+def test_evidence_is_in_every_grade_2_document(labelled: dict) -> None:
+    text = {d["_id"]: d["text"] for d in labelled["corpus"]}
+    queries = {q["_id"]: q for q in labelled["queries"]}
+    for qid, doc, score in labelled["dev"] + labelled["test"]:
+        assert doc in text, f"{qid}: unknown document {doc}"
+        assert score in (1, 2)
+        if score == 2:
+            for ev in queries[qid]["evidence"]:
+                assert ev in text[doc], f"{qid}: evidence {ev!r} is not in {doc}"
+
+
+def test_query_fields(labelled: dict) -> None:
+    for q in labelled["queries"]:
+        assert q["text"].strip() and q["answer"].strip()
+        assert q["lang"] in ("en", "zh")
+        assert q["evidence"] and all(8 <= len(ev) <= 40 for ev in q["evidence"]), q["_id"]
+    for q in labelled["unanswerable"]:
+        assert q["unanswerable"] is True and q["lang"] in ("en", "zh") and q["text"].strip()
+
+
+def test_split_disjoint_covering_and_by_rule(labelled: dict) -> None:
+    dev = {q for q, _, s in labelled["dev"] if s > 0}
+    test = {q for q, _, s in labelled["test"] if s > 0}
+    assert not dev & test
+    assert dev | test == {q["_id"] for q in labelled["queries"]}
+    assert all(split_of(q) == "dev" for q in dev) and all(split_of(q) == "test" for q in test)
+    assert 0.25 <= len(dev) / (len(dev) + len(test)) <= 0.55
+    graded_2 = {q for q, _, s in labelled["dev"] + labelled["test"] if s == 2}
+    assert graded_2 == dev | test  # every query has a document that answers it
+
+
+def test_enough_questions(labelled: dict) -> None:
+    assert len(labelled["queries"]) >= 100
+    assert len(labelled["unanswerable"]) >= 25
+    assert not {q["_id"] for q in labelled["queries"]} & {q["_id"] for q in labelled["unanswerable"]}
+    if labelled["name"] == "zh-prose":
+        langs = [q["lang"] for q in labelled["queries"]]
+        assert langs.count("zh") >= 110 and langs.count("en") >= 15
+
+
+def test_pack_keeps_verbatim_slices_within_bounds() -> None:
+    text = "\n\n".join(("句子" * n) for n in (30, 200, 10, 700, 5, 90))
+    spans, pos = [], 0
+    for part in text.split("\n\n"):
+        spans.append((pos, pos + len(part)))
+        pos += len(part) + 2
+    out = pack(spans, text, lo=300, hi=1000, target=700)
+    assert all(e - s <= 1000 for s, e in out)
+    assert out[0][0] == 0 and out[-1][1] == len(text)
+    assert all(a[1] <= b[0] for a, b in zip(out, out[1:], strict=False))
+
+
+def test_write_set_refuses_evidence_not_in_document(tmp_path: Path) -> None:
+    corpus = [{"_id": "d1", "title": "t", "text": "The quick brown fox jumps."}]
+    ok = {
+        "_id": "q1",
+        "text": "What jumps?",
+        "lang": "en",
+        "doc": "d1",
+        "evidence": ["quick brown fox"],
+        "answer": "the fox",
+    }
+    counts = write_set(
+        tmp_path, corpus, [ok, {"_id": "u1", "text": "Why?", "lang": "en", "unanswerable": True}]
+    )
+    assert counts["queries"] == 1 and counts["unanswerable"] == 1
+    with pytest.raises(ValueError, match="not in d1"):
+        write_set(tmp_path, corpus, [{**ok, "evidence": ["lazy dog"]}])
