@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from app.output import console, ingest_progress, out, print_json
+from app.output import console, ingest_progress, out, print_json, step_progress
 from core.index import Index
 from core.settings import load_settings
 
@@ -31,9 +31,13 @@ def ingest_cmd(
         settings.ingest.multi_representation = multi_rep
     if raptor is not None:
         settings.ingest.raptor = raptor
-    with ingest_progress(not no_progress and not json_out and sys.stderr.isatty()) as cb:
+    show = not no_progress and not json_out and sys.stderr.isatty()
+    with ingest_progress(show) as cb:
         report = ingest(paths, settings, prune=prune, progress=cb)
     summary = report.summary()
+    ranker = _self_train(settings, show)
+    if ranker is not None:
+        summary["ranker"] = ranker.to_dict()
     if json_out:
         print_json(summary)
     else:
@@ -49,14 +53,56 @@ def ingest_cmd(
         )
         for layer in report.derived.values():
             out.print(layer["line"], markup=False, highlight=False)
+        if ranker is not None:
+            out.print(ranker.line(), markup=False, highlight=False)
     if report.failed:
         raise typer.Exit(1)
+
+
+def _self_train(settings: Any, show: bool) -> Any:
+    """Train the LTR model from the corpus itself when the ingest changed it enough
+    (eval/self_train.py); None when there is no index to train on."""
+    from eval.self_train import self_train
+
+    index = Index(settings)
+    if not index.exists() or index.docs.is_empty():
+        return None
+    with step_progress("ranker", show) as cb:
+        return self_train(index, settings, cb)
+
+
+def _ranker_status(settings: Any, index: Index) -> dict[str, Any]:
+    """Which LTR model the query path uses and why (or why it keeps the coarse order)."""
+    import json
+
+    from core.errors import RagError
+    from retrieval.rerank import MANIFEST_FILE, ranker_path, ranker_state
+
+    path = ranker_path(settings)
+    try:
+        ranker, why = ranker_state(settings, index.embedder.name)
+    except RagError as e:
+        ranker, why = None, str(e)
+    if not settings.search.ltr:
+        ranker, why = None, "the LTR stage is off (search.ltr = false)"
+    info: dict[str, Any] = {"active": ranker is not None, "reason": why, "path": str(path)}
+    try:
+        report = json.loads((path / MANIFEST_FILE).read_text()).get("report", {})
+    except (OSError, ValueError):
+        report = {}
+    if report:
+        info.update(source=report.get("source") or report.get("dataset") or "labelled",
+                    heldout_ndcg10=report.get("heldout_ndcg@10"), queries=report.get("queries"))
+    return info
 
 
 def status_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Where the index is, what it holds, which model built it."""
     settings = load_settings()
-    st = Index(settings).status()
+    index = Index(settings)
+    st = index.status()
+    if st["exists"]:
+        st["ranker"] = _ranker_status(settings, index)
     if json_out:
         print_json(st)
         return
@@ -68,6 +114,8 @@ def status_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSO
               "created_at", "updated_at"):
         t.add_row(k, str(st.get(k)))
     t.add_row("records by kind", ", ".join(f"{k}={v}" for k, v in sorted(st["records_by_kind"].items())))
+    rk = st["ranker"]
+    t.add_row("ranker", f"{'on' if rk['active'] else 'off'}: {rk['reason']}")
     if st.get("raptor", {}).get("depth"):
         per = ", ".join(f"L{k}={v}" for k, v in st["raptor"]["nodes_per_level"].items())
         t.add_row("raptor tree", f"depth {st['raptor']['depth']}: {per}")
@@ -95,7 +143,9 @@ def search_cmd(
     res = retrieve(query, settings, k=k, mode=mode, coarse=coarse, ltr=ltr)
     hits = [h.to_dict() for h in res.hits]
     if json_out:
-        print_json({"query": query, "hits": hits, "timings_ms": res.timings()})
+        ltr = next((t.detail for t in res.trace if t.stage == "ltr"), None)
+        ranker = None if ltr is None else {"active": "model" in ltr, "why": ltr.get("why") or ltr.get("skipped")}
+        print_json({"query": query, "hits": hits, "timings_ms": res.timings(), "ranker": ranker})
         return
     if not hits:
         out.print("No results.")

@@ -63,3 +63,21 @@ def ingest_progress(enabled: bool = True) -> Iterator[Callable[[str, int], None]
                 prog.advance(derived[event], n)
 
         yield cb
+
+
+@contextmanager
+def step_progress(label: str, enabled: bool = True) -> Iterator[Callable[[str, int, int], None] | None]:
+    """One bar for a `(stage, done, total)` callback (e.g. ranker self-training)."""
+    if not enabled:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description:<7}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as prog:
+        task = prog.add_task(label, total=0)
+
+        def cb(stage: str, done: int, total: int) -> None:
+            prog.update(task, total=total, completed=done)
+
+        yield cb

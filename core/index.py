@@ -5,6 +5,7 @@ reads it; both reach it through this one object."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,6 +18,8 @@ from core.keyword import KeywordIndex
 from core.models import Embedder, get_embedder
 from core.settings import Settings
 from core.store import VectorStore
+
+log = logging.getLogger(__name__)
 
 INDEX_FORMAT = 1
 
@@ -31,6 +34,13 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
+
+
+def keyword_items(docs: DocStore) -> list[tuple[str, str, str]]:
+    """What BM25 indexes: chunks of each file in reading order (grouped by source, so the
+    keyword index knows each chunk's neighbours), then derived records, ungrouped."""
+    recs = sorted(docs.iter_records(), key=lambda r: (r.kind != "chunk", r.source, r.start, r.end, r.id))
+    return [(r.id, r.index_text(), r.source if r.kind == "chunk" else "") for r in recs]
 
 
 @dataclass
@@ -55,7 +65,13 @@ class Index:
 
     @cached_property
     def keyword(self) -> KeywordIndex:
-        return KeywordIndex(self.path / "bm25")
+        kw = KeywordIndex(self.path / "bm25")
+        if kw.path.exists() and not kw.is_current() and self.docs.path.exists():
+            # Written by an older tokenizer: BM25 is derived data, so rebuild it from the
+            # document store rather than refuse every query until the user re-ingests.
+            log.warning("rebuilding the BM25 index at %s (written by another tokenizer version)", kw.path)
+            kw.build(keyword_items(self.docs))
+        return kw
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -110,8 +126,7 @@ class Index:
         tmp.replace(self.manifest_path)
 
     def rebuild_keyword(self) -> int:
-        items = ((r.id, r.index_text()) for r in self.docs.iter_records())
-        self.keyword.build(items)
+        self.keyword.build(keyword_items(self.docs))
         return len(self.keyword.ids)
 
     def status(self) -> dict[str, Any]:

@@ -20,15 +20,19 @@ from typing import Any
 import numpy as np
 
 from core.errors import IndexError_
+from core.lang import CJK_RANGES
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-TOKENIZER_VERSION = "en-snowball+jieba-search/1"
+# /2: a Latin or digit run no longer swallows the CJK text that follows it
+# ("Transformer架构中" was one token); an index written by /1 is rebuilt on the next ingest.
+TOKENIZER_VERSION = "en-snowball+jieba-search/2"
 
-_CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
-_TOKEN = re.compile(rf"[{_CJK_RANGES}]+|[^\W_]+", re.UNICODE)
-_CJK_RUN = re.compile(rf"^[{_CJK_RANGES}]+$")
+# A CJK run, or a run of letters and digits that are not CJK: `[^\W_]` alone also matches
+# CJK characters, so "2022年北京" would be one token.
+_TOKEN = re.compile(rf"[{CJK_RANGES}]+|[^\W_{CJK_RANGES}]+", re.UNICODE)
+_CJK_RUN = re.compile(rf"^[{CJK_RANGES}]+$")
 
 _STOP = frozenset(
     """a about above after again against all am an and any are as at be because been before being
@@ -87,19 +91,28 @@ class KeywordIndex:
     ids: list[str] = field(default_factory=list)
     _bm25: Any = None
     _pos: dict[str, int] | None = None
+    _groups: np.ndarray | None = None  # per position: document group, -1 for none
 
     @property
     def manifest_path(self) -> Path:
         return self.path / "manifest.json"
 
-    def build(self, items: Iterable[tuple[str, str]]) -> None:
+    def build(self, items: Iterable[tuple[str, str] | tuple[str, str, str]]) -> None:
+        """Index `(id, text)` or `(id, text, group)` items. Consecutive items of one non-empty
+        group (a document's chunks in reading order) are neighbours: `context_scores` gives a
+        chunk the scores of its neighbours and of its whole document."""
         import bm25s
 
         ids: list[str] = []
         corpus: list[list[str]] = []
-        for rid, text in items:
+        groups: list[int] = []
+        names: dict[str, int] = {}
+        for item in items:
+            rid, text = item[0], item[1]
+            group = item[2] if len(item) > 2 else ""  # type: ignore[misc]
             ids.append(rid)
             corpus.append(tokenize(text) or ["\x00empty"])
+            groups.append(names.setdefault(group, len(names)) if group else -1)
         tmp = self.path.with_name(self.path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -108,6 +121,7 @@ class KeywordIndex:
             bm.index(_as_tokenized(corpus), show_progress=False)
             bm.save(str(tmp))
         (tmp / "ids.json").write_text(json.dumps(ids))
+        (tmp / "groups.json").write_text(json.dumps(groups))
         (tmp / "manifest.json").write_text(
             json.dumps(
                 {"format_version": FORMAT_VERSION, "tokenizer": TOKENIZER_VERSION, "documents": len(ids),
@@ -124,6 +138,16 @@ class KeywordIndex:
         self.ids = ids
         self._bm25 = None
         self._pos = None
+        self._groups = np.asarray(groups, dtype=np.int64)
+
+    def is_current(self) -> bool:
+        """False when the saved index is missing or was written by another format or tokenizer
+        (then it must be rebuilt from the document store, not read)."""
+        try:
+            man = json.loads(self.manifest_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return False
+        return bool(man.get("format_version") == FORMAT_VERSION and man.get("tokenizer") == TOKENIZER_VERSION)
 
     def load(self) -> None:
         import bm25s
@@ -138,43 +162,86 @@ class KeywordIndex:
                 "re-run `rag ingest` on your files to rebuild it."
             )
         self.ids = json.loads((self.path / "ids.json").read_text())
+        gp = self.path / "groups.json"
+        self._groups = np.asarray(json.loads(gp.read_text()) if gp.exists() else [-1] * len(self.ids))
         self._pos = None
         self._bm25 = bm25s.BM25.load(str(self.path)) if self.ids else None
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        if self._bm25 is None:  # not loaded yet, or just rebuilt by `build`
-            self.load()
-        if self._bm25 is None:
+        scores = self._all_scores(query)
+        if scores is None:
             return []
-        vocab = self._bm25.vocab_dict
-        q = [vocab[t] for t in tokenize(query) if t in vocab]
-        if not q:
-            return []
-        scores = np.asarray(self._bm25.get_scores(q), dtype=np.float32)
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
         return [(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]
 
+    def _all_scores(self, query: str) -> np.ndarray | None:
+        """BM25 of `query` against every indexed record (None: nothing indexed or no query
+        term in the vocabulary)."""
+        if self._bm25 is None:  # not loaded yet, or just rebuilt by `build`
+            self.load()
+        if self._bm25 is None:
+            return None
+        vocab = self._bm25.vocab_dict
+        q = [vocab[t] for t in tokenize(query) if t in vocab]
+        if not q:
+            return None
+        return np.asarray(self._bm25.get_scores(q), dtype=np.float32)
+
+    def _positions(self, ids: list[str]) -> list[int | None]:
+        if self._pos is None or len(self._pos) != len(self.ids):
+            self._pos = {rid: i for i, rid in enumerate(self.ids)}
+        return [self._pos.get(rid) for rid in ids]
+
     def score_ids(self, query: str, ids: list[str]) -> np.ndarray:
         """BM25 scores of the given records for `query`, in the order of `ids` (0 where a
         record is not indexed); lets a reranker see the BM25 score of dense-only hits."""
-        out = np.zeros(len(ids), dtype=np.float32)
-        if self._bm25 is None:  # not loaded yet, or just rebuilt by `build`
-            self.load()
-        if self._bm25 is None or not ids:
+        return self.context_scores(query, ids)["bm25"]
+
+    def context_scores(self, query: str, ids: list[str]) -> dict[str, np.ndarray]:
+        """Per record of `ids`: `bm25` (its own score), `bm25_prev` / `bm25_next` (its
+        neighbours' in the same document, 0 at the ends) and `bm25_doc` (the best score of
+        any chunk of its document). One scoring pass over the index gives them all: an
+        answer often spans a chunk boundary, and a document that matches elsewhere too is
+        more likely the one asked about."""
+        n = len(ids)
+        out = {k: np.zeros(n, dtype=np.float32) for k in ("bm25", "bm25_prev", "bm25_next", "bm25_doc")}
+        scores = self._all_scores(query) if ids else None
+        if scores is None:
             return out
-        if self._pos is None or len(self._pos) != len(self.ids):
-            self._pos = {rid: i for i, rid in enumerate(self.ids)}
-        vocab = self._bm25.vocab_dict
-        q = [vocab[t] for t in tokenize(query) if t in vocab]
-        if q:
-            scores = np.asarray(self._bm25.get_scores(q), dtype=np.float32)
-            for j, rid in enumerate(ids):
-                i = self._pos.get(rid)
-                if i is not None:
-                    out[j] = scores[i]
+        groups = self._groups if self._groups is not None and len(self._groups) == len(scores) else None
+        if groups is None:
+            groups = np.full(len(scores), -1)
+        grouped = groups >= 0
+        doc_best = np.zeros(int(groups.max()) + 1 if grouped.any() else 0, dtype=np.float32)
+        np.maximum.at(doc_best, groups[grouped], scores[grouped])
+        for j, i in enumerate(self._positions(ids)):
+            if i is None:
+                continue
+            out["bm25"][j] = scores[i]
+            g = int(groups[i])
+            if g < 0:
+                out["bm25_doc"][j] = scores[i]
+                continue
+            if i > 0 and groups[i - 1] == g:
+                out["bm25_prev"][j] = scores[i - 1]
+            if i + 1 < len(scores) and groups[i + 1] == g:
+                out["bm25_next"][j] = scores[i + 1]
+            out["bm25_doc"][j] = doc_best[g]
         return out
+
+    def neighbours(self, rid: str) -> tuple[str | None, str | None]:
+        """The ids before and after `rid` in its document's reading order."""
+        if self._groups is None:
+            self.load()
+        (i,) = self._positions([rid])
+        if i is None or self._groups is None or len(self._groups) != len(self.ids) or self._groups[i] < 0:
+            return None, None
+        g = self._groups[i]
+        prev = self.ids[i - 1] if i > 0 and self._groups[i - 1] == g else None
+        nxt = self.ids[i + 1] if i + 1 < len(self.ids) and self._groups[i + 1] == g else None
+        return prev, nxt
 
 
 def _as_tokenized(corpus: list[list[str]]) -> Any:

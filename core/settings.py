@@ -89,9 +89,24 @@ class SearchSettings(BaseModel):
     # Set it equal to blend_weight for a multilingual embedding model.
     blend_weight_cjk: float = 0.1
     blend_norm: Literal["zscore", "minmax"] = "zscore"  # over the pool; minmax: BM25 / max
+    # The coarse stage's BM25 adds these shares of the neighbouring chunks' BM25 (before +
+    # after) and of the document's best chunk (retrieval.rerank.context_bm25).
+    bm25_context: float = 0.0
+    bm25_doc: float = 0.0
+    # Each returned hit is widened to its neighbouring chunks within this many approximate
+    # tokens (retrieval/window.py); 0 returns the chunks themselves.
+    window_tokens: int = 0
     cross_encoder: str | None = None  # path to a sentence-transformers CrossEncoder on disk
-    ltr: bool = True  # LightGBM fine rerank (used when a trained model exists)
+    ltr: bool = True  # LightGBM fine rerank (used when a trained model exists and is active)
     ltr_model: str | None = None  # ranker folder; default <index_dir>/ranker
+    # Self-training after `rag ingest` (eval/self_train.py): pseudo-queries cut from the corpus,
+    # the model switched on only when it beats the coarse order on held-out ones by ltr_min_gain.
+    ltr_self_train: bool = True
+    ltr_self_queries: int = 400  # pseudo-queries per training (30% held out)
+    ltr_min_gain: float = 0.01  # held-out nDCG@10 over the coarse order needed to switch LTR on
+    ltr_retrain_fraction: float = 0.1  # retrain when this share of chunks was added or removed
+    ltr_min_chunks: int = 20  # below this, no self-training (too little to learn from)
+    ltr_seed: int = 0
 
 
 class LLMSettings(BaseModel):
@@ -110,8 +125,40 @@ class LLMSettings(BaseModel):
 
 class AnswerSettings(BaseModel):
     strategy: str = "none"
-    min_score: float = 0.2  # below this best dense similarity, abstain
+    # How the answer is made (retrieval/answer.py): "extractive" = the retrieved sentences that
+    # best answer the question, each cited (retrieval/compose.py; correct by construction);
+    # "generative" = the LLM writes it, then every sentence is checked against the passage it
+    # cites (retrieval/check.py); "auto" = extractive for the embedded llama.cpp model and for
+    # Ollama models whose name contains one of `small_models`, generative otherwise.
+    mode: Literal["auto", "generative", "extractive"] = "auto"
+    small_models: list[str] = Field(default_factory=lambda: ["135m", "360m", "smollm"])
+    # Abstention (retrieval/grade.py `decide`), from the ORIGINAL question's evidence only
+    # (LLM-written variants and HyDE passages can lift similarities): support =
+    # w * best dense cosine + (1 - w) * best query-term coverage of the top passages, with
+    # w = abstain_dense_weight scaled down by the question's CJK share (MiniLM is English-only).
+    # Below min_score: abstain. Chosen on dev questions by `python -m eval.answers` (see README).
+    min_score: float = 0.35
+    abstain_dense_weight: float = 0.5
+    abstain_top: int = 3  # passages whose evidence counts
+    # Corrective retrieval: when support is below min_score, search once more with a keyword-only
+    # version of the question (and, with a capable LLM, a step-back rewrite) before abstaining.
+    corrective: bool = True
     context_chunks: int = 5
+    # Extractive composition: at most this many sentences / characters; a sentence joins the
+    # best one only when it scores at least extractive_min_rel of it (keeps answers on point).
+    extractive_max_sentences: int = 3
+    extractive_max_chars: int = 480
+    extractive_min_rel: float = 0.6
+    # The generative check: an answer sentence is supported by the passage it cites when at
+    # least check_min_overlap of its content words occur there, or at least check_soft_overlap
+    # do and its embedding is within check_min_similarity of one of the passage's sentences
+    # (English only). Chosen so that the invented sentences in tests/retrieval/test_check.py
+    # ("steeps for 4.5 hours") fail while paraphrases of the passages pass; `python -m
+    # eval.answers` reports the share of shipped sentences supported.
+    check: bool = True
+    check_min_overlap: float = 0.75
+    check_soft_overlap: float = 0.4
+    check_min_similarity: float = 0.6
     # without [n] markers, an answer sentence is attributed to the prompt passage sharing at
     # least this fraction of its content words (else it cites nothing)
     cite_min_overlap: float = 0.5

@@ -122,6 +122,15 @@ register(
     )
 )
 
+register(
+    EvalConfig(
+        "default",
+        "what `rag search` does after `rag ingest`: hybrid, coarse, the self-trained LTR where it "
+        "switched itself on, passage windows",
+        {},
+    )
+)
+
 # --- reranking stages (retrieval/rerank.py) -------------------------------------------
 register(
     EvalConfig(

@@ -3,7 +3,8 @@ dataset -> validate -> ingest the corpus into its own cached index (keyed by cor
 content and the settings that shape an index; the user's index is never touched) ->
 for each configuration, run every query through the retrieval pipeline -> aggregate
 chunk hits to documents by best rank (or score chunk ids directly) -> ranx metrics,
-paired tests, latency per stage, LLM calls per query."""
+paired tests, latency per stage, LLM calls per query; and, for queries that carry evidence
+strings, passage-level metrics from the text of the hits themselves."""
 
 from __future__ import annotations
 
@@ -24,7 +25,17 @@ from core.settings import Settings
 from core.types import Hit, TraceEntry
 from eval import configs as cfgs
 from eval.datasets import Dataset, Issues, Qrels, validate
-from eval.metrics import PRIMARY, RunDict, best_rank, paired_tests, percentiles, score
+from eval.metrics import (
+    PRIMARY,
+    RunDict,
+    answer_rank,
+    best_rank,
+    paired_tests,
+    passage_scores,
+    percentiles,
+    score,
+    squash,
+)
 from eval.runners import LLM_COUNT_STAGE
 
 log = logging.getLogger(__name__)
@@ -43,6 +54,9 @@ class ConfigResult:
     llm_cache_hits: list[int] = field(default_factory=list)  # translations served from the cache
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # query id -> rank of the first hit whose text holds the evidence (None: no hit does);
+    # only queries with evidence appear.
+    passage_ranks: dict[str, int | None] = field(default_factory=dict)
 
     def latency(self) -> dict[str, dict[str, float]]:
         return {stage: percentiles(v) for stage, v in self.latency_ms.items()}
@@ -64,6 +78,8 @@ class EvalResult:
     depth: int
     seconds: float = 0.0
     baseline: str = ""
+    evidence_queries: int = 0  # scored queries with evidence: the denominator of passage metrics
+    split: str = ""
 
 
 @dataclass
@@ -151,6 +167,11 @@ def corpus_index(
         # A fresh Index: the one that ingested holds a KeywordIndex whose `build` left
         # `ids` set and the bm25s model unloaded, and its `search` then returns nothing.
         index = Index(s)
+    # As `rag ingest` does: the index trains its own ranker from its corpus (when due), so
+    # the default configuration measures what a user gets; never the user's index's ranker.
+    from eval.self_train import self_train
+
+    info["ranker"] = self_train(index, s).to_dict()
     return EvalIndex(index, mapping, info)
 
 
@@ -197,11 +218,15 @@ def run_config(
                 log.exception("configuration %s failed on query %s", cfg.name, qid)
             out.errors.append(f"{qid}: {type(e).__name__}: {e}")
             out.run[qid] = {}
+            if qid in ds.evidence:  # a failed query found no answer: a miss, not a gap
+                out.passage_ranks[qid] = None
             if progress:
                 progress(cfg.name, n, len(qids))
             continue
         total = (time.perf_counter() - t0) * 1000
         out.run[qid] = best_rank(doc_of(h) for h in res.hits)
+        if qid in ds.evidence:
+            out.passage_ranks[qid] = answer_rank((h.record.text for h in res.hits), ds.evidence[qid])
         for stage, ms in res.timings().items():
             if stage != LLM_COUNT_STAGE:
                 out.latency_ms.setdefault(stage, []).append(ms)
@@ -249,18 +274,6 @@ def _llm_calls(trace: list[TraceEntry]) -> int:
     return sum(int(t.detail.get("llm_calls", 0) or 0) for t in trace)
 
 
-def _with_ranker(settings: Settings) -> Settings:
-    """The eval index has no trained ranker of its own: use the one beside the user's index."""
-    if settings.search.ltr_model:
-        return settings
-    try:
-        from retrieval.rerank import ranker_path
-    except ImportError:
-        return settings
-    path = ranker_path(settings)
-    return cfgs.apply(settings, {"search": {"ltr_model": str(path)}}) if path.exists() else settings
-
-
 def evaluate(
     ds: Dataset,
     settings: Settings,
@@ -273,7 +286,6 @@ def evaluate(
     query_progress: QueryProgress | None = None,
 ) -> EvalResult:
     t0 = time.perf_counter()
-    settings = _with_ranker(settings)
     if ds.corpus.kind == "index":  # the user's index is read, never written (no translation cache)
         settings = cfgs.apply(settings, {"translate": {"cache": False}})
     chosen = _choose(ds, settings, config_names)
@@ -291,15 +303,26 @@ def evaluate(
         if not validated:  # ids of the first index decide doc- or chunk-level scoring
             qids = _validated(ds, target, limit)
             validated = True
+        lost = _unreachable(ds, target.index, qids)
         # Every stage sees the evaluation index as *the* index (index_dir included), so
         # nothing it opens by path can be the user's.
         here = target.index.settings
         _warm_up(target.index, here)
         for cfg in members:
             results.append(run_config(cfg, ds, here, target, qids, depth, query_progress))
+            if lost:
+                results[-1].notes.append(
+                    f"{len(lost)} questions' evidence is in no indexed chunk (cut across chunks or "
+                    f"changed by the loader), so they count as passage misses; first: {', '.join(lost[:5])}"
+                )
     qrels = {q: ds.qrels[q] for q in qids}
     runs = {r.name: r.run for r in results}
     means, per_query = score(qrels, runs)
+    with_evidence = [q for q in qids if q in ds.evidence]
+    for r in results if with_evidence else []:
+        p_means, p_per_query = passage_scores({q: r.passage_ranks.get(q) for q in with_evidence})
+        means[r.name].update(p_means)
+        per_query[r.name].update(p_per_query)
     baseline = results[0].name
     return EvalResult(
         name=name or ds.name,
@@ -316,7 +339,20 @@ def evaluate(
         depth=depth,
         seconds=round(time.perf_counter() - t0, 2),
         baseline=baseline,
+        evidence_queries=len(with_evidence),
+        split=ds.split,
     )
+
+
+def _unreachable(ds: Dataset, index: Index, qids: list[str]) -> list[str]:
+    """Queries whose evidence no chunk of the index holds: no configuration can find their
+    answer passage, so the report says so rather than blaming retrieval. One joined string
+    (NUL-separated, so no match spans two chunks) keeps this one C-level search per string."""
+    wanted = [q for q in qids if q in ds.evidence]
+    if not wanted:
+        return []
+    hay = "\0".join(squash(r.text) for r in index.docs.iter_records(("chunk",)))
+    return [q for q in wanted if not any(squash(e) and squash(e) in hay for e in ds.evidence[q])]
 
 
 def _choose(ds: Dataset, settings: Settings, names: list[str] | None) -> list[cfgs.EvalConfig]:

@@ -9,19 +9,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from core.lang import approx_tokens, is_wide
 from core.settings import ChunkSettings
+from core.text import split_sentences as _split_sentences  # one definition, shared with retrieval
 from core.types import Record, stable_id
 from ingest.loaders import LoadedDoc
 
-_CJK = re.compile("[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\u3040-\u30ff\uac00-\ud7af]")
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-# A sentence ends after CJK terminal punctuation, or after .!? followed by whitespace.
-_SENT_END = re.compile(r"(?<=[。！？；!?])(?![。！？；!?”」』）)])|(?<=[.!?;])(?=\s)|(?<=[.!?][\"')\]])(?=\s)")
-
-
-def approx_tokens(s: str) -> int:
-    cjk = len(_CJK.findall(s))
-    return cjk + (len(s) - cjk + 3) // 4
 
 
 @dataclass
@@ -67,17 +61,6 @@ def _units(text: str) -> Iterator[Unit]:
         i = j
 
 
-def _split_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    spans, s = [], start
-    for m in _SENT_END.finditer(text, start, end):
-        if m.end() > s:
-            spans.append((s, m.end()))
-            s = m.end()
-    if s < end:
-        spans.append((s, end))
-    return [(a, b) for a, b in spans if text[a:b].strip()]
-
-
 def _hard_split(text: str, start: int, end: int, size: int) -> list[tuple[int, int]]:
     """Cut an over-long sentence near `size` tokens, at whitespace where there is any."""
     out = []
@@ -85,7 +68,7 @@ def _hard_split(text: str, start: int, end: int, size: int) -> list[tuple[int, i
     while s < end:
         e, tok = s, 0
         while e < end and tok < size:
-            tok += 1 if _CJK.match(text[e]) else 0.25  # type: ignore[assignment]
+            tok += 1 if is_wide(text[e]) else 0.25  # type: ignore[assignment]
             e += 1
         if e < end:
             ws = text.rfind(" ", s + 1, e)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from core.docstore import DocStore
 from core.errors import RagError
 from core.llm import LLM, Message
-from ingest.chunking import approx_tokens
+from core.lang import approx_tokens
 
 log = logging.getLogger(__name__)
 

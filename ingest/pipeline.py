@@ -202,7 +202,7 @@ def ingest(
                 changed = True
     derived_changed, report.derived = derive(index, settings, progress)  # representations, RAPTOR (if on)
     changed |= derived_changed
-    if changed or (index.exists() and not index.keyword.manifest_path.exists()):
+    if changed or (index.exists() and not index.keyword.is_current()):
         index.rebuild_keyword()
     if changed:
         index.write_manifest()

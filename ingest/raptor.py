@@ -27,7 +27,7 @@ from core.index import Index
 from core.llm import LLM, get_llm
 from core.settings import Settings
 from core.types import Record, stable_id
-from ingest.chunking import approx_tokens
+from core.lang import approx_tokens
 from ingest.llm_text import Job, clean_summary, digest, extractive_summary, fit_budget, run_jobs
 from ingest.raptor_cluster import ClusterParams, cluster
 

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from core.keyword import tokenize
+from core.lang import CJK_RANGES, cjk_share
 from core.types import Hit
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 FEATURES: tuple[str, ...] = (
     "dense",  # bi-encoder cosine of the question and the candidate (stored embeddings)
@@ -47,6 +49,16 @@ FEATURES: tuple[str, ...] = (
     "bm25_per_term",  # best BM25 among the candidates / number of question terms
     "dense_best",  # best cosine among the candidates (query-level)
     "source_share",  # log1p of how many candidates come from the same source
+    # v2: signals that carry weight in every language, and context beyond the chunk
+    "bm25_prev",  # BM25 of the chunk before it in its document / best BM25 among the candidates
+    "bm25_next",  # the same for the chunk after it
+    "bm25_doc",  # best BM25 of any chunk of its document / best BM25 among the candidates
+    "proximity",  # query terms found / length (in terms) of the smallest span holding them all
+    "phrase",  # longest run of consecutive question terms found consecutively / question terms
+    "cjk_bigrams",  # share of the question's CJK character bigrams found (NaN: none in the question)
+    "query_cjk",  # share of CJK characters in the question (a query-level feature)
+    "text_cjk",  # share of CJK characters in the candidate
+    "position",  # log1p of the character offset of the chunk in its document
 )
 
 _KINDS = {"chunk": 0.0, "summary": 1.0, "question": 2.0, "raptor": 3.0}
@@ -55,6 +67,66 @@ _KINDS = {"chunk": 0.0, "summary": 1.0, "question": 2.0, "raptor": 3.0}
 @functools.lru_cache(maxsize=65536)
 def _terms(text: str) -> frozenset[str]:
     return frozenset(tokenize(text))
+
+
+_CJK_RUN = re.compile(f"[{CJK_RANGES}]+")
+
+
+@functools.lru_cache(maxsize=65536)
+def _seq(text: str) -> tuple[str, ...]:
+    return tuple(tokenize(text))
+
+
+def cjk_bigrams(text: str) -> frozenset[str]:
+    """Overlapping character bigrams of each CJK run ("大模型" -> 大模, 模型): they match
+    technical terms that jieba segments differently in question and text."""
+    out: set[str] = set()
+    for run in _CJK_RUN.findall(text):
+        out.update(run[i : i + 2] for i in range(len(run) - 1))
+    return frozenset(out)
+
+
+def proximity(qterms: frozenset[str], seq: Sequence[str]) -> float:
+    """Found query terms / length of the smallest window of `seq` holding every found term
+    (1.0 when they stand side by side; 0 when none is found)."""
+    found = qterms.intersection(seq)
+    if not found:
+        return 0.0
+    need, have, best, left = len(found), 0, len(seq), 0
+    counts: dict[str, int] = {}
+    for right, t in enumerate(seq):
+        if t in found:
+            counts[t] = counts.get(t, 0) + 1
+            if counts[t] == 1:
+                have += 1
+        while have == need:
+            best = min(best, right - left + 1)
+            lt = seq[left]
+            if lt in found:
+                counts[lt] -= 1
+                if counts[lt] == 0:
+                    have -= 1
+            left += 1
+    return need / best
+
+
+def phrase(qseq: Sequence[str], seq: Sequence[str]) -> float:
+    """Longest run of consecutive question terms that also occur consecutively in `seq`,
+    as a share of the question's terms (a single found term counts 1)."""
+    if not qseq:
+        return 0.0
+    pairs = set(zip(seq, seq[1:], strict=False))
+    present = set(seq)
+    best = run = 0
+    for i, t in enumerate(qseq):
+        if t not in present:
+            run = 0
+        elif run and (qseq[i - 1], t) in pairs:
+            run += 1
+        else:
+            run = 1
+        best = max(best, run)
+    return best / len(qseq)
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -110,8 +182,21 @@ def compute(query: str, hits: Sequence[Hit], n_search_queries: int = 1) -> np.nd
     out[:, col["query_terms"]] = len(qterms)
     out[:, col["bm25_per_term"]] = best_bm25 / max(1, len(qterms))
     out[:, col["dense_best"]] = dense.max()
+    norm = best_bm25 if best_bm25 > 0 else 1.0
+    for name in ("bm25_prev", "bm25_next", "bm25_doc"):
+        out[:, col[name]] = np.nan_to_num(_col(hits, name, 0.0), nan=0.0) / norm
+    qseq = _seq(query)
+    qbi = cjk_bigrams(query)
+    out[:, col["query_cjk"]] = cjk_share(query)
     for i, h in enumerate(hits):
         r = h.record
+        text = r.index_text()
+        seq = _seq(text)
+        out[i, col["proximity"]] = proximity(qterms, seq)
+        out[i, col["phrase"]] = phrase(qseq, seq)
+        out[i, col["cjk_bigrams"]] = len(qbi & cjk_bigrams(text)) / len(qbi) if qbi else math.nan
+        out[i, col["text_cjk"]] = cjk_share(r.text[:2000])
+        out[i, col["position"]] = math.log1p(r.start)
         out[i, col["kind"]] = _KINDS.get(r.kind, 0.0)
         out[i, col["level"]] = r.level
         out[i, col["represented"]] = 1.0 if h.matched else 0.0

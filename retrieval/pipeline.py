@@ -16,7 +16,7 @@ from core.errors import IndexError_
 from core.index import Index
 from core.settings import Settings
 from core.types import Hit, TraceEntry
-from retrieval import search, tree
+from retrieval import search, tree, window
 
 
 @dataclass
@@ -200,6 +200,11 @@ def retrieve(
         hits = to_parents(index, fused, per_id)
         d["n"] = len(hits)
     hits = _rerank(index, query, queries, hits, settings, trace, k, coarse, ltr)
+    if s.window_tokens > 0:  # return passage windows around the hits (retrieval/window.py)
+        with Timer(trace, "window") as d:
+            n_before = min(len(hits), k * 3)
+            hits = window.widen(index, hits[: k * 3], s.window_tokens)
+            d.update(budget_tokens=s.window_tokens, merged=n_before - len(hits))
     if any(h.matched for h in hits[:k]):  # which summary / question stood for a chunk
         trace.append(TraceEntry("representations", 0.0, {"matched": tree.matched_detail(index, hits[:k])}))
     return RetrievalResult(query, hits[:k], trace, qvec)

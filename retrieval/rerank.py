@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from core.errors import ConfigError, RankerError
 from core.index import Index
+from core.lang import cjk_share
 from core.settings import Settings
 from core.types import Hit, TraceEntry
 from retrieval import features
@@ -39,6 +39,7 @@ RANKER_FORMAT = 1
 RANKER_DIR = "ranker"
 BOOSTER_FILE = "booster.txt"
 MANIFEST_FILE = "manifest.json"
+SELF_TRAINED = "self-supervised"  # report.source of a ranker eval/self_train.py wrote
 TRACE_TOP = 30  # candidates listed per stage in the trace
 
 # --- stored embeddings, cached per process --------------------------------------------
@@ -95,13 +96,21 @@ def _z(v: np.ndarray) -> np.ndarray:
     return (v - v.mean()) / sd if sd > 1e-9 else np.zeros_like(v)
 
 
-_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
+def context_bm25(scores: dict[str, float], context: float, doc: float) -> float:
+    """A chunk's BM25 with its neighbours' and its document's best added at the given
+    weights: an answer that spans a chunk boundary, or a document that matches all over,
+    still ranks (0, 0 = the chunk's own BM25)."""
+    own = scores.get("bm25", 0.0)
+    ctx = scores.get("bm25_prev", 0.0) + scores.get("bm25_next", 0.0)
+    return own + context * ctx + doc * scores.get("bm25_doc", own)
 
 
-def cjk_share(text: str) -> float:
-    """Share of CJK characters among the non-space characters of `text` (0 for English)."""
-    chars = [c for c in text if not c.isspace() and c.isalnum()]
-    return len(_CJK.findall(text)) / len(chars) if chars else 0.0
+def dense_blind_share(query: str, hits: list[Hit]) -> float:
+    """How much of this comparison the English-only encoder cannot read: the CJK share of
+    the question or of the candidates' text, whichever is larger (an English question over
+    Chinese notes gets cosines as meaningless as a Chinese one)."""
+    texts = [cjk_share(h.record.text[:1000]) for h in hits[:50]]
+    return max(cjk_share(query), float(np.mean(texts)) if texts else 0.0)
 
 
 def blend(cos: np.ndarray, bm25: np.ndarray, weight: float, norm: str = "zscore") -> np.ndarray:
@@ -126,10 +135,11 @@ def score_pool(index: Index, query: str, hits: list[Hit], vectors: dict[str, np.
         return
     ids = [h.record.id for h in hits]
     emb = stored_embeddings(index, ids)
-    bm25 = index.keyword.score_ids(query, ids)
+    ctx = index.keyword.context_scores(query, ids)  # bm25, bm25_prev, bm25_next, bm25_doc
     sims = {role: emb @ v for role, v in vectors.items() if emb.shape[1] == len(v)}
     for row, h in enumerate(hits):
-        h.scores["bm25"] = float(bm25[row])
+        for name, col in ctx.items():
+            h.scores[name] = float(col[row])
         for role, s in sims.items():
             if not np.isnan(s[row]):
                 h.scores["sbert" if role == "original" else role] = float(s[row])
@@ -164,15 +174,16 @@ def coarse(
         detail["scorer"] = f"cross-encoder {s.cross_encoder}"
     else:
         cos = np.array([h.scores.get("sbert", np.nan) for h in hits], dtype=np.float64)
-        bm25 = np.array([h.scores.get("bm25", 0.0) for h in hits], dtype=np.float64)
+        bm25 = np.array([context_bm25(h.scores, s.bm25_context, s.bm25_doc) for h in hits], dtype=np.float64)
         detail["scorer"] = f"bi-encoder ({s.coarse_order})"
         if s.coarse_order == "sbert":
             scores = np.nan_to_num(cos, nan=-1.0)
         elif s.coarse_order == "blend":
-            share = cjk_share(query)
+            share = dense_blind_share(query, hits)
             w = (1.0 - share) * s.blend_weight + share * s.blend_weight_cjk
             scores = blend(cos, bm25, w, s.blend_norm)
-            detail.update(blend_weight=round(w, 3), cjk_share=round(share, 3), blend_norm=s.blend_norm)
+            detail.update(blend_weight=round(w, 3), cjk_share=round(share, 3), blend_norm=s.blend_norm,
+                          bm25_context=s.bm25_context, bm25_doc=s.bm25_doc)
         else:  # "fused": keep the fused order
             scores = np.array([h.score for h in hits], dtype=np.float64)
     order = np.argsort(-scores, kind="stable")
@@ -241,6 +252,13 @@ def _load(path: str, mtime_ns: int) -> Ranker:
 
 def load_ranker(settings: Settings, embedding_model: str | None) -> Ranker | None:
     """The trained model, or None when there is none; raises RankerError for a bad one."""
+    return ranker_state(settings, embedding_model)[0]
+
+
+def ranker_state(settings: Settings, embedding_model: str | None) -> tuple[Ranker | None, str]:
+    """The model the LTR stage uses (None: the stage keeps the coarse order) and why.
+    A bad labelled model raises RankerError; a self-trained one that is stale or measured no
+    better than the coarse order is skipped, since the next `rag ingest` retrains it."""
     p = ranker_path(settings)
     if not (p / MANIFEST_FILE).exists() and not (p / BOOSTER_FILE).exists():
         if settings.search.ltr_model:
@@ -248,7 +266,7 @@ def load_ranker(settings: Settings, embedding_model: str | None) -> Ranker | Non
                 f"search.ltr_model '{p}' holds no ranker ({BOOSTER_FILE} + {MANIFEST_FILE}); "
                 "train one with `rag train-ranker` or unset search.ltr_model."
             )
-        return None
+        return None, f"no trained ranker at {p}; `rag ingest` trains one, or run `rag train-ranker`"
     for f in (MANIFEST_FILE, BOOSTER_FILE):
         if not (p / f).exists():
             raise RankerError(f"The ranker at {p} lacks {f}; retrain it with `rag train-ranker`.")
@@ -256,8 +274,18 @@ def load_ranker(settings: Settings, embedding_model: str | None) -> Ranker | Non
         man = json.loads((p / MANIFEST_FILE).read_text())
     except json.JSONDecodeError as e:
         raise RankerError(f"The ranker manifest {p / MANIFEST_FILE} is not JSON ({e}); retrain it.") from e
-    check_manifest(man, p, embedding_model)
-    return _load(str(p.resolve()), (p / BOOSTER_FILE).stat().st_mtime_ns)
+    report = man.get("report", {}) if isinstance(man.get("report"), dict) else {}
+    if report.get("source") == SELF_TRAINED:
+        try:
+            check_manifest(man, p, embedding_model)
+        except RankerError as e:
+            return None, f"self-trained ranker at {p} is out of date ({e}); the next `rag ingest` retrains it"
+        if report.get("active") is False:
+            return None, str(report.get("reason") or "self-trained ranker measured no better than coarse")
+    else:
+        check_manifest(man, p, embedding_model)
+    why = str(report.get("reason") or f"ranker trained from {report.get('dataset', 'labelled data')}")
+    return _load(str(p.resolve()), (p / BOOSTER_FILE).stat().st_mtime_ns), why
 
 
 def fine(ranker: Ranker, query: str, hits: list[Hit], n_queries: int) -> list[Hit]:
@@ -321,18 +349,9 @@ def rerank(
     if not ltr_on or not hits:
         return hits[:tail_end] if coarse_on else hits
     t0 = time.perf_counter()
-    ranker = load_ranker(settings, index.embedder.name)
+    ranker, why = ranker_state(settings, index.embedder.name)
     if ranker is None:
-        trace.append(
-            TraceEntry(
-                "ltr",
-                (time.perf_counter() - t0) * 1000,
-                {
-                    "skipped": f"no trained ranker at {ranker_path(settings)}; "
-                    "run `rag train-ranker` to train one"
-                },
-            )
-        )
+        trace.append(TraceEntry("ltr", (time.perf_counter() - t0) * 1000, {"skipped": why}))
         return hits
     head, tail = hits[:keep], hits[keep:tail_end]
     if not coarse_on:  # the LTR features need the coarse scores; compute them for its share
@@ -343,7 +362,8 @@ def rerank(
         TraceEntry(
             "ltr",
             (time.perf_counter() - t0) * 1000,
-            {"model": str(ranker.path), "n": len(head), "candidates": _listing(before, head, "ltr")},
+            {"model": str(ranker.path), "why": why, "n": len(head),
+             "candidates": _listing(before, head, "ltr")},
         )
     )
     return head + tail

@@ -1,0 +1,42 @@
+"""Which script a text is written in: the one definition of "CJK" that tokenisation,
+chunking, reranking and generation share (mixed Chinese-English text is the normal case)."""
+
+from __future__ import annotations
+
+import re
+
+# CJK Unified Ideographs (+ extension A, compatibility), Japanese kana, Hangul syllables.
+CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
+_CJK = re.compile(f"[{CJK_RANGES}]")
+
+
+def is_cjk(ch: str) -> bool:
+    """True for one CJK character (ideograph, kana or Hangul)."""
+    return bool(_CJK.match(ch))
+
+
+def cjk_count(text: str) -> int:
+    return len(_CJK.findall(text))
+
+
+def cjk_share(text: str) -> float:
+    """Share of CJK characters among the letters and digits of `text` (0 for English,
+    1 for pure Chinese; "Transformer架构" is 2/13)."""
+    chars = sum(1 for c in text if c.isalnum())
+    return cjk_count(text) / chars if chars else 0.0
+
+
+# For token estimates CJK punctuation and full-width forms count as CJK too: the chunker's
+# sizes (and so every chunk id) depend on this exact set.
+_WIDE = re.compile("[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\u3040-\u30ff\uac00-\ud7af]")
+
+
+def is_wide(ch: str) -> bool:
+    """True for a character `approx_tokens` counts as one token (CJK, CJK punctuation)."""
+    return bool(_WIDE.match(ch))
+
+
+def approx_tokens(s: str) -> int:
+    """Approximate model tokens: one per CJK character, one per four other characters."""
+    wide = len(_WIDE.findall(s))
+    return wide + (len(s) - wide + 3) // 4

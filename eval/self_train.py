@@ -1,0 +1,268 @@
+"""Train the LTR model from the user's own corpus, with no labels and no LLM.
+
+After an ingest that changed the corpus enough (first ingest, or at least
+`search.ltr_retrain_fraction` of the chunks added or removed since the last training),
+pseudo-queries are cut from the corpus itself, each with the chunk it came from as the
+relevant one:
+- a span cropped out of one of the chunk's sentences (inverse cloze with random
+  cropping, as Contriever trains its encoder): a few words, or a run of CJK characters;
+- the English terms of a sentence in mixed Chinese-English text, which is what an English
+  question over Chinese notes shares with them;
+- the last part of the chunk's heading path, with every chunk of that section relevant.
+Each query runs through the pipeline without the LTR stage (the same candidate lists the
+stage sees at query time), the features of its candidates form one lambdarank group, and
+part of the queries is held out. The model is saved either way, but marked `active` only
+when it beats the coarse order on the held-out queries by `search.ltr_min_gain` nDCG@10;
+otherwise the query path keeps the coarse order and says why (`rag status`, `--trace`).
+A ranker trained from labelled data (`rag train-ranker`) is never replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.index import Index
+from core.keyword import tokenize
+from core.lang import CJK_RANGES, cjk_share
+from core.settings import Settings
+from core.types import Record
+from eval.train_ranker import Group, save, train_groups
+from ingest.chunking import _split_sentences
+from retrieval import features
+from retrieval.pipeline import Query, retrieve
+from retrieval.rerank import MANIFEST_FILE, ranker_path
+from retrieval.rerank import SELF_TRAINED as SOURCE
+
+log = logging.getLogger(__name__)
+
+IDS_FILE = "trained_ids.json"
+ROUNDS = 3  # at most this many pseudo-queries per chunk
+_CJK_RUN = re.compile(f"[{CJK_RANGES}]+")
+_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9+#.\-]*[A-Za-z0-9+#]|[A-Za-z]")
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class PseudoQuery:
+    qid: str
+    text: str
+    relevant: dict[str, int]
+    how: str  # crop | terms | heading
+
+
+@dataclass
+class SelfTrainResult:
+    trained: bool
+    active: bool
+    reason: str
+    queries: int = 0
+    seconds: float = 0.0
+    heldout: dict[str, float] = field(default_factory=dict)
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        if not self.trained:
+            return f"ranker: {self.reason}"
+        h = self.heldout
+        state = "on" if self.active else "off"
+        return (
+            f"ranker: self-trained on {self.queries} pseudo-queries in {self.seconds:.1f}s; held-out nDCG@10 "
+            f"{h.get('with_ranker', 0):.3f} vs coarse {h.get('without_ranker', 0):.3f} -> LTR {state}"
+        )
+
+
+# --- when --------------------------------------------------------------------------------
+def _manifest(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads((path / MANIFEST_FILE).read_text())
+        return data
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _chunk_ids(index: Index) -> list[str]:
+    return sorted(r.id for r in index.docs.iter_records(("chunk",)))
+
+
+def due(index: Index, settings: Settings) -> tuple[bool, str]:
+    """Whether to (re)train now, and why (or why not)."""
+    s = settings.search
+    if not s.ltr or not s.ltr_self_train:
+        return False, "self-training is off (search.ltr / search.ltr_self_train)"
+    path = ranker_path(settings)
+    man = _manifest(path)
+    if man and man.get("report", {}).get("source") != SOURCE:
+        return False, f"a ranker trained from labelled data is at {path}; it takes precedence"
+    ids = set(_chunk_ids(index))
+    if len(ids) < s.ltr_min_chunks:
+        return False, f"{len(ids)} chunks are too few to learn from (search.ltr_min_chunks = {s.ltr_min_chunks})"
+    if not man:
+        return True, "no ranker yet"
+    if list(man.get("features", [])) != list(features.FEATURES):
+        return True, "the ranker was trained on another feature list"
+    try:
+        before = set(json.loads((path / IDS_FILE).read_text()))
+    except (OSError, json.JSONDecodeError):
+        return True, "the ranker does not record what it was trained on"
+    changed = len(before ^ ids) / max(1, len(ids))
+    if changed >= s.ltr_retrain_fraction:
+        return True, f"{changed:.0%} of the chunks changed since the ranker was trained"
+    return False, f"{changed:.0%} of the chunks changed since the ranker was trained (retrain at " \
+        f"{s.ltr_retrain_fraction:.0%})"
+
+
+# --- what --------------------------------------------------------------------------------
+def _crop(sentence: str, rng: random.Random) -> str:
+    """A contiguous piece of a sentence: 8-24 CJK characters of Chinese text, 4-12 words
+    of other text (the whole sentence when it is shorter)."""
+    s = " ".join(sentence.split())
+    if cjk_share(s) >= 0.5:
+        n = rng.randint(8, 24)
+        if len(s) <= n:
+            return s
+        a = rng.randint(0, len(s) - n)
+        return s[a : a + n]
+    words = s.split()
+    n = rng.randint(4, 12)
+    if len(words) <= n:
+        return s
+    a = rng.randint(0, len(words) - n)
+    return " ".join(words[a : a + n])
+
+
+def _english_terms(sentence: str) -> str:
+    """The English words of a mostly Chinese sentence ("" when there are fewer than two)."""
+    words = [w for w in _LATIN_WORD.findall(sentence) if len(w) > 1]
+    return " ".join(dict.fromkeys(words)) if len(words) >= 2 else ""
+
+
+def _sentences(rec: Record) -> list[str]:
+    text = rec.text
+    out = []
+    for a, b in _split_sentences(text, 0, len(text)):
+        s = text[a:b].strip()
+        if len(tokenize(s)) >= 3:
+            out.append(s)
+    return out
+
+
+def pseudo_queries(index: Index, n: int, seed: int = 0) -> list[PseudoQuery]:
+    """Up to `n` queries, drawn round-robin over the documents so a long file does not
+    dominate, deterministic for a seed and a corpus."""
+    rng = random.Random(seed)
+    by_source: dict[str, list[Record]] = {}
+    for r in index.docs.iter_records(("chunk",)):
+        by_source.setdefault(r.source, []).append(r)
+    for recs in by_source.values():
+        recs.sort(key=lambda r: r.start)
+    sections: dict[tuple[str, str], list[str]] = {}
+    for src, recs in by_source.items():
+        for r in recs:
+            if r.title:
+                sections.setdefault((src, r.title), []).append(r.id)
+    out: list[PseudoQuery] = []
+    seen: set[str] = set()
+    for _ in range(ROUNDS):  # a small corpus gives each chunk a few queries, a large one one
+        pools = [list(v) for _, v in sorted(by_source.items())]
+        for p in pools:
+            rng.shuffle(p)
+        while len(out) < n and any(pools):
+            for pool in pools:
+                if not pool or len(out) >= n:
+                    continue
+                q = _one_query(pool.pop(), sections, rng)
+                if q is None or q.text in seen:
+                    continue
+                seen.add(q.text)
+                q.qid = f"p{len(out):05d}"
+                out.append(q)
+    return out
+
+
+def _one_query(rec: Record, sections: dict[tuple[str, str], list[str]], rng: random.Random) -> PseudoQuery | None:
+    sents = _sentences(rec)
+    roll = rng.random()
+    heading = rec.title.split(" > ")[-1].strip() if rec.title else ""
+    members = sections.get((rec.source, rec.title), [])
+    if roll < 0.15 and heading and len(tokenize(heading)) >= 2 and len(members) <= 5:
+        return PseudoQuery("", heading, {i: 1 for i in members} | {rec.id: 2}, "heading")
+    if not sents:
+        return None
+    sent = rng.choice(sents)
+    if roll < 0.4 and cjk_share(sent) >= 0.3 and (terms := _english_terms(sent)):
+        return PseudoQuery("", terms, {rec.id: 2}, "terms")
+    text = _crop(sent, rng)
+    return PseudoQuery("", text, {rec.id: 2}, "crop") if len(tokenize(text)) >= 2 else None
+
+
+# --- how ---------------------------------------------------------------------------------
+def collect(index: Index, settings: Settings, queries: list[PseudoQuery], progress: Progress | None) -> list[Group]:
+    """One training group per query: the candidates the LTR stage would see, labelled."""
+    keep = settings.search.coarse_keep
+    vecs = index.embedder.embed([q.text for q in queries]) if queries else []
+    groups: list[Group] = []
+    for n, (q, v) in enumerate(zip(queries, vecs, strict=True), 1):
+        res = retrieve(q.text, settings, index=index, k=keep, ltr=False, queries=[Query(q.text, vector=v)])
+        ids: list[str | None] = [h.record.id for h in res.hits]
+        y = np.array([q.relevant.get(i, 0) if i else 0 for i in ids], dtype=np.int32)
+        groups.append(Group(q.qid, features.compute(q.text, res.hits, 1), y, ids, q.relevant))
+        if progress and (n % 25 == 0 or n == len(queries)):
+            progress("ranker", n, len(queries))
+    return groups
+
+
+def self_train(index: Index, settings: Settings, progress: Progress | None = None,
+               force: bool = False) -> SelfTrainResult:
+    """Train (when due, or `force`), gate on held-out queries, save beside the index."""
+    go, why = due(index, settings)
+    if not go and not (force and "labelled" not in why):
+        return SelfTrainResult(False, _active(settings), why)
+    t0 = time.perf_counter()
+    s = settings.search
+    queries = pseudo_queries(index, s.ltr_self_queries, seed=s.ltr_seed)
+    kinds: dict[str, int] = {}
+    for q in queries:
+        kinds[q.how] = kinds.get(q.how, 0) + 1
+    groups = collect(index, settings, queries, progress)
+    usable = [g for g in groups if g.y.max(initial=0) > 0]
+    if len(usable) < 10:
+        return SelfTrainResult(False, False, f"only {len(usable)} pseudo-queries found their chunk; not trained",
+                               len(queries), time.perf_counter() - t0, by_kind=kinds)
+    booster, report = train_groups(groups, seed=s.ltr_seed, holdout=0.3)
+    held = report.get("heldout_ndcg@10", {})
+    gain = held.get("with_ranker", 0.0) - held.get("without_ranker", 0.0)
+    active = gain >= s.ltr_min_gain
+    reason = (
+        f"self-trained ranker beats the coarse order on held-out pseudo-queries by {gain:+.3f} nDCG@10"
+        if active else
+        f"self-trained ranker kept off: held-out nDCG@10 {gain:+.3f} vs the coarse order "
+        f"(needs {s.ltr_min_gain:+.3f}, search.ltr_min_gain)"
+    )
+    report.update({"source": SOURCE, "active": active, "reason": reason, "pseudo_queries": kinds,
+                   "corpus_chunks": len(_chunk_ids(index))})
+    dest = ranker_path(settings)
+    save(booster, dest, index.embedder.name, report)
+    ids = _chunk_ids(index)
+    (dest / IDS_FILE).write_text(json.dumps(ids))
+    secs = time.perf_counter() - t0
+    log.info("%s (%.1fs)", reason, secs)
+    return SelfTrainResult(True, active, reason, len(queries), round(secs, 2), dict(held), kinds)
+
+
+def _active(settings: Settings) -> bool:
+    man = _manifest(ranker_path(settings))
+    return bool(man) and man.get("report", {}).get("active", True) is not False

@@ -1,0 +1,87 @@
+"""The unit searched is not the unit returned: small chunks match precisely, but the
+sentence that answers often sits just across a chunk boundary. Each final hit is widened
+to a passage window: the hit chunk, then its neighbours in the document (nearer first,
+alternating after / before), while the window stays within `search.window_tokens`. The
+window's text is the source text between its first and last chunk, so offsets and
+citations stay exact. A hit whose chunk already lies inside a better-ranked window is
+dropped: it would show the same text twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from core.index import Index
+from core.lang import approx_tokens
+from core.types import Hit, Record
+
+
+def _span(index: Index, rec: Record, budget: int, cache: dict[str, dict[str, Record]]) -> list[Record]:
+    """The hit chunk and the neighbours that fit, in reading order."""
+    kw = index.keyword
+    window = [rec]
+    used = approx_tokens(rec.text)
+    left, right = rec, rec
+    grew = True
+    while grew:
+        grew = False
+        for side in ("next", "prev"):
+            edge = right if side == "next" else left
+            prev_id, next_id = kw.neighbours(edge.id)
+            nid = next_id if side == "next" else prev_id
+            if nid is None:
+                continue
+            got = cache.setdefault(rec.source, {})
+            if nid not in got:
+                got.update(index.docs.get([nid]))
+            nb = got.get(nid)
+            if nb is None or used + approx_tokens(nb.text) > budget:
+                continue
+            used += approx_tokens(nb.text)
+            if side == "next":
+                window.append(nb)
+                right = nb
+            else:
+                window.insert(0, nb)
+                left = nb
+            grew = True
+    return window
+
+
+def widen(index: Index, hits: list[Hit], budget_tokens: int) -> list[Hit]:
+    """Hits with passage windows (see module doc); `budget_tokens` <= 0 returns them as they are."""
+    if budget_tokens <= 0 or not hits:
+        return hits
+    out: list[Hit] = []
+    covered: set[str] = set()
+    texts: dict[str, str | None] = {}
+    cache: dict[str, dict[str, Record]] = {}
+    for h in hits:
+        rec = h.record
+        if rec.id in covered:
+            continue
+        if rec.kind != "chunk" or not rec.source:
+            out.append(h)
+            continue
+        span = _span(index, rec, budget_tokens, cache)
+        if len(span) == 1:
+            covered.add(rec.id)
+            out.append(h)
+            continue
+        if rec.source not in texts:
+            texts[rec.source] = index.docs.file_text(rec.source)
+        full = texts[rec.source]
+        start, end = span[0].start, span[-1].end
+        if full is None or end > len(full) or full[rec.start : rec.end] != rec.text:
+            out.append(h)  # offsets do not match the stored text (should not happen): keep the chunk
+            covered.add(rec.id)
+            continue
+        covered.update(r.id for r in span)
+        pages = [p for r in span for p in (r.page_start, r.page_end) if p is not None]
+        wide = replace(
+            rec, text=full[start:end], start=start, end=end,
+            page_start=min(pages) if pages else rec.page_start, page_end=max(pages) if pages else rec.page_end,
+            extra={**rec.extra, "window": [r.id for r in span], "hit_start": rec.start, "hit_end": rec.end},
+        )
+        out.append(Hit(wide, h.score, h.scores, h.matched))
+    return out

@@ -1,0 +1,124 @@
+"""The ranker trains itself on a fresh ingest, from pseudo-queries cut from the corpus,
+and switches itself on only when it measured better than the coarse order on held-out
+ones; `rag status --json` and the trace say which ranker is active and why."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.index import Index
+from core.settings import Settings, load_settings
+from eval import self_train as st
+from ingest.pipeline import ingest
+from retrieval.pipeline import retrieve
+from retrieval.rerank import MANIFEST_FILE, ranker_path
+from tests.conftest import REPO, SAMPLE
+
+NOTES = REPO / "tests" / "data" / "llm-notes-zh"
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLE, docs)
+    for f in NOTES.iterdir():
+        shutil.copy(f, docs / f.name)
+    return docs
+
+
+def _with(settings: Settings, **search: object) -> Settings:
+    return settings.model_copy(update={"search": settings.search.model_copy(update=search)})
+
+
+def test_pseudo_queries_come_from_the_corpus_and_name_their_chunk(corpus: Path, settings: Settings) -> None:
+    ingest([corpus], settings)
+    index = Index(settings)
+    qs = st.pseudo_queries(index, 60, seed=1)
+    assert len(qs) == 60 and len({q.text for q in qs}) == 60
+    recs = index.docs.get([i for q in qs for i in q.relevant])
+    for q in qs:
+        assert q.relevant and all(i in recs for i in q.relevant)
+        best = max(q.relevant, key=lambda i: q.relevant[i])
+        if q.how == "crop":  # a span of the chunk's own text
+            assert " ".join(q.text.split()) in " ".join(recs[best].text.split())
+    assert {q.how for q in qs} >= {"crop", "terms"}  # the notes mix English terms into Chinese
+    assert st.pseudo_queries(index, 60, seed=1)[5].text == qs[5].text  # deterministic
+
+
+def test_self_training_switches_on_only_when_it_measured_better(corpus: Path, settings: Settings) -> None:
+    ingest([corpus], settings)
+    index = Index(settings)
+    on = st.self_train(index, _with(settings, ltr_min_gain=-1.0, ltr_self_queries=120))
+    assert on.trained and on.active and on.queries > 0
+    man = json.loads((ranker_path(settings) / MANIFEST_FILE).read_text())
+    assert man["report"]["source"] == st.SOURCE and man["report"]["active"] is True
+    res = retrieve("Transformer 的注意力机制", settings, index=index, k=3)
+    ltr = [t for t in res.trace if t.stage == "ltr"][0]
+    assert "model" in ltr.detail and "skipped" not in ltr.detail
+    assert "ltr" in res.hits[0].scores
+
+    off = st.self_train(index, _with(settings, ltr_min_gain=1.0, ltr_self_queries=120), force=True)
+    assert off.trained and not off.active and "kept off" in off.reason
+    res = retrieve("Transformer 的注意力机制", settings, index=Index(settings), k=3)
+    ltr = [t for t in res.trace if t.stage == "ltr"][0]
+    assert "kept off" in ltr.detail["skipped"] and "ltr" not in res.hits[0].scores
+
+
+def test_retraining_is_due_only_after_enough_change(corpus: Path, settings: Settings) -> None:
+    ingest([corpus], settings)
+    index = Index(settings)
+    small = _with(settings, ltr_self_queries=80, ltr_min_gain=-1.0)
+    assert st.due(index, small)[0]
+    st.self_train(index, small)
+    go, why = st.due(index, small)
+    assert not go and "0%" in why
+    (corpus / "extra.md").write_text(
+        "\n\n".join(f"# Part {i}\n\nNew text number {i} about espresso crema." for i in range(40)),
+        encoding="utf-8",
+    )
+    ingest([corpus], settings)
+    go, why = st.due(Index(settings), small)
+    assert go and "changed" in why
+
+
+def test_a_labelled_ranker_takes_precedence(corpus: Path, settings: Settings) -> None:
+    ingest([corpus], settings)
+    p = ranker_path(settings)
+    p.mkdir(parents=True)
+    (p / MANIFEST_FILE).write_text(json.dumps({"report": {"source": "beir", "dataset": "mine"}}))
+    go, why = st.due(Index(settings), settings)
+    assert not go and "labelled" in why
+
+
+def test_too_small_a_corpus_is_not_trained(settings: Settings, tmp_path: Path) -> None:
+    ingest([SAMPLE], settings)
+    res = st.self_train(Index(settings), settings)
+    assert not res.trained and "too few" in res.reason
+
+
+def _rag(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ), cwd=os.getcwd())
+
+
+def test_rag_ingest_trains_and_status_says_which_ranker_is_active(corpus: Path) -> None:
+    r = _rag("ingest", str(corpus), "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["ranker"]["trained"] is True and summary["ranker"]["queries"] > 50
+    status = json.loads(_rag("status", "--json").stdout)
+    rk = status["ranker"]
+    assert rk["source"] == st.SOURCE and rk["active"] is summary["ranker"]["active"]
+    assert rk["reason"] == summary["ranker"]["reason"]
+    found = json.loads(_rag("search", "Transformer 的注意力机制", "--json").stdout)
+    assert found["ranker"]["active"] is rk["active"] and found["ranker"]["why"] == rk["reason"]
+    again = json.loads(_rag("ingest", str(corpus), "--json").stdout)
+    assert again["ranker"]["trained"] is False and "changed since" in again["ranker"]["reason"]
+    assert load_settings().search.ltr_self_train  # on by default
