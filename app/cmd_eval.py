@@ -49,6 +49,11 @@ def eval_cmd(
     qrels: Path = typer.Option(
         None, "--qrels", help="BEIR qrels .tsv (query-id, corpus-id, score; header line)."
     ),
+    split: str = typer.Option(
+        None,
+        "--split",
+        help="Score qrels/<SPLIT>.tsv of the dataset folder: dev (for tuning) or test (the default).",
+    ),
     synthetic: int = typer.Option(
         None,
         "--synthetic",
@@ -102,7 +107,10 @@ def eval_cmd(
 
             dataset = general_set(generated, reports / "datasets")
             console.print(f"generated set: {dataset}")
-        ds = load_dataset(dataset, corpus, queries, qrels, settings.ingest.extensions, name=None)
+        ds = load_dataset(dataset, corpus, queries, qrels, settings.ingest.extensions, name=None, split=split)
+        # Dev and test runs of one set get their own report folders (the index cache is shared).
+        if not name and ds.split:
+            name = f"{ds.name}-{ds.split}"
     with ingest_progress(bars) as icb, _query_bars(bars) as qcb:
         result = evaluate(
             ds,

@@ -32,6 +32,7 @@ SKIP_LABELS = {
     "corpus_duplicate_ids": "corpus documents with an id seen before",
     "corpus_duplicate_stems": "files whose name (without extension) another file already uses",
     "queries_bad_lines": "query lines that are not valid JSON or lack `_id`/`text`",
+    "queries_bad_evidence": "query `evidence` fields that are not a list of non-empty strings (ignored)",
     "qrels_bad_lines": "qrels lines that are not `query-id<TAB>corpus-id<TAB>score`",
     "qrels_unknown_queries": "qrels lines naming a query id not in the queries file",
     "qrels_unknown_docs": "qrels lines naming an id that is neither a document nor an indexed chunk",
@@ -108,6 +109,10 @@ class Dataset:
     qrels: Qrels
     issues: Issues = field(default_factory=Issues)
     level: Level = "doc"  # "chunk" when qrels name chunk ids of the index (synthetic sets)
+    # query id -> strings a passage that answers it contains (queries.jsonl `evidence`);
+    # only queries that carry evidence get passage-level metrics.
+    evidence: dict[str, list[str]] = field(default_factory=dict)
+    split: str = ""  # the qrels file chosen by --split ("dev", "test"), "" when named directly
 
 
 def _missing(path: Path, what: str, fix: str) -> DatasetError:
@@ -181,7 +186,20 @@ def load_folder_corpus(path: Path, extensions: list[str], issues: Issues) -> Cor
     return Corpus("folder", path.resolve(), files=files)
 
 
-def load_queries(path: Path, issues: Issues) -> dict[str, str]:
+def _evidence(value: object) -> list[str] | None:
+    """A query's evidence strings, or None when the field is malformed. A bare string is
+    taken as a list of one; an empty or blank string is refused, because after whitespace
+    normalisation it would be found in every passage."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        return None
+    if not all(isinstance(e, str) and e.strip() for e in items):
+        return None
+    return [str(e) for e in items]
+
+
+def load_queries(path: Path, issues: Issues, evidence: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """Query id -> text; when `evidence` is given, it is filled with the queries' evidence."""
     check_path(path, "queries file", "Give a BEIR queries.jsonl with --queries.")
     queries: dict[str, str] = {}
     for n, obj in _jsonl(path):
@@ -190,7 +208,18 @@ def load_queries(path: Path, issues: Issues) -> dict[str, str]:
                 "queries_bad_lines", f"{path.name}:{n}: not a JSON object with `_id` and `text`; skipped"
             )
             continue
-        queries[str(obj["_id"])] = str(obj["text"]).strip()
+        qid = str(obj["_id"])
+        queries[qid] = str(obj["text"]).strip()
+        if evidence is not None and obj.get("evidence") is not None:
+            ev = _evidence(obj["evidence"])
+            if ev is None:  # the query is still scored at document level
+                issues.note(
+                    "queries_bad_evidence",
+                    f"{path.name}:{n}: `evidence` of query {qid!r} is not a list of non-empty strings; "
+                    "ignored",
+                )
+            else:
+                evidence[qid] = ev
     if not queries:
         raise DatasetError(
             f'The queries file {path} holds no queries (lines like {{"_id": ..., "text": ...}}).'
@@ -198,10 +227,16 @@ def load_queries(path: Path, issues: Issues) -> dict[str, str]:
     return queries
 
 
-def _qrels_file(path: Path) -> Path:
+def _qrels_file(path: Path, split: str | None = None) -> Path:
     check_path(path, "qrels file", "Give a BEIR qrels .tsv (or a qrels/ folder) with --qrels.")
     if path.is_file():
         return path
+    if split:  # an explicit split must exist: silently scoring another one would mislead
+        return check_path(
+            path / f"{split}.tsv",
+            "qrels file",
+            f"The splits here are: {', '.join(p.stem for p in sorted(path.glob('*.tsv'))) or 'none'}.",
+        )
     tsvs = sorted(path.glob("*.tsv"))
     for pick in ("test.tsv", "dev.tsv"):
         if path / pick in tsvs:
@@ -213,8 +248,8 @@ def _qrels_file(path: Path) -> Path:
     )
 
 
-def load_qrels(path: Path, issues: Issues) -> Qrels:
-    path = _qrels_file(path)
+def load_qrels(path: Path, issues: Issues, split: str | None = None) -> Qrels:
+    path = _qrels_file(path, split)
     qrels: Qrels = {}
     with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
         for n, row in enumerate(csv.reader(f, delimiter="\t"), 1):
@@ -282,6 +317,7 @@ def validate(ds: Dataset, known_chunks: set[str] | None = None) -> Dataset:
             ds.issues.note("queries_without_judgements", f"query {qid!r} has no relevant judgement; skipped")
             del ds.queries[qid]
             clean.pop(qid, None)
+            ds.evidence.pop(qid, None)
     ds.qrels = clean
     return ds
 
@@ -293,8 +329,10 @@ def load_dataset(
     qrels: Path | None = None,
     extensions: list[str] | None = None,
     name: str | None = None,
+    split: str | None = None,
 ) -> Dataset:
-    """A BEIR folder (`dataset`), or its parts; explicit parts override the folder's."""
+    """A BEIR folder (`dataset`), or its parts; explicit parts override the folder's.
+    `split` picks `qrels/<split>.tsv` when the qrels are a folder (default: test.tsv)."""
     if dataset is not None:
         c, q, r = resolve_beir_dir(dataset)
         corpus, queries, qrels = corpus or c, queries or q, qrels or r
@@ -305,12 +343,15 @@ def load_dataset(
         corp = load_folder_corpus(corpus, extensions or [".md", ".txt", ".html", ".pdf", ".docx"], issues)
     else:
         corp = load_beir_corpus(corpus, issues)
+    evidence: dict[str, list[str]] = {}
     ds = Dataset(
         name or (dataset.name if dataset else corpus.stem),
         corp,
-        load_queries(queries, issues),
-        load_qrels(qrels, issues),
+        load_queries(queries, issues, evidence),
+        load_qrels(qrels, issues, split),
         issues,
+        evidence=evidence,
+        split=split if split and qrels.is_dir() else "",
     )
     return ds
 

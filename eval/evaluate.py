@@ -218,15 +218,13 @@ def run_config(
                 log.exception("configuration %s failed on query %s", cfg.name, qid)
             out.errors.append(f"{qid}: {type(e).__name__}: {e}")
             out.run[qid] = {}
-            if qid in ds.evidence:  # a failed query found no answer: a miss, not a gap
-                out.passage_ranks[qid] = None
+            _passage(out, ds, qid, [])  # a failed query found no answer: a miss, not a gap
             if progress:
                 progress(cfg.name, n, len(qids))
             continue
         total = (time.perf_counter() - t0) * 1000
         out.run[qid] = best_rank(doc_of(h) for h in res.hits)
-        if qid in ds.evidence:
-            out.passage_ranks[qid] = answer_rank((h.record.text for h in res.hits), ds.evidence[qid])
+        _passage(out, ds, qid, res.hits)
         for stage, ms in res.timings().items():
             if stage != LLM_COUNT_STAGE:
                 out.latency_ms.setdefault(stage, []).append(ms)
@@ -255,6 +253,12 @@ def run_config(
             "trace detail); the strategy may not have run"
         )
     return out
+
+
+def _passage(out: ConfigResult, ds: Dataset, qid: str, hits: list[Hit]) -> None:
+    """Rank of the first hit whose own text holds the query's evidence (queries with evidence only)."""
+    if qid in ds.evidence:
+        out.passage_ranks[qid] = answer_rank((h.record.text for h in hits), ds.evidence[qid])
 
 
 def _count_events(trace: list[TraceEntry], events: Counter[tuple[str, str]]) -> None:

@@ -1,5 +1,5 @@
-"""Retrieval metrics with `ranx`, document-level aggregation of chunk hits, paired
-significance tests and latency percentiles.
+"""Retrieval metrics with `ranx`, document-level aggregation of chunk hits, passage-level
+metrics from evidence strings, paired significance tests and latency percentiles.
 
 nDCG uses ranx's `ndcg` (trec_eval style: gain = relevance, discount = log2(rank + 1)).
 """
@@ -7,6 +7,7 @@ nDCG uses ranx's `ndcg` (trec_eval style: gain = relevance, discount = log2(rank
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -18,6 +19,45 @@ PRIMARY = "ndcg@10"
 EMPTY = "__no_hit__"  # stands in for an empty result list (ranx wants one entry per query)
 
 RunDict = dict[str, dict[str, float]]
+
+# Passage level: does a returned passage hold the answer? Computed from the hits' text and
+# the query's evidence strings, so it needs no chunk ids in the qrels and survives re-chunking.
+PASSAGE_METRICS = ["passage_hit@1", "passage_hit@5", "passage_mrr@10"]
+_WS = re.compile(r"\s+")
+
+
+def squash(text: str) -> str:
+    """Text with all whitespace removed. Chunkers re-join lines with or without a space and
+    CJK text has no word spaces at all, so evidence is matched whitespace-blind; for strings
+    of 8+ characters that costs next to no false matches."""
+    return _WS.sub("", text)
+
+
+def answer_rank(texts: Iterable[str], evidence: list[str]) -> int | None:
+    """1-based rank of the first text that contains any evidence string (whitespace-blind),
+    or None when none does."""
+    needles = [n for n in (squash(e) for e in evidence) if n]
+    if not needles:
+        return None
+    for rank, text in enumerate(texts, start=1):
+        hay = squash(text)
+        if any(n in hay for n in needles):
+            return rank
+    return None
+
+
+def passage_scores(
+    ranks: dict[str, int | None],
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Mean passage metrics over the queries in `ranks` (query id -> rank of the first
+    answer-holding passage, None for none), and the per-query values."""
+    per_query: dict[str, dict[str, float]] = {m: {} for m in PASSAGE_METRICS}
+    for qid, r in ranks.items():
+        per_query["passage_hit@1"][qid] = 1.0 if r is not None and r <= 1 else 0.0
+        per_query["passage_hit@5"][qid] = 1.0 if r is not None and r <= 5 else 0.0
+        per_query["passage_mrr@10"][qid] = 1.0 / r if r is not None and r <= 10 else 0.0
+    means = {m: (float(np.mean(list(v.values()))) if v else 0.0) for m, v in per_query.items()}
+    return means, per_query
 
 
 def best_rank(ranked_ids: Iterable[str | None]) -> dict[str, float]:

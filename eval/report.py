@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.evaluate import EvalResult
-from eval.metrics import METRICS, PRIMARY
+from eval.metrics import METRICS, PASSAGE_METRICS, PRIMARY
 
 LABELS = {
     "ndcg@10": "nDCG@10",
@@ -25,7 +25,19 @@ LABELS = {
     "recall@100": "R@100",
     "mrr@10": "MRR@10",
     "map@100": "MAP@100",
+    "passage_hit@1": "P-hit@1",
+    "passage_hit@5": "P-hit@5",
+    "passage_mrr@10": "P-MRR@10",
 }
+
+
+def columns(r: EvalResult) -> list[str]:
+    """The metrics a table shows: the passage-level ones right after nDCG@10 when some
+    scored question carried evidence (they are not computed otherwise)."""
+    if not r.evidence_queries:
+        return list(METRICS)
+    at = METRICS.index(PRIMARY) + 1
+    return [*METRICS[:at], *PASSAGE_METRICS, *METRICS[at:]]
 
 
 _CSS = (
@@ -40,9 +52,10 @@ def _mean(xs: list[int]) -> float:
 
 
 def metrics_rows(r: EvalResult) -> tuple[list[str], list[list[str]]]:
+    cols = columns(r)
     head = [
         "configuration",
-        *[LABELS.get(m, m) for m in METRICS],
+        *[LABELS.get(m, m) for m in cols],
         f"p ({LABELS[PRIMARY]} vs {r.baseline})",
         "W/T/L",
         "ms p50",
@@ -56,7 +69,7 @@ def metrics_rows(r: EvalResult) -> tuple[list[str], list[list[str]]]:
         rows.append(
             [
                 c.name,
-                *[f"{r.metrics[c.name][m]:.3f}" for m in METRICS],
+                *[f"{r.metrics[c.name][m]:.3f}" for m in cols],
                 "baseline" if t is None else f"{t['p']:.3g}" + (" *" if t["p"] < 0.05 else ""),
                 "-" if t is None else f"{t['wins']}/{t['ties']}/{t['losses']}",
                 f"{lat.get('p50', 0):.1f}",
@@ -113,10 +126,21 @@ def _header(r: EvalResult) -> list[str]:
     idx = "; ".join(
         f"{k}: {v.get('path')} ({'reused' if v.get('reused') else 'built'})" for k, v in r.index.items()
     )
+    split = f" ({r.split} split)" if r.split else ""
+    passage = (
+        [
+            f"Passage level, over the {r.evidence_queries} questions with evidence strings: P-hit@k = share "
+            "with a retrieved passage (chunk) holding the evidence in the top k; P-MRR@10 = mean 1/rank "
+            "of the first such passage (whitespace ignored when matching)."
+        ]
+        if r.evidence_queries
+        else []
+    )
     return [
-        f"Dataset **{r.dataset}**: {len(r.queries)} queries scored at {r.level} level "
+        f"Dataset **{r.dataset}**{split}: {len(r.queries)} queries scored at {r.level} level "
         f"(chunk hits {_LEVEL[r.level]}), "
         f"top {r.depth} retrieved per query; {r.seconds:.1f} s.",
+        *passage,
         f"Index: {idx}.",
         f"Paired two-sided t-test on per-query {LABELS[PRIMARY]} against **{r.baseline}**; * = p < 0.05. "
         "W/T/L = queries where the configuration wins, ties, loses against the baseline. "
@@ -145,11 +169,12 @@ def _plots(r: EvalResult) -> dict[str, bytes]:
         plt.close(fig)
         out[key] = buf.getvalue()
 
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(METRICS)), 4))
+    cols = columns(r)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(cols)), 4))
     w = 0.8 / max(1, len(names))
     for i, n in enumerate(names):
-        ax.bar(np.arange(len(METRICS)) + i * w, [r.metrics[n][m] for m in METRICS], w, label=n)
-    ax.set_xticks(np.arange(len(METRICS)) + w * (len(names) - 1) / 2, [LABELS[m] for m in METRICS])
+        ax.bar(np.arange(len(cols)) + i * w, [r.metrics[n][m] for m in cols], w, label=n)
+    ax.set_xticks(np.arange(len(cols)) + w * (len(names) - 1) / 2, [LABELS[m] for m in cols])
     ax.set_ylim(0, 1)
     ax.set_title("Metrics per configuration")
     ax.legend(fontsize=8)
@@ -192,16 +217,21 @@ def _plots(r: EvalResult) -> dict[str, bytes]:
     return out
 
 
+def _cell(r: EvalResult, c: Any, q: str) -> str:
+    """nDCG@10 of one query, and the rank of its first answer passage when it has evidence
+    ("p-" = none retrieved), so a reader sees doc- and passage-level misses side by side."""
+    cell = f"{r.per_query[c.name][PRIMARY].get(q, 0):.2f}"
+    if q in c.passage_ranks:
+        rank = c.passage_ranks[q]
+        cell += f" p{rank if rank is not None else '-'}"
+    return cell
+
+
 def _per_query_rows(r: EvalResult, limit: int = 300) -> tuple[list[str], list[list[str]]]:
     head = ["query", *[c.name for c in r.configs]]
     rows = []
     for q in list(r.queries)[:limit]:
-        rows.append(
-            [
-                f"{q}: {r.queries[q][:90]}",
-                *[f"{r.per_query[c.name][PRIMARY].get(q, 0):.2f}" for c in r.configs],
-            ]
-        )
+        rows.append([f"{q}: {r.queries[q][:90]}", *[_cell(r, c, q) for c in r.configs]])
     return head, rows
 
 
@@ -209,6 +239,7 @@ def results_json(r: EvalResult) -> dict[str, Any]:
     return {
         "name": r.name,
         "dataset": r.dataset,
+        "split": r.split,
         "level": r.level,
         "depth": r.depth,
         "seconds": r.seconds,
@@ -229,6 +260,11 @@ def results_json(r: EvalResult) -> dict[str, Any]:
         "qrels": r.qrels,
         "runs": {c.name: c.run for c in r.configs},
         "per_query": r.per_query,
+        # rank of the first hit holding the evidence per query (null: none in the results)
+        "passage": {
+            "questions": r.evidence_queries,
+            "ranks": {c.name: c.passage_ranks for c in r.configs if c.passage_ranks},
+        },
     }
 
 
@@ -281,13 +317,14 @@ def write(r: EvalResult, out_dir: Path) -> dict[str, Path]:
     skipped = _html_table(*skip_rows(r)) if r.issues.counts else "<p>Nothing was skipped.</p>"
     note_list = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     note_html = f"<h2>Notes</h2><ul>{note_list}</ul>" if notes else ""
+    per_query_note = "; pN = rank of the first answer passage" if r.evidence_queries else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(r.name)}</title>
 <style>{_CSS}</style></head><body><h1>Retrieval evaluation: {html.escape(r.name)}</h1>{head}
 <h2>Metrics</h2>{_html_table(*metrics_rows(r))}
 <h2>Latency per stage</h2>{_html_table(*latency_rows(r))}
 <h2>Skipped input</h2>{skipped}{note_html}
 <h2>Plots</h2>{imgs}
-<h2>Per query ({html.escape(LABELS[PRIMARY])})</h2>{_html_table(*_per_query_rows(r))}
+<h2>Per query ({html.escape(LABELS[PRIMARY])}{per_query_note})</h2>{_html_table(*_per_query_rows(r))}
 </body></html>"""
     (out_dir / "index.html").write_text(page, encoding="utf-8")
     (out_dir / "results.json").write_text(

@@ -207,9 +207,8 @@ def write_set(out_dir: Path, corpus: list[dict[str, str]], questions: list[dict[
             unanswerable.append({"_id": qid, "text": q["text"], "lang": q["lang"], "unanswerable": True})
             continue
         grades = judge(q, docs)
-        queries.append(
-            {"_id": qid, "text": q["text"], "lang": q["lang"], "evidence": q["evidence"], "answer": q["answer"]}
-        )
+        keep = ("_id", "text", "lang", "evidence", "answer")  # the shape every set under data/eval uses
+        queries.append({k: q[k] for k in keep})
         qrels[split_of(qid)] += [(qid, d, g) for d, g in grades.items()]
     _write_jsonl(out_dir / "corpus.jsonl", corpus)
     _write_jsonl(out_dir / "queries.jsonl", queries)
