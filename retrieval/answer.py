@@ -1,7 +1,12 @@
 """The ask path, top to bottom: pick the LLM -> rewrite a follow-up into a standalone
-question -> query translation (when a strategy is set) -> retrieve -> abstain when there is
-no support (empty index, best dense similarity below `answer.min_score`) -> generate with
-numbered passages -> citations.
+question -> query translation (when a strategy is set) -> retrieve -> grade the passages for
+the original question (retrieval/grade.py; corrective retry, else abstain: empty index, or
+no passage's support reaches `answer.min_score`) -> answer: extractive (retrieval/compose.py)
+or generative with numbered passages, every sentence checked against the passage it cites
+(retrieval/check.py; nothing supported left -> extractive) -> citations.
+
+`answer.mode = auto` picks extractive for small models (the embedded 135M model invents facts)
+and generative for capable ones; `--trace` says which and why.
 
 Two forms share one implementation: `ask_stream` yields the answer's tokens and then one
 `AnswerResult` (the CLI and the Streamlit UI print tokens as they come); `ask` returns the
@@ -15,15 +20,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from core.errors import RagError
 from core.index import Index
 from core.llm import LLM, Message, get_llm
 from core.settings import Settings
 from core.types import Hit, TraceEntry
 from retrieval.conversation import condense
-from retrieval.generate import Citation, Generation, stream_answer
+from retrieval import grade
+from retrieval.check import ClaimStream
+from retrieval.compose import compose
+from retrieval.generate import Citation, Generation, Passage, cite, stream_answer
 from retrieval.pipeline import RetrievalResult, Timer, retrieve
 
 log = logging.getLogger(__name__)
@@ -33,8 +39,10 @@ EMPTY_INDEX = (
 )
 NO_SUPPORT = (
     "I could not find anything in the indexed documents that supports an answer to this question "
-    "(best match similarity {best:.2f} is below answer.min_score {min:.2f})."
+    "(support {support:.2f} is below answer.min_score {min:.2f}; best match similarity {best:.2f}, "
+    "question terms covered {coverage:.0%})."
 )
+NO_PASSAGES = "No passage fits the model's context, so there is nothing to answer from."
 DECLINED = "I could not find the answer in the indexed documents."
 
 
@@ -51,7 +59,9 @@ class AnswerResult:
     trace: list[TraceEntry] = field(default_factory=list)
     standalone_question: str = ""
     strategy: str = "none"
-    abstain_reason: str | None = None  # empty_index | no_support | model_declined
+    abstain_reason: str | None = None  # empty_index | no_support | no_passages | model_declined
+    mode: str = ""  # extractive | generative, as run
+    support: float | None = None  # the original question's best passage support (retrieval/grade.py)
     best_similarity: float | None = None
     hits: list[Hit] = field(default_factory=list)  # what retrieval returned (the prompt's passages first)
 
@@ -61,7 +71,8 @@ class AnswerResult:
             "answer": self.answer, "citations": [c.to_dict() for c in self.citations],
             "abstained": self.abstained, "abstain_reason": self.abstain_reason,
             "backend": self.backend, "model": self.model, "reason": self.reason, "strategy": self.strategy,
-            "best_similarity": self.best_similarity, "timings": self.timings,
+            "best_similarity": self.best_similarity, "support": self.support, "mode": self.mode,
+            "timings": self.timings,
         }
         if trace:
             d["trace"] = [{"stage": t.stage, "ms": round(t.ms, 2), "detail": t.detail} for t in self.trace]
@@ -99,18 +110,19 @@ def _translate(
     return None
 
 
-def best_similarity(index: Index, res: RetrievalResult, question: str) -> float:
-    """The highest dense (cosine) similarity between the question and a retrieved hit; hits
-    found by BM25 alone are scored from their stored vectors."""
-    sims = [h.scores["dense"] for h in res.hits if "dense" in h.scores]
-    missing = [h.record.id for h in res.hits if "dense" not in h.scores]
-    if missing:
-        qv = res.query_vector if res.query_vector is not None else index.embedder.embed([question])[0]
-        q = np.asarray(qv, dtype=np.float32)
-        for v in index.vectors.get_embeddings(missing).values():
-            denom = float(np.linalg.norm(q) * np.linalg.norm(v)) or 1.0
-            sims.append(float(np.dot(q, v)) / denom)
-    return max(sims, default=0.0)
+def choose_mode(settings: Settings, llm: LLM) -> tuple[str, str]:
+    """The answer mode to run and why: `auto` is extractive for the embedded model and any model
+    whose name says it is small, generative otherwise."""
+    mode = settings.answer.mode
+    if mode != "auto":
+        return mode, f"answer.mode = {mode}"
+    if llm.backend == "llamacpp":
+        return "extractive", "auto: the embedded llama.cpp model is too small to write faithful answers"
+    name = llm.model.lower()
+    small = next((m for m in settings.answer.small_models if m.lower() in name), None)
+    if small:
+        return "extractive", f"auto: model {llm.model} is small ({small!r} in answer.small_models)"
+    return "generative", f"auto: {llm.backend} model {llm.model} writes the answer; every sentence is checked"
 
 
 def _timings(trace: list[TraceEntry], extra: dict[str, float]) -> dict[str, float]:
@@ -157,35 +169,108 @@ def ask_stream(
                    k=k or settings.answer.context_chunks, **(tr.retrieve_kwargs() if tr else {}))
     trace.extend(res.trace)
     retrieve_ms = (time.perf_counter() - t_r) * 1000
-    with Timer(trace, "abstain_check") as d:
-        best = best_similarity(index, res, standalone) if res.hits else 0.0
-        d.update(best_similarity=round(best, 4), min_score=settings.answer.min_score, hits=len(res.hits))
-    common = {"standalone_question": standalone, "best_similarity": best, "hits": res.hits}
-    if not res.hits or best < settings.answer.min_score:
-        msg = NO_SUPPORT.format(best=best, min=settings.answer.min_score)
+    k_ctx = k or settings.answer.context_chunks
+    qvec = res.query_vector
+    with Timer(trace, "abstain_check") as d:  # the original question's evidence only
+        ev = grade.evidence(standalone, res.hits, index, qvec, settings)
+        d.update(ev.to_dict(), min_score=settings.answer.min_score, hits=len(res.hits))
+    mode, why = choose_mode(settings, llm)
+    hits = res.hits
+    if not grade.answerable(ev, settings):
+        hits, ev = grade.corrective(standalone, hits, ev, settings, index, k_ctx, qvec, trace, llm,
+                                    capable=mode == "generative")
+    common = {"standalone_question": standalone, "best_similarity": ev.dense, "support": ev.support,
+              "hits": hits}
+    if not hits or not grade.answerable(ev, settings):
+        msg = NO_SUPPORT.format(support=ev.support, min=settings.answer.min_score, best=ev.dense,
+                                coverage=ev.coverage)
         yield msg
         yield result(msg, citations=[], abstained=True, abstain_reason="no_support",
                      extra={"retrieve": retrieve_ms}, **common)
         return
-    gen: Generation | None = None
-    prompt_q, prompt_hits = standalone, res.hits
+    trace.append(TraceEntry("answer_mode", 0.0, {"mode": mode, "reason": why}))
+    if mode == "extractive":
+        gen = compose(standalone, hits, settings, trace, index.embedder, qvec)
+        if gen.declined:  # no sentence of the passages is worth quoting
+            yield DECLINED
+            yield result(DECLINED, citations=[], abstained=True, abstain_reason="no_support", mode=mode,
+                         extra={"retrieve": retrieve_ms}, **common)
+            return
+        yield gen.text
+        yield result(gen.text, citations=gen.citations, abstained=False, mode=mode,
+                     extra={"retrieve": retrieve_ms, "first_token": gen.ms}, **common)
+        return
+    prompt_q, prompt_hits = standalone, hits
     if tr is not None:  # template instruction, labelled step-back contexts, decomposed sub-answers
         from retrieval.translate import answer_prompt
 
-        prompt_q, prompt_hits = answer_prompt(tr, standalone, res.hits, llm, settings, trace,
-                                              k or settings.answer.context_chunks)
-    for part in stream_answer(prompt_q, prompt_hits, llm, settings, trace, max_tokens=max_tokens):
+        prompt_q, prompt_hits = answer_prompt(tr, standalone, hits, llm, settings, trace, k_ctx)
+    gen = None
+    for part in _generate(standalone, prompt_q, prompt_hits, llm, settings, trace, index, qvec, max_tokens):
         if isinstance(part, Generation):
             gen = part
         else:
             yield part
-    assert gen is not None  # stream_answer always ends with its Generation
+    assert gen is not None  # _generate always ends with its Generation
     extra = {"retrieve": retrieve_ms, "first_token": gen.first_token_ms or 0.0}
-    if gen.declined:
-        yield result(gen.text or DECLINED, citations=[], abstained=True, abstain_reason="model_declined",
+    if gen.no_passages:
+        yield NO_PASSAGES
+        yield result(NO_PASSAGES, citations=[], abstained=True, abstain_reason="no_passages", mode=mode,
                      extra=extra, **common)
         return
-    yield result(gen.text, citations=gen.citations, abstained=False, extra=extra, **common)
+    if gen.declined:
+        yield result(gen.text or DECLINED, citations=[], abstained=True, abstain_reason="model_declined",
+                     mode=mode, extra=extra, **common)
+        return
+    yield result(gen.text, citations=gen.citations, abstained=False, mode=mode, extra=extra, **common)
+
+
+def _generate(
+    question: str, prompt_q: str, hits: list[Hit], llm: LLM, settings: Settings, trace: list[TraceEntry],
+    index: Index, qvec: Any, max_tokens: int | None,
+) -> Iterator[str | Generation]:
+    """The LLM's answer; with `answer.check`, only the sentences their passages support are
+    yielded, as each completes, and nothing supported left means the extractive answer."""
+    fitted: list[Passage] = []
+    claims: ClaimStream | None = None
+    gen: Generation | None = None
+    for part in stream_answer(prompt_q, hits, llm, settings, trace, max_tokens=max_tokens, fitted=fitted):
+        if isinstance(part, Generation):
+            gen = part
+        elif not settings.answer.check:
+            yield part
+        else:
+            claims = claims or ClaimStream(fitted, index.embedder, settings)
+            if out := claims.feed(part):
+                yield out
+    assert gen is not None
+    if not settings.answer.check or gen.no_passages or not gen.text:
+        yield gen
+        return
+    t0 = time.perf_counter()
+    claims = claims or ClaimStream(gen.passages, index.embedder, settings)
+    if out := claims.finish():
+        yield out
+    res = claims.result
+    detail = res.detail()
+    raw = gen.text
+    gen.declined = res.declined  # judged on the first sentence, not on a decline buried later
+    if res.declined:
+        gen.text = DECLINED
+        yield DECLINED
+    elif res.kept:
+        gen.text = res.text
+        gen.citations, _ = cite(gen.text, gen.passages, settings.answer.cite_min_overlap)
+    else:  # nothing the passages support: the extractive answer over the same passages
+        ext = compose(question, [], settings, trace, index.embedder, qvec, passages=gen.passages,
+                      stage="compose_fallback")
+        detail["fallback"] = "extractive" if not ext.declined else "declined"
+        gen.text, gen.citations, gen.declined = ext.text, ext.citations, ext.declined
+        if ext.text:
+            yield ext.text
+    detail["raw_chars"], detail["shipped_chars"] = len(raw), len(gen.text)
+    trace.append(TraceEntry("check", (time.perf_counter() - t0) * 1000, detail))
+    yield gen
 
 
 def ask(question: str, settings: Settings, **kw: Any) -> AnswerResult:

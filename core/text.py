@@ -1,0 +1,60 @@
+"""Sentence splitting, the one definition ingest (chunking) and retrieval (extractive answers,
+the answer check) share. CJK terminal punctuation `。！？；` ends a sentence wherever it
+stands; `.!?;` only before whitespace, so "3.5 g", "e.g.x" and URLs stay whole."""
+
+from __future__ import annotations
+
+import re
+
+# A sentence ends after CJK terminal punctuation, or after .!? followed by whitespace.
+_SENT_END = re.compile(r"(?<=[。！？；!?])(?![。！？；!?”」』）)])|(?<=[.!?;])(?=\s)|(?<=[.!?][\"')\]])(?=\s)")
+# A list marker alone ("1." split off its item), and lines that open a new block.
+_MARK_ONLY = re.compile(r"^\s*(?:[-*+•]|\d+[.)]|[a-zA-Z][.)])\s*$")
+_LINE_START = re.compile(r"\s*(?:[-*+•]|\d+[.)]|#{1,6}|\|)\s")
+
+
+def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Character spans of the sentences of `text[start:end]` (whitespace between them goes to
+    the sentence before; spans that are only whitespace are left out)."""
+    end = len(text) if end is None else end
+    spans, s = [], start
+    for m in _SENT_END.finditer(text, start, end):
+        if m.end() > s:
+            spans.append((s, m.end()))
+            s = m.end()
+    if s < end:
+        spans.append((s, end))
+    return [(a, b) for a, b in spans if text[a:b].strip()]
+
+
+def _blocks(text: str) -> list[int]:
+    """Offsets where a new block starts: after a blank line, at a list item, heading or table
+    row, and after a heading line."""
+    starts, pos, prev_heading, prev_blank = [0], 0, False, False
+    for line in text.splitlines(keepends=True):
+        if pos and (prev_heading or prev_blank or _LINE_START.match(line)) and starts[-1] != pos:
+            starts.append(pos)
+        prev_heading, prev_blank = line.lstrip().startswith("#"), not line.strip()
+        pos += len(line)
+    return starts[1:] + [len(text)]
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Sentences of a passage: blocks first (paragraphs, list items, headings, table rows),
+    then sentences within each, trimmed of surrounding whitespace. A hard-wrapped line break
+    inside a paragraph does not end a sentence."""
+    out: list[tuple[int, int]] = []
+    s = 0
+    for b in _blocks(text):
+        spans = split_sentences(text, s, b)
+        if len(spans) > 1 and _MARK_ONLY.match(text[spans[0][0]:spans[0][1]]):  # "1." of a list item
+            spans[:2] = [(spans[0][0], spans[1][1])]
+        for a, e in spans:
+            while a < e and text[a].isspace():
+                a += 1
+            while e > a and text[e - 1].isspace():
+                e -= 1
+            if e > a:
+                out.append((a, e))
+        s = b
+    return out

@@ -1,0 +1,216 @@
+"""The generative check: every sentence ("claim") of an LLM answer is checked against the
+passage it cites before it is shown. A claim is supported by a passage when
+
+- at least `answer.check_min_overlap` of its content words (core.keyword.tokenize) occur in
+  the passage (heading included), or at least `answer.check_soft_overlap` do and its MiniLM
+  embedding is within `answer.check_min_similarity` of one of the passage's sentences (only
+  when both are English: MiniLM cannot read Chinese), and
+- every number it states occurs in the passage (the typical invention is a changed number:
+  "steep for 10 minutes" against "steep for four minutes" overlaps well but is wrong).
+
+A claim that its cited passage does not support but another prompt passage does is kept and
+re-cited to that one; a claim no passage supports is dropped, and so is a claim too short to
+check (fewer than two content words, e.g. a bare "PWNED"). The caller falls back to the
+extractive answer when nothing is left. `ClaimStream` applies the check while the answer
+streams: a claim is shown once the next one has begun (its trailing [n] markers are in)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.keyword import tokenize
+from core.models import Embedder
+from core.settings import Settings
+from core.text import sentence_spans
+from retrieval.compose import english
+from retrieval.generate import Passage, declined, parse_markers
+
+MIN_TERMS = 2
+_LEAD_MARKERS = re.compile(r"^\s*(?:\[[^\[\]]{0,40}\]\s*)+")
+_ANY_MARKER = re.compile(r"\s*\[\s*(?:(?:passages?|sources?|docs?|documents?)\s*)?\d[^\[\]]{0,30}\]", re.I)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+@dataclass
+class Claim:
+    text: str  # as written, markers included
+    cited: list[int]  # valid passage numbers its markers name
+    body: str  # without markers
+
+    @property
+    def terms(self) -> set[str]:
+        return set(tokenize(self.body))
+
+
+@dataclass
+class Verdict:
+    claim: Claim
+    kept: bool
+    reason: str
+    passage: int | None = None  # the passage that supports it
+    overlap: float = 0.0
+    similarity: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"text": self.claim.text[:200], "kept": self.kept, "reason": self.reason,
+                             "passage": self.passage, "overlap": round(self.overlap, 3)}
+        if self.similarity is not None:
+            d["similarity"] = round(self.similarity, 3)
+        return d
+
+
+@dataclass
+class CheckResult:
+    verdicts: list[Verdict] = field(default_factory=list)
+    declined: bool = False
+
+    @property
+    def kept(self) -> list[Verdict]:
+        return [v for v in self.verdicts if v.kept]
+
+    @property
+    def text(self) -> str:
+        return " ".join(v.claim.text for v in self.kept)
+
+    def detail(self) -> dict[str, Any]:
+        return {"claims": len(self.verdicts), "kept": len(self.kept),
+                "dropped": [v.to_dict() for v in self.verdicts if not v.kept],
+                "recited": [v.to_dict() for v in self.kept if v.reason == "recited"],
+                "declined": self.declined}
+
+
+def split_claims(text: str, n_passages: int) -> list[Claim]:
+    """The answer's sentences, each with the [n] markers that follow it (a marker written after
+    the full stop belongs to the sentence before)."""
+    raw: list[str] = []
+    for a, b in sentence_spans(text):
+        seg = text[a:b]
+        lead = _LEAD_MARKERS.match(seg)
+        if lead and raw:
+            raw[-1] += " " + lead.group(0).strip()
+            seg = seg[lead.end():]
+        if seg.strip():
+            raw.append(seg.strip())
+        elif lead and not raw:
+            raw.append(lead.group(0).strip())
+    return [Claim(r, parse_markers(r, n_passages)[0], " ".join(_ANY_MARKER.sub("", r).split())) for r in raw]
+
+
+class Checker:
+    """Checks claims against one answer's prompt passages (passage sentence vectors cached)."""
+
+    def __init__(self, passages: Sequence[Passage], embedder: Embedder | None, settings: Settings) -> None:
+        self.passages = {p.n: p for p in passages}
+        self.order = [p.n for p in passages]
+        self.embedder = embedder
+        self.a = settings.answer
+        self.terms = {p.n: set(tokenize(f"{p.hit.record.title} {p.text}")) for p in passages}
+        self.numbers = {p.n: set(_NUMBER.findall(p.text + " " + p.hit.record.title)) for p in passages}
+        self._vecs: dict[int, np.ndarray] = {}
+
+    def _passage_vecs(self, n: int) -> np.ndarray:
+        if n not in self._vecs:
+            text = self.passages[n].text
+            sents = [text[a:b] for a, b in sentence_spans(text)] or [text]
+            self._vecs[n] = self.embedder.embed(sents) if self.embedder else np.zeros((0, 1))
+        return self._vecs[n]
+
+    def _similarity(self, claim: Claim, n: int, cvec: np.ndarray | None) -> float | None:
+        if cvec is None or not english(self.passages[n].text):
+            return None
+        vecs = self._passage_vecs(n)
+        return float(np.max(vecs @ cvec)) if len(vecs) else None
+
+    def support(self, claim: Claim, n: int, cvec: np.ndarray | None) -> tuple[bool, float, float | None, str]:
+        terms = claim.terms
+        overlap = len(terms & self.terms[n]) / (len(terms) or 1)
+        missing = [x for x in _NUMBER.findall(claim.body) if x not in self.numbers[n]]
+        if missing:
+            return False, overlap, None, f"number {missing[0]} not in passage [{n}]"
+        if overlap >= self.a.check_min_overlap:
+            return True, overlap, None, "overlap"
+        sim = self._similarity(claim, n, cvec) if overlap >= self.a.check_soft_overlap else None
+        if sim is not None and sim >= self.a.check_min_similarity:
+            return True, overlap, sim, "similar"
+        return False, overlap, sim, f"not supported by passage [{n}]"
+
+    def check(self, claim: Claim) -> Verdict:
+        if len(claim.terms) < MIN_TERMS:
+            return Verdict(claim, False, "too short to check")
+        cvec = None
+        if self.embedder is not None and english(claim.body):
+            cvec = self.embedder.embed([claim.body])[0]
+        first: Verdict | None = None
+        for n in claim.cited:
+            ok, ov, sim, why = self.support(claim, n, cvec)
+            if ok:
+                return Verdict(claim, True, why, n, ov, sim)
+            first = first or Verdict(claim, False, why, n, ov, sim)
+        for n in self.order:  # relevance order: the most relevant supporting passage wins
+            if n in claim.cited:
+                continue
+            ok, ov, sim, _ = self.support(claim, n, cvec)
+            if ok:
+                body = claim.body.rstrip()
+                end = body[-1] if body and body[-1] in ".!?。！？" else ""
+                text = f"{body[:-1] if end else body} [{n}]{end}"
+                return Verdict(Claim(text, [n], claim.body), True, "recited", n, ov, sim)
+        if first is not None:
+            return first
+        return Verdict(claim, False, "cites no passage, and no passage supports it")
+
+
+def check_answer(text: str, passages: Sequence[Passage], embedder: Embedder | None,
+                 settings: Settings) -> CheckResult:
+    """Check a whole answer (the non-streaming form of `ClaimStream`)."""
+    stream = ClaimStream(passages, embedder, settings)
+    stream.feed(text)
+    stream.finish()
+    return stream.result
+
+
+class ClaimStream:
+    """Feed the answer's tokens; get back the text of the claims that passed, as they complete."""
+
+    def __init__(self, passages: Sequence[Passage], embedder: Embedder | None, settings: Settings) -> None:
+        self.checker = Checker(passages, embedder, settings)
+        self.n_passages = max(self.checker.order, default=0)
+        self.buf = ""
+        self.done = 0
+        self.result = CheckResult()
+
+    def _emit(self, claims: list[Claim]) -> str:
+        out = []
+        for c in claims:
+            if not self.result.verdicts and not self.result.declined and declined(c.body):
+                self.result.declined = True
+            if self.result.declined:
+                continue
+            v = self.checker.check(c)
+            if v.kept:
+                out.append(("" if not self.result.kept else " ") + v.claim.text)
+            self.result.verdicts.append(v)
+        return "".join(out)
+
+    def feed(self, token: str) -> str:
+        self.buf += token
+        claims = split_claims(self.buf, self.n_passages)
+        if len(claims) < 2:
+            return ""
+        last = claims[-1].text
+        if last.startswith("[") or not re.search(r"[^\[\]\d\s,;\-–]", last):  # markers may still be coming
+            return ""
+        ready = claims[self.done: len(claims) - 1]
+        self.done = len(claims) - 1
+        return self._emit(ready)
+
+    def finish(self) -> str:
+        claims = split_claims(self.buf, self.n_passages)
+        ready = claims[self.done:]
+        self.done = len(claims)
+        return self._emit(ready)

@@ -1,0 +1,192 @@
+"""Extractive answers: the sentences of the retrieved passages that best answer the question,
+each followed by the citation of its passage. Correct by construction (every word comes from
+a cited passage), which is what the shipped 135M model cannot promise.
+
+Each sentence is scored with cheap features, the same kinds the ranker uses:
+- coverage: the question's terms (core.keyword.tokenize) found in the sentence, weighted by a
+  BM25-style idf over all candidate sentences (a term every sentence has says little); a term
+  found only in the passage's heading counts half ("French press" is often the heading, not
+  the sentence);
+- cosine between the question's vector and the sentence's (MiniLM), only when both are
+  English: the model cannot read Chinese, so its cosines there would be noise;
+- the passage's rank (retrieval already weighed the whole passage).
+The best sentence is kept; others join it when they score at least `extractive_min_rel` of it,
+are not near-duplicates, and fit `extractive_max_sentences` / `extractive_max_chars`. They are
+printed grouped by passage (best passage first), in document order within a passage."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.keyword import tokenize
+from core.lang import cjk_share
+from core.models import Embedder
+from core.settings import Settings
+from core.text import sentence_spans
+from core.types import Hit, TraceEntry
+from retrieval.generate import Citation, Generation, Passage, citation
+
+ENGLISH_MAX_CJK = 0.3  # above this CJK share a text is not "English" for MiniLM
+W_COVERAGE, W_COSINE, W_RANK = 0.55, 0.3, 0.15  # with cosine; without it coverage takes its weight
+MIN_TERMS = 2  # a sentence with fewer content words (a label, "1.") is not an answer
+MAX_SENTENCE_CHARS = 600  # longer "sentences" are tables or run-on text, not answers
+
+_LIST_MARK = re.compile(r"^\s*(?:[-*+•]|\d+[.)]|#{1,6})\s+")
+_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+_LINK = re.compile(r"\[([^\]]+)\]\((?:[^)]*)\)")
+_TAG = re.compile(r"<[^>]{1,200}>")
+
+
+@dataclass
+class Sentence:
+    n: int  # passage number
+    pos: int  # order within the passage
+    text: str  # cleaned for display
+    terms: set[str]
+    start: int = 0  # offsets within the passage text
+    end: int = 0
+    features: dict[str, float] = field(default_factory=dict)
+    score: float = 0.0
+
+
+def clean(sentence: str) -> str:
+    """Display form: one line, no list marker, images and links reduced to their text."""
+    s = _LIST_MARK.sub("", sentence)
+    s = _IMAGE.sub("", s)
+    s = _LINK.sub(r"\1", s)
+    s = _TAG.sub("", s)
+    return " ".join(s.split())
+
+
+def _table_row(s: str) -> str:
+    """A Markdown table row read as a line: "| French press | Coarse | 4 minutes |" ->
+    "French press: Coarse; 4 minutes" (separator rows vanish)."""
+    cells = [c.strip() for c in s.strip().strip("|").split("|")]
+    cells = [c for c in cells if c and not set(c) <= set("-: ")]
+    if not cells:
+        return ""
+    return cells[0] + (": " + "; ".join(cells[1:]) if len(cells) > 1 else "")
+
+
+def candidates(passages: Sequence[Passage]) -> list[Sentence]:
+    """The passages' sentences worth quoting: not headings (the heading is the passage's title,
+    not an answer), not labels of fewer than MIN_TERMS content words, not run-on text."""
+    out: list[Sentence] = []
+    for p in passages:
+        heads = {h.strip().casefold() for h in p.hit.record.title.split(">")}
+        for pos, (a, b) in enumerate(sentence_spans(p.text)):
+            raw = p.text[a:b]
+            if raw.lstrip().startswith("#"):
+                continue
+            text = _table_row(raw) if raw.lstrip().startswith("|") else clean(raw)
+            terms = set(tokenize(text))
+            if (len(terms) >= MIN_TERMS and len(text) <= MAX_SENTENCE_CHARS
+                    and text.casefold().rstrip(".:") not in heads):
+                out.append(Sentence(p.n, pos, text, terms, a, b))
+    return out
+
+
+def _idf(sents: list[Sentence], terms: set[str]) -> dict[str, float]:
+    n = len(sents)
+    return {t: math.log(1 + (n - (df := sum(t in s.terms for s in sents)) + 0.5) / (df + 0.5)) for t in terms}
+
+
+def english(text: str) -> bool:
+    return cjk_share(text) <= ENGLISH_MAX_CJK
+
+
+def score(question: str, passages: Sequence[Passage], sents: list[Sentence], embedder: Embedder | None,
+          query_vector: np.ndarray | None = None) -> None:
+    """Fill each sentence's features and score (in place)."""
+    q_terms = set(tokenize(question))
+    if not sents:
+        return
+    idf = _idf(sents, q_terms)
+    total = sum(idf.values()) or 1.0
+    heads = {p.n: set(tokenize(p.hit.record.title)) for p in passages}
+    rank = {p.n: i for i, p in enumerate(passages)}
+    cos: list[float] | None = None
+    if embedder is not None and english(question) and q_terms:
+        qv = query_vector if query_vector is not None else embedder.embed([question])[0]
+        eng = [i for i, s in enumerate(sents) if english(s.text)]
+        vecs = embedder.embed([sents[i].text for i in eng]) if eng else np.zeros((0, 1))
+        cos = [0.0] * len(sents)
+        q = np.asarray(qv, dtype=np.float32)
+        q = q / (np.linalg.norm(q) or 1.0)
+        for i, v in zip(eng, vecs, strict=True):
+            cos[i] = float(np.dot(q, v) / (np.linalg.norm(v) or 1.0))
+    for i, s in enumerate(sents):
+        cov = sum(idf[t] * (1.0 if t in s.terms else 0.5 if t in heads[s.n] else 0.0) for t in q_terms) / total
+        prior = 1.0 / (1.0 + 0.5 * rank[s.n])
+        s.features = {"coverage": round(cov, 4), "rank_prior": round(prior, 4)}
+        if cos is not None:
+            s.features["cosine"] = round(cos[i], 4)
+            s.score = W_COVERAGE * cov + W_COSINE * max(cos[i], 0.0) + W_RANK * prior
+        else:
+            s.score = (W_COVERAGE + W_COSINE) * cov + W_RANK * prior
+        if s.text.rstrip().endswith(("?", "？")):  # a question in the passage does not answer one
+            s.score *= 0.5
+
+
+def _similar(a: Sentence, b: Sentence) -> bool:
+    return len(a.terms & b.terms) / (len(a.terms | b.terms) or 1) > 0.6
+
+
+def select(sents: list[Sentence], settings: Settings) -> list[Sentence]:
+    a = settings.answer
+    ranked = sorted(sents, key=lambda s: (-s.score, s.n, s.pos))
+    chosen: list[Sentence] = []
+    chars = 0
+    for s in ranked:
+        if len(chosen) >= a.extractive_max_sentences:
+            break
+        if chosen and (s.score < a.extractive_min_rel * chosen[0].score or chars + len(s.text) > a.extractive_max_chars
+                       or any(_similar(s, c) for c in chosen)):
+            continue
+        chosen.append(s)
+        chars += len(s.text)
+    if not chosen:
+        return []
+    best_of = {}
+    for s in chosen:  # passages in the order of their best chosen sentence
+        best_of.setdefault(s.n, len(best_of))
+    return sorted(chosen, key=lambda s: (best_of[s.n], s.pos))
+
+
+def render(chosen: list[Sentence]) -> str:
+    return " ".join(f"{s.text} [{s.n}]" for s in chosen)
+
+
+def compose(
+    question: str, hits: list[Hit], settings: Settings, trace: list[TraceEntry], embedder: Embedder | None = None,
+    query_vector: np.ndarray | None = None, passages: list[Passage] | None = None, stage: str = "compose",
+) -> Generation:
+    """The extractive answer over `hits` (or ready numbered `passages`), as a `Generation` whose
+    citations name exactly the passages its sentences come from. No sentence worth quoting:
+    an empty, declined Generation (the caller abstains)."""
+    t0 = time.perf_counter()
+    if passages is None:
+        passages = [Passage(i, h, h.record.text) for i, h in enumerate(hits[: settings.answer.context_chunks], 1)]
+    if not passages:
+        return Generation("", [], no_passages=True)
+    sents = candidates(passages)
+    score(question, passages, sents, embedder, query_vector)
+    chosen = select(sents, settings)
+    text = render(chosen)
+    by_n = {p.n: p for p in passages}
+    cited = sorted({s.n for s in chosen})
+    cits: list[Citation] = [citation(by_n[n], "extractive") for n in cited]
+    ms = (time.perf_counter() - t0) * 1000
+    top = sorted(sents, key=lambda s: -s.score)[:6]
+    trace.append(TraceEntry(stage, ms, {
+        "sentences": len(sents), "chosen": [{"n": s.n, "text": s.text[:120], "score": round(s.score, 4)}
+                                            for s in chosen],
+        "top": [{"n": s.n, "text": s.text[:80], "score": round(s.score, 4), **s.features} for s in top],
+    }))
+    return Generation(text, passages, cits, declined=not chosen, ms=ms)

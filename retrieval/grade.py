@@ -1,0 +1,171 @@
+"""Grading the retrieved passages, abstention, and corrective retrieval (CRAG-style).
+
+Evidence is measured for the ORIGINAL (standalone) question only: LLM-written variants, HyDE
+passages and step-back questions can lift similarities to passages that do not answer it.
+Per passage, two cheap features:
+- dense: cosine between the question's MiniLM vector and the passage's stored vector. MiniLM is
+  English-only, so its weight shrinks with the question's CJK share (a Chinese question's
+  cosines say little, see retrieval/rerank.py);
+- coverage: the share of the question's terms (core.keyword.tokenize: stemmed English words,
+  jieba words) that occur in the passage or its heading.
+support = w * dense + (1 - w) * coverage, w = answer.abstain_dense_weight * (1 - CJK share);
+a passage passes when its support reaches answer.min_score, and the question is answered when
+one of the top answer.abstain_top passages passes. The coarse stage's score is reported but not
+used: it is a z-score within the pool, so it ranks passages but cannot say "none is relevant".
+
+When none passes and answer.corrective is on, retrieval runs once more with a keyword-only
+version of the question (and, with a capable LLM, a step-back rewrite: one LLM call); the
+retry's passages are graded against the original question again, so a retry can only help by
+finding passages that answer it. Then the caller abstains."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.index import Index
+from core.keyword import tokenize
+from core.lang import cjk_share
+from core.llm import LLM
+from core.settings import Settings
+from core.types import Hit, TraceEntry
+
+log = logging.getLogger(__name__)
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+@dataclass
+class Evidence:
+    """The original question's evidence over the top passages."""
+
+    support: float  # the best passage's support
+    dense: float  # best cosine (whatever its weight)
+    coverage: float  # best query-term coverage
+    dense_weight: float
+    cjk: float
+    coarse: float | None = None
+    per_passage: list[dict[str, Any]] = field(default_factory=list)
+    passing: list[str] = field(default_factory=list)  # ids of the passages that pass
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"support": round(self.support, 4), "dense": round(self.dense, 4),
+                "coverage": round(self.coverage, 4), "dense_weight": round(self.dense_weight, 3),
+                "cjk_share": round(self.cjk, 3), "coarse": self.coarse, "passing": len(self.passing),
+                "passages": self.per_passage}
+
+
+def coverage(q_terms: set[str], hit: Hit) -> float:
+    if not q_terms:
+        return 0.0
+    terms = set(tokenize(f"{hit.record.title} {hit.record.text}"))
+    return len(q_terms & terms) / len(q_terms)
+
+
+def cosines(index: Index, hits: list[Hit], query_vector: np.ndarray) -> list[float]:
+    """The question's cosine with each hit's stored vector (a window's own text is embedded when
+    its id has no stored vector)."""
+    q = np.asarray(query_vector, dtype=np.float32)
+    q = q / (np.linalg.norm(q) or 1.0)
+    stored = index.vectors.get_embeddings([h.record.id for h in hits]) if hits else {}
+    missing = [h for h in hits if h.record.id not in stored]
+    if missing:
+        vecs = index.embedder.embed([h.record.index_text() for h in missing])
+        stored = {**stored, **{h.record.id: v for h, v in zip(missing, vecs, strict=True)}}
+    out = []
+    for h in hits:
+        v = np.asarray(stored[h.record.id], dtype=np.float32)
+        out.append(float(np.dot(q, v) / (np.linalg.norm(v) or 1.0)))
+    return out
+
+
+def evidence(question: str, hits: list[Hit], index: Index, query_vector: np.ndarray | None,
+             settings: Settings) -> Evidence:
+    a = settings.answer
+    top = hits[: max(1, a.abstain_top)]
+    cjk = cjk_share(question)
+    w = a.abstain_dense_weight * (1.0 - cjk)
+    if not top:
+        return Evidence(0.0, 0.0, 0.0, w, cjk)
+    qv = query_vector if query_vector is not None else index.embedder.embed([question])[0]
+    cos = cosines(index, top, qv)
+    q_terms = set(tokenize(question))
+    rows, passing = [], []
+    for h, c in zip(top, cos, strict=True):
+        cov = coverage(q_terms, h)
+        s = w * max(c, 0.0) + (1 - w) * cov
+        rows.append({"id": h.record.id, "dense": round(c, 4), "coverage": round(cov, 4), "support": round(s, 4)})
+        if s >= a.min_score:
+            passing.append(h.record.id)
+    coarse = [h.scores["coarse"] for h in top if "coarse" in h.scores]
+    return Evidence(max(r["support"] for r in rows), max(cos), max(r["coverage"] for r in rows), w, cjk,
+                    round(max(coarse), 4) if coarse else None, rows, passing)
+
+
+def answerable(ev: Evidence, settings: Settings) -> bool:
+    """The abstain decision: some top passage's support reaches answer.min_score."""
+    return ev.support >= settings.answer.min_score
+
+
+def keyword_query(question: str) -> str:
+    """The question's content words only ("How long should coffee steep?" -> "long coffee steep"):
+    filler words pull dense search toward other questions."""
+    words = []
+    for w in _WORD.findall(question):
+        toks = tokenize(w)
+        if cjk_share(w) > 0.5:
+            words.extend(toks)
+        elif toks:
+            words.append(w)
+    return " ".join(words)
+
+
+def _retry(label: str, query: str, question: str, settings: Settings, index: Index, k: int,
+           qvec: np.ndarray | None, trace: list[TraceEntry]) -> tuple[list[Hit], Evidence] | None:
+    from retrieval.pipeline import retrieve
+
+    t0 = time.perf_counter()
+    try:
+        res = retrieve(query, settings, index=index, k=k)
+    except Exception as e:  # a failed retry leaves the abstention standing
+        log.warning("corrective retry %s failed: %s", label, e)
+        trace.append(TraceEntry("corrective", (time.perf_counter() - t0) * 1000,
+                                {"step": label, "query": query, "error": f"{type(e).__name__}: {e}"}))
+        return None
+    ev = evidence(question, res.hits, index, qvec, settings)
+    trace.append(TraceEntry("corrective", (time.perf_counter() - t0) * 1000,
+                            {"step": label, "query": query, "hits": len(res.hits), **ev.to_dict(),
+                             "answerable": answerable(ev, settings)}))
+    return res.hits, ev
+
+
+def corrective(question: str, hits: list[Hit], ev: Evidence, settings: Settings, index: Index, k: int,
+               qvec: np.ndarray | None, trace: list[TraceEntry], llm: LLM | None = None,
+               capable: bool = False) -> tuple[list[Hit], Evidence]:
+    """Retry retrieval when no passage passes; the best-supported result (the original when no
+    retry does better). Each step is a `corrective` trace entry."""
+    if answerable(ev, settings) or not settings.answer.corrective or not hits:
+        return hits, ev
+    best = (hits, ev)
+    kq = keyword_query(question)
+    if kq and kq.casefold() != question.casefold():
+        got = _retry("keywords", kq, question, settings, index, k, qvec, trace)
+        if got and got[1].support > best[1].support:
+            best = got
+    if not answerable(best[1], settings) and capable and llm is not None:
+        from retrieval.llmcall import LLMCaller
+        from retrieval.translate import step_back
+
+        p = step_back(question, settings, LLMCaller(llm, None, 1))
+        if p.fallback:
+            trace.append(TraceEntry("corrective", 0.0, {"step": "step-back", "fallback": p.notes}))
+        else:
+            got = _retry("step-back", p.value, question, settings, index, k, qvec, trace)
+            if got and got[1].support > best[1].support:
+                best = got
+    return best
