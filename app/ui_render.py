@@ -5,6 +5,7 @@ whole-document page a citation links to (`?passage=<chunk id>`)."""
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -17,6 +18,37 @@ from core.feedback import Feedback, record_feedback
 from core.index import Index
 from retrieval.answer import AnswerResult
 from retrieval.generate import Citation
+
+
+# Documents are data: answers quote them, titles come from them, so nothing in them may make the
+# page fetch a URL (an image, a remote link or raw HTML is a tracking pixel or worse).
+_MD_IMAGE = re.compile(r"!\[([^\]]*)\]\s*(?:\([^)]*\)|\[[^\]]*\])")
+_MD_LINK = re.compile(r"\[([^\]]*)\]\s*\(\s*<?(?:[a-z][a-z0-9+.-]*:|//)[^)]*\)", re.I)
+_MD_REF_DEF = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*\S+.*$", re.M)
+_AUTOLINK = re.compile(r"<((?:[a-z][a-z0-9+.-]*:|//)[^>\s]*)>", re.I)
+_HTML_TAG = re.compile(r"</?[a-zA-Z][^>]*>|<!--.*?-->", re.S)
+
+
+def safe_markdown(text: str) -> str:
+    """Markdown that fetches nothing: images dropped (their alt text kept), remote links reduced
+    to their text, reference definitions and autolinks defused, raw HTML tags removed (and any
+    `<` left escaped). Citation markers such as [1] stay."""
+    text = _MD_IMAGE.sub(lambda m: f"(image: {m.group(1)})" if m.group(1).strip() else "", text)
+    text = _MD_LINK.sub(lambda m: m.group(1), text)
+    text = _MD_REF_DEF.sub("", text)
+    text = _AUTOLINK.sub(lambda m: m.group(1).replace(":", "\\:", 1), text)
+    text = _HTML_TAG.sub("", text)
+    return text.replace("<", "&lt;")
+
+
+def safe_text(text: str) -> str:
+    """A one-line label (a title in an expander header): safe Markdown on one line."""
+    return " ".join(safe_markdown(text).split())
+
+
+def answer_markdown(result: AnswerResult) -> str:
+    """The answer as the chat shows it (app/ui.py should render this, not `result.answer`)."""
+    return safe_markdown(result.answer)
 
 
 def _vote(key: str, path: str, query: str, question: str, chunk_id: str, source: str) -> None:
@@ -35,11 +67,12 @@ def citation_block(c: Citation, msg_id: str, doc_text: str | None, result: Answe
     """One citation: an expander with the passage in its document, and a thumbs vote beside it."""
     loc = ui_data.location(c.source, c.page_start, c.page_end)
     left, right = st.columns([10, 2], vertical_alignment="top")
-    with left, st.expander(f"[{c.n}] {loc}" + (f" · {c.title}" if c.title else "")):
+    title = safe_text(c.title)
+    with left, st.expander(f"[{c.n}] {safe_text(loc)}" + (f" · {title}" if title else "")):
         st.markdown(f"**Source** `{c.source or '(derived)'}`")
         facts = []
-        if c.title:
-            facts.append(f"**Heading** {c.title}")
+        if title:
+            facts.append(f"**Heading** {title}")
         if c.page_start is not None:
             same = c.page_end in (None, c.page_start)
             facts.append(f"**Page** {c.page_start}" if same else f"**Pages** {c.page_start}–{c.page_end}")
@@ -111,7 +144,7 @@ def how_found(result: AnswerResult) -> None:
             st.dataframe(pd.DataFrame(ui_data.hit_rows(result.hits, cited)), hide_index=True, width="stretch")
         for stage, rows in ui_data.stage_listings(trace).items():
             st.markdown(f"Reranking stage `{stage}` (rank, rank before it, score)")
-            _bars([{"candidate": f"{r['rank']}. {r['title'][:50] or r['id'][:8]}", "score": r["score"]}
+            _bars([{"candidate": f"{r['rank']}. {safe_text(r['title'][:50]) or r['id'][:8]}", "score": r["score"]}
                    for r in rows[:10]], "candidate", "score")
             st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         st.markdown("**Timings per stage (ms)**")
@@ -124,6 +157,12 @@ def how_found(result: AnswerResult) -> None:
 def answer_extras(result: AnswerResult, msg_id: str, index: Index, feedback_file: Path) -> None:
     if result.abstained and result.abstain_reason != "model_declined":
         st.caption(f"No answer generated ({result.abstain_reason}).")
+    check = next((t.detail for t in reversed(result.trace) if t.stage == "check"), None)
+    if check and (check.get("dropped") or check.get("fallback")):
+        note = f"{len(check.get('dropped', []))} sentence(s) their passages do not support were removed"
+        if check.get("fallback"):
+            note += "; the answer is quoted from the passages instead"
+        st.caption(note + " (see How this answer was found).")
     citations(result, msg_id, index, feedback_file)
     st.caption(f"{result.backend} · {result.model} · {result.timings.get('total', 0) / 1000:.1f} s")
     how_found(result)
@@ -139,7 +178,7 @@ def document_page(index: Index, chunk_id: str) -> None:
     text = index.docs.file_text(rec.source) if rec.source else None
     st.title(Path(rec.source).name if rec.source else "(derived passage)")
     facts = [f"**Source** `{rec.source or '(derived)'}`"]
-    facts += [f"**Heading** {rec.title}"] if rec.title else []
+    facts += [f"**Heading** {safe_text(rec.title)}"] if rec.title else []
     facts += [f"**Pages** {rec.page_start}–{rec.page_end}"] if rec.page_start is not None else []
     st.markdown(" · ".join(facts))
     if text is None:

@@ -11,8 +11,8 @@ Each sentence is scored with cheap features, the same kinds the ranker uses:
   English: the model cannot read Chinese, so its cosines there would be noise;
 - the passage's rank (retrieval already weighed the whole passage).
 The best sentence is kept; others join it when they score at least `extractive_min_rel` of it,
-are not near-duplicates, and fit `extractive_max_sentences` / `extractive_max_chars`. They are
-printed grouped by passage (best passage first), in document order within a passage."""
+are not near-duplicates, and fit `extractive_max_sentences` / `extractive_max_chars`. The best
+sentence comes first, the others after it grouped by passage, in document order within one."""
 
 from __future__ import annotations
 
@@ -153,10 +153,12 @@ def select(sents: list[Sentence], settings: Settings) -> list[Sentence]:
         chars += len(s.text)
     if not chosen:
         return []
-    best_of = {}
-    for s in chosen:  # passages in the order of their best chosen sentence
+    # The best sentence leads (it answers); the rest follow grouped by passage, in the order of
+    # each passage's best sentence, and in document order within a passage (they read on).
+    best_of: dict[int, int] = {}
+    for s in chosen:
         best_of.setdefault(s.n, len(best_of))
-    return sorted(chosen, key=lambda s: (best_of[s.n], s.pos))
+    return chosen[:1] + sorted(chosen[1:], key=lambda s: (best_of[s.n], s.pos))
 
 
 def render(chosen: list[Sentence]) -> str:

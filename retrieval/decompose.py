@@ -8,6 +8,7 @@ for the final answer, which the caller generates (streamed) like any other answe
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from retrieval.pipeline import retrieve
 from retrieval.translate import Translation
 
 log = logging.getLogger(__name__)
+_MARKERS = re.compile(r"\[\s*((?:passages?\s*)?\d+(?:\s*[,;]\s*\d+)*)\s*\]", re.I)
 
 
 @dataclass
@@ -93,10 +95,6 @@ def answer_steps(
 def final_prompt(question: str, steps: list[SubAnswer], hits: list[Hit], k: int) -> tuple[str, list[Hit]]:
     """The final answer's question text (the question plus every sub-answer) and its passages:
     the question's own hits first, then each step's, deduplicated, at most `k` + one per step."""
-    bg = _background(steps)
-    text = question
-    if bg:
-        text += f"\nSub-questions already answered:\n{bg}\nUse them and the passages."
     out: list[Hit] = []
     seen: set[str] = set()
     pools = [hits[:k]] + [s.hits[:2] for s in steps]
@@ -105,4 +103,23 @@ def final_prompt(question: str, steps: list[SubAnswer], hits: list[Hit], k: int)
             if h.record.id not in seen:
                 seen.add(h.record.id)
                 out.append(h)
-    return text, out[: k + len(steps)]
+    out = out[: k + len(steps)]
+    bg = _background([SubAnswer(s.question, s.hits, renumber(s, out)) for s in steps])
+    text = question
+    if bg:
+        text += f"\nSub-questions already answered:\n{bg}\nUse them and the passages."
+    return text, out
+
+
+def renumber(step: SubAnswer, final: list[Hit]) -> str:
+    """A sub-answer's [n] markers point at the sub-question's own passages; in the final prompt
+    they must name the same passage's number in the final list, or go (it is not there)."""
+    pos = {h.record.id: i for i, h in enumerate(final, start=1)}
+    by_n = {c.n: c.chunk_id for c in step.citations if getattr(c, "chunk_id", None)}
+    by_n.update({i: h.record.id for i, h in enumerate(step.hits, start=1) if i not in by_n})
+
+    def sub(m: re.Match[str]) -> str:
+        nums = [pos[by_n[n]] for n in map(int, re.findall(r"\d+", m.group(1))) if by_n.get(n) in pos]
+        return "[" + ", ".join(str(n) for n in sorted(set(nums))) + "]" if nums else ""
+
+    return " ".join(_MARKERS.sub(sub, step.answer).split())

@@ -319,4 +319,11 @@ def answer_prompt(t: Translation, question: str, hits: list[Hit], llm: LLM, sett
 
         steps = decompose.answer_steps(t, llm, settings, trace, k)
         return decompose.final_prompt(prompt_question(t, question, [])[0], steps, hits, k)
-    return prompt_question(t, question, hits)
+    text, ordered = prompt_question(t, question, hits)
+    if t.step_back:  # "Passages [a]-[b]" must name the passages that fit the context, not all hits
+        from retrieval.generate import fitting
+
+        kept = len(fitting(text, ordered, llm, settings))
+        if 0 < kept < len(ordered):
+            text, ordered = prompt_question(t, question, ordered[:kept])
+    return text, ordered

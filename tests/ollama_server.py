@@ -7,7 +7,10 @@ Endpoints (shapes as Ollama documents them): `GET /` ("Ollama is running"), `GET
 object with `"stream": false`; `options.num_ctx`, `num_predict`, `temperature` and `format`
 honoured). Unknown models get 404 with `{"error": "model \\"x\\" not found, try pulling it first"}`.
 Every request is recorded in `server.requests`. `hang` names paths that never answer (until
-the server stops), for timeout tests.
+the server stops), for timeout tests. `reply` (a string, or a function of the chat messages
+returning one; or the environment variable `OLLAMA_TEST_REPLY`) scripts `/api/chat`: the model
+is not run and the reply is sent as it is (streamed word by word), to stand in for a capable
+model whose exact output a test needs to know.
 
     with OllamaTestServer(models=["smollm2:135m"]) as srv:
         settings.ollama_url = srv.url
@@ -17,6 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+from collections.abc import Callable
 import threading
 import time
 from datetime import UTC, datetime
@@ -161,6 +167,10 @@ class _Handler(BaseHTTPRequestHandler):
             kw["response_format"] = {"type": "json_object"}
         stream = body.get("stream", True) is not False
         t0 = time.perf_counter_ns()
+        scripted = self.server.scripted(kw["messages"])
+        if scripted is not None:
+            self._send_scripted(name, scripted, stream, t0)
+            return
         with self.server.model.lock:
             llama = self.server.model.llama(int(opts.get("num_ctx", 2048)))
             if stream:
@@ -173,6 +183,31 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, self._final(name, t0, usage.get("prompt_tokens", 0),
                                             usage.get("completion_tokens", 0), msg))
 
+    def _send_scripted(self, name: str, text: str, stream: bool, t0: int) -> None:
+        msg = {"role": "assistant", "content": text}
+        if not stream:
+            self._json(200, self._final(name, t0, 0, len(text.split()), msg))
+            return
+        self._start_stream()
+        parts = re.findall(r"\S+\s*|\s+", text)
+        for part in parts:
+            self._send_line({"model": name, "created_at": _now(),
+                             "message": {"role": "assistant", "content": part}, "done": False})
+        self._send_line(self._final(name, t0, 0, len(parts), {"role": "assistant", "content": ""}))
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _start_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def _send_line(self, obj: dict[str, Any]) -> None:
+        line = json.dumps(obj).encode() + b"\n"
+        self.wfile.write(f"{len(line):X}\r\n".encode() + line + b"\r\n")
+        self.wfile.flush()
+
     def _final(self, name: str, t0: int, n_prompt: int, n_out: int,
                message: dict[str, str]) -> dict[str, Any]:
         dur = time.perf_counter_ns() - t0
@@ -183,15 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
 
     def _stream(self, name: str, llama: Any, kw: dict[str, Any], t0: int) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-ndjson")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-
-        def send(obj: dict[str, Any]) -> None:
-            line = json.dumps(obj).encode() + b"\n"
-            self.wfile.write(f"{len(line):X}\r\n".encode() + line + b"\r\n")
-            self.wfile.flush()
+        self._start_stream()
+        send = self._send_line
 
         n = 0
         for part in llama.create_chat_completion(stream=True, **kw):
@@ -209,8 +237,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, addr: tuple[str, int], models: list[str], hang: set[str], hang_s: float,
-                 model: _Model) -> None:
+                 model: _Model, reply: Reply | None = None) -> None:
         super().__init__(addr, _Handler)
+        self.reply = reply
         self.models = models
         self.hang = hang
         self.hang_s = hang_s
@@ -218,6 +247,12 @@ class _Server(ThreadingHTTPServer):
         self.requests: list[dict[str, Any]] = []
         self.rec_lock = threading.Lock()
         self.stopping = threading.Event()
+
+    def scripted(self, messages: list[dict[str, Any]]) -> str | None:
+        reply = self.reply if self.reply is not None else os.environ.get("OLLAMA_TEST_REPLY")
+        if reply is None:
+            return None
+        return reply(messages) if callable(reply) else str(reply)
 
     def known(self, name: str) -> bool:
         return bool(name) and any(_norm(name) == _norm(m) for m in self.models)
@@ -233,17 +268,18 @@ class _Server(ThreadingHTTPServer):
 
 
 _MODELS: dict[str, _Model] = {}
+Reply = str | Callable[[list[dict[str, Any]]], str]
 
 
 class OllamaTestServer:
     """Start with `with OllamaTestServer(...) as srv:` (or `.start()` / `.stop()`)."""
 
     def __init__(self, models: list[str] | None = None, hang: set[str] | None = None, hang_s: float = 30.0,
-                 gguf: Path | None = None) -> None:
+                 gguf: Path | None = None, reply: Reply | None = None) -> None:
         path = gguf or default_gguf()
         model = _MODELS.setdefault(str(path), _Model(path))
         names = list(models or ["smollm2:135m"])
-        self._srv = _Server(("127.0.0.1", 0), names, set(hang or ()), hang_s, model)
+        self._srv = _Server(("127.0.0.1", 0), names, set(hang or ()), hang_s, model, reply)
         self._thread = threading.Thread(target=self._srv.serve_forever, name="ollama-server", daemon=True)
 
     @property
@@ -254,6 +290,14 @@ class OllamaTestServer:
     def requests(self) -> list[dict[str, Any]]:
         with self._srv.rec_lock:
             return list(self._srv.requests)
+
+    @property
+    def reply(self) -> Reply | None:
+        return self._srv.reply
+
+    @reply.setter
+    def reply(self, value: Reply | None) -> None:
+        self._srv.reply = value
 
     @property
     def hang(self) -> set[str]:

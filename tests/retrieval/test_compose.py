@@ -1,0 +1,99 @@
+"""Extractive answers: made of the retrieved passages' sentences, each cited to the passage it
+comes from (real MiniLM, Chroma and BM25 over a corpus with planted facts; no LLM runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.settings import load_settings
+from core.text import sentence_spans, split_sentences
+from core.types import Hit, Record, TraceEntry
+from ingest.pipeline import ingest
+from retrieval.answer import ask, choose_mode
+from retrieval.compose import compose
+from tests.conftest import SAMPLE
+from tests.retrieval.answer_corpus import FACT_Q, build, settings_for
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build(tmp_path_factory.mktemp("compose"))
+
+
+def _sentences_of(answer: str) -> list[str]:
+    import re
+
+    return [s.strip() for s in re.split(r"\s*\[\d+\]\s*", answer) if s.strip()]
+
+
+def test_extractive_answer_cites_the_passage_holding_a_planted_fact(corpus: Path) -> None:
+    res = ask(FACT_Q, settings_for(corpus, answer={"mode": "extractive"}))
+    assert not res.abstained and res.mode == "extractive"
+    assert "37 hours" in res.answer
+    assert res.citations and all(Path(c.source).name == "lighthouse.md" for c in res.citations)
+    cited = {c.n: c.text for c in res.citations}
+    for s in _sentences_of(res.answer):  # correct by construction: every sentence is in a cited passage
+        assert any(s in " ".join(t.split()) for t in cited.values()), s
+    assert "generate" not in [t.stage for t in res.trace]  # no LLM call
+    assert any(t.stage == "compose" for t in res.trace)
+
+
+def test_auto_is_extractive_for_the_embedded_model_and_small_names(corpus: Path) -> None:
+    from core.llm import LlamaCppLLM, OllamaLLM
+
+    s = settings_for(corpus)
+    assert choose_mode(s, LlamaCppLLM(s))[0] == "extractive"
+    assert choose_mode(s, OllamaLLM(load_settings(llm={"model": "smollm2:360m"})))[0] == "extractive"
+    assert choose_mode(s, OllamaLLM(load_settings(llm={"model": "llama3.1:8b"})))[0] == "generative"
+    forced = settings_for(corpus, answer={"mode": "generative"})
+    assert choose_mode(forced, LlamaCppLLM(s)) == ("generative", "answer.mode = generative")
+
+
+def test_readme_quick_start_question_gets_the_four_minutes_sentence(tmp_path: Path) -> None:
+    index_dir = tmp_path / "sample-index"
+    assert not ingest([SAMPLE], load_settings(index_dir=index_dir, search={"ltr_self_train": False})).failed
+    res = ask("How long should coffee steep in a French press?",
+              load_settings(index_dir=index_dir, llm={"provider": "llamacpp"}))
+    assert not res.abstained and "four minutes" in res.answer
+    first = res.answer.split("[", 1)[0]
+    assert "four minutes" in first  # the answering sentence comes first
+    assert "coffee-brewing.md" in {Path(c.source).name for c in res.citations}
+
+
+def _hit(i: int, text: str, title: str = "") -> Hit:
+    return Hit(Record(f"id{i}", text, f"/d/doc{i}.md", title=title, start=0, end=len(text)), 1.0 / i)
+
+
+def test_compose_keeps_budget_order_and_skips_headings() -> None:
+    hits = [
+        _hit(1, "## French press\nUse a coarse grind. Steep the coffee for four minutes, then press.\n"
+                "Pour it all out.", "Coffee > French press"),
+        _hit(2, "Espresso needs a fine grind. A French press is a glass jug.", "Grinds"),
+    ]
+    s = load_settings(answer={"extractive_max_sentences": 2, "extractive_min_rel": 0.0})
+    trace: list[TraceEntry] = []
+    gen = compose("How long should coffee steep in a French press?", hits, s, trace)
+    assert gen.text.startswith("Steep the coffee for four minutes, then press. [1]")  # the answer leads
+    assert "French press [1]" not in gen.text and gen.text.count("[") == 2
+    assert {c.n for c in gen.citations} == {int(x) for x in __import__("re").findall(r"\[(\d)\]", gen.text)}
+    assert trace[-1].stage == "compose" and trace[-1].detail["chosen"]
+    tight = compose("How long should coffee steep in a French press?", hits,
+                    load_settings(answer={"extractive_max_chars": 60}), [])
+    assert len(tight.text) < 80 and tight.text.count("[") == 1
+
+
+def test_compose_with_nothing_to_quote_declines() -> None:
+    gen = compose("anything?", [_hit(1, "Short.")], load_settings(), [])
+    assert gen.declined and gen.text == "" and gen.citations == []
+
+
+def test_sentence_splitting_is_shared_and_cjk_aware() -> None:
+    from ingest import chunking
+
+    assert chunking._split_sentences is split_sentences  # one definition (core/text.py)
+    t = "Transformer架构于2017年提出。它使用注意力！Use 3.5 g per cup. Done?\n\n1. Rinse it.\n# Head\nNext"
+    got = [t[a:b] for a, b in sentence_spans(t)]
+    assert got == ["Transformer架构于2017年提出。", "它使用注意力！", "Use 3.5 g per cup.", "Done?",
+                   "1. Rinse it.", "# Head", "Next"]
