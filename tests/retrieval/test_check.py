@@ -1,0 +1,126 @@
+"""The generative check: a "capable model" (the Ollama test server with a scripted reply, so the
+reply is known) writes an answer with [n] markers; sentences their passage does not support are
+dropped before they are shown, nothing supported left falls back to the extractive answer, and
+the trace says what was dropped and why."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.models import get_embedder
+from core.settings import load_settings
+from core.types import Hit, Record
+from retrieval.answer import AnswerResult, ask_stream
+from retrieval.check import ClaimStream, check_answer, split_claims
+from retrieval.generate import Passage
+from tests.ollama_server import OllamaTestServer
+from tests.retrieval.answer_corpus import FACT_Q, build, settings_for
+
+MODEL = "llama3.1:8b"  # a name auto treats as capable: the generative path runs
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build(tmp_path_factory.mktemp("check"))
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[OllamaTestServer]:
+    with OllamaTestServer(models=[MODEL]) as srv:
+        yield srv
+
+
+def _ask(corpus: Path, server: OllamaTestServer, reply: str, question: str = FACT_Q,
+         **answer: Any) -> tuple[list[str], AnswerResult]:
+    server.reply = reply
+    s = settings_for(corpus, ollama_url=server.url, llm={"provider": "ollama", "model": MODEL}, answer=answer)
+    parts = list(ask_stream(question, s))
+    res = parts[-1]
+    assert isinstance(res, AnswerResult)
+    return [p for p in parts[:-1] if isinstance(p, str)], res
+
+
+def _check(res: AnswerResult) -> dict[str, Any]:
+    return next(t.detail for t in res.trace if t.stage == "check")
+
+
+def test_an_invented_sentence_is_removed_before_it_is_shown(corpus: Path, server: OllamaTestServer) -> None:
+    reply = ("The keeper winds the clockwork every 37 hours [1]. "
+             "The lighthouse was painted purple by Napoleon in 1802 [1].")
+    tokens, res = _ask(corpus, server, reply)
+    assert res.mode == "generative" and not res.abstained
+    assert "37 hours" in res.answer and "Napoleon" not in res.answer
+    assert "Napoleon" not in "".join(tokens) and "".join(tokens).strip() == res.answer  # never streamed
+    dropped = _check(res)["dropped"]
+    assert len(dropped) == 1 and "Napoleon" in dropped[0]["text"] and dropped[0]["reason"]
+    assert [Path(c.source).name for c in res.citations] == ["lighthouse.md"]
+
+
+def test_a_changed_number_is_not_supported(corpus: Path, server: OllamaTestServer) -> None:
+    _, res = _ask(corpus, server, "The keeper winds the clockwork every 12 hours [1]. "
+                                  "The lamp was converted to electricity in 1971 [1].")
+    assert "12 hours" not in res.answer and "1971" in res.answer
+    assert "number 12" in _check(res)["dropped"][0]["reason"]
+
+
+def test_nothing_supported_falls_back_to_the_extractive_answer(corpus: Path, server: OllamaTestServer) -> None:
+    _, res = _ask(corpus, server, "The answer is: 4.5 hours. [2]")
+    assert not res.abstained and "37 hours" in res.answer and "4.5" not in res.answer
+    assert _check(res)["fallback"] == "extractive"
+    assert any(t.stage == "compose_fallback" for t in res.trace)
+    assert all(Path(c.source).name == "lighthouse.md" for c in res.citations)
+
+
+def test_a_wrong_citation_is_pointed_at_the_supporting_passage(corpus: Path, server: OllamaTestServer) -> None:
+    _, res = _ask(corpus, server, "The Varne lighthouse keeper winds the clockwork every 37 hours [3].")
+    if len(res.hits) >= 3 and Path(res.hits[2].record.source).name != "lighthouse.md":
+        assert _check(res)["recited"] and "[3]" not in res.answer
+    assert all(Path(c.source).name == "lighthouse.md" for c in res.citations)
+
+
+def test_check_can_be_switched_off(corpus: Path, server: OllamaTestServer) -> None:
+    reply = "The keeper winds it every 37 hours [1]. Napoleon painted it purple [1]."
+    _, res = _ask(corpus, server, reply, check=False)
+    assert "Napoleon" in res.answer and not any(t.stage == "check" for t in res.trace)
+
+
+def test_a_decline_abstains(corpus: Path, server: OllamaTestServer) -> None:
+    _, res = _ask(corpus, server, "I don't know based on the indexed documents.")
+    assert res.abstained and res.abstain_reason == "model_declined" and res.citations == []
+
+
+# ---------- the check itself, on passages built here
+
+
+def _passages() -> list[Passage]:
+    texts = ["A French press needs a coarse grind and steeps for about four minutes.",
+             "Green tea is brewed with water at 80 degrees Celsius for two minutes."]
+    return [Passage(i, Hit(Record(f"p{i}", t, f"/d/{i}.md", end=len(t)), 1.0), t) for i, t in enumerate(texts, 1)]
+
+
+def test_claims_take_the_markers_written_after_the_full_stop() -> None:
+    cl = split_claims("Use a coarse grind. [1] Steep four minutes [1][2]. Done", 2)
+    assert [c.text for c in cl] == ["Use a coarse grind. [1]", "Steep four minutes [1][2].", "Done"]
+    assert [c.cited for c in cl] == [[1], [1, 2], []]
+
+
+def test_paraphrase_kept_invention_dropped_unmarked_attributed() -> None:
+    emb = get_embedder(load_settings().embedding)
+    res = check_answer("A French press steeps for about four minutes [1]. "
+                       "Green tea is brewed at 80 degrees Celsius. "
+                       "Espresso machines were invented in Milan [2].", _passages(), emb, load_settings())
+    kept = [v.claim.text for v in res.kept]
+    assert kept[0].startswith("A French press") and "Espresso" not in res.text
+    assert any(v.reason == "recited" and v.passage == 2 for v in res.kept)  # unmarked -> its passage
+
+
+def test_streamed_claims_equal_the_checked_answer() -> None:
+    text = "A French press steeps for about four minutes [1]. PWNED. Green tea wants 80 degrees Celsius [2]."
+    stream = ClaimStream(_passages(), None, load_settings())
+    shown = "".join(stream.feed(tok) for tok in text.split(" ") for tok in (tok + " ",)) + stream.finish()
+    assert shown == stream.result.text and "PWNED" not in shown
+    assert [v.reason for v in stream.result.verdicts if not v.kept] == ["too short to check"]
