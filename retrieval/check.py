@@ -127,6 +127,8 @@ class Checker:
         return float(np.max(vecs @ cvec)) if len(vecs) else None
 
     def support(self, claim: Claim, n: int, cvec: np.ndarray | None) -> tuple[bool, float, float | None, str]:
+        if n not in self.passages:
+            return False, 0.0, None, f"cites [{n}], which was not in the prompt"
         terms = claim.terms
         overlap = len(terms & self.terms[n]) / (len(terms) or 1)
         missing = [x for x in _NUMBER.findall(claim.body) if x not in self.numbers[n]]

@@ -30,7 +30,7 @@ from core.models import Embedder
 from core.settings import Settings
 from core.text import sentence_spans
 from core.types import Hit, TraceEntry
-from retrieval.generate import Citation, Generation, Passage, citation
+from retrieval.generate import Citation, Generation, Passage, citation, neutralise
 
 ENGLISH_MAX_CJK = 0.3  # above this CJK share a text is not "English" for MiniLM
 W_COVERAGE, W_COSINE, W_RANK = 0.55, 0.3, 0.15  # with cosine; without it coverage takes its weight
@@ -56,12 +56,13 @@ class Sentence:
 
 
 def clean(sentence: str) -> str:
-    """Display form: one line, no list marker, images and links reduced to their text."""
+    """Display form: one line, no list marker, images and links reduced to their text, citation
+    look-alikes neutralised."""
     s = _LIST_MARK.sub("", sentence)
     s = _IMAGE.sub("", s)
     s = _LINK.sub(r"\1", s)
     s = _TAG.sub("", s)
-    return " ".join(s.split())
+    return " ".join(neutralise(s).split())  # a quoted "[1]" must not read as our citation
 
 
 def _table_row(s: str) -> str:

@@ -7,7 +7,9 @@ Per passage, two cheap features:
   English-only, so its weight shrinks with the question's CJK share (a Chinese question's
   cosines say little, see retrieval/rerank.py);
 - coverage: the share of the question's terms (core.keyword.tokenize: stemmed English words,
-  jieba words) that occur in the passage or its heading.
+  jieba words; question words such as 什么 / "how many" left out) that occur in the passage or
+  its heading, each term weighted by its BM25 idf over the index, so the rare terms that say
+  what the question is about count most.
 support = w * dense + (1 - w) * coverage, w = answer.abstain_dense_weight * (1 - CJK share);
 a passage passes when its support reaches answer.min_score, and the question is answered when
 one of the top answer.abstain_top passages passes. The coarse stage's score is reported but not
@@ -60,11 +62,38 @@ class Evidence:
                 "passages": self.per_passage}
 
 
-def coverage(q_terms: set[str], hit: Hit) -> float:
-    if not q_terms:
+# Question words that name what is asked, not what it is about: a passage that answers never
+# needs to contain them (English ones not already stop words of core.keyword.tokenize).
+QUESTION_WORDS = frozenset("""什么 哪 哪里 哪儿 哪个 哪些 哪一年 哪年 哪位 多少 多久 多长 几 几个 怎么 怎样 怎么样 为什么
+    如何 谁 是否 吗 呢 请问 mani much long often kind type""".split())
+
+
+def question_terms(question: str) -> list[str]:
+    return sorted({t for t in tokenize(question) if t not in QUESTION_WORDS})
+
+
+def term_idf(index: Index, terms: list[str]) -> dict[str, float]:
+    """BM25 idf of each term over the whole index (a term found nowhere gets the highest): a
+    question whose rare terms no passage has is not answered by the common ones it shares."""
+    kw = index.keyword
+    n = max(len(getattr(kw, "ids", []) or []), 1)
+    out = {}
+    for t in terms:
+        try:
+            df = len(kw.search(t, n))
+        except Exception:  # no keyword index: plain coverage
+            return {t: 1.0 for t in terms}
+        out[t] = float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
+    return out
+
+
+def coverage(idf: dict[str, float], hit: Hit) -> float:
+    """The idf-weighted share of the question's terms that occur in the passage or its heading."""
+    total = sum(idf.values())
+    if not total:
         return 0.0
     terms = set(tokenize(f"{hit.record.title} {hit.record.text}"))
-    return len(q_terms & terms) / len(q_terms)
+    return sum(w for t, w in idf.items() if t in terms) / total
 
 
 def cosines(index: Index, hits: list[Hit], query_vector: np.ndarray) -> list[float]:
@@ -94,10 +123,10 @@ def evidence(question: str, hits: list[Hit], index: Index, query_vector: np.ndar
         return Evidence(0.0, 0.0, 0.0, w, cjk)
     qv = query_vector if query_vector is not None else index.embedder.embed([question])[0]
     cos = cosines(index, top, qv)
-    q_terms = set(tokenize(question))
+    idf = term_idf(index, question_terms(question))
     rows, passing = [], []
     for h, c in zip(top, cos, strict=True):
-        cov = coverage(q_terms, h)
+        cov = coverage(idf, h)
         s = w * max(c, 0.0) + (1 - w) * cov
         rows.append({"id": h.record.id, "dense": round(c, 4), "coverage": round(cov, 4), "support": round(s, 4)})
         if s >= a.min_score:

@@ -70,7 +70,7 @@ def _chunk_ids(index_dir: Path) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_ask_streams_tokens_then_a_result_whose_citations_are_retrieved_chunks(corpus: Path) -> None:
-    s = _settings(corpus)
+    s = _settings(corpus, answer={"mode": "generative", "check": False})  # the raw token stream
     parts = list(ask_stream(QUESTION, s))
     tokens, res = parts[:-1], parts[-1]
     assert isinstance(res, AnswerResult) and all(isinstance(t, str) for t in tokens) and len(tokens) >= 2
@@ -87,6 +87,25 @@ def test_ask_streams_tokens_then_a_result_whose_citations_are_retrieved_chunks(c
     assert {"retrieve", "generate", "first_token", "total"} <= set(res.timings)
     stages = [t.stage for t in res.trace]
     assert stages[0] == "llm_select" and "abstain_check" in stages and stages[-1] == "cite"
+
+
+def test_default_answer_with_the_embedded_model_is_extractive_and_cited(corpus: Path) -> None:
+    res = ask(QUESTION, _settings(corpus))
+    assert res.mode == "extractive" and not res.abstained and "gradient descent" in res.answer
+    assert {Path(c.source).name for c in res.citations} == {"transformers.md"}
+    assert "generate" not in [t.stage for t in res.trace]
+
+
+@pytest.mark.slow
+def test_generative_answer_from_the_embedded_model_ships_only_checked_sentences(corpus: Path) -> None:
+    parts = list(ask_stream(QUESTION, _settings(corpus, answer={"mode": "generative"})))
+    res = parts[-1]
+    assert isinstance(res, AnswerResult) and res.mode == "generative"
+    assert res.answer == "".join(p for p in parts[:-1] if isinstance(p, str)).strip()
+    check = next(t.detail for t in res.trace if t.stage == "check")
+    assert check["kept"] + len(check["dropped"]) == check["claims"]
+    prompt_ids = {h.record.id for h in res.hits}
+    assert all(c.chunk_id in prompt_ids for c in res.citations)
 
 
 def test_empty_index_abstains_without_generating(tmp_path: Path) -> None:
@@ -221,7 +240,7 @@ def test_cli_auto_answers_through_ollama_when_it_has_the_model(
     corpus: Path, server: OllamaTestServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     env = _env(corpus, RAG_OLLAMA_URL=server.url, RAG_LLM__MODEL="smollm2:135m", RAG_LLM__NUM_CTX="2048",
-               RAG_LLM__KEEP_ALIVE="1m")
+               RAG_LLM__KEEP_ALIVE="1m", RAG_ANSWER__MODE="generative")  # a 135m name is extractive in auto
     code, out, _ = _rag(monkeypatch, capsys, "ask", QUESTION, "--json", env=env)
     assert code == 0
     d = json.loads(out)

@@ -1,0 +1,242 @@
+"""Answer-level evaluation: `python -m eval.answers DATASET... [--modes extractive,generative]`.
+
+For labelled answerable questions (queries.jsonl with `evidence` strings, judged in
+qrels/<split>.tsv) and unanswerable ones (unanswerable.jsonl, `"unanswerable": true`), each
+question is answered once per mode with abstention switched off (answer.min_score = 0, no
+corrective retry), and the original question's evidence (retrieval/grade.py) is recorded. The
+abstain decision is then replayed offline for every (abstain_dense_weight, min_score) on a grid:
+the pair with the best balanced accuracy (answer rate on answerable + abstention rate on
+unanswerable, halved) on the DEV questions is chosen and reported on the TEST ones, with the
+whole trade-off curve. Unanswerable questions are split like the datasets' queries: dev when
+int(sha1(id), 16) % 10 < 4.
+
+Metrics per mode, over the questions answered at the chosen threshold:
+- evidence_cited: a cited passage contains one of the question's evidence strings;
+- evidence_in_answer: the answer text itself contains one;
+- citation_precision: cited passages from a document judged relevant (grade > 0);
+- supported: share of answer sentences their cited passage supports (retrieval/check.py);
+- answer_rate (answerable), abstention_rate (unanswerable); p50 / p95 seconds per question.
+Writes reports/answers/results.json and report.md; prints the tables."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import re
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.lang import cjk_share
+from core.settings import Settings, load_settings
+from core.types import Hit, Record
+from eval import configs as cfgs
+from eval.datasets import Issues, load_dataset, load_queries
+from eval.evaluate import EvalIndex, corpus_index
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(2, 17))  # 0.10 .. 0.80
+
+
+@dataclass
+class Row:
+    """One question answered in one mode (abstention off), with its evidence for replay."""
+
+    dataset: str
+    qid: str
+    split: str  # dev | test
+    answerable: bool
+    mode: str
+    question: str
+    answer: str = ""
+    passages: list[dict[str, float]] = field(default_factory=list)  # dense, coverage per top passage
+    cjk: float = 0.0
+    evidence_cited: bool = False
+    evidence_in_answer: bool = False
+    citations: int = 0
+    relevant_citations: int = 0
+    sentences: int = 0
+    supported_sentences: int = 0
+    seconds: float = 0.0
+    declined: bool = False  # the answer step itself produced nothing (no sentence, model declined)
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", "", s).casefold()
+
+
+def _split_of(qid: str) -> str:
+    return "dev" if int(hashlib.sha1(qid.encode()).hexdigest(), 16) % 10 < 4 else "test"
+
+
+def support(row: Row, w: float) -> float:
+    wd = w * (1.0 - row.cjk)
+    return max((wd * max(p["dense"], 0.0) + (1 - wd) * p["coverage"] for p in row.passages), default=0.0)
+
+
+def _questions(path: Path) -> tuple[Any, list[tuple[str, str, str, bool]]]:
+    """The dataset (test qrels; dev qrels merged) and (qid, text, split, answerable) per question."""
+    test = load_dataset(path, split="test")
+    out: list[tuple[str, str, str, bool]] = []
+    qrels = dict(test.qrels)
+    if (path / "qrels" / "dev.tsv").exists():
+        dev = load_dataset(path, split="dev")
+        qrels.update(dev.qrels)
+        out += [(q, dev.queries[q], "dev", True) for q in dev.qrels if q in dev.evidence and q in dev.queries]
+    out += [(q, test.queries[q], "test", True) for q in test.qrels if q in test.evidence and q in test.queries]
+    test.qrels = qrels
+    un = path / "unanswerable.jsonl"
+    has_dev = (path / "qrels" / "dev.tsv").exists()
+    if un.exists():  # a set without a dev split is reported, never tuned on
+        for qid, text in load_queries(un, Issues()).items():
+            out.append((qid, text, _split_of(qid) if has_dev else "test", False))
+    return test, out
+
+
+def _settings_for(base: Settings, target: EvalIndex, mode: str) -> Settings:
+    return cfgs.apply(base, {"index_dir": str(target.index.path), "collection": "eval", "chroma_url": None,
+                             "answer": {"mode": mode, "min_score": 0.0, "corrective": False}})
+
+
+def run_one(ds: Any, target: EvalIndex, settings: Settings, q: tuple[str, str, str, bool], mode: str,
+            llm: Any) -> Row:
+    from retrieval.answer import ask
+    from retrieval.check import check_answer
+    from retrieval.generate import Passage
+
+    qid, text, split, answerable = q
+    t0 = time.perf_counter()
+    res = ask(text, settings, index=target.index, llm=llm)
+    row = Row(ds.name, qid, split, answerable, mode, text, res.answer, seconds=time.perf_counter() - t0,
+              cjk=round(cjk_share(text), 3), declined=res.abstained)
+    ev = next((t.detail for t in res.trace if t.stage == "abstain_check"), {})
+    row.passages = [{"dense": p["dense"], "coverage": p["coverage"]} for p in ev.get("passages", [])]
+    if res.abstained:
+        return row
+    evid = [_norm(e) for e in ds.evidence.get(qid, [])]
+    rel = {d for d, g in ds.qrels.get(qid, {}).items() if g > 0}
+    row.citations = len(res.citations)
+    row.relevant_citations = sum(target.doc_of_source(c.source) in rel for c in res.citations)
+    row.evidence_cited = any(e in _norm(c.text) for c in res.citations for e in evid)
+    row.evidence_in_answer = any(e in _norm(res.answer) for e in evid)
+    passages = [Passage(c.n, Hit(Record(c.chunk_id, c.text, c.source, title=c.title), c.score), c.text)
+                for c in res.citations]
+    chk = check_answer(res.answer, passages, target.index.embedder, settings)
+    row.sentences = len(chk.verdicts)
+    row.supported_sentences = sum(v.kept and v.reason != "recited" for v in chk.verdicts)
+    return row
+
+
+def _rate(xs: list[bool]) -> float | None:
+    return round(sum(xs) / len(xs), 3) if xs else None
+
+
+def metrics(rows: list[Row], w: float, t: float) -> dict[str, Any]:
+    ans = [r for r in rows if r.answerable]
+    un = [r for r in rows if not r.answerable]
+    answered = [r for r in ans if not r.declined and support(r, w) >= t]
+    shipped = [r for r in rows if not r.declined and support(r, w) >= t]
+    secs = sorted(r.seconds for r in rows)
+    cits = sum(r.citations for r in answered)
+    sents = sum(r.sentences for r in shipped)
+    return {
+        "answerable": len(ans), "unanswerable": len(un),
+        "answer_rate": _rate([r in answered for r in ans]),
+        "abstention_rate": _rate([r.declined or support(r, w) < t for r in un]),
+        "evidence_cited": _rate([r.evidence_cited for r in answered]),
+        "evidence_cited_all": _rate([r.evidence_cited and r in answered for r in ans]),
+        "evidence_in_answer": _rate([r.evidence_in_answer for r in answered]),
+        "citation_precision": round(sum(r.relevant_citations for r in answered) / cits, 3) if cits else None,
+        "supported": round(sum(r.supported_sentences for r in shipped) / sents, 3) if sents else None,
+        "p50_s": round(statistics.median(secs), 3) if secs else None,
+        "p95_s": round(secs[min(len(secs) - 1, int(0.95 * len(secs)))], 3) if secs else None,
+    }
+
+
+def choose(rows: list[Row]) -> tuple[float, float, list[dict[str, Any]]]:
+    """The (weight, threshold) with the best balanced accuracy on dev rows (ties: lower threshold),
+    and the whole dev curve."""
+    dev = [r for r in rows if r.split == "dev"]
+    curve = []
+    for w in WEIGHTS:
+        for t in THRESHOLDS:
+            m = metrics(dev, w, t)
+            bal = ((m["answer_rate"] or 0) + (m["abstention_rate"] or 0)) / 2
+            curve.append({"weight": w, "threshold": t, "balanced": round(bal, 4),
+                          "answer_rate": m["answer_rate"], "abstention_rate": m["abstention_rate"]})
+    best = max(curve, key=lambda c: (c["balanced"], -c["threshold"]))
+    return best["weight"], best["threshold"], curve
+
+
+def _table(title: str, by: dict[str, dict[str, Any]]) -> str:
+    cols = ["answer_rate", "abstention_rate", "evidence_cited", "evidence_in_answer", "citation_precision",
+            "supported", "p50_s", "p95_s", "answerable", "unanswerable"]
+    lines = [f"### {title}", "", "| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, m in by.items():
+        lines.append(f"| {name} | " + " | ".join("" if m[c] is None else str(m[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m eval.answers", description=__doc__.split("\n")[0])
+    ap.add_argument("datasets", nargs="+", type=Path)
+    ap.add_argument("--modes", default="extractive", help="comma-separated: extractive,generative")
+    ap.add_argument("--limit", type=int, default=None, help="questions per dataset, split and kind (for slow modes)")
+    ap.add_argument("--out", type=Path, default=Path("reports/answers"))
+    ap.add_argument("--cache", type=Path, default=Path("reports/.cache"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    base = load_settings()
+    rows: list[Row] = []
+    from core.llm import get_llm
+
+    for path in args.datasets:
+        ds, qs = _questions(path)
+        if args.limit:
+            groups: dict[tuple[str, bool], list[Any]] = {}
+            for q in qs:
+                groups.setdefault((q[2], q[3]), []).append(q)
+            qs = [q for g in groups.values() for q in g[: args.limit]]
+        target = corpus_index(ds, base, args.cache)
+        for mode in args.modes.split(","):
+            s = _settings_for(base, target, mode.strip())
+            llm = get_llm(s)
+            for i, q in enumerate(qs):
+                rows.append(run_one(ds, target, s, q, mode.strip(), llm))
+                if (i + 1) % 25 == 0:
+                    print(f"{ds.name} {mode}: {i + 1}/{len(qs)}", flush=True)
+    w, t, curve = choose(rows)
+    report: dict[str, Any] = {"chosen": {"abstain_dense_weight": w, "min_score": t, "on": "dev"},
+                              "test": {}, "dev": {}, "curve_dev": curve, "rows": [asdict(r) for r in rows]}
+    md = [f"Chosen on dev: abstain_dense_weight = {w}, min_score = {t}", ""]
+    for split in ("test", "dev"):
+        by: dict[str, dict[str, Any]] = {}
+        for mode in sorted({r.mode for r in rows}):
+            mine = [r for r in rows if r.mode == mode and r.split == split]
+            by[f"{mode} (all)"] = metrics(mine, w, t)
+            for name in sorted({r.dataset for r in mine}):
+                by[f"{mode} {name}"] = metrics([r for r in mine if r.dataset == name], w, t)
+        report[split] = by
+        md.append(_table(f"{split} questions", by))
+        md.append("")
+    test = [r for r in rows if r.split == "test"]
+    md += ["### Trade-off on test (chosen weight)", "", "| min_score | answer_rate | abstention_rate |",
+           "|---|---|---|"]
+    for th in THRESHOLDS:
+        m = metrics(test, w, th)
+        md.append(f"| {th} | {m['answer_rate']} | {m['abstention_rate']} |")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    (args.out / "report.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
