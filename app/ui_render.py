@@ -19,7 +19,6 @@ from core.index import Index
 from retrieval.answer import AnswerResult
 from retrieval.generate import Citation
 
-
 # Documents are data: answers quote them, titles come from them, so nothing in them may make the
 # page fetch a URL (an image, a remote link or raw HTML is a tracking pixel or worse).
 _MD_IMAGE = re.compile(r"!\[([^\]]*)\]\s*(?:\([^)]*\)|\[[^\]]*\])")
@@ -54,16 +53,18 @@ def answer_markdown(result: AnswerResult) -> str:
 def _vote(key: str, path: str, query: str, question: str, chunk_id: str, source: str) -> None:
     """st.feedback callback: store the vote (1 up, 0 down, None withdrawn) as a labelled pair."""
     label = st.session_state.get(key)
-    record_feedback(Path(path), Feedback(query, chunk_id, None if label is None else int(label),
-                                         question, source))
+    record_feedback(
+        Path(path), Feedback(query, chunk_id, None if label is None else int(label), question, source)
+    )
 
 
 def passage_link(chunk_id: str) -> str:
     return f"?passage={quote(chunk_id)}"
 
 
-def citation_block(c: Citation, msg_id: str, doc_text: str | None, result: AnswerResult,
-                   feedback_file: Path) -> None:
+def citation_block(
+    c: Citation, msg_id: str, doc_text: str | None, result: AnswerResult, feedback_file: Path
+) -> None:
     """One citation: an expander with the passage in its document, and a thumbs vote beside it."""
     loc = ui_data.location(c.source, c.page_start, c.page_end)
     left, right = st.columns([10, 2], vertical_alignment="top")
@@ -82,20 +83,36 @@ def citation_block(c: Citation, msg_id: str, doc_text: str | None, result: Answe
             ctx = ui_data.passage_context(doc_text, c.start, c.end)
             st.html(ui_data.highlight_html(ctx, anchor=f"cite-{msg_id}-{c.n}"))
             if st.toggle("Show the whole document", key=f"whole-{msg_id}-{c.n}"):
-                whole = ui_data.Context(doc_text[: c.start], doc_text[c.start: c.end], doc_text[c.end:],
-                                        False, False)
+                whole = ui_data.Context(
+                    doc_text[: c.start], doc_text[c.start : c.end], doc_text[c.end :], False, False
+                )
                 st.html(ui_data.highlight_html(whole, anchor=f"whole-{msg_id}-{c.n}", scroll=True))
-            st.markdown(f'<a href="{passage_link(c.chunk_id)}" target="_blank">Open the whole document '
-                        "in a new tab ↗</a>", unsafe_allow_html=True)
+            st.markdown(
+                f'<a href="{passage_link(c.chunk_id)}" target="_blank">Open the whole document '
+                "in a new tab ↗</a>",
+                unsafe_allow_html=True,
+            )
         else:  # a derived node (summary, RAPTOR) or a file no longer in the index: its own text
-            st.html(f'<div style="{ui_data.PAGE_STYLE}"><mark style="{ui_data.MARK_STYLE}">'
-                    f"{html.escape(c.text)}</mark></div>")
+            st.html(
+                f'<div style="{ui_data.PAGE_STYLE}"><mark style="{ui_data.MARK_STYLE}">'
+                f"{html.escape(c.text)}</mark></div>"
+            )
     with right:
         key = f"fb-{msg_id}-{c.n}"
         st.caption("Relevant?")
-        st.feedback("thumbs", key=key, on_change=_vote,
-                    args=(key, str(feedback_file), result.standalone_question or result.question,
-                          result.question, c.chunk_id, c.source))
+        st.feedback(
+            "thumbs",
+            key=key,
+            on_change=_vote,
+            args=(
+                key,
+                str(feedback_file),
+                result.standalone_question or result.question,
+                result.question,
+                c.chunk_id,
+                c.source,
+            ),
+        )
 
 
 def citations(result: AnswerResult, msg_id: str, index: Index, feedback_file: Path) -> None:
@@ -115,11 +132,16 @@ def _bars(rows: list[dict[str, Any]], label: str, value: str) -> None:
         return
     import altair as alt
 
-    chart = alt.Chart(pd.DataFrame(rows)).mark_bar().encode(
-        y=alt.Y(f"{label}:N", sort=None, title=None, axis=alt.Axis(labelLimit=260)),
-        x=alt.X(f"{value}:Q", title=value),
-        tooltip=[label, value],
-    ).properties(height=30 * len(rows) + 40)
+    chart = (
+        alt.Chart(pd.DataFrame(rows))
+        .mark_bar()
+        .encode(
+            y=alt.Y(f"{label}:N", sort=None, title=None, axis=alt.Axis(labelLimit=260)),
+            x=alt.X(f"{value}:Q", title=value),
+            tooltip=[label, value],
+        )
+        .properties(height=30 * len(rows) + 40)
+    )
     st.altair_chart(chart, width="stretch")
 
 
@@ -127,9 +149,15 @@ def how_found(result: AnswerResult) -> None:
     """The route, the generated queries, candidates per stage with scores, timings per stage."""
     with st.expander("How this answer was found"):
         trace = result.trace
-        st.markdown("**Route**\n\n" + "\n".join(
-            f"- {line}" for line in ui_data.route_lines(trace, result.strategy, result.question,
-                                                         result.standalone_question)))
+        st.markdown(
+            "**Route**\n\n"
+            + "\n".join(
+                f"- {line}"
+                for line in ui_data.route_lines(
+                    trace, result.strategy, result.question, result.standalone_question
+                )
+            )
+        )
         queries = ui_data.query_rows(trace)
         if queries:
             st.markdown("**Queries searched**")
@@ -144,13 +172,24 @@ def how_found(result: AnswerResult) -> None:
             st.dataframe(pd.DataFrame(ui_data.hit_rows(result.hits, cited)), hide_index=True, width="stretch")
         for stage, rows in ui_data.stage_listings(trace).items():
             st.markdown(f"Reranking stage `{stage}` (rank, rank before it, score)")
-            _bars([{"candidate": f"{r['rank']}. {safe_text(r['title'][:50]) or r['id'][:8]}", "score": r["score"]}
-                   for r in rows[:10]], "candidate", "score")
+            _bars(
+                [
+                    {
+                        "candidate": f"{r['rank']}. {safe_text(r['title'][:50]) or r['id'][:8]}",
+                        "score": r["score"],
+                    }
+                    for r in rows[:10]
+                ],
+                "candidate",
+                "score",
+            )
             st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         st.markdown("**Timings per stage (ms)**")
         t = result.timings
-        st.caption(f"total {t.get('total', 0) / 1000:.2f} s · first token "
-                   f"{t.get('first_token', 0) / 1000:.2f} s · retrieval {t.get('retrieve', 0):.0f} ms")
+        st.caption(
+            f"total {t.get('total', 0) / 1000:.2f} s · first token "
+            f"{t.get('first_token', 0) / 1000:.2f} s · retrieval {t.get('retrieve', 0):.0f} ms"
+        )
         _bars(ui_data.timing_rows(t), "stage", "ms")
 
 
@@ -172,8 +211,10 @@ def document_page(index: Index, chunk_id: str) -> None:
     """The whole text of the document a passage comes from, the passage highlighted."""
     rec = index.docs.get([chunk_id]).get(chunk_id)
     if rec is None:
-        st.error(f"No passage '{chunk_id}' in the index at {index.path}; the document may have been "
-                 "re-ingested since. Ask again for fresh citations.")
+        st.error(
+            f"No passage '{chunk_id}' in the index at {index.path}; the document may have been "
+            "re-ingested since. Ask again for fresh citations."
+        )
         return
     text = index.docs.file_text(rec.source) if rec.source else None
     st.title(Path(rec.source).name if rec.source else "(derived passage)")
@@ -188,5 +229,8 @@ def document_page(index: Index, chunk_id: str) -> None:
         start, end = rec.start, rec.end
     st.caption(f"{len(text):,} characters; the cited passage ({start}–{end}) is highlighted.")
     st.markdown('<a href="#cited">Jump to the passage ↓</a>', unsafe_allow_html=True)
-    st.html(ui_data.highlight_html(ui_data.Context(text[:start], text[start:end], text[end:], False, False),
-                                   anchor="cited"))
+    st.html(
+        ui_data.highlight_html(
+            ui_data.Context(text[:start], text[start:end], text[end:], False, False), anchor="cited"
+        )
+    )

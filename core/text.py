@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 
 # A sentence ends after CJK terminal punctuation, or after .!? followed by whitespace.
-_SENT_END = re.compile(r"(?<=[。！？；!?])(?![。！？；!?”」』）)])|(?<=[.!?;])(?=\s)|(?<=[.!?][\"')\]])(?=\s)")
+_SENT_END = re.compile(
+    r"(?<=[。！？；!?])(?![。！？；!?”」』）)])|(?<=[.!?;])(?=\s)|(?<=[.!?][\"')\]])(?=\s)"
+)
 # A list marker alone ("1." split off its item), and lines that open a new block.
 _MARK_ONLY = re.compile(r"^\s*(?:[-*+•]|\d+[.)]|[a-zA-Z][.)])\s*$")
 _LINE_START = re.compile(r"\s*(?:[-*+•]|\d+[.)]|#{1,6}|\|)\s")
@@ -47,7 +49,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     s = 0
     for b in _blocks(text):
         spans = split_sentences(text, s, b)
-        if len(spans) > 1 and _MARK_ONLY.match(text[spans[0][0]:spans[0][1]]):  # "1." of a list item
+        if len(spans) > 1 and _MARK_ONLY.match(text[spans[0][0] : spans[0][1]]):  # "1." of a list item
             spans[:2] = [(spans[0][0], spans[1][1])]
         for a, e in spans:
             while a < e and text[a].isspace():

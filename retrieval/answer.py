@@ -25,10 +25,10 @@ from core.index import Index
 from core.llm import LLM, Message, get_llm
 from core.settings import Settings
 from core.types import Hit, TraceEntry
-from retrieval.conversation import condense
 from retrieval import grade
 from retrieval.check import ClaimStream
 from retrieval.compose import compose
+from retrieval.conversation import condense
 from retrieval.generate import Citation, Generation, Passage, cite, stream_answer
 from retrieval.pipeline import RetrievalResult, Timer, retrieve
 
@@ -67,11 +67,19 @@ class AnswerResult:
 
     def to_dict(self, trace: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "question": self.question, "standalone_question": self.standalone_question,
-            "answer": self.answer, "citations": [c.to_dict() for c in self.citations],
-            "abstained": self.abstained, "abstain_reason": self.abstain_reason,
-            "backend": self.backend, "model": self.model, "reason": self.reason, "strategy": self.strategy,
-            "best_similarity": self.best_similarity, "support": self.support, "mode": self.mode,
+            "question": self.question,
+            "standalone_question": self.standalone_question,
+            "answer": self.answer,
+            "citations": [c.to_dict() for c in self.citations],
+            "abstained": self.abstained,
+            "abstain_reason": self.abstain_reason,
+            "backend": self.backend,
+            "model": self.model,
+            "reason": self.reason,
+            "strategy": self.strategy,
+            "best_similarity": self.best_similarity,
+            "support": self.support,
+            "mode": self.mode,
             "timings": self.timings,
         }
         if trace:
@@ -80,7 +88,11 @@ class AnswerResult:
 
 
 def _translate(
-    question: str, strategy: str, settings: Settings, llm: LLM, trace: list[TraceEntry],
+    question: str,
+    strategy: str,
+    settings: Settings,
+    llm: LLM,
+    trace: list[TraceEntry],
 ) -> Any | None:
     """A `retrieval.translate.Translation` (queries, merge, routed index and filter, prompt
     extras), when the module exists; None means search the question itself. Unparseable
@@ -90,8 +102,9 @@ def _translate(
     try:
         from retrieval import translate as tr
     except ImportError:
-        trace.append(TraceEntry("translate", 0.0,
-                                {"strategy": strategy, "fallback": "retrieval.translate missing"}))
+        trace.append(
+            TraceEntry("translate", 0.0, {"strategy": strategy, "fallback": "retrieval.translate missing"})
+        )
         return None
     t0 = time.perf_counter()
     try:
@@ -100,13 +113,19 @@ def _translate(
         raise
     except Exception as e:
         log.warning("query translation failed (%s); searching the question itself", e)
-        trace.append(TraceEntry("translate", (time.perf_counter() - t0) * 1000,
-                                {"strategy": strategy, "fallback": f"{type(e).__name__}: {e}"}))
+        trace.append(
+            TraceEntry(
+                "translate",
+                (time.perf_counter() - t0) * 1000,
+                {"strategy": strategy, "fallback": f"{type(e).__name__}: {e}"},
+            )
+        )
         return None
     if getattr(out, "queries", None):
         return out
-    trace.append(TraceEntry("translate", 0.0,
-                            {"strategy": strategy, "fallback": f"unusable result {out!r:.80}"}))
+    trace.append(
+        TraceEntry("translate", 0.0, {"strategy": strategy, "fallback": f"unusable result {out!r:.80}"})
+    )
     return None
 
 
@@ -134,8 +153,15 @@ def _timings(trace: list[TraceEntry], extra: dict[str, float]) -> dict[str, floa
 
 
 def ask_stream(
-    question: str, settings: Settings, *, history: list[Message] | None = None, strategy: str | None = None,
-    k: int | None = None, index: Index | None = None, llm: LLM | None = None, max_tokens: int | None = None,
+    question: str,
+    settings: Settings,
+    *,
+    history: list[Message] | None = None,
+    strategy: str | None = None,
+    k: int | None = None,
+    index: Index | None = None,
+    llm: LLM | None = None,
+    max_tokens: int | None = None,
 ) -> Iterator[str | AnswerResult]:
     """Yield the answer's text as it is generated, then one `AnswerResult`."""
     t0 = time.perf_counter()
@@ -148,16 +174,25 @@ def ask_stream(
 
     def result(answer: str, **kw: Any) -> AnswerResult:
         total = (time.perf_counter() - t0) * 1000
-        return AnswerResult(question=question, answer=answer, backend=llm.backend, model=llm.model,
-                            reason=llm.reason, trace=trace, strategy=strategy or "none",
-                            timings=_timings(trace, {"total": total, **kw.pop("extra", {})}), **kw)
+        return AnswerResult(
+            question=question,
+            answer=answer,
+            backend=llm.backend,
+            model=llm.model,
+            reason=llm.reason,
+            trace=trace,
+            strategy=strategy or "none",
+            timings=_timings(trace, {"total": total, **kw.pop("extra", {})}),
+            **kw,
+        )
 
     index.check_compatible()
     if not index.exists() or index.vectors.count() == 0:
         msg = EMPTY_INDEX.format(path=index.path)
         yield msg
-        yield result(msg, citations=[], abstained=True, abstain_reason="empty_index",
-                     standalone_question=question)
+        yield result(
+            msg, citations=[], abstained=True, abstain_reason="empty_index", standalone_question=question
+        )
         return
     standalone = condense(question, history, llm, settings, trace)
     tr = _translate(standalone, strategy, settings, llm, trace)
@@ -165,69 +200,125 @@ def ask_stream(
         strategy = tr.strategy
         index = index if tr.settings is settings else Index(tr.settings)
     t_r = time.perf_counter()
-    res = retrieve(standalone, tr.settings if tr else settings, index=index,
-                   k=k or settings.answer.context_chunks, **(tr.retrieve_kwargs() if tr else {}))
+    res = retrieve(
+        standalone,
+        tr.settings if tr else settings,
+        index=index,
+        k=k or settings.answer.context_chunks,
+        **(tr.retrieve_kwargs() if tr else {}),
+    )
     trace.extend(res.trace)
     retrieve_ms = (time.perf_counter() - t_r) * 1000
     k_ctx = k or settings.answer.context_chunks
     qvec = res.query_vector
-    with Timer(trace, "abstain_check") as d:  # the original question's evidence only
-        ev = grade.evidence(standalone, res.hits, index, qvec, settings)
-        d.update(ev.to_dict(), min_score=settings.answer.min_score, hits=len(res.hits))
     mode, why = choose_mode(settings, llm)
-    hits = res.hits
-    if not grade.answerable(ev, settings):
-        hits, ev = grade.corrective(standalone, hits, ev, settings, index, k_ctx, qvec, trace, llm,
-                                    capable=mode == "generative")
-    common = {"standalone_question": standalone, "best_similarity": ev.dense, "support": ev.support,
-              "hits": hits}
+    hits, ev = _grade(standalone, res, settings, index, k_ctx, trace, llm, mode)
+    common = {
+        "standalone_question": standalone,
+        "best_similarity": ev.dense,
+        "support": ev.support,
+        "hits": hits,
+    }
     if not hits or not grade.answerable(ev, settings):
-        msg = NO_SUPPORT.format(support=ev.support, min=settings.answer.min_score, best=ev.dense,
-                                coverage=ev.coverage)
+        msg = NO_SUPPORT.format(
+            support=ev.support, min=settings.answer.min_score, best=ev.dense, coverage=ev.coverage
+        )
         yield msg
-        yield result(msg, citations=[], abstained=True, abstain_reason="no_support",
-                     extra={"retrieve": retrieve_ms}, **common)
+        yield result(
+            msg,
+            citations=[],
+            abstained=True,
+            abstain_reason="no_support",
+            extra={"retrieve": retrieve_ms},
+            **common,
+        )
         return
     trace.append(TraceEntry("answer_mode", 0.0, {"mode": mode, "reason": why}))
-    if mode == "extractive":
-        gen = compose(standalone, hits, settings, trace, index.embedder, qvec)
-        if gen.declined:  # no sentence of the passages is worth quoting
-            yield DECLINED
-            yield result(DECLINED, citations=[], abstained=True, abstain_reason="no_support", mode=mode,
-                         extra={"retrieve": retrieve_ms}, **common)
-            return
-        yield gen.text
-        yield result(gen.text, citations=gen.citations, abstained=False, mode=mode,
-                     extra={"retrieve": retrieve_ms, "first_token": gen.ms}, **common)
-        return
-    prompt_q, prompt_hits = standalone, hits
-    if tr is not None:  # template instruction, labelled step-back contexts, decomposed sub-answers
-        from retrieval.translate import answer_prompt
-
-        prompt_q, prompt_hits = answer_prompt(tr, standalone, hits, llm, settings, trace, k_ctx)
-    gen = None
-    for part in _generate(standalone, prompt_q, prompt_hits, llm, settings, trace, index, qvec, max_tokens):
+    gen: Generation | None = None
+    for part in _answer(mode, standalone, hits, tr, llm, settings, trace, index, qvec, k_ctx, max_tokens):
         if isinstance(part, Generation):
             gen = part
         else:
             yield part
-    assert gen is not None  # _generate always ends with its Generation
-    extra = {"retrieve": retrieve_ms, "first_token": gen.first_token_ms or 0.0}
-    if gen.no_passages:
-        yield NO_PASSAGES
-        yield result(NO_PASSAGES, citations=[], abstained=True, abstain_reason="no_passages", mode=mode,
-                     extra=extra, **common)
+    assert gen is not None  # _answer always ends with its Generation
+    extra = {"retrieve": retrieve_ms, "first_token": gen.first_token_ms or gen.ms}
+    reason = "no_passages" if gen.no_passages else None
+    if gen.declined:  # the model declined, or (extractive) no sentence is worth quoting
+        reason = "model_declined" if mode == "generative" else "no_support"
+    text = NO_PASSAGES if gen.no_passages else (gen.text or DECLINED) if gen.declined else gen.text
+    if text != gen.text:  # an abstention's message was not streamed
+        yield text
+    yield result(
+        text,
+        citations=[] if reason else gen.citations,
+        abstained=reason is not None,
+        abstain_reason=reason,
+        mode=mode,
+        extra=extra,
+        **common,
+    )
+
+
+def _grade(
+    question: str,
+    res: RetrievalResult,
+    settings: Settings,
+    index: Index,
+    k: int,
+    trace: list[TraceEntry],
+    llm: LLM,
+    mode: str,
+) -> tuple[list[Hit], grade.Evidence]:
+    """The original question's evidence over the hits; when it is too weak, one corrective retry."""
+    with Timer(trace, "abstain_check") as d:
+        ev = grade.evidence(question, res.hits, index, res.query_vector, settings)
+        d.update(ev.to_dict(), min_score=settings.answer.min_score, hits=len(res.hits))
+    if grade.answerable(ev, settings):
+        return res.hits, ev
+    return grade.corrective(
+        question, res.hits, ev, settings, index, k, res.query_vector, trace, llm, capable=mode == "generative"
+    )
+
+
+def _answer(
+    mode: str,
+    question: str,
+    hits: list[Hit],
+    tr: Any,
+    llm: LLM,
+    settings: Settings,
+    trace: list[TraceEntry],
+    index: Index,
+    qvec: Any,
+    k: int,
+    max_tokens: int | None,
+) -> Iterator[str | Generation]:
+    """The answer's text as it comes, then its `Generation`: composed from the passages
+    (extractive), or written by the LLM and checked (generative)."""
+    if mode == "extractive":
+        gen = compose(question, hits, settings, trace, index.embedder, qvec)
+        if not gen.declined:
+            yield gen.text
+        yield gen
         return
-    if gen.declined:
-        yield result(gen.text or DECLINED, citations=[], abstained=True, abstain_reason="model_declined",
-                     mode=mode, extra=extra, **common)
-        return
-    yield result(gen.text, citations=gen.citations, abstained=False, mode=mode, extra=extra, **common)
+    prompt_q, prompt_hits = question, hits
+    if tr is not None:  # template instruction, labelled step-back contexts, decomposed sub-answers
+        from retrieval.translate import answer_prompt
+
+        prompt_q, prompt_hits = answer_prompt(tr, question, hits, llm, settings, trace, k)
+    yield from _generate(question, prompt_q, prompt_hits, llm, settings, trace, index, qvec, max_tokens)
 
 
 def _generate(
-    question: str, prompt_q: str, hits: list[Hit], llm: LLM, settings: Settings, trace: list[TraceEntry],
-    index: Index, qvec: Any, max_tokens: int | None,
+    question: str,
+    prompt_q: str,
+    hits: list[Hit],
+    llm: LLM,
+    settings: Settings,
+    trace: list[TraceEntry],
+    index: Index,
+    qvec: Any,
+    max_tokens: int | None,
 ) -> Iterator[str | Generation]:
     """The LLM's answer; with `answer.check`, only the sentences their passages support are
     yielded, as each completes, and nothing supported left means the extractive answer."""
@@ -262,8 +353,16 @@ def _generate(
         gen.text = res.text
         gen.citations, _ = cite(gen.text, gen.passages, settings.answer.cite_min_overlap)
     else:  # nothing the passages support: the extractive answer over the same passages
-        ext = compose(question, [], settings, trace, index.embedder, qvec, passages=gen.passages,
-                      stage="compose_fallback")
+        ext = compose(
+            question,
+            [],
+            settings,
+            trace,
+            index.embedder,
+            qvec,
+            passages=gen.passages,
+            stage="compose_fallback",
+        )
         detail["fallback"] = "extractive" if not ext.declined else "declined"
         gen.text, gen.citations, gen.declined = ext.text, ext.citations, ext.declined
         if ext.text:

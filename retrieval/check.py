@@ -57,8 +57,13 @@ class Verdict:
     similarity: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"text": self.claim.text[:200], "kept": self.kept, "reason": self.reason,
-                             "passage": self.passage, "overlap": round(self.overlap, 3)}
+        d: dict[str, Any] = {
+            "text": self.claim.text[:200],
+            "kept": self.kept,
+            "reason": self.reason,
+            "passage": self.passage,
+            "overlap": round(self.overlap, 3),
+        }
         if self.similarity is not None:
             d["similarity"] = round(self.similarity, 3)
         return d
@@ -78,10 +83,13 @@ class CheckResult:
         return " ".join(v.claim.text for v in self.kept)
 
     def detail(self) -> dict[str, Any]:
-        return {"claims": len(self.verdicts), "kept": len(self.kept),
-                "dropped": [v.to_dict() for v in self.verdicts if not v.kept],
-                "recited": [v.to_dict() for v in self.kept if v.reason == "recited"],
-                "declined": self.declined}
+        return {
+            "claims": len(self.verdicts),
+            "kept": len(self.kept),
+            "dropped": [v.to_dict() for v in self.verdicts if not v.kept],
+            "recited": [v.to_dict() for v in self.kept if v.reason == "recited"],
+            "declined": self.declined,
+        }
 
 
 def split_claims(text: str, n_passages: int) -> list[Claim]:
@@ -93,7 +101,7 @@ def split_claims(text: str, n_passages: int) -> list[Claim]:
         lead = _LEAD_MARKERS.match(seg)
         if lead and raw:
             raw[-1] += " " + lead.group(0).strip()
-            seg = seg[lead.end():]
+            seg = seg[lead.end() :]
         if seg.strip():
             raw.append(seg.strip())
         elif lead and not raw:
@@ -167,8 +175,9 @@ class Checker:
         return Verdict(claim, False, "cites no passage, and no passage supports it")
 
 
-def check_answer(text: str, passages: Sequence[Passage], embedder: Embedder | None,
-                 settings: Settings) -> CheckResult:
+def check_answer(
+    text: str, passages: Sequence[Passage], embedder: Embedder | None, settings: Settings
+) -> CheckResult:
     """Check a whole answer (the non-streaming form of `ClaimStream`)."""
     stream = ClaimStream(passages, embedder, settings)
     stream.feed(text)
@@ -207,12 +216,12 @@ class ClaimStream:
         last = claims[-1].text
         if last.startswith("[") or not re.search(r"[^\[\]\d\s,;\-–]", last):  # markers may still be coming
             return ""
-        ready = claims[self.done: len(claims) - 1]
+        ready = claims[self.done : len(claims) - 1]
         self.done = len(claims) - 1
         return self._emit(ready)
 
     def finish(self) -> str:
         claims = split_claims(self.buf, self.n_passages)
-        ready = claims[self.done:]
+        ready = claims[self.done :]
         self.done = len(claims)
         return self._emit(ready)

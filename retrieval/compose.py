@@ -87,8 +87,11 @@ def candidates(passages: Sequence[Passage]) -> list[Sentence]:
                 continue
             text = _table_row(raw) if raw.lstrip().startswith("|") else clean(raw)
             terms = set(tokenize(text))
-            if (len(terms) >= MIN_TERMS and len(text) <= MAX_SENTENCE_CHARS
-                    and text.casefold().rstrip(".:") not in heads):
+            if (
+                len(terms) >= MIN_TERMS
+                and len(text) <= MAX_SENTENCE_CHARS
+                and text.casefold().rstrip(".:") not in heads
+            ):
                 out.append(Sentence(p.n, pos, text, terms, a, b))
     return out
 
@@ -102,8 +105,13 @@ def english(text: str) -> bool:
     return cjk_share(text) <= ENGLISH_MAX_CJK
 
 
-def score(question: str, passages: Sequence[Passage], sents: list[Sentence], embedder: Embedder | None,
-          query_vector: np.ndarray | None = None) -> None:
+def score(
+    question: str,
+    passages: Sequence[Passage],
+    sents: list[Sentence],
+    embedder: Embedder | None,
+    query_vector: np.ndarray | None = None,
+) -> None:
     """Fill each sentence's features and score (in place)."""
     q_terms = set(tokenize(question))
     if not sents:
@@ -123,7 +131,9 @@ def score(question: str, passages: Sequence[Passage], sents: list[Sentence], emb
         for i, v in zip(eng, vecs, strict=True):
             cos[i] = float(np.dot(q, v) / (np.linalg.norm(v) or 1.0))
     for i, s in enumerate(sents):
-        cov = sum(idf[t] * (1.0 if t in s.terms else 0.5 if t in heads[s.n] else 0.0) for t in q_terms) / total
+        cov = (
+            sum(idf[t] * (1.0 if t in s.terms else 0.5 if t in heads[s.n] else 0.0) for t in q_terms) / total
+        )
         prior = 1.0 / (1.0 + 0.5 * rank[s.n])
         s.features = {"coverage": round(cov, 4), "rank_prior": round(prior, 4)}
         if cos is not None:
@@ -147,8 +157,11 @@ def select(sents: list[Sentence], settings: Settings) -> list[Sentence]:
     for s in ranked:
         if len(chosen) >= a.extractive_max_sentences:
             break
-        if chosen and (s.score < a.extractive_min_rel * chosen[0].score or chars + len(s.text) > a.extractive_max_chars
-                       or any(_similar(s, c) for c in chosen)):
+        if chosen and (
+            s.score < a.extractive_min_rel * chosen[0].score
+            or chars + len(s.text) > a.extractive_max_chars
+            or any(_similar(s, c) for c in chosen)
+        ):
             continue
         chosen.append(s)
         chars += len(s.text)
@@ -167,15 +180,23 @@ def render(chosen: list[Sentence]) -> str:
 
 
 def compose(
-    question: str, hits: list[Hit], settings: Settings, trace: list[TraceEntry], embedder: Embedder | None = None,
-    query_vector: np.ndarray | None = None, passages: list[Passage] | None = None, stage: str = "compose",
+    question: str,
+    hits: list[Hit],
+    settings: Settings,
+    trace: list[TraceEntry],
+    embedder: Embedder | None = None,
+    query_vector: np.ndarray | None = None,
+    passages: list[Passage] | None = None,
+    stage: str = "compose",
 ) -> Generation:
     """The extractive answer over `hits` (or ready numbered `passages`), as a `Generation` whose
     citations name exactly the passages its sentences come from. No sentence worth quoting:
     an empty, declined Generation (the caller abstains)."""
     t0 = time.perf_counter()
     if passages is None:
-        passages = [Passage(i, h, h.record.text) for i, h in enumerate(hits[: settings.answer.context_chunks], 1)]
+        passages = [
+            Passage(i, h, h.record.text) for i, h in enumerate(hits[: settings.answer.context_chunks], 1)
+        ]
     if not passages:
         return Generation("", [], no_passages=True)
     sents = candidates(passages)
@@ -187,9 +208,17 @@ def compose(
     cits: list[Citation] = [citation(by_n[n], "extractive") for n in cited]
     ms = (time.perf_counter() - t0) * 1000
     top = sorted(sents, key=lambda s: -s.score)[:6]
-    trace.append(TraceEntry(stage, ms, {
-        "sentences": len(sents), "chosen": [{"n": s.n, "text": s.text[:120], "score": round(s.score, 4)}
-                                            for s in chosen],
-        "top": [{"n": s.n, "text": s.text[:80], "score": round(s.score, 4), **s.features} for s in top],
-    }))
+    trace.append(
+        TraceEntry(
+            stage,
+            ms,
+            {
+                "sentences": len(sents),
+                "chosen": [{"n": s.n, "text": s.text[:120], "score": round(s.score, 4)} for s in chosen],
+                "top": [
+                    {"n": s.n, "text": s.text[:80], "score": round(s.score, 4), **s.features} for s in top
+                ],
+            },
+        )
+    )
     return Generation(text, passages, cits, declined=not chosen, ms=ms)

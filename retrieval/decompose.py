@@ -35,9 +35,15 @@ class SubAnswer:
     ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"question": self.question, "answer": self.answer, "ms": round(self.ms, 1),
-                "sources": [{"id": h.record.id, "location": h.record.location(), "title": h.record.title}
-                            for h in self.hits]}
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "ms": round(self.ms, 1),
+            "sources": [
+                {"id": h.record.id, "location": h.record.location(), "title": h.record.title}
+                for h in self.hits
+            ],
+        }
 
 
 def _background(steps: list[SubAnswer]) -> str:
@@ -50,7 +56,11 @@ def _with_background(question: str, steps: list[SubAnswer]) -> str:
 
 
 def answer_steps(
-    t: Translation, llm: LLM, settings: Settings, trace: list[TraceEntry], k: int | None = None,
+    t: Translation,
+    llm: LLM,
+    settings: Settings,
+    trace: list[TraceEntry],
+    k: int | None = None,
 ) -> list[SubAnswer]:
     """Retrieve every sub-question, then answer them in order (earlier answers feed later ones).
     A sub-question whose retrieval or generation fails gets an empty answer, never an error."""
@@ -71,8 +81,9 @@ def answer_steps(
 
     t0 = time.perf_counter()
     found = caller.run_all([lambda s=s: search(s) for s in subs], llm_bound=False)  # type: ignore[misc]
-    trace.append(TraceEntry("sub_retrieve", (time.perf_counter() - t0) * 1000,
-                            {"n": len(subs), "concurrent": True}))
+    trace.append(
+        TraceEntry("sub_retrieve", (time.perf_counter() - t0) * 1000, {"n": len(subs), "concurrent": True})
+    )
     steps: list[SubAnswer] = []
     for sub, (hits, _) in zip(subs, found, strict=True):
         t1 = time.perf_counter()
@@ -80,8 +91,14 @@ def answer_steps(
         if hits:
             sub_trace: list[TraceEntry] = []
             try:
-                for part in stream_answer(_with_background(sub, steps), hits, llm, settings, sub_trace,
-                                          max_tokens=settings.translate.sub_answer_tokens):
+                for part in stream_answer(
+                    _with_background(sub, steps),
+                    hits,
+                    llm,
+                    settings,
+                    sub_trace,
+                    max_tokens=settings.translate.sub_answer_tokens,
+                ):
                     if isinstance(part, Generation):
                         text, cits = part.text, part.citations
             except Exception as e:  # a failed step leaves an empty answer; the final answer still comes

@@ -44,7 +44,9 @@ _MARKER = re.compile(
 _SENTENCE = re.compile(r"(?<=[.!?。！？])\s+|\n+")
 _DECLINED = re.compile(
     r"^\W*(i (?:do not|don't|cannot|can't) (?:know|answer|find)|"
-    r"(?:the )?(?:passages|documents|context) (?:do(?:es)? not|don't) (?:contain|say|mention))", re.I)
+    r"(?:the )?(?:passages|documents|context) (?:do(?:es)? not|don't) (?:contain|say|mention))",
+    re.I,
+)
 
 
 # Inside passage text: citation look-alikes ("[3]", "[Source 2]") and the prompt's own delimiters,
@@ -102,6 +104,7 @@ class Generation:
 
 # ---------- the prompt
 
+
 def _header(n: int, hit: Hit) -> str:
     r = hit.record
     where = r.location()
@@ -135,7 +138,11 @@ def _cut(text: str, tokens: int, count: Callable[[str], int]) -> str:
 
 
 def fit_passages(
-    question: str, hits: list[Hit], window: int, max_tokens: int, count: Callable[[str], int],
+    question: str,
+    hits: list[Hit],
+    window: int,
+    max_tokens: int,
+    count: Callable[[str], int],
 ) -> tuple[list[Passage], dict[str, Any]]:
     """Number the hits in relevance order and keep as many as fit `window - max_tokens`."""
     fixed = count(SYSTEM) + count(_user(question, [])) + MARGIN_TOKENS
@@ -155,13 +162,20 @@ def fit_passages(
             passages.append(Passage(n, hit, _cut(hit.record.text, room, count), cut=True))
             used += head + room
         break
-    info = {"window": window, "max_tokens": max_tokens, "budget": budget, "used": used,
-            "kept": len(passages), "dropped": len(hits) - len(passages),
-            "cut": sum(p.cut for p in passages)}
+    info = {
+        "window": window,
+        "max_tokens": max_tokens,
+        "budget": budget,
+        "used": used,
+        "kept": len(passages),
+        "dropped": len(hits) - len(passages),
+        "cut": sum(p.cut for p in passages),
+    }
     return passages, info
 
 
 # ---------- citations
+
 
 def parse_markers(answer: str, n_passages: int) -> tuple[list[int], list[int]]:
     """Passage numbers cited with [n], [n, m], [n-m] or [Passage n]: (valid, out of range)."""
@@ -225,12 +239,30 @@ def cite(answer: str, passages: list[Passage], min_overlap: float) -> tuple[list
 def citation(p: Passage, via: str) -> Citation:
     """A citation of passage `p`, carrying the text the model saw (and whether it was cut)."""
     r = p.hit.record
-    return Citation(p.n, r.source, r.id, r.start, r.end, p.text, r.title, r.page_start, r.page_end,
-                    float(p.hit.score), via, p.cut)
+    return Citation(
+        p.n,
+        r.source,
+        r.id,
+        r.start,
+        r.end,
+        p.text,
+        r.title,
+        r.page_start,
+        r.page_end,
+        float(p.hit.score),
+        via,
+        p.cut,
+    )
 
 
-def fitting(question: str, hits: list[Hit], llm: LLM, settings: Settings, max_tokens: int | None = None,
-            count: Callable[[str], int] | None = None) -> list[Passage]:
+def fitting(
+    question: str,
+    hits: list[Hit],
+    llm: LLM,
+    settings: Settings,
+    max_tokens: int | None = None,
+    count: Callable[[str], int] | None = None,
+) -> list[Passage]:
     """The passages `stream_answer` would put in the prompt (for labels numbered after fitting)."""
     max_tokens = min(max_tokens or settings.llm.max_tokens, llm.context_window() // 2)
     return fit_passages(question, hits, llm.context_window(), max_tokens, count or llm.count_tokens)[0]
@@ -238,9 +270,46 @@ def fitting(question: str, hits: list[Hit], llm: LLM, settings: Settings, max_to
 
 # ---------- generation
 
+
+def _shrink(passages: list[Passage]) -> list[Passage]:
+    """Half the passages for a retry; the last resort halves the only one (it may come out empty)."""
+    keep = len(passages) // 2
+    if keep == 0 and len(passages[0].text) > 200:
+        p = passages[0]
+        return [Passage(1, p.hit, p.text[: len(p.text) // 2].rstrip() + " …", cut=True)]
+    return passages[:keep]
+
+
+def _finish(
+    text: str,
+    passages: list[Passage],
+    settings: Settings,
+    llm: LLM,
+    trace: list[TraceEntry],
+    first: float | None,
+    ms: float,
+) -> Generation:
+    gen = Generation(text, passages, first_token_ms=first, ms=ms)
+    t2 = time.perf_counter()
+    if declined(text):
+        gen.declined = True
+        detail: dict[str, Any] = {"method": "none", "declined": True}
+    else:
+        gen.citations, detail = cite(text, passages, settings.answer.cite_min_overlap)
+    info = {"backend": llm.backend, "model": llm.model, "first_token_ms": first, "chars": len(text)}
+    trace.append(TraceEntry("generate", ms, info))
+    trace.append(TraceEntry("cite", (time.perf_counter() - t2) * 1000, detail))
+    return gen
+
+
 def stream_answer(
-    question: str, hits: list[Hit], llm: LLM, settings: Settings, trace: list[TraceEntry],
-    max_tokens: int | None = None, count: Callable[[str], int] | None = None,
+    question: str,
+    hits: list[Hit],
+    llm: LLM,
+    settings: Settings,
+    trace: list[TraceEntry],
+    max_tokens: int | None = None,
+    count: Callable[[str], int] | None = None,
     fitted: list[Passage] | None = None,
 ) -> Iterator[str | Generation]:
     """Yield the answer's tokens as they come, then one `Generation`. `fitted`, when given, holds
@@ -279,12 +348,7 @@ def stream_answer(
         except ContextTooLongError as e:
             if parts or attempt == MAX_RETRIES or not passages:
                 raise
-            keep = len(passages) // 2
-            if keep == 0 and len(passages[0].text) > 200:  # last resort: halve the only passage
-                p = passages[0]
-                passages = [Passage(1, p.hit, p.text[: len(p.text) // 2].rstrip() + " …", cut=True)]
-            else:
-                passages = passages[:keep]
+            passages = _shrink(passages)
             trace.append(TraceEntry("prompt_retry", 0.0, {"error": str(e), "kept": len(passages)}))
             if not passages:  # a retry that dropped the last passage abstains instead of answering blind
                 trace.append(TraceEntry("prompt", 0.0, {"kept": 0, "abstain": "no passage fits"}))
@@ -292,15 +356,4 @@ def stream_answer(
                 return
             log.info("prompt too long for %s; retrying with %d passages", llm.model, len(passages))
     ms = (time.perf_counter() - t1) * 1000
-    text = "".join(parts).strip()
-    gen = Generation(text, passages, first_token_ms=first, ms=ms)
-    t2 = time.perf_counter()
-    if declined(text):
-        gen.declined = True
-        detail: dict[str, Any] = {"method": "none", "declined": True}
-    else:
-        gen.citations, detail = cite(text, passages, settings.answer.cite_min_overlap)
-    trace.append(TraceEntry("generate", ms, {"backend": llm.backend, "model": llm.model,
-                                             "first_token_ms": first, "chars": len(text)}))
-    trace.append(TraceEntry("cite", (time.perf_counter() - t2) * 1000, detail))
-    yield gen
+    yield _finish("".join(parts).strip(), passages, settings, llm, trace, first, ms)

@@ -56,16 +56,24 @@ class Evidence:
     passing: list[str] = field(default_factory=list)  # ids of the passages that pass
 
     def to_dict(self) -> dict[str, Any]:
-        return {"support": round(self.support, 4), "dense": round(self.dense, 4),
-                "coverage": round(self.coverage, 4), "dense_weight": round(self.dense_weight, 3),
-                "cjk_share": round(self.cjk, 3), "coarse": self.coarse, "passing": len(self.passing),
-                "passages": self.per_passage}
+        return {
+            "support": round(self.support, 4),
+            "dense": round(self.dense, 4),
+            "coverage": round(self.coverage, 4),
+            "dense_weight": round(self.dense_weight, 3),
+            "cjk_share": round(self.cjk, 3),
+            "coarse": self.coarse,
+            "passing": len(self.passing),
+            "passages": self.per_passage,
+        }
 
 
 # Question words that name what is asked, not what it is about: a passage that answers never
 # needs to contain them (English ones not already stop words of core.keyword.tokenize).
-QUESTION_WORDS = frozenset("""什么 哪 哪里 哪儿 哪个 哪些 哪一年 哪年 哪位 多少 多久 多长 几 几个 怎么 怎样 怎么样 为什么
-    如何 谁 是否 吗 呢 请问 mani much long often kind type""".split())
+QUESTION_WORDS = frozenset(
+    """什么 哪 哪里 哪儿 哪个 哪些 哪一年 哪年 哪位 多少 多久 多长 几 几个 怎么 怎样 怎么样 为什么
+    如何 谁 是否 吗 呢 请问 mani much long often kind type""".split()
+)
 
 
 def question_terms(question: str) -> list[str]:
@@ -113,8 +121,27 @@ def cosines(index: Index, hits: list[Hit], query_vector: np.ndarray) -> list[flo
     return out
 
 
-def evidence(question: str, hits: list[Hit], index: Index, query_vector: np.ndarray | None,
-             settings: Settings) -> Evidence:
+def sentence_coverage(idf: dict[str, float], hit: Hit) -> float:
+    """The best single sentence's idf-weighted coverage, a heading term counting half: an answer
+    has the question's terms together in one sentence, an on-topic question the corpus does not
+    answer usually finds them scattered."""
+    from core.text import sentence_spans
+
+    total = sum(idf.values())
+    if not total:
+        return 0.0
+    text = hit.record.text
+    head = set(tokenize(hit.record.title))
+    best = 0.0
+    for a, b in sentence_spans(text):
+        terms = set(tokenize(text[a:b]))
+        best = max(best, sum(w * (1.0 if t in terms else 0.5 if t in head else 0.0) for t, w in idf.items()))
+    return best / total
+
+
+def evidence(
+    question: str, hits: list[Hit], index: Index, query_vector: np.ndarray | None, settings: Settings
+) -> Evidence:
     a = settings.answer
     top = hits[: max(1, a.abstain_top)]
     cjk = cjk_share(question)
@@ -124,16 +151,38 @@ def evidence(question: str, hits: list[Hit], index: Index, query_vector: np.ndar
     qv = query_vector if query_vector is not None else index.embedder.embed([question])[0]
     cos = cosines(index, top, qv)
     idf = term_idf(index, question_terms(question))
-    rows, passing = [], []
+    rows: list[dict[str, Any]] = []
+    passing: list[str] = []
+    supports: list[float] = []
+    covs: list[float] = []
     for h, c in zip(top, cos, strict=True):
         cov = coverage(idf, h)
+        sc = sentence_coverage(idf, h)
         s = w * max(c, 0.0) + (1 - w) * cov
-        rows.append({"id": h.record.id, "dense": round(c, 4), "coverage": round(cov, 4), "support": round(s, 4)})
+        rows.append(
+            {
+                "id": h.record.id,
+                "dense": round(c, 4),
+                "coverage": round(cov, 4),
+                "sentence_coverage": round(sc, 4),
+                "support": round(s, 4),
+            }
+        )
+        supports.append(s)
+        covs.append(cov)
         if s >= a.min_score:
             passing.append(h.record.id)
     coarse = [h.scores["coarse"] for h in top if "coarse" in h.scores]
-    return Evidence(max(r["support"] for r in rows), max(cos), max(r["coverage"] for r in rows), w, cjk,
-                    round(max(coarse), 4) if coarse else None, rows, passing)
+    return Evidence(
+        max(supports),
+        max(cos),
+        max(covs),
+        w,
+        cjk,
+        round(max(coarse), 4) if coarse else None,
+        rows,
+        passing,
+    )
 
 
 def answerable(ev: Evidence, settings: Settings) -> bool:
@@ -154,8 +203,16 @@ def keyword_query(question: str) -> str:
     return " ".join(words)
 
 
-def _retry(label: str, query: str, question: str, settings: Settings, index: Index, k: int,
-           qvec: np.ndarray | None, trace: list[TraceEntry]) -> tuple[list[Hit], Evidence] | None:
+def _retry(
+    label: str,
+    query: str,
+    question: str,
+    settings: Settings,
+    index: Index,
+    k: int,
+    qvec: np.ndarray | None,
+    trace: list[TraceEntry],
+) -> tuple[list[Hit], Evidence] | None:
     from retrieval.pipeline import retrieve
 
     t0 = time.perf_counter()
@@ -163,19 +220,43 @@ def _retry(label: str, query: str, question: str, settings: Settings, index: Ind
         res = retrieve(query, settings, index=index, k=k)
     except Exception as e:  # a failed retry leaves the abstention standing
         log.warning("corrective retry %s failed: %s", label, e)
-        trace.append(TraceEntry("corrective", (time.perf_counter() - t0) * 1000,
-                                {"step": label, "query": query, "error": f"{type(e).__name__}: {e}"}))
+        trace.append(
+            TraceEntry(
+                "corrective",
+                (time.perf_counter() - t0) * 1000,
+                {"step": label, "query": query, "error": f"{type(e).__name__}: {e}"},
+            )
+        )
         return None
     ev = evidence(question, res.hits, index, qvec, settings)
-    trace.append(TraceEntry("corrective", (time.perf_counter() - t0) * 1000,
-                            {"step": label, "query": query, "hits": len(res.hits), **ev.to_dict(),
-                             "answerable": answerable(ev, settings)}))
+    trace.append(
+        TraceEntry(
+            "corrective",
+            (time.perf_counter() - t0) * 1000,
+            {
+                "step": label,
+                "query": query,
+                "hits": len(res.hits),
+                **ev.to_dict(),
+                "answerable": answerable(ev, settings),
+            },
+        )
+    )
     return res.hits, ev
 
 
-def corrective(question: str, hits: list[Hit], ev: Evidence, settings: Settings, index: Index, k: int,
-               qvec: np.ndarray | None, trace: list[TraceEntry], llm: LLM | None = None,
-               capable: bool = False) -> tuple[list[Hit], Evidence]:
+def corrective(
+    question: str,
+    hits: list[Hit],
+    ev: Evidence,
+    settings: Settings,
+    index: Index,
+    k: int,
+    qvec: np.ndarray | None,
+    trace: list[TraceEntry],
+    llm: LLM | None = None,
+    capable: bool = False,
+) -> tuple[list[Hit], Evidence]:
     """Retry retrieval when no passage passes; the best-supported result (the original when no
     retry does better). Each step is a `corrective` trace entry."""
     if answerable(ev, settings) or not settings.answer.corrective or not hits:

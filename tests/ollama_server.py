@@ -22,9 +22,9 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -134,12 +134,18 @@ class _Handler(BaseHTTPRequestHandler):
             if not self.server.known(name):
                 self._not_found(name)
                 return
-            self._json(200, {
-                "modelfile": f"FROM {self.server.model.path}", "parameters": "", "template": "{{ .Prompt }}",
-                "details": self.server.describe(name)["details"],
-                "model_info": {"general.architecture": "llama", "llama.context_length": MAX_CTX},
-                "capabilities": ["completion"], "modified_at": _now(),
-            })
+            self._json(
+                200,
+                {
+                    "modelfile": f"FROM {self.server.model.path}",
+                    "parameters": "",
+                    "template": "{{ .Prompt }}",
+                    "details": self.server.describe(name)["details"],
+                    "model_info": {"general.architecture": "llama", "llama.context_length": MAX_CTX},
+                    "capabilities": ["completion"],
+                    "modified_at": _now(),
+                },
+            )
         elif self.path == "/api/chat":
             self._chat(body)
         else:
@@ -180,8 +186,12 @@ class _Handler(BaseHTTPRequestHandler):
                 text = out["choices"][0]["message"]["content"] or ""
                 usage = out.get("usage", {})
                 msg = {"role": "assistant", "content": text}
-                self._json(200, self._final(name, t0, usage.get("prompt_tokens", 0),
-                                            usage.get("completion_tokens", 0), msg))
+                self._json(
+                    200,
+                    self._final(
+                        name, t0, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), msg
+                    ),
+                )
 
     def _send_scripted(self, name: str, text: str, stream: bool, t0: int) -> None:
         msg = {"role": "assistant", "content": text}
@@ -191,8 +201,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._start_stream()
         parts = re.findall(r"\S+\s*|\s+", text)
         for part in parts:
-            self._send_line({"model": name, "created_at": _now(),
-                             "message": {"role": "assistant", "content": part}, "done": False})
+            self._send_line(
+                {
+                    "model": name,
+                    "created_at": _now(),
+                    "message": {"role": "assistant", "content": part},
+                    "done": False,
+                }
+            )
         self._send_line(self._final(name, t0, 0, len(parts), {"role": "assistant", "content": ""}))
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
@@ -208,13 +224,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(f"{len(line):X}\r\n".encode() + line + b"\r\n")
         self.wfile.flush()
 
-    def _final(self, name: str, t0: int, n_prompt: int, n_out: int,
-               message: dict[str, str]) -> dict[str, Any]:
+    def _final(
+        self, name: str, t0: int, n_prompt: int, n_out: int, message: dict[str, str]
+    ) -> dict[str, Any]:
         dur = time.perf_counter_ns() - t0
         return {
-            "model": name, "created_at": _now(), "message": message, "done": True, "done_reason": "stop",
-            "total_duration": dur, "load_duration": 0, "prompt_eval_count": n_prompt,
-            "prompt_eval_duration": 0, "eval_count": n_out, "eval_duration": dur,
+            "model": name,
+            "created_at": _now(),
+            "message": message,
+            "done": True,
+            "done_reason": "stop",
+            "total_duration": dur,
+            "load_duration": 0,
+            "prompt_eval_count": n_prompt,
+            "prompt_eval_duration": 0,
+            "eval_count": n_out,
+            "eval_duration": dur,
         }
 
     def _stream(self, name: str, llama: Any, kw: dict[str, Any], t0: int) -> None:
@@ -226,8 +251,14 @@ class _Handler(BaseHTTPRequestHandler):
             delta = part["choices"][0].get("delta", {}).get("content")
             if delta:
                 n += 1
-                send({"model": name, "created_at": _now(),
-                      "message": {"role": "assistant", "content": delta}, "done": False})
+                send(
+                    {
+                        "model": name,
+                        "created_at": _now(),
+                        "message": {"role": "assistant", "content": delta},
+                        "done": False,
+                    }
+                )
         send(self._final(name, t0, 0, n, {"role": "assistant", "content": ""}))
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
@@ -236,8 +267,15 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, addr: tuple[str, int], models: list[str], hang: set[str], hang_s: float,
-                 model: _Model, reply: Reply | None = None) -> None:
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        models: list[str],
+        hang: set[str],
+        hang_s: float,
+        model: _Model,
+        reply: Reply | None = None,
+    ) -> None:
         super().__init__(addr, _Handler)
         self.reply = reply
         self.models = models
@@ -260,10 +298,19 @@ class _Server(ThreadingHTTPServer):
     def describe(self, name: str) -> dict[str, Any]:
         size = self.model.path.stat().st_size
         return {
-            "name": _norm(name), "model": _norm(name), "modified_at": _now(), "size": size,
+            "name": _norm(name),
+            "model": _norm(name),
+            "modified_at": _now(),
+            "size": size,
             "digest": self.model.digest,
-            "details": {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"],
-                        "parameter_size": "135M", "quantization_level": "Q4_1"},
+            "details": {
+                "parent_model": "",
+                "format": "gguf",
+                "family": "llama",
+                "families": ["llama"],
+                "parameter_size": "135M",
+                "quantization_level": "Q4_1",
+            },
         }
 
 
@@ -274,8 +321,14 @@ Reply = str | Callable[[list[dict[str, Any]]], str]
 class OllamaTestServer:
     """Start with `with OllamaTestServer(...) as srv:` (or `.start()` / `.stop()`)."""
 
-    def __init__(self, models: list[str] | None = None, hang: set[str] | None = None, hang_s: float = 30.0,
-                 gguf: Path | None = None, reply: Reply | None = None) -> None:
+    def __init__(
+        self,
+        models: list[str] | None = None,
+        hang: set[str] | None = None,
+        hang_s: float = 30.0,
+        gguf: Path | None = None,
+        reply: Reply | None = None,
+    ) -> None:
         path = gguf or default_gguf()
         model = _MODELS.setdefault(str(path), _Model(path))
         names = list(models or ["smollm2:135m"])

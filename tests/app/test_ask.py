@@ -127,7 +127,7 @@ def test_unsupported_question_abstains_instead_of_inventing(corpus: Path) -> Non
     assert "min_score" in res.answer
     assert "generate" not in [t.stage for t in res.trace]
     # the same threshold decides for a relevant question: above it, retrieval supports an answer
-    strict = ask(QUESTION, _settings(corpus, answer={"min_score": 0.99}))
+    strict = ask(QUESTION, _settings(corpus, answer={"min_score": 1.01}))
     assert strict.abstained and strict.abstain_reason == "no_support"
 
 
@@ -146,11 +146,11 @@ def test_follow_up_is_rewritten_before_retrieval(corpus: Path) -> None:
 
 @pytest.mark.slow
 def test_strategy_is_threaded_through(corpus: Path) -> None:
-    # min_score 0.99: retrieval runs with the strategy, generation is skipped
-    res = ask(QUESTION, _settings(corpus, answer={"min_score": 0.99}), strategy="multi-query")
+    # min_score 1.01 (support is at most 1): retrieval runs with the strategy, generation is skipped
+    res = ask(QUESTION, _settings(corpus, answer={"min_score": 1.01}), strategy="multi-query")
     assert res.strategy != "none"
     assert any(t.stage == "translate" for t in res.trace)
-    plain = ask(QUESTION, _settings(corpus, answer={"min_score": 0.99}))
+    plain = ask(QUESTION, _settings(corpus, answer={"min_score": 1.01}))
     assert plain.strategy == "none" and not any(t.stage == "translate" for t in plain.trace)
 
 

@@ -42,8 +42,9 @@ class RefusingLLM:
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
 
-    def stream(self, messages: list[dict[str, str]], max_tokens: int | None = None,
-               temperature: float | None = None) -> Iterator[str]:
+    def stream(
+        self, messages: list[dict[str, str]], max_tokens: int | None = None, temperature: float | None = None
+    ) -> Iterator[str]:
         self.calls.append(len(messages[-1]["content"]))
         raise ContextTooLongError("prompt too long")
         yield ""  # pragma: no cover
@@ -53,8 +54,10 @@ class RefusingLLM:
 
 
 def _hits(*texts: str) -> list[Hit]:
-    return [Hit(Record(f"id{i}", t, f"/d/{i}.md", end=len(t), title=f"T{i}"), 1.0 / i)
-            for i, t in enumerate(texts, 1)]
+    return [
+        Hit(Record(f"id{i}", t, f"/d/{i}.md", end=len(t), title=f"T{i}"), 1.0 / i)
+        for i, t in enumerate(texts, 1)
+    ]
 
 
 def test_a_retry_that_drops_the_last_passage_abstains() -> None:
@@ -123,7 +126,9 @@ def test_step_back_labels_name_only_the_passages_that_fit() -> None:
     from retrieval.translate import Translation, answer_prompt
 
     s = load_settings(llm={"max_tokens": 64})
-    own = [Hit(h.record, h.score, {"original_rank": 1, "step_back_rank": 9}) for h in _hits(*["word " * 300] * 3)]
+    own = [
+        Hit(h.record, h.score, {"original_rank": 1, "step_back_rank": 9}) for h in _hits(*["word " * 300] * 3)
+    ]
     t = Translation("q?", "step-back", [], s, step_back="broader?")
 
     @dataclass
@@ -138,9 +143,11 @@ def test_step_back_labels_name_only_the_passages_that_fit() -> None:
 def test_ui_strips_images_remote_links_and_html() -> None:
     from app.ui_render import safe_markdown, safe_text
 
-    md = ('See ![pixel](http://evil.example/p.png) and [click](https://evil.example/x) [1]. '
-          '<img src="http://evil.example/i.png"> <a href="http://x">y</a> <script>alert(1)</script> '
-          '<https://evil.example/auto>\n[ref]: http://evil.example/r')
+    md = (
+        "See ![pixel](http://evil.example/p.png) and [click](https://evil.example/x) [1]. "
+        '<img src="http://evil.example/i.png"> <a href="http://x">y</a> <script>alert(1)</script> '
+        "<https://evil.example/auto>\n[ref]: http://evil.example/r"
+    )
     out = safe_markdown(md)
     assert "evil.example/p.png" not in out and "https://evil.example/x" not in out
     assert "<img" not in out and "<a " not in out and "<script" not in out and "<https" not in out

@@ -34,8 +34,9 @@ def server() -> Iterator[OllamaTestServer]:
         yield srv
 
 
-def _ask(corpus: Path, server: OllamaTestServer, reply: str, question: str = FACT_Q,
-         **answer: Any) -> tuple[list[str], AnswerResult]:
+def _ask(
+    corpus: Path, server: OllamaTestServer, reply: str, question: str = FACT_Q, **answer: Any
+) -> tuple[list[str], AnswerResult]:
     server.reply = reply
     s = settings_for(corpus, ollama_url=server.url, llm={"provider": "ollama", "model": MODEL}, answer=answer)
     parts = list(ask_stream(question, s))
@@ -49,8 +50,10 @@ def _check(res: AnswerResult) -> dict[str, Any]:
 
 
 def test_an_invented_sentence_is_removed_before_it_is_shown(corpus: Path, server: OllamaTestServer) -> None:
-    reply = ("The keeper winds the clockwork every 37 hours [1]. "
-             "The lighthouse was painted purple by Napoleon in 1802 [1].")
+    reply = (
+        "The keeper winds the clockwork every 37 hours [1]. "
+        "The lighthouse was painted purple by Napoleon in 1802 [1]."
+    )
     tokens, res = _ask(corpus, server, reply)
     assert res.mode == "generative" and not res.abstained
     assert "37 hours" in res.answer and "Napoleon" not in res.answer
@@ -61,13 +64,19 @@ def test_an_invented_sentence_is_removed_before_it_is_shown(corpus: Path, server
 
 
 def test_a_changed_number_is_not_supported(corpus: Path, server: OllamaTestServer) -> None:
-    _, res = _ask(corpus, server, "The keeper winds the clockwork every 12 hours [1]. "
-                                  "The lamp was converted to electricity in 1971 [1].")
+    _, res = _ask(
+        corpus,
+        server,
+        "The keeper winds the clockwork every 12 hours [1]. "
+        "The lamp was converted to electricity in 1971 [1].",
+    )
     assert "12 hours" not in res.answer and "1971" in res.answer
     assert "number 12" in _check(res)["dropped"][0]["reason"]
 
 
-def test_nothing_supported_falls_back_to_the_extractive_answer(corpus: Path, server: OllamaTestServer) -> None:
+def test_nothing_supported_falls_back_to_the_extractive_answer(
+    corpus: Path, server: OllamaTestServer
+) -> None:
     _, res = _ask(corpus, server, "The answer is: 4.5 hours. [2]")
     assert not res.abstained and "37 hours" in res.answer and "4.5" not in res.answer
     assert _check(res)["fallback"] == "extractive"
@@ -75,7 +84,9 @@ def test_nothing_supported_falls_back_to_the_extractive_answer(corpus: Path, ser
     assert all(Path(c.source).name == "lighthouse.md" for c in res.citations)
 
 
-def test_a_wrong_citation_is_pointed_at_the_supporting_passage(corpus: Path, server: OllamaTestServer) -> None:
+def test_a_wrong_citation_is_pointed_at_the_supporting_passage(
+    corpus: Path, server: OllamaTestServer
+) -> None:
     _, res = _ask(corpus, server, "The Varne lighthouse keeper winds the clockwork every 37 hours [3].")
     if len(res.hits) >= 3 and Path(res.hits[2].record.source).name != "lighthouse.md":
         assert _check(res)["recited"] and "[3]" not in res.answer
@@ -97,9 +108,13 @@ def test_a_decline_abstains(corpus: Path, server: OllamaTestServer) -> None:
 
 
 def _passages() -> list[Passage]:
-    texts = ["A French press needs a coarse grind and steeps for about four minutes.",
-             "Green tea is brewed with water at 80 degrees Celsius for two minutes."]
-    return [Passage(i, Hit(Record(f"p{i}", t, f"/d/{i}.md", end=len(t)), 1.0), t) for i, t in enumerate(texts, 1)]
+    texts = [
+        "A French press needs a coarse grind and steeps for about four minutes.",
+        "Green tea is brewed with water at 80 degrees Celsius for two minutes.",
+    ]
+    return [
+        Passage(i, Hit(Record(f"p{i}", t, f"/d/{i}.md", end=len(t)), 1.0), t) for i, t in enumerate(texts, 1)
+    ]
 
 
 def test_claims_take_the_markers_written_after_the_full_stop() -> None:
@@ -110,9 +125,14 @@ def test_claims_take_the_markers_written_after_the_full_stop() -> None:
 
 def test_paraphrase_kept_invention_dropped_unmarked_attributed() -> None:
     emb = get_embedder(load_settings().embedding)
-    res = check_answer("A French press steeps for about four minutes [1]. "
-                       "Green tea is brewed at 80 degrees Celsius. "
-                       "Espresso machines were invented in Milan [2].", _passages(), emb, load_settings())
+    res = check_answer(
+        "A French press steeps for about four minutes [1]. "
+        "Green tea is brewed at 80 degrees Celsius. "
+        "Espresso machines were invented in Milan [2].",
+        _passages(),
+        emb,
+        load_settings(),
+    )
     kept = [v.claim.text for v in res.kept]
     assert kept[0].startswith("A French press") and "Espresso" not in res.text
     assert any(v.reason == "recited" and v.passage == 2 for v in res.kept)  # unmarked -> its passage

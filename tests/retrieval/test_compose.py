@@ -54,8 +54,10 @@ def test_auto_is_extractive_for_the_embedded_model_and_small_names(corpus: Path)
 def test_readme_quick_start_question_gets_the_four_minutes_sentence(tmp_path: Path) -> None:
     index_dir = tmp_path / "sample-index"
     assert not ingest([SAMPLE], load_settings(index_dir=index_dir, search={"ltr_self_train": False})).failed
-    res = ask("How long should coffee steep in a French press?",
-              load_settings(index_dir=index_dir, llm={"provider": "llamacpp"}))
+    res = ask(
+        "How long should coffee steep in a French press?",
+        load_settings(index_dir=index_dir, llm={"provider": "llamacpp"}),
+    )
     assert not res.abstained and "four minutes" in res.answer
     first = res.answer.split("[", 1)[0]
     assert "four minutes" in first  # the answering sentence comes first
@@ -68,8 +70,12 @@ def _hit(i: int, text: str, title: str = "") -> Hit:
 
 def test_compose_keeps_budget_order_and_skips_headings() -> None:
     hits = [
-        _hit(1, "## French press\nUse a coarse grind. Steep the coffee for four minutes, then press.\n"
-                "Pour it all out.", "Coffee > French press"),
+        _hit(
+            1,
+            "## French press\nUse a coarse grind. Steep the coffee for four minutes, then press.\n"
+            "Pour it all out.",
+            "Coffee > French press",
+        ),
         _hit(2, "Espresso needs a fine grind. A French press is a glass jug.", "Grinds"),
     ]
     s = load_settings(answer={"extractive_max_sentences": 2, "extractive_min_rel": 0.0})
@@ -79,8 +85,12 @@ def test_compose_keeps_budget_order_and_skips_headings() -> None:
     assert "French press [1]" not in gen.text and gen.text.count("[") == 2
     assert {c.n for c in gen.citations} == {int(x) for x in __import__("re").findall(r"\[(\d)\]", gen.text)}
     assert trace[-1].stage == "compose" and trace[-1].detail["chosen"]
-    tight = compose("How long should coffee steep in a French press?", hits,
-                    load_settings(answer={"extractive_max_chars": 60}), [])
+    tight = compose(
+        "How long should coffee steep in a French press?",
+        hits,
+        load_settings(answer={"extractive_max_chars": 60}),
+        [],
+    )
     assert len(tight.text) < 80 and tight.text.count("[") == 1
 
 
@@ -95,5 +105,12 @@ def test_sentence_splitting_is_shared_and_cjk_aware() -> None:
     assert chunking._split_sentences is split_sentences  # one definition (core/text.py)
     t = "Transformer架构于2017年提出。它使用注意力！Use 3.5 g per cup. Done?\n\n1. Rinse it.\n# Head\nNext"
     got = [t[a:b] for a, b in sentence_spans(t)]
-    assert got == ["Transformer架构于2017年提出。", "它使用注意力！", "Use 3.5 g per cup.", "Done?",
-                   "1. Rinse it.", "# Head", "Next"]
+    assert got == [
+        "Transformer架构于2017年提出。",
+        "它使用注意力！",
+        "Use 3.5 g per cup.",
+        "Done?",
+        "1. Rinse it.",
+        "# Head",
+        "Next",
+    ]
