@@ -10,7 +10,8 @@ passage it cites before it is shown. A claim is supported by a passage when
 
 A claim that its cited passage does not support but another prompt passage does is kept and
 re-cited to that one; a claim no passage supports is dropped, and so is a claim too short to
-check (fewer than two content words, e.g. a bare "PWNED"). The caller falls back to the
+check (fewer than two content words, e.g. a bare "PWNED"), a question (an echo of the
+prompt) and a repeat of a sentence already kept (small models loop). The caller falls back to the
 extractive answer when nothing is left. `ClaimStream` applies the check while the answer
 streams: a claim is shown once the next one has begun (its trailing [n] markers are in)."""
 
@@ -33,6 +34,9 @@ from retrieval.generate import Passage, declined, parse_markers
 MIN_TERMS = 2
 _LEAD_MARKERS = re.compile(r"^\s*(?:\[[^\[\]]{0,40}\]\s*)+")
 _ANY_MARKER = re.compile(r"\s*\[\s*(?:(?:passages?|sources?|docs?|documents?)\s*)?\d[^\[\]]{0,30}\]", re.I)
+# A marker followed by the start of another sentence ends a claim even without a full stop
+# ("… level [2] The target …"); "According to [1], the …" and "[1] and it …" do not.
+_AFTER_MARKER = re.compile(r"(?<=\])\s+(?=[^\s,.;:!?)\]\[a-z])")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
 
@@ -96,8 +100,8 @@ def split_claims(text: str, n_passages: int) -> list[Claim]:
     """The answer's sentences, each with the [n] markers that follow it (a marker written after
     the full stop belongs to the sentence before)."""
     raw: list[str] = []
-    for a, b in sentence_spans(text):
-        seg = text[a:b]
+    segs = [p for a, b in sentence_spans(text) for p in _AFTER_MARKER.split(text[a:b])]
+    for seg in segs:
         lead = _LEAD_MARKERS.match(seg)
         if lead and raw:
             raw[-1] += " " + lead.group(0).strip()
@@ -194,6 +198,7 @@ class ClaimStream:
         self.buf = ""
         self.done = 0
         self.result = CheckResult()
+        self.seen: set[str] = set()
 
     def _emit(self, claims: list[Claim]) -> str:
         out = []
@@ -202,8 +207,15 @@ class ClaimStream:
                 self.result.declined = True
             if self.result.declined:
                 continue
-            v = self.checker.check(c)
+            key = " ".join(tokenize(c.body))
+            if c.body.rstrip().endswith(("?", "？")):  # an echoed question answers nothing
+                v = Verdict(c, False, "a question, not an answer")
+            elif key in self.seen:  # small models loop: "X [1]. X [1]. X [1]."
+                v = Verdict(c, False, "repeats an earlier sentence")
+            else:
+                v = self.checker.check(c)
             if v.kept:
+                self.seen.add(key)
                 out.append(("" if not self.result.kept else " ") + v.claim.text)
             self.result.verdicts.append(v)
         return "".join(out)

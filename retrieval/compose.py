@@ -37,7 +37,7 @@ W_COVERAGE, W_COSINE, W_RANK = 0.55, 0.3, 0.15  # with cosine; without it covera
 MIN_TERMS = 2  # a sentence with fewer content words (a label, "1.") is not an answer
 MAX_SENTENCE_CHARS = 600  # longer "sentences" are tables or run-on text, not answers
 
-_LIST_MARK = re.compile(r"^\s*(?:[-*+•]|\d+[.)]|#{1,6})\s+")
+_LIST_MARK = re.compile(r"^\s*(?:>\s*)*(?:(?:[-*+•]|\d+[.)]|#{1,6})\s+)?")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]+)\]\((?:[^)]*)\)")
 _TAG = re.compile(r"<[^>]{1,200}>")

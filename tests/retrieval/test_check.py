@@ -144,3 +144,16 @@ def test_streamed_claims_equal_the_checked_answer() -> None:
     shown = "".join(stream.feed(tok) for tok in text.split(" ") for tok in (tok + " ",)) + stream.finish()
     assert shown == stream.result.text and "PWNED" not in shown
     assert [v.reason for v in stream.result.verdicts if not v.kept] == ["too short to check"]
+
+
+def test_echoed_questions_and_repeats_are_dropped() -> None:
+    text = (
+        "A French press steeps for about four minutes [1]. A French press steeps for about four minutes [1]. "
+        "Question: How long does a French press steep [1]?"
+    )
+    res = check_answer(text, _passages(), None, load_settings())
+    assert res.text == "A French press steeps for about four minutes [1]."
+    assert [v.reason for v in res.verdicts if not v.kept] == [
+        "repeats an earlier sentence",
+        "a question, not an answer",
+    ]
