@@ -72,8 +72,15 @@ def ask_cmd(
             for c in result.citations:
                 out.print(_source_line(c.to_dict()), markup=False, highlight=False)
         secs = result.timings.get("total", 0) / 1000
-        console.print(f"[dim]{escape(result.backend)} · {escape(result.model)} · {secs:.1f}s "
+        mode = f" · {escape(result.mode)}" if result.mode else ""
+        console.print(f"[dim]{escape(result.backend)} · {escape(result.model)}{mode} · {secs:.1f}s "
                       f"({escape(result.reason)})[/dim]", highlight=False)
+        check = next((t.detail for t in reversed(result.trace) if t.stage == "check"), None)
+        if check and (check.get("dropped") or check.get("fallback")):
+            note = f"{len(check.get('dropped', []))} unsupported sentence(s) removed"
+            if check.get("fallback"):
+                note += "; answer quoted from the passages instead"
+            console.print(f"[dim]{escape(note)} (--trace shows which and why)[/dim]", highlight=False)
         if trace:
             _print_trace(result.trace, settings)
     if result.abstain_reason == "empty_index":

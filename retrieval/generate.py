@@ -6,7 +6,12 @@ context window (minus the answer's token budget), the least relevant are dropped
 and the last one that partly fits is cut. Citations come from `[n]` markers in the answer;
 a small model often writes none, so then each answer sentence is attributed to the prompt
 passage sharing most of its content words (at least `answer.cite_min_overlap`), or to none.
-Only passages that were in the prompt can be cited."""
+Only passages that were in the prompt can be cited, and a citation carries the passage text
+as the model saw it (`cut` when shortened). Passages are data: each sits between
+`<passage n="…">` and `</passage>`, with citation and delimiter look-alikes inside it defused
+(`neutralise`), and the system prompt says to ignore instructions written in passages. The
+model never runs with zero passages: no hits, or a retry that dropped the last passage, ends
+in a `Generation` with `no_passages` set, and the caller abstains."""
 
 from __future__ import annotations
 
