@@ -30,6 +30,9 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 for _noisy in ("chromadb", "httpx", "sentence_transformers", "jieba", "urllib3", "bm25s", "transformers"):
     logging.getLogger(_noisy).setLevel(logging.ERROR)
 
+MODES = ["auto", "extractive", "generative"]
+MODE_LABELS = {"auto": "auto (extractive for small models)", "extractive": "extractive (quotes the passages)",
+               "generative": "generative (the model writes, every sentence checked)"}
 STRATEGY_LABELS = {"none": "none (the question as asked)", "multi-query": "multi-query",
                    "fusion": "RAG-Fusion", "decompose": "decompose", "step-back": "step-back", "hyde": "HyDE",
                    "auto": "auto (the router picks)"}
@@ -42,7 +45,8 @@ class Choices:
     coarse: bool
     ltr: bool
     k: int
-    settings: Settings  # with the reranking switches applied
+    mode: str  # answer.mode: auto | extractive | generative
+    settings: Settings  # with the reranking switches and answer mode applied
 
 
 def strategies() -> list[str]:
@@ -101,6 +105,8 @@ def sidebar(settings: Settings, index: Index, status: dict[str, Any]) -> tuple[C
         sb.caption("No trained ranker yet; the LTR stage is skipped. Train one with `rag train-ranker`.")
     k = sb.slider("Passages in the prompt (top-k)", 1, MAX_K,
                   min(max(settings.answer.context_chunks, 1), MAX_K), key="top_k")
+    mode = sb.selectbox("Answer mode", MODES, index=MODES.index(settings.answer.mode), key="answer_mode",
+                        format_func=lambda m: MODE_LABELS[m])
     with sb.expander("Add documents"):
         if not st.session_state.get(ui_ingest.FRESH_KEY):  # else the main area shows it
             ui_ingest.show_report()
@@ -108,7 +114,9 @@ def sidebar(settings: Settings, index: Index, status: dict[str, Any]) -> tuple[C
     if sb.button("Clear the chat", key="clear"):
         st.session_state["messages"] = []
     search = settings.search.model_copy(update={"coarse": coarse, "ltr": ltr})
-    return Choices(strategy, coarse, ltr, k, settings.model_copy(update={"search": search})), llm
+    answer_s = settings.answer.model_copy(update={"mode": mode})
+    chosen = settings.model_copy(update={"search": search, "answer": answer_s})
+    return Choices(strategy, coarse, ltr, k, mode, chosen), llm
 
 
 def _ranker_exists(settings: Settings) -> bool:
@@ -120,12 +128,19 @@ def _ranker_exists(settings: Settings) -> bool:
         return False
 
 
-def _tokens(stream: Iterator[str | AnswerResult], out: list[AnswerResult]) -> Iterator[str]:
+def _stream(stream: Iterator[str | AnswerResult]) -> AnswerResult | None:
+    """Show the answer as it comes and return its result. The whole text so far is made safe on
+    every update (an image or link split across tokens is caught), and the final text is the
+    result's: the check may have removed sentences that were streamed."""
+    box = st.empty()
+    text = ""
     for part in stream:
         if isinstance(part, AnswerResult):
-            out.append(part)
-        else:
-            yield part
+            box.markdown(ui_render.answer_markdown(part))
+            return part
+        text += part
+        box.markdown(ui_render.safe_markdown(text) + " ▌")
+    return None
 
 
 def history_messages(messages: list[dict[str, Any]]) -> list[Message]:
@@ -138,7 +153,7 @@ def show_message(m: dict[str, Any], index: Index, settings: Settings) -> None:
         if m.get("error"):
             st.error(m["error"])
             return
-        st.markdown(m["content"])
+        st.markdown(ui_render.safe_markdown(m["content"]))
         if m.get("result") is not None:
             ui_render.answer_extras(m["result"], m["id"], index, feedback_path(settings))
 
@@ -151,17 +166,16 @@ def answer(question: str, choices: Choices, index: Index, llm: LLM | None,
         st.markdown(question)
     msg: dict[str, Any] = {"id": uuid.uuid4().hex[:12], "role": "assistant", "content": "", "result": None}
     with st.chat_message("assistant"):
-        got: list[AnswerResult] = []
+        got: AnswerResult | None = None
         try:
-            stream = ask_stream(question, choices.settings, history=history or None,
-                                strategy=choices.strategy, k=choices.k, index=index, llm=llm)
-            st.write_stream(_tokens(stream, got))
+            got = _stream(ask_stream(question, choices.settings, history=history or None,
+                                     strategy=choices.strategy, k=choices.k, index=index, llm=llm))
         except RagError as e:
             msg["error"] = str(e)
             st.error(msg["error"])
-        if got:
-            msg["result"], msg["content"] = got[0], got[0].answer
-            ui_render.answer_extras(got[0], msg["id"], index, feedback_path(choices.settings))
+        if got is not None:
+            msg["result"], msg["content"] = got, got.answer
+            ui_render.answer_extras(got, msg["id"], index, feedback_path(choices.settings))
     messages.append(msg)
 
 

@@ -46,7 +46,7 @@ def safe_text(text: str) -> str:
 
 
 def answer_markdown(result: AnswerResult) -> str:
-    """The answer as the chat shows it (app/ui.py should render this, not `result.answer`)."""
+    """The answer as the chat shows it: safe Markdown of the checked answer."""
     return safe_markdown(result.answer)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -61,6 +62,64 @@ def estimate_tokens(text: str) -> int:
     cjk = sum(1 for c in text if "\u3000" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af"
               or "\uf900" <= c <= "\uffef")
     return cjk + (len(text) - cjk) // 3 + 1
+
+
+def cpu_has_amx(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU advertises Intel AMX (from /proc/cpuinfo's flags; False where unreadable)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return False
+    flags = next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "")
+    return "amx_tile" in flags.split()
+
+
+def use_extra_buffers(setting: bool | None, cpuinfo: str | None = None) -> bool:
+    """llm.extra_buffers resolved: as set, else on unless the CPU has AMX (llama.cpp 0.3.x's AMX
+    matmul segfaults on AMX machines whose hypervisor does not grant the tile state, killing
+    the whole process, where the plain CPU kernels run the same model correctly)."""
+    return setting if setting is not None else not cpu_has_amx(cpuinfo)
+
+
+_PARAMS_LOCK = threading.Lock()  # one patched load at a time
+
+
+@contextmanager
+def _model_params(extra_buffers: bool) -> Iterator[None]:
+    """llama-cpp-python takes no argument for `use_extra_bufts`; `Llama()` reads the defaults
+    from `llama_model_default_params`, so wrap that while one model loads (under _PARAMS_LOCK)."""
+    import llama_cpp.llama as module
+
+    if extra_buffers:
+        yield
+        return
+    original = module.llama_cpp.llama_model_default_params
+
+    def params() -> Any:
+        p = original()
+        p.use_extra_bufts = False
+        return p
+
+    module.llama_cpp.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        module.llama_cpp.llama_model_default_params = original
+
+
+def open_llama(path: Path, n_ctx: int, *, gpu_layers: int = 0, threads: int | None = None,
+               extra_buffers: bool | None = None) -> Any:
+    """A llama.cpp model loaded with llm.extra_buffers resolved for this CPU (the one place
+    that constructs `Llama`, so the test Ollama server runs the same safe configuration)."""
+    from llama_cpp import Llama
+
+    extra = use_extra_buffers(extra_buffers)
+    log.info("loading %s (n_ctx=%d, gpu_layers=%d, extra buffers %s)", path, n_ctx, gpu_layers,
+             "on" if extra else "off")
+    with _PARAMS_LOCK, _model_params(extra):
+        return Llama(model_path=str(path), n_ctx=n_ctx, n_gpu_layers=gpu_layers, n_threads=threads,
+                     n_threads_batch=threads, verbose=False, seed=0)
 
 
 def default_gguf() -> Path:
@@ -118,16 +177,11 @@ class LlamaCppLLM:
 
     def _loaded(self) -> tuple[Any, threading.Lock]:
         s = self.settings.llm
-        key = (str(self.path), s.n_ctx_llamacpp, s.gpu_layers)
+        key = (str(self.path), s.n_ctx_llamacpp, s.gpu_layers, use_extra_buffers(s.extra_buffers))
         with _LOAD_LOCK:
             if key not in _LLAMA_CACHE:
-                from llama_cpp import Llama
-
-                log.info("loading %s (n_ctx=%d, gpu_layers=%d)", self.path, s.n_ctx_llamacpp, s.gpu_layers)
-                llama = Llama(
-                    model_path=str(self.path), n_ctx=s.n_ctx_llamacpp, n_gpu_layers=s.gpu_layers,
-                    n_threads=s.threads, n_threads_batch=s.threads, verbose=False, seed=0,
-                )
+                llama = open_llama(self.path, s.n_ctx_llamacpp, gpu_layers=s.gpu_layers,
+                                   threads=s.threads, extra_buffers=s.extra_buffers)
                 _LLAMA_CACHE[key] = (llama, threading.Lock())
             return _LLAMA_CACHE[key]
 

@@ -121,6 +121,9 @@ class LLMSettings(BaseModel):
     timeout_s: float = 120.0
     keep_alive: str = "5m"
     threads: int | None = None
+    # llama.cpp's extra CPU buffer types (weight repacking, the AMX kernels). None = auto: off on
+    # CPUs that advertise AMX, whose ggml kernel crashes (SIGSEGV) on some virtual machines.
+    extra_buffers: bool | None = None
 
 
 class AnswerSettings(BaseModel):

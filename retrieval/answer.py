@@ -212,6 +212,7 @@ def ask_stream(
     k_ctx = k or settings.answer.context_chunks
     qvec = res.query_vector
     mode, why = choose_mode(settings, llm)
+    trace.append(TraceEntry("answer_mode", 0.0, {"mode": mode, "reason": why}))
     hits, ev = _grade(standalone, res, settings, index, k_ctx, trace, llm, mode)
     common = {
         "standalone_question": standalone,
@@ -229,11 +230,11 @@ def ask_stream(
             citations=[],
             abstained=True,
             abstain_reason="no_support",
+            mode=mode,
             extra={"retrieve": retrieve_ms},
             **common,
         )
         return
-    trace.append(TraceEntry("answer_mode", 0.0, {"mode": mode, "reason": why}))
     gen: Generation | None = None
     for part in _answer(mode, standalone, hits, tr, llm, settings, trace, index, qvec, k_ctx, max_tokens):
         if isinstance(part, Generation):

@@ -10,7 +10,7 @@ Every request is recorded in `server.requests`. `hang` names paths that never an
 the server stops), for timeout tests. `reply` (a string, or a function of the chat messages
 returning one; or the environment variable `OLLAMA_TEST_REPLY`) scripts `/api/chat`: the model
 is not run and the reply is sent as it is (streamed word by word), to stand in for a capable
-model whose exact output a test needs to know.
+model whose exact output a test needs to know; `token_delay_s` paces its streamed words.
 
     with OllamaTestServer(models=["smollm2:135m"]) as srv:
         settings.ollama_url = srv.url
@@ -53,11 +53,11 @@ class _Model:
         self.digest = hashlib.sha256(str(path).encode()).hexdigest()
 
     def llama(self, num_ctx: int) -> Any:
-        from llama_cpp import Llama
+        from core.llm import open_llama
 
         n = max(256, min(int(num_ctx), MAX_CTX))
         if n not in self.by_ctx:
-            self.by_ctx[n] = Llama(model_path=str(self.path), n_ctx=n, n_gpu_layers=0, verbose=False, seed=0)
+            self.by_ctx[n] = open_llama(self.path, n)
         return self.by_ctx[n]
 
 
@@ -201,6 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._start_stream()
         parts = re.findall(r"\S+\s*|\s+", text)
         for part in parts:
+            time.sleep(self.server.token_delay_s)  # as a model on a slow machine: visible streaming
             self._send_line(
                 {
                     "model": name,
@@ -275,9 +276,11 @@ class _Server(ThreadingHTTPServer):
         hang_s: float,
         model: _Model,
         reply: Reply | None = None,
+        token_delay_s: float = 0.0,
     ) -> None:
         super().__init__(addr, _Handler)
         self.reply = reply
+        self.token_delay_s = token_delay_s
         self.models = models
         self.hang = hang
         self.hang_s = hang_s
@@ -328,11 +331,12 @@ class OllamaTestServer:
         hang_s: float = 30.0,
         gguf: Path | None = None,
         reply: Reply | None = None,
+        token_delay_s: float = 0.0,
     ) -> None:
         path = gguf or default_gguf()
         model = _MODELS.setdefault(str(path), _Model(path))
         names = list(models or ["smollm2:135m"])
-        self._srv = _Server(("127.0.0.1", 0), names, set(hang or ()), hang_s, model, reply)
+        self._srv = _Server(("127.0.0.1", 0), names, set(hang or ()), hang_s, model, reply, token_delay_s)
         self._thread = threading.Thread(target=self._srv.serve_forever, name="ollama-server", daemon=True)
 
     @property

@@ -106,6 +106,7 @@ def conversation(corpus: Path) -> AppTest:
         at.toggle(key="ltr").set_value(False)
         at.chat_input[0].set_value(QUESTION).run()
         assert not at.exception, at.exception
+        at.selectbox(key="answer_mode").set_value("generative")  # the follow-up is written by the model
         at.chat_input[0].set_value(FOLLOW_UP).run()
         assert not at.exception, at.exception
     return at
@@ -253,13 +254,16 @@ def test_chat_answers_with_numbered_citations_and_the_sidebar_choices(conversati
     text = " ".join(m.value for m in panel.markdown)
     assert "strategy: **none**" in text and "Queries searched" in text and "Timings per stage" in text
     assert len(panel.dataframe) >= 2
-    assert {"embed", "dense", "bm25", "fuse", "generate"} <= set(first.timings)
+    # answer.mode auto: the embedded model is small, so the answer is composed from the passages
+    assert first.mode == "extractive"
+    assert {"embed", "dense", "bm25", "fuse", "compose"} <= set(first.timings)
 
 
 @pytest.mark.slow
 def test_follow_up_uses_the_chat_history(conversation: AppTest) -> None:
     first, second = _results(conversation)
     assert second.question == FOLLOW_UP
+    assert second.mode == "generative"  # the sidebar's answer mode reached the pipeline
     condense = [t for t in second.trace if t.stage == "condense"]
     assert condense, "the follow-up was not given the history"
     assert second.standalone_question != FOLLOW_UP

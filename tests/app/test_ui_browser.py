@@ -20,7 +20,7 @@ import pytest
 
 from core.settings import load_settings
 from ingest.pipeline import ingest
-from tests.ollama_server import free_port
+from tests.ollama_server import OllamaTestServer, free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -37,6 +37,11 @@ DOCS = {
     ),
 }
 QUESTION = "What does a gooseneck kettle do?"
+# A capable model stands in (scripted through the Ollama test server, paced): the embedded 135M
+# model answers extractively, in one piece, and a generative answer streams checked sentence by
+# checked sentence, so the reply has two.
+REPLY = ("A gooseneck kettle has a long, thin spout [1]. It pours a slow, steady stream of water, "
+         "which makes pour-over coffee easier to control [1].")
 # Records every distinct text the first answer shows while it streams (a DOM observer, so no
 # update is missed however fast the tokens come).
 OBSERVE = """() => {
@@ -84,8 +89,9 @@ def served(tmp_path: Path) -> Iterator[str]:
         (docs / name).write_text(text)
     assert not ingest([docs], load_settings()).failed  # RAG_INDEX_DIR is this test's own
     port = free_port()
+    ollama = OllamaTestServer(models=["llama3.2:latest"], reply=REPLY, token_delay_s=0.08).start()
     env = {**os.environ, "RAG_UI__PORT": str(port), "RAG_LLM__MAX_TOKENS": "48", "RAG_LLM__TEMPERATURE": "0",
-           "RAG_OLLAMA_URL": f"http://127.0.0.1:{free_port()}"}  # nothing listens: the embedded model answers
+           "RAG_LLM__MODEL": "llama3.2", "RAG_OLLAMA_URL": ollama.url}  # auto: Ollama, generative
     proc = subprocess.Popen([*_rag_command(), "ui"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env, start_new_session=True)
     lines: list[str] = []
@@ -101,6 +107,7 @@ def served(tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)  # the process group this test started
             proc.wait()
+        ollama.stop()
         print("".join(lines[-20:]))
 
 
@@ -116,7 +123,7 @@ def test_chat_in_a_real_browser(served: str, tmp_path: Path) -> None:
             page.goto(served, wait_until="domcontentloaded")
             box = page.get_by_test_id("stChatInputTextArea")
             box.wait_for(timeout=180_000)
-            expect(page.get_by_text("the embedded model answers")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("llama3.2").first).to_be_visible(timeout=60_000)  # the Ollama backend
             page.evaluate(OBSERVE)
             box.fill(QUESTION)
             box.press("Enter")

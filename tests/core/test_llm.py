@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError, ContextTooLongError, LLMUnavailableError, ModelNotFoundError
-from core.llm import LlamaCppLLM, OllamaLLM, get_llm, probe_ollama
+from core.llm import LlamaCppLLM, OllamaLLM, cpu_has_amx, get_llm, probe_ollama, use_extra_buffers
 from core.settings import Settings, load_settings
 from tests.ollama_server import OllamaTestServer, free_port
 
@@ -50,6 +50,29 @@ def test_llamacpp_complete_and_stream() -> None:
     assert llm.complete(HI).strip()
     parts = list(llm.stream(HI))
     assert len(parts) >= 2 and all(isinstance(p, str) for p in parts)
+
+
+def test_extra_buffers_are_off_on_amx_cpus_unless_set() -> None:
+    amx = "processor\t: 0\nflags\t\t: fpu sse2 avx512f amx_bf16 amx_tile amx_int8\n"
+    plain = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n"
+    assert cpu_has_amx(amx) and not cpu_has_amx(plain) and not cpu_has_amx("")
+    assert use_extra_buffers(None, amx) is False and use_extra_buffers(None, plain) is True
+    assert use_extra_buffers(True, amx) is True and use_extra_buffers(False, plain) is False
+
+
+@pytest.mark.slow
+def test_llamacpp_generates_on_this_cpu_in_a_child_process() -> None:
+    """A kernel crash kills the process (no exception to catch), so generate in a child: on an
+    AMX machine this segfaulted before extra buffers were switched off there."""
+    import subprocess
+    import sys
+
+    code = ("from core.llm import get_llm; from core.settings import load_settings; "
+            "s = load_settings(llm={'provider': 'llamacpp', 'max_tokens': 4, 'temperature': 0.0}); "
+            "print(repr(get_llm(s).complete([{'role': 'user', 'content': 'Say hello.'}])))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.strip() not in ("", "''")
 
 
 def test_llamacpp_counts_tokens_with_its_tokenizer() -> None:
