@@ -21,6 +21,7 @@ import numpy as np
 
 from core.errors import IndexError_
 from core.lang import CJK_RANGES
+from core.lexicon import LEXICON_FILE, Lexicon, mine
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class KeywordIndex:
     _bm25: Any = None
     _pos: dict[str, int] | None = None
     _groups: np.ndarray | None = None  # per position: document group, -1 for none
+    _lexicon: Lexicon | None = None
 
     @property
     def manifest_path(self) -> Path:
@@ -107,8 +109,10 @@ class KeywordIndex:
         corpus: list[list[str]] = []
         groups: list[int] = []
         names: dict[str, int] = {}
+        texts: list[str] = []
         for item in items:
             rid, text = item[0], item[1]
+            texts.append(text)
             group = item[2] if len(item) > 2 else ""  # type: ignore[misc]
             ids.append(rid)
             corpus.append(tokenize(text) or ["\x00empty"])
@@ -120,6 +124,7 @@ class KeywordIndex:
             bm = bm25s.BM25(k1=1.2, b=0.75)
             bm.index(_as_tokenized(corpus), show_progress=False)
             bm.save(str(tmp))
+        mine(texts).save(tmp)  # the corpus's own English-Chinese glosses (core/lexicon.py)
         (tmp / "ids.json").write_text(json.dumps(ids))
         (tmp / "groups.json").write_text(json.dumps(groups))
         (tmp / "manifest.json").write_text(
@@ -138,6 +143,7 @@ class KeywordIndex:
         self.ids = ids
         self._bm25 = None
         self._pos = None
+        self._lexicon = None
         self._groups = np.asarray(groups, dtype=np.int64)
 
     def is_current(self) -> bool:
@@ -147,7 +153,14 @@ class KeywordIndex:
             man = json.loads(self.manifest_path.read_text())
         except (OSError, json.JSONDecodeError):
             return False
-        return bool(man.get("format_version") == FORMAT_VERSION and man.get("tokenizer") == TOKENIZER_VERSION)
+        return bool(man.get("format_version") == FORMAT_VERSION and man.get("tokenizer") == TOKENIZER_VERSION
+                    and (self.path / LEXICON_FILE).exists())
+
+    def lexicon(self) -> Lexicon:
+        """The glosses mined from the indexed texts (empty for an index built before them)."""
+        if self._lexicon is None:
+            self._lexicon = Lexicon.load(self.path)
+        return self._lexicon
 
     def load(self) -> None:
         import bm25s
@@ -165,6 +178,7 @@ class KeywordIndex:
         gp = self.path / "groups.json"
         self._groups = np.asarray(json.loads(gp.read_text()) if gp.exists() else [-1] * len(self.ids))
         self._pos = None
+        self._lexicon = None
         self._bm25 = bm25s.BM25.load(str(self.path)) if self.ids else None
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
@@ -175,6 +189,24 @@ class KeywordIndex:
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
         return [(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+    def df(self, text: str) -> int:
+        """How many indexed records hold every term of `text` (0 when one is unknown)."""
+        terms = list(dict.fromkeys(tokenize(text)))
+        if not terms:
+            return 0
+        if self._bm25 is None:
+            self.load()
+        if self._bm25 is None:
+            return 0
+        vocab = self._bm25.vocab_dict
+        hold: np.ndarray | None = None
+        for t in terms:  # by vocabulary id: tokenizing a stem again would stem it twice
+            if t not in vocab:
+                return 0
+            sc = np.asarray(self._bm25.get_scores([vocab[t]])) > 0
+            hold = sc if hold is None else hold & sc
+        return int(hold.sum()) if hold is not None else 0
 
     def _all_scores(self, query: str) -> np.ndarray | None:
         """BM25 of `query` against every indexed record (None: nothing indexed or no query

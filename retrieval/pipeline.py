@@ -16,7 +16,7 @@ from core.errors import IndexError_
 from core.index import Index
 from core.settings import Settings
 from core.types import Hit, TraceEntry
-from retrieval import search, tree, window
+from retrieval import crosslingual, search, tree, window
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Query:
     embed_text: str | None = None  # what to embed instead of `text` (HyDE passage)
     vector: np.ndarray | None = None  # a ready vector (e.g. HyDE averaged with the question)
     dense: bool = True  # False: keyword search only (HyDE searches dense with the passage instead)
+    keyword_text: str | None = None  # what BM25 searches instead of `text` (glosses added)
 
 
 @dataclass
@@ -121,10 +122,10 @@ def search_queries(
                 hit_by.setdefault(i, set()).add(qi)
         if mode in ("bm25", "hybrid") and q.role != "hyde":
             with Timer(trace, "bm25") as d:
-                ranked = search.keyword(index, q.text, s.candidates)
+                ranked = search.keyword(index, q.keyword_text or q.text, s.candidates)
                 if where:
                     ranked = _filter(index, ranked, where)
-                d.update(query=q.text, role=q.role, n=len(ranked))
+                d.update(query=q.keyword_text or q.text, role=q.role, n=len(ranked))
             _note(per_id, ranked, "bm25")
             lists.append(ranked)
             by_query.setdefault(qi, []).append(ranked)
@@ -187,6 +188,9 @@ def retrieve(
         qv = q0.vector if q0.vector is not None else index.embedder.embed_query(q0.embed_text or q0.text)
         if (tree_hits := tree.traversal_hits(index, qv, settings, trace)) is not None:
             return RetrievalResult(query, tree_hits[:k], trace, qv)
+    for q in queries:  # English question, Chinese corpus: its glossed terms join the BM25 query
+        if q.role != "hyde" and q.keyword_text is None:
+            q.keyword_text = crosslingual.gloss_query(q.text, index, settings, trace)
     lists, per_id, qvec = search_queries(index, queries, settings, mode, trace, where)
     with Timer(trace, "fuse") as d:
         if len(lists) > 1:
@@ -199,7 +203,8 @@ def retrieve(
             fused = lists[0] if lists else []
         hits = to_parents(index, fused, per_id)
         d["n"] = len(hits)
-    hits = _rerank(index, query, queries, hits, settings, trace, k, coarse, ltr)
+    # The reranking stages score BM25 and term features with the question's keyword query.
+    hits = _rerank(index, queries[0].keyword_text or query, queries, hits, settings, trace, k, coarse, ltr)
     if s.window_tokens > 0:  # return passage windows around the hits (retrieval/window.py)
         with Timer(trace, "window") as d:
             n_before = min(len(hits), k * 3)

@@ -288,16 +288,28 @@ def ranker_state(settings: Settings, embedding_model: str | None) -> tuple[Ranke
     return _load(str(p.resolve()), (p / BOOSTER_FILE).stat().st_mtime_ns), why
 
 
-def fine(ranker: Ranker, query: str, hits: list[Hit], n_queries: int) -> list[Hit]:
+def _z(x: np.ndarray) -> np.ndarray:
+    sd = float(x.std())
+    return (x - x.mean()) / sd if sd > 1e-12 else np.zeros_like(x)
+
+
+def fine(ranker: Ranker, query: str, hits: list[Hit], n_queries: int, mix: float = 1.0) -> list[Hit]:
+    """Reorder by the ranker; with `mix` < 1 by `mix * z(ranker) + (1 - mix) * z(coarse)`
+    (z-scores over the list), so that a ranker trained without labels corrects the coarse
+    order instead of replacing it."""
     if not hits:
         return hits
     scores = ranker.predict(features.compute(query, hits, n_queries))
-    order = np.argsort(-scores, kind="stable")
+    final = scores
+    coarse = [h.scores.get("coarse") for h in hits]
+    if mix < 1.0 and all(c is not None for c in coarse):
+        final = mix * _z(scores) + (1 - mix) * _z(np.asarray(coarse, dtype=np.float64))
+    order = np.argsort(-final, kind="stable")
     out = []
     for j in order:
         h = hits[int(j)]
         h.scores["ltr"] = float(scores[j])
-        h.score = float(scores[j])
+        h.score = float(final[j])
         out.append(h)
     return out
 
@@ -357,12 +369,14 @@ def rerank(
     if not coarse_on:  # the LTR features need the coarse scores; compute them for its share
         score_pool(index, query, head, vectors)
     before = [h.record.id for h in head]
-    head = fine(ranker, query, head, n_queries)
+    self_trained = ranker.manifest.get("report", {}).get("source") == SELF_TRAINED
+    mix = settings.search.ltr_self_mix if self_trained and coarse_on else 1.0
+    head = fine(ranker, query, head, n_queries, mix)
     trace.append(
         TraceEntry(
             "ltr",
             (time.perf_counter() - t0) * 1000,
-            {"model": str(ranker.path), "why": why, "n": len(head),
+            {"model": str(ranker.path), "why": why, "n": len(head), "mix": mix,
              "candidates": _listing(before, head, "ltr")},
         )
     )

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.index import Index
@@ -46,8 +47,8 @@ def test_pseudo_queries_come_from_the_corpus_and_name_their_chunk(corpus: Path, 
     for q in qs:
         assert q.relevant and all(i in recs for i in q.relevant)
         best = max(q.relevant, key=lambda i: q.relevant[i])
-        if q.how == "crop":  # a span of the chunk's own text
-            assert " ".join(q.text.split()) in " ".join(recs[best].text.split())
+        if q.how == "crop":  # words of a span of the chunk's own text, scrambled
+            assert all(w in recs[best].text for w in q.text.split())
     assert {q.how for q in qs} >= {"crop", "terms"}  # the notes mix English terms into Chinese
     assert st.pseudo_queries(index, 60, seed=1)[5].text == qs[5].text  # deterministic
 
@@ -63,6 +64,17 @@ def test_self_training_switches_on_only_when_it_measured_better(corpus: Path, se
     ltr = [t for t in res.trace if t.stage == "ltr"][0]
     assert "model" in ltr.detail and "skipped" not in ltr.detail
     assert "ltr" in res.hits[0].scores
+    assert ltr.detail["mix"] == settings.search.ltr_self_mix
+    # mixed with the coarse order: each hit's final score is the z-score blend, by hand
+    half = _with(settings, ltr_self_mix=0.5)
+    res = retrieve("Transformer 的注意力机制", half, index=Index(half), k=30)
+    assert [t for t in res.trace if t.stage == "ltr"][0].detail["mix"] == 0.5
+    head = [h for h in res.hits if "ltr" in h.scores]
+    lt = np.array([h.scores["ltr"] for h in head])
+    co = np.array([h.scores["coarse"] for h in head])
+    want = 0.5 * (lt - lt.mean()) / lt.std() + 0.5 * (co - co.mean()) / co.std()
+    assert np.allclose([h.score for h in head], want)
+    assert [h.score for h in head] == sorted((h.score for h in head), reverse=True)
 
     off = st.self_train(index, _with(settings, ltr_min_gain=1.0, ltr_self_queries=120), force=True)
     assert off.trained and not off.active and "kept off" in off.reason
@@ -122,3 +134,17 @@ def test_rag_ingest_trains_and_status_says_which_ranker_is_active(corpus: Path) 
     again = json.loads(_rag("ingest", str(corpus), "--json").stdout)
     assert again["ranker"]["trained"] is False and "changed since" in again["ranker"]["reason"]
     assert load_settings().search.ltr_self_train  # on by default
+
+
+def test_crops_are_scrambled_into_bags_of_their_words() -> None:
+    import random
+
+    text = "the ridge estimator shrinks coefficients towards zero with an l2 penalty"
+    words = text.split()
+    outs = [st._scramble(text, random.Random(seed)).split() for seed in range(20)]
+    assert all(2 <= len(o) <= len(words) and set(o) <= set(words) for o in outs)
+    assert any(len(o) < len(words) for o in outs)  # words dropped
+    assert any(o != [w for w in words if w in o] for o in outs)  # and their order shuffled
+    zh = st._scramble("梯度裁剪用于防止梯度爆炸的问题", random.Random(1))
+    assert " " in zh and set(zh.replace(" ", "")) <= set("梯度裁剪用于防止梯度爆炸的问题")
+    assert st._scramble("two words", random.Random(0)) == "two words"

@@ -1,0 +1,105 @@
+"""English questions over Chinese text: the corpus's own glosses ("近似最近邻（ANN）") mined by
+hand-checkable rules, looked up longest-first, added only where the corpus uses the Chinese
+term more than the English one, and a planted Chinese passage that only the glosses let an
+English question find."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.index import Index
+from core.lexicon import Lexicon, mine, pairs
+from core.settings import Settings, load_settings
+from ingest.pipeline import ingest
+from retrieval.crosslingual import gloss_query, mismatch
+from retrieval.pipeline import retrieve
+
+
+def test_pairs_both_ways_with_the_term_cut_from_its_sentence() -> None:
+    text = ("我们使用近似最近邻（ANN）检索。LoRA（低秩适配）是一种微调方法。"
+            "大型语言模型（Large Language Models）很强。版本(2)不算。")
+    assert pairs(text) == [
+        ("ann", "近似最近邻"),  # "我们使用" opens the run but is not the term
+        ("large language model", "大型语言模型"),  # lower case, plural -s dropped
+        ("lora", "低秩适配"),
+    ]
+
+
+def test_mine_keeps_the_commonest_glosses_and_the_corpus_script_share() -> None:
+    lx = mine(["梯度裁剪（gradient clipping）", "梯度截断（gradient clipping）",
+               "梯度裁剪（gradient clipping）"])
+    assert lx.glosses == {"gradient clipping": ["梯度裁剪", "梯度截断"]}
+    assert lx.cjk_share == pytest.approx(12 / (12 + 3 * 16), abs=1e-4)  # CJK over letters and digits
+    assert mine([]).cjk_share == 0.0
+
+
+def test_lookup_prefers_the_longest_term_and_uses_each_word_once() -> None:
+    lx = Lexicon(0.9, {"language model": ["语言模型"], "large language model": ["大型语言模型"],
+                       "ann": ["近似最近邻"]})
+    assert lx.lookup("Which large language models use ANN indexes?") == [
+        ("large language model", ["大型语言模型"]), ("ann", ["近似最近邻"])]
+    assert lx.lookup("nothing known here") == []
+
+
+DOCS = {
+    "glossary.md": "# 术语\n\n梯度裁剪（gradient clipping）是训练技巧。"
+                   "混合精度（mixed precision）节省显存。\n",
+    "clipping.md": "# 训练稳定性\n\n训练循环神经网络时，常用梯度裁剪来防止梯度爆炸："
+                   "当梯度范数超过阈值时按比例缩小梯度。\n",
+    "precision.md": "# 显存\n\n半精度浮点数让显存占用减半，但数值范围变小，需要损失缩放。\n",
+    "attention.md": "# 注意力\n\n自注意力让每个词元关注序列中的其他词元，"
+                    "计算复杂度与序列长度的平方成正比。\n",
+    "english.md": "# Notes\n\nGradient descent updates the weights against the gradient of the loss; "
+                  "the learning rate sets the step size.\n",
+}
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root = tmp_path_factory.mktemp("xl")
+    docs = root / "docs"
+    docs.mkdir()
+    for name, text in DOCS.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    s = load_settings(index_dir=str(root / "index"), search={"ltr": False})
+    assert not ingest([docs], s).failed
+    return s
+
+
+def test_an_english_question_finds_the_planted_chinese_passage(settings: Settings) -> None:
+    index = Index(settings)
+    question = "Why is gradient clipping used when training recurrent networks?"
+    mm = mismatch(question, index, settings)
+    assert mm is not None and (mm.question_lang, mm.corpus_lang) == ("en", "zh")
+    trace: list = []
+    assert gloss_query(question, index, settings, trace) == f"{question} 梯度裁剪"
+    glossed = f"{question} 梯度裁剪"
+    clipping = next(r.id for r in index.docs.iter_records(("chunk",)) if r.source.endswith("clipping.md"))
+    # BM25 reaches the passage (no English in it) only through the gloss
+    assert clipping in [i for i, _ in index.keyword.search(glossed, 10)]
+    assert clipping not in [i for i, _ in index.keyword.search(question, 10)]
+    res = retrieve(question, settings, index=index, k=3)
+    assert clipping in [h.record.id for h in res.hits]
+    glosses = [t.detail["terms"] for t in res.trace if t.stage == "glosses"]
+    assert glosses == [{"gradient clipping": ["梯度裁剪"]}]
+    bm25 = next(t for t in res.trace if t.stage == "bm25")
+    assert bm25.detail["query"] == glossed
+    off = settings.model_copy(update={"search": settings.search.model_copy(update={"glosses": False})})
+    bare = retrieve(question, off, index=Index(off), k=3)
+    assert not [t for t in bare.trace if t.stage == "glosses"]
+    assert next(t for t in bare.trace if t.stage == "bm25").detail["query"] == question
+
+
+def test_a_gloss_joins_only_where_the_corpus_uses_the_chinese_term_more(settings: Settings) -> None:
+    index = Index(settings)
+    # 混合精度 appears once, in the glossary, as often as "mixed precision" itself: no gain
+    trace: list = []
+    assert gloss_query("What does mixed precision save?", index, settings, trace) is None
+    assert trace[-1].detail["known"] == ["mixed precision"] and trace[-1].detail["terms"] == {}
+    assert index.keyword.df("gradient clipping") == 1 and index.keyword.df("梯度裁剪") == 2
+
+
+def test_a_chinese_question_is_not_expanded(settings: Settings) -> None:
+    index = Index(settings)
+    assert mismatch("梯度裁剪有什么用？", index, settings) is None
+    assert gloss_query("梯度裁剪有什么用？", index, settings, []) is None
