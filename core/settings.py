@@ -102,7 +102,7 @@ class SearchSettings(BaseModel):
     crosslingual_corpus_cjk: float = 0.3  # a corpus at or above it is "Chinese"
     # Each returned hit is widened to its neighbouring chunks within this many approximate
     # tokens (retrieval/window.py); 0 returns the chunks themselves.
-    window_tokens: int = 0
+    window_tokens: int = 0  # 450 measured better passages on the dev splits (README); opt-in
     cross_encoder: str | None = None  # path to a sentence-transformers CrossEncoder on disk
     ltr: bool = True  # LightGBM fine rerank (used when a trained model exists and is active)
     ltr_model: str | None = None  # ranker folder; default <index_dir>/ranker
