@@ -93,12 +93,17 @@ def _translate(
     settings: Settings,
     llm: LLM,
     trace: list[TraceEntry],
+    index: Index | None = None,
 ) -> Any | None:
     """A `retrieval.translate.Translation` (queries, merge, routed index and filter, prompt
     extras), when the module exists; None means search the question itself. Unparseable
-    results fall back and are recorded."""
+    results fall back and are recorded. With no strategy, a question written in the other
+    script than the corpus (`retrieval.crosslingual.mismatch`) is translated into the corpus's
+    language (strategy `translate`) when `translate.auto_language` is on and the LLM is capable."""
     if strategy in ("", "none"):
-        return None
+        strategy = _auto_language(question, settings, llm, trace, index)
+        if strategy == "none":
+            return None
     try:
         from retrieval import translate as tr
     except ImportError:
@@ -108,7 +113,7 @@ def _translate(
         return None
     t0 = time.perf_counter()
     try:
-        out: Any = tr.translate(question, strategy, settings, llm, trace)
+        out: Any = tr.translate(question, strategy, settings, llm, trace, index=index)
     except RagError:  # a bad strategy name is the user's to fix
         raise
     except Exception as e:
@@ -127,6 +132,47 @@ def _translate(
         TraceEntry("translate", 0.0, {"strategy": strategy, "fallback": f"unusable result {out!r:.80}"})
     )
     return None
+
+
+def _auto_language(
+    question: str, settings: Settings, llm: LLM, trace: list[TraceEntry], index: Index | None
+) -> str:
+    """`translate` when the question's script differs from the corpus's and the LLM can
+    translate (the model `choose_mode` lets write answers); else `none`. A small model's
+    translation is not trusted: the keyword glosses (retrieval/crosslingual.py) are all it gets."""
+    if not getattr(settings.translate, "auto_language", True):
+        return "none"
+    try:
+        from retrieval.crosslingual import mismatch
+
+        mm = mismatch(question, index or Index(settings), settings)
+    except Exception as e:  # no keyword index, an unreadable one: search the question itself
+        log.warning("language check failed (%s); searching the question itself", e)
+        trace.append(
+            TraceEntry(
+                "translate",
+                0.0,
+                {"strategy": "translate", "skipped": f"language check failed: {type(e).__name__}: {e}"},
+            )
+        )
+        return "none"
+    if mm is None:
+        return "none"
+    mode, why = choose_mode(settings, llm)
+    if mode != "generative":
+        trace.append(
+            TraceEntry(
+                "translate",
+                0.0,
+                {
+                    "strategy": "translate",
+                    "mismatch": mm.__dict__,
+                    "skipped": f"the model is too small to translate; keyword glosses only ({why})",
+                },
+            )
+        )
+        return "none"
+    return "translate"
 
 
 def choose_mode(settings: Settings, llm: LLM) -> tuple[str, str]:
@@ -195,7 +241,7 @@ def ask_stream(
         )
         return
     standalone = condense(question, history, llm, settings, trace)
-    tr = _translate(standalone, strategy, settings, llm, trace)
+    tr = _translate(standalone, strategy, settings, llm, trace, index)
     if tr is not None:  # the router may pick another collection's index, and `auto` a strategy
         strategy = tr.strategy
         index = index if tr.settings is settings else Index(tr.settings)

@@ -12,6 +12,12 @@
                  dense index, the question itself searches BM25
     decompose    the LLM splits the question into sub-questions; `retrieval.decompose`
                  answers them in order and composes the final answer
+    translate    cross-lingual questions (English over Chinese notes, or the reverse,
+                 `retrieval.crosslingual.mismatch`): the LLM translates the question into the
+                 corpus's language; the translation (first: the reranking stages score with
+                 it) and the question are searched and merged by RRF. Scripts that match need
+                 no translation (no LLM call). `retrieval.answer` runs it by itself when the
+                 scripts differ and the LLM is capable (`translate.auto_language`)
     auto         the router (`retrieval.route`) picks one of the above
 
 `translate()` returns a `Translation`: the queries (`retrieval.pipeline.Query`, each with a
@@ -34,10 +40,12 @@ import numpy as np
 
 from core.errors import ConfigError
 from core.index import Index
+from core.lang import cjk_share
 from core.llm import LLM, Message, get_llm
 from core.models import Embedder, get_embedder
 from core.settings import Settings
 from core.types import Hit, TraceEntry
+from retrieval.crosslingual import mismatch
 from retrieval.llmcall import LLMCaller
 from retrieval.parse import Parsed, first_question, parse_list, parse_text, related
 from retrieval.pipeline import Query, Timer
@@ -45,7 +53,9 @@ from retrieval.route import STRATEGIES, PromptTemplate, Route, route
 
 log = logging.getLogger(__name__)
 
-CHOICES = (*STRATEGIES, "auto")
+# `translate` is chosen by the question's and the corpus's scripts, not by the router.
+CHOICES = (*STRATEGIES, "translate", "auto")
+LANG_NAMES = {"zh": "简体中文 (Simplified Chinese)", "en": "English"}
 
 
 @dataclass
@@ -66,6 +76,7 @@ class Translation:
     cache_hits: int = 0
     fallback: bool = False  # the LLM output was unusable: the question itself is searched
     notes: list[str] = field(default_factory=list)
+    target_lang: str | None = None  # translate: the corpus's language ("zh" | "en"); None: scripts match
 
     @property
     def template(self) -> PromptTemplate | None:
@@ -83,6 +94,7 @@ class Translation:
             "sub_questions": self.sub_questions,
             "llm_calls": self.llm_calls, "cache_hits": self.cache_hits, "fallback": self.fallback,
             "notes": self.notes, "route": self.route.to_dict() if self.route else None,
+            "target_lang": self.target_lang,
         }
 
 
@@ -199,6 +211,38 @@ def sub_questions(question: str, settings: Settings, caller: LLMCaller) -> Parse
                       related_to=question)
 
 
+_TR_LABEL = re.compile(
+    r"^\s*(?:(?:english|chinese|simplified chinese)?\s*translation|译文|翻译|中文|英文)\s*[:：]\s*", re.I)
+
+
+def translation(question: str, target: str, settings: Settings, caller: LLMCaller) -> Parsed:
+    """The question in the `target` language ("zh" | "en"), plain text (one call). Checked: the
+    reply must be written in the target script (CJK share >= 0.3 for Chinese, < 0.1 for English)
+    and must not be the question itself."""
+    lang = LANG_NAMES.get(target, "English")
+    raw = _ask(caller, "translate",
+               f"You translate a search question into {lang}. Keep technical terms and names accurate. "
+               "Reply with the translation only: no explanation, no quotes, no answer to the question.",
+               question, settings, None)
+    s = (raw or "").strip()
+    if not s.startswith(("{", "[", "```")):  # the first line; a label before it removed
+        s = next((ln for ln in s.splitlines() if ln.strip()), "")
+        s = _TR_LABEL.sub("", s)
+    p = parse_text(s, "", min_chars=2, max_chars=400, keys=("translation", "question", "text"))
+    if p.fallback:
+        return p
+    share = cjk_share(p.value)
+    if target == "zh" and share < 0.3:
+        why = f"not Chinese (CJK share {share:.2f} < 0.3: {p.value!r:.80}); fell back"
+        return Parsed("", True, p.notes + [why])
+    if target != "zh" and share >= 0.1:
+        why = f"not English (CJK share {share:.2f} >= 0.1: {p.value!r:.80}); fell back"
+        return Parsed("", True, p.notes + [why])
+    if _same(p.value, question):
+        return Parsed("", True, p.notes + ["same as the question; fell back"])
+    return p
+
+
 def hyde_vector(question: str, passage: str, embedder: Embedder, average: bool) -> np.ndarray:
     vp, vq = embedder.embed([passage, question])
     v = (vp + vq) / 2 if average else vp
@@ -233,6 +277,17 @@ def _build(t: Translation, settings: Settings, caller: LLMCaller, embedder: Embe
         p = sub_questions(q, settings, caller)
         t.sub_questions = list(p.value)
         t.queries += [Query(v, "sub") for v in p.value]
+    elif s == "translate":
+        t.merge = "rrf"
+        if t.target_lang is None:
+            t.notes.append("translate: scripts match; nothing to translate")
+            return
+        p = translation(q, t.target_lang, settings, caller)
+        if not p.fallback:
+            # The translation goes first: the reranking stages, the query vector the answer is
+            # graded with and the tree walk read `queries[0]` (its text, also as the BM25 query),
+            # and only the corpus's language can be compared with the corpus.
+            t.queries = [Query(p.value, "translated", keyword_text=p.value), Query(q)]
     else:  # pragma: no cover - check_strategy guards
         raise ConfigError(f"Unknown strategy '{s}'.")
     t.notes += [f"{s}: {n}" for n in p.notes]
@@ -252,6 +307,8 @@ def translate(
     caller = LLMCaller(llm, _cache(settings, index), settings.translate.concurrency)
     embedder = get_embedder(settings.embedding)
     t = Translation(question, strategy, [Query(question)], settings)
+    if strategy == "translate":
+        t.target_lang = target_language(question, settings, index, t.notes)
 
     def do_translate() -> None:
         with Timer(trace, "translate") as d:
@@ -277,6 +334,17 @@ def translate(
                             {"calls": t.llm_calls, "cache_hits": t.cache_hits, "concurrent": overlapped,
                              "records": [r.to_dict() for r in recs]}))
     return t
+
+
+def target_language(question: str, settings: Settings, index: Index | None, notes: list[str]) -> str | None:
+    """The corpus's language when the question is written in the other script, else None
+    (also when the index cannot say: the note tells why)."""
+    try:
+        mm = mismatch(question, index or Index(settings), settings)
+    except Exception as e:  # no keyword index yet, or an unreadable one: nothing to translate into
+        notes.append(f"translate: corpus language unknown ({type(e).__name__}: {str(e)[:120]})")
+        return None
+    return mm.corpus_lang if mm else None
 
 
 # --- what the answer prompt gets -----------------------------------------------------------
