@@ -35,7 +35,7 @@ MODE_LABELS = {"auto": "auto (extractive for small models)", "extractive": "extr
                "generative": "generative (the model writes, every sentence checked)"}
 STRATEGY_LABELS = {"none": "none (the question as asked)", "multi-query": "multi-query",
                    "fusion": "RAG-Fusion", "decompose": "decompose", "step-back": "step-back", "hyde": "HyDE",
-                   "auto": "auto (the router picks)"}
+                   "translate": "translate (into the documents' language)", "auto": "auto (the router picks)"}
 MAX_K = 20
 
 

@@ -197,6 +197,9 @@ class TranslateSettings(BaseModel):
     max_tokens: int = 128  # per translation call
     temperature: float = 0.2
     cache: bool = True  # translations cached on disk beside the index
+    # An English question over a Chinese corpus (or the reverse) is translated into the
+    # corpus's language by a capable LLM without being asked (strategy `translate`).
+    auto_language: bool = True
     concurrency: int = 4  # threads for independent LLM calls (Ollama) and searches
     sub_answer_tokens: int = 96  # decompose: tokens per intermediate answer
 

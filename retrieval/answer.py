@@ -140,7 +140,7 @@ def _auto_language(
     """`translate` when the question's script differs from the corpus's and the LLM can
     translate (the model `choose_mode` lets write answers); else `none`. A small model's
     translation is not trusted: the keyword glosses (retrieval/crosslingual.py) are all it gets."""
-    if not getattr(settings.translate, "auto_language", True):
+    if not settings.translate.auto_language:
         return "none"
     try:
         from retrieval.crosslingual import mismatch

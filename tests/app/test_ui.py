@@ -145,7 +145,8 @@ def test_sidebar_shows_index_backend_and_the_settings_defaults(use_corpus: Path,
     sel = at.selectbox(key="strategy")
     assert sel.value == "hyde"
     assert sel.options == ["none (the question as asked)", "multi-query", "RAG-Fusion", "decompose",
-                           "step-back", "HyDE", "auto (the router picks)"]
+                           "step-back", "HyDE", "translate (into the documents' language)",
+                           "auto (the router picks)"]
     assert at.toggle(key="coarse").value is True and at.toggle(key="ltr").value is False
     assert at.slider(key="top_k").value == 4
     assert len(at.chat_input) == 1

@@ -192,8 +192,8 @@ def test_a_small_model_is_not_asked_to_translate(index_dir: Path, llm: dict[str,
 
 def test_auto_language_can_be_switched_off(index_dir: Path) -> None:
     with OllamaTestServer(models=["llama3.2:latest"], reply=_translator(Q_ZH_TRANSLATION)) as srv:
-        s = _ollama(index_dir, srv)
-        s.translate.__dict__["auto_language"] = False  # not yet a declared setting
+        on = _ollama(index_dir, srv)
+        s = on.model_copy(update={"translate": on.translate.model_copy(update={"auto_language": False})})
         trace: list[TraceEntry] = []
         assert _translate(Q_EN, "none", s, get_llm(s), trace, Index(s)) is None
         assert not trace and not _chats(srv)
