@@ -67,7 +67,7 @@ def train_ranker_cmd(
 ) -> None:
     """Train the LTR model (LightGBM lambdarank) and write it, with its report, beside the index."""
     from core.errors import ConfigError
-    from eval.train_ranker import train_dataset
+    from eval.train_labelled import train_dataset
 
     if beir is not None and synthetic is not None:
         raise ConfigError("Give either --beir DIR or --synthetic N, not both.")

@@ -16,7 +16,8 @@ import pytest
 from core.settings import Settings, load_settings
 from eval import labelled
 from eval.datasets import load_dataset
-from eval.train_ranker import collect, fit, ndcg, predict, split, train_dataset
+from eval.train_labelled import train_dataset
+from eval.train_ranker import collect, fit, ndcg, predict, split
 from retrieval import rerank
 from retrieval.pipeline import retrieve
 
