@@ -102,7 +102,7 @@ class SearchSettings(BaseModel):
     crosslingual_corpus_cjk: float = 0.3  # a corpus at or above it is "Chinese"
     # Each returned hit is widened to its neighbouring chunks within this many approximate
     # tokens (retrieval/window.py); 0 returns the chunks themselves.
-    window_tokens: int = 0  # 450 measured better passages on the dev splits (README); opt-in
+    window_tokens: int = 450  # chosen on the dev splits (README: passage hit@5)
     cross_encoder: str | None = None  # path to a sentence-transformers CrossEncoder on disk
     ltr: bool = True  # LightGBM fine rerank (used when a trained model exists and is active)
     ltr_model: str | None = None  # ranker folder; default <index_dir>/ranker
@@ -152,9 +152,10 @@ class AnswerSettings(BaseModel):
     # w = abstain_dense_weight scaled down by the question's CJK share (MiniLM is English-only).
     # Below min_score: abstain. Chosen by `python -m eval.answers` on the dev questions of
     # data/eval/{sci-en,notes-mixed,zh-prose} (150 answerable, 30 unanswerable): the most answered
-    # with abstention >= 0.8 on unanswerable was weight 0.0 (the cosine added nothing), 0.45;
-    # on the test questions that answers 0.59 of answerable and abstains on 0.76 (README).
-    min_score: float = 0.45
+    # with abstention >= 0.8 on unanswerable was weight 0.0 (the cosine added nothing), 0.5
+    # (with the passage windows and neighbour BM25); on the test questions that answers 0.53
+    # of answerable and abstains on 0.81 (README).
+    min_score: float = 0.5
     abstain_dense_weight: float = 0.0
     abstain_top: int = 3  # passages whose evidence counts
     # Corrective retrieval: when support is below min_score, search once more with a keyword-only

@@ -1,7 +1,8 @@
 """The unit searched is not the unit returned: small chunks match precisely, but the
 sentence that answers often sits just across a chunk boundary. Each final hit is widened
 to a passage window: the hit chunk, then its neighbours in the document (nearer first,
-alternating after / before), while the window stays within `search.window_tokens`. The
+alternating after / before), while the window stays within `search.window_tokens` and
+within the hit's pages (paged formats). The
 window's text is the source text between its first and last chunk, so offsets and
 citations stay exact. A hit whose chunk already lies inside a better-ranked window is
 dropped: it would show the same text twice.
@@ -14,6 +15,16 @@ from dataclasses import replace
 from core.index import Index
 from core.lang import approx_tokens
 from core.types import Hit, Record
+
+
+def _same_pages(hit: Record, nb: Record) -> bool:
+    """A neighbour joins only within the hit's pages, so a window cites what the hit cites."""
+    if hit.page_start is None:
+        return True
+    lo, hi = hit.page_start, hit.page_end if hit.page_end is not None else hit.page_start
+    a = nb.page_start if nb.page_start is not None else lo
+    b = nb.page_end if nb.page_end is not None else a
+    return lo <= a and b <= hi
 
 
 def _span(index: Index, rec: Record, budget: int, cache: dict[str, dict[str, Record]]) -> list[Record]:
@@ -35,7 +46,7 @@ def _span(index: Index, rec: Record, budget: int, cache: dict[str, dict[str, Rec
             if nid not in got:
                 got.update(index.docs.get([nid]))
             nb = got.get(nid)
-            if nb is None or used + approx_tokens(nb.text) > budget:
+            if nb is None or used + approx_tokens(nb.text) > budget or not _same_pages(rec, nb):
                 continue
             used += approx_tokens(nb.text)
             if side == "next":

@@ -91,9 +91,12 @@ def test_chunk_hits_are_aggregated_to_documents_by_best_rank(setup: dict[str, An
     assert set(run) <= set(DOCS)  # ... scored as documents
     s = setup["settings"].model_copy(deep=True)
     s.search.mode, s.search.coarse, s.search.ltr = "dense", False, False
-    hits = retrieve(QUERIES["q1"], s, index=target.index, k=100).hits
+    chunked = s.model_copy(deep=True)
+    chunked.search.window_tokens = 0  # chunk hits, not passage windows (which merge neighbours)
+    raw = [target.doc_of(h) for h in retrieve(QUERIES["q1"], chunked, index=target.index, k=100).hits]
+    assert len(raw) > len(set(raw))  # the raw list names a document more than once
+    hits = retrieve(QUERIES["q1"], s, index=target.index, k=100).hits  # as the configuration ran
     docs = [target.doc_of(h) for h in hits]
-    assert len(docs) > len(set(docs))  # the raw list names a document more than once
     first: dict[str | None, int] = {}
     for rank, d in enumerate(docs, 1):
         first.setdefault(d, rank)

@@ -89,7 +89,7 @@ def test_trained_model_is_used_by_retrieval(trained: tuple[dict, Settings, Path]
     )
     res = retrieve("Serialize an object to a JSON formatted string", on_training_index, k=5)
     assert res.hits and all("ltr" in h.scores for h in res.hits)
-    assert [t.stage for t in res.trace][-2:] == ["coarse", "ltr"]
+    assert [t.stage for t in res.trace if t.stage in ("coarse", "ltr")] == ["coarse", "ltr"]
 
 
 def test_cli_trains_from_a_beir_folder(

@@ -81,7 +81,8 @@ def small_chunks(tmp_path: Path) -> Settings:
 
 def test_window_widens_a_hit_with_its_neighbours_within_the_budget(small_chunks: Settings) -> None:
     s = small_chunks
-    plain = retrieve("kettle 93 degrees", s, k=3)
+    off = s.model_copy(update={"search": s.search.model_copy(update={"window_tokens": 0})})
+    plain = retrieve("kettle 93 degrees", off, k=3)
     top = plain.hits[0].record
     assert "93 degrees" in top.text
     wide_s = s.model_copy(update={"search": s.search.model_copy(update={"window_tokens": 60})})
@@ -104,3 +105,14 @@ def test_window_widens_a_hit_with_its_neighbours_within_the_budget(small_chunks:
 def test_window_budget_zero_returns_chunks(small_chunks: Settings) -> None:
     hits = retrieve("kettle 93 degrees", small_chunks, k=2).hits
     assert window.widen(Index(small_chunks), hits, 0) == hits
+
+
+def test_a_window_stays_within_the_hits_pages() -> None:
+    def rec(a: int | None, b: int | None) -> Record:
+        return Record("x", "t", "/d.pdf", page_start=a, page_end=b)
+
+    hit = rec(2, 2)
+    assert window._same_pages(hit, rec(2, 2)) and window._same_pages(hit, rec(None, None))
+    assert not window._same_pages(hit, rec(1, 1)) and not window._same_pages(hit, rec(2, 3))
+    assert window._same_pages(rec(2, 3), rec(3, 3)) and not window._same_pages(rec(2, 3), rec(3, 4))
+    assert window._same_pages(rec(None, None), rec(5, 6))  # unpaged hits (Markdown) widen freely
