@@ -40,3 +40,7 @@ class LoaderError(RagError):
 
 class RankerError(RagError):
     """The learning-to-rank model is missing a file, or was trained for other features or another embedder."""
+
+
+class IndexBusyError(RagError):
+    """Another process (or the UI's worker) is writing the index; the message names it."""

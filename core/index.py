@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -68,9 +69,15 @@ class Index:
         kw = KeywordIndex(self.path / "bm25")
         if kw.path.exists() and not kw.is_current() and self.docs.path.exists():
             # Written by an older tokenizer: BM25 is derived data, so rebuild it from the
-            # document store rather than refuse every query until the user re-ingests.
-            log.warning("rebuilding the BM25 index at %s (written by another tokenizer version)", kw.path)
-            kw.build(keyword_items(self.docs))
+            # document store rather than refuse every query until the user re-ingests. It is a
+            # write, so it takes the writer lock (IndexBusyError while an ingest runs: that
+            # ingest rebuilds it anyway).
+            from core.lock import write_lock
+
+            with write_lock(self.path, "a keyword index rebuild"):
+                if not kw.is_current():
+                    log.warning("rebuilding the BM25 index at %s (written by another tokenizer version)", kw.path)
+                    kw.build(keyword_items(self.docs))
         return kw
 
     @cached_property
@@ -121,7 +128,7 @@ class Index:
         man.setdefault("created_at", now)
         man.update(extra)
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.manifest_path.with_suffix(".tmp")
+        tmp = self.manifest_path.with_suffix(f".{os.getpid()}.tmp")  # never shared by two processes
         tmp.write_text(json.dumps(man, indent=2))
         tmp.replace(self.manifest_path)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import re
 import shutil
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,8 +119,9 @@ class KeywordIndex:
             ids.append(rid)
             corpus.append(tokenize(text) or ["\x00empty"])
             groups.append(names.setdefault(group, len(names)) if group else -1)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        # Written into a fresh versioned folder, then published by repointing the `bm25` link:
+        # no two writers share a temporary path, and a reader never sees a half-written index.
+        tmp = self.path.with_name(f"{self.path.name}.{time.time_ns()}.{os.getpid()}")
         tmp.mkdir(parents=True)
         if ids:
             bm = bm25s.BM25(k1=1.2, b=0.75)
@@ -133,18 +136,28 @@ class KeywordIndex:
                  "bm25s": bm25s.__version__, "k1": 1.2, "b": 0.75}
             )
         )
-        # Swap in place so a reader never sees a half-written index.
-        old = self.path.with_name(self.path.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if self.path.exists():
-            self.path.rename(old)
-        tmp.rename(self.path)
-        shutil.rmtree(old, ignore_errors=True)
+        self._publish(tmp)
         self.ids = ids
         self._bm25 = None
         self._pos = None
         self._lexicon = None
         self._groups = np.asarray(groups, dtype=np.int64)
+
+    def _publish(self, folder: Path) -> None:
+        """Make `self.path` (a symbolic link) point at `folder` with one atomic rename, then
+        remove the versions before the one it replaced (a reader that opened that one just
+        now may still be reading it)."""
+        link = self.path.with_name(f".{self.path.name}.link.{os.getpid()}")
+        link.unlink(missing_ok=True)
+        link.symlink_to(folder.name)
+        previous = os.readlink(self.path) if self.path.is_symlink() else None
+        if self.path.exists() and not self.path.is_symlink():  # an index written before links
+            shutil.rmtree(self.path)
+        os.replace(link, self.path)
+        keep = {folder.name, previous}
+        for old in self.path.parent.glob(f"{self.path.name}.*"):
+            if old.name not in keep and old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
 
     def is_current(self) -> bool:
         """False when the saved index is missing or was written by another format or tokenizer

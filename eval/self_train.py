@@ -35,6 +35,7 @@ import numpy as np
 from core.index import Index
 from core.keyword import tokenize
 from core.lang import CJK_RANGES, cjk_share
+from core.lock import write_lock
 from core.settings import Settings
 from core.types import Record
 from eval.train_ranker import Group, save, train_groups
@@ -274,9 +275,9 @@ def self_train(index: Index, settings: Settings, progress: Progress | None = Non
     report.update({"source": SOURCE, "active": active, "reason": reason, "pseudo_queries": kinds,
                    "corpus_chunks": len(_chunk_ids(index))})
     dest = ranker_path(settings)
-    save(booster, dest, index.embedder.name, report)
-    ids = _chunk_ids(index)
-    (dest / IDS_FILE).write_text(json.dumps(ids))
+    with write_lock(index.path, "ranker training"):  # one writer at a time (core/lock.py)
+        save(booster, dest, index.embedder.name, report)
+        (dest / IDS_FILE).write_text(json.dumps(_chunk_ids(index)))
     secs = time.perf_counter() - t0
     log.info("%s (%.1fs)", reason, secs)
     return SelfTrainResult(True, active, reason, len(queries), round(secs, 2), dict(held), kinds)

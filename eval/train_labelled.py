@@ -11,6 +11,7 @@ from typing import Any
 
 from core.errors import RagError
 from core.index import Index
+from core.lock import write_lock
 from core.settings import Settings
 from eval.train_ranker import Progress, collect, save, train_groups
 
@@ -53,6 +54,7 @@ def train_dataset(
         }
     )
     dest = out or ranker_path(settings)
-    save(booster, dest, Index(settings).embedder.name, report)
+    with write_lock(settings.index_path, "ranker training"):  # one writer at a time (core/lock.py)
+        save(booster, dest, Index(settings).embedder.name, report)
     report["model"] = str(dest)
     return report

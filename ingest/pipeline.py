@@ -6,15 +6,19 @@ encoder (nearly all of the cost on CPU) never waits on parsing."""
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from core.errors import LoaderError
 from core.index import Index
+from core.lock import write_lock
 from core.settings import Settings
 from core.types import Record
 from ingest.chunking import chunk_document
@@ -83,22 +87,29 @@ Progress = Callable[[str, int], None]
 def _prepare(
     path: Path, known: dict[str, str], settings: Settings, progress: Progress | None = None
 ) -> Prepared:
+    """Read the file once: the bytes hashed are the bytes parsed, so a file rewritten while
+    it is ingested is stored with the hash of the version whose text is indexed."""
     sp = str(path)
     try:
         size = path.stat().st_size
         limit = int(settings.ingest.max_file_mb * 1024 * 1024)
+        data = b""
+        if size <= limit:
+            with path.open("rb") as f:
+                data = f.read(limit + 1)  # one byte over the limit at most: a file that grew is refused
+            size = len(data)
         if size > limit:
             return Prepared(sp, "", size, "failed", error=(
                 f"{path.name} is {size / 1e6:.1f} MB, over the {settings.ingest.max_file_mb:g} MB limit; "
                 "raise ingest.max_file_mb to index it"))
-        digest = file_hash(path)
+        digest = file_hash(path, data)
         if known.get(sp) == digest:
             return Prepared(sp, digest, size, "unchanged")
         ingest_settings = settings.ingest
         if ingest_settings.ocr_cache_dir is None:
             cache = settings.index_path / "ocr_cache"
             ingest_settings = ingest_settings.model_copy(update={"ocr_cache_dir": cache})
-        doc = load(path, ingest_settings, progress=progress)
+        doc = load(path, ingest_settings, progress=progress, data=data)
         records = chunk_document(doc, sp, settings.chunk)
         if not records:
             raise LoaderError(f"{path.name} has no indexable text")
@@ -111,7 +122,10 @@ def _prepare(
 
 
 def _commit(index: Index, batch: list[Prepared], report: IngestReport, progress: Progress | None) -> None:
-    """Embed what is new, upsert vectors, then swap each file's records in SQLite."""
+    """Embed what is new and upsert its vectors, swap each file's records in SQLite, and only
+    then delete the vectors no record owns any more. A kill between two steps leaves either
+    vectors without records (dropped by `_reconcile`) or, never, records without vectors:
+    the old chunks keep theirs until the new ones are committed."""
     new: list[Record] = []
     stale: list[str] = []
     for p in batch:
@@ -125,8 +139,7 @@ def _commit(index: Index, batch: list[Prepared], report: IngestReport, progress:
         index.vectors.upsert(new, vecs)
         report.chunks_embedded += len(new)
         report.chars_embedded += sum(len(r.index_text()) for r in new)
-    if stale:
-        index.vectors.delete(stale)
+    _fault("after_upsert")
     for p in batch:
         index.docs.replace_file(p.path, p.digest, p.size, p.text, p.records)
         report.files.append(FileResult(p.path, p.status, len(p.records), warnings=p.warnings))
@@ -134,6 +147,17 @@ def _commit(index: Index, batch: list[Prepared], report: IngestReport, progress:
         if progress:
             progress("file", 1)
             progress("chunks", len(p.records))
+    _fault("after_sqlite")
+    if stale:
+        index.vectors.delete(stale)
+    _fault("after_delete")
+
+
+def _fault(step: str) -> None:
+    """Crash-test hook: `RAG_FAULT_AT=<step>` kills the process there (tests/faults/), as
+    kill -9 would, so each step of a commit is tested for what it leaves behind."""
+    if os.environ.get("RAG_FAULT_AT") == step:
+        os._exit(137)
 
 
 def _batches(prepared: Iterator[Prepared], size: int) -> Iterator[list[Prepared]]:
@@ -149,12 +173,63 @@ def _batches(prepared: Iterator[Prepared], size: int) -> Iterator[list[Prepared]
         yield batch
 
 
+# Parsed files waiting for the encoder: enough to keep it busy, few enough that a folder of
+# large files is never held in memory at once.
+PREFETCH = 4
+
+
+class _Cancelled(BaseException):  # not Exception: a loader's broad except must not swallow it
+    """Raised inside the loader thread (through its progress callback) once the run stops."""
+
+
+def _load_ahead(
+    files: list[Path], known: dict[str, str], settings: Settings, progress: Progress | None,
+) -> Iterator[Prepared]:
+    """`_prepare` each file in one worker thread, at most PREFETCH files ahead of the consumer.
+    When the consumer stops (an error, Ctrl-C), pending files are cancelled and the file being
+    parsed stops at its next page: the progress callback it calls raises."""
+    stop = threading.Event()
+
+    def guarded(event: str, amount: int) -> None:
+        if stop.is_set():
+            raise _Cancelled()
+        if progress:
+            progress(event, amount)
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-load")
+    pending: deque[Future[Prepared]] = deque()
+    todo = iter(files)
+    try:
+        for f in todo:
+            pending.append(pool.submit(_prepare, f, known, settings, guarded))
+            if len(pending) >= PREFETCH:
+                break
+        while pending:
+            done = pending.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.submit(_prepare, nxt, known, settings, guarded))
+            yield done
+    finally:
+        stop.set()
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def ingest(
     paths: list[Path], settings: Settings, prune: bool = False, progress: Progress | None = None,
     index: Index | None = None,
 ) -> IngestReport:
+    """Index `paths` (files and folders) into the index of `settings`, holding its writer lock."""
+    with write_lock(settings.index_path, "an ingest"):
+        return _ingest(paths, settings, prune, progress, index or Index(settings))
+
+
+def _ingest(
+    paths: list[Path], settings: Settings, prune: bool, progress: Progress | None, index: Index,
+) -> IngestReport:
     t0 = time.perf_counter()
-    index = index or Index(settings)
     index.check_compatible()
     report = IngestReport()
     docs = index.docs
@@ -170,29 +245,27 @@ def ingest(
         progress("files_total", len(files))
     changed = False
     docs.set_meta("dirty", "1")
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-load") as pool:
-        prepared = pool.map(lambda p: _prepare(p, known, settings, progress), files)
 
-        def ready() -> Iterator[Prepared]:
-            for p in prepared:
-                if p.status == "unchanged":
-                    report.files.append(FileResult(p.path, "unchanged", 0))
-                    if progress:
-                        progress("file", 1)
-                elif p.status == "failed":
-                    report.files.append(FileResult(p.path, "failed", error=p.error))
-                    if progress:
-                        progress("file", 1)
-                else:
-                    if progress:
-                        progress("chunks_total", len(p.records))
-                    yield p
+    def ready() -> Iterator[Prepared]:
+        for p in _load_ahead(files, known, settings, progress):
+            if p.status == "unchanged":
+                report.files.append(FileResult(p.path, "unchanged", 0))
+                if progress:
+                    progress("file", 1)
+            elif p.status == "failed":
+                report.files.append(FileResult(p.path, "failed", error=p.error))
+                if progress:
+                    progress("file", 1)
+            else:
+                if progress:
+                    progress("chunks_total", len(p.records))
+                yield p
 
-        # The encoder sorts each call's texts by length before batching; 1,024 chunks a call
-        # pad about as little as one global sort (256 padded ~10% more tokens; rag bench ingest).
-        for batch in _batches(ready(), max(settings.embedding.batch_size * 16, 1024)):
-            _commit(index, batch, report, progress)
-            changed = True
+    # The encoder sorts each call's texts by length before batching; 1,024 chunks a call
+    # pad about as little as one global sort (256 padded ~10% more tokens; rag bench ingest).
+    for batch in _batches(ready(), max(settings.embedding.batch_size * 16, 1024)):
+        _commit(index, batch, report, progress)
+        changed = True
     if prune:
         for path in list(docs.files()):
             if not Path(path).exists():
@@ -212,10 +285,20 @@ def ingest(
 
 
 def _reconcile(index: Index) -> None:
-    """After a killed run: drop vectors that no committed record owns."""
+    """After a killed run, make the vector store agree with the committed records both ways:
+    drop vectors that no record owns, embed records that have no vector."""
     known = set(index.docs.all_ids())
-    orphans = [i for i in index.vectors.all_ids() if i not in known]
+    have = set(index.vectors.all_ids())
+    orphans = sorted(have - known)
     if orphans:
         log.warning("removing %d vectors left by an interrupted run", len(orphans))
         index.vectors.delete(orphans)
+    missing = sorted(known - have)
+    if missing:
+        log.warning("embedding %d records an interrupted run left without vectors", len(missing))
+        recs = index.docs.get(missing)
+        todo = [recs[i] for i in missing if i in recs]
+        for k in range(0, len(todo), 1024):
+            part = todo[k:k + 1024]
+            index.vectors.upsert(part, index.embedder.embed([r.index_text() for r in part]))
     index.rebuild_keyword()
