@@ -86,6 +86,16 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
+def _bm25s() -> Any:
+    """bm25s, imported lazily. Its import sets its own logger to DEBUG, which printed a stray
+    "DEBUG bm25s: Building index" line on every ingest: follow the root logger instead
+    (`rag -v` sets it to INFO)."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(max(logging.getLogger().getEffectiveLevel(), logging.INFO))
+    return bm25s
+
+
 @dataclass
 class KeywordIndex:
     """A bm25s index plus the record ids in index order."""
@@ -105,7 +115,7 @@ class KeywordIndex:
         """Index `(id, text)` or `(id, text, group)` items. Consecutive items of one non-empty
         group (a document's chunks in reading order) are neighbours: `context_scores` gives a
         chunk the scores of its neighbours and of its whole document."""
-        import bm25s
+        bm25s = _bm25s()
 
         ids: list[str] = []
         corpus: list[list[str]] = []
@@ -176,7 +186,7 @@ class KeywordIndex:
         return self._lexicon
 
     def load(self) -> None:
-        import bm25s
+        bm25s = _bm25s()
 
         if not self.manifest_path.exists():
             self.ids, self._bm25 = [], None

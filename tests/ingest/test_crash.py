@@ -55,7 +55,9 @@ def _rag_ingest(d: Path, index_dir: Path, fault: str | None = None) -> subproces
 def test_kill_at_each_commit_step_then_rerun_equals_a_clean_index(tmp_path: Path, step: str) -> None:
     d = _corpus(tmp_path)
     idx = tmp_path / "crashed"
-    assert _rag_ingest(d, idx).returncode == 0
+    first = _rag_ingest(d, idx)
+    assert first.returncode == 0
+    assert "DEBUG" not in first.stdout + first.stderr  # library logging stays quiet without -v
     # Change one file so the commit has new vectors to add and old ones to delete.
     (d / "a.md").write_text("# Alpha\n\nDeserts hold dunes.\n\n## More\n\nIce sheets hold fresh water.\n")
     (d / "c.md").write_text("Charlie: volcanoes erupt molten rock.\n")
