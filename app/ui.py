@@ -197,7 +197,10 @@ def main() -> None:
     except RagError as e:
         st.error(str(e))
         return
+    job = ui_ingest.ingest_status(settings)  # before the sidebar: a finished ingest's report is fresh
     choices, llm = sidebar(settings, index, status)
+    if job is not None:
+        ui_ingest.progress_panel(job)
     if not status["exists"] or not status.get("chunks"):
         ui_ingest.start_screen(settings, index)
         return

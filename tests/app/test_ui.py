@@ -94,6 +94,18 @@ def _texts(at: AppTest, kind: str) -> list[str]:
     return [str(e.value) for e in _els(at, kind)]
 
 
+def _finish_ingest(at: AppTest) -> None:
+    """Wait for the background ingest the last run started, then run the app again, as the
+    progress bar's fragment does in a browser once the job has finished."""
+    from app import ingest_worker
+
+    job = ingest_worker.current(load_settings().index_path)
+    assert job is not None, "no ingest was started"
+    assert job.wait(TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+
+
 @pytest.fixture(scope="module")
 def conversation(corpus: Path) -> AppTest:
     """One chat, asked once for the module: a question with top-k 2 and both reranking stages
@@ -125,10 +137,52 @@ def test_empty_index_shows_start_screen_then_sample_corpus_opens_the_chat() -> N
     assert at.file_uploader(key="upload-start-0") is not None
     at.button(key="ingest-sample").click().run()
     assert not at.exception, at.exception
+    _finish_ingest(at)
     assert len(at.chat_input) == 1
     assert any("3 added" in s for s in _texts(at, "success"))
     assert any("3 documents" in t for t in _texts(at, "markdown"))
     assert Index(load_settings()).status()["documents"] == 3
+
+
+def test_sample_ingest_runs_in_the_background_and_a_later_run_shows_the_report(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The click's script run returns while the ingest goes on (a gate inside `ingest()` holds
+    it); meanwhile the page shows its progress and the ingest buttons are disabled."""
+    import threading
+
+    import ingest.pipeline as pipeline
+    from app import ingest_worker
+
+    gate, threads, real = threading.Event(), [], pipeline.ingest
+
+    def gated(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread())
+        gate.wait(60)  # on a script-thread ingest this only delays the run; the asserts fail
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "ingest", gated)
+    settings = load_settings()
+    at = _app()
+    try:
+        at.button(key="ingest-sample").click().run()
+        assert not at.exception, at.exception
+        job = ingest_worker.running(settings.index_path)
+        assert job is not None and at.session_state["ingest_job"] == job.id
+        bars = _els(at, "progress")
+        assert len(bars) == 1 and "Ingesting sample" in str(bars[0].proto.text)
+        sample = at.button(key="ingest-sample")
+        assert sample.disabled and "an ingest is running" in str(sample.help).lower()
+        assert not at.success and not at.chat_input
+    finally:
+        gate.set()
+    _finish_ingest(at)
+    assert threads and threads[0] is not threading.main_thread() and threads[0].daemon
+    assert [s for s in _texts(at, "success") if "3 added, 0 changed" in s]
+    assert len(at.chat_input) == 1 and not _els(at, "progress")
+    assert "ingest_job" not in at.session_state
+    at.run()  # the report is shown once in the main area, then stays in the sidebar
+    assert not [s for s in _texts(at.main, "success") if "3 added" in s]
 
 
 def test_sidebar_shows_index_backend_and_the_settings_defaults(use_corpus: Path,
@@ -187,6 +241,7 @@ def test_upload_errors_are_reported_like_the_cli_and_names_stay_inside(
     at.run()
     at.button(key="ingest-start").click().run()
     assert not at.exception, at.exception
+    _finish_ingest(at)
     errors = _texts(at, "error")
     assert any(e.startswith("failed big.txt is 0.02 MB, over the 0.01 MB upload limit") for e in errors)
     assert any("broken.pdf" in e for e in errors) and any("empty.txt" in e for e in errors)
