@@ -44,6 +44,13 @@ class IngestSettings(BaseModel):
         ]
     )
     max_file_mb: float = 50.0
+    # Hostile or odd input: limits on what one file may cost, and whether symlinks that
+    # leave an ingested folder are followed.
+    max_uncompressed_mb: float = 200.0  # DOCX: sum of the zip members' inflated sizes
+    max_compression_ratio: float = 100.0  # DOCX: inflated / compressed bytes (checked above 1 MB inflated)
+    max_pdf_pages: int = 2000  # pages read per PDF; the rest is cut with a warning
+    max_file_seconds: float = 600.0  # PDF: pages read until this time is spent, the rest cut with a warning
+    follow_external_links: bool = False  # index symlinks whose target lies outside the folder walked
     ocr: Literal["auto", "always", "never"] = "auto"
     ocr_dpi: int = 200
     # OCR results cached by page-image hash; the ingest pipeline uses <index_dir>/ocr_cache when unset

@@ -15,7 +15,20 @@ from core.text import split_sentences as _split_sentences  # one definition, sha
 from core.types import Record, stable_id
 from ingest.loaders import LoadedDoc
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+# A Markdown heading: 1-6 `#`, whitespace, then its text. The closing `#`s and spaces are
+# stripped in `_heading`, not by the pattern: `(.+?)\s*#*\s*$` backtracked cubically on a
+# heading line with a long run of spaces or `#` inside it (minutes for 5,000 spaces).
+_HEADING = re.compile(r"^(#{1,6})\s+(.+)$")
+
+
+def _heading(line: str) -> tuple[int, str] | None:
+    """(level, text) of a heading line, else None; the text without closing `#`s and spaces."""
+    m = _HEADING.match(line)
+    if m is None:
+        return None
+    text = m.group(2)
+    body = len(text.rstrip().rstrip("#").rstrip())
+    return len(m.group(1)), text[: max(body, 1)]
 
 
 @dataclass
@@ -42,10 +55,10 @@ def _units(text: str) -> Iterator[Unit]:
         if not ln.strip():
             i += 1
             continue
-        m = _HEADING.match(ln)
-        if m:
-            level = len(m.group(1))
-            section = [s for s in section if s[0] < level] + [(level, m.group(2).strip())]
+        h = _heading(ln)
+        if h:
+            level = h[0]
+            section = [s for s in section if s[0] < level] + [(level, h[1].strip())]
             yield Unit(offsets[i], offsets[i] + len(ln), "heading", tuple(s[1] for s in section), approx_tokens(ln))
             i += 1
             continue
@@ -160,23 +173,27 @@ def chunk_document(doc: LoadedDoc, source: str, settings: ChunkSettings) -> list
             pieces.append((a, b, None, group[-1].section))
         group.clear()
 
-    tok = 0
+    # `has_body`: the group holds a unit that is not a heading. Kept as a flag, not recomputed
+    # over the group: a run of heading lines (a file of `#` lines) grows one group, and
+    # scanning it per unit was quadratic (400k such lines: most of an hour).
+    tok, has_body = 0, False
     for u in _units(text):
         if u.kind == "heading":
-            if any(g.kind != "heading" for g in group):
+            if has_body:
                 flush()
-                tok = 0
+                tok, has_body = 0, False
         elif u.kind == "table" and u.tokens > size:
             flush()
-            tok = 0
+            tok, has_body = 0, False
             for a, b, t in _table_pieces(text, u, size):
                 pieces.append((a, b, t, u.section))
             continue
-        elif tok + u.tokens > size and any(g.kind != "heading" for g in group):
+        elif tok + u.tokens > size and has_body:
             flush()
-            tok = 0
+            tok, has_body = 0, False
         group.append(u)
         tok += u.tokens
+        has_body = has_body or u.kind != "heading"
     flush()
 
     records: list[Record] = []

@@ -1,10 +1,16 @@
 """Loaders: one function per format, each returning the document's plain text (Markdown
 structure kept: headings as `#`, tables as Markdown tables) with page spans for paged
-formats. Every failure is a `LoaderError` whose message says what is wrong."""
+formats. Every failure is a `LoaderError` whose message says what is wrong.
+
+Each loader takes the file's bytes as `data` when the caller has already read them (the
+pipeline hashes and parses the same bytes, so a file rewritten mid-ingest cannot be
+indexed under another version's hash); without `data` the file is read from `path`."""
 
 from __future__ import annotations
 
+import io
 import logging
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +60,10 @@ def decode_bytes(data: bytes, name: str) -> str:
     return text
 
 
+def _bytes(path: Path, data: bytes | None) -> bytes:
+    return path.read_bytes() if data is None else data
+
+
 def _normalise(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
@@ -66,8 +76,8 @@ def _first_heading(text: str) -> str | None:
     return None
 
 
-def load_text(path: Path, settings: IngestSettings) -> LoadedDoc:
-    text = _normalise(decode_bytes(path.read_bytes(), path.name))
+def load_text(path: Path, settings: IngestSettings, data: bytes | None = None) -> LoadedDoc:
+    text = _normalise(decode_bytes(_bytes(path, data), path.name))
     if not text.strip():
         raise LoaderError(f"{path.name} is empty")
     return LoadedDoc(text=text, title=_first_heading(text) or path.stem)
@@ -85,10 +95,10 @@ def md_table(rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def load_html(path: Path, settings: IngestSettings) -> LoadedDoc:
+def load_html(path: Path, settings: IngestSettings, data: bytes | None = None) -> LoadedDoc:
     from bs4 import BeautifulSoup, Tag
 
-    raw = decode_bytes(path.read_bytes(), path.name)
+    raw = decode_bytes(_bytes(path, data), path.name)
     soup = BeautifulSoup(raw, "html.parser")
     for t in soup(["script", "style", "noscript", "nav", "footer", "header", "form", "svg"]):
         t.decompose()
@@ -139,13 +149,42 @@ def load_html(path: Path, settings: IngestSettings) -> LoadedDoc:
     return LoadedDoc(text=text, title=title or _first_heading(text) or path.stem)
 
 
-def load_docx(path: Path, settings: IngestSettings) -> LoadedDoc:
+MB = 1024 * 1024
+RATIO_FLOOR_MB = 1.0  # archives that inflate to less than this are not ratio-checked
+
+
+def check_zip(data: bytes, name: str, settings: IngestSettings) -> None:
+    """Refuse an archive (DOCX) whose members would inflate past the limits, before any
+    member is decompressed. The sizes are the central directory's; `zipfile` never
+    inflates a member past its declared size, so they bound what reading it costs."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError) as e:
+        raise LoaderError(f"{name} is not a readable DOCX file (not a zip archive: {e})") from e
+    inflated = sum(i.file_size for i in infos)
+    packed = sum(i.compress_size for i in infos)
+    if inflated > settings.max_uncompressed_mb * MB:
+        raise LoaderError(
+            f"{name} would inflate to {inflated / MB:.0f} MB when unpacked, over the "
+            f"{settings.max_uncompressed_mb:g} MB limit (a zip bomb?); "
+            "raise ingest.max_uncompressed_mb to index it")
+    ratio = inflated / max(packed, 1)
+    if inflated > RATIO_FLOOR_MB * MB and ratio > settings.max_compression_ratio:
+        raise LoaderError(
+            f"{name} is compressed {ratio:.0f}:1, over the {settings.max_compression_ratio:g}:1 limit "
+            "(a zip bomb?); raise ingest.max_compression_ratio to index it")
+
+
+def load_docx(path: Path, settings: IngestSettings, data: bytes | None = None) -> LoadedDoc:
     import docx
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
+    data = _bytes(path, data)
+    check_zip(data, path.name, settings)
     try:
-        document = docx.Document(str(path))
+        document = docx.Document(io.BytesIO(data))
     except Exception as e:
         raise LoaderError(f"{path.name} is not a readable DOCX file ({type(e).__name__}: {e})") from e
     parts: list[str] = []
@@ -175,14 +214,15 @@ def load_docx(path: Path, settings: IngestSettings) -> LoadedDoc:
 
 
 def load_pdf(
-    path: Path, settings: IngestSettings, progress: Callable[[str, int], None] | None = None
+    path: Path, settings: IngestSettings, progress: Callable[[str, int], None] | None = None,
+    data: bytes | None = None,
 ) -> LoadedDoc:
     from ingest.pdf import load_pdf as _load_pdf
 
-    return _load_pdf(path, settings, progress)
+    return _load_pdf(path, settings, progress, data=data)
 
 
-LOADERS: dict[str, Callable[[Path, IngestSettings], LoadedDoc]] = {
+LOADERS: dict[str, Callable[..., LoadedDoc]] = {
     ".md": load_text,
     ".markdown": load_text,
     ".txt": load_text,
@@ -196,9 +236,11 @@ LOADERS: dict[str, Callable[[Path, IngestSettings], LoadedDoc]] = {
 
 
 def load(
-    path: Path, settings: IngestSettings, progress: Callable[[str, int], None] | None = None
+    path: Path, settings: IngestSettings, progress: Callable[[str, int], None] | None = None,
+    data: bytes | None = None,
 ) -> LoadedDoc:
-    """`progress` gets per-page events from paged formats (see ingest.pdf.PageProgress)."""
+    """`progress` gets per-page events from paged formats (see ingest.pdf.PageProgress);
+    `data`, when given, is the file's content (read once by the caller), else `path` is read."""
     loader = LOADERS.get(path.suffix.lower())
     if loader is None:
         raise LoaderError(
@@ -206,8 +248,8 @@ def load(
         )
     try:
         if loader is load_pdf:
-            return load_pdf(path, settings, progress)
-        return loader(path, settings)
+            return load_pdf(path, settings, progress, data=data)
+        return loader(path, settings, data=data)
     except LoaderError:
         raise
     except MemoryError as e:

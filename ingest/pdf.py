@@ -4,12 +4,16 @@ Each page is decided on its own (`ingest.ocr`): `auto` reads the text layer when
 usable and OCRs pages that are images without one (scans); `always` OCRs every page;
 `never` reads text layers only. Tables on digital pages (found by pdfplumber from their
 ruling lines) become Markdown tables where they stand on the page. A page that cannot be
-read is reported with its number in the document's warnings; the others are indexed."""
+read is reported with its number in the document's warnings; the others are indexed.
+A PDF longer than `ingest.max_pdf_pages`, or still being read after `ingest.max_file_seconds`,
+is cut there: the pages read so far are indexed and a warning says what was left out."""
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,11 +53,11 @@ def _count_objects(page: Any, kind: int) -> int:
     return sum(1 for _ in page.get_objects(filter=(kind,), max_depth=2))
 
 
-def _open(path: Path) -> Any:
+def _open(path: Path, data: bytes | None = None) -> Any:
     import pypdfium2 as pdfium
 
     try:
-        return pdfium.PdfDocument(str(path))
+        return pdfium.PdfDocument(str(path) if data is None else data)  # bytes: read in memory
     except pdfium.PdfiumError as e:
         if "password" in str(e).lower():
             raise LoaderError(
@@ -65,15 +69,16 @@ def _open(path: Path) -> Any:
 class _Tables:
     """pdfplumber, opened only when a page has ruling lines that may draw a table."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, data: bytes | None = None) -> None:
         self.path = path
+        self.data = data
         self.pdf: Any = None
 
     def find(self, index: int) -> list[Found]:
         import pdfplumber
 
         if self.pdf is None:
-            self.pdf = pdfplumber.open(str(self.path))
+            self.pdf = pdfplumber.open(str(self.path) if self.data is None else io.BytesIO(self.data))
         found = []
         for t in self.pdf.pages[index].find_tables():
             rows = [[c or "" for c in r] for r in t.extract() if any((c or "").strip() for c in r)]
@@ -139,20 +144,39 @@ def _page_text(
     return text
 
 
-def load_pdf(path: Path, settings: IngestSettings, progress: PageProgress | None = None) -> LoadedDoc:
+def _cut_warning(done: int, n_pages: int, settings: IngestSettings, seconds: float | None) -> str:
+    if seconds is None:
+        return (f"read {done} of {n_pages} pages (ingest.max_pdf_pages = {settings.max_pdf_pages}); "
+                f"pages {done + 1}-{n_pages} are not indexed; raise ingest.max_pdf_pages to index them")
+    return (f"read {done} of {n_pages} pages in {seconds:.0f} s (ingest.max_file_seconds = "
+            f"{settings.max_file_seconds:g}); pages {done + 1}-{n_pages} are not indexed; "
+            "raise ingest.max_file_seconds to index them")
+
+
+def load_pdf(
+    path: Path, settings: IngestSettings, progress: PageProgress | None = None, data: bytes | None = None,
+) -> LoadedDoc:
     emit: PageProgress = progress or (lambda event, n: None)
     cache = OcrCache(settings.ocr_cache_dir) if settings.ocr_cache_dir is not None else None
+    t0 = time.monotonic()
     with _PDFIUM:
-        pdf = _open(path)
+        pdf = _open(path, data)
         n_pages = len(pdf)
         meta_title = str(pdf.get_metadata_dict().get("Title") or "").strip()
         if meta_title.lower() in ("(anonymous)", "untitled", "(untitled)"):  # generator defaults
             meta_title = ""
-    emit("pages_total", n_pages)
-    tables = _Tables(path)
+    to_read = min(n_pages, max(settings.max_pdf_pages, 1))
+    emit("pages_total", to_read)
+    tables = _Tables(path, data)
     text, pages, warnings = "", [], []
+    cut = _cut_warning(to_read, n_pages, settings, None) if to_read < n_pages else None
     try:
-        for i in range(n_pages):
+        for i in range(to_read):
+            elapsed = time.monotonic() - t0
+            if i > 0 and elapsed > settings.max_file_seconds:  # at least one page is always read
+                cut = _cut_warning(i, n_pages, settings, elapsed)
+                emit("page", to_read - i)  # the pages bar still ends full
+                break
             try:
                 t = _page_text(pdf, i, settings, tables, cache, emit)
             except Exception as e:  # one bad page must not lose the document
@@ -172,6 +196,9 @@ def load_pdf(path: Path, settings: IngestSettings, progress: PageProgress | None
         tables.close()
         with _PDFIUM:
             pdf.close()
+    if cut is not None:
+        log.warning("%s: %s", path.name, cut)
+        warnings.append(cut)
     if not text.strip():
         if settings.ocr == "never":
             raise LoaderError(
