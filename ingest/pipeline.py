@@ -235,7 +235,8 @@ def _ingest(
     docs = index.docs
     if docs.get_meta("dirty") == "1":
         _reconcile(index)
-    found = discover(paths, settings.ingest.extensions)
+    found = discover(paths, settings.ingest.extensions,
+                     follow_external_links=settings.ingest.follow_external_links)
     for f in found:
         if f.path is None:
             report.files.append(FileResult(f.name, "failed", error=f.error))

@@ -244,3 +244,24 @@ def test_a_heading_with_a_long_run_of_spaces_does_not_hang_the_parser(tmp_path: 
     done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("table'")  # the closing '##' stripped, the text kept
+
+
+def test_ingest_skips_links_leaving_the_folder_unless_the_setting_allows(tmp_path: Path) -> None:
+    from core.index import Index
+    from core.settings import load_settings
+    from ingest.pipeline import ingest
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.md").write_text("The vault code is swordfish.\n")
+    d = tmp_path / "docs"
+    d.mkdir()
+    (d / "own.md").write_text("Our own note about tea.\n")
+    (d / "link.md").symlink_to(outside / "secret.md")
+    s = load_settings(index_dir=tmp_path / "i1")
+    r = ingest([d], s)
+    assert r.count("added") == 1 and "points outside" in (r.failed[0].error or "")
+    assert "swordfish" not in " ".join(x.text for x in Index(s).docs.iter_records())
+    s2 = load_settings(index_dir=tmp_path / "i2")
+    s2.ingest.follow_external_links = True
+    assert ingest([d], s2).count("added") == 2
