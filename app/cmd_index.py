@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from app.ingest_lines import report_lines
 from app.output import console, ingest_progress, out, print_json, step_progress
 from core.index import Index
 from core.settings import load_settings
@@ -41,16 +43,12 @@ def ingest_cmd(
     if json_out:
         print_json(summary)
     else:
-        for f in report.failed:
-            console.print(f"[red]failed[/red] {f.error}")
-        for f in report.files:
-            for w in f.warnings:
-                console.print(f"[yellow]warning[/yellow] {Path(f.path).name}: {w}")
-        out.print(
-            f"{summary['added']} added, {summary['changed']} changed, {summary['unchanged']} unchanged, "
-            f"{summary['failed']} failed, {summary['removed']} removed; "
-            f"{summary['chunks_written']} chunks written in {summary['seconds']}s -> {settings.index_path}"
-        )
+        failures, warnings, line = report_lines(report, settings, Path.cwd())
+        for text in failures:
+            console.print(f"[red]failed[/red]{escape(text[len('failed'):])}", highlight=False)
+        for text in warnings:
+            console.print(f"[yellow]warning[/yellow]{escape(text[len('warning'):])}", highlight=False)
+        out.print(line, markup=False, highlight=False)
         for layer in report.derived.values():
             out.print(layer["line"], markup=False, highlight=False)
         if ranker is not None:
@@ -107,15 +105,16 @@ def status_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSO
         print_json(st)
         return
     if not st["exists"]:
-        out.print(f"No index at {st['index_dir']} yet; run `rag ingest PATH`.")
+        out.print(f"No index at {st['index_dir']} yet; run `rag ingest PATH`.", markup=False, highlight=False)
         return
     t = Table(show_header=False, box=None)
     for k in ("index_dir", "vector_store", "embedding_model", "documents", "chunks", "vectors",
               "created_at", "updated_at"):
-        t.add_row(k, str(st.get(k)))
-    t.add_row("records by kind", ", ".join(f"{k}={v}" for k, v in sorted(st["records_by_kind"].items())))
+        t.add_row(k, escape(str(st.get(k))))
+    kinds = ", ".join(f"{k}={v}" for k, v in sorted(st["records_by_kind"].items()))
+    t.add_row("records by kind", escape(kinds))
     rk = st["ranker"]
-    t.add_row("ranker", f"{'on' if rk['active'] else 'off'}: {rk['reason']}")
+    t.add_row("ranker", escape(f"{'on' if rk['active'] else 'off'}: {rk['reason']}"))
     if st.get("raptor", {}).get("depth"):
         per = ", ".join(f"L{k}={v}" for k, v in st["raptor"]["nodes_per_level"].items())
         t.add_row("raptor tree", f"depth {st['raptor']['depth']}: {per}")
@@ -164,7 +163,8 @@ def doctor_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSO
     else:
         for c in checks:
             mark = {"ok": "[green]ok[/green]", "warn": "[yellow]--[/yellow]", "fail": "[red]!![/red]"}[c["state"]]
-            out.print(f"{mark} {c['name']}: {c['detail']}")
+            out.print(f"{mark} {escape(c['name'])}: {escape(str(c['detail']))}", highlight=False,
+                      style="yellow" if c["state"] == "warn" else None)
     if any(c["state"] == "fail" for c in checks):
         raise typer.Exit(1)
 

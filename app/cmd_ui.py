@@ -1,4 +1,9 @@
-"""`rag ui`: start the Streamlit chat (app/ui.py) on loopback, headless, without usage stats."""
+"""`rag ui`: start the Streamlit chat (app/ui.py) on loopback, headless, without usage stats.
+
+Private by default: bound to ui.host (127.0.0.1), CORS and XSRF protection on, and WebSocket
+connections accepted only for the loopback host names (`server.allowedHosts`, which guards against
+DNS rebinding). The repository's `.streamlit/config.toml` sets the same for a plain
+`streamlit run app/ui.py`. A ui.host or Ollama URL off this machine is warned about."""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from pathlib import Path
 
 import typer
 
-from app.output import out
+from app.output import console, out
+from app.privacy import allowed_hosts, exposure_warnings
 from core.errors import ConfigError
 from core.settings import Settings, load_settings
 
@@ -33,6 +39,9 @@ def streamlit_command(settings: Settings, port: int | None = None) -> list[str]:
         "--server.maxUploadSize", str(max(1, math.ceil(settings.ui.max_upload_mb))),
         "--global.developmentMode", "false",
         "--client.toolbarMode", "minimal",
+        "--server.enableCORS", "true",
+        "--server.enableXsrfProtection", "true",
+        *[arg for h in allowed_hosts(settings.ui.host) for arg in ("--server.allowedHosts", h)],
     ]
 
 
@@ -42,8 +51,12 @@ def ui_cmd(
     """Start the chat UI in your browser (Streamlit, bound to ui.host, 127.0.0.1 by default)."""
     settings = load_settings()
     cmd = streamlit_command(settings, port)
-    addr = f"http://{settings.ui.host}:{cmd[cmd.index('--server.port') + 1]}"
-    out.print(f"Chat UI at {addr}  (index {settings.index_path}; Ctrl+C stops it)", highlight=False)
+    host = f"[{settings.ui.host}]" if ":" in settings.ui.host else settings.ui.host  # IPv6
+    addr = f"http://{host}:{cmd[cmd.index('--server.port') + 1]}"
+    for w in exposure_warnings(settings):
+        console.print(f"warning: {w}", style="yellow", markup=False, highlight=False)
+    out.print(f"Chat UI at {addr}  (index {settings.index_path}; Ctrl+C stops it)",
+              markup=False, highlight=False)
     sys.stdout.flush()
     proc = subprocess.Popen(cmd)
 

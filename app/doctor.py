@@ -114,5 +114,18 @@ def llm_backend(settings: Settings) -> Check:
         return {"name": "LLM backend", "state": "fail", "detail": str(e)}
 
 
+@check
+def privacy(settings: Settings) -> Check:
+    """Does anything leave this machine? A warning (not a failure) for a UI host or an Ollama or
+    Chroma URL that is not loopback."""
+    from app.privacy import exposure_warnings
+
+    warnings = exposure_warnings(settings)
+    if warnings:
+        return {"name": "privacy", "state": "warn", "detail": " ".join(warnings)}
+    return {"name": "privacy", "state": "ok",
+            "detail": f"UI on {settings.ui.host}, Ollama at {settings.ollama_url}: both on this machine"}
+
+
 def run_checks(settings: Settings) -> list[Check]:
     return [c(settings) for c in CHECKS]

@@ -10,6 +10,7 @@ with the one line `IndexBusyError` says. No Streamlit import: this is plain Pyth
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -175,13 +176,21 @@ def _forget_old() -> None:
         _by_id.pop(j.id, None)
 
 
+def _common_folder(paths: list[Path]) -> Path:
+    """The folder the job's files share (the uploads folder): lines name files relative to it."""
+    if not paths:
+        return Path.cwd()
+    common = Path(os.path.commonpath([str(p) for p in paths]))
+    return common.parent if len(paths) == 1 or common in paths else common
+
+
 def _run(job: IngestJob, settings: Settings) -> None:
-    from app.uploads import report_lines
+    from app.ingest_lines import report_lines
     from ingest.pipeline import ingest
 
     try:
         report = ingest(job.paths, settings, progress=job.progress)
-        failures, warnings, summary = report_lines(report, settings)
+        failures, warnings, summary = report_lines(report, settings, _common_folder(job.paths))
         job.finish("done", failures, warnings, summary)
     except RagError as e:  # IndexBusyError included: another writer holds the index
         job.finish("failed", [f"failed {e}"], [], "")

@@ -270,5 +270,78 @@ class Settings(BaseSettings):
         return self.index_dir.expanduser().resolve()
 
 
+def _key_source(loc: tuple[Any, ...], config: Path) -> tuple[str, str]:
+    """The dotted key a validation error is about, and where that value came from."""
+    key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(settings)"
+    # the environment variable that sets it (a list item: the whole list, as JSON)
+    named = [str(p) for p in loc[: next((i for i, p in enumerate(loc) if isinstance(p, int)), len(loc))]]
+    env = "RAG_" + "__".join(named).upper()
+    if any(k.upper() == env for k in os.environ):
+        return key, f"the environment variable {env}"
+    env += " as JSON" if len(named) < len(loc) else ""
+    if config.is_file():
+        return key, f"{config} (or {env})"
+    return key, env
+
+
+def _validation_message(e: Any, config: Path) -> str:
+    """One line for a pydantic ValidationError: each bad key, its value, the fix."""
+    parts = []
+    for err in e.errors():
+        key, where = _key_source(tuple(err.get("loc", ())), config)
+        if err.get("type") == "missing":
+            parts.append(f"{key} is required; set it in {where}")
+            continue
+        value = repr(err.get("input"))
+        value = value if len(value) <= 80 else value[:77] + "..."
+        parts.append(f"{key} = {value} is invalid ({err.get('msg')}); fix it in {where}")
+    return "Bad setting: " + "; ".join(parts) + "."
+
+
+def _check_index_dir(settings: Settings) -> None:
+    """An index folder that is a file (or lies under one) is refused before any command runs."""
+    from core.errors import ConfigError
+
+    path = settings.index_path
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        what = "is a file" if probe == path else f"lies under {probe}, which is a file"
+        raise ConfigError(
+            f"RAG_INDEX_DIR (or index_dir) {settings.index_dir} {what}, not a folder; point it at a "
+            "folder (it is created when missing), e.g. RAG_INDEX_DIR=data/index, or move the file away."
+        )
+
+
 def load_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Settings from overrides, the environment and `rag.toml`; a file that is not valid TOML, a
+    value of the wrong type or an index folder that is a file is a ConfigError naming the fix."""
+    import tomllib
+
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from core.errors import ConfigError
+
+    config = _config_file()
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(
+            f"{config} is not valid TOML: {e}; fix the syntax there (`key = value` lines under "
+            "`[section]` headers, strings in quotes) or point RAG_CONFIG at another file."
+        ) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{config} is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
+                          "UTF-8 or point RAG_CONFIG at another file.") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read the settings file {config} ({e.strerror or e}); make it a "
+                          "readable file or point RAG_CONFIG at another file.") from None
+    except ValidationError as e:
+        raise ConfigError(_validation_message(e, config)) from None
+    except SettingsError as e:
+        raise ConfigError(f"{e}; environment values for lists and tables must be JSON, e.g. "
+                          "RAG_INGEST__EXTENSIONS='[\".md\", \".txt\"]'.") from None
+    _check_index_dir(settings)
+    return settings

@@ -260,6 +260,7 @@ def test_upload_errors_are_reported_like_the_cli_and_names_stay_inside(
 
     _register()
     monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "cli_index"))
+    monkeypatch.chdir(uploads)  # the CLI names files relative to the working folder, the UI to uploads/
     cli = CliRunner().invoke(app, ["ingest", "--no-progress", str(uploads)])
     assert cli.exit_code == 1
     cli_failed = sorted(line for line in cli.output.splitlines() if line.startswith("failed "))
