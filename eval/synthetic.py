@@ -220,6 +220,14 @@ def synthetic_dataset(folder: Path) -> Dataset:
     check_path(folder, "synthetic set", "Build one with `rag eval --synthetic N`.")
     issues = Issues()
     meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
+    if meta.get("kept") == 0:
+        from eval.datasets import DatasetError
+
+        raise DatasetError(
+            f"The synthetic set at {folder} has no usable question: all {meta.get('tried', 0)} LLM replies "
+            f"were rejected ({meta.get('filter', {})}); use a larger model (llm.model) or ask for more "
+            "questions (--synthetic N), after deleting that folder."
+        )
     for why, count in meta.get("filter", {}).items():
         if why != "ok":
             issues.note(f"generated_{why}", f"{count} generated question(s) rejected as {why}", count)

@@ -20,6 +20,7 @@ import pytest
 
 from core.settings import load_settings
 from ingest.pipeline import ingest
+from tests.conftest import needs_system_dep
 from tests.ollama_server import OllamaTestServer, free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -57,9 +58,8 @@ OBSERVE = """() => {
   new MutationObserver(look).observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(),
-    reason=f"no chromium binary at {CHROMIUM} (apt-get install chromium; .ci/run installs it)")
+pytestmark = needs_system_dep(
+    Path(CHROMIUM).exists(), f"no chromium binary at {CHROMIUM} (apt-get install chromium; .ci/run installs it)")
 
 
 def _rag_command() -> list[str]:

@@ -54,6 +54,8 @@ def test_ranker_trains_and_beats_a_random_order(trained: tuple[dict, Settings, P
     nd = report["heldout_ndcg@10"]
     assert report["heldout_queries"] >= 20 and report["train_queries_with_positive"] >= 20
     assert nd["with_ranker"] > nd["random_order"] + 0.1
+    # and no worse than the pipeline's own order without it (coarse stage), on the held-out queries
+    assert nd["with_ranker"] >= nd["without_ranker"] - 0.02, nd
     assert report["feature_importance_gain"]
     model = Path(report["model"])
     assert model == settings.index_path / "ranker"
@@ -146,8 +148,8 @@ def test_synthetic_questions_train_a_ranker(settings: Settings, tmp_path: Path) 
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["tried"] >= meta["kept"] and sum(meta["filter"].values()) == meta["tried"]
     ds = synthetic_dataset(folder)
-    if len(ds.queries) < 2:  # one to train on, one to hold out
-        pytest.skip(f"the small LLM wrote only {len(ds.queries)} usable questions ({meta['filter']})")
+    # one to train on, one to hold out (measured: SmolLM2-135M keeps 2 of the 14 it tries here)
+    assert len(ds.queries) >= 2, f"the small LLM wrote only {len(ds.queries)} usable questions ({meta['filter']})"
     report = train_dataset(ds, s, tmp_path / "model", seed=0, holdout=0.3, cache_dir=tmp_path / "cache")
     assert report["level"] == "chunk" and (tmp_path / "model" / rerank.BOOSTER_FILE).exists()
     assert np.isfinite(report["heldout_ndcg@10"]["with_ranker"])

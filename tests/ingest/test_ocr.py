@@ -22,6 +22,7 @@ from ingest.ocr import Box, layout_text
 from ingest.pipeline import ingest
 from ingest.spacing import restore_spaces
 from retrieval.pipeline import retrieve
+from tests.conftest import missing_system_dep
 
 DPI = 100  # test pages are rendered and OCR'd at 100 dpi to keep the CPU time small
 PAGE = (827, 1169)  # A4 at 100 dpi
@@ -134,7 +135,7 @@ def test_english_query_finds_the_scanned_page(scanned: dict) -> None:
 
 def test_chinese_scanned_page_is_found(scanned: dict) -> None:
     if not scanned["font"]:
-        pytest.skip("no CJK font (install Debian's fonts-noto-cjk) to draw the Chinese test page")
+        missing_system_dep("no CJK font (install Debian's fonts-noto-cjk) to draw the Chinese test page")
     hits = retrieve("轴承温度超过报警上限", scanned["settings"], k=1, mode="bm25").hits
     assert hits[0].record.page_start == 2 and "轴承温度" in hits[0].record.text
     hits = retrieve("检查周期缩短", scanned["settings"], k=1, mode="hybrid").hits

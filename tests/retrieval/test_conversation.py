@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from core.llm import LlamaCppLLM
-from core.settings import load_settings
+from core.llm import LLM, LlamaCppLLM, get_llm
+from core.settings import Settings, load_settings
 from core.types import TraceEntry
 from retrieval.conversation import check_rewrite, clean_rewrite, condense
+from tests.ollama_server import OllamaTestServer
 
 HISTORY = [
     {"role": "user", "content": "What is a transformer model?"},
@@ -47,11 +48,56 @@ def test_without_history_the_question_is_unchanged() -> None:
     assert trace == []
 
 
+def _scripted(srv: OllamaTestServer) -> tuple[Settings, LLM]:
+    settings = load_settings(ollama_url=srv.url,
+                             llm={"provider": "ollama", "model": "smollm2:135m", "temperature": 0.0})
+    return settings, get_llm(settings)
+
+
+def test_a_capable_models_rewrite_is_the_standalone_question() -> None:
+    """A scripted model (a capable one's reply, with a label to strip): its rewrite is used,
+    not the fallback, and the model was shown the conversation."""
+    with OllamaTestServer(models=["smollm2:135m"]) as srv:
+        srv.reply = 'Standalone question: "How is a transformer neural network trained?"'
+        settings, llm = _scripted(srv)
+        trace: list[TraceEntry] = []
+        out = condense("and how is it trained?", HISTORY, llm, settings, trace)
+        chats = [r["body"] for r in srv.requests if r["path"] == "/api/chat"]
+    assert out == "How is a transformer neural network trained?"
+    (entry,) = trace
+    assert entry.stage == "condense" and "fallback" not in entry.detail and "error" not in entry.detail
+    assert entry.detail["standalone"] == out and entry.detail["raw"] == srv.reply
+    (chat,) = chats
+    prompt = chat["messages"][-1]["content"]
+    assert HISTORY[1]["content"] in prompt and "and how is it trained?" in prompt
+
+
+def test_an_answer_instead_of_a_rewrite_falls_back_and_says_why() -> None:
+    with OllamaTestServer(models=["smollm2:135m"]) as srv:
+        srv.reply = HISTORY[1]["content"]  # what SmolLM2 writes: it answers instead
+        settings, llm = _scripted(srv)
+        trace: list[TraceEntry] = []
+        out = condense("and how is it trained?", HISTORY, llm, settings, trace)
+    assert out == "What is a transformer model? and how is it trained?"  # last user turn + follow-up
+    (entry,) = trace
+    assert entry.detail["fallback"].startswith("rewrite is not a question")
+    assert entry.detail["standalone"] == out
+
+
 @pytest.mark.slow
-def test_follow_up_becomes_standalone_with_the_real_model() -> None:
+def test_follow_up_with_the_real_model_is_what_the_trace_says() -> None:
+    """The embedded 135M model: whatever it writes, the trace tells the rewrite from the fallback,
+    and the result is exactly the one the trace names (no silent third path)."""
     settings = load_settings(llm={"provider": "llamacpp", "temperature": 0.0})
     trace: list[TraceEntry] = []
-    out = condense("and how is it trained?", HISTORY, LlamaCppLLM(settings), settings, trace)
-    assert "transformer" in out.lower()  # the reference is resolved, by the model or by the fallback
+    question = "and how is it trained?"
+    out = condense(question, HISTORY, LlamaCppLLM(settings), settings, trace)
     (entry,) = trace
-    assert entry.stage == "condense" and entry.detail["standalone"] == out and "raw" in entry.detail
+    assert entry.stage == "condense" and entry.detail["standalone"] == out and entry.detail["raw"]
+    rewrite = clean_rewrite(entry.detail["raw"])
+    why = check_rewrite(rewrite, question, HISTORY)
+    if why is None:
+        assert out == rewrite and "fallback" not in entry.detail
+    else:  # SmolLM2-135M answers the question instead of rewriting it (measured): the fallback
+        assert entry.detail["fallback"] == why and out == "What is a transformer model? and how is it trained?"
+    assert "transformer" in out.lower()
