@@ -137,7 +137,9 @@ def eval_cmd(
 
 
 def bench_cmd(
-    what: str = typer.Argument("all", help="ingest | retrieval | llm | strategies | raptor | ocr | all"),
+    what: str = typer.Argument(
+        "all", help="ingest | retrieval | llm | strategies | raptor | ocr | faults (fault matrix) | all"
+    ),
     sizes: str = typer.Option("1000,10000", "--sizes", help="Generated corpus sizes in chunks."),
     big: bool = typer.Option(False, "--100k", help="Also the 100,000-chunk corpus (slow on CPU)."),
     device: str = typer.Option(None, "--device", help="cpu | cuda (default: settings.embedding.device)."),

@@ -8,7 +8,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+)
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -33,9 +35,11 @@ def ingest_progress(enabled: bool = True) -> Iterator[Callable[[str, int], None]
     if not enabled:
         yield None
         return
+    # elapsed and an estimate of the time left (from the recent rate): a big file shows how long
+    # it will take instead of a bar that seems stuck
     with Progress(
         TextColumn("{task.description:<7}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=False,
+        TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
     ) as prog:
         files = prog.add_task("files", total=0)
         chunks = prog.add_task("chunks", total=0)
