@@ -138,7 +138,9 @@ def eval_cmd(
 
 def bench_cmd(
     what: str = typer.Argument(
-        "all", help="ingest | retrieval | llm | strategies | raptor | ocr | faults (fault matrix) | all"
+        "all",
+        help="ingest | retrieval | llm | strategies | raptor | ocr | faults (fault matrix) | "
+        "cold (`rag search` start-up) | all",
     ),
     sizes: str = typer.Option("1000,10000", "--sizes", help="Generated corpus sizes in chunks."),
     big: bool = typer.Option(False, "--100k", help="Also the 100,000-chunk corpus (slow on CPU)."),

@@ -23,8 +23,23 @@ def embedding(settings: Settings) -> Check:
     try:
         emb = get_embedder(settings.embedding)
         dim = emb.dim
-        return {"name": "embedding model", "state": "ok",
-                "detail": f"{emb.name} ({dim} dims) on {settings.embedding.device}"}
+        detail = f"{emb.name} ({dim} dims) on {settings.embedding.device}"
+        state = "ok"
+        numpy_enc = emb._numpy_encoder(1)
+        if numpy_enc is not None:
+            # The NumPy query encoder must reproduce the model the index was built with.
+            import numpy as np
+
+            from core.query_encoder import verify
+
+            texts = ["How long should coffee steep?", "绿茶的水温是多少", "Transformer架构中的注意力"]
+            ref = np.asarray(emb.model.encode(texts, normalize_embeddings=True), dtype=np.float32)
+            cos = verify(numpy_enc, texts, ref)
+            detail += f"; questions encoded in NumPy (cosine {cos:.6f} to the torch model)"
+            if cos < 0.9999:
+                state = "warn"
+                detail += ": set embedding.numpy_queries = false"
+        return {"name": "embedding model", "state": state, "detail": detail}
     except Exception as e:
         return {"name": "embedding model", "state": "fail", "detail": str(e)}
 

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core import query_encoder
 from core.errors import ConfigError
+from core.query_encoder import NumpyEncoder
 from core.settings import EmbeddingSettings
 
 if TYPE_CHECKING:
@@ -27,6 +29,10 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 MINILM_NAME = "all-MiniLM-L6-v2"
+
+# Up to this many texts per call go through the NumPy encoder (one at a time, unpadded);
+# more are a batch, which the torch model runs faster.
+NUMPY_MAX_TEXTS = 16
 
 
 def resolve_model_path(name: str) -> Path:
@@ -80,13 +86,28 @@ class Embedder:
 
     @property
     def dim(self) -> int:
+        enc = self._numpy_encoder(1)
+        if enc is not None:
+            return enc.dim
         m = self.model
         get = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
         return int(get() or 0)
 
+    def _numpy_encoder(self, n: int) -> NumpyEncoder | None:
+        """The NumPy encoder for a few texts on the CPU (a question, its variants, a
+        handful of sentences): it needs no torch import and is faster than a torch forward
+        pass at this size. Batches go to sentence-transformers."""
+        s = self.settings
+        if not s.numpy_queries or s.device != "cpu" or n > NUMPY_MAX_TEXTS:
+            return None
+        return query_encoder.load(str(resolve_model_path(s.model)))
+
     def embed(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        enc = self._numpy_encoder(len(texts))
+        if enc is not None:
+            return np.stack([enc.encode(t) for t in texts])
         # encode() sorts by length internally, so batches carry little padding.
         vecs = self.model.encode(
             texts,

@@ -35,6 +35,10 @@ class EmbeddingSettings(BaseModel):
     model: str = "minilm"
     device: str = "cpu"
     batch_size: int = 64
+    # Questions (a few short texts at a time) are encoded in NumPy from the model's own weights
+    # when the model is a plain BERT mean-pooling encoder (core/query_encoder.py): no torch
+    # import at start-up. false: always use sentence-transformers.
+    numpy_queries: bool = True
 
 
 class IngestSettings(BaseModel):

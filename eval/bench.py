@@ -1,11 +1,11 @@
-"""`rag bench ingest|retrieval|llm|strategies|raptor|ocr|faults|all`: figures, never assertions.
+"""`rag bench ingest|retrieval|llm|strategies|raptor|ocr|faults|cold|all`: figures, never assertions.
 
 ingest: chunks/s, characters/s and peak memory of our ingest, whole process with model
 load, on the sample corpus and generated corpora (1k / 10k / optionally 100k chunks),
 beside the LangChain tutorial stack and the raw encoder on the same files
 (`eval.bench_ingest`, one process per contender). Characters/s counts the source files'
 characters for every contender, so the ratios compare the same work.
-retrieval / llm (and strategies, raptor, ocr, faults, not part of `all`): the `run(settings, ...)` of
+retrieval / llm (and strategies, raptor, ocr, faults, cold, not part of `all`): the `run(settings, ...)` of
 the module each stage's owner wrote beside this one (`eval.bench_retrieval`, ...), when
 installed.
 """
@@ -147,6 +147,7 @@ OTHERS: dict[str, tuple[str, Callable[[Any, Settings, list[int], Echo | None], d
     "raptor": ("eval.bench_raptor", _bench_raptor),
     "ocr": ("eval.bench_ocr", _bench_plain),
     "faults": ("eval.bench_faults", _bench_faults),  # not part of `all`: ~25 rag processes
+    "cold": ("eval.bench_cold", _bench_raptor),  # `rag search` as a fresh process, both encoders
 }
 CHOICES = ("ingest", *OTHERS, "all")  # all = ingest, retrieval, llm
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from eval.bench import _chunk_texts, bench_ingest
 from eval.bench_ingest import generate_corpus
 
@@ -32,3 +34,17 @@ def test_ingest_bench_on_the_sample_corpus(settings) -> None:  # type: ignore[no
     assert by["raw"]["chunks"] == by["ours"]["chunks"]  # the raw encoder embeds exactly our chunk texts
     assert "ours_vs_this" in by["langchain"] and "ours_vs_this" in by["raw"]
     assert any(line.startswith("sample") and "langchain" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_cold_bench_times_both_query_encoders(settings) -> None:  # type: ignore[no-untyped-def]
+    from eval.bench_cold import run
+
+    lines: list[str] = []
+    res = run(settings, runs=1, echo=lines.append)
+    rows = res["rag_search"]
+    assert len(rows) == 2 and res["python_floor_s"] > 0
+    for r in rows.values():
+        assert r["median_s"] > res["python_floor_s"] and r["encode_ms_warm"] > 0
+    assert any("load average" in line for line in lines)
+    assert any(line.startswith("numpy query encoder") for line in lines)

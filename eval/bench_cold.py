@@ -1,0 +1,99 @@
+"""`rag bench cold`: what a user waits for when `rag search` runs as a command.
+
+A fresh `rag search "…" --json` process on an index of the sample data, timed whole (Python
+start, imports, model, Chroma, keyword index, the search, the JSON), with the NumPy query
+encoder (the default) and with sentence-transformers (`embedding.numpy_queries = false`,
+what every query paid before) side by side in the same run; `python -c pass` is the floor.
+Then one question encoded in process, warm, both ways. The load average is printed before and
+after; figures taken while the machine is busier than its cores are marked as not to be trusted.
+Figures, never assertions."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.settings import Settings
+
+Echo = Callable[..., None]
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+QUESTIONS = [
+    "How long should coffee steep in a French press?",
+    "grind size for espresso",
+    "绿茶的水温是多少",
+    "what water temperature for green tea",
+    "does a finer grind extract faster",
+]
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])} failed: {r.stderr.strip()[-400:]}")
+    return dt
+
+
+def _encode_ms(numpy_queries: bool, repeats: int = 30) -> float:
+    from core.models import get_embedder
+    from core.settings import EmbeddingSettings
+
+    emb = get_embedder(EmbeddingSettings(numpy_queries=numpy_queries))
+    emb.embed_query("warm up")
+    times = []
+    for i in range(repeats):
+        q = QUESTIONS[i % len(QUESTIONS)]
+        t0 = time.perf_counter()
+        emb.embed_query(q)
+        times.append((time.perf_counter() - t0) * 1000)
+    return round(statistics.median(times), 2)
+
+
+def run(settings: Settings, runs: int = 3, echo: Echo | None = None) -> dict[str, Any]:
+    say = echo or (lambda *a, **k: None)
+    cores = os.cpu_count() or 1
+    out: dict[str, Any] = {"load_avg_before": _load(), "cores": cores, "runs": runs}
+    with tempfile.TemporaryDirectory(prefix="rag-bench-cold-") as tmp:
+        work = Path(tmp)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+        base.update(RAG_INDEX_DIR=str(work / "index"), HF_HUB_OFFLINE="1")
+        rag = [sys.executable, "-m", "app.cli"]
+        say("building an index of data/sample …")
+        _timed([*rag, "ingest", str(SAMPLE)], base, work)
+        floor = [_timed([sys.executable, "-c", "pass"], base, work) for _ in range(runs)]
+        rows: dict[str, dict[str, float]] = {}
+        for label, numpy_queries in (("numpy query encoder (default)", True),
+                                     ("sentence-transformers (numpy_queries = false)", False)):
+            env = {**base, "RAG_EMBEDDING__NUMPY_QUERIES": "true" if numpy_queries else "false"}
+            _timed([*rag, "search", QUESTIONS[0], "--json"], env, work)  # page cache filled
+            times = [_timed([*rag, "search", QUESTIONS[i % len(QUESTIONS)], "--json"], env, work)
+                     for i in range(runs)]
+            rows[label] = {"median_s": round(statistics.median(times), 2), "min_s": round(min(times), 2),
+                           "encode_ms_warm": _encode_ms(numpy_queries)}
+    out["python_floor_s"] = round(statistics.median(floor), 3)
+    out["rag_search"] = rows
+    out["load_avg_after"] = _load()
+    busy = max(out["load_avg_before"], out["load_avg_after"]) > cores
+    out["trusted"] = not busy
+    say(f"`rag search` as a command, {runs} runs each after one warm-up "
+        f"(load average {out['load_avg_before']} before, {out['load_avg_after']} after, {cores} cores)")
+    say(f"{'query encoder':<50}{'median s':>10}{'min s':>8}{'encode ms (warm)':>18}")
+    for label, r in rows.items():
+        say(f"{label:<50}{r['median_s']:>10}{r['min_s']:>8}{r['encode_ms_warm']:>18}")
+    say(f"{'python -c pass (floor)':<50}{out['python_floor_s']:>10}")
+    if busy:
+        say("the machine was busier than its cores: these figures are not to be trusted; run again alone")
+    return out

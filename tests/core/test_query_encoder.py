@@ -1,0 +1,109 @@
+"""The NumPy query encoder reproduces the shipped MiniLM, and a search process needs no torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import query_encoder
+from core.models import NUMPY_MAX_TEXTS, get_embedder, resolve_model_path
+from core.settings import EmbeddingSettings
+
+TEXTS = [
+    "How long should coffee steep in a French press?",
+    "绿茶 水温",
+    "2022年北京冬奥会的吉祥物是什么？",
+    "Transformer架构中的self-attention如何计算？",
+    "",
+    "a",
+    "word " * 400,  # past max_seq_length: truncated the same way as sentence-transformers
+    "Ünïcödé, punctuation!? (brackets) [1] — and numbers 3.14159",
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> Path:
+    return resolve_model_path("minilm")
+
+
+def test_numpy_vectors_match_the_torch_model(model_dir: Path) -> None:
+    enc = query_encoder.load(str(model_dir))
+    assert enc is not None and enc.dim == 384
+    torch_model = get_embedder(EmbeddingSettings(numpy_queries=False)).model
+    ref = torch_model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    cos = [float(np.dot(enc.encode(t), r)) for t, r in zip(TEXTS, ref, strict=True)]
+    assert min(cos) >= 0.9999, list(zip(TEXTS, cos, strict=True))
+    assert query_encoder.verify(enc, TEXTS, ref) == pytest.approx(min(cos))
+
+
+def test_embedder_uses_numpy_for_few_texts_and_torch_for_batches(model_dir: Path) -> None:
+    emb = get_embedder(EmbeddingSettings())
+    few = emb.embed(TEXTS[:3])
+    assert few.shape == (3, 384) and few.dtype == np.float32
+    assert np.allclose(np.linalg.norm(few, axis=1), 1.0, atol=1e-5)
+    many = [f"sentence number {i}" for i in range(NUMPY_MAX_TEXTS + 1)]
+    batch = emb.embed(many)
+    single = np.stack([emb.embed_query(t) for t in many])
+    assert (batch * single).sum(1).min() >= 0.9999
+
+
+def test_other_model_kinds_fall_back_to_sentence_transformers(model_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "cls-pooled"
+    shutil.copytree(model_dir, other)
+    pool = other / "1_Pooling" / "config.json"
+    cfg = json.loads(pool.read_text())
+    cfg.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    pool.write_text(json.dumps(cfg))
+    assert query_encoder.load(str(other)) is None
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    assert query_encoder.load(str(broken)) is None  # logged; the caller keeps torch
+
+
+def test_a_search_process_does_not_import_torch(tmp_path: Path) -> None:
+    """`rag search` on an index: the question is encoded without torch or sentence-transformers."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Coffee\n\nSteep the coffee for four minutes in a French press.\n")
+    (docs / "b.md").write_text("# Tea\n\nGreen tea wants water at about 80 degrees.\n")
+    index = tmp_path / "index"
+    env = {**os.environ, "RAG_INDEX_DIR": str(index)}
+    subprocess.run([sys.executable, "-m", "app.cli", "ingest", str(docs)], cwd=tmp_path, env=env,
+                   check=True, capture_output=True, timeout=300)
+    probe = (
+        "import sys, runpy\n"
+        "sys.argv = ['rag', 'search', 'how long to steep coffee', '--json']\n"
+        "try:\n"
+        "    runpy.run_module('app.cli', run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "heavy = sorted(m for m in ('torch', 'sentence_transformers') if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stderr, out.stderr[-2000:]
+    hits = json.loads(out.stdout)
+    first = hits[0] if isinstance(hits, list) else hits["hits"][0]
+    assert "a.md" in json.dumps(first)
+
+
+def test_doctor_compares_the_two_encoders() -> None:
+    from app.doctor import embedding
+    from core.settings import Settings
+
+    check = embedding(Settings())
+    assert check["state"] == "ok", check
+    cos = float(check["detail"].split("cosine ")[1].split(" ")[0])
+    assert cos >= 0.9999
+    off = embedding(Settings(embedding=EmbeddingSettings(numpy_queries=False)))
+    assert off["state"] == "ok" and "NumPy" not in off["detail"]
