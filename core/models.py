@@ -30,9 +30,13 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 MINILM_NAME = "all-MiniLM-L6-v2"
 
-# Up to this many texts per call go through the NumPy encoder (one at a time, unpadded);
-# more are a batch, which the torch model runs faster.
+# Up to this many texts per call go through the NumPy encoder (one at a time, unpadded, about
+# 12 ms each on 2 cores) while the torch model is loaded in this process: a batch beyond it
+# runs faster in torch. Before torch is loaded (a `rag search` / `rag ask` process), loading it
+# costs ~6 s, so up to NUMPY_MAX_COLD texts (the sentences an extractive answer scores) still
+# go through NumPy; more than that is ingest-sized work, worth the load.
 NUMPY_MAX_TEXTS = 16
+NUMPY_MAX_COLD = 256
 
 
 def resolve_model_path(name: str) -> Path:
@@ -67,7 +71,17 @@ def _load(path: str, device: str) -> SentenceTransformer:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    return SentenceTransformer(path, device=device, local_files_only=True)
+    model = SentenceTransformer(path, device=device, local_files_only=True)
+    _loaded.add((path, device))
+    return model
+
+
+def _torch_loaded(path: str, device: str) -> bool:
+    """Whether this process has loaded the sentence-transformers model already."""
+    return (path, device) in _loaded
+
+
+_loaded: set[tuple[str, str]] = set()
 
 
 @dataclass
@@ -98,9 +112,12 @@ class Embedder:
         handful of sentences): it needs no torch import and is faster than a torch forward
         pass at this size. Batches go to sentence-transformers."""
         s = self.settings
-        if not s.numpy_queries or s.device != "cpu" or n > NUMPY_MAX_TEXTS:
+        if not s.numpy_queries or s.device != "cpu":
             return None
-        return query_encoder.load(str(resolve_model_path(s.model)))
+        path = str(resolve_model_path(s.model))
+        if n > (NUMPY_MAX_TEXTS if _torch_loaded(path, s.device) else NUMPY_MAX_COLD):
+            return None
+        return query_encoder.load(path)
 
     def embed(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         if not texts:

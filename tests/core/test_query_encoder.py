@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import query_encoder
+from core import models, query_encoder
 from core.models import NUMPY_MAX_TEXTS, get_embedder, resolve_model_path
 from core.settings import EmbeddingSettings
 
@@ -49,6 +49,16 @@ def test_embedder_uses_numpy_for_few_texts_and_torch_for_batches(model_dir: Path
     assert few.shape == (3, 384) and few.dtype == np.float32
     assert np.allclose(np.linalg.norm(few, axis=1), 1.0, atol=1e-5)
     many = [f"sentence number {i}" for i in range(NUMPY_MAX_TEXTS + 1)]
+    path = str(model_dir)
+    was = set(models._loaded)
+    try:  # before torch is loaded, an extractive answer's sentences still go through NumPy
+        models._loaded.clear()
+        assert emb._numpy_encoder(len(many)) is not None
+        assert emb._numpy_encoder(models.NUMPY_MAX_COLD + 1) is None
+    finally:
+        models._loaded.update(was)
+    assert emb.model is not None and (path, "cpu") in models._loaded
+    assert emb._numpy_encoder(len(many)) is None  # torch is loaded: a batch goes to it
     batch = emb.embed(many)
     single = np.stack([emb.embed_query(t) for t in many])
     assert (batch * single).sum(1).min() >= 0.9999
