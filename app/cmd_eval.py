@@ -65,7 +65,8 @@ def eval_cmd(
     configs: str = typer.Option(
         None,
         "--configs",
-        help="Comma-separated configuration names (default: all available; see --list-configs).",
+        help="Comma-separated configuration names, or 'all' (default: every one that makes no LLM "
+        "call; see --list-configs).",
     ),
     name: str = typer.Option(None, "--name", help="Report name: reports/NAME/."),
     limit: int = typer.Option(None, "--limit", help="Evaluate only the first N queries."),
@@ -85,6 +86,7 @@ def eval_cmd(
         for c in cfgs.REGISTRY.values():
             missing = cfgs.missing_modules(c)
             state = f"  (needs {', '.join(missing)})" if missing else ""
+            state += "  [LLM: run when named]" if c.uses_llm else ""
             out.print(f"{c.name:<18} {c.description}{state}", markup=False, highlight=False)
         return
     settings = load_settings()

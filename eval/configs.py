@@ -75,9 +75,26 @@ def runner(cfg: EvalConfig) -> Callable[..., Any]:
 
 
 def select(names: list[str] | None) -> tuple[list[EvalConfig], list[tuple[str, str]]]:
-    """The configurations to run, and (kind, message) notes for those skipped."""
+    """The configurations to run, and (kind, message) notes for those skipped.
+
+    By default only the configurations that make no LLM call: the query strategies call it
+    for every question and multi-rep / RAPTOR for every chunk at ingest, which with the
+    embedded model on a CPU means hours on a set of a few hundred questions or thousands of
+    documents. They run when named (or with "all"), and the note names them."""
     notes: list[tuple[str, str]] = []
-    wanted = names or list(REGISTRY)
+    if not names:
+        wanted = [n for n, c in REGISTRY.items() if not c.uses_llm]
+        left = [n for n, c in REGISTRY.items() if c.uses_llm]
+        if left:
+            notes.append((
+                "configs_not_default",
+                f"not run by default, as each calls the LLM for every question or chunk: "
+                f"{', '.join(left)}; name them with --configs (or --configs all)",
+            ))
+    elif names == ["all"]:
+        wanted = list(REGISTRY)
+    else:
+        wanted = names
     chosen: list[EvalConfig] = []
     for name in wanted:
         cfg = REGISTRY.get(name)

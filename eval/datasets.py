@@ -39,6 +39,7 @@ SKIP_LABELS = {
     "queries_without_judgements": "queries with no relevant (score > 0) judgement",
     "configs_unknown": "configurations asked for that are not in the registry",
     "configs_unavailable": "configurations whose modules are not installed yet",
+    "configs_not_default": "configurations that call the LLM, run only when named",
 }
 
 

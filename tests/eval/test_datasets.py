@@ -105,3 +105,17 @@ def test_apply_overrides_is_a_deep_copy(settings) -> None:  # type: ignore[no-un
     assert s.search.mode == "bm25" and s.chunk.size == 50
     assert s.search.rrf_k == settings.search.rrf_k
     assert settings.search.mode == "hybrid" and settings.chunk.size != 50
+
+
+def test_default_selection_leaves_out_the_llm_configurations() -> None:
+    chosen, notes = cfgs.select(None)
+    names = [c.name for c in chosen]
+    llm = [n for n, c in cfgs.REGISTRY.items() if c.uses_llm]
+    assert llm and not set(llm) & set(names)
+    assert {"bm25", "hybrid", "default"} <= set(names)
+    note = dict(notes)["configs_not_default"]
+    assert all(n in note for n in llm) and "--configs" in note
+    every, _ = cfgs.select(["all"])
+    assert set(llm) <= {c.name for c in every}
+    named, notes = cfgs.select(["hyde"])
+    assert [c.name for c in named] == ["hyde"] and "configs_not_default" not in dict(notes)

@@ -206,3 +206,15 @@ def test_folder_corpus_scores_file_stems(tmp_path: Path) -> None:
     ds = load_dataset(corpus=docs, queries=tmp_path / "q.jsonl", qrels=tmp_path / "r.tsv")
     r = evaluate(ds, _settings(tmp_path), ["bm25"], cache_dir=tmp_path / "cache")
     assert r.configs[0].run["1"] == {"bikes": 1.0} and r.metrics["bm25"]["ndcg@10"] == 1.0
+
+
+def test_default_run_leaves_out_llm_configurations_and_counts_them(setup: dict[str, Any]) -> None:
+    from eval import configs as cfgs
+
+    ds = load_dataset(setup["root"] / "set")
+    r = evaluate(ds, setup["settings"], None, limit=1, cache_dir=setup["root"] / "cache")
+    ran = {c.name for c in r.configs}
+    llm = {n for n, c in cfgs.REGISTRY.items() if c.uses_llm}
+    assert {"bm25", "hybrid", "default"} <= ran and not ran & llm
+    assert r.issues.counts["configs_not_default"] == len(llm)
+    assert not any(any(c.llm_calls) for c in r.configs)  # no configuration that ran called the LLM
