@@ -97,6 +97,41 @@ def _bm25s() -> Any:
 
 
 @dataclass
+class SavedScores:
+    """A saved bm25s index read for queries without importing bm25s (its import pulls in
+    numba, ~0.4 s of every `rag search` start). The scores are bm25s's own: the eager
+    per-term BM25 weights it saved as a CSC matrix, summed over the query's term ids in the
+    same order and dtype as its numpy backend, so results are bit-identical."""
+
+    vocab_dict: dict[str, int]
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    num_docs: int
+
+    def get_scores(self, token_ids: list[int]) -> np.ndarray:
+        q = np.asarray(token_ids, dtype=np.int64)
+        scores = np.zeros(self.num_docs, dtype=self.data.dtype)
+        for start, end in zip(self.indptr[q], self.indptr[q + 1], strict=True):
+            np.add.at(scores, self.indices[start:end], self.data[start:end])
+        return scores
+
+
+def load_saved_scores(folder: Path) -> SavedScores | None:
+    """The query side of a bm25s index saved by `KeywordIndex.build`, or None when it is not
+    the plain eager-scored kind (another method needs more than the matrix): bm25s loads it."""
+    try:
+        params = json.loads((folder / "params.index.json").read_text())
+        if params.get("method") not in ("lucene", "robertson", "atire") or params.get("num_docs") is None:
+            return None
+        vocab = json.loads((folder / "vocab.index.json").read_text(encoding="utf-8"))
+        arrays = [np.load(folder / f"{n}.csc.index.npy", allow_pickle=False) for n in ("data", "indices", "indptr")]
+    except (OSError, ValueError):
+        return None
+    return SavedScores(vocab, *arrays, num_docs=int(params["num_docs"]))
+
+
+@dataclass
 class KeywordIndex:
     """A bm25s index plus the record ids in index order."""
 
@@ -186,8 +221,6 @@ class KeywordIndex:
         return self._lexicon
 
     def load(self) -> None:
-        bm25s = _bm25s()
-
         if not self.manifest_path.exists():
             self.ids, self._bm25 = [], None
             return
@@ -202,7 +235,7 @@ class KeywordIndex:
         self._groups = np.asarray(json.loads(gp.read_text()) if gp.exists() else [-1] * len(self.ids))
         self._pos = None
         self._lexicon = None
-        self._bm25 = bm25s.BM25.load(str(self.path)) if self.ids else None
+        self._bm25 = (load_saved_scores(self.path) or _bm25s().BM25.load(str(self.path))) if self.ids else None
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         scores = self._all_scores(query)

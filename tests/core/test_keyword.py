@@ -83,3 +83,32 @@ def test_index_written_by_an_older_tokenizer_is_rebuilt(tmp_path: Path, settings
     assert index.keyword.is_current()  # rebuilt when first opened
     assert json.loads(man_path.read_text())["tokenizer"] == TOKENIZER_VERSION
     assert index.keyword.search("架构", 3)
+
+
+def test_saved_scores_equal_bm25s_without_importing_it(tmp_path: Path) -> None:
+    import bm25s
+
+    from core.keyword import SavedScores, load_saved_scores
+
+    texts = [
+        "Steep the coffee for four minutes in a French press.",
+        "Green tea wants water at about 80 degrees; 绿茶的水温大约八十度。",
+        "Transformer架构中的self-attention计算注意力权重 attention attention",
+        "The grind size for espresso is fine; for a French press coarse.",
+        "北京冬奥会的吉祥物是冰墩墩。",
+    ]
+    kw = KeywordIndex(tmp_path / "bm25")
+    kw.build((f"r{i}", t) for i, t in enumerate(texts))
+    kw.load()
+    assert isinstance(kw._bm25, SavedScores)
+    ref = bm25s.BM25.load(str(kw.path))
+    for q in ["french press coffee", "绿茶 水温", "attention attention Transformer", "冬奥会吉祥物", "espresso grind"]:
+        ids = [ref.vocab_dict[t] for t in tokenize(q) if t in ref.vocab_dict]
+        assert ids, q
+        got, want = kw._bm25.get_scores(ids), np.asarray(ref.get_scores(ids))
+        assert got.dtype == want.dtype and np.array_equal(got, want), q
+    assert kw.search("french press", 2)[0][0] in ("r0", "r3")
+    params = kw.path / "params.index.json"
+    p = json.loads(params.read_text())
+    params.write_text(json.dumps({**p, "method": "bm25+"}))  # needs more than the matrix: bm25s loads it
+    assert load_saved_scores(kw.path) is None

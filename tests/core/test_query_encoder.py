@@ -79,7 +79,8 @@ def test_other_model_kinds_fall_back_to_sentence_transformers(model_dir: Path, t
 
 
 def test_a_search_process_does_not_import_torch(tmp_path: Path) -> None:
-    """`rag search` on an index: the question is encoded without torch or sentence-transformers."""
+    """`rag search` on an index: the question is encoded without torch or sentence-transformers, and
+    the keyword index is read without bm25s (and the numba it imports)."""
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# Coffee\n\nSteep the coffee for four minutes in a French press.\n")
@@ -95,7 +96,7 @@ def test_a_search_process_does_not_import_torch(tmp_path: Path) -> None:
         "    runpy.run_module('app.cli', run_name='__main__')\n"
         "except SystemExit as e:\n"
         "    assert not e.code, e.code\n"
-        "heavy = sorted(m for m in ('torch', 'sentence_transformers') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'bm25s', 'numba') if m in sys.modules)\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True,
