@@ -25,7 +25,7 @@ def embedding(settings: Settings) -> Check:
         dim = emb.dim
         detail = f"{emb.name} ({dim} dims) on {settings.embedding.device}"
         state = "ok"
-        numpy_enc = emb._numpy_encoder(1)
+        numpy_enc = emb.numpy_encoder(1)
         if numpy_enc is not None:
             # The NumPy query encoder must reproduce the model the index was built with.
             import numpy as np

@@ -125,7 +125,8 @@ def load_saved_scores(folder: Path) -> SavedScores | None:
         if params.get("method") not in ("lucene", "robertson", "atire") or params.get("num_docs") is None:
             return None
         vocab = json.loads((folder / "vocab.index.json").read_text(encoding="utf-8"))
-        arrays = [np.load(folder / f"{n}.csc.index.npy", allow_pickle=False) for n in ("data", "indices", "indptr")]
+        arrays = [np.load(folder / f"{n}.csc.index.npy", allow_pickle=False)
+                  for n in ("data", "indices", "indptr")]
     except (OSError, ValueError):
         return None
     return SavedScores(vocab, *arrays, num_docs=int(params["num_docs"]))
@@ -235,7 +236,10 @@ class KeywordIndex:
         self._groups = np.asarray(json.loads(gp.read_text()) if gp.exists() else [-1] * len(self.ids))
         self._pos = None
         self._lexicon = None
-        self._bm25 = (load_saved_scores(self.path) or _bm25s().BM25.load(str(self.path))) if self.ids else None
+        if self.ids:
+            self._bm25 = load_saved_scores(self.path) or _bm25s().BM25.load(str(self.path))
+        else:
+            self._bm25 = None
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         scores = self._all_scores(query)

@@ -100,17 +100,18 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        enc = self._numpy_encoder(1)
+        enc = self.numpy_encoder(1)
         if enc is not None:
             return enc.dim
         m = self.model
         get = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
         return int(get() or 0)
 
-    def _numpy_encoder(self, n: int) -> NumpyEncoder | None:
-        """The NumPy encoder for a few texts on the CPU (a question, its variants, a
-        handful of sentences): it needs no torch import and is faster than a torch forward
-        pass at this size. Batches go to sentence-transformers."""
+    def numpy_encoder(self, n: int) -> NumpyEncoder | None:
+        """The NumPy encoder for `n` texts on the CPU (a question, its variants, an
+        extractive answer's sentences), or None where sentence-transformers should run: it
+        needs no torch import (~6 s), and warm it is about as fast as torch at this size, so
+        only batches beyond NUMPY_MAX_TEXTS go to torch once it is loaded."""
         s = self.settings
         if not s.numpy_queries or s.device != "cpu":
             return None
@@ -122,7 +123,7 @@ class Embedder:
     def embed(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        enc = self._numpy_encoder(len(texts))
+        enc = self.numpy_encoder(len(texts))
         if enc is not None:
             return np.stack([enc.encode(t) for t in texts])
         # encode() sorts by length internally, so batches carry little padding.

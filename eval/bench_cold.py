@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
+from eval.fault_kit import rag_env
 
 Echo = Callable[..., None]
 
@@ -72,8 +73,7 @@ def run(settings: Settings, runs: int = 3, echo: Echo | None = None) -> dict[str
     out: dict[str, Any] = {"load_avg_before": _load(), "cores": cores, "runs": runs}
     with tempfile.TemporaryDirectory(prefix="rag-bench-cold-") as tmp:
         work = Path(tmp)
-        base = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-        base.update(RAG_INDEX_DIR=str(work / "index"), HF_HUB_OFFLINE="1")
+        base = rag_env(work / "index")
         rag = [sys.executable, "-m", "app.cli"]
         say("building an index of data/sample …")
         _timed([*rag, "ingest", str(SAMPLE)], base, work)

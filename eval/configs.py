@@ -74,6 +74,11 @@ def runner(cfg: EvalConfig) -> Callable[..., Any]:
     return getattr(importlib.import_module(mod), fn)  # type: ignore[no-any-return]
 
 
+def not_default() -> list[str]:
+    """The configurations a plain `rag eval` leaves out: those that call the LLM."""
+    return [n for n, c in REGISTRY.items() if c.uses_llm]
+
+
 def select(names: list[str] | None) -> tuple[list[EvalConfig], list[tuple[str, str]]]:
     """The configurations to run, and (kind, message) notes for those skipped.
 
@@ -83,8 +88,8 @@ def select(names: list[str] | None) -> tuple[list[EvalConfig], list[tuple[str, s
     documents. They run when named (or with "all"), and the note names them."""
     notes: list[tuple[str, str]] = []
     if not names:
-        wanted = [n for n, c in REGISTRY.items() if not c.uses_llm]
-        left = [n for n, c in REGISTRY.items() if c.uses_llm]
+        left = not_default()
+        wanted = [n for n in REGISTRY if n not in left]
         if left:
             notes.append((
                 "configs_not_default",

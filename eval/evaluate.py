@@ -365,7 +365,7 @@ def _choose(ds: Dataset, settings: Settings, names: list[str] | None) -> list[cf
     chosen, notes = cfgs.select(names)
     for kind, msg in notes:
         # one message names every configuration left out; the count says how many
-        n = sum(c.uses_llm for c in cfgs.REGISTRY.values()) if kind == "configs_not_default" else 1
+        n = len(cfgs.not_default()) if kind == "configs_not_default" else 1
         ds.issues.note(kind, msg, n)
     if not chosen:
         raise RagError("No configuration to run: " + "; ".join(m for _, m in notes))

@@ -25,8 +25,23 @@ from core.errors import IndexBusyError
 from core.lock import holder
 from core.settings import load_settings
 from eval.fault_kit import (
-    REPO, CaseResult, Damage, Key, Proc, clean_exit, clean_records, count_damage, finish, good_files, rag, rag_env,
-    sources, start, texts, verdict,
+    REPO,
+    CaseResult,
+    Damage,
+    Key,
+    Proc,
+    clean_exit,
+    clean_records,
+    count_damage,
+    damage_vs_clean,
+    finish,
+    good_files,
+    rag,
+    rag_env,
+    sources,
+    start,
+    texts,
+    verdict,
 )
 
 Case = Callable[[Path], CaseResult]
@@ -49,7 +64,7 @@ def bad_files(tmp: Path) -> CaseResult:
     (d / "empty.md").write_bytes(b"")
     p = rag(_ingest_args(d), rag_env(tmp / "index"), tmp)
     problems = clean_exit(p, 1) + _reported(p.stderr, "binary.txt", "corrupt.pdf", "empty.md")
-    return verdict("bad-files", p, count_damage(clean_records(good, tmp / "clean"), tmp / "index"), problems, t0)
+    return verdict("bad-files", p, damage_vs_clean(good, tmp), problems, t0)
 
 
 ENCODED = {  # file -> (codec, text, a word a search must find in it)
@@ -78,7 +93,7 @@ def encodings(tmp: Path) -> CaseResult:
     for name, (codec, _, word) in ENCODED.items():
         if not any(h["source"].endswith(name) and word in h["text"] for h in hits):
             problems.append(f"{codec}: '{word}' not found in {name}")
-    dmg = count_damage(clean_records(sorted(d.iterdir()), tmp / "clean"), tmp / "index")
+    dmg = damage_vs_clean(sorted(d.iterdir()), tmp)
     return verdict("encodings", p, dmg, problems, t0)
 
 
@@ -94,7 +109,7 @@ def symlink_loop(tmp: Path) -> CaseResult:
     problems = clean_exit(p, (0, 1))
     if "loop" not in p.output.lower():
         problems.append("the loop was not reported")
-    return verdict("symlink-loop", p, count_damage(clean_records(good, tmp / "clean"), tmp / "index"),
+    return verdict("symlink-loop", p, damage_vs_clean(good, tmp),
                    problems, t0)
 
 
@@ -112,7 +127,7 @@ def symlink_outside(tmp: Path) -> CaseResult:
     problems = clean_exit(p, (0, 1))
     if str(secret.resolve()) in sources(tmp / "index") or "kumquat" in texts(tmp / "index"):
         problems.append("the file outside the folder was indexed through a symlink")
-    return verdict("symlink-outside", p, count_damage(clean_records(good, tmp / "clean"), tmp / "index"),
+    return verdict("symlink-outside", p, damage_vs_clean(good, tmp),
                    problems, t0)
 
 
@@ -154,7 +169,7 @@ def _kill_at(step: str) -> Case:
         problems = [f"killed run: {x}" for x in clean_exit(crashed, 137)]
         p = rag(_ingest_args(d), rag_env(tmp / "index"), tmp)
         problems += clean_exit(p, 0)
-        dmg = count_damage(clean_records(sorted(d.iterdir()), tmp / "clean"), tmp / "index")
+        dmg = damage_vs_clean(sorted(d.iterdir()), tmp)
         return verdict(f"kill-{step}", p, dmg, problems, t0)
 
     case.__name__ = case.__qualname__ = f"kill_{step}"
@@ -206,7 +221,8 @@ def _refused_or_ok(tag: str, p: Proc) -> list[str]:
         return []
     if p.rc == 1 and "is being written" in p.stderr and not p.traceback():
         return []
-    return [f"{tag}: {x}" for x in clean_exit(p, (0, 1))] or [f"{tag}: exit 1 but not refused: {p.last_line()}"]
+    wrong = [f"{tag}: {x}" for x in clean_exit(p, (0, 1))]
+    return wrong or [f"{tag}: exit 1 but not refused: {p.last_line()}"]
 
 
 def concurrent_ingest(tmp: Path) -> CaseResult:
@@ -228,7 +244,8 @@ def concurrent_ingest(tmp: Path) -> CaseResult:
 
 
 HOLD = ("import sys, time\nfrom pathlib import Path\nfrom core.lock import write_lock\n"
-        "with write_lock(Path(sys.argv[1]), 'an ingest'):\n    print('held', flush=True)\n    time.sleep(120)\n")
+        "with write_lock(Path(sys.argv[1]), 'an ingest'):\n"
+        "    print('held', flush=True)\n    time.sleep(120)\n")
 
 
 def upload_during_ingest(tmp: Path) -> CaseResult:
@@ -257,7 +274,7 @@ def upload_during_ingest(tmp: Path) -> CaseResult:
     report = ingest(saved.paths, s)
     if report.count("added") != 1:
         problems.append(f"after the holder exited: {report.summary()}")
-    dmg = count_damage(clean_records(saved.paths, tmp / "clean"), tmp / "index")
+    dmg = damage_vs_clean(saved.paths, tmp)
     return verdict("upload-during-ingest", None, dmg, problems, t0)
 
 
@@ -352,7 +369,7 @@ def ollama_hanging(tmp: Path) -> CaseResult:
         problems.append(f"took {p.seconds:.0f}s with llm.timeout_s = {OLLAMA_TIMEOUT_S}")
     if p.rc and not p.error_lines():
         problems.append(f"no 'Error:' line: {p.last_line()}")
-    dmg = count_damage(clean_records(good, tmp / "clean"), tmp / "index")
+    dmg = damage_vs_clean(good, tmp)
     return verdict("ollama-hanging", p, dmg, problems, t0, f"{len(conns)} connections left unanswered")
 
 
@@ -399,7 +416,7 @@ def markup_name(tmp: Path) -> CaseResult:
     (d / "[" / "x]empty.md").write_bytes(b"")
     p = rag(_ingest_args(d), rag_env(tmp / "index"), tmp)
     problems = clean_exit(p, 1) + _reported(p.stderr, "[/x]empty.md")
-    return verdict("markup-file-name", p, count_damage(clean_records(good, tmp / "clean"), tmp / "index"),
+    return verdict("markup-file-name", p, damage_vs_clean(good, tmp),
                    problems, t0)
 
 
@@ -442,7 +459,7 @@ def docx_zip_bomb(tmp: Path) -> CaseResult:
     peak = p.peak_mb or 0
     if peak > BOMB_PEAK_MB:
         problems.append(f"peak memory {peak:.0f} MB")
-    dmg = count_damage(clean_records(good, tmp / "clean"), tmp / "index")
+    dmg = damage_vs_clean(good, tmp)
     return verdict("docx-zip-bomb", p, dmg, problems, t0, f"peak {peak:.0f} MB")
 
 
@@ -476,7 +493,8 @@ def _chunked(path: Path) -> list[Key]:
     from ingest.loaders import load
 
     s = load_settings()
-    return [(r.source, r.start, r.end, r.text) for r in chunk_document(load(path, s.ingest), str(path), s.chunk)]
+    records = chunk_document(load(path, s.ingest), str(path), s.chunk)
+    return [(r.source, r.start, r.end, r.text) for r in records]
 
 
 def big_plain_text(tmp: Path) -> CaseResult:
@@ -496,8 +514,8 @@ def big_plain_text(tmp: Path) -> CaseResult:
     enc_s = _encoder_seconds([c[3] for c in chunks])
     limit = BIG_SLACK * enc_s + BIG_FIXED_S
     if p.rc is not None and p.seconds > limit:
-        problems.append(f"took {p.seconds:.0f}s, over {limit:.0f}s ({BIG_SLACK:g} x the encoder's {enc_s:.0f}s"
-                        f" + {BIG_FIXED_S:.0f}s)")
+        problems.append(f"took {p.seconds:.0f}s, over {limit:.0f}s ({BIG_SLACK:g} x the encoder's "
+                        f"{enc_s:.0f}s + {BIG_FIXED_S:.0f}s)")
     rate = (f"{n / p.seconds:,.0f} chars/s ({n:,} chars, {i:,} lines, {len(chunks):,} chunks in "
             f"{p.seconds:.0f}s; encoder alone ~{enc_s:.0f}s; peak {p.peak_mb or 0:.0f} MB)")
     dmg = count_damage(chunks, tmp / "index") if p.rc == 0 else Damage()

@@ -235,6 +235,11 @@ def good_files(folder: Path, prefix: str = "") -> list[Path]:
     return [a, b]
 
 
+def damage_vs_clean(good: list[Path], tmp: Path) -> Damage:
+    """The case's index (`tmp/index`) against a clean ingest of the good files (`tmp/clean`)."""
+    return count_damage(clean_records(good, tmp / "clean"), tmp / "index")
+
+
 def verdict(name: str, proc: Proc | None, dmg: Damage, problems: list[str], t0: float,
             note: str = "") -> CaseResult:
     """The case's result: passed when nothing is lost or duplicated and no check failed."""

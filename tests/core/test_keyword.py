@@ -102,7 +102,9 @@ def test_saved_scores_equal_bm25s_without_importing_it(tmp_path: Path) -> None:
     kw.load()
     assert isinstance(kw._bm25, SavedScores)
     ref = bm25s.BM25.load(str(kw.path))
-    for q in ["french press coffee", "绿茶 水温", "attention attention Transformer", "冬奥会吉祥物", "espresso grind"]:
+    queries = ["french press coffee", "绿茶 水温", "attention attention Transformer", "冬奥会吉祥物",
+               "espresso grind"]
+    for q in queries:
         ids = [ref.vocab_dict[t] for t in tokenize(q) if t in ref.vocab_dict]
         assert ids, q
         got, want = kw._bm25.get_scores(ids), np.asarray(ref.get_scores(ids))

@@ -53,12 +53,12 @@ def test_embedder_uses_numpy_for_few_texts_and_torch_for_batches(model_dir: Path
     was = set(models._loaded)
     try:  # before torch is loaded, an extractive answer's sentences still go through NumPy
         models._loaded.clear()
-        assert emb._numpy_encoder(len(many)) is not None
-        assert emb._numpy_encoder(models.NUMPY_MAX_COLD + 1) is None
+        assert emb.numpy_encoder(len(many)) is not None
+        assert emb.numpy_encoder(models.NUMPY_MAX_COLD + 1) is None
     finally:
         models._loaded.update(was)
     assert emb.model is not None and (path, "cpu") in models._loaded
-    assert emb._numpy_encoder(len(many)) is None  # torch is loaded: a batch goes to it
+    assert emb.numpy_encoder(len(many)) is None  # torch is loaded: a batch goes to it
     batch = emb.embed(many)
     single = np.stack([emb.embed_query(t) for t in many])
     assert (batch * single).sum(1).min() >= 0.9999
@@ -96,7 +96,8 @@ def test_a_search_process_does_not_import_torch(tmp_path: Path) -> None:
         "    runpy.run_module('app.cli', run_name='__main__')\n"
         "except SystemExit as e:\n"
         "    assert not e.code, e.code\n"
-        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'bm25s', 'numba') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'bm25s', 'numba')\n"
+        "               if m in sys.modules)\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True,
