@@ -19,6 +19,10 @@ app = typer.Typer(
 
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what each stage does.")) -> None:
+    _configure_logging(verbose)
+
+
+def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -51,14 +55,22 @@ def _register() -> None:
     from app import cmd_ui
 
     cmd_ui.register(app)
+    from app import cmd_serve
+
+    cmd_serve.register(app)
 
 
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-    _register()
     try:
-        rc = app(standalone_mode=False)
+        from app.served import answer_served
+
+        # `rag search` / `rag ask` with a running `rag serve`: answered before Typer parses anything
+        rc = answer_served(sys.argv[1:], _configure_logging)
+        if rc is None:
+            _register()
+            rc = app(standalone_mode=False)
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except RagError as e:

@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.markup import escape
 
-from app.output import console, out, print_json
-from core.settings import Settings, load_settings
-from core.types import TraceEntry
+from app.output import print_json
+
+if TYPE_CHECKING:
+    from core.index import Index
+    from core.settings import Settings
+    from core.types import TraceEntry
+
+# Light module-level imports (see app/cmd_index.py): rich, settings and the pipeline load in the command.
+ASK_TIMEOUT_S = 900.0  # generation on CPU can take minutes; past this, ask again in process
 
 
 def _source_line(c: dict[str, object]) -> str:
@@ -25,6 +31,7 @@ def _source_line(c: dict[str, object]) -> str:
 
 
 def _print_trace(trace: list[TraceEntry], settings: Settings) -> None:
+    from app.output import console
     from app.trace_view import Locator, format_entry
 
     console.rule("trace")
@@ -41,14 +48,73 @@ def _print_trace(trace: list[TraceEntry], settings: Settings) -> None:
         console.print(f"{t.stage:<14} {t.ms:>9.1f} ms  {detail}", markup=False, highlight=False)
 
 
+def ask_result(question: str, settings: Settings, strategy: str | None = None, k: int | None = None,
+               index: Index | None = None) -> dict[str, Any]:
+    """The answer as `rag ask --json --trace` prints it (without streaming); `rag serve` answers with it."""
+    from retrieval.answer import ask
+
+    return ask(question, settings, strategy=strategy, k=k, index=index).to_dict(trace=True)
+
+
+def print_answer(result: dict[str, Any], json_out: bool, trace: bool, streamed: bool,
+                 entries: list[TraceEntry] | None = None, settings: Settings | None = None) -> None:
+    """Print an answer (`AnswerResult.to_dict(trace=True)`) after its text was streamed, whichever
+    process made it. `entries`: the trace as the pipeline left it (in process), else rebuilt."""
+    if json_out:
+        print_json({k: v for k, v in result.items() if trace or k != "trace"})
+    else:
+        from rich.markup import escape
+
+        from app.output import console, out
+
+        if streamed:
+            sys.stdout.write("\n")
+        if result["citations"]:
+            out.print("\nSources:", highlight=False)
+            for c in result["citations"]:
+                out.print(_source_line(c), markup=False, highlight=False)
+        secs = result["timings"].get("total", 0) / 1000
+        mode = f" · {escape(result['mode'])}" if result["mode"] else ""
+        console.print(f"[dim]{escape(result['backend'])} · {escape(result['model'])}{mode} · {secs:.1f}s "
+                      f"({escape(result['reason'])})[/dim]", highlight=False)
+        check = next((t["detail"] for t in reversed(result["trace"]) if t["stage"] == "check"), None)
+        if check and (check.get("dropped") or check.get("fallback")):
+            note = f"{len(check.get('dropped', []))} unsupported sentence(s) removed"
+            if check.get("fallback"):
+                note += "; answer quoted from the passages instead"
+            console.print(f"[dim]{escape(note)} (--trace shows which and why)[/dim]", highlight=False)
+        if trace:
+            from core.settings import load_settings
+            from core.types import TraceEntry
+
+            if entries is None:
+                entries = [TraceEntry(t["stage"], t["ms"], t["detail"]) for t in result["trace"]]
+            _print_trace(entries, settings or load_settings())
+    if result["abstain_reason"] == "empty_index":
+        raise typer.Exit(1)
+
+
 def ask_cmd(
     question: str = typer.Argument(..., help="The question to answer from the indexed documents."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming."),
     trace: bool = typer.Option(False, "--trace", help="Show every step: backend, queries, candidates."),
     strategy: str = typer.Option(None, "--strategy", help="Query translation strategy (default: settings)."),
     k: int = typer.Option(None, "-k", help="Passages in the prompt (default answer.context_chunks)."),
+    no_serve: bool = typer.Option(False, "--no-serve",
+                                  help="Answer in this process even when `rag serve` runs."),
 ) -> None:
     """Answer a question from your documents, with numbered citations."""
+    if not no_serve:  # a running `rag serve` answers without loading anything here (not streamed)
+        from app.serve_client import call
+
+        served = call("ask", {"question": question, "strategy": strategy, "k": k}, ASK_TIMEOUT_S)
+        if served is not None:
+            if not json_out:
+                sys.stdout.write(served["answer"])
+                sys.stdout.flush()
+            print_answer(served, json_out, trace, streamed=not json_out)
+            return
+    from core.settings import load_settings
     from retrieval.answer import AnswerResult, ask_stream
 
     settings = load_settings()
@@ -62,29 +128,7 @@ def ask_cmd(
             sys.stdout.flush()
             streamed = True
     assert result is not None
-    if json_out:
-        print_json(result.to_dict(trace=trace))
-    else:
-        if streamed:
-            sys.stdout.write("\n")
-        if result.citations:
-            out.print("\nSources:", highlight=False)
-            for c in result.citations:
-                out.print(_source_line(c.to_dict()), markup=False, highlight=False)
-        secs = result.timings.get("total", 0) / 1000
-        mode = f" · {escape(result.mode)}" if result.mode else ""
-        console.print(f"[dim]{escape(result.backend)} · {escape(result.model)}{mode} · {secs:.1f}s "
-                      f"({escape(result.reason)})[/dim]", highlight=False)
-        check = next((t.detail for t in reversed(result.trace) if t.stage == "check"), None)
-        if check and (check.get("dropped") or check.get("fallback")):
-            note = f"{len(check.get('dropped', []))} unsupported sentence(s) removed"
-            if check.get("fallback"):
-                note += "; answer quoted from the passages instead"
-            console.print(f"[dim]{escape(note)} (--trace shows which and why)[/dim]", highlight=False)
-        if trace:
-            _print_trace(result.trace, settings)
-    if result.abstain_reason == "empty_index":
-        raise typer.Exit(1)
+    print_answer(result.to_dict(trace=True), json_out, trace, streamed, result.trace, settings)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,10 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from app.output import console, ingest_progress, out, print_json
-from core.settings import load_settings
+from app.output import print_json
+
+# rich and the settings load inside the commands: every `rag` start imports this module (app/cmd_index.py)
 
 
 @contextmanager
@@ -19,6 +19,10 @@ def _query_bars(enabled: bool) -> Iterator[Callable[[str, int, int], None] | Non
     if not enabled:
         yield None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from app.output import console
+
     with Progress(
         TextColumn("{task.description:<18}"),
         BarColumn(),
@@ -77,6 +81,8 @@ def eval_cmd(
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
 ) -> None:
     """Evaluate retrieval configurations on labelled data; writes reports/NAME/."""
+    from app.output import console, ingest_progress, out
+    from core.settings import load_settings
     from eval import configs as cfgs
     from eval import report
     from eval.datasets import load_dataset
@@ -153,6 +159,8 @@ def bench_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print figures as JSON."),
 ) -> None:
     """Print ingest throughput, query latency by stage and LLM figures (no assertions)."""
+    from app.output import out
+    from core.settings import load_settings
     from eval.bench import CHOICES, run
 
     if what not in CHOICES:

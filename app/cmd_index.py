@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from app.ingest_lines import report_lines
-from app.output import console, ingest_progress, out, print_json, step_progress
-from core.index import Index
-from core.settings import load_settings
+from app.output import print_json
+
+if TYPE_CHECKING:
+    from core.index import Index
+    from core.settings import Settings
+
+# Module-level imports stay light (stdlib, typer): `rag search` answered by `rag serve` must start
+# in a fraction of a second, so rich, pydantic settings and the index load inside the commands.
+SEARCH_TIMEOUT_S = 5.0  # a resident server busy for longer (a long `rag ask`): answer in process
 
 
 def ingest_cmd(
@@ -21,11 +24,19 @@ def ingest_cmd(
     prune: bool = typer.Option(False, "--prune", help="Remove chunks of indexed files that no longer exist."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
-    multi_rep: bool = typer.Option(None, "--multi-representation/--no-multi-representation",
-                                   help="LLM summaries and questions per chunk or section (default: settings)."),
-    raptor: bool = typer.Option(None, "--raptor/--no-raptor", help="Build or update the RAPTOR summary tree."),
+    multi_rep: bool = typer.Option(
+        None, "--multi-representation/--no-multi-representation",
+        help="LLM summaries and questions per chunk or section (default: settings).",
+    ),
+    raptor: bool = typer.Option(None, "--raptor/--no-raptor",
+                                help="Build or update the RAPTOR summary tree."),
 ) -> None:
     """Load, chunk, embed and index documents. Unchanged files are skipped."""
+    from rich.markup import escape
+
+    from app.ingest_lines import report_lines
+    from app.output import console, ingest_progress, out
+    from core.settings import load_settings
     from ingest.pipeline import ingest
 
     settings = load_settings()
@@ -60,6 +71,8 @@ def ingest_cmd(
 def _self_train(settings: Any, show: bool) -> Any:
     """Train the LTR model from the corpus itself when the ingest changed it enough
     (eval/self_train.py); None when there is no index to train on."""
+    from app.output import step_progress
+    from core.index import Index
     from eval.self_train import self_train
 
     index = Index(settings)
@@ -69,7 +82,7 @@ def _self_train(settings: Any, show: bool) -> Any:
         return self_train(index, settings, cb)
 
 
-def _ranker_status(settings: Any, index: Index) -> dict[str, Any]:
+def _ranker_status(settings: Settings, index: Index) -> dict[str, Any]:
     """Which LTR model the query path uses and why (or why it keeps the coarse order)."""
     import json
 
@@ -96,6 +109,13 @@ def _ranker_status(settings: Any, index: Index) -> dict[str, Any]:
 
 def status_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Where the index is, what it holds, which model built it."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from app.output import out
+    from core.index import Index
+    from core.settings import load_settings
+
     settings = load_settings()
     index = Index(settings)
     st = index.status()
@@ -127,34 +147,68 @@ def _hit_line(i: int, h: dict[str, Any]) -> str:
     return f"[{i}] {h['score']:.4f}  {loc} [{h['start']}:{h['end']}]  {h['title']}\n    {snippet}"
 
 
+def search_result(
+    query: str, settings: Settings, k: int = 5, mode: str | None = None, coarse: bool | None = None,
+    ltr: bool | None = None, index: Index | None = None,
+) -> dict[str, Any]:
+    """What `rag search --json` prints: the hits, per-stage timings and whether the ranker ran.
+    `rag serve` answers with this same dict."""
+    from retrieval.pipeline import retrieve
+
+    res = retrieve(query, settings, index=index, k=k, mode=mode, coarse=coarse, ltr=ltr)
+    stage = next((t.detail for t in res.trace if t.stage == "ltr"), None)
+    ranker = None
+    if stage is not None:
+        ranker = {"active": "model" in stage, "why": stage.get("why") or stage.get("skipped")}
+    hits = [h.to_dict() for h in res.hits]
+    return {"query": query, "hits": hits, "timings_ms": res.timings(), "ranker": ranker}
+
+
+def print_search(result: dict[str, Any], json_out: bool) -> None:
+    """Print a `search_result`, whichever process made it."""
+    if json_out:
+        print_json(result)
+        return
+    from app.output import out
+
+    if not result["hits"]:
+        out.print("No results.")
+    for i, h in enumerate(result["hits"], 1):
+        out.print(_hit_line(i, h), markup=False, highlight=False)
+
+
 def search_cmd(
     query: str = typer.Argument(..., help="What to look for."),
     k: int = typer.Option(5, "-k", help="How many hits."),
     mode: str = typer.Option(None, "--mode", help="hybrid | dense | bm25 (default from settings)."),
     json_out: bool = typer.Option(False, "--json", help="Print hits as JSON."),
-    coarse: bool = typer.Option(None, "--coarse/--no-coarse", help="SBERT coarse rerank (default from settings)."),
+    coarse: bool = typer.Option(None, "--coarse/--no-coarse",
+                                help="SBERT coarse rerank (default from settings)."),
     ltr: bool = typer.Option(None, "--ltr/--no-ltr", help="LightGBM LTR rerank (default from settings)."),
+    no_serve: bool = typer.Option(False, "--no-serve",
+                                  help="Search in this process even when `rag serve` runs."),
 ) -> None:
     """Retrieve the best chunks for a query (no generation): hybrid search, then the reranking stages."""
-    from retrieval.pipeline import retrieve
+    result = None
+    if not no_serve:  # a running `rag serve` for this index and these settings answers in milliseconds
+        from app.serve_client import call
 
-    settings = load_settings()
-    res = retrieve(query, settings, k=k, mode=mode, coarse=coarse, ltr=ltr)
-    hits = [h.to_dict() for h in res.hits]
-    if json_out:
-        ltr = next((t.detail for t in res.trace if t.stage == "ltr"), None)
-        ranker = None if ltr is None else {"active": "model" in ltr, "why": ltr.get("why") or ltr.get("skipped")}
-        print_json({"query": query, "hits": hits, "timings_ms": res.timings(), "ranker": ranker})
-        return
-    if not hits:
-        out.print("No results.")
-    for i, h in enumerate(hits, 1):
-        out.print(_hit_line(i, h), markup=False, highlight=False)
+        result = call("search", {"query": query, "k": k, "mode": mode, "coarse": coarse, "ltr": ltr},
+                      SEARCH_TIMEOUT_S)
+    if result is None:
+        from core.settings import load_settings
+
+        result = search_result(query, load_settings(), k=k, mode=mode, coarse=coarse, ltr=ltr)
+    print_search(result, json_out)
 
 
 def doctor_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """What is installed and reachable: embedding model, vector store, LLM backends, GPU."""
+    from rich.markup import escape
+
     from app.doctor import run_checks
+    from app.output import out
+    from core.settings import load_settings
 
     settings = load_settings()
     checks = run_checks(settings)
@@ -162,7 +216,8 @@ def doctor_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSO
         print_json(checks)
     else:
         for c in checks:
-            mark = {"ok": "[green]ok[/green]", "warn": "[yellow]--[/yellow]", "fail": "[red]!![/red]"}[c["state"]]
+            marks = {"ok": "[green]ok[/green]", "warn": "[yellow]--[/yellow]", "fail": "[red]!![/red]"}
+            mark = marks[c["state"]]
             out.print(f"{mark} {escape(c['name'])}: {escape(str(c['detail']))}", highlight=False,
                       style="yellow" if c["state"] == "warn" else None)
     if any(c["state"] == "fail" for c in checks):

@@ -10,8 +10,7 @@ from typing import Any
 
 import typer
 
-from app.output import console, out, print_json
-from core.settings import load_settings
+from app.output import print_json
 
 
 @contextmanager
@@ -20,6 +19,8 @@ def _bars(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from app.output import console
 
     with Progress(
         TextColumn("{task.description:<12}"),
@@ -66,7 +67,9 @@ def train_ranker_cmd(
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
 ) -> None:
     """Train the LTR model (LightGBM lambdarank) and write it, with its report, beside the index."""
+    from app.output import out
     from core.errors import ConfigError
+    from core.settings import load_settings
     from eval.train_labelled import train_dataset
 
     if beir is not None and synthetic is not None:

@@ -3,15 +3,16 @@ count), or the nodes of one level."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from app.output import out, print_json
-from core.index import Index
-from core.settings import load_settings
-from core.types import Record
-from retrieval.tree import Tree, load_tree
+from app.output import print_json
+
+if TYPE_CHECKING:  # loaded in the command: every `rag` start imports this module (app/cmd_index.py)
+    from core.index import Index
+    from core.types import Record
+    from retrieval.tree import Tree
 
 
 def _first_line(text: str, width: int) -> str:
@@ -32,6 +33,8 @@ def _node_dict(r: Record) -> dict[str, Any]:
 
 
 def _print_level(index: Index, tree: Tree, level: int, width: int, json_out: bool) -> None:
+    from app.output import out
+
     recs = list(index.docs.iter_records(("chunk",))) if level == 0 else tree.level(level)
     if not recs:
         out.print(f"The tree has no level {level}; levels are 0..{tree.depth}.")
@@ -51,6 +54,11 @@ def tree_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print nodes as JSON."),
 ) -> None:
     """Print the RAPTOR summary tree built by `rag ingest --raptor`."""
+    from app.output import out
+    from core.index import Index
+    from core.settings import load_settings
+    from retrieval.tree import load_tree
+
     settings = load_settings()
     index = Index(settings)
     tree = load_tree(index) if index.exists() else None

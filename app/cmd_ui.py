@@ -12,19 +12,22 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from app.output import console, out
-from app.privacy import allowed_hosts, exposure_warnings
 from core.errors import ConfigError
-from core.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # loaded in the command: every `rag` start imports this module (app/cmd_index.py)
+    from core.settings import Settings
 
 UI_SCRIPT = Path(__file__).resolve().parent / "ui.py"
 
 
 def streamlit_command(settings: Settings, port: int | None = None) -> list[str]:
     """The `streamlit run` command line for these settings."""
+    from app.privacy import allowed_hosts
+
     port = settings.ui.port if port is None else port
     if not 0 < port < 65536:
         raise ConfigError(f"ui.port {port} is not a TCP port; choose one between 1 and 65535 (RAG_UI__PORT).")
@@ -45,10 +48,38 @@ def streamlit_command(settings: Settings, port: int | None = None) -> list[str]:
     ]
 
 
+def start_resident(settings: Settings) -> subprocess.Popen[bytes] | None:
+    """`rag serve` in the background for this index (ui.serve), unless one runs already or there is
+    no index yet to keep loaded. Same environment and folder: the same settings fingerprint."""
+    if not settings.ui.serve or not (settings.index_path / "manifest.json").exists():
+        return None
+    from app.serve_client import find_server
+
+    if find_server(settings.index_path) is not None:
+        return None
+    return subprocess.Popen([sys.executable, "-m", "app.cli", "serve"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop_resident(resident: subprocess.Popen[bytes] | None) -> None:
+    if resident is None or resident.poll() is not None:
+        return
+    resident.terminate()  # SIGTERM: it removes its serve.json
+    try:
+        resident.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        resident.kill()
+        resident.wait()
+
+
 def ui_cmd(
     port: int = typer.Option(None, "--port", help="Port to listen on (default ui.port, 8501)."),
 ) -> None:
     """Start the chat UI in your browser (Streamlit, bound to ui.host, 127.0.0.1 by default)."""
+    from app.output import console, out
+    from app.privacy import exposure_warnings
+    from core.settings import load_settings
+
     settings = load_settings()
     cmd = streamlit_command(settings, port)
     host = f"[{settings.ui.host}]" if ":" in settings.ui.host else settings.ui.host  # IPv6
@@ -58,7 +89,15 @@ def ui_cmd(
     out.print(f"Chat UI at {addr}  (index {settings.index_path}; Ctrl+C stops it)",
               markup=False, highlight=False)
     sys.stdout.flush()
-    proc = subprocess.Popen(cmd)
+    resident = start_resident(settings)
+    if resident is not None:
+        out.print("rag serve starts beside it: `rag search` and `rag ask` answer fast while the UI is open "
+                  "(ui.serve = false turns this off)", markup=False, highlight=False)
+    try:
+        proc = subprocess.Popen(cmd)
+    except BaseException:
+        _stop_resident(resident)
+        raise
 
     def _stop(signum: int, frame: object) -> None:  # `kill <rag pid>` stops the server too
         proc.terminate()
@@ -75,6 +114,8 @@ def ui_cmd(
             proc.kill()
             rc = proc.wait()
         raise
+    finally:
+        _stop_resident(resident)
     if rc:
         raise typer.Exit(rc)
 

@@ -5,9 +5,11 @@ warn when a setting sends them further."""
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from core.settings import Settings
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 # Host names a browser uses for the UI on this machine (`server.allowedHosts`).
 LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1"]

@@ -232,6 +232,9 @@ class UISettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8501
     max_upload_mb: float = 50.0
+    # `rag ui` also starts `rag serve` for the index (when one exists and no server runs for it), so
+    # `rag search` / `rag ask` in a terminal answer fast while the UI is open; stopped with the UI.
+    serve: bool = True
 
 
 def _config_file() -> Path:

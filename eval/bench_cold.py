@@ -4,9 +4,10 @@ A fresh `rag search "…" --json` (and `rag ask`) process on an index of the sam
 start, imports, model, Chroma, keyword index, the search, the JSON), with the NumPy query
 encoder (the default) and with sentence-transformers (`embedding.numpy_queries = false`,
 what every query paid before) side by side in the same run; `python -c pass` is the floor.
-Then one question encoded in process, warm, both ways. The load average is printed before and
-after; figures taken while the machine is busier than its cores are marked as not to be trusted.
-Figures, never assertions."""
+Then the same commands while `rag serve` runs for that index (the resident process answers them;
+the command only starts, asks and prints), and one question encoded in process, warm, both ways.
+The load average is printed before and after; figures taken while the machine is busier than
+its cores are marked as not to be trusted. Figures, never assertions."""
 
 from __future__ import annotations
 
@@ -52,6 +53,35 @@ def _timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     return dt
 
 
+def _resident(rag: list[str], env: dict[str, str], work: Path, index: Path, runs: int) -> dict[str, float]:
+    """`rag search` / `rag ask` medians while `rag serve` runs for the index (started, then stopped)."""
+    serve_json = index / "serve.json"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*rag, "serve"], env=env, cwd=work, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        while not serve_json.exists():
+            if proc.poll() is not None or time.perf_counter() - t0 > 600:
+                err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
+                raise RuntimeError(f"rag serve did not start: {err.strip()[-400:]}")
+            time.sleep(0.1)
+        row: dict[str, float] = {"start_s": round(time.perf_counter() - t0, 1)}
+        for command in COMMANDS:
+            _timed([*rag, command, QUESTIONS[0], "--json"], env, work)
+            times = [_timed([*rag, command, QUESTIONS[i % len(QUESTIONS)], "--json"], env, work)
+                     for i in range(runs)]
+            row[f"{command}_median_s"] = round(statistics.median(times), 2)
+            row[f"{command}_min_s"] = round(min(times), 2)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return row
+
+
 def _encode_ms(numpy_queries: bool, repeats: int = 30) -> float:
     from core.models import get_embedder
     from core.settings import EmbeddingSettings
@@ -90,8 +120,10 @@ def run(settings: Settings, runs: int = 3, echo: Echo | None = None) -> dict[str
                 row[f"{command}_min_s"] = round(min(times), 2)
             row["encode_ms_warm"] = _encode_ms(numpy_queries)
             rows[label] = row
+        resident = _resident(rag, base, work, work / "index", runs)
     out["python_floor_s"] = round(statistics.median(floor), 3)
     out["commands"] = rows
+    out["resident"] = resident
     out["load_avg_after"] = _load()
     busy = max(out["load_avg_before"], out["load_avg_after"]) > cores
     out["trusted"] = not busy
@@ -101,8 +133,12 @@ def run(settings: Settings, runs: int = 3, echo: Echo | None = None) -> dict[str
     for label, r in rows.items():
         say(f"{label:<48}{r['search_median_s']:>10}{r['search_min_s']:>7}{r['ask_median_s']:>8}"
             f"{r['ask_min_s']:>7}{r['encode_ms_warm']:>11}")
+    r = resident
+    say(f"{'rag serve running (resident, numpy default)':<48}{r['search_median_s']:>10}{r['search_min_s']:>7}"
+        f"{r['ask_median_s']:>8}{r['ask_min_s']:>7}{'-':>11}")
     say(f"{'python -c pass (floor)':<48}{out['python_floor_s']:>10}")
-    say("search/ask: median (min) seconds of a whole process; encode ms: one question, warm, in process")
+    say("search/ask: median (min) seconds of a whole process; encode ms: one question, warm, in process; "
+        f"rag serve took {r['start_s']} s to start (load and warm up)")
     if busy:
         say("the machine was busier than its cores: these figures are not to be trusted; run again alone")
     return out

@@ -49,3 +49,5 @@ def test_cold_bench_times_both_query_encoders(settings) -> None:  # type: ignore
         assert r["encode_ms_warm"] > 0
     assert any("load average" in line for line in lines)
     assert any(line.startswith("numpy query encoder") for line in lines)
+    assert res["resident"]["search_median_s"] > 0 and res["resident"]["ask_median_s"] > 0
+    assert any(line.startswith("rag serve running") for line in lines)
