@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.types import Record
+from core.types import Record, index_text
 
 SCHEMA_VERSION = 1
 
@@ -149,6 +149,16 @@ class DocStore:
         q += " ORDER BY rowid"
         for row in self.conn.execute(q, args):
             yield _row_to_record(row)
+
+    def keyword_rows(self) -> list[tuple[str, str, str]]:
+        """(id, indexed text, group) of every record for the keyword index: chunks of each
+        file in reading order, grouped by source (so BM25 knows each chunk's neighbours),
+        then derived records, ungrouped. Read and ordered by SQLite without building
+        records: this runs after every ingest, over the whole index."""
+        q = ('SELECT id, kind, source, title, text FROM records ORDER BY kind != \'chunk\', source, '
+             'COALESCE(start, 0), COALESCE("end", 0), id')
+        return [(rid, index_text(kind, title or "", text), source if kind == "chunk" else "")
+                for rid, kind, source, title, text in self.conn.execute(q)]
 
     def get_ids_for_source(self, path: str) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT id FROM records WHERE source=?", (path,))]

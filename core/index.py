@@ -1,5 +1,5 @@
 """The index on disk: document store (SQLite), vector store (Chroma), keyword index
-(bm25s) and the manifest that says how they were built. Ingest writes it, retrieval
+(BM25, core/keyword.py) and the manifest that says how they were built. Ingest writes it, retrieval
 reads it; both reach it through this one object."""
 
 from __future__ import annotations
@@ -37,13 +37,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def keyword_items(docs: DocStore) -> list[tuple[str, str, str]]:
-    """What BM25 indexes: chunks of each file in reading order (grouped by source, so the
-    keyword index knows each chunk's neighbours), then derived records, ungrouped."""
-    recs = sorted(docs.iter_records(), key=lambda r: (r.kind != "chunk", r.source, r.start, r.end, r.id))
-    return [(r.id, r.index_text(), r.source if r.kind == "chunk" else "") for r in recs]
-
-
 @dataclass
 class Index:
     settings: Settings
@@ -77,7 +70,7 @@ class Index:
             with write_lock(self.path, "a keyword index rebuild"):
                 if not kw.is_current():
                     log.warning("rebuilding the BM25 index at %s (written by another tokenizer version)", kw.path)
-                    kw.build(keyword_items(self.docs))
+                    kw.build(self.docs.keyword_rows())
         return kw
 
     @cached_property
@@ -133,7 +126,7 @@ class Index:
         tmp.replace(self.manifest_path)
 
     def rebuild_keyword(self) -> int:
-        self.keyword.build(keyword_items(self.docs))
+        self.keyword.build(self.docs.keyword_rows())
         return len(self.keyword.ids)
 
     def status(self) -> dict[str, Any]:

@@ -1,5 +1,8 @@
-"""The keyword (BM25) index: `bm25s`, saved beside the vector store, rebuilt from the
-document store whenever an ingest changed anything, so it is always in step.
+"""The keyword (BM25) index, saved beside the vector store in bm25s's format and rebuilt
+from the document store whenever an ingest changed anything, so it is always in step. A
+rebuild tokenises only the records whose text is new: every record's term counts are kept
+with the index (core/bm25.py), so adding one file to a large index costs little more than
+writing the matrix.
 
 Tokenisation handles English (lower-case, stop words, Snowball stemming) and CJK text
 (jieba word segmentation in search mode), mixed within one text.
@@ -8,6 +11,7 @@ Tokenisation handles English (lower-case, stop words, Snowball stemming) and CJK
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -21,13 +25,16 @@ from typing import Any
 
 import numpy as np
 
+from core.bm25 import K1, B, TermCounts, load_saved_scores, load_terms, save_bm25s
 from core.errors import IndexError_
 from core.lang import CJK_RANGES
-from core.lexicon import LEXICON_FILE, Lexicon, mine
+from core.lexicon import LEXICON_FILE, Lexicon, TextFacts, combine, facts
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+COUNTS_VERSION = 1  # the per-record term counts and lexicon facts kept for the next rebuild
+EMPTY = "\x00empty"  # the one token of a record with none, so every record has a length
 # /2: a Latin or digit run no longer swallows the CJK text that follows it
 # ("Transformer架构中" was one token); an index written by /1 is rebuilt on the next ingest.
 TOKENIZER_VERSION = "en-snowball+jieba-search/2"
@@ -97,42 +104,6 @@ def _bm25s() -> Any:
 
 
 @dataclass
-class SavedScores:
-    """A saved bm25s index read for queries without importing bm25s (its import pulls in
-    numba, ~0.4 s of every `rag search` start). The scores are bm25s's own: the eager
-    per-term BM25 weights it saved as a CSC matrix, summed over the query's term ids in the
-    same order and dtype as its numpy backend, so results are bit-identical."""
-
-    vocab_dict: dict[str, int]
-    data: np.ndarray
-    indices: np.ndarray
-    indptr: np.ndarray
-    num_docs: int
-
-    def get_scores(self, token_ids: list[int]) -> np.ndarray:
-        q = np.asarray(token_ids, dtype=np.int64)
-        scores = np.zeros(self.num_docs, dtype=self.data.dtype)
-        for start, end in zip(self.indptr[q], self.indptr[q + 1], strict=True):
-            np.add.at(scores, self.indices[start:end], self.data[start:end])
-        return scores
-
-
-def load_saved_scores(folder: Path) -> SavedScores | None:
-    """The query side of a bm25s index saved by `KeywordIndex.build`, or None when it is not
-    the plain eager-scored kind (another method needs more than the matrix): bm25s loads it."""
-    try:
-        params = json.loads((folder / "params.index.json").read_text())
-        if params.get("method") not in ("lucene", "robertson", "atire") or params.get("num_docs") is None:
-            return None
-        vocab = json.loads((folder / "vocab.index.json").read_text(encoding="utf-8"))
-        arrays = [np.load(folder / f"{n}.csc.index.npy", allow_pickle=False)
-                  for n in ("data", "indices", "indptr")]
-    except (OSError, ValueError):
-        return None
-    return SavedScores(vocab, *arrays, num_docs=int(params["num_docs"]))
-
-
-@dataclass
 class KeywordIndex:
     """A bm25s index plus the record ids in index order."""
 
@@ -150,36 +121,33 @@ class KeywordIndex:
     def build(self, items: Iterable[tuple[str, str] | tuple[str, str, str]]) -> None:
         """Index `(id, text)` or `(id, text, group)` items. Consecutive items of one non-empty
         group (a document's chunks in reading order) are neighbours: `context_scores` gives a
-        chunk the scores of its neighbours and of its whole document."""
-        bm25s = _bm25s()
-
+        chunk the scores of its neighbours and of its whole document. Texts the current
+        version already holds are not tokenised again."""
         ids: list[str] = []
-        corpus: list[list[str]] = []
+        texts: list[str] = []
         groups: list[int] = []
         names: dict[str, int] = {}
-        texts: list[str] = []
         for item in items:
-            rid, text = item[0], item[1]
-            texts.append(text)
+            ids.append(item[0])
+            texts.append(item[1])
             group = item[2] if len(item) > 2 else ""  # type: ignore[misc]
-            ids.append(rid)
-            corpus.append(tokenize(text) or ["\x00empty"])
             groups.append(names.setdefault(group, len(names)) if group else -1)
+        known = _Tokenised.load(self.path) if self.is_current() else None
+        tok = _tokenise(texts, known)
         # Written into a fresh versioned folder, then published by repointing the `bm25` link:
         # no two writers share a temporary path, and a reader never sees a half-written index.
         tmp = self.path.with_name(f"{self.path.name}.{time.time_ns()}.{os.getpid()}")
         tmp.mkdir(parents=True)
         if ids:
-            bm = bm25s.BM25(k1=1.2, b=0.75)
-            bm.index(_as_tokenized(corpus), show_progress=False)
-            bm.save(str(tmp))
-        mine(texts).save(tmp)  # the corpus's own English-Chinese glosses (core/lexicon.py)
+            save_bm25s(tmp, tok.counts, tok.vocab)
+        tok.save(tmp)
+        tok.lexicon().save(tmp)  # the corpus's own English-Chinese glosses (core/lexicon.py)
         (tmp / "ids.json").write_text(json.dumps(ids))
         (tmp / "groups.json").write_text(json.dumps(groups))
         (tmp / "manifest.json").write_text(
             json.dumps(
                 {"format_version": FORMAT_VERSION, "tokenizer": TOKENIZER_VERSION, "documents": len(ids),
-                 "bm25s": bm25s.__version__, "k1": 1.2, "b": 0.75}
+                 "counts": COUNTS_VERSION, "k1": K1, "b": B, "tokenised": tok.fresh}
             )
         )
         self._publish(tmp)
@@ -237,7 +205,7 @@ class KeywordIndex:
         self._pos = None
         self._lexicon = None
         if self.ids:
-            self._bm25 = load_saved_scores(self.path) or _bm25s().BM25.load(str(self.path))
+            self._bm25 = load_saved_scores(self.path) or _bm25s().BM25.load(str(self.path))  # older kinds
         else:
             self._bm25 = None
 
@@ -336,10 +304,74 @@ class KeywordIndex:
         return prev, nxt
 
 
-def _as_tokenized(corpus: list[list[str]]) -> Any:
-    """bm25s wants ids + vocab; build them ourselves so our tokenizer is the only one."""
-    import bm25s.tokenization as tk
+def _digest(text: str) -> int:
+    raw = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(raw, "little")
 
-    vocab: dict[str, int] = {}
-    ids = [[vocab.setdefault(t, len(vocab)) for t in doc] for doc in corpus]
-    return tk.Tokenized(ids=ids, vocab=vocab)
+
+@dataclass
+class _Tokenised:
+    """The tokenised corpus of one index version, record by record in index order: the
+    text's hash, its term counts and its lexicon facts (letters, CJK characters, glossing
+    pairs). The next build reuses a record's entry when its text hashes the same."""
+
+    hashes: np.ndarray  # uint64
+    counts: TermCounts
+    letters: np.ndarray  # int64 (records, 2): CJK characters, letters and digits
+    pairs: dict[int, list[tuple[str, str]]]  # record -> glossing pairs, only where there are some
+    vocab: dict[str, int]
+    fresh: int = 0  # records tokenised by the build that made this
+
+    def lexicon(self) -> Lexicon:
+        cjk, letters = (int(x) for x in self.letters.sum(axis=0)) if len(self.letters) else (0, 0)
+        return combine(cjk, letters, (p for r in sorted(self.pairs) for p in self.pairs[r]))
+
+    def save(self, folder: Path) -> None:
+        self.counts.save(folder)
+        np.save(folder / "hashes.counts.npy", self.hashes, allow_pickle=False)
+        np.save(folder / "letters.counts.npy", self.letters, allow_pickle=False)
+        (folder / "pairs.counts.json").write_text(
+            json.dumps({str(r): p for r, p in self.pairs.items()}, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> _Tokenised | None:
+        """The saved entries, or None when they are missing, of another version or do not
+        agree with each other (then every text is tokenised again)."""
+        try:
+            man = json.loads((folder / "manifest.json").read_text())
+            if man.get("counts") != COUNTS_VERSION:
+                return None
+            counts = TermCounts.load(folder)
+            hashes = np.load(folder / "hashes.counts.npy", allow_pickle=False)
+            letters = np.load(folder / "letters.counts.npy", allow_pickle=False)
+            raw = json.loads((folder / "pairs.counts.json").read_text(encoding="utf-8"))
+            vocab = load_terms(folder) if counts is not None and counts.records else {}
+        except (OSError, ValueError):
+            return None
+        n = len(hashes)
+        if counts is None or counts.records != n or letters.shape != (n, 2):
+            return None
+        if n and (not vocab or int(counts.terms.max(initial=0)) >= len(vocab)):
+            return None
+        pairs = {int(r): [(str(k), str(t)) for k, t in p] for r, p in raw.items()}
+        return cls(hashes, counts, letters, pairs, vocab)
+
+
+def _tokenise(texts: list[str], known: _Tokenised | None) -> _Tokenised:
+    """The tokenised corpus of `texts`, taking every text `known` already holds from it."""
+    hashes = np.fromiter((_digest(t) for t in texts), dtype=np.uint64, count=len(texts))
+    base = known or _Tokenised(np.zeros(0, np.uint64), TermCounts.empty(), np.zeros((0, 2), np.int64), {}, {})
+    at = {h: r for r, h in enumerate(base.hashes.tolist())}
+    rows = np.fromiter((at.get(h, -1) for h in hashes.tolist()), dtype=np.int64, count=len(texts))
+    new = np.flatnonzero(rows < 0)
+    vocab = dict(base.vocab)
+    fresh = TermCounts.from_tokens((tokenize(texts[i]) or [EMPTY] for i in new.tolist()), vocab)
+    found: list[TextFacts] = [facts(texts[i]) for i in new.tolist()]
+    rows[new] = base.counts.records + np.arange(len(new))
+    counts, vocab = base.counts.concat(fresh).take(rows).compact(vocab)
+    pool_letters = np.concatenate([base.letters, np.asarray([(f.cjk, f.letters) for f in found],
+                                                            dtype=np.int64).reshape(-1, 2)])
+    pool_pairs = dict(base.pairs)
+    pool_pairs.update({base.counts.records + j: f.pairs for j, f in enumerate(found) if f.pairs})
+    pairs = {i: pool_pairs[r] for i, r in enumerate(rows.tolist()) if r in pool_pairs}
+    return _Tokenised(hashes, counts, pool_letters[rows], pairs, vocab, fresh=len(new))

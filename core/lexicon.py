@@ -112,14 +112,31 @@ class Lexicon:
         return cls(float(raw.get("cjk_share", 0.0)), glosses)
 
 
-def mine(texts: Iterable[str]) -> Lexicon:
-    """The corpus's lexicon: every glossing pair counted, the commonest glosses kept per term."""
+@dataclass
+class TextFacts:
+    """What one text adds to the lexicon; kept per record beside the keyword index so a
+    rebuild recounts only the texts that changed."""
+
+    cjk: int
+    letters: int
+    pairs: list[tuple[str, str]]
+
+
+def facts(text: str) -> TextFacts:
+    return TextFacts(cjk_count(text), sum(1 for c in text if c.isalnum()), pairs(text))
+
+
+def combine(cjk: int, letters: int, found: Iterable[tuple[str, str]]) -> Lexicon:
+    """The corpus's lexicon from its totals and every glossing pair found in it: the
+    commonest glosses kept per term."""
     counts: dict[str, Counter[str]] = {}
-    cjk = letters = 0
-    for text in texts:
-        cjk += cjk_count(text)
-        letters += sum(1 for c in text if c.isalnum())
-        for key, term in pairs(text):
-            counts.setdefault(key, Counter())[term] += 1
+    for key, term in found:
+        counts.setdefault(key, Counter())[term] += 1
     glosses = {k: [t for t, _ in c.most_common(GLOSSES_PER_TERM)] for k, c in sorted(counts.items())}
     return Lexicon(round(cjk / letters, 4) if letters else 0.0, glosses)
+
+
+def mine(texts: Iterable[str]) -> Lexicon:
+    """The lexicon of `texts`."""
+    fs = [facts(t) for t in texts]
+    return combine(sum(f.cjk for f in fs), sum(f.letters for f in fs), (p for f in fs for p in f.pairs))

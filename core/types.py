@@ -17,6 +17,11 @@ def stable_id(*parts: str) -> str:
     return h.hexdigest()[:24]
 
 
+def index_text(kind: str, title: str, text: str) -> str:
+    """What the embedder and BM25 see of a record: a chunk's section title, then its text."""
+    return f"{title}\n{text}" if title and kind == "chunk" else text
+
+
 @dataclass
 class Record:
     """A unit of text in the index: a chunk, or a representation pointing to a parent."""
@@ -44,10 +49,7 @@ class Record:
         return cls(**known)
 
     def index_text(self) -> str:
-        """What the embedder and BM25 see: a chunk's section title, then its text."""
-        if self.title and self.kind == "chunk":
-            return f"{self.title}\n{self.text}"
-        return self.text
+        return index_text(self.kind, self.title, self.text)
 
     def location(self) -> str:
         """Human-readable citation location, e.g. `report.pdf p. 3`."""

@@ -1,5 +1,6 @@
 """Tokenisation of mixed Chinese-English text, the keyword index's neighbour and document
-scores, and the rebuild of an index an older tokenizer wrote."""
+scores, the rebuild of an index an older tokenizer wrote, and rebuilds that tokenise only
+what changed while scoring exactly as bm25s does."""
 
 from __future__ import annotations
 
@@ -11,6 +12,17 @@ import pytest
 
 from core.keyword import TOKENIZER_VERSION, KeywordIndex, tokenize
 from core.lang import approx_tokens, cjk_share
+
+_TEXTS = [
+    "Steep the coffee for four minutes in a French press.",
+    "Green tea wants water at about 80 degrees; 绿茶的水温大约八十度。",
+    "Transformer架构中的self-attention计算注意力权重 attention attention",
+    "The grind size for espresso is fine; for a French press coarse.",
+    "北京冬奥会的吉祥物是冰墩墩。近似最近邻（ANN）检索",
+    "",
+]
+_QUERIES = ["french press coffee", "绿茶 水温", "attention attention Transformer", "冬奥会吉祥物",
+            "espresso grind", "ANN 检索"]
 
 
 def test_latin_and_digit_runs_do_not_swallow_the_chinese_after_them() -> None:
@@ -85,32 +97,100 @@ def test_index_written_by_an_older_tokenizer_is_rebuilt(tmp_path: Path, settings
     assert index.keyword.search("架构", 3)
 
 
-def test_saved_scores_equal_bm25s_without_importing_it(tmp_path: Path) -> None:
+def test_saved_scores_read_an_index_bm25s_saved_without_importing_it(tmp_path: Path) -> None:
+    """An index written by bm25s itself (as this project did before it kept term counts)
+    is scored by `SavedScores` exactly as bm25s scores it."""
     import bm25s
+    import bm25s.tokenization as tk
 
-    from core.keyword import SavedScores, load_saved_scores
+    from core.bm25 import SavedScores, load_saved_scores
 
-    texts = [
-        "Steep the coffee for four minutes in a French press.",
-        "Green tea wants water at about 80 degrees; 绿茶的水温大约八十度。",
-        "Transformer架构中的self-attention计算注意力权重 attention attention",
-        "The grind size for espresso is fine; for a French press coarse.",
-        "北京冬奥会的吉祥物是冰墩墩。",
-    ]
-    kw = KeywordIndex(tmp_path / "bm25")
-    kw.build((f"r{i}", t) for i, t in enumerate(texts))
-    kw.load()
-    assert isinstance(kw._bm25, SavedScores)
-    ref = bm25s.BM25.load(str(kw.path))
-    queries = ["french press coffee", "绿茶 水温", "attention attention Transformer", "冬奥会吉祥物",
-               "espresso grind"]
-    for q in queries:
-        ids = [ref.vocab_dict[t] for t in tokenize(q) if t in ref.vocab_dict]
-        assert ids, q
-        got, want = kw._bm25.get_scores(ids), np.asarray(ref.get_scores(ids))
+    vocab: dict[str, int] = {}
+    ids = [[vocab.setdefault(t, len(vocab)) for t in (tokenize(x) or ["\x00empty"])] for x in _TEXTS]
+    ref = bm25s.BM25(k1=1.2, b=0.75)
+    ref.index(tk.Tokenized(ids=ids, vocab=vocab), show_progress=False)
+    ref.save(str(tmp_path / "old"))
+    saved = load_saved_scores(tmp_path / "old")
+    assert isinstance(saved, SavedScores)
+    for q in _QUERIES:
+        q_ids = [ref.vocab_dict[t] for t in tokenize(q) if t in ref.vocab_dict]
+        assert q_ids, q
+        got, want = saved.get_scores(q_ids), np.asarray(ref.get_scores(q_ids))
         assert got.dtype == want.dtype and np.array_equal(got, want), q
-    assert kw.search("french press", 2)[0][0] in ("r0", "r3")
-    params = kw.path / "params.index.json"
+    params = tmp_path / "old" / "params.index.json"
     p = json.loads(params.read_text())
     params.write_text(json.dumps({**p, "method": "bm25+"}))  # needs more than the matrix: bm25s loads it
-    assert load_saved_scores(kw.path) is None
+    assert load_saved_scores(tmp_path / "old") is None
+
+
+def test_search_reads_the_index_without_bm25s(tmp_path: Path) -> None:
+    from core.bm25 import SavedScores
+
+    kw = KeywordIndex(tmp_path / "bm25")
+    kw.build((f"r{i}", t) for i, t in enumerate(_TEXTS))
+    kw.load()
+    assert isinstance(kw._bm25, SavedScores)
+    assert kw.search("french press", 2)[0][0] in ("r0", "r3")
+    assert kw.search("冰墩墩", 1)[0][0] == "r4"
+
+
+def _scores(kw: KeywordIndex, q: str) -> np.ndarray:
+    return kw._all_scores(q) if kw._all_scores(q) is not None else np.zeros(len(kw.ids), np.float32)
+
+
+def test_matrix_equals_bm25s_indexing_the_same_tokens(tmp_path: Path) -> None:
+    """Our NumPy weights against bm25s building its own index from the same token lists."""
+    import bm25s
+    import bm25s.tokenization as tk
+
+    kw = KeywordIndex(tmp_path / "bm25")
+    kw.build((f"r{i}", t) for i, t in enumerate(_TEXTS))
+    vocab: dict[str, int] = {}
+    ids = [[vocab.setdefault(t, len(vocab)) for t in (tokenize(x) or ["\x00empty"])] for x in _TEXTS]
+    ref = bm25s.BM25(k1=1.2, b=0.75)
+    ref.index(tk.Tokenized(ids=ids, vocab=vocab), show_progress=False)
+    for q in _QUERIES:
+        terms = [t for t in tokenize(q) if t in vocab]
+        assert terms, q
+        want = np.asarray(ref.get_scores([ref.vocab_dict[t] for t in terms]), dtype=np.float32)
+        assert np.array_equal(_scores(kw, q), want), q
+
+
+def test_rebuild_tokenises_only_new_texts_and_scores_as_a_fresh_build(tmp_path: Path) -> None:
+    kw = KeywordIndex(tmp_path / "bm25")
+    kw.build((f"r{i}", t, "doc") for i, t in enumerate(_TEXTS))
+    assert json.loads(kw.manifest_path.read_text())["tokenised"] == len(_TEXTS)
+    # one text changed, one removed (its term "espresso" only there), one added, order moved
+    later = [("n0", "Espresso is gone; a moka pot brews strong coffee.", "doc2")]
+    later += [(f"r{i}", t, "doc") for i, t in enumerate(_TEXTS) if i != 3][::-1]
+    later[1] = (later[1][0], "北京冬奥会的吉祥物是冰墩墩和雪容融。", "doc")
+    kw.build(later)
+    assert json.loads(kw.manifest_path.read_text())["tokenised"] == 2
+    fresh = KeywordIndex(tmp_path / "fresh")
+    fresh.build(later)
+    assert json.loads(fresh.manifest_path.read_text())["tokenised"] == len(later)
+    kw.load()
+    fresh.load()
+    assert kw.ids == fresh.ids
+    assert set(kw._bm25.vocab_dict) == set(fresh._bm25.vocab_dict)  # removed terms do not linger
+    assert "grind" not in kw._bm25.vocab_dict
+    for q in [*_QUERIES, "moka pot", "雪容融"]:
+        assert np.array_equal(_scores(kw, q), _scores(fresh, q)), q
+    assert kw.lexicon().glosses == fresh.lexicon().glosses == {"ann": ["近似最近邻"]}
+    assert kw.lexicon().cjk_share == fresh.lexicon().cjk_share > 0
+    assert kw.neighbours("r5") == fresh.neighbours("r5")
+
+
+def test_damaged_saved_counts_mean_a_full_tokenisation(tmp_path: Path) -> None:
+    kw = KeywordIndex(tmp_path / "bm25")
+    kw.build((f"r{i}", t) for i, t in enumerate(_TEXTS))
+    want = {q: _scores(kw, q) for q in _QUERIES}
+    (kw.path / "terms.counts.npy").write_bytes(b"not numpy")
+    kw.build((f"r{i}", t) for i, t in enumerate(_TEXTS))
+    assert json.loads(kw.manifest_path.read_text())["tokenised"] == len(_TEXTS)
+    np.save(kw.path / "hashes.counts.npy", np.zeros(2, np.uint64))  # disagrees with the counts
+    kw.build((f"r{i}", t) for i, t in enumerate(_TEXTS))
+    assert json.loads(kw.manifest_path.read_text())["tokenised"] == len(_TEXTS)
+    kw.load()
+    for q in _QUERIES:
+        assert np.array_equal(_scores(kw, q), want[q]), q
