@@ -111,12 +111,13 @@ class VectorStore:
     def query(
         self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None
     ) -> list[tuple[str, float]]:
-        n = self.count()
-        if n == 0:
+        # No count() first: it costs a round trip per query, and Chroma returns fewer than
+        # `n_results` (none for an empty collection) when it holds fewer.
+        if k <= 0:
             return []
         res = self.collection.query(
             query_embeddings=[np.asarray(vector, dtype=np.float32)],
-            n_results=min(k, n),
+            n_results=k,
             where=where or None,
             include=["distances"],
         )

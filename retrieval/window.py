@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from core.index import Index
+from core.keyword import KeywordIndex
 from core.lang import approx_tokens
 from core.types import Hit, Record
 
@@ -25,6 +26,23 @@ def _same_pages(hit: Record, nb: Record) -> bool:
     a = nb.page_start if nb.page_start is not None else lo
     b = nb.page_end if nb.page_end is not None else a
     return lo <= a and b <= hi
+
+
+def _around(kw: KeywordIndex, rec: Record, budget: int) -> list[str]:
+    """The neighbours a window around `rec` could take, both sides: as many as fit in the
+    budget if they were the size of `rec` (chunks of one document are of similar size).
+    Fetched for every hit in one SQLite read, where growing window by window would read
+    one neighbour at a time."""
+    hops = max(1, budget // max(approx_tokens(rec.text), 1))
+    ids: list[str] = []
+    for side in (0, 1):  # 0: before, 1: after
+        cur: str | None = rec.id
+        for _ in range(hops):
+            cur = kw.neighbours(cur)[side] if cur else None
+            if cur is None:
+                break
+            ids.append(cur)
+    return ids
 
 
 def _span(index: Index, rec: Record, budget: int, cache: dict[str, dict[str, Record]]) -> list[Record]:
@@ -67,6 +85,11 @@ def widen(index: Index, hits: list[Hit], budget_tokens: int) -> list[Hit]:
     covered: set[str] = set()
     texts: dict[str, str | None] = {}
     cache: dict[str, dict[str, Record]] = {}
+    kw = index.keyword
+    want = [i for h in hits if h.record.kind == "chunk" and h.record.source
+            for i in _around(kw, h.record, budget_tokens)]
+    for r in index.docs.get(list(dict.fromkeys(want))).values():
+        cache.setdefault(r.source, {})[r.id] = r
     for h in hits:
         rec = h.record
         if rec.id in covered:

@@ -72,3 +72,23 @@ def test_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "a.md").write_text("text")
     with pytest.raises(StoreUnavailableError, match="unreachable.*chroma run"):
         ingest([tmp_path / "a.md"], s)
+
+
+@pytest.mark.parametrize("mode", ["embedded", "server"])
+def test_a_query_asking_more_than_the_store_holds(tmp_path: Path, chroma_server: str, mode: str) -> None:
+    """The vector store queries without counting first (one round trip less per query):
+    asking for more neighbours than it holds returns what it holds, an empty store none."""
+    import numpy as np
+
+    from core.types import Record
+
+    s = load_settings(index_dir=str(tmp_path / "idx"), chroma_url=chroma_server if mode == "server" else None)
+    vs = Index(s).vectors
+    q = np.ones(384, dtype=np.float32) / np.sqrt(384)
+    assert vs.query(q, 10) == []
+    recs = [Record(f"r{i}", f"text {i}", "/x.md") for i in range(3)]
+    vecs = np.random.default_rng(0).normal(size=(3, 384)).astype(np.float32)
+    vs.upsert(recs, vecs / np.linalg.norm(vecs, axis=1, keepdims=True))
+    got = vs.query(q, 10)
+    assert sorted(i for i, _ in got) == ["r0", "r1", "r2"]
+    assert vs.query(q, 10, where={"source": "/elsewhere.md"}) == []

@@ -102,6 +102,28 @@ def test_window_widens_a_hit_with_its_neighbours_within_the_budget(small_chunks:
     assert any(t.stage == "window" for t in res.trace)
 
 
+def test_windows_read_their_neighbours_in_one_store_read(small_chunks: Settings, monkeypatch) -> None:
+    """Widening fetches every hit's likely neighbours at once (query latency, issue 17), and
+    gives the same windows as fetching them one by one."""
+    s = small_chunks
+    off = s.model_copy(update={"search": s.search.model_copy(update={"window_tokens": 0})})
+    hits = retrieve("topic2 topic6 kettle", off, k=4).hits
+    assert len(hits) >= 3
+    index = Index(s)
+    one_by_one = []
+    for h in hits:  # reference: each hit widened alone
+        one_by_one += window.widen(index, [h], 60)[:1]
+    calls: list[int] = []
+    real_get = index.docs.get
+    monkeypatch.setattr(index.docs, "get", lambda ids: calls.append(len(ids)) or real_get(ids))
+    together = window.widen(index, hits, 60)
+    assert len(calls) == 1 and calls[0] >= len(hits)  # one read holding the neighbours of all hits
+    first = {h.record.id: h.record for h in together}
+    for ref in one_by_one:
+        if ref.record.id in first:
+            assert first[ref.record.id].text == ref.record.text
+
+
 def test_window_budget_zero_returns_chunks(small_chunks: Settings) -> None:
     hits = retrieve("kettle 93 degrees", small_chunks, k=2).hits
     assert window.widen(Index(small_chunks), hits, 0) == hits
