@@ -45,8 +45,13 @@ def ingest_cmd(
     if raptor is not None:
         settings.ingest.raptor = raptor
     show = not no_progress and not json_out and sys.stderr.isatty()
+
+    def notice(line: str) -> None:  # a derived layer's cost estimate, before it runs (in --json: the summary)
+        if not json_out:
+            out.print(line, markup=False, highlight=False)
+
     with ingest_progress(show) as cb:
-        report = ingest(paths, settings, prune=prune, progress=cb)
+        report = ingest(paths, settings, prune=prune, progress=cb, notice=notice)
     summary = report.summary()
     ranker = _self_train(settings, show)
     if ranker is not None:

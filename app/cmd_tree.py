@@ -20,8 +20,13 @@ def _first_line(text: str, width: int) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
+def _extractive(r: Record) -> bool:
+    """Made of the children's sentences: by choice (ingest.raptor_summaries) or after an unusable reply."""
+    return bool(r.extra.get("fallback")) or r.extra.get("method") == "extractive"
+
+
 def _line(r: Record, width: int, indent: int = 0) -> str:
-    mark = " (extractive)" if r.extra.get("fallback") else ""
+    mark = " (extractive)" if _extractive(r) else ""
     counts = f"[{len(r.children)} children, {r.extra.get('leaves', '?')} leaves]"
     head = f"{'  ' * indent}L{r.level} {r.id[:8]} {counts}{mark} "
     return head + _first_line(r.text, max(20, width - len(head)))
@@ -29,7 +34,7 @@ def _line(r: Record, width: int, indent: int = 0) -> str:
 
 def _node_dict(r: Record) -> dict[str, Any]:
     return {"id": r.id, "level": r.level, "children": r.children, "leaves": r.extra.get("leaves"),
-            "extractive": bool(r.extra.get("fallback")), "text": r.text}
+            "extractive": _extractive(r), "method": r.extra.get("method", "llm"), "text": r.text}
 
 
 def _print_level(index: Index, tree: Tree, level: int, width: int, json_out: bool) -> None:

@@ -392,6 +392,21 @@ def resolve_auto(settings: Settings) -> LLM:
     return LlamaCppLLM(settings, reason=f"auto: {why}; using the embedded model {p.name}")
 
 
+def too_small(settings: Settings, llm: LLM) -> str | None:
+    """The model named as too small to write text people read ("the embedded llama.cpp model"), or
+    None when it is capable: the embedded llama.cpp backend (the shipped SmolLM2-135M invents
+    facts), or an Ollama model whose name contains one of `answer.small_models`. The one rule
+    behind `answer.mode = auto` (extractive answers) and the `auto` summary modes of ingest
+    (extractive summaries, no LLM calls); no model is loaded to decide."""
+    if llm.backend == "llamacpp":
+        return "the embedded llama.cpp model"
+    name = llm.model.lower()
+    small = next((m for m in settings.answer.small_models if m.lower() in name), None)
+    if small:
+        return f"model {llm.model} ({small!r} in answer.small_models)"
+    return None
+
+
 Factory = Callable[[Settings], LLM]
 REGISTRY: dict[str, Factory] = {"llamacpp": LlamaCppLLM, "ollama": OllamaLLM, "auto": resolve_auto}
 

@@ -67,6 +67,20 @@ class IngestSettings(BaseModel):
     represent_questions: int = 3  # questions per unit (0 = summaries only)
     represent_max_tokens: int = 64  # generated tokens per summary / question list
     represent_context_tokens: int = 1200  # unit text shown to the model
+    # Who writes the summaries of multi-representation and of RAPTOR (ingest/extractive.py):
+    # "llm" = the LLM; "extractive" = the unit's or cluster's most central sentences, picked with
+    # the embedder (no LLM call; a unit whose summary would be itself gets none); "auto" =
+    # extractive when the LLM is too small to summarise well (the rule `answer.mode = auto`
+    # uses: the embedded llama.cpp model, or a name in answer.small_models; also when no LLM is
+    # reachable), the LLM otherwise. Multi-representation questions are written only when its
+    # summaries resolve to "llm" (a small model's questions are noise; there is no extractive
+    # question). Switching re-summarises: records and cache keys carry the method.
+    represent_summaries: Literal["auto", "llm", "extractive"] = "auto"
+    raptor_summaries: Literal["auto", "llm", "extractive"] = "auto"
+    # LLM mode: up to this many units per call, each of at most represent_context_tokens / this
+    # many tokens, their replies numbered; a unit a malformed reply leaves out is asked alone.
+    # 1 = one call per unit and kind.
+    represent_batch: int = 4
     # RAPTOR tree (ingest/raptor.py, Sarthi et al. 2024).
     raptor_max_depth: int = 4
     raptor_umap_dims: int = 10

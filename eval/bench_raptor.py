@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import tempfile
 import time
@@ -117,7 +118,8 @@ def run(settings: Settings, chunks: int = 1000, echo: Any = None) -> dict[str, A
                 f"{timed.calls} LLM calls")
 
     t0 = time.perf_counter()
-    cold = update_tree(index, s, progress=progress, llm=llm)
+    load_before = os.getloadavg()[0]
+    cold = update_tree(index, s, progress=progress, llm=llm, notice=say)
     cold_s = time.perf_counter() - t0
     say(cold.line())
     t0 = time.perf_counter()
@@ -135,6 +137,8 @@ def run(settings: Settings, chunks: int = 1000, echo: Any = None) -> dict[str, A
     say(inc.line())
     return {
         "device": f"{timed.backend} ({timed.model}), gpu_layers={s.llm.gpu_layers}",
+        "method": cold.method, "why": cold.why, "estimate": cold.estimate,
+        "load_avg": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "leaves": n_leaves,
         "summary_tokens": s.ingest.raptor_summary_tokens,
         "context_tokens": s.ingest.raptor_context_tokens,

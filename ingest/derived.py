@@ -1,6 +1,8 @@
 """The derived layers of the index, built after the files are committed: multi-
 representation records (ingest/represent.py) and the RAPTOR tree (ingest/raptor.py).
-Each is switched on by its setting (or `rag ingest --multi-representation / --raptor`)."""
+Each is switched on by its setting (or `rag ingest --multi-representation / --raptor`);
+each says what it expects to cost before it starts (`notice`). Both share one extractor, so
+a sentence embedded for an extractive summary of one layer is not embedded again."""
 
 from __future__ import annotations
 
@@ -15,21 +17,26 @@ log = logging.getLogger(__name__)
 
 
 def derive(index: Index, settings: Settings, progress: Callable[[str, int], None] | None = None,
-           ) -> tuple[bool, dict[str, Any]]:
+           notice: Callable[[str], None] | None = None) -> tuple[bool, dict[str, Any]]:
     """Update what the settings switch on; returns (anything changed, per-layer summary
-    with a printable `line`)."""
+    with a printable `line`). `notice` gets each layer's cost estimate before it runs."""
     changed = False
     out: dict[str, Any] = {}
+    if not (settings.ingest.multi_representation or settings.ingest.raptor):
+        return changed, out
+    from ingest.extractive import Extractor
+
+    extractor = Extractor(index.embedder)
     if settings.ingest.multi_representation:
         from ingest.represent import update_representations
 
-        rep = update_representations(index, settings, progress)
+        rep = update_representations(index, settings, progress, notice=notice, extractor=extractor)
         changed |= rep.changed
         out["represent"] = rep.summary() | {"line": rep.line()}
     if settings.ingest.raptor:
         from ingest.raptor import update_tree
 
-        tree = update_tree(index, settings, progress)
+        tree = update_tree(index, settings, progress, notice=notice, extractor=extractor)
         changed |= tree.changed
         out["raptor"] = tree.summary() | {"line": tree.line()}
     return changed, out

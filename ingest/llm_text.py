@@ -1,21 +1,24 @@
 """Text helpers shared by the LLM-written representations and the RAPTOR summaries:
 fitting texts into a token budget, defensive parsing of what a small model writes,
-an extractive fallback, and running many prompts (concurrently where the backend
-allows) with each raw reply cached by the hash of its input."""
+an extractive fallback, running many prompts (concurrently where the backend allows) with
+each raw reply cached by the hash of its input, and choosing between the LLM and
+extractive summaries (`summary_method`)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from core.docstore import DocStore
-from core.errors import RagError
-from core.llm import LLM, Message
+from core.errors import LLMUnavailableError, RagError
 from core.lang import approx_tokens
+from core.llm import LLM, Message, get_llm, too_small
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -169,14 +172,24 @@ def _nonempty(raw: str) -> bool:
     return bool(raw.strip())
 
 
+@dataclass
+class CallStats:
+    """LLM calls made and the wall-clock seconds they took (concurrent calls overlap, so
+    seconds / calls is the cost of one call in a run like this one)."""
+
+    calls: int = 0
+    seconds: float = 0.0
+
+
 def run_jobs(
     llm: LLM, jobs: list[Job], docs: DocStore, workers: int, ok: Check, retry: bool = False,
-    keep: Check = _nonempty,
+    keep: Check = _nonempty, stats: CallStats | None = None,
 ) -> Iterator[tuple[Job, str, bool, int]]:
     """Yield (job, raw reply, from_cache, llm_calls) as each finishes; a reply failing `ok`
     is asked for once more when `retry`. Replies passing `keep` (default: non-empty, so a
     reply the model cannot improve on is not asked for again, while a failed call is) are
-    cached at once, in the main thread, so an interrupted run keeps them."""
+    cached at once, in the main thread, so an interrupted run keeps them. `stats` adds up
+    the calls and the seconds spent waiting for them."""
     todo: list[Job] = []
     for j in jobs:
         hit = docs.cache_get(j.key)
@@ -184,10 +197,13 @@ def run_jobs(
             yield j, hit, True, 0
         else:
             todo.append(j)
+    stats = stats if stats is not None else CallStats()
     workers = 1 if llm.backend == "llamacpp" else max(1, workers)  # llama.cpp serialises anyway
     if workers == 1:
         for j in todo:
+            t0 = time.perf_counter()
             out, calls = _call(llm, j, ok, retry)
+            stats.calls, stats.seconds = stats.calls + calls, stats.seconds + time.perf_counter() - t0
             if keep(out):
                 docs.cache_put(j.key, out)
             yield j, out, False, calls
@@ -195,7 +211,29 @@ def run_jobs(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rag-llm") as pool:
         futs = [(j, pool.submit(_call, llm, j, ok, retry)) for j in todo]
         for j, f in futs:
+            t0 = time.perf_counter()
             out, calls = f.result()
+            stats.calls, stats.seconds = stats.calls + calls, stats.seconds + time.perf_counter() - t0
             if keep(out):
                 docs.cache_put(j.key, out)
             yield j, out, False, calls
+
+
+def summary_method(choice: str, setting: str, settings: Settings, llm: LLM | None,
+                   ) -> tuple[str, str, LLM | None]:
+    """(method, why, llm) for a summaries setting (`auto | llm | extractive`): "auto" is
+    extractive when `core.llm.too_small` says so (the rule `answer.mode = auto` follows) or
+    no LLM is reachable, the LLM otherwise. No LLM is made for "extractive"."""
+    if choice == "extractive":
+        return "extractive", f"{setting} = extractive", llm
+    if choice == "llm":
+        return "llm", f"{setting} = llm", llm or get_llm(settings)
+    try:
+        llm = llm or get_llm(settings)
+    except LLMUnavailableError as e:
+        return "extractive", f"auto: no LLM is available ({e})", None
+    small = too_small(settings, llm)
+    if small:
+        why = f"auto: {small} is too small to summarise well ({setting} = \"llm\" uses it anyway)"
+        return "extractive", why, llm
+    return "llm", f"auto: {llm.backend} model {llm.model} summarises", llm

@@ -219,15 +219,17 @@ def _load_ahead(
 
 def ingest(
     paths: list[Path], settings: Settings, prune: bool = False, progress: Progress | None = None,
-    index: Index | None = None,
+    index: Index | None = None, notice: Callable[[str], None] | None = None,
 ) -> IngestReport:
-    """Index `paths` (files and folders) into the index of `settings`, holding its writer lock."""
+    """Index `paths` (files and folders) into the index of `settings`, holding its writer lock.
+    `notice` gets lines to show while it runs (the derived layers' cost estimates)."""
     with write_lock(settings.index_path, "an ingest"):
-        return _ingest(paths, settings, prune, progress, index or Index(settings))
+        return _ingest(paths, settings, prune, progress, index or Index(settings), notice)
 
 
 def _ingest(
     paths: list[Path], settings: Settings, prune: bool, progress: Progress | None, index: Index,
+    notice: Callable[[str], None] | None = None,
 ) -> IngestReport:
     t0 = time.perf_counter()
     index.check_compatible()
@@ -274,7 +276,7 @@ def _ingest(
                 index.vectors.delete(ids)
                 report.files.append(FileResult(path, "removed", len(ids)))
                 changed = True
-    derived_changed, report.derived = derive(index, settings, progress)  # representations, RAPTOR (if on)
+    derived_changed, report.derived = derive(index, settings, progress, notice)  # representations, RAPTOR
     changed |= derived_changed
     if changed or (index.exists() and not index.keyword.is_current()):
         index.rebuild_keyword()

@@ -1,7 +1,11 @@
 """RAPTOR tree over the leaf chunks (Sarthi et al. 2024): cluster the leaves' embeddings
-(ingest/raptor_cluster.py), summarise each cluster with the LLM within a token budget,
-embed the summaries, and repeat on the summaries until one cluster remains or
-`raptor_max_depth` levels exist. Nodes are records of kind `raptor`, `level >= 1`, with
+(ingest/raptor_cluster.py), summarise each cluster within a token budget, embed the
+summaries, and repeat on the summaries until one cluster remains or `raptor_max_depth`
+levels exist. `ingest.raptor_summaries` says who summarises: the LLM, or (`extractive`, and
+`auto` with a model too small to summarise well) the sentences most central to the cluster
+(ingest/extractive.py: no LLM call). Each node records its method; the tree's settings
+include it, so switching rebuilds with the other method.
+Nodes are records of kind `raptor`, `level >= 1`, with
 their children's ids, under the synthetic source `raptor://` so a file's re-ingest never
 touches them.
 
@@ -10,7 +14,9 @@ ones leave theirs, and only the changed clusters and their ancestors are summari
 when more than `raptor_full_rebuild_fraction` of the leaves changed (or the tree's settings
 did), the tree is rebuilt in full. Summaries are cached by the hash of their inputs, so an
 interrupted run resumes without losing finished ones, and a full rebuild re-summarises only
-clusters whose inputs differ. The new tree replaces the old one in one transaction."""
+clusters whose inputs differ. The new tree replaces the old one in one transaction.
+Before it starts, the build says what it expects to cost (`notice`): LLM calls and time, or
+that no LLM call is made."""
 
 from __future__ import annotations
 
@@ -24,11 +30,23 @@ from typing import Any
 import numpy as np
 
 from core.index import Index
-from core.llm import LLM, get_llm
+from core.lang import approx_tokens
+from core.llm import LLM
 from core.settings import Settings
 from core.types import Record, stable_id
-from core.lang import approx_tokens
-from ingest.llm_text import Job, clean_summary, digest, extractive_summary, fit_budget, run_jobs
+from ingest.cost import note_seconds, tree_estimate
+from ingest.extractive import VERSION as EXTRACT_VERSION
+from ingest.extractive import Extractor
+from ingest.llm_text import (
+    CallStats,
+    Job,
+    clean_summary,
+    digest,
+    extractive_summary,
+    fit_budget,
+    run_jobs,
+    summary_method,
+)
 from ingest.raptor_cluster import ClusterParams, cluster
 
 log = logging.getLogger(__name__)
@@ -38,6 +56,7 @@ PROMPT_VERSION = "raptor-1"
 META_KEY = "raptor"
 
 Progress = Callable[[str, int], None]
+Notice = Callable[[str], None]
 
 
 @dataclass
@@ -46,14 +65,16 @@ class Node:
     level: int
     children: list[str]
     text: str = ""
-    fallback: bool = False
+    method: str = "llm"  # llm | extractive: who wrote the summary
+    fallback: bool = False  # the LLM gave nothing usable: central sentences instead
     reused: bool = False  # same id and children as in the previous tree: text and vector kept
 
     def record(self, leaves: int) -> Record:
-        extra: dict[str, Any] = {"leaves": leaves}
+        extra: dict[str, Any] = {"leaves": leaves, "method": self.method}
         if self.fallback:
             extra["fallback"] = "extractive"
-        title = f"RAPTOR level {self.level} summary" + (" (extractive)" if self.fallback else "")
+        mark = " (extractive)" if self.fallback or self.method == "extractive" else ""
+        title = f"RAPTOR level {self.level} summary{mark}"
         return Record(id=self.id, text=self.text, source=SOURCE, kind="raptor", level=self.level,
                       children=list(self.children), title=title, extra=extra)
 
@@ -62,6 +83,8 @@ class Node:
 class TreeReport:
     mode: str = "unchanged"  # full | incremental | unchanged | empty
     reason: str = ""
+    method: str = "llm"  # llm | extractive (ingest.raptor_summaries resolved)
+    why: str = ""  # why that method
     leaves: int = 0
     depth: int = 0
     levels: dict[int, int] = field(default_factory=dict)  # nodes per level
@@ -71,6 +94,10 @@ class TreeReport:
     llm_calls: int = 0
     cached: int = 0
     fallbacks: int = 0
+    extracted: int = 0  # summaries picked from the children's sentences (extractive method)
+    sentences_embedded: int = 0
+    llm_seconds: float = 0.0  # spent waiting for LLM calls
+    estimate: dict[str, Any] = field(default_factory=dict)  # what the build was expected to cost
     seconds: float = 0.0
 
     @property
@@ -78,10 +105,13 @@ class TreeReport:
         return bool(self.new or self.removed)
 
     def summary(self) -> dict[str, Any]:
-        return {"mode": self.mode, "reason": self.reason, "leaves": self.leaves, "depth": self.depth,
+        return {"mode": self.mode, "reason": self.reason, "method": self.method, "why": self.why,
+                "leaves": self.leaves, "depth": self.depth,
                 "nodes_per_level": {str(k): v for k, v in sorted(self.levels.items())}, "new": self.new,
                 "kept": self.kept, "removed": self.removed, "llm_calls": self.llm_calls,
-                "cached": self.cached, "fallbacks": self.fallbacks, "seconds": round(self.seconds, 2)}
+                "cached": self.cached, "fallbacks": self.fallbacks, "extracted": self.extracted,
+                "sentences_embedded": self.sentences_embedded, "estimate": self.estimate,
+                "llm_seconds": round(self.llm_seconds, 2), "seconds": round(self.seconds, 2)}
 
     def line(self) -> str:
         if self.mode == "unchanged":
@@ -89,17 +119,22 @@ class TreeReport:
         if self.mode == "empty":
             return f"raptor: no leaves; {self.removed} nodes removed"
         per = ", ".join(f"L{k}={v}" for k, v in sorted(self.levels.items()))
+        if self.method == "extractive":
+            how = (f"extractive, {self.why}: {self.extracted} picked from the children's sentences, "
+                   f"{self.cached} cached, 0 LLM calls")
+        else:
+            how = (f"{self.llm_calls} LLM calls, {self.cached} cached, {self.fallbacks} extractive after "
+                   "an unusable reply")
         return (f"raptor: {self.mode} rebuild ({self.reason}): {self.depth} levels [{per}]; {self.new} nodes "
-                f"summarised ({self.llm_calls} LLM calls, {self.cached} cached, {self.fallbacks} "
-                f"extractive), {self.kept} kept, {self.removed} removed in {self.seconds:.1f}s")
+                f"summarised ({how}), {self.kept} kept, {self.removed} removed in {self.seconds:.1f}s")
 
 
-def _params(settings: Settings, model: str) -> dict[str, Any]:
+def _params(settings: Settings, model: str | None, method: str) -> dict[str, Any]:
     s = settings.ingest
     return {"dims": s.raptor_umap_dims, "max_clusters": s.raptor_gmm_max_clusters,
             "threshold": s.raptor_threshold, "max_depth": s.raptor_max_depth,
             "context_tokens": s.raptor_context_tokens, "summary_tokens": s.raptor_summary_tokens,
-            "seed": s.raptor_seed, "model": model, "prompt": PROMPT_VERSION}
+            "seed": s.raptor_seed, "model": model, "prompt": PROMPT_VERSION, "summaries": method}
 
 
 def _messages(texts: list[str]) -> list[dict[str, str]]:
@@ -111,10 +146,12 @@ def _messages(texts: list[str]) -> list[dict[str, str]]:
 class _Builder:
     """Holds what one build needs: texts and vectors of every node so far, the old tree."""
 
-    def __init__(self, index: Index, settings: Settings, llm: LLM, old: dict[str, Record],
-                 rep: TreeReport, progress: Progress | None) -> None:
+    def __init__(self, index: Index, settings: Settings, llm: LLM | None, old: dict[str, Record],
+                 rep: TreeReport, progress: Progress | None, extractor: Extractor) -> None:
         self.index, self.settings, self.llm, self.old, self.rep, self.progress = (
             index, settings, llm, old, rep, progress)
+        self.extractor = extractor
+        self.stats = CallStats()
         self.text: dict[str, str] = {}
         self.vec: dict[str, np.ndarray] = {}
         self.leafset: dict[str, frozenset[str]] = {}
@@ -136,8 +173,10 @@ class _Builder:
     def materialise(self, level: int, clusters: list[list[str]]) -> list[Node]:
         """Nodes for clusters of child ids: reused, from the cache, or summarised now."""
         s = self.settings.ingest
+        method = self.rep.method
         nodes: list[Node] = []
         jobs: list[Job] = []
+        extract: list[tuple[Node, list[str]]] = []
         seen: set[str] = set()
         for ch in clusters:
             nid = stable_id("raptor", str(level), *ch)
@@ -145,39 +184,75 @@ class _Builder:
                 continue
             seen.add(nid)
             o = self.old.get(nid)
-            if o is not None and o.children == ch and o.text and not o.extra.get("fallback"):
-                node = Node(nid, level, ch, o.text, reused=True)
+            if (o is not None and o.children == ch and o.text and not o.extra.get("fallback")
+                    and o.extra.get("method", "llm") == method):
+                node = Node(nid, level, ch, o.text, method=method, reused=True)
             else:
-                node = Node(nid, level, ch)
+                node = Node(nid, level, ch, method=method)
                 texts = list(dict.fromkeys(self.text[c] for c in ch))  # identical children once
-                fitted = fit_budget(texts, s.raptor_context_tokens)
-                key = "raptor:" + digest(PROMPT_VERSION, self.llm.model, str(s.raptor_summary_tokens),
-                                         *fitted)
-                jobs.append(Job(key, _messages(fitted), s.raptor_summary_tokens, (node, fitted)))
+                if method == "extractive" or self.llm is None:
+                    extract.append((node, texts))
+                else:
+                    fitted = fit_budget(texts, s.raptor_context_tokens)
+                    key = "raptor:" + digest(PROMPT_VERSION, self.llm.model, str(s.raptor_summary_tokens),
+                                             *fitted)
+                    jobs.append(Job(key, _messages(fitted), s.raptor_summary_tokens, (node, fitted)))
             nodes.append(node)
-        if self.progress and jobs:
-            self.progress("raptor_total", len(jobs))
-        ok = lambda raw: clean_summary(raw) is not None  # noqa: E731
-        done = run_jobs(self.llm, jobs, self.index.docs, s.llm_concurrency, ok, retry=True)
-        for job, raw, cached, calls in done:
-            node, fitted = job.tag  # type: ignore[misc]
-            self.rep.cached += int(cached)
-            self.rep.llm_calls += calls
-            summary = clean_summary(raw)
-            if summary is None:
-                node.text, node.fallback = extractive_summary(fitted, s.raptor_summary_tokens), True
-                self.rep.fallbacks += 1
-                log.warning("cluster %s: no usable summary after a retry; leading sentences instead", node.id)
-            else:
-                node.text = summary
+        if self.progress and (jobs or extract):
+            self.progress("raptor_total", len(jobs) + len(extract))
+        for node, texts in extract:
+            node.text = self._extract(node, texts)
             if self.progress:
                 self.progress("raptor", 1)
+        if jobs:
+            self._summarise(jobs)
         self._vectors(nodes)
         for n in nodes:
             self.text[n.id] = n.text
             self.leafset[n.id] = frozenset().union(*(self.leafset[c] for c in n.children))
         self.nodes.extend(nodes)
         return nodes
+
+    def _summarise(self, jobs: list[Job]) -> None:
+        assert self.llm is not None
+        s = self.settings.ingest
+        ok = lambda raw: clean_summary(raw) is not None  # noqa: E731
+        done = run_jobs(self.llm, jobs, self.index.docs, s.llm_concurrency, ok, retry=True, stats=self.stats)
+        for job, raw, cached, calls in done:
+            node, fitted = job.tag  # type: ignore[misc]
+            self.rep.cached += int(cached)
+            self.rep.llm_calls += calls
+            summary = clean_summary(raw)
+            if summary is None:
+                node.text, node.fallback = self._central(node, fitted), True
+                self.rep.fallbacks += 1
+                log.warning("cluster %s: no usable summary after a retry; central sentences instead", node.id)
+            else:
+                node.text = summary
+            if self.progress:
+                self.progress("raptor", 1)
+
+    def _central(self, node: Node, texts: list[str]) -> str:
+        """The children's sentences closest to their centroid (the mean of their vectors)."""
+        cent = np.mean([self.vec[c] for c in node.children], axis=0)
+        budget = self.settings.ingest.raptor_summary_tokens
+        return (self.extractor.summary(texts, budget, cent) or extractive_summary(texts, budget)).strip()
+
+    def _extract(self, node: Node, texts: list[str]) -> str:
+        """An extractive summary, cached like the LLM's by the hash of its inputs and method."""
+        budget = self.settings.ingest.raptor_summary_tokens
+        key = "raptor:" + digest(PROMPT_VERSION, "extractive", EXTRACT_VERSION, self.extractor.name,
+                                 str(budget), *texts)
+        hit = self.index.docs.cache_get(key)
+        if hit:
+            self.rep.cached += 1
+            return hit
+        before = self.extractor.embedded
+        text = self._central(node, texts) or " ".join(texts)[:1500]
+        self.rep.sentences_embedded += self.extractor.embedded - before
+        self.rep.extracted += 1
+        self.index.docs.cache_put(key, text)
+        return text
 
     def _vectors(self, nodes: list[Node]) -> None:
         """Stored vectors where the node and its text are unchanged (re-embedding the same
@@ -284,11 +359,39 @@ def _write(index: Index, b: _Builder, old: dict[str, Record], rep: TreeReport) -
     rep.new, rep.kept, rep.removed = len(fresh), len(b.nodes) - len(fresh), len(stale)
 
 
+def _clear(index: Index, old: dict[str, Record], rep: TreeReport) -> TreeReport:
+    """No leaves: the tree goes too."""
+    rep.mode, rep.removed = "empty", len(old)
+    if old:
+        index.docs.delete_records(list(old))
+        index.vectors.delete(list(old))
+        index.docs.set_meta(META_KEY, json.dumps({"depth": 0, "leaves": 0}))
+        index.write_manifest(raptor={"depth": 0, "leaves": 0, "nodes_per_level": {},
+                                     "last_build": rep.summary()})
+    return rep
+
+
+def _finish(index: Index, b: _Builder, old: dict[str, Record], rep: TreeReport, params: dict[str, Any],
+            t0: float) -> None:
+    """Write the new tree, remember what a call cost, describe the tree in meta and manifest."""
+    _write(index, b, old, rep)
+    if b.llm is not None:
+        note_seconds(index.docs, "raptor", b.llm, b.stats)
+    rep.llm_seconds = b.stats.seconds
+    info = _info(b, rep, params)
+    rep.seconds = time.perf_counter() - t0
+    info["last_build"] = rep.summary()
+    index.docs.set_meta(META_KEY, json.dumps(info))
+    index.write_manifest(raptor=info)
+    log.info(rep.line())
+
+
 def update_tree(
     index: Index, settings: Settings, progress: Progress | None = None, llm: LLM | None = None,
-    full: bool = False,
+    full: bool = False, notice: Notice | None = None, extractor: Extractor | None = None,
 ) -> TreeReport:
-    """Bring the RAPTOR tree in line with the current leaf chunks."""
+    """Bring the RAPTOR tree in line with the current leaf chunks; `notice` gets the cost
+    estimate before the build starts."""
     t0 = time.perf_counter()
     rep = TreeReport()
     docs = index.docs
@@ -296,16 +399,10 @@ def update_tree(
     old = {r.id: r for r in docs.iter_records(("raptor",))}
     rep.leaves = len(leaves)
     if not leaves:
-        rep.mode, rep.removed = "empty", len(old)
-        if old:
-            docs.delete_records(list(old))
-            index.vectors.delete(list(old))
-            docs.set_meta(META_KEY, json.dumps({"depth": 0, "leaves": 0}))
-            index.write_manifest(raptor={"depth": 0, "leaves": 0, "nodes_per_level": {},
-                                         "last_build": rep.summary()})
-        return rep
-    llm = llm or get_llm(settings)
-    params = _params(settings, llm.model)
+        return _clear(index, old, rep)
+    rep.method, rep.why, llm = summary_method(settings.ingest.raptor_summaries, "ingest.raptor_summaries",
+                                              settings, llm)
+    params = _params(settings, llm.model if rep.method == "llm" and llm else None, rep.method)
     prev = json.loads(docs.get_meta(META_KEY) or "{}")
     old_levels: dict[int, list[Record]] = {}
     for r in old.values():
@@ -319,27 +416,26 @@ def update_tree(
         rep.levels = {lv: len(v) for lv, v in old_levels.items()}
         rep.seconds = time.perf_counter() - t0
         return rep
-    b = _Builder(index, settings, llm, old, rep, progress)
-    b.add_leaves(leaves)
     n_changed = len(added) + len(removed)
     if full or not old or prev.get("params") != params:
-        why = "requested" if full else "no tree yet" if not old else "tree settings changed"
-        rep.mode, rep.reason = "full", why
-        _build_full(b, cur)
+        rep.mode = "full"
+        rep.reason = "requested" if full else "no tree yet" if not old else "tree settings changed"
     elif n_changed > settings.ingest.raptor_full_rebuild_fraction * len(cur):
         rep.mode, rep.reason = "full", f"{n_changed} of {len(cur)} leaves changed"
-        _build_full(b, cur)
     else:
         rep.mode, rep.reason = "incremental", f"{len(added)} leaves added, {len(removed)} removed"
-        if not _build_incremental(b, old_levels, cur, added):
-            b.nodes.clear()
-            rep.mode, rep.reason = "full", "no cluster survived the change"
-            _build_full(b, cur)
-    _write(index, b, old, rep)
-    info = _info(b, rep, params)
-    rep.seconds = time.perf_counter() - t0
-    info["last_build"] = rep.summary()
-    docs.set_meta(META_KEY, json.dumps(info))
-    index.write_manifest(raptor=info)
-    log.info(rep.line())
+    line = tree_estimate(docs, settings, rep, llm, prev, len(old), n_changed)
+    log.info(line)
+    if notice:
+        notice(line)
+    b = _Builder(index, settings, llm if rep.method == "llm" else None, old, rep, progress,
+                 extractor or Extractor(index.embedder))
+    b.add_leaves(leaves)
+    if rep.mode == "full":
+        _build_full(b, cur)
+    elif not _build_incremental(b, old_levels, cur, added):
+        b.nodes.clear()
+        rep.mode, rep.reason = "full", "no cluster survived the change"
+        _build_full(b, cur)
+    _finish(index, b, old, rep, params, t0)
     return rep

@@ -22,7 +22,7 @@ from typing import Any
 
 from core.errors import RagError
 from core.index import Index
-from core.llm import LLM, Message, get_llm
+from core.llm import LLM, Message, get_llm, too_small
 from core.settings import Settings
 from core.types import Hit, TraceEntry
 from retrieval import grade
@@ -181,12 +181,9 @@ def choose_mode(settings: Settings, llm: LLM) -> tuple[str, str]:
     mode = settings.answer.mode
     if mode != "auto":
         return mode, f"answer.mode = {mode}"
-    if llm.backend == "llamacpp":
-        return "extractive", "auto: the embedded llama.cpp model is too small to write faithful answers"
-    name = llm.model.lower()
-    small = next((m for m in settings.answer.small_models if m.lower() in name), None)
+    small = too_small(settings, llm)
     if small:
-        return "extractive", f"auto: model {llm.model} is small ({small!r} in answer.small_models)"
+        return "extractive", f"auto: {small} is too small to write faithful answers"
     return "generative", f"auto: {llm.backend} model {llm.model} writes the answer; every sentence is checked"
 
 

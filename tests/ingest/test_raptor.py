@@ -34,6 +34,7 @@ def _settings(index_dir: Path, **ingest: Any) -> Settings:
     s.ingest.raptor = True
     s.ingest.raptor_summary_tokens = 32  # SmolLM2 on 2 CPU cores: keep generations tiny
     s.ingest.raptor_context_tokens = 500
+    s.ingest.raptor_summaries = "llm"  # these tests are about the LLM's tree (auto: extractive for SmolLM2)
     for k, v in ingest.items():
         setattr(s.ingest, k, v)
     return s
@@ -207,7 +208,7 @@ def test_tree_traversal_and_collapsed_retrieval(built: tuple[Path, Path, dict[st
 def test_cli_tree_and_status_json(built: tuple[Path, Path, dict[str, Any]]) -> None:
     root, corpus, _ = built
     env = {**os.environ, "RAG_INDEX_DIR": str(root / "index"), "RAG_INGEST__RAPTOR_SUMMARY_TOKENS": "32",
-           "RAG_INGEST__RAPTOR_CONTEXT_TOKENS": "500"}
+           "RAG_INGEST__RAPTOR_CONTEXT_TOKENS": "500", "RAG_INGEST__RAPTOR_SUMMARIES": "llm"}
 
     def rag(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True,

@@ -35,6 +35,10 @@ def _settings(index_dir: Path, **ingest: Any) -> Settings:
     s.ingest.represent_questions = 2
     s.chunk.size = 40  # small chunks: the Espresso section spans two of them
     s.search.ltr = False
+    # These tests are about the LLM's summaries and questions, one call per unit and kind
+    # (auto: extractive for SmolLM2; batching: tests/ingest/test_extractive.py).
+    s.ingest.represent_summaries = "llm"
+    s.ingest.represent_batch = 1
     for k, v in ingest.items():
         setattr(s.ingest, k, v)
     return s
