@@ -148,14 +148,19 @@ def bench_cmd(
     what: str = typer.Argument(
         "all",
         help="ingest | retrieval | llm | strategies | raptor | ocr | faults (fault matrix) | "
-        "cold (`rag search` start-up) | all",
+        "cold (`rag search` start-up) | scale (100k chunks: ingest, update, retrieval, memory) | all",
     ),
-    sizes: str = typer.Option("1000,10000", "--sizes", help="Generated corpus sizes in chunks."),
+    sizes: str = typer.Option(
+        None, "--sizes", help="Generated corpus sizes in chunks (default 1000,10000; scale: the first "
+        "size is its corpus, default 100000)."
+    ),
     big: bool = typer.Option(False, "--100k", help="Also the 100,000-chunk corpus (slow on CPU)."),
     device: str = typer.Option(None, "--device", help="cpu | cuda (default: settings.embedding.device)."),
     baselines: bool = typer.Option(
-        True, "--baselines/--no-baselines", help="Also the LangChain tutorial stack and the raw encoder."
+        None, "--baselines/--no-baselines", help="Also the LangChain tutorial stack and the raw encoder "
+        "(default: on; scale: on up to 20,000 chunks)."
     ),
+    server: bool = typer.Option(False, "--server", help="scale: also against a real `chroma run`."),
     json_out: bool = typer.Option(False, "--json", help="Print figures as JSON."),
 ) -> None:
     """Print ingest throughput, query latency by stage and LLM figures (no assertions)."""
@@ -168,8 +173,11 @@ def bench_cmd(
     settings = load_settings()
     if device:
         settings.embedding.device = device
-    sz = [int(s) for s in sizes.split(",") if s.strip()] + ([100_000] if big else [])
-    figures = run(what, settings, sz, baselines=baselines, echo=None if json_out else out.print)
+    sz = [int(s) for s in (sizes or "").split(",") if s.strip()]
+    if big:  # scale: its one corpus is the 100k one; the others add it to their sizes
+        sz = [100_000] if what == "scale" else (sz or [1000, 10000]) + [100_000]
+    echo = None if json_out else out.print
+    figures = run(what, settings, sz, baselines=baselines, echo=echo, server=server)
     if json_out:
         print_json(figures)
 

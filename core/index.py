@@ -81,14 +81,26 @@ class Index:
         return self.manifest_path.exists()
 
     def manifest(self) -> dict[str, Any]:
-        if not self.manifest_path.exists():
-            return {}
-        data: dict[str, Any] = json.loads(self.manifest_path.read_text())
+        data: dict[str, Any] = json.loads(json.dumps(self._manifest_read()))  # a copy callers may change
         return data
+
+    def _manifest_read(self) -> dict[str, Any]:
+        """The manifest as last written, shared: read again only when the file changed (every
+        query checks it; it is replaced, never rewritten in place)."""
+        try:
+            st = os.stat(self.manifest_path)
+        except FileNotFoundError:
+            return {}
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        cached = self.__dict__.get("_manifest")
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, json.loads(self.manifest_path.read_text()))
+            self.__dict__["_manifest"] = cached
+        return dict(cached[1])
 
     def check_compatible(self) -> None:
         """Refuse an index built with another embedding model or format."""
-        man = self.manifest()
+        man = self._manifest_read()
         if not man:
             return
         if man.get("format_version") != INDEX_FORMAT:

@@ -51,6 +51,10 @@ class Record:
     def index_text(self) -> str:
         return index_text(self.kind, self.title, self.text)
 
+    def embed_text(self, titles: bool = True) -> str:
+        """What the embedder sees: the index text, or the text alone (`embedding.titles`)."""
+        return self.index_text() if titles else self.text
+
     def location(self) -> str:
         """Human-readable citation location, e.g. `report.pdf p. 3`."""
         from pathlib import Path

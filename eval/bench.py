@@ -1,13 +1,15 @@
-"""`rag bench ingest|retrieval|llm|strategies|raptor|ocr|faults|cold|all`: figures, never assertions.
+"""`rag bench ingest|retrieval|llm|strategies|raptor|ocr|faults|cold|scale|all`: figures, never assertions.
 
 ingest: chunks/s, characters/s and peak memory of our ingest, whole process with model
 load, on the sample corpus and generated corpora (1k / 10k / optionally 100k chunks),
 beside the LangChain tutorial stack and the raw encoder on the same files
 (`eval.bench_ingest`, one process per contender). Characters/s counts the source files'
 characters for every contender, so the ratios compare the same work.
-retrieval / llm (and strategies, raptor, ocr, faults, cold, not part of `all`): the `run(settings, ...)` of
-the module each stage's owner wrote beside this one (`eval.bench_retrieval`, ...), when
-installed.
+retrieval / llm (and strategies, raptor, ocr, faults, cold, scale, not part of `all`): the
+`run(settings, ...)` of the module each stage's owner wrote beside this one (`eval.bench_retrieval`,
+...), when installed. scale: one generated corpus of the first size (default 100,000 chunks),
+`server` also against a real `chroma run`, `baselines` None = the LangChain peer only up to
+20,000 chunks (`eval.bench_scale`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def _chunk_texts(corpus: Path, settings: Settings) -> tuple[list[str], int]:
     for p in files_of(corpus):
         chars += len(p.read_text(encoding="utf-8", errors="replace"))
         doc = load(p, settings.ingest)
-        texts += [r.index_text() for r in chunk_document(doc, str(p), settings.chunk)]
+        titles = settings.embedding.titles
+        texts += [r.embed_text(titles) for r in chunk_document(doc, str(p), settings.chunk)]
     return texts, chars
 
 
@@ -106,41 +109,54 @@ def _show(res: dict[str, Any], echo: Echo) -> None:
     echo(json.dumps(res, indent=2, ensure_ascii=False, default=str))
 
 
-def _bench_retrieval(mod: Any, s: Settings, sizes: list[int], echo: Echo | None) -> dict[str, Any]:
+def _bench_retrieval(mod: Any, s: Settings, sizes: list[int], echo: Echo | None, **_: Any) -> dict[str, Any]:
     return mod.run(s, tuple(sizes))  # type: ignore[no-any-return]  # prints its own table
 
 
-def _bench_strategies(mod: Any, s: Settings, sizes: list[int], echo: Echo | None) -> dict[str, Any]:
+def _bench_strategies(mod: Any, s: Settings, sizes: list[int], echo: Echo | None, **_: Any) -> dict[str, Any]:
     res: dict[str, Any] = mod.run(s)
     if echo:
         echo(mod.table(res))
     return res
 
 
-def _bench_raptor(mod: Any, s: Settings, sizes: list[int], echo: Echo | None) -> dict[str, Any]:
+def _bench_raptor(mod: Any, s: Settings, sizes: list[int], echo: Echo | None, **_: Any) -> dict[str, Any]:
     return mod.run(s, echo=echo)  # type: ignore[no-any-return]
 
 
-def _bench_plain(mod: Any, s: Settings, sizes: list[int], echo: Echo | None) -> dict[str, Any]:
+def _bench_plain(mod: Any, s: Settings, sizes: list[int], echo: Echo | None, **_: Any) -> dict[str, Any]:
     res: dict[str, Any] = mod.run(s)
     if echo:
         _show(res, echo)
     return res
 
 
-def _bench_faults(mod: Any, s: Settings, sizes: list[int], echo: Echo | None) -> dict[str, Any]:
+def _verbatim(echo: Echo | None) -> Echo | None:
+    """Lines that quote file names (`[/x]note.md`) or errors: a rich console prints them verbatim."""
     from functools import partial
 
     from rich.console import Console
 
-    # Case lines quote file names such as `[/x]note.md`: a rich console must print them verbatim.
     if echo is not None and isinstance(getattr(echo, "__self__", None), Console):
-        echo = partial(echo, markup=False, highlight=False)
-    return mod.run(s, echo=echo)  # type: ignore[no-any-return]
+        return partial(echo, markup=False, highlight=False)
+    return echo
 
 
-# name -> (module written by the stage's owner, how to call its `run(settings, ...)`)
-OTHERS: dict[str, tuple[str, Callable[[Any, Settings, list[int], Echo | None], dict[str, Any]]]] = {
+def _bench_faults(mod: Any, s: Settings, sizes: list[int], echo: Echo | None, **_: Any) -> dict[str, Any]:
+    return mod.run(s, echo=_verbatim(echo))  # type: ignore[no-any-return]
+
+
+def _bench_scale(
+    mod: Any, s: Settings, sizes: list[int], echo: Echo | None, server: bool = False,
+    baselines: bool | None = None, **_: Any,
+) -> dict[str, Any]:
+    chunks = sizes[0] if sizes else 100_000  # one corpus: the first size asked
+    return mod.run(s, chunks, echo=_verbatim(echo), server=server, peer=baselines)  # type: ignore[no-any-return]
+
+
+# name -> (module written by the stage's owner, how to call its `run(settings, ...)`); each call
+# gets (module, settings, sizes, echo) and the options below as keywords, which it may ignore.
+OTHERS: dict[str, tuple[str, Callable[..., dict[str, Any]]]] = {
     "retrieval": ("eval.bench_retrieval", _bench_retrieval),
     "llm": ("eval.bench_llm", _bench_plain),
     "strategies": ("eval.bench_strategies", _bench_strategies),
@@ -148,11 +164,15 @@ OTHERS: dict[str, tuple[str, Callable[[Any, Settings, list[int], Echo | None], d
     "ocr": ("eval.bench_ocr", _bench_plain),
     "faults": ("eval.bench_faults", _bench_faults),  # not part of `all`: ~25 rag processes
     "cold": ("eval.bench_cold", _bench_raptor),  # `rag search` as a fresh process, both encoders
+    "scale": ("eval.bench_scale", _bench_scale),  # not part of `all`: 100k chunks by default, hours on CPU
 }
+DEFAULT_SIZES = [1000, 10000]
 CHOICES = ("ingest", *OTHERS, "all")  # all = ingest, retrieval, llm
 
 
-def _other(name: str, settings: Settings, sizes: list[int], echo: Echo | None) -> dict[str, Any] | None:
+def _other(
+    name: str, settings: Settings, sizes: list[int], echo: Echo | None, **opts: Any
+) -> dict[str, Any] | None:
     module, call = OTHERS[name]
     try:
         mod = importlib.import_module(module)
@@ -162,16 +182,20 @@ def _other(name: str, settings: Settings, sizes: list[int], echo: Echo | None) -
         return None
     if echo:
         echo(f"\n{name}:")
-    return call(mod, settings, sizes, echo)
+    return call(mod, settings, sizes, echo, **opts)
 
 
 def run(
-    what: str, settings: Settings, sizes: list[int], baselines: bool = True, echo: Echo | None = None
+    what: str, settings: Settings, sizes: list[int] | None = None, baselines: bool | None = True,
+    echo: Echo | None = None, server: bool = False,
 ) -> dict[str, Any]:
+    """`sizes` None or empty: each benchmark's default (DEFAULT_SIZES; scale: 100,000 chunks).
+    `baselines` None: each benchmark's default (ingest: on; scale: only for small corpora)."""
     out: dict[str, Any] = {}
     if what in ("ingest", "all"):
-        out["ingest"] = bench_ingest(settings, sizes, baselines, echo)
+        out["ingest"] = bench_ingest(settings, sizes or DEFAULT_SIZES, baselines is not False, echo)
     for name in OTHERS:
         if what == name or (what == "all" and name in ("retrieval", "llm")):
-            out[name] = _other(name, settings, sizes, echo)
+            sz = sizes or ([] if name == "scale" else DEFAULT_SIZES)
+            out[name] = _other(name, settings, sz, echo, server=server, baselines=baselines)
     return out

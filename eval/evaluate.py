@@ -105,6 +105,7 @@ def index_key(ds: Dataset, settings: Settings) -> str:
         "format": INDEX_FORMAT,
         "chunk": settings.chunk.model_dump(),
         "embedding": settings.embedding.model,
+        "embedding_titles": settings.embedding.titles,
         "ingest": settings.ingest.model_dump(),
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:12]

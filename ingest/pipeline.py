@@ -135,10 +135,10 @@ def _commit(index: Index, batch: list[Prepared], report: IngestReport, progress:
         # Chunks whose id (path + content) is already indexed keep their vectors.
         new.extend(r for r in p.records if r.id not in old_ids)
     if new:
-        vecs = index.embedder.embed([r.index_text() for r in new])
+        vecs = index.embedder.embed([r.embed_text(index.settings.embedding.titles) for r in new])
         index.vectors.upsert(new, vecs)
         report.chunks_embedded += len(new)
-        report.chars_embedded += sum(len(r.index_text()) for r in new)
+        report.chars_embedded += sum(len(r.embed_text(index.settings.embedding.titles)) for r in new)
     _fault("after_upsert")
     for p in batch:
         index.docs.replace_file(p.path, p.digest, p.size, p.text, p.records)
@@ -303,5 +303,6 @@ def _reconcile(index: Index) -> None:
         todo = [recs[i] for i in missing if i in recs]
         for k in range(0, len(todo), 1024):
             part = todo[k:k + 1024]
-            index.vectors.upsert(part, index.embedder.embed([r.index_text() for r in part]))
+            titles = index.settings.embedding.titles
+            index.vectors.upsert(part, index.embedder.embed([r.embed_text(titles) for r in part]))
     index.rebuild_keyword()

@@ -65,16 +65,16 @@ _KINDS = {"chunk": 0.0, "summary": 1.0, "question": 2.0, "raptor": 3.0}
 
 
 @functools.lru_cache(maxsize=65536)
-def _terms(text: str) -> frozenset[str]:
-    return frozenset(tokenize(text))
-
-
-_CJK_RUN = re.compile(f"[{CJK_RANGES}]+")
+def _seq(text: str) -> tuple[str, ...]:
+    return tuple(tokenize(text))
 
 
 @functools.lru_cache(maxsize=65536)
-def _seq(text: str) -> tuple[str, ...]:
-    return tuple(tokenize(text))
+def _terms(text: str) -> frozenset[str]:
+    return frozenset(_seq(text))  # a candidate's text is tokenised once for both (was twice a query)
+
+
+_CJK_RUN = re.compile(f"[{CJK_RANGES}]+")
 
 
 def cjk_bigrams(text: str) -> frozenset[str]:

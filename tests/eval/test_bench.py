@@ -51,3 +51,77 @@ def test_cold_bench_times_both_query_encoders(settings) -> None:  # type: ignore
     assert any(line.startswith("numpy query encoder") for line in lines)
     assert res["resident"]["search_median_s"] > 0 and res["resident"]["ask_median_s"] > 0
     assert any(line.startswith("rag serve running") for line in lines)
+
+
+def test_scale_bench_on_a_tiny_corpus(settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Every step in its own process on 300 chunks: the figures are there and positive."""
+    import os
+
+    from eval import bench_scale
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # the structure, not the machine
+    settings.search.ltr_self_train = False  # the ranker's training is timed, not tested, here
+    lines: list[str] = []
+    res = bench_scale.run(settings, chunks=300, echo=lines.append, peer=False, queries=10,
+                          cache=tmp_path / "cache", work=tmp_path)
+    assert "refused" not in res and "server" not in res and "skipped" in res["peer"]
+    side = res["embedded"]
+    for step in ("build", "update", "update_cli", "retrieval"):
+        assert "error" not in side[step], side[step]
+        assert side[step]["seconds"] > 0 and side[step]["peak_rss_mb"] > 50
+    build = side["build"]
+    assert build["chunks"] >= 300 and build["failed_files"] == 0
+    assert 0 < build["ingest_seconds"] <= build["seconds"] and build["chunks_per_s"] > 0
+    assert build["chars_per_s"] > 0 and 50 < build["peak_ingest_mb"] <= build["peak_rss_mb"]
+    update = side["update"]
+    assert update["chunks"] > 0 and update["update_ms"] > 0
+    assert update["split_ms"]["embed"] > 0 and update["split_ms"]["keyword"] > 0
+    assert side["update_cli"]["chunks_written"] > 0
+    ret = side["retrieval"]
+    assert ret["queries"] == 10 and 0 < ret["total"]["p50"] <= ret["total"]["p95"]
+    assert ret["stage_p50"] and all(v >= 0 for v in ret["stage_p50"].values())
+    assert "load average" in lines[0] and res["load_avg_after"] >= 0
+    assert any(line.startswith("retrieval p95 ms") for line in lines)
+    assert any("LangChain peer skipped" in line for line in lines)
+
+
+def test_scale_bench_refuses_on_a_busy_machine(settings, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from eval import bench_scale
+
+    busy = float((os.cpu_count() or 1) + 1)
+    monkeypatch.setattr(os, "getloadavg", lambda: (busy, busy, busy))
+    lines: list[str] = []
+    res = bench_scale.run(settings, chunks=300, echo=lines.append, cache=tmp_path / "cache")
+    assert res["refused"] and res["load_avg_before"] == busy and "embedded" not in res
+    assert lines == [res["refused"]] and "busy" in lines[0] and "no figures" in lines[0]
+    assert not (tmp_path / "cache").exists()  # nothing generated, nothing run
+
+
+def test_rag_bench_scale_passes_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rag bench scale`: the first --sizes is the corpus (default 100,000), --server and
+    --baselines reach `eval.bench_scale.run`."""
+    from typer.testing import CliRunner
+
+    from app.cli import _register, app
+    from eval import bench, bench_scale
+
+    _register()  # `rag` registers its commands lazily
+
+    calls: list[dict[str, object]] = []
+
+    def fake(settings, chunks, echo=None, server=False, peer=None):  # type: ignore[no-untyped-def]
+        calls.append({"chunks": chunks, "server": server, "peer": peer})
+        return {"chunks": chunks}
+
+    monkeypatch.setattr(bench_scale, "run", fake)
+    for args in (["scale"], ["scale", "--sizes", "2000,5000", "--server", "--no-baselines"],
+                 ["scale", "--100k", "--baselines"]):
+        r = CliRunner().invoke(app, ["bench", *args, "--json"])
+        assert r.exit_code == 0, r.output
+    assert calls == [{"chunks": 100_000, "server": False, "peer": None},
+                     {"chunks": 2000, "server": True, "peer": False},
+                     {"chunks": 100_000, "server": False, "peer": True}]
+    assert "scale" in bench.CHOICES

@@ -1,0 +1,76 @@
+"""What the query path reads from disk once and keeps: the resolved index folder (still
+following the working folder for a relative `index_dir`) and the manifest (read again when
+an ingest or anyone else replaces it). Plus `embedding.titles`: what the encoder sees of a
+chunk."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.errors import EmbeddingMismatchError
+from core.index import Index
+from core.settings import load_settings
+from core.types import Record
+from ingest.pipeline import ingest
+
+
+def test_relative_index_dir_follows_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = load_settings(index_dir="rel/index")
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    monkeypatch.chdir(a)
+    assert s.index_path == (a / "rel" / "index").resolve()
+    monkeypatch.chdir(b)
+    assert s.index_path == (b / "rel" / "index").resolve()
+    assert load_settings(index_dir="~/x").index_path == Path(os.path.expanduser("~/x")).resolve()
+
+
+def test_a_replaced_manifest_is_read_again(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Kettles\n\nA gooseneck kettle pours slowly over the coffee bed.\n")
+    s = load_settings()
+    index = Index(s)
+    ingest([docs], s, index=index)
+    index.check_compatible()  # read and kept
+    man = index.manifest()
+    man["embedding_model"] = "some-other-model"  # a copy: the kept manifest is unchanged
+    index.check_compatible()
+    tmp = index.manifest_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(man))
+    tmp.replace(index.manifest_path)  # as write_manifest does
+    with pytest.raises(EmbeddingMismatchError, match="some-other-model"):
+        index.check_compatible()
+    index.manifest_path.unlink()
+    assert index.manifest() == {}
+    index.check_compatible()  # no manifest: nothing to refuse
+
+
+def test_titles_are_embedded_unless_switched_off(tmp_path: Path) -> None:
+    r = Record("x", "A gooseneck kettle pours slowly.", "/a.md", title="Kettles")
+    assert r.embed_text() == "Kettles\nA gooseneck kettle pours slowly." and r.embed_text(False) == r.text
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Equipment\n\nA gooseneck kettle pours slowly over the coffee bed.\n")
+    for titles in (True, False):
+        s = load_settings(index_dir=tmp_path / f"index-{titles}")
+        s.embedding.titles = titles
+        index = Index(s)
+        rep = ingest([docs], s, index=index)
+        (chunk,) = list(index.docs.iter_records(("chunk",)))
+        assert chunk.title == "Equipment"
+        stored = index.vectors.get_embeddings([chunk.id])[chunk.id]
+        want = index.embedder.embed([chunk.embed_text(titles)])[0]
+        other = index.embedder.embed([chunk.embed_text(not titles)])[0]
+        assert float(np.dot(stored, want)) > 0.999 > float(np.dot(stored, other))
+        assert rep.chars_embedded == len(chunk.embed_text(titles))
+        # BM25 indexes the title either way
+        assert chunk.id in [i for i, _ in index.keyword.search("equipment", 5)]
