@@ -137,6 +137,18 @@ def score_pool(index: Index, query: str, hits: list[Hit], vectors: dict[str, np.
     emb = stored_embeddings(index, ids)
     ctx = index.keyword.context_scores(query, ids)  # bm25, bm25_prev, bm25_next, bm25_doc
     sims = {role: emb @ v for role, v in vectors.items() if emb.shape[1] == len(v)}
+    # A hit found through a summary or question (multi-representation) keeps that match's
+    # cosine where it is the higher: the parent's own vector may be far from the question
+    # the representation answers, which is why the representation was indexed.
+    rows = [row for row, h in enumerate(hits) if h.matched]
+    if rows:
+        rep = stored_embeddings(index, [str(hits[row].matched) for row in rows])
+        for role, v in vectors.items():
+            if role in sims and rep.shape[1] == len(v):
+                got = rep @ v
+                for j, row in enumerate(rows):
+                    if not np.isnan(got[j]) and (np.isnan(sims[role][row]) or got[j] > sims[role][row]):
+                        sims[role][row] = got[j]
     for row, h in enumerate(hits):
         for name, col in ctx.items():
             h.scores[name] = float(col[row])

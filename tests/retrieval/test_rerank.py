@@ -181,3 +181,26 @@ def test_cjk_queries_lean_on_bm25_in_the_blend() -> None:
     bm25 = np.array([1.0, 9.0, 2.0])
     assert int(np.argmax(blend(cos, bm25, 0.9))) == 0
     assert int(np.argmax(blend(cos, bm25, 0.1))) == 1
+
+
+def test_a_hit_found_through_a_representation_keeps_its_cosine(settings: Settings) -> None:
+    """The coarse stage scores a chunk by its own stored vector, or by the summary / question
+    that matched, whichever is closer to the question (by hand: unit vectors)."""
+    from core.index import Index
+
+    index = Index(settings)
+    chunk_a = Record("a", "Volcanoes erupt lava.", "/x/a.md")
+    chunk_b = Record("b", "Glaciers carve valleys.", "/x/b.md")
+    summ = Record("s", "How do mountains spit fire?", "/x/a.md", kind="summary", parent_id="a")
+    e = np.eye(4, 384, dtype=np.float32)
+    q = (e[2] + e[1]) / np.sqrt(2)  # cos(q, a) = 0, cos(q, b) = 0.707, cos(q, s) = 0.8 / sqrt 2
+    s_vec = 0.6 * e[0] + 0.8 * e[1]  # a unit vector
+    index.vectors.upsert([chunk_a, chunk_b, summ], np.stack([e[0], e[2], s_vec]))
+    rerank.clear_cache()
+    hits = [Hit(chunk_a, 0.0, {}, matched="s"), Hit(chunk_b, 0.0, {})]
+    rerank.score_pool(index, "q", hits, {"original": q})
+    assert hits[0].scores["sbert"] == pytest.approx(0.8 / np.sqrt(2), abs=1e-5)  # the summary's, not 0
+    assert hits[1].scores["sbert"] == pytest.approx(1 / np.sqrt(2), abs=1e-5)
+    far = [Hit(chunk_b, 0.0, {}, matched="s")]  # the chunk's own cosine is the higher: kept
+    rerank.score_pool(index, "q", far, {"original": e[2]})
+    assert far[0].scores["sbert"] == pytest.approx(1.0, abs=1e-5)
