@@ -6,10 +6,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from app.output import print_json
+
+if TYPE_CHECKING:
+    from eval.estimate import Estimate
 
 # rich and the settings load inside the commands: every `rag` start imports this module (app/cmd_index.py)
 
@@ -38,6 +42,15 @@ def _query_bars(enabled: bool) -> Iterator[Callable[[str, int, int], None] | Non
             prog.update(tasks[name], completed=done)
 
         yield cb
+
+
+def _say(expected: Estimate) -> None:
+    """The run's cost estimate, before the work starts, when it will take a while."""
+    from app.output import console
+
+    if expected.worth_saying():
+        for line in expected.lines():
+            console.print(line, markup=False, highlight=False)
 
 
 def _split(v: str | None) -> list[str] | None:
@@ -130,10 +143,11 @@ def eval_cmd(
             cache_dir=reports / ".cache",
             ingest_progress=icb,
             query_progress=qcb,
+            on_estimate=None if json_out else _say,
         )
     paths = report.write(result, reports / (name or ds.name))
-    if json_out:
-        print_json(report.results_json(result))
+    if json_out:  # the estimate goes here instead of before the run
+        print_json({**report.results_json(result), "estimate": result.estimate})
         return
     for v in result.issues.to_dict().values():
         console.print(f"[yellow]skipped[/yellow] {v['count']} {v['what']}")

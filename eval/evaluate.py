@@ -24,6 +24,7 @@ from core.index import INDEX_FORMAT, Index
 from core.settings import Settings
 from core.types import Hit, TraceEntry
 from eval import configs as cfgs
+from eval import estimate as est
 from eval.datasets import Dataset, Issues, Qrels, validate
 from eval.metrics import (
     PRIMARY,
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 IngestProgress = Callable[[str, int], None]
 QueryProgress = Callable[[str, int, int], None]  # (configuration, done, total)
+EstimateHook = Callable[[est.Estimate], None]  # gets the run's cost estimate before the work starts
 
 
 @dataclass
@@ -80,6 +82,7 @@ class EvalResult:
     baseline: str = ""
     evidence_queries: int = 0  # scored queries with evidence: the denominator of passage metrics
     split: str = ""
+    estimate: dict[str, Any] = field(default_factory=dict)  # what the run was expected to cost
 
 
 @dataclass
@@ -136,9 +139,7 @@ def corpus_index(
                 f"No index at {index.path}; run `rag ingest PATH` first (or set RAG_INDEX_DIR)."
             )
         return EvalIndex(index, None, {"path": str(index.path), "reused": True, "own": False})
-    key = index_key(ds, settings)
-    root = (cache_dir / f"{_slug(ds.name)}-{key}").resolve()
-    s = cfgs.apply(settings, {"index_dir": str(root / "index"), "chroma_url": None, "collection": "eval"})
+    key, root, s = _own(ds, settings, cache_dir)
     index = Index(s)
     marker = root / "complete.json"
     if ds.corpus.kind == "beir":
@@ -153,11 +154,14 @@ def corpus_index(
 
         report = ingest([Path(p) for p in mapping], s, prune=True, progress=progress, index=index)
         failed = [f"{Path(f.path).name}: {f.error}" for f in report.failed]
+        chunks = index.docs.counts_by_kind().get("chunk", 0)
+        if not (s.ingest.multi_representation or s.ingest.raptor):  # the plain ingest's rate, for estimates
+            est.note_ingest(cache_dir, s.embedding.model, est.corpus_chars(ds.corpus), report.seconds, chunks)
         info.update(
             {
                 "key": key,
                 "documents": len(mapping),
-                "chunks": index.docs.counts_by_kind().get("chunk", 0),
+                "chunks": chunks,
                 "ingest_seconds": round(report.seconds, 2),
                 "failed": failed[:20],
                 "failed_count": len(failed),
@@ -174,6 +178,21 @@ def corpus_index(
 
     info["ranker"] = self_train(index, s).to_dict()
     return EvalIndex(index, mapping, info)
+
+
+def _own(ds: Dataset, settings: Settings, cache_dir: Path) -> tuple[str, Path, Settings]:
+    """The key, folder and settings of a dataset's own index."""
+    key = index_key(ds, settings)
+    root = (cache_dir / f"{_slug(ds.name)}-{key}").resolve()
+    s = cfgs.apply(settings, {"index_dir": str(root / "index"), "chroma_url": None, "collection": "eval"})
+    return key, root, s
+
+
+def is_cached(ds: Dataset, settings: Settings, cache_dir: Path) -> bool:
+    """Whether the dataset's own index for these settings is built (so no ingest is due)."""
+    key, root, s = _own(ds, settings, cache_dir)
+    marker = root / "complete.json"
+    return marker.exists() and json.loads(marker.read_text()).get("key") == key and Index(s).exists()
 
 
 def _warm_up(index: Index, settings: Settings) -> None:
@@ -289,7 +308,9 @@ def evaluate(
     cache_dir: Path = Path("reports/.cache"),
     ingest_progress: IngestProgress | None = None,
     query_progress: QueryProgress | None = None,
+    on_estimate: EstimateHook | None = None,
 ) -> EvalResult:
+    """`on_estimate` gets what the run is expected to cost (est.Estimate) before the work starts."""
     t0 = time.perf_counter()
     if ds.corpus.kind == "index":  # the user's index is read, never written (no translation cache)
         settings = cfgs.apply(settings, {"translate": {"cache": False}})
@@ -297,6 +318,9 @@ def evaluate(
     groups: dict[str, list[cfgs.EvalConfig]] = {}
     for c in chosen:
         groups.setdefault(json.dumps(c.shaping(), sort_keys=True), []).append(c)
+    expected = est.plan(ds, settings, groups, lambda s: is_cached(ds, s, cache_dir), limit, cache_dir)
+    if on_estimate:
+        on_estimate(expected)
     results: list[ConfigResult] = []
     index_info: dict[str, Any] = {}
     validated = False
@@ -320,6 +344,9 @@ def evaluate(
                     f"{len(lost)} questions' evidence is in no indexed chunk (cut across chunks or "
                     f"changed by the loader), so they count as passage misses; first: {', '.join(lost[:5])}"
                 )
+    if expected.llm:
+        asking = {c.name for c in chosen if c.uses_llm and not c.shaping()}  # LLM calls per question
+        est.note_run(cache_dir, expected.llm, [r for r in results if r.name in asking])
     qrels = {q: ds.qrels[q] for q in qids}
     runs = {r.name: r.run for r in results}
     means, per_query = score(qrels, runs)
@@ -346,6 +373,7 @@ def evaluate(
         baseline=baseline,
         evidence_queries=len(with_evidence),
         split=ds.split,
+        estimate=expected.to_dict(),
     )
 
 
