@@ -31,7 +31,8 @@ _SKIP = re.compile(r"^\s*(?:#|\||```|~~~|!\[|<)")  # headings, table rows, code 
 
 
 class Encoder(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def embed(self, texts: list[str], show_progress: bool = False) -> np.ndarray: ...
 

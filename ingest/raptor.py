@@ -219,7 +219,8 @@ class _Builder:
         ok = lambda raw: clean_summary(raw) is not None  # noqa: E731
         done = run_jobs(self.llm, jobs, self.index.docs, s.llm_concurrency, ok, retry=True, stats=self.stats)
         for job, raw, cached, calls in done:
-            node, fitted = job.tag  # type: ignore[misc]
+            tag: tuple[Node, list[str]] = job.tag  # type: ignore[assignment]
+            node, fitted = tag
             self.rep.cached += int(cached)
             self.rep.llm_calls += calls
             summary = clean_summary(raw)
