@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,17 +47,17 @@ class FileEntry:
     ingested_at: float
 
 
-def _json(raw: str | None, empty: str) -> Any:
+def _json(raw: str | None, empty: Callable[[], Any]) -> Any:
     # Most chunks have no children and no extra: skip the JSON decoder for them (two decodes
     # a row were a sixth of a query's time outside the encoder).
-    return json.loads(raw) if raw and raw != empty else ([] if empty == "[]" else {})
+    return json.loads(raw) if raw and raw not in ("[]", "{}") else empty()
 
 
 def _row_to_record(row: tuple[Any, ...]) -> Record:
     return Record(
         id=row[0], source=row[1], kind=row[2], level=row[3], parent_id=row[4], start=row[5] or 0,
         end=row[6] or 0, title=row[7] or "", page_start=row[8], page_end=row[9], text=row[10],
-        children=_json(row[11], "[]"), extra=_json(row[12], "{}"),
+        children=_json(row[11], list), extra=_json(row[12], dict),
     )
 
 

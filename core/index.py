@@ -4,6 +4,7 @@ reads it; both reach it through this one object."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -81,8 +82,7 @@ class Index:
         return self.manifest_path.exists()
 
     def manifest(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(json.dumps(self._manifest_read()))  # a copy callers may change
-        return data
+        return copy.deepcopy(self._manifest_read())  # a copy callers may change
 
     def _manifest_read(self) -> dict[str, Any]:
         """The manifest as last written, shared: read again only when the file changed (every
@@ -96,7 +96,8 @@ class Index:
         if cached is None or cached[0] != stamp:
             cached = (stamp, json.loads(self.manifest_path.read_text()))
             self.__dict__["_manifest"] = cached
-        return dict(cached[1])
+        data: dict[str, Any] = cached[1]  # shared: read it, never change it
+        return data
 
     def check_compatible(self) -> None:
         """Refuse an index built with another embedding model or format."""

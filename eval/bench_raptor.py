@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import tempfile
 import time
@@ -24,6 +23,7 @@ from typing import Any, cast
 from core.index import Index
 from core.llm import LLM, get_llm
 from core.settings import Settings, load_settings
+from eval import machine
 
 _TOPICS = {
     "coffee": "espresso grinder beans roast crema portafilter brew extraction kettle filter acidity aroma",
@@ -118,7 +118,7 @@ def run(settings: Settings, chunks: int = 1000, echo: Any = None) -> dict[str, A
                 f"{timed.calls} LLM calls")
 
     t0 = time.perf_counter()
-    load_before = os.getloadavg()[0]
+    load_before = machine.load_avg()
     cold = update_tree(index, s, progress=progress, llm=llm, notice=say)
     cold_s = time.perf_counter() - t0
     say(cold.line())
@@ -138,7 +138,7 @@ def run(settings: Settings, chunks: int = 1000, echo: Any = None) -> dict[str, A
     return {
         "device": f"{timed.backend} ({timed.model}), gpu_layers={s.llm.gpu_layers}",
         "method": cold.method, "why": cold.why, "estimate": cold.estimate,
-        "load_avg": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        "load_avg": {"before": load_before, "after": machine.load_avg()},
         "leaves": n_leaves,
         "summary_tokens": s.ingest.raptor_summary_tokens,
         "context_tokens": s.ingest.raptor_context_tokens,

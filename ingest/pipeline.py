@@ -135,10 +135,10 @@ def _commit(index: Index, batch: list[Prepared], report: IngestReport, progress:
         # Chunks whose id (path + content) is already indexed keep their vectors.
         new.extend(r for r in p.records if r.id not in old_ids)
     if new:
-        vecs = index.embedder.embed([r.embed_text(index.settings.embedding.titles) for r in new])
-        index.vectors.upsert(new, vecs)
+        texts = [r.embed_text(index.settings.embedding.titles) for r in new]
+        index.vectors.upsert(new, index.embedder.embed(texts))
         report.chunks_embedded += len(new)
-        report.chars_embedded += sum(len(r.embed_text(index.settings.embedding.titles)) for r in new)
+        report.chars_embedded += sum(map(len, texts))
     _fault("after_upsert")
     for p in batch:
         index.docs.replace_file(p.path, p.digest, p.size, p.text, p.records)

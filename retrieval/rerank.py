@@ -145,10 +145,7 @@ def score_pool(index: Index, query: str, hits: list[Hit], vectors: dict[str, np.
         rep = stored_embeddings(index, [str(hits[row].matched) for row in rows])
         for role, v in vectors.items():
             if role in sims and rep.shape[1] == len(v):
-                got = rep @ v
-                for j, row in enumerate(rows):
-                    if not np.isnan(got[j]) and (np.isnan(sims[role][row]) or got[j] > sims[role][row]):
-                        sims[role][row] = got[j]
+                sims[role][rows] = np.fmax(sims[role][rows], rep @ v)  # fmax: NaN (no vector) loses
     for row, h in enumerate(hits):
         for name, col in ctx.items():
             h.scores[name] = float(col[row])
