@@ -18,15 +18,14 @@ def check(fn: Callable[[Settings], Check]) -> Callable[[Settings], Check]:
 
 @check
 def embedding(settings: Settings) -> Check:
-    from core.models import get_embedder
+    from core.models import SentenceTransformerEmbedder, get_embedder
 
     try:
         emb = get_embedder(settings.embedding)
         dim = emb.dim
         detail = f"{emb.name} ({dim} dims) on {settings.embedding.device}"
         state = "ok"
-        numpy_enc = emb.numpy_encoder(1)
-        if numpy_enc is not None:
+        if isinstance(emb, SentenceTransformerEmbedder) and (numpy_enc := emb.numpy_encoder(1)) is not None:
             # The NumPy query encoder must reproduce the model the index was built with.
             import numpy as np
 

@@ -191,7 +191,7 @@ class Resident:
                 return f"not warmed up ({e})"
             # sentence-transformers too (a few seconds, once): with it loaded, the dozens of sentences
             # an extractive answer scores are encoded in one torch batch, not one by one in NumPy
-            index.embedder.model  # noqa: B018 - the property loads it
+            index.embedder.load()
             try:
                 # an extractive answer makes no LLM call, but its sentence scoring loads more (about
                 # 1 s on 2 cores); a generative one would spend seconds generating, so it is not tried

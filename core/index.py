@@ -19,7 +19,7 @@ from core.errors import EmbeddingMismatchError, IndexError_
 from core.keyword import KeywordIndex
 from core.models import Embedder, get_embedder
 from core.settings import Settings
-from core.store import VectorStore
+from core.store import VectorStore, get_store
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Index:
 
     @cached_property
     def vectors(self) -> VectorStore:
-        return VectorStore(self.settings)
+        return get_store(self.settings)
 
     @cached_property
     def keyword(self) -> KeywordIndex:

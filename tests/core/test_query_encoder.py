@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from core import models, query_encoder
-from core.models import NUMPY_MAX_TEXTS, get_embedder, resolve_model_path
+from core.models import NUMPY_MAX_TEXTS, SentenceTransformerEmbedder, resolve_model_path
 from core.settings import EmbeddingSettings
 
 TEXTS = [
@@ -36,7 +36,7 @@ def model_dir() -> Path:
 def test_numpy_vectors_match_the_torch_model(model_dir: Path) -> None:
     enc = query_encoder.load(str(model_dir))
     assert enc is not None and enc.dim == 384
-    torch_model = get_embedder(EmbeddingSettings(numpy_queries=False)).model
+    torch_model = SentenceTransformerEmbedder(EmbeddingSettings(numpy_queries=False)).model
     ref = torch_model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
     cos = [float(np.dot(enc.encode(t), r)) for t, r in zip(TEXTS, ref, strict=True)]
     assert min(cos) >= 0.9999, list(zip(TEXTS, cos, strict=True))
@@ -44,7 +44,7 @@ def test_numpy_vectors_match_the_torch_model(model_dir: Path) -> None:
 
 
 def test_embedder_uses_numpy_for_few_texts_and_torch_for_batches(model_dir: Path) -> None:
-    emb = get_embedder(EmbeddingSettings())
+    emb = SentenceTransformerEmbedder(EmbeddingSettings())
     few = emb.embed(TEXTS[:3])
     assert few.shape == (3, 384) and few.dtype == np.float32
     assert np.allclose(np.linalg.norm(few, axis=1), 1.0, atol=1e-5)

@@ -1,0 +1,88 @@
+"""The embedder and the vector store sit behind a Protocol, chosen by name from a registry;
+the Chroma store's accessors for whole-collection embeddings and filter checks work on a
+tiny real store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core import models, store
+from core.errors import ConfigError
+from core.index import Index
+from core.models import Embedder, SentenceTransformerEmbedder, TextEncoder, get_embedder
+from core.settings import EmbeddingSettings, Settings, load_settings
+from core.store import ChromaStore, VectorStore, get_store
+from core.types import Record
+
+
+def _records(settings: Settings, n: int = 5) -> tuple[VectorStore, list[Record], np.ndarray]:
+    vs = get_store(settings)
+    recs = [Record(id=f"r{i}", text=f"text {i}", source=f"/d/doc{i}.{'pdf' if i % 2 else 'md'}")
+            for i in range(n)]
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((n, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    vs.upsert(recs, vecs)
+    return vs, recs, vecs
+
+
+def test_the_registries_hold_todays_backends(settings: Settings) -> None:
+    assert store.REGISTRY == {"chroma": ChromaStore}
+    assert models.REGISTRY == {"sentence-transformers": SentenceTransformerEmbedder}
+    vs: VectorStore = get_store(settings)  # mypy checks ChromaStore against the protocol here
+    emb: Embedder = get_embedder(settings.embedding)  # and the embedder against its own
+    assert type(vs) is ChromaStore and isinstance(vs, VectorStore)
+    assert type(emb) is SentenceTransformerEmbedder and isinstance(emb, Embedder)
+    assert isinstance(emb, TextEncoder)
+    index = Index(settings)
+    assert type(index.vectors) is ChromaStore and type(index.embedder) is SentenceTransformerEmbedder
+    assert vs.mode == "embedded"
+
+
+def test_an_unknown_backend_is_refused_naming_the_choices() -> None:
+    with pytest.raises(ConfigError, match=r"Unknown vector_store 'faiss'; choose one of: chroma\."):
+        get_store(load_settings(vector_store="faiss"))
+    with pytest.raises(ConfigError, match=r"Unknown embedding.backend 'openai'; choose one of: "
+                                          r"sentence-transformers\."):
+        get_embedder(EmbeddingSettings(backend="openai"))
+
+
+def test_an_unknown_backend_from_the_environment_fails_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_EMBEDDING__BACKEND", "nope")
+    monkeypatch.setenv("RAG_VECTOR_STORE", "nope")
+    index = Index(load_settings())
+    with pytest.raises(ConfigError, match="embedding.backend 'nope'"):
+        index.embedder  # noqa: B018
+    with pytest.raises(ConfigError, match="vector_store 'nope'"):
+        index.vectors  # noqa: B018
+
+
+def test_all_embeddings_reads_every_vector_in_pages(settings: Settings) -> None:
+    vs, recs, vecs = _records(settings)
+    assert isinstance(vs, ChromaStore)
+    for page in (2, 5, 5000):  # several pages, one exact page, one short page
+        got = dict(vs.all_embeddings(page=page))
+        assert sorted(got) == [r.id for r in recs]
+        for i, r in enumerate(recs):
+            assert got[r.id].dtype == np.float32 and np.allclose(got[r.id], vecs[i], atol=1e-6)
+    one = vs.get_embeddings(["r3", "absent"])
+    assert list(one) == ["r3"] and np.allclose(one["r3"], vecs[3], atol=1e-6)
+    vs.delete([r.id for r in recs])
+    assert list(vs.all_embeddings()) == [] and vs.count() == 0
+
+
+def test_any_match_says_whether_a_filter_matches(settings: Settings) -> None:
+    vs, _, _ = _records(settings)
+    assert vs.any_match({"ext": "pdf"})
+    assert vs.any_match({"$and": [{"ext": "md"}, {"source": {"$in": ["/d/doc0.md", "/x"]}}]})
+    assert not vs.any_match({"ext": "docx"})
+    assert not vs.any_match({"source": "/d/doc1.md"})
+    with pytest.raises(Exception):  # noqa: B017 - Chroma refuses an unknown operator with its own error
+        vs.any_match({"ext": {"$regex": "p.f"}})
+
+
+def test_an_empty_store_has_nothing(settings: Settings) -> None:
+    vs = get_store(settings)
+    assert vs.count() == 0 and vs.all_ids() == [] and list(vs.all_embeddings()) == []
+    assert not vs.any_match({"ext": "pdf"})
