@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from app.output import print_json
+from eval.bench import HELP as BENCH_HELP  # the benchmark registry: stdlib imports only
 
 if TYPE_CHECKING:
     from eval.estimate import Estimate
@@ -161,8 +162,7 @@ def eval_cmd(
 def bench_cmd(
     what: str = typer.Argument(
         "all",
-        help="ingest | retrieval | llm | strategies | raptor | ocr | faults (fault matrix) | "
-        "cold (`rag search` start-up) | scale (100k chunks: ingest, update, retrieval, memory) | all",
+        help=BENCH_HELP,
     ),
     sizes: str = typer.Option(
         None, "--sizes", help="Generated corpus sizes in chunks (default 1000,10000; scale: the first "

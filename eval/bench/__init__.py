@@ -1,201 +1,116 @@
-"""`rag bench ingest|retrieval|llm|strategies|raptor|ocr|faults|cold|scale|all`: figures, never assertions.
+"""`rag bench NAME` (NAME: ingest|retrieval|llm|strategies|raptor|ocr|faults|cold|scale|ui|all):
+figures, never assertions.
 
-ingest: chunks/s, characters/s and peak memory of our ingest, whole process with model
-load, on the sample corpus and generated corpora (1k / 10k / optionally 100k chunks),
-beside the LangChain tutorial stack and the raw encoder on the same files
-(`eval.bench_ingest`, one process per contender). Characters/s counts the source files'
-characters for every contender, so the ratios compare the same work.
-retrieval / llm (and strategies, raptor, ocr, faults, cold, scale, not part of `all`): the
-`run(settings, ...)` of the module each stage's owner wrote beside this one (`eval.bench_retrieval`,
-...), when installed. scale: one generated corpus of the first size (default 100,000 chunks),
-`server` also against a real `chroma run`, `baselines` None = the LangChain peer only up to
-20,000 chunks (`eval.bench_scale`).
+One module per benchmark in this package, each with one entry point
+`run(settings, *, echo=None, ...) -> figures` (it prints its figures through `echo` and returns
+them) and a `main(argv)` for `python -m eval.bench.NAME`. `REGISTRY` names them; `run` below
+dispatches `rag bench NAME` to one (or `all`: ingest, retrieval, llm), mapping the command's
+options onto that module's keywords. The modules are imported only when run, and this file
+imports nothing heavy: every benchmark child process (`python -m eval.bench.ingest --worker`,
+`python -m eval.bench.scale --worker`) imports it first, and its imports would count in the
+child's measured start-up and memory.
+
+- ingest: chunks/s, characters/s and peak memory of our ingest, the LangChain tutorial stack and
+  the raw encoder, each a whole process, on the sample corpus and generated corpora (`sizes`);
+- retrieval: latency by stage at each of `sizes`; llm: the embedded model's and Ollama's tokens/s;
+- strategies: latency and LLM calls of each query strategy; raptor: building a RAPTOR tree;
+- ocr: OCR pages/s; faults: the fault matrix; cold: `rag search` / `rag ask` as fresh processes;
+- scale: one generated corpus of the first size (default 100,000 chunks), `server` also against a
+  real `chroma run`, `baselines` None = the LangChain peer only up to 20,000 chunks;
+- ui: what the chat UI itself costs (renders and reruns through Streamlit's AppTest).
 """
 
 from __future__ import annotations
 
 import importlib
-import json
-import logging
-import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.settings import Settings
-from eval.bench_ingest import files_of, generate_corpus, measure
+if TYPE_CHECKING:
+    from core.settings import Settings
 
-log = logging.getLogger(__name__)
-
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "data" / "sample"
 Echo = Callable[..., None]
+DEFAULT_SIZES = [1000, 10000]
 
 
-def _chunk_texts(corpus: Path, settings: Settings) -> tuple[list[str], int]:
-    """Our chunk texts (what the embedder sees) and the source characters."""
-    from ingest.chunking import chunk_document
-    from ingest.loaders import load
+@dataclass(frozen=True)
+class Options:
+    """What `rag bench` was asked, beside the settings."""
 
-    texts: list[str] = []
-    chars = 0
-    for p in files_of(corpus):
-        chars += len(p.read_text(encoding="utf-8", errors="replace"))
-        doc = load(p, settings.ingest)
-        titles = settings.embedding.titles
-        texts += [r.embed_text(titles) for r in chunk_document(doc, str(p), settings.chunk)]
-    return texts, chars
+    sizes: list[int] = field(default_factory=list)  # empty: each benchmark's default
+    baselines: bool | None = True  # None: each benchmark's default (ingest: on; scale: small corpora only)
+    server: bool = False
 
 
-def _ingest_rows(
-    label: str, corpus: Path, settings: Settings, baselines: bool, device: str
-) -> list[dict[str, Any]]:
-    texts, chars = _chunk_texts(corpus, settings)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tf = Path(tmp) / "texts.json"
-        tf.write_text(json.dumps(texts))
-        for who in ["ours", "langchain", "raw"] if baselines else ["ours"]:
-            r = measure(who, corpus, tf if who == "raw" else None, device)
-            r.update(corpus=label, source_chars=chars, files=len(files_of(corpus)))
-            if "seconds" in r:
-                r["chunks_per_s"] = round(r["chunks"] / r["seconds"], 1)
-                r["chars_per_s"] = round(chars / r["seconds"])
-                r["chars_per_cpu_s"] = round(chars / max(r["cpu_seconds"], 1e-9))
-            rows.append(r)
-    ours = next((r for r in rows if r["contender"] == "ours" and "chars_per_s" in r), None)
-    for r in rows:
-        if ours and "chars_per_s" in r and r is not ours:
-            r["ours_vs_this"] = round(ours["chars_per_s"] / r["chars_per_s"], 2)
-            r["ours_vs_this_cpu"] = round(ours["chars_per_cpu_s"] / r["chars_per_cpu_s"], 2)
-    return rows
+def _none(o: Options) -> dict[str, Any]:
+    return {}
 
 
-def bench_ingest(
-    settings: Settings,
-    sizes: list[int],
-    baselines: bool = True,
-    echo: Echo | None = None,
-    cache: Path = Path("reports/.cache/bench"),
-) -> list[dict[str, Any]]:
-    device = settings.embedding.device
-    corpora: list[tuple[str, Path]] = [("sample", SAMPLE)] if SAMPLE.exists() else []
-    corpora += [(f"generated-{n}", generate_corpus(cache / f"gen-{n}", n)) for n in sizes]
-    rows: list[dict[str, Any]] = []
-    if echo:
-        echo(f"ingest throughput (device {device}; whole process, model load included)")
-        echo("ours/this = our characters/s over this contender's (wall clock; in brackets by CPU seconds)")
-        echo(
-            f"{'corpus':<16}{'contender':<11}{'chunks':>8}{'seconds':>9}{'cpu s':>8}{'chunks/s':>10}"
-            f"{'chars/s':>10}{'peak MB':>9}  ours/this"
-        )
-    for label, corpus in corpora:
-        for r in _ingest_rows(label, corpus, settings, baselines, device):
-            rows.append(r)
-            if echo:
-                if "error" in r:
-                    echo(f"{label:<16}{r['contender']:<11} failed: {r['error']}")
-                    continue
-                ratio = (
-                    f"{r['ours_vs_this']:.2f}x ({r['ours_vs_this_cpu']:.2f}x)" if "ours_vs_this" in r else ""
-                )
-                echo(
-                    f"{label:<16}{r['contender']:<11}{r['chunks']:>8}{r['seconds']:>9.1f}{r['cpu_seconds']:>8.1f}"
-                    f"{r['chunks_per_s']:>10.1f}{r['chars_per_s']:>10}{r['peak_rss_mb']:>9.0f}  {ratio}"
-                )
-    return rows
+@dataclass(frozen=True)
+class Bench:
+    module: str  # its `run(settings, *, echo, **keywords)`
+    help: str  # for `rag bench --help`
+    in_all: bool = False
+    keywords: Callable[[Options], dict[str, Any]] = _none  # the command's options as `run` keywords
 
 
-def _show(res: dict[str, Any], echo: Echo) -> None:
-    echo(json.dumps(res, indent=2, ensure_ascii=False, default=str))
-
-
-def _bench_retrieval(mod: Any, s: Settings, sizes: list[int], echo: Echo | None, **_: Any) -> dict[str, Any]:
-    return mod.run(s, tuple(sizes))  # type: ignore[no-any-return]  # prints its own table
-
-
-def _bench_strategies(mod: Any, s: Settings, sizes: list[int], echo: Echo | None, **_: Any) -> dict[str, Any]:
-    res: dict[str, Any] = mod.run(s)
-    if echo:
-        echo(mod.table(res))
-    return res
-
-
-def _bench_raptor(mod: Any, s: Settings, sizes: list[int], echo: Echo | None, **_: Any) -> dict[str, Any]:
-    return mod.run(s, echo=echo)  # type: ignore[no-any-return]
-
-
-def _bench_plain(mod: Any, s: Settings, sizes: list[int], echo: Echo | None, **_: Any) -> dict[str, Any]:
-    res: dict[str, Any] = mod.run(s)
-    if echo:
-        _show(res, echo)
-    return res
+REGISTRY: dict[str, Bench] = {
+    "ingest": Bench("eval.bench.ingest", "ingest", True, lambda o: {
+        "sizes": o.sizes or DEFAULT_SIZES, "baselines": o.baselines is not False}),
+    "retrieval": Bench("eval.bench.retrieval", "retrieval", True, lambda o: {
+        "sizes": tuple(o.sizes or DEFAULT_SIZES)}),
+    "llm": Bench("eval.bench.llm", "llm", True),
+    "strategies": Bench("eval.bench.strategies", "strategies"),
+    "raptor": Bench("eval.bench.raptor", "raptor"),
+    "ocr": Bench("eval.bench.ocr", "ocr"),
+    "faults": Bench("eval.bench.faults", "faults (fault matrix, ~25 rag processes)"),
+    "cold": Bench("eval.bench.cold", "cold (`rag search` start-up)"),
+    "scale": Bench("eval.bench.scale", "scale (100k chunks: ingest, update, retrieval, memory)", False,
+                   lambda o: {"chunks": o.sizes[0] if o.sizes else 100_000,  # one corpus: the first size
+                              "server": o.server, "peer": o.baselines}),
+    "ui": Bench("eval.bench.ui", "ui (the chat UI's own cost)"),
+}
+CHOICES = (*REGISTRY, "all")  # all = those marked in_all: ingest, retrieval, llm
+HELP = " | ".join([*(b.help for b in REGISTRY.values()), "all (ingest, retrieval, llm)"])
 
 
 def _verbatim(echo: Echo | None) -> Echo | None:
     """Lines that quote file names (`[/x]note.md`) or errors: a rich console prints them verbatim."""
+    if echo is None:
+        return None
     from functools import partial
 
     from rich.console import Console
 
-    if echo is not None and isinstance(getattr(echo, "__self__", None), Console):
+    if isinstance(getattr(echo, "__self__", None), Console):
         return partial(echo, markup=False, highlight=False)
     return echo
 
 
-def _bench_faults(mod: Any, s: Settings, sizes: list[int], echo: Echo | None, **_: Any) -> dict[str, Any]:
-    return mod.run(s, echo=_verbatim(echo))  # type: ignore[no-any-return]
-
-
-def _bench_scale(
-    mod: Any, s: Settings, sizes: list[int], echo: Echo | None, server: bool = False,
-    baselines: bool | None = None, **_: Any,
-) -> dict[str, Any]:
-    chunks = sizes[0] if sizes else 100_000  # one corpus: the first size asked
-    return mod.run(s, chunks, echo=_verbatim(echo), server=server, peer=baselines)  # type: ignore[no-any-return]
-
-
-# name -> (module written by the stage's owner, how to call its `run(settings, ...)`); each call
-# gets (module, settings, sizes, echo) and the options below as keywords, which it may ignore.
-OTHERS: dict[str, tuple[str, Callable[..., dict[str, Any]]]] = {
-    "retrieval": ("eval.bench_retrieval", _bench_retrieval),
-    "llm": ("eval.bench_llm", _bench_plain),
-    "strategies": ("eval.bench_strategies", _bench_strategies),
-    "raptor": ("eval.bench_raptor", _bench_raptor),
-    "ocr": ("eval.bench_ocr", _bench_plain),
-    "faults": ("eval.bench_faults", _bench_faults),  # not part of `all`: ~25 rag processes
-    "cold": ("eval.bench_cold", _bench_raptor),  # `rag search` as a fresh process, both encoders
-    "scale": ("eval.bench_scale", _bench_scale),  # not part of `all`: 100k chunks by default, hours on CPU
-}
-DEFAULT_SIZES = [1000, 10000]
-CHOICES = ("ingest", *OTHERS, "all")  # all = ingest, retrieval, llm
-
-
-def _other(
-    name: str, settings: Settings, sizes: list[int], echo: Echo | None, **opts: Any
-) -> dict[str, Any] | None:
-    module, call = OTHERS[name]
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        if echo:
-            echo(f"{module} is not installed yet; {name} skipped")
-        return None
-    if echo:
-        echo(f"\n{name}:")
-    return call(mod, settings, sizes, echo, **opts)
+def run_one(name: str, settings: Settings, options: Options, echo: Echo | None = None) -> Any:
+    """The figures of benchmark `name` (a key of REGISTRY)."""
+    bench = REGISTRY[name]
+    mod = importlib.import_module(bench.module)
+    return mod.run(settings, echo=_verbatim(echo), **bench.keywords(options))
 
 
 def run(
     what: str, settings: Settings, sizes: list[int] | None = None, baselines: bool | None = True,
     echo: Echo | None = None, server: bool = False,
 ) -> dict[str, Any]:
-    """`sizes` None or empty: each benchmark's default (DEFAULT_SIZES; scale: 100,000 chunks).
-    `baselines` None: each benchmark's default (ingest: on; scale: only for small corpora)."""
+    """`rag bench WHAT`: {name: figures}. `sizes` None or empty: each benchmark's default
+    (DEFAULT_SIZES; scale: 100,000 chunks). `baselines` None: each benchmark's default."""
+    if what not in CHOICES:
+        raise ValueError(f"{what!r} is not a benchmark: choose one of {', '.join(CHOICES)}")
+    options = Options(list(sizes or []), baselines, server)
     out: dict[str, Any] = {}
-    if what in ("ingest", "all"):
-        out["ingest"] = bench_ingest(settings, sizes or DEFAULT_SIZES, baselines is not False, echo)
-    for name in OTHERS:
-        if what == name or (what == "all" and name in ("retrieval", "llm")):
-            sz = sizes or ([] if name == "scale" else DEFAULT_SIZES)
-            out[name] = _other(name, settings, sz, echo, server=server, baselines=baselines)
+    for name, bench in REGISTRY.items():
+        if what == name or (what == "all" and bench.in_all):
+            if echo and name != "ingest":  # ingest heads its own table
+                echo(f"\n{name}:")
+            out[name] = run_one(name, settings, options, echo)
     return out

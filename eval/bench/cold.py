@@ -7,26 +7,27 @@ what every query paid before) side by side in the same run; `python -c pass` is 
 Then the same commands while `rag serve` runs for that index (the resident process answers them;
 the command only starts, asks and prints), and one question encoded in process, warm, both ways.
 The load average is printed before and after; figures taken while the machine is busier than
-its cores are marked as not to be trusted. Figures, never assertions."""
+its cores are marked as not to be trusted. Figures, never assertions.
+
+    .venv/bin/python -m eval.bench.cold [--runs 3] [--json OUT]
+"""
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.settings import Settings
-from eval.fault_kit import rag_env
+from core.settings import Settings, load_settings
+from eval.bench import SAMPLE, Echo, machine
+from eval.bench.fault_kit import rag_env
 
-Echo = Callable[..., None]
-
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 QUESTIONS = [
     "How long should coffee steep in a French press?",
     "grind size for espresso",
@@ -38,10 +39,6 @@ QUESTIONS = [
 
 ENCODERS = (("numpy query encoder (default)", True), ("sentence-transformers (numpy_queries=false)", False))
 COMMANDS = ("search", "ask")  # ask: the embedded model, extractive by default
-
-
-def _load() -> float:
-    return round(os.getloadavg()[0], 2)
 
 
 def _timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
@@ -97,10 +94,12 @@ def _encode_ms(numpy_queries: bool, repeats: int = 30) -> float:
     return round(statistics.median(times), 2)
 
 
-def run(settings: Settings, runs: int = 3, echo: Echo | None = None) -> dict[str, Any]:
+def run(settings: Settings, *, runs: int = 3, echo: Echo | None = None) -> dict[str, Any]:
+    """Medians over `runs` whole processes per command and encoder; `settings` is the caller's,
+    unused: the processes run with the defaults on their own index of the sample corpus."""
     say = echo or (lambda *a, **k: None)
-    cores = os.cpu_count() or 1
-    out: dict[str, Any] = {"load_avg_before": _load(), "cores": cores, "runs": runs}
+    cores = machine.cores()
+    out: dict[str, Any] = {"load_avg_before": machine.load_avg(), "cores": cores, "runs": runs}
     with tempfile.TemporaryDirectory(prefix="rag-bench-cold-") as tmp:
         work = Path(tmp)
         base = rag_env(work / "index")
@@ -124,8 +123,8 @@ def run(settings: Settings, runs: int = 3, echo: Echo | None = None) -> dict[str
     out["python_floor_s"] = round(statistics.median(floor), 3)
     out["commands"] = rows
     out["resident"] = resident
-    out["load_avg_after"] = _load()
-    busy = max(out["load_avg_before"], out["load_avg_after"]) > cores
+    out["load_avg_after"] = machine.load_avg()
+    busy = machine.busy(max(out["load_avg_before"], out["load_avg_after"])) is not None
     out["trusted"] = not busy
     say(f"`rag search` and `rag ask` (--json) as commands, {runs} runs each after one warm-up "
         f"(load average {out['load_avg_before']} before, {out['load_avg_after']} after, {cores} cores)")
@@ -142,3 +141,18 @@ def run(settings: Settings, runs: int = 3, echo: Echo | None = None) -> dict[str
     if busy:
         say("the machine was busier than its cores: these figures are not to be trusted; run again alone")
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="`rag search` and `rag ask` timed as whole processes, "
+                                 "both query encoders, and with `rag serve` running (`rag bench cold`).")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    a = ap.parse_args(argv)
+    res = run(load_settings(), runs=a.runs, echo=print)
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()

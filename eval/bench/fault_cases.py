@@ -24,8 +24,8 @@ from pathlib import Path
 from core.errors import IndexBusyError
 from core.lock import holder
 from core.settings import load_settings
-from eval.fault_kit import (
-    REPO,
+from eval.bench import REPO
+from eval.bench.fault_kit import (
     CaseResult,
     Damage,
     Key,

@@ -1,4 +1,4 @@
-"""What the fault matrix (`eval.bench_faults`) is built from: a case's result, a whole `rag`
+"""What the fault matrix (`eval.bench.faults`) is built from: a case's result, a whole `rag`
 process run as a user runs it, and the count of chunks a fault lost or duplicated, measured
 against what a clean in-process ingest of the same files stores."""
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from core.index import Index
 from core.settings import load_settings
+from eval.bench import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 Key = tuple[str, int, int, str]  # what a query depends on: (source, start, end, text)
 
 

@@ -1,29 +1,33 @@
-"""`rag bench faults`: the fault matrix. Each case (eval/fault_cases.py) runs whole `rag`
+"""`rag bench faults`: the fault matrix. Each case (eval/bench/fault_cases.py) runs whole `rag`
 processes on a few tiny files, as a user would, and counts the chunks the fault lost or
-duplicated against a clean in-process ingest of the good files (eval/fault_kit.py); a case
+duplicated against a clean in-process ingest of the good files (eval/bench/fault_kit.py); a case
 passes when both are 0 and the process ended as it should (exit code, one `Error:` line,
 no traceback). Prints `N passed, M failed`, a line per case, and the load average before
-and after (the machine's load explains slow seconds). Figures, never assertions."""
+and after (the machine's load explains slow seconds). Figures, never assertions.
+
+    .venv/bin/python -m eval.bench.faults [--cases bad-files,kill-9] [--json OUT]
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from core.settings import Settings
-from eval import fault_cases as fc
-from eval.fault_kit import HEADER, CaseResult
+from core.settings import Settings, load_settings
+from eval.bench import Echo, machine
+from eval.bench import fault_cases as fc
+from eval.bench.fault_kit import HEADER, CaseResult
 
 log = logging.getLogger(__name__)
-
-Echo = Callable[..., None]
 
 CASES: list[fc.Case] = [
     fc.bad_files,
@@ -78,15 +82,13 @@ def run_case(case: fc.Case, tmp: Path) -> CaseResult:
                           f"the case raised {type(e).__name__}: {' '.join(str(e).split())[:200]}")
 
 
-def _load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def run(settings: Settings, echo: Echo | None = None, cases: list[fc.Case] | None = None) -> dict[str, Any]:
+def run(
+    settings: Settings, *, cases: list[fc.Case] | None = None, echo: Echo | None = None
+) -> dict[str, Any]:
     """Run every case (or `cases`); `settings` is the caller's, unused: each case makes its own."""
     del settings
     say = echo or (lambda *a: None)
-    before = _load()
+    before = machine.load_avgs()
     say(f"load average before: {' '.join(map(str, before))}")
     say(HEADER)
     results: list[CaseResult] = []
@@ -95,9 +97,29 @@ def run(settings: Settings, echo: Echo | None = None, cases: list[fc.Case] | Non
             r = run_case(case, Path(tmp))
             results.append(r)
             say(r.line())
-    after = _load()
+    after = machine.load_avgs()
     passed = sum(r.passed for r in results)
     say(f"{passed} passed, {len(results) - passed} failed")
     say(f"load average after: {' '.join(map(str, after))}")
     return {"cases": [asdict(r) for r in results], "passed": passed, "failed": len(results) - passed,
             "load_before": before, "load_after": after}
+
+
+def main(argv: list[str] | None = None) -> None:
+    names = {c.__name__.replace("_", "-"): c for c in CASES}
+    ap = argparse.ArgumentParser(description="The fault matrix: whole `rag` processes against faults, "
+                                 "chunks lost or duplicated counted (`rag bench faults`).")
+    ap.add_argument("--cases", default=None, help=f"comma-separated, default all: {', '.join(names)}")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    a = ap.parse_args(argv)
+    picked = [c.strip() for c in a.cases.split(",") if c.strip()] if a.cases else list(names)
+    unknown = [c for c in picked if c not in names]
+    if unknown:
+        ap.error(f"no case {', '.join(unknown)}; the cases: {', '.join(names)}")
+    res = run(load_settings(), cases=[names[c] for c in picked], echo=print)
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()

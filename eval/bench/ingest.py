@@ -1,17 +1,25 @@
-"""Ingest throughput, each contender in its own process so that wall time (interpreter
-start, imports and model load included) and peak memory are the whole process's:
+"""`rag bench ingest`: ingest throughput, each contender in its own process so that wall time
+(interpreter start, imports and model load included) and peak memory are the whole process's:
 
 - `ours`: `ingest.pipeline.ingest` into a fresh index (load, chunk, embed, Chroma, SQLite, BM25);
 - `langchain`: the LangChain tutorial stack - TextLoader, RecursiveCharacterTextSplitter
   (1000/200), HuggingFaceEmbeddings with the same MiniLM, `Chroma.from_documents`;
 - `raw`: `SentenceTransformer.encode` alone on our chunk texts (the limit).
 
-Run as `python -m eval.bench_ingest CONTENDER CORPUS OUT_JSON [TEXTS_JSON]`; it writes its
-figures to OUT_JSON. Generated corpora are deterministic, and cached under reports/.
+On the sample corpus and generated corpora (1k / 10k chunks by default). Characters/s counts the
+source files' characters for every contender, so the ratios compare the same work.
+
+    .venv/bin/python -m eval.bench.ingest [--sizes 1000,10000] [--no-baselines] [--device cuda] [--json OUT]
+
+Each contender runs as `python -m eval.bench.ingest --worker CONTENDER CORPUS OUT_JSON DEVICE
+[TEXTS_JSON]`, which writes its figures to OUT_JSON; this module imports nothing heavy at its top,
+so that the contenders' processes pay only for their own imports. Generated corpora are
+deterministic, and cached under reports/.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -20,8 +28,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from eval.bench import DEFAULT_SIZES, REPO, SAMPLE, Echo
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 _WORDS = """time year people way day man thing woman life child world school state family student group
 country problem hand part place case week company system program question work government number night
@@ -141,16 +155,15 @@ def measure(contender: str, corpus: Path, texts_file: Path | None, device: str =
     """Run one contender in a fresh process; wall time and peak RSS of that whole process."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.json"
-        cmd = [sys.executable, "-m", "eval.bench_ingest", contender, str(corpus), str(out), device]
+        cmd = [sys.executable, "-m", "eval.bench.ingest", "--worker", contender, str(corpus), str(out),
+               device]
         if texts_file:
             cmd.append(str(texts_file))
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        proc = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
-        )
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
         wall = time.perf_counter() - t0
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
@@ -162,9 +175,76 @@ def measure(contender: str, corpus: Path, texts_file: Path | None, device: str =
     return res
 
 
-def main(argv: list[str]) -> None:
-    contender, corpus, out = argv[0], Path(argv[1]), Path(argv[2])
-    device = argv[3] if len(argv) > 3 else "cpu"
+def _chunk_texts(corpus: Path, settings: Settings) -> tuple[list[str], int]:
+    """Our chunk texts (what the embedder sees) and the source characters."""
+    from ingest.chunking import chunk_document
+    from ingest.loaders import load
+
+    texts: list[str] = []
+    chars = 0
+    for p in files_of(corpus):
+        chars += len(p.read_text(encoding="utf-8", errors="replace"))
+        doc = load(p, settings.ingest)
+        titles = settings.embedding.titles
+        texts += [r.embed_text(titles) for r in chunk_document(doc, str(p), settings.chunk)]
+    return texts, chars
+
+
+def _rows(label: str, corpus: Path, settings: Settings, baselines: bool, device: str) -> list[dict[str, Any]]:
+    texts, chars = _chunk_texts(corpus, settings)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tf = Path(tmp) / "texts.json"
+        tf.write_text(json.dumps(texts))
+        for who in ["ours", "langchain", "raw"] if baselines else ["ours"]:
+            r = measure(who, corpus, tf if who == "raw" else None, device)
+            r.update(corpus=label, source_chars=chars, files=len(files_of(corpus)))
+            if "seconds" in r:
+                r["chunks_per_s"] = round(r["chunks"] / r["seconds"], 1)
+                r["chars_per_s"] = round(chars / r["seconds"])
+                r["chars_per_cpu_s"] = round(chars / max(r["cpu_seconds"], 1e-9))
+            rows.append(r)
+    ours = next((r for r in rows if r["contender"] == "ours" and "chars_per_s" in r), None)
+    for r in rows:
+        if ours and "chars_per_s" in r and r is not ours:
+            r["ours_vs_this"] = round(ours["chars_per_s"] / r["chars_per_s"], 2)
+            r["ours_vs_this_cpu"] = round(ours["chars_per_cpu_s"] / r["chars_per_cpu_s"], 2)
+    return rows
+
+
+def _line(label: str, r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"{label:<16}{r['contender']:<11} failed: {r['error']}"
+    ratio = f"{r['ours_vs_this']:.2f}x ({r['ours_vs_this_cpu']:.2f}x)" if "ours_vs_this" in r else ""
+    return (f"{label:<16}{r['contender']:<11}{r['chunks']:>8}{r['seconds']:>9.1f}{r['cpu_seconds']:>8.1f}"
+            f"{r['chunks_per_s']:>10.1f}{r['chars_per_s']:>10}{r['peak_rss_mb']:>9.0f}  {ratio}")
+
+
+def run(
+    settings: Settings, *, sizes: Sequence[int] = DEFAULT_SIZES, baselines: bool = True,
+    echo: Echo | None = None, cache: Path = Path("reports/.cache/bench"),
+) -> list[dict[str, Any]]:
+    """One row per corpus and contender (the sample corpus, then a generated corpus of each of
+    `sizes` chunks; `baselines`: the LangChain stack and the raw encoder beside ours)."""
+    say = echo or (lambda *a, **k: None)
+    device = settings.embedding.device
+    corpora: list[tuple[str, Path]] = [("sample", SAMPLE)] if SAMPLE.exists() else []
+    corpora += [(f"generated-{n}", generate_corpus(cache / f"gen-{n}", n)) for n in sizes]
+    rows: list[dict[str, Any]] = []
+    say(f"ingest throughput (device {device}; whole process, model load included)")
+    say("ours/this = our characters/s over this contender's (wall clock; in brackets by CPU seconds)")
+    say(f"{'corpus':<16}{'contender':<11}{'chunks':>8}{'seconds':>9}{'cpu s':>8}{'chunks/s':>10}"
+        f"{'chars/s':>10}{'peak MB':>9}  ours/this")
+    for label, corpus in corpora:
+        for r in _rows(label, corpus, settings, baselines, device):
+            rows.append(r)
+            say(_line(label, r))
+    return rows
+
+
+def _worker(argv: list[str]) -> None:
+    """One contender, in this process: CONTENDER CORPUS OUT_JSON DEVICE [TEXTS_JSON]."""
+    contender, corpus, out, device = argv[0], Path(argv[1]), Path(argv[2]), argv[3]
     t0 = time.perf_counter()
     if contender == "ours":
         res = _ours(corpus, device)
@@ -177,5 +257,30 @@ def main(argv: list[str]) -> None:
     out.write_text(json.dumps(res))
 
 
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Ingest throughput: ours, the LangChain tutorial stack and "
+                                 "the raw encoder, each a whole process (`rag bench ingest`).")
+    ap.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)),
+                    help="generated corpus sizes in chunks (empty: the sample corpus only)")
+    ap.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
+                    help="the LangChain tutorial stack and the raw encoder beside ours")
+    ap.add_argument("--device", default=None, help="cpu | cuda (default: settings.embedding.device)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    ap.add_argument("--worker", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.worker:
+        _worker(a.worker)
+        return
+    from core.settings import load_settings
+
+    settings = load_settings()
+    if a.device:
+        settings.embedding.device = a.device
+    sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
+    res = run(settings, sizes=sizes, baselines=a.baselines, echo=print)
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=2))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

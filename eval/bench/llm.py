@@ -1,10 +1,10 @@
-"""Generation benchmark: time to first token and tokens/second of the embedded model
+"""`rag bench llm`: time to first token and tokens/second of the embedded model
 (llama.cpp, SmolLM2-135M GGUF) on a real answer prompt (numbered passages from the sample
 corpus) and on a short prompt; on CPU, and with GPU offload when llama.cpp was built with
 it; and of Ollama when it answers and has `llm.model`. Figures only, never assertions.
 
-    rag bench llm            (via eval.bench)
-    python -m eval.bench_llm [--runs N] [--max-tokens N]
+    rag bench llm
+    python -m eval.bench.llm [--runs N] [--max-tokens N] [--json OUT]
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 from core.llm import _LLAMA_CACHE, LLM, LlamaCppLLM, OllamaLLM, gguf_path, gpu_offload_supported, probe_ollama
 from core.settings import Settings, load_settings
 from core.types import Hit, Record
+from eval.bench import SAMPLE, Echo
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 QUESTION = "How fine should coffee be ground for espresso, and how long should it extract?"
 
 
@@ -105,8 +105,11 @@ def _embedded(settings: Settings, gpu_layers: int, runs: int, max_tokens: int) -
     return row
 
 
-def run(settings: Settings, runs: int = 5, max_tokens: int = 64) -> dict[str, Any]:
-    """Figures for the embedded model (CPU, and GPU when llama.cpp can offload) and Ollama."""
+def run(
+    settings: Settings, *, runs: int = 5, max_tokens: int = 64, echo: Echo | None = None
+) -> dict[str, Any]:
+    """Figures for the embedded model (CPU, and GPU when llama.cpp can offload) and Ollama;
+    printed through `echo` as JSON."""
     out: dict[str, Any] = {"gguf": str(gguf_path(settings)), "gpu_offload_supported": gpu_offload_supported()}
     out["embedded_cpu"] = _embedded(settings, 0, runs, max_tokens)
     if out["gpu_offload_supported"]:
@@ -119,15 +122,20 @@ def run(settings: Settings, runs: int = 5, max_tokens: int = 64) -> dict[str, An
         out["ollama"] = {"url": probe.url, "model": llm.model, **_cases(llm, runs, max_tokens)}
     else:
         out["ollama"] = f"skipped: {probe.error or f'no model {settings.llm.model!r} at {probe.url}'}"
+    if echo:
+        echo(json.dumps(out, indent=2, ensure_ascii=False, default=str))
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0].strip('"'))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--max-tokens", type=int, default=64)
-    a = ap.parse_args()
-    print(json.dumps(run(load_settings(), a.runs, a.max_tokens), indent=2))
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    a = ap.parse_args(argv)
+    res = run(load_settings(), runs=a.runs, max_tokens=a.max_tokens, echo=print)
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=2))
 
 
 if __name__ == "__main__":

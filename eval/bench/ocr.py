@@ -1,7 +1,7 @@
-"""OCR benchmark: pages per second for scanned A4 pages at 200 dpi on 2 CPU cores, and the
+"""`rag bench ocr`: pages per second for scanned A4 pages at 200 dpi on 2 CPU cores, and the
 share of ingest time that OCR takes (the rest: rendering, chunking, embedding, indexing).
 
-    .venv/bin/python -m eval.bench_ocr [--pages 6]
+    .venv/bin/python -m eval.bench.ocr [--pages 6] [--cores 2] [--json OUT]
 
 The pages are made here (dense English text, and one Chinese page when a CJK font is
 installed), so the figures need no data set. Model loading is timed apart."""
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import glob
 import io
+import json
 import os
 import shutil
 import statistics
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings, load_settings
+from eval.bench import Echo, machine
 
 A4_200DPI = (1654, 2339)
 _TEXT = (
@@ -83,7 +85,9 @@ def _pin_cores(n: int) -> list[int]:
         return list(range(min(n, os.cpu_count() or 1)))
 
 
-def run(settings: Settings, pages: int = 6, cores: int = 2) -> dict[str, Any]:
+def run(settings: Settings, *, pages: int = 6, cores: int = 2, echo: Echo | None = None) -> dict[str, Any]:
+    """OCR alone, then an ingest of the same pages, on `cores` cores (this process is pinned to
+    them); the figures are printed through `echo` and returned."""
     from ingest import ocr
     from ingest.pipeline import ingest
 
@@ -110,7 +114,7 @@ def run(settings: Settings, pages: int = 6, cores: int = 2) -> dict[str, Any]:
             per_page.append(time.perf_counter() - t0)
 
         cpu_per_page = (time.process_time() - cpu0) / pages
-        load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        load1 = machine.load_avg()
         from core.models import get_embedder  # load the embedder before timing the ingest
 
         get_embedder(s.embedding).embed(["warm up"])
@@ -128,14 +132,14 @@ def run(settings: Settings, pages: int = 6, cores: int = 2) -> dict[str, Any]:
         ocr_pages_cached_run = int(ocr.STATS["pages"] - before["pages"]) - ocr_pages
 
         total = sum(per_page)
-        return {
+        res: dict[str, Any] = {
             "cores": len(used), "pages": pages, "page_px": list(A4_200DPI), "dpi": 200,
             "model_load_s": round(model_load_s, 2),
             "ocr_pages_per_s": round(pages / total, 3),
             "ocr_s_per_page_p50": round(statistics.median(per_page), 2),
             "ocr_s_per_page_max": round(max(per_page), 2),
             "ocr_cpu_s_per_page": round(cpu_per_page, 2),
-            "load_avg_1m": round(load1, 1) if load1 is not None else None,
+            "load_avg_1m": round(load1, 1),
             "ingest_s": round(ingest_s, 2), "ingest_pages_per_s": round(pages / ingest_s, 3),
             "ocr_share_of_ingest": round(ocr_in_ingest_s / ingest_s, 3),
             "ocr_pages_in_ingest": ocr_pages, "chunks": report.chunks_written,
@@ -143,23 +147,36 @@ def run(settings: Settings, pages: int = 6, cores: int = 2) -> dict[str, Any]:
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if echo:
+        for line in _lines(res):
+            echo(line)
+    return res
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _lines(res: dict[str, Any]) -> list[str]:
+    w, h = res["page_px"]
+    return [
+        f"OCR on {res['cores']} CPU cores, A4 at {res['dpi']} dpi ({w}x{h} px), {res['pages']} pages",
+        f"  OCR alone:   {res['ocr_pages_per_s']} pages/s  (p50 {res['ocr_s_per_page_p50']} s/page, "
+        f"max {res['ocr_s_per_page_max']} s; {res['ocr_cpu_s_per_page']} CPU-s/page; "
+        f"model load {res['model_load_s']} s; load average {res['load_avg_1m']})",
+        f"  ingest:      {res['ingest_s']} s = {res['ingest_pages_per_s']} pages/s; "
+        f"OCR is {res['ocr_share_of_ingest']:.0%} of it ({res['ocr_pages_in_ingest']} pages OCR'd, "
+        f"{res['chunks']} chunks)",
+        f"  re-ingest of the same pages: {res['reingest_same_pages_s']} s, "
+        f"{res['ocr_pages_on_reingest']} pages OCR'd (cache)",
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0].strip('"'))
     ap.add_argument("--pages", type=int, default=6)
     ap.add_argument("--cores", type=int, default=2)
-    args = ap.parse_args()
-    res = run(load_settings(), pages=args.pages, cores=args.cores)
-    w, h = res["page_px"]
-    print(f"OCR on {res['cores']} CPU cores, A4 at {res['dpi']} dpi ({w}x{h} px), {res['pages']} pages")
-    print(f"  OCR alone:   {res['ocr_pages_per_s']} pages/s  (p50 {res['ocr_s_per_page_p50']} s/page, "
-          f"max {res['ocr_s_per_page_max']} s; {res['ocr_cpu_s_per_page']} CPU-s/page; "
-          f"model load {res['model_load_s']} s; load average {res['load_avg_1m']})")
-    print(f"  ingest:      {res['ingest_s']} s = {res['ingest_pages_per_s']} pages/s; "
-          f"OCR is {res['ocr_share_of_ingest']:.0%} of it ({res['chunks']} chunks)")
-    print(f"  re-ingest of the same pages: {res['reingest_same_pages_s']} s, "
-          f"{res['ocr_pages_on_reingest']} pages OCR'd (cache)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    a = ap.parse_args(argv)
+    res = run(load_settings(), pages=a.pages, cores=a.cores, echo=print)
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""RAPTOR build benchmark: time and LLM calls to build a tree over ~1,000 chunks with the
+"""`rag bench raptor`: time and LLM calls to build a tree over ~1,000 chunks with the
 configured (default: embedded SmolLM2 via llama.cpp) model, split into clustering and
 summarising; then a warm full rebuild (every summary cached) and an incremental update
 after one file changes.
@@ -6,7 +6,7 @@ after one file changes.
 The corpus is generated (deterministic): Markdown files whose sections each talk about
 one of a dozen topics, so the leaves have cluster structure as real notes do.
 
-Run: `.venv/bin/python -m eval.bench_raptor [--chunks 1000] [--summary-tokens N] [--context-tokens N]
+Run: `.venv/bin/python -m eval.bench.raptor [--chunks 1000] [--summary-tokens N] [--context-tokens N]
 [--json OUT]`.
 """
 
@@ -23,7 +23,7 @@ from typing import Any, cast
 from core.index import Index
 from core.llm import LLM, get_llm
 from core.settings import Settings, load_settings
-from eval import machine
+from eval.bench import Echo, machine
 
 _TOPICS = {
     "coffee": "espresso grinder beans roast crema portafilter brew extraction kettle filter acidity aroma",
@@ -92,7 +92,9 @@ class _Timed:
         return self.llm.context_window()
 
 
-def run(settings: Settings, chunks: int = 1000, echo: Any = None) -> dict[str, Any]:
+def run(settings: Settings, *, chunks: int = 1000, echo: Echo | None = None) -> dict[str, Any]:
+    """A cold build of the tree over a generated corpus of `chunks` chunks, a warm full rebuild
+    and an incremental update; progress and each build's line printed through `echo`."""
     from ingest.pipeline import ingest
     from ingest.raptor import update_tree
 
@@ -154,19 +156,19 @@ def run(settings: Settings, chunks: int = 1000, echo: Any = None) -> dict[str, A
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0].strip('"'))
     ap.add_argument("--chunks", type=int, default=1000)
     ap.add_argument("--summary-tokens", type=int, default=None, help="default: ingest.raptor_summary_tokens")
     ap.add_argument("--context-tokens", type=int, default=None, help="default: ingest.raptor_context_tokens")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     settings = load_settings()
     if a.summary_tokens:
         settings.ingest.raptor_summary_tokens = a.summary_tokens
     if a.context_tokens:
         settings.ingest.raptor_context_tokens = a.context_tokens
-    res = run(settings, a.chunks, echo=lambda m: print(m, flush=True))
+    res = run(settings, chunks=a.chunks, echo=lambda m: print(m, flush=True))
     print(json.dumps(res, indent=2))
     if a.json:
         a.json.write_text(json.dumps(res, indent=2))

@@ -1,4 +1,4 @@
-"""Retrieval latency by stage (embed, BM25, dense, fusion, coarse/SBERT, LTR) at several
+"""`rag bench retrieval`: latency by stage (embed, BM25, dense, fusion, coarse/SBERT, LTR) at several
 index sizes, p50/p95, without generation and with model loading excluded.
 
 The indexes hold generated chunks: sentences drawn from standard-library docstrings,
@@ -7,19 +7,19 @@ has the clustered shape of real text without embedding 10,000 chunks for a bench
 Queries are real: embedded by MiniLM at query time and searched through the whole
 pipeline, with a LightGBM ranker in place so the LTR stage runs.
 
-    .venv/bin/python -m eval.bench_retrieval [--sizes 1000,10000] [--queries 100]
+    .venv/bin/python -m eval.bench.retrieval [--sizes 1000,10000] [--queries 100] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import shutil
 import sysconfig
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import numpy as np
 from core.index import Index
 from core.settings import Settings, load_settings
 from core.types import Record, stable_id
+from eval.bench import DEFAULT_SIZES, Echo, machine
 
 STAGES = ("embed", "bm25", "dense", "fuse", "coarse", "ltr")
 
@@ -98,11 +99,13 @@ def _pct(values: list[float]) -> dict[str, float]:
 
 
 def run(
-    settings: Settings, sizes: tuple[int, ...] = (1000, 10000), queries: int = 100, root: Path | None = None
+    settings: Settings, *, sizes: Sequence[int] = DEFAULT_SIZES, queries: int = 100, root: Path | None = None,
+    echo: Echo | None = None,
 ) -> dict[str, Any]:
-    """Latency per stage and in total (ms, p50/p95) at each size; prints a table."""
+    """Latency per stage and in total (ms, p50/p95) at each size; a line per size through `echo`."""
     from retrieval.pipeline import retrieve
 
+    say = echo or (lambda *a, **k: None)
     root = root or Path("reports/.cache/bench-retrieval")
     sentences = _sentences()
     probe = load_settings(index_dir=str(root / "probe"))
@@ -110,8 +113,8 @@ def run(
     qs = [" ".join(s.split()[:8]) for s in random.Random(1).sample(sentences, queries)]
     out: dict[str, Any] = {
         "queries": queries,
-        "cpus": os.cpu_count(),
-        "load_avg": os.getloadavg()[0],
+        "cpus": machine.cores(),
+        "load_avg": machine.load_avg(),
         "sizes": {},
     }
     for n in sizes:
@@ -140,24 +143,28 @@ def run(
         row["build_seconds"] = round(built, 1)
         row["self_train"] = {"seconds": trained.seconds, "queries": trained.queries, "active": trained.active}
         out["sizes"][n] = row
-        print(
+        say(
             f"{n:>6} chunks  "
             + "  ".join(f"{st} {row[st]['p50']:.1f}/{row[st]['p95']:.1f}" for st in (*STAGES, "total"))
             + f"  (ms p50/p95); self-trained ranker: {trained.queries} pseudo-queries "
-            f"in {trained.seconds:.1f} s",
-            flush=True,
+            f"in {trained.seconds:.1f} s"
         )
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="1000,10000")
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip('"'))
+    ap.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)))
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--root", type=Path, default=None)
-    a = ap.parse_args()
-    res = run(load_settings(), tuple(int(x) for x in a.sizes.split(",")), a.queries, a.root)
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    a = ap.parse_args(argv)
+    sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
+    res = run(load_settings(), sizes=sizes, queries=a.queries, root=a.root,
+              echo=lambda m: print(m, flush=True))
     print(json.dumps(res, indent=2))
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=2))
 
 
 if __name__ == "__main__":

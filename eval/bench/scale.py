@@ -4,7 +4,7 @@ Each step runs in a fresh process, so that its wall time (interpreter, imports, 
 included) and peak memory are a whole process's, as a user meets them:
 1. build: `ingest.pipeline.ingest` of the corpus with the real MiniLM, then the self-trained
    ranker that `rag ingest` adds (timed apart); beside it the LangChain tutorial stack on the
-   same files (`eval.bench_ingest`), by default only up to PEER_MAX chunks: it doubles the run;
+   same files (`eval.bench.ingest`), by default only up to PEER_MAX chunks: it doubles the run;
 2. one new file added: the `ingest()` call in a process that already holds the model and the
    store (split into embedding, vector upsert, BM25 rebuild and the rest), then `rag ingest`;
 3. retrieval: p50/p95 of `retrieve()` over questions cut from the corpus (first 8 words of
@@ -13,7 +13,7 @@ included) and peak memory are a whole process's, as a user meets them:
 The load average is printed before and after; on a busy machine nothing runs and no figure is
 reported. Figures, never assertions.
 
-    .venv/bin/python -m eval.bench_scale [--chunks 100000] [--server] [--peer|--no-peer] [--json OUT]
+    .venv/bin/python -m eval.bench.scale [--chunks 100000] [--server] [--peer|--no-peer] [--json OUT]
 """
 
 from __future__ import annotations
@@ -37,11 +37,10 @@ from typing import Any
 import numpy as np
 
 from core.settings import Settings, load_settings
-from eval import machine
-from eval.bench_ingest import files_of, generate_corpus, measure
-from eval.fault_kit import rag_env
+from eval.bench import Echo, machine
+from eval.bench.fault_kit import rag_env
+from eval.bench.ingest import files_of, generate_corpus, measure
 
-Echo = Callable[..., None]
 PEER_MAX = 20_000  # above this the LangChain peer runs only when asked
 MEMORY_TARGET_MB = 2048  # issue 17: peak memory of a 100k-chunk ingest
 
@@ -93,11 +92,11 @@ def _child(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
 
 
 def _worker(step: str, spec: dict[str, Any], settings: Settings, work: Path) -> dict[str, Any]:
-    """One step in a fresh `python -m eval.bench_scale --worker STEP` process."""
+    """One step in a fresh `python -m eval.bench.scale --worker STEP` process."""
     spec_file, out_file = work / f"{step}.spec.json", work / f"{step}.out.json"
     spec_file.write_text(json.dumps(spec))
     out_file.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "eval.bench_scale", "--worker", step, str(spec_file), str(out_file)]
+    cmd = [sys.executable, "-m", "eval.bench.scale", "--worker", step, str(spec_file), str(out_file)]
     res = _child(cmd, _env(settings), work)
     res.pop("stdout")
     if "error" not in res:
@@ -180,7 +179,7 @@ def _side(settings: Settings, corpus: Path, qs: list[str], new: list[Path], work
     return side
 
 
-def run(settings: Settings, chunks: int = 100_000, echo: Echo | None = None, server: bool = False,
+def run(settings: Settings, *, chunks: int = 100_000, echo: Echo | None = None, server: bool = False,
         peer: bool | None = None, queries: int = 100, cache: Path = Path("reports/.cache/bench"),
         work: Path | None = None) -> dict[str, Any]:
     """Figures for a corpus of `chunks` chunks; `peer` None: LangChain only up to PEER_MAX chunks."""
@@ -395,7 +394,7 @@ WORKERS = {"build": _work_build, "update": _work_update, "query": _work_query}
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip('"'))
     ap.add_argument("--chunks", type=int, default=100_000)
     ap.add_argument("--server", action="store_true", help="also against a real `chroma run`")
     ap.add_argument("--peer", action=argparse.BooleanOptionalAction, default=None,
@@ -410,7 +409,7 @@ def main(argv: list[str] | None = None) -> None:
         res["peak_rss_mb_inside"] = _rss_mb()
         Path(dest).write_text(json.dumps(res))
         return
-    res = run(load_settings(), a.chunks, print, server=a.server, peer=a.peer, queries=a.queries)
+    res = run(load_settings(), chunks=a.chunks, echo=print, server=a.server, peer=a.peer, queries=a.queries)
     if a.json:
         a.json.write_text(json.dumps(res, indent=2))
 

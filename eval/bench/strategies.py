@@ -1,16 +1,16 @@
-"""Per-strategy latency of the query path (route + translate + retrieve; `decompose` also
-answers its sub-questions, which is part of the strategy) with the configured LLM (the
-embedded SmolLM2-135M by default), over the same questions, translation cache off.
-Prints figures; asserts nothing.
+"""`rag bench strategies`: per-strategy latency of the query path (route + translate +
+retrieve; `decompose` also answers its sub-questions, which is part of the strategy) with the
+configured LLM (the embedded SmolLM2-135M by default), over the same questions, translation
+cache off. Prints figures; asserts nothing.
 
-    .venv/bin/python -m eval.bench_strategies [N_QUESTIONS]
+    .venv/bin/python -m eval.bench.strategies [N_QUESTIONS] [--json OUT]
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,13 +21,12 @@ import numpy as np
 from core.llm import get_llm
 from core.settings import Settings, load_settings
 from core.types import TraceEntry
+from eval.bench import SAMPLE, Echo, machine
 from retrieval.decompose import answer_steps
-from retrieval.pipeline import retrieve
-from retrieval.translate import translate
+from retrieval.pipeline import plan_question, retrieve
 
 log = logging.getLogger(__name__)
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 STRATEGIES = ("none", "multi-query", "fusion", "step-back", "hyde", "decompose", "auto")
 QUESTIONS = [
     "What grind size should I use for a French press?",
@@ -62,8 +61,8 @@ def _pct(xs: list[float], q: float) -> float:
 def _one(question: str, strategy: str, s: Settings, llm: Any) -> tuple[float, int, bool]:
     trace: list[TraceEntry] = []
     t0 = time.perf_counter()
-    t = translate(question, strategy, s, llm, trace)
-    res = retrieve(question, t.settings, k=s.answer.context_chunks, **t.retrieve_kwargs())
+    t = plan_question(question, strategy, s, llm, trace)
+    res = retrieve(question, t.settings, k=s.answer.context_chunks, plan=t.plan())
     calls = t.llm_calls
     if t.sub_questions:
         steps = answer_steps(t, llm, s, trace, s.answer.context_chunks)
@@ -72,9 +71,10 @@ def _one(question: str, strategy: str, s: Settings, llm: Any) -> tuple[float, in
     return (time.perf_counter() - t0) * 1000, calls, t.fallback
 
 
-def run(settings: Settings, n_questions: int = 20, strategies: tuple[str, ...] = STRATEGIES,
-        corpus: Path = SAMPLE) -> dict[str, Any]:
-    """{strategy: {p50_ms, p95_ms, mean_ms, llm_calls_mean, llm_calls_max, fallbacks, n}} plus setup."""
+def run(settings: Settings, *, n_questions: int = 20, strategies: tuple[str, ...] = STRATEGIES,
+        corpus: Path = SAMPLE, echo: Echo | None = None) -> dict[str, Any]:
+    """{strategy: {p50_ms, p95_ms, mean_ms, llm_calls_mean, llm_calls_max, fallbacks, n}} plus setup;
+    the setup and a Markdown table printed through `echo`."""
     from ingest.pipeline import ingest
 
     questions = (QUESTIONS * (n_questions // len(QUESTIONS) + 1))[:n_questions]
@@ -86,8 +86,8 @@ def run(settings: Settings, n_questions: int = 20, strategies: tuple[str, ...] =
         _one(questions[0], "step-back", s, llm)  # warm-up: model loads, template vectors
         out: dict[str, Any] = {
             "setup": {"backend": llm.backend, "model": llm.model, "questions": len(questions),
-                      "corpus": str(corpus), "cpus": os.cpu_count(),
-                      "load_avg_1m": round(os.getloadavg()[0], 2),
+                      "corpus": str(corpus), "cpus": machine.cores(),
+                      "load_avg_1m": machine.load_avg(),
                       "translate.max_tokens": s.translate.max_tokens,
                       "translate.sub_answer_tokens": s.translate.sub_answer_tokens,
                       "measured": "route + translate + retrieve (decompose: + sub-answers); cache off"},
@@ -106,7 +106,10 @@ def run(settings: Settings, n_questions: int = 20, strategies: tuple[str, ...] =
                              "llm_calls_mean": round(float(np.mean(calls)), 2), "llm_calls_max": max(calls),
                              "fallbacks": fallbacks, "n": len(ms)}
             log.info("%s: %s", strategy, out[strategy])
-        out["setup"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
+        out["setup"]["load_avg_1m_end"] = machine.load_avg()
+    if echo:
+        echo(json.dumps(out["setup"], indent=2, ensure_ascii=False))
+        echo(table(out))
     return out
 
 
@@ -120,12 +123,18 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":
-    import json
-
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0].strip('"'))
+    ap.add_argument("n_questions", nargs="?", type=int, default=20)
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("chromadb", "httpx", "sentence_transformers", "bm25s", "transformers", "jieba"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    result = run(load_settings(), int(sys.argv[1]) if len(sys.argv) > 1 else 20)
-    print(json.dumps(result["setup"], indent=2, ensure_ascii=False))
-    print(table(result))
+    res = run(load_settings(), n_questions=a.n_questions, echo=print)
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

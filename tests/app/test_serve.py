@@ -1,5 +1,5 @@
 """`rag serve` as a user runs it: a real server subprocess on a real index, real `rag search`
-and `rag ask` subprocesses as clients. No timings are asserted (eval/bench_cold.py measures)."""
+and `rag ask` subprocesses as clients. No timings are asserted (eval/bench/cold.py measures)."""
 
 from __future__ import annotations
 

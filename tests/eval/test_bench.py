@@ -1,5 +1,6 @@
-"""The ingest benchmark runs every contender in its own process and reports figures (no
-timing assertions): our pipeline, the LangChain tutorial stack, the raw encoder."""
+"""The benchmarks (eval/bench/) report figures, never timing assertions: the ingest benchmark
+runs every contender in its own process (our pipeline, the LangChain tutorial stack, the raw
+encoder); `rag bench` dispatches through one registry, each module has one `run` and a `main`."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.bench import _chunk_texts, bench_ingest
-from eval.bench_ingest import generate_corpus
+from eval.bench import ingest as bench_ingest
+from eval.bench.ingest import _chunk_texts, generate_corpus
 
 
 def test_generated_corpus_has_the_asked_chunks(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -25,7 +26,7 @@ def test_generated_corpus_has_the_asked_chunks(settings, tmp_path: Path) -> None
 
 def test_ingest_bench_on_the_sample_corpus(settings) -> None:  # type: ignore[no-untyped-def]
     lines: list[str] = []
-    rows = bench_ingest(settings, sizes=[], baselines=True, echo=lines.append)
+    rows = bench_ingest.run(settings, sizes=[], baselines=True, echo=lines.append)
     by = {r["contender"]: r for r in rows}
     assert set(by) == {"ours", "langchain", "raw"}
     for r in rows:
@@ -38,7 +39,7 @@ def test_ingest_bench_on_the_sample_corpus(settings) -> None:  # type: ignore[no
 
 @pytest.mark.slow
 def test_cold_bench_times_both_query_encoders(settings) -> None:  # type: ignore[no-untyped-def]
-    from eval.bench_cold import run
+    from eval.bench.cold import run
 
     lines: list[str] = []
     res = run(settings, runs=1, echo=lines.append)
@@ -57,7 +58,7 @@ def test_scale_bench_on_a_tiny_corpus(settings, tmp_path: Path, monkeypatch: pyt
     """Every step in its own process on 300 chunks: the figures are there and positive."""
     import os
 
-    from eval import bench_scale
+    from eval.bench import scale as bench_scale
 
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # the structure, not the machine
     settings.search.ltr_self_train = False  # the ranker's training is timed, not tested, here
@@ -89,7 +90,7 @@ def test_scale_bench_refuses_on_a_busy_machine(settings, tmp_path: Path,  # type
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from eval import bench_scale
+    from eval.bench import scale as bench_scale
 
     busy = float((os.cpu_count() or 1) + 1)
     monkeypatch.setattr(os, "getloadavg", lambda: (busy, busy, busy))
@@ -102,11 +103,12 @@ def test_scale_bench_refuses_on_a_busy_machine(settings, tmp_path: Path,  # type
 
 def test_rag_bench_scale_passes_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
     """`rag bench scale`: the first --sizes is the corpus (default 100,000), --server and
-    --baselines reach `eval.bench_scale.run`."""
+    --baselines reach `eval.bench.scale.run`."""
     from typer.testing import CliRunner
 
     from app.cli import _register, app
-    from eval import bench, bench_scale
+    from eval import bench
+    from eval.bench import scale as bench_scale
 
     _register()  # `rag` registers its commands lazily
 
@@ -125,3 +127,52 @@ def test_rag_bench_scale_passes_its_options(monkeypatch: pytest.MonkeyPatch) -> 
                      {"chunks": 2000, "server": True, "peer": False},
                      {"chunks": 100_000, "server": False, "peer": True}]
     assert "scale" in bench.CHOICES
+
+
+BENCHES = ("ingest", "retrieval", "llm", "strategies", "raptor", "ocr", "faults", "cold", "scale", "ui")
+
+
+def test_every_benchmark_is_registered_with_one_run_and_a_main() -> None:
+    """Each name of `rag bench` is a module of eval/bench/ with `run(settings, *, echo, ...)` and
+    `main(argv)`; the options `rag bench` maps onto a module are keywords of its `run`."""
+    import importlib
+    import inspect
+
+    from eval import bench
+
+    assert set(bench.REGISTRY) == set(BENCHES) and bench.CHOICES[-1] == "all"
+    assert [n for n, b in bench.REGISTRY.items() if b.in_all] == ["ingest", "retrieval", "llm"]
+    options = bench.Options(sizes=[2000], baselines=None, server=True)
+    for name, entry in bench.REGISTRY.items():
+        mod = importlib.import_module(entry.module)
+        assert entry.module == f"eval.bench.{name}"
+        params = inspect.signature(mod.run).parameters
+        assert list(params)[0] == "settings" and params["echo"].kind is inspect.Parameter.KEYWORD_ONLY
+        for kw in entry.keywords(options):
+            assert params[kw].kind is inspect.Parameter.KEYWORD_ONLY, (name, kw)
+        assert callable(mod.main)
+        with pytest.raises(SystemExit) as ex:
+            mod.main(["--help"])
+        assert ex.value.code == 0
+
+
+def test_rag_bench_dispatches_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rag bench all` runs ingest, retrieval and llm in that order, each with its own options."""
+    import importlib
+
+    from eval import bench
+
+    calls: list[tuple[str, dict[str, object]]] = []
+    for name in ("ingest", "retrieval", "llm"):
+        def fake(settings, *, echo=None, _name=name, **kw):  # type: ignore[no-untyped-def]
+            calls.append((_name, kw))
+            return {"name": _name}
+        monkeypatch.setattr(importlib.import_module(f"eval.bench.{name}"), "run", fake)
+    lines: list[str] = []
+    out = bench.run("all", object(), [500], baselines=None, echo=lines.append)  # type: ignore[arg-type]
+    assert list(out) == ["ingest", "retrieval", "llm"]
+    assert calls == [("ingest", {"sizes": [500], "baselines": True}), ("retrieval", {"sizes": (500,)}),
+                     ("llm", {})]
+    assert lines == ["\nretrieval:", "\nllm:"]
+    with pytest.raises(ValueError, match="not a benchmark"):
+        bench.run("nonsense", object())  # type: ignore[arg-type]

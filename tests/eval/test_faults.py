@@ -10,8 +10,9 @@ import pytest
 
 from core.index import Index
 from core.settings import load_settings
-from eval import bench_faults, fault_cases
-from eval.fault_kit import CaseResult, Proc, clean_exit, clean_records, count_damage, good_files
+from eval.bench import fault_cases
+from eval.bench import faults as bench_faults
+from eval.bench.fault_kit import CaseResult, Proc, clean_exit, clean_records, count_damage, good_files
 from ingest.pipeline import ingest
 
 
@@ -37,7 +38,8 @@ def test_damage_counts_lost_and_duplicated_chunks(tmp_path: Path) -> None:
 def test_a_process_that_ends_badly_is_named() -> None:
     tb = Proc(["ingest"], 1, "", "Traceback (most recent call last):\n  ...\nKeyError: 'x'\n", 1.0)
     assert clean_exit(tb, 1) == ["traceback: KeyError: 'x'"]
-    assert clean_exit(Proc(["ingest"], 0, "done\n", "", 1.0), nonzero=True) == ["exit 0, expected an error: done"]
+    assert clean_exit(Proc(["ingest"], 0, "done\n", "", 1.0), nonzero=True) == [
+        "exit 0, expected an error: done"]
     assert clean_exit(Proc(["ingest"], None, "", "", 300.0)) == ["timed out after 300s"]
 
 
