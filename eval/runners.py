@@ -3,65 +3,18 @@
 
 `translated` runs query translation (the strategy in `settings.answer.strategy`) and then
 retrieval with the queries it wrote, the way `rag ask` does, and counts the LLM calls
-actually made (cache hits are not calls) into a trace entry."""
+actually made (cache hits are not calls) into a trace entry, with `core.llmcall.CountingLLM`."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
-
 from core.index import Index
-from core.llm import LLM, Message, get_llm
+from core.llm import get_llm
+from core.llmcall import CountingLLM
 from core.settings import Settings
 from core.types import TraceEntry
 from retrieval.pipeline import RetrievalResult, retrieve
 
 LLM_COUNT_STAGE = "llm_count"  # a trace entry holding the exact number of LLM calls of the query
-
-
-@dataclass
-class CountingLLM:
-    """The configured LLM, counting `complete` and `stream` calls."""
-
-    inner: LLM
-    calls: int = 0
-    backend: str = field(init=False)
-    model: str = field(init=False)
-    reason: str = field(init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def __post_init__(self) -> None:
-        self.backend, self.model, self.reason = self.inner.backend, self.inner.model, self.inner.reason
-
-    def _count(self) -> None:
-        with self._lock:
-            self.calls += 1
-
-    def complete(
-        self,
-        messages: list[Message],
-        max_tokens: int | None = None,
-        json_schema: dict[str, Any] | None = None,
-        temperature: float | None = None,
-    ) -> str:
-        self._count()
-        return self.inner.complete(
-            messages, max_tokens=max_tokens, json_schema=json_schema, temperature=temperature
-        )
-
-    def stream(
-        self, messages: list[Message], max_tokens: int | None = None, temperature: float | None = None
-    ) -> Iterator[str]:
-        self._count()
-        return self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature)
-
-    def context_window(self) -> int:
-        return self.inner.context_window()
-
-    def __getattr__(self, name: str) -> Any:  # anything else a backend offers (token counting, ...)
-        return getattr(self.inner, name)
 
 
 def translated(question: str, settings: Settings, index: Index, k: int) -> RetrievalResult:

@@ -1,23 +1,23 @@
 """Text helpers shared by the LLM-written representations and the RAPTOR summaries:
 fitting texts into a token budget, defensive parsing of what a small model writes,
-an extractive fallback, running many prompts (concurrently where the backend allows) with
-each raw reply cached by the hash of its input, and choosing between the LLM and
-extractive summaries (`summary_method`)."""
+an extractive fallback, and choosing between the LLM and extractive summaries
+(`summary_method`). `run_jobs` runs their prompts through `core.llmcall` (cache, retry,
+thread pool, counting and its error rule live there)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterator
 
-from core.docstore import DocStore
-from core.errors import LLMUnavailableError, RagError
-from core.lang import approx_tokens
-from core.llm import LLM, Message, get_llm, too_small
+from core import llmcall
+from core.errors import LLMUnavailableError
+from core.lang import approx_tokens, cjk_count
+from core.llm import LLM, get_llm, too_small
+
+# Job, CallStats and digest are core.llmcall's; named here too for ingest's importers.
+from core.llmcall import CallStats, Check, Job, nonempty
+from core.llmcall import digest as digest
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,14 +29,6 @@ _LABEL = re.compile(r"^\s*(?:summary|answer|here is (?:a|the) summary[^:]*)\s*:\
 _META_Q = re.compile(r"\b(?:the|this) (?:text|passage|article|document|author)\b", re.I)
 _QWORD = re.compile(
     r"^(what|why|how|when|where|which|who|whom|whose|is|are|can|does|do|should|could|would|will)\b", re.I)
-
-
-def digest(*parts: str) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode("utf-8", "surrogatepass"))
-        h.update(b"\x00")
-    return h.hexdigest()[:32]
 
 
 def sentences(text: str) -> list[str]:
@@ -105,7 +97,7 @@ def clean_summary(raw: str, max_chars: int = 1500) -> str | None:
     if len(keep) > 1 and not re.search(r"[.!?。！？\"')\]]$", keep[-1]):
         keep.pop()  # truncated by max_tokens
     out = " ".join(keep)[:max_chars].strip()
-    words = len(out.split()) + sum(1 for c in out if "\u4e00" <= c <= "\u9fff") // 2
+    words = len(out.split()) + cjk_count(out) // 2
     return out if words >= 3 else None
 
 
@@ -138,85 +130,17 @@ def extractive_summary(texts: list[str], budget: int) -> str:
     return " ".join(fit_budget(firsts, max(budget, 16)))
 
 
-@dataclass
-class Job:
-    key: str  # cache key (hash of prompt inputs)
-    messages: list[Message]
-    max_tokens: int
-    tag: object = None  # caller's handle
-
-
-Check = Callable[[str], bool]
-
-
-def _call(llm: LLM, job: Job, ok: Check, retry: bool) -> tuple[str, int]:
-    """The raw reply and how many calls it took; one retry (warmer sampling) when the
-    reply fails `ok`. Errors other than user-facing ones count as a failed reply."""
-    calls, out = 0, ""
-    for attempt in range(2 if retry else 1):
-        calls += 1
-        try:
-            temp = 0.0 if attempt == 0 else 0.7
-            out = llm.complete(job.messages, max_tokens=job.max_tokens, temperature=temp)
-        except RagError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a backend hiccup must not end the run
-            log.warning("LLM call failed (%s: %s)", type(e).__name__, e)
-            out = ""
-        if ok(out):
-            break
-    return out, calls
-
-
-def _nonempty(raw: str) -> bool:
-    return bool(raw.strip())
-
-
-@dataclass
-class CallStats:
-    """LLM calls made and the wall-clock seconds they took (concurrent calls overlap, so
-    seconds / calls is the cost of one call in a run like this one)."""
-
-    calls: int = 0
-    seconds: float = 0.0
-
-
 def run_jobs(
-    llm: LLM, jobs: list[Job], docs: DocStore, workers: int, ok: Check, retry: bool = False,
-    keep: Check = _nonempty, stats: CallStats | None = None,
+    llm: LLM, jobs: list[Job], docs: llmcall.Cache, workers: int, ok: Check, retry: bool = False,
+    keep: Check = nonempty, stats: CallStats | None = None,
 ) -> Iterator[tuple[Job, str, bool, int]]:
-    """Yield (job, raw reply, from_cache, llm_calls) as each finishes; a reply failing `ok`
-    is asked for once more when `retry`. Replies passing `keep` (default: non-empty, so a
-    reply the model cannot improve on is not asked for again, while a failed call is) are
-    cached at once, in the main thread, so an interrupted run keeps them. `stats` adds up
-    the calls and the seconds spent waiting for them."""
-    todo: list[Job] = []
-    for j in jobs:
-        hit = docs.cache_get(j.key)
-        if hit is not None:
-            yield j, hit, True, 0
-        else:
-            todo.append(j)
-    stats = stats if stats is not None else CallStats()
-    workers = 1 if llm.backend == "llamacpp" else max(1, workers)  # llama.cpp serialises anyway
-    if workers == 1:
-        for j in todo:
-            t0 = time.perf_counter()
-            out, calls = _call(llm, j, ok, retry)
-            stats.calls, stats.seconds = stats.calls + calls, stats.seconds + time.perf_counter() - t0
-            if keep(out):
-                docs.cache_put(j.key, out)
-            yield j, out, False, calls
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rag-llm") as pool:
-        futs = [(j, pool.submit(_call, llm, j, ok, retry)) for j in todo]
-        for j, f in futs:
-            t0 = time.perf_counter()
-            out, calls = f.result()
-            stats.calls, stats.seconds = stats.calls + calls, stats.seconds + time.perf_counter() - t0
-            if keep(out):
-                docs.cache_put(j.key, out)
-            yield j, out, False, calls
+    """Yield (job, raw reply, from_cache, llm_calls) as each finishes (`core.llmcall.run_jobs`):
+    a reply failing `ok` is asked for once more when `retry`. Replies passing `keep` (default:
+    non-empty, so a reply the model cannot improve on is not asked for again, while a failed
+    call is) are cached at once, in this thread, so an interrupted run keeps them. A RagError
+    (unreachable server, missing model) ends the run; any other failure is an empty reply."""
+    for job, rec in llmcall.run_jobs(llm, jobs, docs, workers, ok, retry, keep, stats):
+        yield job, rec.raw, rec.cached, rec.calls
 
 
 def summary_method(choice: str, setting: str, settings: Settings, llm: LLM | None,

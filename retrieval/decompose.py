@@ -15,10 +15,10 @@ from typing import Any
 
 from core.index import Index
 from core.llm import LLM
+from core.llmcall import LLMCaller
 from core.settings import Settings
 from core.types import Hit, TraceEntry
 from retrieval.generate import Generation, stream_answer
-from retrieval.llmcall import LLMCaller
 from retrieval.pipeline import retrieve
 from retrieval.translate import Translation
 

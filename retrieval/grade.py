@@ -268,10 +268,10 @@ def corrective(
         if got and got[1].support > best[1].support:
             best = got
     if not answerable(best[1], settings) and capable and llm is not None:
-        from retrieval.llmcall import LLMCaller
+        from core.llmcall import LLMCaller
         from retrieval.translate import step_back
 
-        p = step_back(question, settings, LLMCaller(llm, None, 1))
+        p = step_back(question, settings, LLMCaller(llm, None, 1, optional=True))
         if p.fallback:
             trace.append(TraceEntry("corrective", 0.0, {"step": "step-back", "fallback": p.notes}))
         else:

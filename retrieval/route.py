@@ -26,10 +26,10 @@ import numpy as np
 
 from core.index import Index
 from core.llm import Message
+from core.llmcall import LLMCaller
 from core.models import Embedder
 from core.settings import CollectionSettings, Settings
 from core.types import TraceEntry
-from retrieval.llmcall import LLMCaller
 from retrieval.parse import extract_json, parse_choice
 from retrieval.pipeline import Timer
 

@@ -42,11 +42,11 @@ from core.errors import ConfigError
 from core.index import Index
 from core.lang import cjk_share
 from core.llm import LLM, Message, get_llm
+from core.llmcall import LLMCaller
 from core.models import Embedder, get_embedder
 from core.settings import Settings
 from core.types import Hit, TraceEntry
 from retrieval.crosslingual import mismatch
-from retrieval.llmcall import LLMCaller
 from retrieval.parse import Parsed, first_question, parse_list, parse_text, related
 from retrieval.pipeline import Query, Timer
 from retrieval.route import STRATEGIES, PromptTemplate, Route, route
@@ -304,7 +304,7 @@ def translate(
     Never raises because of the LLM; an unknown strategy is a ConfigError."""
     strategy = check_strategy(strategy)
     llm = llm or get_llm(settings)
-    caller = LLMCaller(llm, _cache(settings, index), settings.translate.concurrency)
+    caller = LLMCaller(llm, _cache(settings, index), settings.translate.concurrency, optional=True)
     embedder = get_embedder(settings.embedding)
     t = Translation(question, strategy, [Query(question)], settings)
     if strategy == "translate":

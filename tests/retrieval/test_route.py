@@ -11,10 +11,10 @@ import pytest
 
 from core.index import Index
 from core.llm import get_llm
+from core.llmcall import LLMCaller
 from core.models import get_embedder
 from core.settings import CollectionSettings
 from core.types import TraceEntry
-from retrieval.llmcall import LLMCaller
 from retrieval.pipeline import retrieve
 from retrieval.route import check_where, filter_candidates, route, semantic_route
 from tests.retrieval.routing_corpus import build, settings_for

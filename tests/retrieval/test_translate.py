@@ -249,7 +249,7 @@ def test_independent_calls_overlap_on_a_concurrent_backend(dirs: dict[str, Path]
     assert t.route is not None and t.route.collection == "coffee"
     calls = _stages(trace, "llm_calls")[0].detail
     assert [c["kind"] for c in calls["records"]] and calls["concurrent"] is True
-    from retrieval.llmcall import LLMCaller
+    from core.llmcall import LLMCaller
 
     assert LLMCaller(get_llm(s)).parallel
     assert t.llm_calls == 2 and len([r for r in srv.requests if r["path"] == "/api/chat"]) == 2

@@ -19,11 +19,11 @@ import pytest
 
 from core.index import Index
 from core.llm import get_llm
+from core.llmcall import LLMCaller
 from core.settings import Settings, load_settings
 from core.types import TraceEntry
 from ingest.pipeline import ingest
 from retrieval.answer import _translate, ask
-from retrieval.llmcall import LLMCaller
 from retrieval.pipeline import retrieve
 from retrieval.translate import CHOICES, check_strategy, translate, translation
 from tests.ollama_server import OllamaTestServer
