@@ -23,7 +23,8 @@ from core.settings import Settings, load_settings
 from core.types import TraceEntry
 from eval.bench import SAMPLE, Echo, machine
 from retrieval.decompose import answer_steps
-from retrieval.pipeline import plan_question, retrieve
+from retrieval.pipeline import retrieve
+from retrieval.translate import translate
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,8 @@ def _pct(xs: list[float], q: float) -> float:
 def _one(question: str, strategy: str, s: Settings, llm: Any) -> tuple[float, int, bool]:
     trace: list[TraceEntry] = []
     t0 = time.perf_counter()
-    t = plan_question(question, strategy, s, llm, trace)
-    res = retrieve(question, t.settings, k=s.answer.context_chunks, plan=t.plan())
+    t = translate(question, strategy, s, llm, trace)
+    res = retrieve(question, t.settings, k=s.answer.context_chunks, **t.retrieve_kwargs())
     calls = t.llm_calls
     if t.sub_questions:
         steps = answer_steps(t, llm, s, trace, s.answer.context_chunks)
