@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 
 from app.output import print_json
+from core.types import location
 
 if TYPE_CHECKING:
     from core.index import Index
@@ -22,10 +22,7 @@ ASK_TIMEOUT_S = 900.0  # generation on CPU can take minutes; past this, ask agai
 
 def _source_line(c: dict[str, object]) -> str:
     src = str(c["source"])
-    loc = Path(src).name if src else "(derived)"
-    if c.get("page_start") is not None:
-        ps, pe = c["page_start"], c.get("page_end")
-        loc += f" p. {ps}" if pe in (None, ps) else f" pp. {ps}-{pe}"
+    loc = location(src, cast("int | None", c.get("page_start")), cast("int | None", c.get("page_end")))
     title = f"  {c['title']}" if c.get("title") else ""
     return f"[{c['n']}] {loc} [{c['start']}:{c['end']}]{title}\n    {src}"
 

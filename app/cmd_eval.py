@@ -3,46 +3,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from app.output import print_json
+from app.output import print_json, stage_bars
 from eval.bench import HELP as BENCH_HELP  # the benchmark registry: stdlib imports only
 
 if TYPE_CHECKING:
     from eval.estimate import Estimate
 
 # rich and the settings load inside the commands: every `rag` start imports this module (app/cmd_index.py)
-
-
-@contextmanager
-def _query_bars(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-
-    from app.output import console
-
-    with Progress(
-        TextColumn("{task.description:<18}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as prog:
-        tasks: dict[str, TaskID] = {}
-
-        def cb(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = prog.add_task(name, total=total)
-            prog.update(tasks[name], completed=done)
-
-        yield cb
 
 
 def _say(expected: Estimate) -> None:
@@ -114,7 +86,7 @@ def eval_cmd(
     if synthetic:
         from eval.synthetic import build_synthetic, synthetic_dataset
 
-        with _query_bars(bars) as cb:
+        with stage_bars(bars, width=18) as cb:
             folder = build_synthetic(
                 settings,
                 synthetic,
@@ -133,7 +105,7 @@ def eval_cmd(
         # Dev and test runs of one set get their own report folders (the index cache is shared).
         if not name and ds.split:
             name = f"{ds.name}-{ds.split}"
-    with ingest_progress(bars) as icb, _query_bars(bars) as qcb:
+    with ingest_progress(bars) as icb, stage_bars(bars, width=18) as qcb:
         result = evaluate(
             ds,
             settings,

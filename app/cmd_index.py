@@ -76,14 +76,14 @@ def ingest_cmd(
 def _self_train(settings: Any, show: bool) -> Any:
     """Train the LTR model from the corpus itself when the ingest changed it enough
     (eval/self_train.py); None when there is no index to train on."""
-    from app.output import step_progress
+    from app.output import stage_bars
     from core.index import Index
     from eval.self_train import self_train
 
     index = Index(settings)
     if not index.exists() or index.docs.is_empty():
         return None
-    with step_progress("ranker", show) as cb:
+    with stage_bars(show, width=7, transient=True) as cb:
         return self_train(index, settings, cb)
 
 

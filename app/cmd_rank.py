@@ -3,43 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from app.output import print_json
-
-
-@contextmanager
-def _bars(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from app.output import console
-
-    with Progress(
-        TextColumn("{task.description:<12}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as prog:
-        tasks: dict[str, Any] = {}
-
-        def cb(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = prog.add_task(stage, total=total or None)
-            if total:
-                prog.update(tasks[stage], completed=done, total=total)
-            else:
-                prog.advance(tasks[stage], done)
-
-        yield cb
+from app.output import print_json, stage_bars
 
 
 def train_ranker_cmd(
@@ -79,7 +48,7 @@ def train_ranker_cmd(
     settings = load_settings()
     bars = not no_progress and not json_out and sys.stderr.isatty()
     extra: dict[str, Any] = {}
-    with _bars(bars) as cb:
+    with stage_bars(bars) as cb:
         if beir is not None:
             from eval.datasets import load_dataset
 

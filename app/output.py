@@ -97,20 +97,28 @@ def ingest_progress(enabled: bool = True) -> Iterator[Callable[[str, int], None]
 
 
 @contextmanager
-def step_progress(label: str, enabled: bool = True) -> Iterator[Callable[[str, int, int], None] | None]:
-    """One bar for a `(stage, done, total)` callback (e.g. ranker self-training)."""
+def stage_bars(enabled: bool = True, width: int = 12, transient: bool = False,
+               ) -> Iterator[Callable[[str, int, int], None] | None]:
+    """One bar per stage for a `(stage, done, total)` callback (evaluation queries, ranker
+    training, self-training), each added when its stage first reports. A total of 0 means
+    the stage does not know its total: `done` is then an increment (files indexed so far)."""
     if not enabled:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     with Progress(
-        TextColumn("{task.description:<7}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=_console(), transient=True,
+        TextColumn(f"{{task.description:<{width}}}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=_console(), transient=transient,
     ) as prog:
-        task = prog.add_task(label, total=0)
+        tasks: dict[str, TaskID] = {}
 
         def cb(stage: str, done: int, total: int) -> None:
-            prog.update(task, total=total, completed=done)
+            if stage not in tasks:
+                tasks[stage] = prog.add_task(stage, total=total or None)
+            if total:
+                prog.update(tasks[stage], completed=done, total=total)
+            else:
+                prog.advance(tasks[stage], done)
 
         yield cb

@@ -50,12 +50,9 @@ class Choices:
 
 
 def strategies() -> list[str]:
-    try:
-        from retrieval.translate import CHOICES
+    from retrieval.translate import CHOICES
 
-        return list(CHOICES)
-    except ImportError:  # query translation not installed: the question itself
-        return ["none"]
+    return list(CHOICES)
 
 
 @st.cache_resource(ttl=30, show_spinner=False)
@@ -120,12 +117,9 @@ def sidebar(settings: Settings, index: Index, status: dict[str, Any]) -> tuple[C
 
 
 def _ranker_exists(settings: Settings) -> bool:
-    try:
-        from retrieval.rerank import BOOSTER_FILE, ranker_path
+    from retrieval.rerank import BOOSTER_FILE, ranker_path
 
-        return (ranker_path(settings) / BOOSTER_FILE).exists()
-    except ImportError:
-        return False
+    return (ranker_path(settings) / BOOSTER_FILE).exists()
 
 
 def _stream(stream: Iterator[str | AnswerResult]) -> AnswerResult | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from core.types import Hit, TraceEntry
@@ -57,15 +56,6 @@ def highlight_html(ctx: Context, anchor: str = "cited", scroll: bool = False) ->
         parts.append("<span style='opacity:.6'>…</span>")
     parts.append("</div>")
     return "".join(parts)
-
-
-def location(source: str, page_start: int | None, page_end: int | None) -> str:
-    name = Path(source).name if source else "(derived)"
-    if page_start is not None:
-        if page_end is not None and page_end != page_start:
-            return f"{name} pp. {page_start}-{page_end}"
-        return f"{name} p. {page_start}"
-    return name
 
 
 def backend_notice(backend: str, reason: str) -> str | None:
@@ -162,7 +152,7 @@ def hit_rows(hits: list[Hit], cited: set[str]) -> list[dict[str, Any]]:
     for rank, h in enumerate(hits, start=1):
         r = h.record
         row: dict[str, Any] = {"rank": rank, "cited": "✓" if r.id in cited else "",
-                               "location": location(r.source, r.page_start, r.page_end),
+                               "location": r.location(),
                                "title": r.title[:80], "score": round(h.score, 4)}
         for k in SCORE_KEYS:
             if k in h.scores:

@@ -16,6 +16,7 @@ import streamlit as st
 from app import ui_data
 from core.feedback import Feedback, record_feedback
 from core.index import Index
+from core.types import location
 from retrieval.answer import AnswerResult
 from retrieval.generate import Citation
 
@@ -66,7 +67,7 @@ def citation_block(
     c: Citation, msg_id: str, doc_text: str | None, result: AnswerResult, feedback_file: Path
 ) -> None:
     """One citation: an expander with the passage in its document, and a thumbs vote beside it."""
-    loc = ui_data.location(c.source, c.page_start, c.page_end)
+    loc = location(c.source, c.page_start, c.page_end)
     left, right = st.columns([10, 2], vertical_alignment="top")
     title = safe_text(c.title)
     with left, st.expander(f"[{c.n}] {safe_text(loc)}" + (f" · {title}" if title else "")):

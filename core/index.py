@@ -20,22 +20,11 @@ from core.keyword import KeywordIndex
 from core.models import Embedder, get_embedder
 from core.settings import Settings
 from core.store import VectorStore, get_store
+from core.versions import package_versions
 
 log = logging.getLogger(__name__)
 
 INDEX_FORMAT = 1
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("localrag", "chromadb", "sentence-transformers", "bm25s"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
 
 
 @dataclass
@@ -70,7 +59,8 @@ class Index:
 
             with write_lock(self.path, "a keyword index rebuild"):
                 if not kw.is_current():
-                    log.warning("rebuilding the BM25 index at %s (written by another tokenizer version)", kw.path)
+                    log.warning("rebuilding the BM25 index at %s (written by another tokenizer version)",
+                                kw.path)
                     kw.build(self.docs.keyword_rows())
         return kw
 
@@ -113,7 +103,8 @@ class Index:
         if built and built != self.embedder.name:
             raise EmbeddingMismatchError(
                 f"The index at {self.path} was built with embedding model '{built}' but settings name "
-                f"'{self.embedder.name}'; set embedding.model back, or use another RAG_INDEX_DIR and re-ingest."
+                f"'{self.embedder.name}'; set embedding.model back, or use another RAG_INDEX_DIR and "
+                "re-ingest."
             )
 
     def write_manifest(self, **extra: Any) -> None:
@@ -127,7 +118,7 @@ class Index:
                 "chunk": self.settings.chunk.model_dump(),
                 "vector_store": self.vectors.mode,
                 "collection": self.settings.collection,
-                "versions": _versions(),
+                "versions": package_versions(("localrag", "chromadb", "sentence-transformers", "bm25s")),
                 "updated_at": now,
             }
         )

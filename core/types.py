@@ -22,6 +22,19 @@ def index_text(kind: str, title: str, text: str) -> str:
     return f"{title}\n{text}" if title and kind == "chunk" else text
 
 
+def location(source: str, page_start: int | None = None, page_end: int | None = None) -> str:
+    """Human-readable citation location, e.g. `report.pdf`, `report.pdf p. 3`, `report.pdf pp. 3-4`;
+    `(derived)` for a record without a source file."""
+    from pathlib import Path
+
+    name = Path(source).name if source else "(derived)"
+    if page_start is not None:
+        if page_end is not None and page_end != page_start:
+            return f"{name} pp. {page_start}-{page_end}"
+        return f"{name} p. {page_start}"
+    return name
+
+
 @dataclass
 class Record:
     """A unit of text in the index: a chunk, or a representation pointing to a parent."""
@@ -56,15 +69,8 @@ class Record:
         return self.index_text() if titles else self.text
 
     def location(self) -> str:
-        """Human-readable citation location, e.g. `report.pdf p. 3`."""
-        from pathlib import Path
-
-        name = Path(self.source).name if self.source else "(derived)"
-        if self.page_start is not None:
-            if self.page_end is not None and self.page_end != self.page_start:
-                return f"{name} pp. {self.page_start}-{self.page_end}"
-            return f"{name} p. {self.page_start}"
-        return name
+        """Human-readable citation location, e.g. `report.pdf p. 3` (see `location`)."""
+        return location(self.source, self.page_start, self.page_end)
 
 
 @dataclass

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.lang import cjk_count
+
 log = logging.getLogger(__name__)
 
 
@@ -178,9 +180,6 @@ def readmes(site_packages: Path, max_docs: int = 1500, seed: int = 0, prefix: st
     return data
 
 
-_CJK = re.compile(r"[\u4e00-\u9fff]")
-
-
 def zh_notes(folder: Path, seed: int = 0, prefix: str = "z", min_cjk: int = 6) -> Beir:
     """Inverse cloze over Chinese notes: passages of ~6 lines; one line (with at least
     `min_cjk` Chinese characters) becomes the query and leaves the passage."""
@@ -197,7 +196,7 @@ def zh_notes(folder: Path, seed: int = 0, prefix: str = "z", min_cjk: int = 6) -
             block = lines[start : start + 6]
             if len(block) < 3:
                 continue
-            cands = [i for i, ln in enumerate(block) if len(_CJK.findall(ln)) >= min_cjk and len(ln) <= 80]
+            cands = [i for i, ln in enumerate(block) if cjk_count(ln) >= min_cjk and len(ln) <= 80]
             did = f"{prefix}d{n}"
             if cands:
                 i = rng.choice(cands)

@@ -25,13 +25,14 @@ from pathlib import Path
 
 from core.errors import IndexError_
 from core.index import Index
+from core.lang import CJK_RANGES, cjk_count
 from core.llm import get_llm
 from core.settings import Settings
+from core.versions import module_versions
 from eval.datasets import Corpus, Dataset, Issues, check_path, save_beir
 
 log = logging.getLogger(__name__)
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _PREFIX = re.compile(r"^\s*(?:\*\*|#+|[-*]|\d+[.)]|q(?:uestion)?\s*\d*\s*[:.]|问题\s*[:：])\s*", re.I)
 _CHATTER = re.compile(r"^(sure|here('s| is| are)|certainly|of course|i('m| am) sorry|as an ai|okay)\b", re.I)
 _QWORDS = re.compile(
@@ -71,7 +72,7 @@ SHOTS_ZH = [
 
 
 def _norm(s: str) -> str:
-    return " ".join(re.sub(r"[^\w\u3400-\u9fff]+", " ", s.lower()).split())
+    return " ".join(re.sub(rf"[^\w{CJK_RANGES}]+", " ", s.lower()).split())
 
 
 def _extract(raw: str) -> tuple[str | None, str]:
@@ -104,7 +105,7 @@ def _relevance(q: str, passage: str, cjk: int) -> str:
     if cjk >= 3:
         grams = {passage[i : i + 2] for i in range(len(passage) - 1)}
         bigrams = {q[i : i + 2] for i in range(len(q) - 1)} & grams
-        shared |= {w for w in bigrams if _CJK.search(w)}
+        shared |= {w for w in bigrams if cjk_count(w)}
     if not shared:
         return "off_topic"
     for sent in re.split(r"(?<=[.!?。！？])\s*", passage):
@@ -118,7 +119,7 @@ def clean_question(raw: str, passage: str) -> tuple[str | None, str]:
     q, why = _extract(raw)
     if q is None:
         return None, why
-    cjk = len(_CJK.findall(q))
+    cjk = cjk_count(q)
     why = _shape(q, cjk)
     if why == "ok" and not q.endswith(("?", "？")):
         q += "？" if cjk >= 3 else "?"
@@ -128,7 +129,7 @@ def clean_question(raw: str, passage: str) -> tuple[str | None, str]:
 
 
 def messages(passage: str) -> list[dict[str, str]]:
-    shots = SHOTS_ZH if len(_CJK.findall(passage)) > len(passage) / 4 else SHOTS_EN
+    shots = SHOTS_ZH if cjk_count(passage) > len(passage) / 4 else SHOTS_EN
     out = [{"role": "system", "content": SYSTEM}]
     for text, question in shots:
         out += [{"role": "user", "content": text}, {"role": "assistant", "content": question}]
@@ -275,17 +276,6 @@ def docstring_roots(packages: tuple[str, ...] = DOC_PACKAGES) -> list[Path]:
     return roots
 
 
-def _versions(names: tuple[str, ...]) -> dict[str, str]:
-    import importlib.metadata as md
-
-    dists = md.packages_distributions()
-    out = {}
-    for n in names:
-        for dist in dists.get(n, []):
-            out[dist] = md.version(dist)
-    return out
-
-
 def general_set(
     kind: str,
     out_root: Path = Path("reports/datasets"),
@@ -321,6 +311,6 @@ def general_set(
         "seed": seed,
         "documents": len(data.corpus),
         "queries": len(data.queries),
-        "packages": _versions(DOC_PACKAGES) if kind == "docstrings" else {},
+        "packages": module_versions(DOC_PACKAGES) if kind == "docstrings" else {},
     }
     return save_beir(out, data.corpus, data.queries, data.qrels, meta)

@@ -31,6 +31,7 @@ from core.errors import RagError
 from core.index import Index
 from core.settings import Settings
 from core.types import Hit
+from core.versions import package_versions
 from retrieval import features
 from retrieval.pipeline import retrieve
 from retrieval.rerank import BOOSTER_FILE, MANIFEST_FILE, RANKER_FORMAT
@@ -164,18 +165,6 @@ def predict(booster: Any, groups: list[Group]) -> list[np.ndarray]:
     return [np.asarray(booster.predict(g.x, num_threads=1), dtype=np.float64) for g in groups]
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("localrag", "lightgbm", "numpy", "sentence-transformers", "bm25s"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
 def save(booster: Any, out: Path, embedding_model: str, report: dict[str, Any]) -> Path:
     """Write `booster.txt` + `manifest.json` into `out` (replacing a previous model)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +176,7 @@ def save(booster: Any, out: Path, embedding_model: str, report: dict[str, Any]) 
         "feature_version": features.FEATURE_VERSION,
         "features": list(features.FEATURES),
         "embedding_model": embedding_model,
-        "versions": _versions(),
+        "versions": package_versions(("localrag", "lightgbm", "numpy", "sentence-transformers", "bm25s")),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "report": report,
     }

@@ -13,7 +13,7 @@ from core.lang import approx_tokens, is_wide
 from core.settings import ChunkSettings
 from core.text import split_sentences as _split_sentences  # one definition, shared with retrieval
 from core.types import Record, stable_id
-from ingest.loaders import LoadedDoc
+from ingest.doc import LoadedDoc
 
 # A Markdown heading: 1-6 `#`, whitespace, then its text. The closing `#`s and spaces are
 # stripped in `_heading`, not by the pattern: `(.+?)\s*#*\s*$` backtracked cubically on a
@@ -59,7 +59,8 @@ def _units(text: str) -> Iterator[Unit]:
         if h:
             level = h[0]
             section = [s for s in section if s[0] < level] + [(level, h[1].strip())]
-            yield Unit(offsets[i], offsets[i] + len(ln), "heading", tuple(s[1] for s in section), approx_tokens(ln))
+            yield Unit(offsets[i], offsets[i] + len(ln), "heading", tuple(s[1] for s in section),
+                       approx_tokens(ln))
             i += 1
             continue
         is_table = ln.lstrip().startswith("|")
@@ -121,7 +122,9 @@ def _table_pieces(text: str, u: Unit, size: int) -> list[tuple[int, int, str]]:
     rows = body.split("\n")
     header = rows[:2] if len(rows) > 1 and set(rows[1].replace("|", "").strip()) <= set("-: ") else rows[:1]
     head_txt = "\n".join(header)
-    out, cur, cur_start = [], [], None
+    out: list[tuple[int, int, str]] = []
+    cur: list[str] = []
+    cur_start: int | None = None
     pos = u.start + len(head_txt) + 1
     budget = max(size - approx_tokens(head_txt), size // 4)
     for row in rows[len(header):]:
@@ -155,9 +158,18 @@ def _page_range(doc: LoadedDoc, start: int, end: int) -> tuple[int | None, int |
     return hit[0], hit[-1]
 
 
+Piece = tuple[int, int, str | None, tuple[str, ...]]  # start, end, text override (tables), section
+
+
 def chunk_document(doc: LoadedDoc, source: str, settings: ChunkSettings) -> list[Record]:
-    text, size = doc.text, max(settings.size, 16)
-    pieces: list[tuple[int, int, str | None, tuple[str, ...]]] = []
+    pieces = _pieces(doc.text, max(settings.size, 16))
+    return _merge_tiny(_records(doc, source, settings, pieces), settings)
+
+
+def _pieces(text: str, size: int) -> list[Piece]:
+    """Units grouped into pieces of up to `size` tokens: a heading starts a new piece once the
+    group has a body, an oversized table is cut into pieces of its own."""
+    pieces: list[Piece] = []
     group: list[Unit] = []
 
     def flush() -> None:
@@ -195,7 +207,13 @@ def chunk_document(doc: LoadedDoc, source: str, settings: ChunkSettings) -> list
         tok += u.tokens
         has_body = has_body or u.kind != "heading"
     flush()
+    return pieces
 
+
+def _records(doc: LoadedDoc, source: str, settings: ChunkSettings, pieces: list[Piece]) -> list[Record]:
+    """The pieces as chunk records: overlap taken from the text before, whitespace trimmed,
+    empty pieces dropped, repeated texts numbered so their ids differ."""
+    text = doc.text
     records: list[Record] = []
     seen: dict[str, int] = {}
     for a, b, override, section in pieces:
@@ -218,7 +236,7 @@ def chunk_document(doc: LoadedDoc, source: str, settings: ChunkSettings) -> list
                 start=a, end=b, title=_section_title(doc.title, section), page_start=p0, page_end=p1,
             )
         )
-    return _merge_tiny(records, settings)
+    return records
 
 
 def _merge_tiny(records: list[Record], settings: ChunkSettings) -> list[Record]:

@@ -12,28 +12,17 @@ import io
 import logging
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import LoaderError
 from core.settings import IngestSettings
+from ingest.doc import LoadedDoc, md_table
+
+if TYPE_CHECKING:
+    from bs4 import Tag
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Page:
-    number: int  # 1-based
-    start: int
-    end: int
-
-
-@dataclass
-class LoadedDoc:
-    text: str
-    title: str
-    pages: list[Page] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 def decode_bytes(data: bytes, name: str) -> str:
@@ -83,20 +72,46 @@ def load_text(path: Path, settings: IngestSettings, data: bytes | None = None) -
     return LoadedDoc(text=text, title=_first_heading(text) or path.stem)
 
 
-def md_table(rows: list[list[str]]) -> str:
-    """Rows (first is the header) as a Markdown table; cells flattened to one line."""
-    rows = [[" ".join((c or "").split()).replace("|", "\\|") for c in r] for r in rows if r]
-    if not rows:
-        return ""
-    width = max(len(r) for r in rows)
-    rows = [r + [""] * (width - len(r)) for r in rows]
-    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * width]
-    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    return "\n".join(out)
+_BLOCKS = ("p", "li", "pre", "blockquote", "div", "section", "article", "main", "ul", "ol", "dl")
+
+
+def _walk_html(node: Tag, parts: list[str]) -> None:
+    """Append the text under `node` to `parts`: headings as `#`, tables as Markdown tables,
+    block elements as paragraphs (list items as `- `)."""
+    from bs4 import Tag
+
+    for child in node.children:
+        if not isinstance(child, Tag):
+            s = " ".join(str(child).split())
+            if s:
+                parts.append(s)
+            continue
+        name = child.name or ""
+        if name in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            parts.append("\n\n" + "#" * int(name[1]) + " " + child.get_text(" ", strip=True) + "\n\n")
+        elif name == "table":
+            rows = [  # this table's own rows and cells; a nested table stays inside its cell
+                [c.get_text(" ", strip=True) for c in tr.find_all(["th", "td"], recursive=False)]
+                for tr in child.find_all("tr") if tr.find_parent("table") is child
+            ]
+            parts.append("\n\n" + md_table(rows) + "\n\n")
+        elif name in _BLOCKS:
+            if name in ("p", "li", "pre", "blockquote") and not child.find(["table", "p", "div"]):
+                prefix = "- " if name == "li" else ""
+                parts.append("\n\n" + prefix + child.get_text(" ", strip=True) + "\n\n")
+            else:
+                _walk_html(child, parts)
+                parts.append("\n\n")
+        elif name == "br":
+            parts.append("\n")
+        elif name == "title":
+            continue
+        else:
+            _walk_html(child, parts)
 
 
 def load_html(path: Path, settings: IngestSettings, data: bytes | None = None) -> LoadedDoc:
-    from bs4 import BeautifulSoup, Tag
+    from bs4 import BeautifulSoup
 
     raw = decode_bytes(_bytes(path, data), path.name)
     soup = BeautifulSoup(raw, "html.parser")
@@ -104,38 +119,7 @@ def load_html(path: Path, settings: IngestSettings, data: bytes | None = None) -
         t.decompose()
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     parts: list[str] = []
-
-    def walk(node: Tag) -> None:
-        for child in node.children:
-            if not isinstance(child, Tag):
-                s = " ".join(str(child).split())
-                if s:
-                    parts.append(s)
-                continue
-            name = child.name or ""
-            if name in ("h1", "h2", "h3", "h4", "h5", "h6"):
-                parts.append("\n\n" + "#" * int(name[1]) + " " + child.get_text(" ", strip=True) + "\n\n")
-            elif name == "table":
-                rows = [  # this table's own rows and cells; a nested table stays inside its cell
-                    [c.get_text(" ", strip=True) for c in tr.find_all(["th", "td"], recursive=False)]
-                    for tr in child.find_all("tr") if tr.find_parent("table") is child
-                ]
-                parts.append("\n\n" + md_table(rows) + "\n\n")
-            elif name in ("p", "li", "pre", "blockquote", "div", "section", "article", "main", "ul", "ol", "dl"):
-                if name in ("p", "li", "pre", "blockquote") and not child.find(["table", "p", "div"]):
-                    prefix = "- " if name == "li" else ""
-                    parts.append("\n\n" + prefix + child.get_text(" ", strip=True) + "\n\n")
-                else:
-                    walk(child)
-                    parts.append("\n\n")
-            elif name == "br":
-                parts.append("\n")
-            elif name == "title":
-                continue
-            else:
-                walk(child)
-
-    walk(soup.body or soup)
+    _walk_html(soup.body or soup, parts)
     text = "".join(p if p.startswith("\n") or p.endswith("\n") else p + " " for p in parts)
     lines = [ln.strip() for ln in text.split("\n")]
     text, blank = "", 0

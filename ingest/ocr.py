@@ -16,6 +16,8 @@ from pathlib import Path
 from statistics import median
 from typing import TYPE_CHECKING, Any
 
+from core.lang import is_wide
+from core.versions import package_versions
 from ingest.spacing import restore_spaces
 
 if TYPE_CHECKING:
@@ -49,9 +51,8 @@ class Box:
 
 
 def engine_version() -> str:
-    from importlib.metadata import version
-
-    return f"rapidocr-onnxruntime {version('rapidocr-onnxruntime')}"
+    dist = "rapidocr-onnxruntime"
+    return f"{dist} {package_versions([dist]).get(dist, 'not installed')}"
 
 
 def _get_engine(threads: int | None) -> Any:
@@ -89,14 +90,10 @@ def run_ocr(image: Image, threads: int | None = None) -> list[Box]:
     return boxes
 
 
-def _is_cjk(ch: str) -> bool:
-    return "\u2e80" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" or "\uff00" <= ch <= "\uffef"
-
-
 def _join(left: str, right: str) -> str:
     if not left:
         return right
-    if _is_cjk(left[-1]) and _is_cjk(right[0]):
+    if is_wide(left[-1]) and is_wide(right[0]):  # no space between CJK characters or CJK punctuation
         return left + right
     return left + " " + right
 

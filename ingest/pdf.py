@@ -20,7 +20,7 @@ from typing import Any
 
 from core.errors import LoaderError
 from core.settings import IngestSettings
-from ingest.loaders import LoadedDoc, Page, md_table
+from ingest.doc import LoadedDoc, Page, md_table
 from ingest.ocr import OcrCache, ocr_page
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,6 @@ os.environ["ANONYMIZED_TELEMETRY"] = "False"
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "sample"
-CORPORA = REPO.parent / "shared" / "corpora"
 # read once, at import: the `isolated` fixture below removes every RAG_* variable
 REQUIRE_SYSTEM_DEPS = os.environ.get("RAG_REQUIRE_SYSTEM_DEPS", "") not in ("", "0")
 

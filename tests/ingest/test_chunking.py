@@ -1,6 +1,6 @@
 from core.settings import ChunkSettings
 from ingest.chunking import approx_tokens, chunk_document
-from ingest.loaders import LoadedDoc, Page
+from ingest.doc import LoadedDoc, Page
 
 
 def _chunks(text: str, size: int = 60, **kw):  # type: ignore[no-untyped-def]

@@ -15,7 +15,8 @@ from core.errors import LoaderError
 from core.index import Index
 from core.settings import ChunkSettings, IngestSettings, Settings
 from ingest.discover import discover
-from ingest.loaders import LoadedDoc, load
+from ingest.doc import LoadedDoc
+from ingest.loaders import load
 from ingest.pipeline import ingest
 
 EXTS = IngestSettings().extensions
@@ -235,7 +236,7 @@ def test_a_heading_with_a_long_run_of_spaces_does_not_hang_the_parser(tmp_path: 
     code = (
         "from core.settings import ChunkSettings\n"
         "from ingest.chunking import chunk_document\n"
-        "from ingest.loaders import LoadedDoc\n"
+        "from ingest.doc import LoadedDoc\n"
         "text = '# Tide ' + ' ' * 200_000 + 'table ##\\n\\nHigh water at noon.'\n"
         "r = chunk_document(LoadedDoc(text=text, title='t'), 's', ChunkSettings())\n"
         "print(repr(r[-1].title[-30:]))\n"

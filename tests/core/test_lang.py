@@ -1,0 +1,49 @@
+"""core.lang's "is this CJK", on mixed text: the one definition the eval set builders
+(eval/labelled.py, eval/synthetic.py) now use instead of narrower copies of their own."""
+
+from __future__ import annotations
+
+from core.lang import cjk_count, is_cjk, is_wide
+
+
+def test_cjk_count_on_mixed_text() -> None:
+    assert cjk_count("Transformer 的注意力机制 (attention), 2017 年") == 7
+    assert cjk_count("plain English, 3.5 g, e.g. x") == 0
+    # extension A, compatibility ideographs, kana and Hangul count too (the eval copies missed them)
+    assert cjk_count("\u3400\uf900") == 2
+    assert cjk_count("カタカナ and ひらがな") == 8
+    assert cjk_count("한국어 text") == 3
+    # CJK punctuation and full-width forms are not letters: not counted
+    assert cjk_count("。，！（）") == 0
+
+
+def test_is_cjk_is_per_character() -> None:
+    assert is_cjk("注") and is_cjk("カ") and is_cjk("한")
+    assert not is_cjk("a") and not is_cjk("。") and not is_cjk("Ａ")
+
+
+def test_is_wide_adds_cjk_punctuation_and_full_width_forms() -> None:
+    assert all(map(is_wide, "注カ한。，（Ａ"))
+    assert not any(map(is_wide, "a1 .,(-"))
+
+
+def test_ocr_joins_boxes_without_a_space_only_between_wide_characters() -> None:
+    from ingest.ocr import Box, layout_text
+
+    def row(*texts: str) -> str:
+        return layout_text([Box(100 * i, 0, 100 * i + 90, 20, t, 0.9) for i, t in enumerate(texts)])
+
+    assert row("涡轮机的", "轴承温度") == "涡轮机的轴承温度"
+    assert row("温度：", "（摄氏）") == "温度：（摄氏）"  # full-width punctuation joins too
+    assert row("涡轮机 Turbine", "bearing") == "涡轮机 Turbine bearing"
+    assert row("Turbine", "轴承") == "Turbine 轴承"
+
+
+def test_synthetic_questions_judge_chinese_with_it() -> None:
+    from eval.synthetic import clean_question, messages
+
+    passage = "注意力机制让模型在生成每个词时关注输入中最相关的部分。"
+    q, why = clean_question("注意力机制让模型关注什么", passage)
+    assert why == "ok" and q == "注意力机制让模型关注什么？"  # 3+ CJK characters: a Chinese question mark
+    english = messages("Attention lets a model weigh its inputs.")
+    assert messages(passage)[1]["content"] != english[1]["content"]  # Chinese shots for Chinese text
