@@ -76,9 +76,7 @@ def eval_cmd(
 
     if list_configs:
         for c in cfgs.REGISTRY.values():
-            missing = cfgs.missing_modules(c)
-            state = f"  (needs {', '.join(missing)})" if missing else ""
-            state += "  [LLM: run when named]" if c.uses_llm else ""
+            state = "  [LLM: run when named]" if c.uses_llm else ""
             out.print(f"{c.name:<18} {c.description}{state}", markup=False, highlight=False)
         return
     settings = load_settings()

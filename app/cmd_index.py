@@ -152,15 +152,21 @@ def _hit_line(i: int, h: dict[str, Any]) -> str:
     return f"[{i}] {h['score']:.4f}  {loc} [{h['start']}:{h['end']}]  {h['title']}\n    {snippet}"
 
 
+def skipped(coarse: bool | None, ltr: bool | None) -> frozenset[str]:
+    """The reranking stages a `False` flag (`--no-coarse`, `--no-ltr`) leaves out."""
+    return frozenset(n for n, on in (("coarse", coarse), ("ltr", ltr)) if on is False)
+
+
 def search_result(
-    query: str, settings: Settings, k: int = 5, mode: str | None = None, coarse: bool | None = None,
-    ltr: bool | None = None, index: Index | None = None,
+    query: str, settings: Settings, k: int = 5, mode: str | None = None, skip: frozenset[str] = frozenset(),
+    index: Index | None = None,
 ) -> dict[str, Any]:
     """What `rag search --json` prints: the hits, per-stage timings and whether the ranker ran.
-    `rag serve` answers with this same dict."""
+    `rag serve` answers with this same dict. `skip`: the stages `--no-coarse` / `--no-ltr` leave out."""
     from retrieval.pipeline import retrieve
+    from retrieval.state import Plan
 
-    res = retrieve(query, settings, index=index, k=k, mode=mode, coarse=coarse, ltr=ltr)
+    res = retrieve(query, settings, index, k, Plan(mode=mode), skip=skip)
     stage = next((t.detail for t in res.trace if t.stage == "ltr"), None)
     ranker = None
     if stage is not None:
@@ -203,7 +209,7 @@ def search_cmd(
     if result is None:
         from core.settings import load_settings
 
-        result = search_result(query, load_settings(), k=k, mode=mode, coarse=coarse, ltr=ltr)
+        result = search_result(query, load_settings(), k=k, mode=mode, skip=skipped(coarse, ltr))
     print_search(result, json_out)
 
 

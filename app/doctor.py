@@ -51,7 +51,11 @@ def vector_store(settings: Settings) -> Check:
     try:
         n = idx.vectors.count()
         where = settings.chroma_url or str(settings.index_path / "chroma")
-        return {"name": "vector store", "state": "ok", "detail": f"Chroma {idx.vectors.mode} at {where}, {n} vectors"}
+        return {
+            "name": "vector store",
+            "state": "ok",
+            "detail": f"Chroma {idx.vectors.mode} at {where}, {n} vectors",
+        }
     except Exception as e:
         return {"name": "vector store", "state": "fail", "detail": str(e)}
 
@@ -62,9 +66,17 @@ def index(settings: Settings) -> Check:
 
     st = Index(settings).status()
     if not st["exists"]:
-        return {"name": "index", "state": "warn", "detail": f"none at {st['index_dir']}; run `rag ingest PATH`"}
-    return {"name": "index", "state": "ok",
-            "detail": f"{st['index_dir']}: {st['documents']} documents, {st['chunks']} chunks ({st['embedding_model']})"}
+        return {
+            "name": "index",
+            "state": "warn",
+            "detail": f"none at {st['index_dir']}; run `rag ingest PATH`",
+        }
+    return {
+        "name": "index",
+        "state": "ok",
+        "detail": f"{st['index_dir']}: {st['documents']} documents, {st['chunks']} chunks "
+        f"({st['embedding_model']})",
+    }
 
 
 @check

@@ -149,7 +149,7 @@ class Resident:
                 self.chroma = chroma_signature(self.folders())
 
     def search(self, payload: dict[str, Any]) -> dict[str, Any]:
-        from app.cmd_index import search_result
+        from app.cmd_index import search_result, skipped
 
         query = payload.get("query")
         if not isinstance(query, str):
@@ -159,7 +159,7 @@ class Resident:
         mode = _opt(payload, "mode", str)
         coarse, ltr = _opt(payload, "coarse", bool), _opt(payload, "ltr", bool)
         with self.using("search") as index:
-            return search_result(query, self.settings, k=k, mode=mode, coarse=coarse, ltr=ltr, index=index)
+            return search_result(query, self.settings, k=k, mode=mode, skip=skipped(coarse, ltr), index=index)
 
     def ask(self, payload: dict[str, Any]) -> dict[str, Any]:
         from app.cmd_ask import ask_result
@@ -181,7 +181,7 @@ class Resident:
         from app.cmd_ask import ask_result
         from app.cmd_index import search_result
         from core.llm import get_llm
-        from retrieval.answer import choose_mode
+        from retrieval.respond import choose_mode
 
         t0 = time.perf_counter()
         with self.using(None) as index:

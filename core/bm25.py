@@ -48,7 +48,10 @@ class TermCounts:
     @classmethod
     def from_tokens(cls, docs: Iterable[list[str]], vocab: dict[str, int]) -> TermCounts:
         """Count the tokens of each record, adding unseen terms to `vocab` (in place)."""
-        ptr, terms, tfs, lengths = [0], [], [], []
+        ptr: list[int] = [0]
+        terms: list[int] = []
+        tfs: list[int] = []
+        lengths: list[int] = []
         for tokens in docs:
             counts = Counter(vocab.setdefault(t, len(vocab)) for t in tokens)
             terms.extend(counts.keys())
@@ -183,8 +186,8 @@ def load_saved_scores(folder: Path) -> SavedScores | None:
         if params.get("method") not in ("lucene", "robertson", "atire") or params.get("num_docs") is None:
             return None
         vocab = load_terms(folder)
-        arrays = [np.load(folder / f"{n}.csc.index.npy", allow_pickle=False)
-                  for n in ("data", "indices", "indptr")]
+        data, indices, indptr = (np.load(folder / f"{n}.csc.index.npy", allow_pickle=False)
+                                 for n in ("data", "indices", "indptr"))
     except (OSError, ValueError):
         return None
-    return SavedScores(vocab, *arrays, num_docs=int(params["num_docs"]))
+    return SavedScores(vocab, data, indices, indptr, num_docs=int(params["num_docs"]))

@@ -35,7 +35,7 @@ CREATE INDEX IF NOT EXISTS records_kind ON records(kind);
 CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_COLS = "id, source, kind, level, parent_id, start, \"end\", title, page_start, page_end, text, children, extra"
+_COLS = 'id, source, kind, level, parent_id, start, "end", title, page_start, page_end, text, children, extra'
 
 
 @dataclass

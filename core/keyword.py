@@ -53,7 +53,10 @@ _STOP = frozenset(
     through to too under until up very was we were what when where which while who whom why will with
     would you your yours yourself yourselves""".split()
 )
-_ZH_STOP = frozenset("的 了 是 在 和 与 及 或 也 就 都 而 但 这 那 有 个 之 其 为 以 于 上 下 中 把 被 让 等 吗 呢 啊 吧".split())
+_ZH_STOP = frozenset(
+    "的 了 是 在 和 与 及 或 也 就 都 而 但 这 那 有 个 之 其 为 以 于 上 下 中 把 被 让 等 吗 呢 啊 吧"
+    .split()
+)
 
 
 @functools.lru_cache(maxsize=1)

@@ -31,7 +31,9 @@ def cjk_share(text: str) -> float:
 
 # For token estimates CJK punctuation and full-width forms count as CJK too: the chunker's
 # sizes (and so every chunk id) depend on this exact set.
-_WIDE = re.compile("[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\u3040-\u30ff\uac00-\ud7af]")
+_WIDE = re.compile(
+    "[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\u3040-\u30ff\uac00-\ud7af]"
+)
 
 
 def is_wide(ch: str) -> bool:

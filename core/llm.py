@@ -150,7 +150,7 @@ def gpu_offload_supported() -> bool:
 
 
 _LOAD_LOCK = threading.Lock()
-_LLAMA_CACHE: dict[tuple[str, int, int], tuple[Any, threading.Lock]] = {}
+_LLAMA_CACHE: dict[tuple[str, int, int, bool], tuple[Any, threading.Lock]] = {}
 
 
 @dataclass

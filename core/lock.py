@@ -81,6 +81,41 @@ def _read(text: str) -> Holder:
         return Holder(0, "another writer", time.time())
 
 
+def _enter(key: str, index_dir: Path, what: str) -> bool:
+    """Register this thread as the lock's holder in this process; True when it already holds it
+    (a nested `write_lock`). Another thread of this process holding it: IndexBusyError."""
+    me = threading.get_ident()
+    with _held_guard:
+        held = _held.get(key)
+        if held is not None and held.thread == me:
+            held.depth += 1
+            return True
+        if held is not None:
+            raise IndexBusyError(
+                f"The index at {index_dir} is being written: {held.what} is running in this process; "
+                "try again when it has finished.")
+        _held[key] = _Held(what, me)
+        return False
+
+
+def _flock(fd: int, index_dir: Path, wait_s: float) -> None:
+    """Take the exclusive file lock, waiting up to `wait_s` seconds; then IndexBusyError naming
+    the writer that holds it (read from the lock file)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+                raise IndexBusyError(
+                    f"The index at {index_dir} is being written: {_read(text).describe()}; "
+                    "try again when it has finished, or use another RAG_INDEX_DIR."
+                ) from None
+            time.sleep(0.1)
+
+
 @contextmanager
 def write_lock(index_dir: Path, what: str, wait_s: float = 0.0) -> Iterator[None]:
     """Hold the index's writer lock for the block. `what` names the work ("an ingest").
@@ -93,20 +128,7 @@ def write_lock(index_dir: Path, what: str, wait_s: float = 0.0) -> Iterator[None
     index_dir.mkdir(parents=True, exist_ok=True)
     path = index_dir / LOCK_FILE
     key = str(path.resolve())
-    me = threading.get_ident()
-    with _held_guard:
-        held = _held.get(key)
-        if held is not None and held.thread == me:  # nested in the holding thread
-            held.depth += 1
-            nested = True
-        elif held is not None:
-            raise IndexBusyError(
-                f"The index at {index_dir} is being written: {held.what} is running in this process; "
-                "try again when it has finished.")
-        else:
-            _held[key] = _Held(what, me)
-            nested = False
-    if nested:
+    if _enter(key, index_dir, what):  # nested in the holding thread
         try:
             yield
         finally:
@@ -116,19 +138,7 @@ def write_lock(index_dir: Path, what: str, wait_s: float = 0.0) -> Iterator[None
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            deadline = time.monotonic() + wait_s
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
-                        raise IndexBusyError(
-                            f"The index at {index_dir} is being written: {_read(text).describe()}; "
-                            "try again when it has finished, or use another RAG_INDEX_DIR."
-                        ) from None
-                    time.sleep(0.1)
+            _flock(fd, index_dir, wait_s)
             info = json.dumps({"pid": os.getpid(), "what": what, "started": time.time()})
             os.ftruncate(fd, 0)
             os.pwrite(fd, info.encode(), 0)

@@ -1,26 +1,20 @@
 """Named pipeline configurations that `rag eval` compares side by side.
 
-A configuration is settings overrides (nested like `rag.toml`) plus the function that
-runs one query. Stages that other modules provide (reranking, query translation, RAPTOR,
-multi-representation) name the modules they need in `requires`; until those exist the
-configuration is listed as unavailable, with a note, instead of failing the run.
+A configuration composes the query path (`retrieval/pipeline.py`): settings overrides (nested
+like `rag.toml`), the stages it leaves out (`skip`, names from `retrieval.state.RETRIEVAL_STAGES`)
+and whether query translation runs (`translate`: the LLM-side stages, routing included, with
+`answer.strategy`). `eval/runners.py` runs one query of a configuration.
 
-To add one: `register(EvalConfig("name", "what it measures", {"search": {...}}, ...))`.
+To add one: `register(EvalConfig("name", "what it measures", {"search": {...}}, skip=...))`.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.settings import Settings
-
-# First-stage configurations switch the later stages off, so "hybrid" stays plain
-# fusion however the defaults change.
-_NO_RERANK = {"coarse": False, "ltr": False}
+from retrieval.state import FIRST_STAGE
 
 
 @dataclass(frozen=True)
@@ -28,9 +22,10 @@ class EvalConfig:
     name: str
     description: str
     overrides: dict[str, Any] = field(default_factory=dict)
-    requires: tuple[str, ...] = ()  # modules that must be importable
-    # "module:function" called as fn(question, settings, index=index, k=k) -> RetrievalResult
-    runner: str = "retrieval.pipeline:retrieve"
+    # Stages left out. First-stage configurations leave the reranking stages out, so "hybrid"
+    # stays plain fusion however the defaults change.
+    skip: frozenset[str] = frozenset()
+    translate: bool = False  # route and translate the question with `answer.strategy` (LLM calls)
     uses_llm: bool = False
 
     def shaping(self) -> dict[str, Any]:
@@ -56,22 +51,6 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def apply(settings: Settings, overrides: dict[str, Any]) -> Settings:
     """A copy of `settings` with nested overrides applied (environment not re-read)."""
     return Settings.model_validate(merge(settings.model_dump(), overrides))
-
-
-def missing_modules(cfg: EvalConfig) -> list[str]:
-    out = []
-    for mod in cfg.requires:
-        try:
-            if importlib.util.find_spec(mod) is None:
-                out.append(mod)
-        except ModuleNotFoundError:
-            out.append(mod)
-    return out
-
-
-def runner(cfg: EvalConfig) -> Callable[..., Any]:
-    mod, _, fn = cfg.runner.partition(":")
-    return getattr(importlib.import_module(mod), fn)  # type: ignore[no-any-return]
 
 
 def not_default() -> list[str]:
@@ -111,16 +90,6 @@ def select(names: list[str] | None) -> tuple[list[EvalConfig], list[tuple[str, s
                 )
             )
             continue
-        missing = missing_modules(cfg)
-        if missing:
-            notes.append(
-                (
-                    "configs_unavailable",
-                    f"configuration {name!r} needs {', '.join(missing)}, "
-                    "which is not in this installation yet; skipped",
-                )
-            )
-            continue
         chosen.append(cfg)
     return chosen, notes
 
@@ -128,19 +97,24 @@ def select(names: list[str] | None) -> tuple[list[EvalConfig], list[tuple[str, s
 # --- first-stage search -------------------------------------------------------------
 register(
     EvalConfig(
-        "dense", "MiniLM embeddings, Chroma nearest neighbours", {"search": {"mode": "dense", **_NO_RERANK}}
+        "dense",
+        "MiniLM embeddings, Chroma nearest neighbours",
+        {"search": {"mode": "dense"}},
+        skip=FIRST_STAGE,
     )
 )
 register(
     EvalConfig(
         "bm25",
         "bm25s keyword search (English stemming, jieba for Chinese)",
-        {"search": {"mode": "bm25", **_NO_RERANK}},
+        {"search": {"mode": "bm25"}},
+        skip=FIRST_STAGE,
     )
 )
 register(
     EvalConfig(
-        "hybrid", "dense + BM25 fused by reciprocal rank fusion", {"search": {"mode": "hybrid", **_NO_RERANK}}
+        "hybrid", "dense + BM25 fused by reciprocal rank fusion", {"search": {"mode": "hybrid"}},
+        skip=FIRST_STAGE,
     )
 )
 
@@ -158,8 +132,8 @@ register(
     EvalConfig(
         "hybrid+sbert",
         "hybrid, then SBERT coarse rerank",
-        {"search": {"mode": "hybrid", "coarse": True, "ltr": False}},
-        requires=("retrieval.rerank",),
+        {"search": {"mode": "hybrid", "coarse": True}},
+        skip=frozenset({"ltr"}),
     )
 )
 register(
@@ -167,7 +141,6 @@ register(
         "hybrid+sbert+ltr",
         "hybrid, SBERT coarse rerank, LightGBM LTR fine rerank",
         {"search": {"mode": "hybrid", "coarse": True, "ltr": True}},
-        requires=("retrieval.rerank",),
     )
 )
 
@@ -185,12 +158,12 @@ for _strategy, _what in (
             _strategy,
             _what,
             {
-                "search": {"mode": "hybrid", **_NO_RERANK},
+                "search": {"mode": "hybrid"},
                 "answer": {"strategy": _strategy},
                 "route": {"collections": []},
             },  # only the evaluation index, never the user's collections
-            requires=("retrieval.translate",),
-            runner="eval.runners:translated",
+            skip=FIRST_STAGE,
+            translate=True,
             uses_llm=True,
         )
     )
@@ -200,8 +173,8 @@ register(
     EvalConfig(
         "multi-rep",
         "hybrid over chunks plus LLM summaries/questions mapped to parents",
-        {"search": {"mode": "hybrid", **_NO_RERANK}, "ingest": {"multi_representation": True}},
-        requires=("ingest.represent",),
+        {"search": {"mode": "hybrid"}, "ingest": {"multi_representation": True}},
+        skip=FIRST_STAGE,
         uses_llm=True,
     )
 )
@@ -209,8 +182,8 @@ register(
     EvalConfig(
         "raptor",
         "hybrid over chunks plus the RAPTOR tree of cluster summaries",
-        {"search": {"mode": "hybrid", **_NO_RERANK}, "ingest": {"raptor": True}},
-        requires=("ingest.raptor",),
+        {"search": {"mode": "hybrid"}, "ingest": {"raptor": True}},
+        skip=FIRST_STAGE,
         uses_llm=True,
     )
 )

@@ -25,6 +25,7 @@ from core.settings import Settings
 from core.types import Hit, TraceEntry
 from eval import configs as cfgs
 from eval import estimate as est
+from eval import runners
 from eval.datasets import Dataset, Issues, Qrels, validate
 from eval.metrics import (
     PRIMARY,
@@ -226,13 +227,12 @@ def run_config(
         ),
     )
     out = ConfigResult(cfg.name, cfg.description)
-    fn = cfgs.runner(cfg)
     doc_of: Callable[[Hit], str | None] = (lambda h: h.record.id) if ds.level == "chunk" else target.doc_of
     events: Counter[tuple[str, str]] = Counter()
     for n, qid in enumerate(qids, 1):
         t0 = time.perf_counter()
         try:
-            res = fn(ds.queries[qid], s, index=target.index, k=depth)
+            res = runners.run_query(cfg, ds.queries[qid], s, target.index, depth)
         except Exception as e:  # one failing query (or a stage's bug) must not end the run
             if not isinstance(e, RagError):
                 log.exception("configuration %s failed on query %s", cfg.name, qid)

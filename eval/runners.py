@@ -1,9 +1,8 @@
-"""Query runners that evaluation configurations name (`EvalConfig.runner`), each called as
-`fn(question, settings, index=index, k=k) -> RetrievalResult`.
-
-`translated` runs query translation (the strategy in `settings.answer.strategy`) and then
-retrieval with the queries it wrote, the way `rag ask` does, and counts the LLM calls
-actually made (cache hits are not calls) into a trace entry, with `core.llmcall.CountingLLM`."""
+"""Running one query of an evaluation configuration (`eval/configs.py`) through the query
+path (`retrieval/pipeline.py`): the configuration's settings, the stages it leaves out, and,
+for the query-translation configurations, the LLM-side stages (routing and translation with
+`answer.strategy`, the way `rag ask` runs them), with the LLM calls actually made (cache hits
+are not calls) counted into a trace entry by `core.llmcall.CountingLLM`."""
 
 from __future__ import annotations
 
@@ -12,19 +11,20 @@ from core.llm import get_llm
 from core.llmcall import CountingLLM
 from core.settings import Settings
 from core.types import TraceEntry
-from retrieval.pipeline import RetrievalResult, retrieve
+from eval.configs import EvalConfig
+from retrieval.pipeline import SEARCH_ONLY, retrieve, retrieve_state
+from retrieval.state import QueryState, RetrievalResult
 
 LLM_COUNT_STAGE = "llm_count"  # a trace entry holding the exact number of LLM calls of the query
 
 
-def translated(question: str, settings: Settings, index: Index, k: int) -> RetrievalResult:
-    """Query translation with `settings.answer.strategy` (routing included), then retrieval
-    with the queries, filter and merge rule it chose, on the evaluation index."""
-    from retrieval import translate as tr
-
+def run_query(cfg: EvalConfig, question: str, settings: Settings, index: Index, k: int) -> RetrievalResult:
+    """`question` through the pipeline `cfg` composes (`settings` already carry its overrides)."""
+    if not cfg.translate:
+        return retrieve(question, settings, index, k, skip=cfg.skip)
     llm = CountingLLM(get_llm(settings))
-    trace: list[TraceEntry] = []
-    t = tr.translate(question, settings.answer.strategy, settings, llm, trace, index=index)
-    res = retrieve(question, settings, index=index, k=k, **t.retrieve_kwargs())
-    res.trace = trace + res.trace + [TraceEntry(LLM_COUNT_STAGE, 0.0, {"llm_calls": llm.calls})]
+    state = QueryState(question, settings, index, k, skip=frozenset(cfg.skip) - SEARCH_ONLY, llm=llm,
+                       strategy=settings.answer.strategy)
+    res = retrieve_state(state)
+    res.trace.append(TraceEntry(LLM_COUNT_STAGE, 0.0, {"llm_calls": llm.calls}))
     return res

@@ -41,9 +41,10 @@ from core.types import Record
 from eval.train_ranker import Group, save, train_groups
 from ingest.chunking import _split_sentences
 from retrieval import features
-from retrieval.pipeline import Query, retrieve
+from retrieval.pipeline import retrieve
 from retrieval.rerank import MANIFEST_FILE, ranker_path
 from retrieval.rerank import SELF_TRAINED as SOURCE
+from retrieval.state import Plan, Query
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,10 @@ def due(index: Index, settings: Settings) -> tuple[bool, str]:
         return False, f"a ranker trained from labelled data is at {path}; it takes precedence"
     ids = set(_chunk_ids(index))
     if len(ids) < s.ltr_min_chunks:
-        return False, f"{len(ids)} chunks are too few to learn from (search.ltr_min_chunks = {s.ltr_min_chunks})"
+        return (
+            False,
+            f"{len(ids)} chunks are too few to learn from (search.ltr_min_chunks = {s.ltr_min_chunks})",
+        )
     if not man:
         return True, "no ranker yet"
     if list(man.get("features", [])) != list(features.FEATURES):
@@ -213,7 +217,9 @@ def pseudo_queries(index: Index, n: int, seed: int = 0) -> list[PseudoQuery]:
     return out
 
 
-def _one_query(rec: Record, sections: dict[tuple[str, str], list[str]], rng: random.Random) -> PseudoQuery | None:
+def _one_query(
+    rec: Record, sections: dict[tuple[str, str], list[str]], rng: random.Random
+) -> PseudoQuery | None:
     sents = _sentences(rec)
     roll = rng.random()
     heading = rec.title.split(" > ")[-1].strip() if rec.title else ""
@@ -230,13 +236,15 @@ def _one_query(rec: Record, sections: dict[tuple[str, str], list[str]], rng: ran
 
 
 # --- how ---------------------------------------------------------------------------------
-def collect(index: Index, settings: Settings, queries: list[PseudoQuery], progress: Progress | None) -> list[Group]:
+def collect(
+    index: Index, settings: Settings, queries: list[PseudoQuery], progress: Progress | None
+) -> list[Group]:
     """One training group per query: the candidates the LTR stage would see, labelled."""
     keep = settings.search.coarse_keep
-    vecs = index.embedder.embed([q.text for q in queries]) if queries else []
+    vecs = index.embedder.embed([q.text for q in queries]) if queries else np.zeros((0, 1))
     groups: list[Group] = []
     for n, (q, v) in enumerate(zip(queries, vecs, strict=True), 1):
-        res = retrieve(q.text, settings, index=index, k=keep, ltr=False, queries=[Query(q.text, vector=v)])
+        res = retrieve(q.text, settings, index, keep, Plan([Query(q.text, vector=v)]), skip={"ltr"})
         ids: list[str | None] = [h.record.id for h in res.hits]
         y = np.array([q.relevant.get(i, 0) if i else 0 for i in ids], dtype=np.int32)
         groups.append(Group(q.qid, features.compute(q.text, res.hits, 1), y, ids, q.relevant))
@@ -260,7 +268,8 @@ def self_train(index: Index, settings: Settings, progress: Progress | None = Non
     groups = collect(index, settings, queries, progress)
     usable = [g for g in groups if g.y.max(initial=0) > 0]
     if len(usable) < 10:
-        return SelfTrainResult(False, False, f"only {len(usable)} pseudo-queries found their chunk; not trained",
+        why = f"only {len(usable)} pseudo-queries found their chunk; not trained"
+        return SelfTrainResult(False, False, why,
                                len(queries), time.perf_counter() - t0, by_kind=kinds)
     booster, report = train_groups(groups, seed=s.ltr_seed, holdout=0.3)
     held = report.get("heldout_ndcg@10", {})

@@ -100,7 +100,7 @@ def collect(
     keep = settings.search.coarse_keep
     out: list[Group] = []
     for n, (qid, text) in enumerate(queries.items(), 1):
-        res = retrieve(text, settings, index=index, k=keep, ltr=False)
+        res = retrieve(text, settings, index=index, k=keep, skip={"ltr"})
         hits = res.hits
         ids = [label_id(h) for h in hits]
         judged = qrels.get(qid, {})

@@ -237,45 +237,20 @@ def _ingest(
     docs = index.docs
     if docs.get_meta("dirty") == "1":
         _reconcile(index)
-    found = discover(paths, settings.ingest.extensions,
-                     follow_external_links=settings.ingest.follow_external_links)
-    for f in found:
-        if f.path is None:
-            report.files.append(FileResult(f.name, "failed", error=f.error))
-    files = [f.path for f in found if f.path is not None]
+    files = _discovered(paths, settings, report)
     known = {p: e.hash for p, e in docs.files().items()}
     if progress:
         progress("files_total", len(files))
     changed = False
     docs.set_meta("dirty", "1")
-
-    def ready() -> Iterator[Prepared]:
-        for p in _load_ahead(files, known, settings, progress):
-            if p.status == "unchanged":
-                report.files.append(FileResult(p.path, "unchanged", 0))
-                if progress:
-                    progress("file", 1)
-            elif p.status == "failed":
-                report.files.append(FileResult(p.path, "failed", error=p.error))
-                if progress:
-                    progress("file", 1)
-            else:
-                if progress:
-                    progress("chunks_total", len(p.records))
-                yield p
-
     # The encoder sorts each call's texts by length before batching; 1,024 chunks a call
     # pad about as little as one global sort (256 padded ~10% more tokens; rag bench ingest).
-    for batch in _batches(ready(), max(settings.embedding.batch_size * 16, 1024)):
+    ready = _to_commit(files, known, settings, progress, report)
+    for batch in _batches(ready, max(settings.embedding.batch_size * 16, 1024)):
         _commit(index, batch, report, progress)
         changed = True
     if prune:
-        for path in list(docs.files()):
-            if not Path(path).exists():
-                ids = docs.remove_file(path)
-                index.vectors.delete(ids)
-                report.files.append(FileResult(path, "removed", len(ids)))
-                changed = True
+        changed |= _prune(index, report)
     derived_changed, report.derived = derive(index, settings, progress, notice)  # representations, RAPTOR
     changed |= derived_changed
     if changed or (index.exists() and not index.keyword.is_current()):
@@ -285,6 +260,43 @@ def _ingest(
     docs.set_meta("dirty", "0")
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _discovered(paths: list[Path], settings: Settings, report: IngestReport) -> list[Path]:
+    """The files to consider; what could not be read (a missing path, a symlink loop) is
+    reported as failed."""
+    found = discover(paths, settings.ingest.extensions,
+                     follow_external_links=settings.ingest.follow_external_links)
+    report.files += [FileResult(f.name, "failed", error=f.error) for f in found if f.path is None]
+    return [f.path for f in found if f.path is not None]
+
+
+def _to_commit(
+    files: list[Path], known: dict[str, str], settings: Settings, progress: Progress | None,
+    report: IngestReport,
+) -> Iterator[Prepared]:
+    """The loaded and chunked files that changed; unchanged and failed ones go to the report."""
+    for p in _load_ahead(files, known, settings, progress):
+        if p.status in ("unchanged", "failed"):
+            report.files.append(FileResult(p.path, p.status, error=p.error))
+            if progress:
+                progress("file", 1)
+            continue
+        if progress:
+            progress("chunks_total", len(p.records))
+        yield p
+
+
+def _prune(index: Index, report: IngestReport) -> bool:
+    """Remove what the index holds of files that no longer exist; True when something went."""
+    removed = False
+    for path in list(index.docs.files()):
+        if not Path(path).exists():
+            ids = index.docs.remove_file(path)
+            index.vectors.delete(ids)
+            report.files.append(FileResult(path, "removed", len(ids)))
+            removed = True
+    return removed
 
 
 def _reconcile(index: Index) -> None:

@@ -44,6 +44,15 @@ _TAG = re.compile(r"<[^>]{1,200}>")
 
 
 @dataclass
+class QuestionVector:
+    """What the cosine feature needs: the encoder, and the question's vector when it is already
+    known (else it is embedded here)."""
+
+    embedder: Embedder
+    vector: np.ndarray | None = None
+
+
+@dataclass
 class Sentence:
     n: int  # passage number
     pos: int  # order within the passage
@@ -109,8 +118,7 @@ def score(
     question: str,
     passages: Sequence[Passage],
     sents: list[Sentence],
-    embedder: Embedder | None,
-    query_vector: np.ndarray | None = None,
+    qv: QuestionVector | None,
 ) -> None:
     """Fill each sentence's features and score (in place)."""
     q_terms = set(tokenize(question))
@@ -121,12 +129,13 @@ def score(
     heads = {p.n: set(tokenize(p.hit.record.title)) for p in passages}
     rank = {p.n: i for i, p in enumerate(passages)}
     cos: list[float] | None = None
-    if embedder is not None and english(question) and q_terms:
-        qv = query_vector if query_vector is not None else embedder.embed([question])[0]
+    if qv is not None and english(question) and q_terms:
+        embedder = qv.embedder
+        vec = qv.vector if qv.vector is not None else embedder.embed([question])[0]
         eng = [i for i, s in enumerate(sents) if english(s.text)]
         vecs = embedder.embed([sents[i].text for i in eng]) if eng else np.zeros((0, 1))
         cos = [0.0] * len(sents)
-        q = np.asarray(qv, dtype=np.float32)
+        q = np.asarray(vec, dtype=np.float32)
         q = q / (np.linalg.norm(q) or 1.0)
         for i, v in zip(eng, vecs, strict=True):
             cos[i] = float(np.dot(q, v) / (np.linalg.norm(v) or 1.0))
@@ -184,14 +193,13 @@ def compose(
     hits: list[Hit],
     settings: Settings,
     trace: list[TraceEntry],
-    embedder: Embedder | None = None,
-    query_vector: np.ndarray | None = None,
+    qv: QuestionVector | None = None,
     passages: list[Passage] | None = None,
-    stage: str = "compose",
 ) -> Generation:
     """The extractive answer over `hits` (or ready numbered `passages`), as a `Generation` whose
-    citations name exactly the passages its sentences come from. No sentence worth quoting:
-    an empty, declined Generation (the caller abstains)."""
+    citations name exactly the passages its sentences come from; a `compose` trace entry. No
+    sentence worth quoting: an empty, declined Generation (the caller abstains). `qv`: for the
+    cosine feature (English text only); without it sentences are scored on terms and rank."""
     t0 = time.perf_counter()
     if passages is None:
         passages = [
@@ -200,7 +208,7 @@ def compose(
     if not passages:
         return Generation("", [], no_passages=True)
     sents = candidates(passages)
-    score(question, passages, sents, embedder, query_vector)
+    score(question, passages, sents, qv)
     chosen = select(sents, settings)
     text = render(chosen)
     by_n = {p.n: p for p in passages}
@@ -210,7 +218,7 @@ def compose(
     top = sorted(sents, key=lambda s: -s.score)[:6]
     trace.append(
         TraceEntry(
-            stage,
+            "compose",
             ms,
             {
                 "sentences": len(sents),

@@ -10,16 +10,16 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.index import Index
 from core.llm import LLM
 from core.llmcall import LLMCaller
 from core.settings import Settings
 from core.types import Hit, TraceEntry
-from retrieval.generate import Generation, stream_answer
-from retrieval.pipeline import retrieve
+from retrieval.generate import Generation, Writer
+from retrieval.state import RetrievalResult
 from retrieval.translate import Translation
 
 log = logging.getLogger(__name__)
@@ -60,19 +60,20 @@ def answer_steps(
     llm: LLM,
     settings: Settings,
     trace: list[TraceEntry],
-    k: int | None = None,
+    retrieve: Callable[[str], RetrievalResult],
 ) -> list[SubAnswer]:
-    """Retrieve every sub-question, then answer them in order (earlier answers feed later ones).
-    A sub-question whose retrieval or generation fails gets an empty answer, never an error."""
+    """Retrieve every sub-question (`retrieve`: the pipeline's search with the routed settings
+    and filter, safe to call from several threads), then answer them in order (earlier answers
+    feed later ones). A sub-question whose retrieval or generation fails gets an empty answer,
+    never an error."""
     subs = t.sub_questions
     if not subs:
         return []
-    k = k or settings.answer.context_chunks
     caller = LLMCaller(llm, None, settings.translate.concurrency)
 
     def search(sub: str) -> tuple[list[Hit], list[TraceEntry]]:
-        try:  # one Index per thread: its SQLite connection is not shared across threads
-            res = retrieve(sub, t.settings, index=Index(t.settings), k=k, where=t.where)
+        try:
+            res = retrieve(sub)
             return res.hits, res.trace
         except Exception as e:  # keep the other sub-questions going
             log.warning("retrieval for sub-question %r failed: %s", sub, e)
@@ -91,14 +92,8 @@ def answer_steps(
         if hits:
             sub_trace: list[TraceEntry] = []
             try:
-                for part in stream_answer(
-                    _with_background(sub, steps),
-                    hits,
-                    llm,
-                    settings,
-                    sub_trace,
-                    max_tokens=settings.translate.sub_answer_tokens,
-                ):
+                writer = Writer(llm, settings, sub_trace, max_tokens=settings.translate.sub_answer_tokens)
+                for part in writer.stream(_with_background(sub, steps), hits):
                     if isinstance(part, Generation):
                         text, cits = part.text, part.citations
             except Exception as e:  # a failed step leaves an empty answer; the final answer still comes

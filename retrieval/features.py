@@ -137,6 +137,9 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return r
 
 
+_COL = {name: i for i, name in enumerate(FEATURES)}
+
+
 def _z(values: np.ndarray) -> np.ndarray:
     sd = float(values.std())
     return (values - values.mean()) / sd if sd > 1e-9 else np.zeros_like(values)
@@ -148,11 +151,16 @@ def _col(hits: Sequence[Hit], key: str, default: float = math.nan) -> np.ndarray
 
 def compute(query: str, hits: Sequence[Hit], n_search_queries: int = 1) -> np.ndarray:
     """Feature matrix (len(hits) x len(FEATURES)), rows in the order of `hits`."""
-    n = len(hits)
-    out = np.full((n, len(FEATURES)), np.nan, dtype=np.float32)
-    if n == 0:
-        return out
-    col = {name: i for i, name in enumerate(FEATURES)}
+    out = np.full((len(hits), len(FEATURES)), np.nan, dtype=np.float32)
+    if hits:
+        _score_features(out, query, hits, n_search_queries)
+        _text_features(out, query, hits)
+    return out
+
+
+def _score_features(out: np.ndarray, query: str, hits: Sequence[Hit], n_search_queries: int) -> None:
+    """The columns read from the retrievers' scores (dense, BM25, RRF, ranks, neighbours)."""
+    col, n = _COL, len(hits)
     dense = _col(hits, "sbert")
     if np.isnan(dense).all():
         dense = _col(hits, "dense")
@@ -161,10 +169,6 @@ def compute(query: str, hits: Sequence[Hit], n_search_queries: int = 1) -> np.nd
     rrf = np.nan_to_num(_col(hits, "rrf", 0.0), nan=0.0)
     qterms = _terms(query)
     best_bm25 = float(bm25.max())
-    sources: dict[str, int] = {}
-    for h in hits:
-        sources[h.record.source] = sources.get(h.record.source, 0) + 1
-
     out[:, col["dense"]] = dense
     out[:, col["dense_gap"]] = dense.max() - dense
     out[:, col["dense_z"]] = _z(dense)
@@ -185,6 +189,15 @@ def compute(query: str, hits: Sequence[Hit], n_search_queries: int = 1) -> np.nd
     norm = best_bm25 if best_bm25 > 0 else 1.0
     for name in ("bm25_prev", "bm25_next", "bm25_doc"):
         out[:, col[name]] = np.nan_to_num(_col(hits, name, 0.0), nan=0.0) / norm
+
+
+def _text_features(out: np.ndarray, query: str, hits: Sequence[Hit]) -> None:
+    """The columns read from each candidate's text and record (terms, phrase, position, ...)."""
+    col = _COL
+    qterms = _terms(query)
+    sources: dict[str, int] = {}
+    for h in hits:
+        sources[h.record.source] = sources.get(h.record.source, 0) + 1
     qseq = _seq(query)
     qbi = cjk_bigrams(query)
     out[:, col["query_cjk"]] = cjk_share(query)
@@ -207,4 +220,3 @@ def compute(query: str, hits: Sequence[Hit], n_search_queries: int = 1) -> np.nd
             out[i, col["title_match"]] = len(qterms & _terms(r.title)) / len(qterms) if r.title else 0.0
         else:
             out[i, col["coverage"]] = out[i, col["title_match"]] = 0.0
-    return out

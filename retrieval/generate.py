@@ -96,7 +96,7 @@ class Citation:
 
 @dataclass
 class Generation:
-    """What one generation produced (yielded last by `stream_answer`)."""
+    """What one generation produced (yielded last by `Writer.stream`)."""
 
     text: str
     passages: list[Passage]
@@ -260,19 +260,6 @@ def citation(p: Passage, via: str) -> Citation:
     )
 
 
-def fitting(
-    question: str,
-    hits: list[Hit],
-    llm: LLM,
-    settings: Settings,
-    max_tokens: int | None = None,
-    count: Callable[[str], int] | None = None,
-) -> list[Passage]:
-    """The passages `stream_answer` would put in the prompt (for labels numbered after fitting)."""
-    max_tokens = min(max_tokens or settings.llm.max_tokens, llm.context_window() // 2)
-    return fit_passages(question, hits, llm.context_window(), max_tokens, count or llm.count_tokens)[0]
-
-
 # ---------- generation
 
 
@@ -285,80 +272,90 @@ def _shrink(passages: list[Passage]) -> list[Passage]:
     return passages[:keep]
 
 
-def _finish(
-    text: str,
-    passages: list[Passage],
-    settings: Settings,
-    llm: LLM,
-    trace: list[TraceEntry],
-    first: float | None,
-    ms: float,
-) -> Generation:
-    gen = Generation(text, passages, first_token_ms=first, ms=ms)
-    t2 = time.perf_counter()
-    if declined(text):
-        gen.declined = True
-        detail: dict[str, Any] = {"method": "none", "declined": True}
-    else:
-        gen.citations, detail = cite(text, passages, settings.answer.cite_min_overlap)
-    info = {"backend": llm.backend, "model": llm.model, "first_token_ms": first, "chars": len(text)}
-    trace.append(TraceEntry("generate", ms, info))
-    trace.append(TraceEntry("cite", (time.perf_counter() - t2) * 1000, detail))
-    return gen
+@dataclass
+class Writer:
+    """Has the LLM write an answer from numbered passages. Construction keeps the parts; `stream`
+    yields the answer's tokens as they come, then one `Generation`. `max_tokens`: the answer's
+    budget (default `llm.max_tokens`, at most half the context window); `count`: how prompt
+    tokens are counted (default the backend's tokenizer)."""
 
+    llm: LLM
+    settings: Settings
+    trace: list[TraceEntry]
+    max_tokens: int | None = None
+    count: Callable[[str], int] | None = None
 
-def stream_answer(
-    question: str,
-    hits: list[Hit],
-    llm: LLM,
-    settings: Settings,
-    trace: list[TraceEntry],
-    max_tokens: int | None = None,
-    count: Callable[[str], int] | None = None,
-    fitted: list[Passage] | None = None,
-) -> Iterator[str | Generation]:
-    """Yield the answer's tokens as they come, then one `Generation`. `fitted`, when given, holds
-    the prompt's passages from before the first token on (the check streams against them)."""
-    max_tokens = max_tokens or settings.llm.max_tokens
-    window = llm.context_window()
-    if max_tokens > window // 2:  # leave the passages room; never crash on a small window
-        max_tokens = window // 2
-    count = count or llm.count_tokens
-    if not hits:  # never generate from nothing: the caller abstains
-        trace.append(TraceEntry("prompt", 0.0, {"kept": 0, "abstain": "no passages"}))
-        yield Generation("", [], no_passages=True)
-        return
-    t0 = time.perf_counter()
-    passages, info = fit_passages(question, hits, window, max_tokens, count)
-    trace.append(TraceEntry("prompt", (time.perf_counter() - t0) * 1000, info))
-    if hits and not passages:
-        raise ContextTooLongError(
-            f"The context window of {llm.model} ({window} tokens) leaves no room for any passage after the "
-            f"question and {max_tokens} answer tokens; raise the context setting (llm.n_ctx_llamacpp or "
-            "llm.num_ctx) or lower llm.max_tokens."
-        )
-    parts: list[str] = []
-    first: float | None = None
-    t1 = time.perf_counter()
-    for attempt in range(MAX_RETRIES + 1):
-        if fitted is not None:
-            fitted[:] = passages
-        try:
-            for tok in llm.stream(messages_for(question, passages), max_tokens=max_tokens):
-                if first is None:
-                    first = (time.perf_counter() - t1) * 1000
-                parts.append(tok)
-                yield tok
-            break
-        except ContextTooLongError as e:
-            if parts or attempt == MAX_RETRIES or not passages:
-                raise
-            passages = _shrink(passages)
-            trace.append(TraceEntry("prompt_retry", 0.0, {"error": str(e), "kept": len(passages)}))
-            if not passages:  # a retry that dropped the last passage abstains instead of answering blind
-                trace.append(TraceEntry("prompt", 0.0, {"kept": 0, "abstain": "no passage fits"}))
-                yield Generation("", [], no_passages=True)
-                return
-            log.info("prompt too long for %s; retrying with %d passages", llm.model, len(passages))
-    ms = (time.perf_counter() - t1) * 1000
-    yield _finish("".join(parts).strip(), passages, settings, llm, trace, first, ms)
+    def _budget(self) -> tuple[int, int, Callable[[str], int]]:
+        """(context window, answer tokens, token counter): never more than half the window for the
+        answer, so the passages have room and a small window does not crash."""
+        window = self.llm.context_window()
+        max_tokens = min(self.max_tokens or self.settings.llm.max_tokens, window // 2)
+        return window, max_tokens, self.count or self.llm.count_tokens
+
+    def fitting(self, question: str, hits: list[Hit]) -> list[Passage]:
+        """The passages `stream` would put in the prompt (for labels numbered after fitting)."""
+        window, max_tokens, count = self._budget()
+        return fit_passages(question, hits, window, max_tokens, count)[0]
+
+    def stream(
+        self, question: str, hits: list[Hit], fitted: list[Passage] | None = None
+    ) -> Iterator[str | Generation]:
+        """The answer's tokens, then its `Generation`. `fitted`, when given, holds the prompt's
+        passages from before the first token on (the check streams against them)."""
+        llm, trace = self.llm, self.trace
+        window, max_tokens, count = self._budget()
+        if not hits:  # never generate from nothing: the caller abstains
+            trace.append(TraceEntry("prompt", 0.0, {"kept": 0, "abstain": "no passages"}))
+            yield Generation("", [], no_passages=True)
+            return
+        t0 = time.perf_counter()
+        passages, info = fit_passages(question, hits, window, max_tokens, count)
+        trace.append(TraceEntry("prompt", (time.perf_counter() - t0) * 1000, info))
+        if not passages:
+            raise ContextTooLongError(
+                f"The context window of {llm.model} ({window} tokens) leaves no room for any passage after "
+                f"the question and {max_tokens} answer tokens; raise the context setting "
+                "(llm.n_ctx_llamacpp or llm.num_ctx) or lower llm.max_tokens."
+            )
+        parts: list[str] = []
+        first: float | None = None
+        t1 = time.perf_counter()
+        for attempt in range(MAX_RETRIES + 1):
+            if fitted is not None:
+                fitted[:] = passages
+            try:
+                for tok in llm.stream(messages_for(question, passages), max_tokens=max_tokens):
+                    if first is None:
+                        first = (time.perf_counter() - t1) * 1000
+                    parts.append(tok)
+                    yield tok
+                break
+            except ContextTooLongError as e:
+                if parts or attempt == MAX_RETRIES or not passages:
+                    raise
+                passages = _shrink(passages)
+                trace.append(TraceEntry("prompt_retry", 0.0, {"error": str(e), "kept": len(passages)}))
+                if not passages:  # a retry that dropped the last passage abstains instead of answering blind
+                    trace.append(TraceEntry("prompt", 0.0, {"kept": 0, "abstain": "no passage fits"}))
+                    yield Generation("", [], no_passages=True)
+                    return
+                log.info("prompt too long for %s; retrying with %d passages", llm.model, len(passages))
+        yield self._finish("".join(parts).strip(), passages, first, (time.perf_counter() - t1) * 1000)
+
+    def _finish(self, text: str, passages: list[Passage], first: float | None, ms: float) -> Generation:
+        gen = Generation(text, passages, first_token_ms=first, ms=ms)
+        t2 = time.perf_counter()
+        if declined(text):
+            gen.declined = True
+            detail: dict[str, Any] = {"method": "none", "declined": True}
+        else:
+            gen.citations, detail = cite(text, passages, self.settings.answer.cite_min_overlap)
+        info = {
+            "backend": self.llm.backend,
+            "model": self.llm.model,
+            "first_token_ms": first,
+            "chars": len(text),
+        }
+        self.trace.append(TraceEntry("generate", ms, info))
+        self.trace.append(TraceEntry("cite", (time.perf_counter() - t2) * 1000, detail))
+        return gen

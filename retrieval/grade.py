@@ -33,9 +33,11 @@ import numpy as np
 from core.index import Index
 from core.keyword import tokenize
 from core.lang import cjk_share
-from core.llm import LLM
+from core.llmcall import LLMCaller
 from core.settings import Settings
 from core.types import Hit, TraceEntry
+from retrieval.state import QueryState, Search
+from retrieval.translate import step_back
 
 log = logging.getLogger(__name__)
 
@@ -203,24 +205,14 @@ def keyword_query(question: str) -> str:
     return " ".join(words)
 
 
-def _retry(
-    label: str,
-    query: str,
-    question: str,
-    settings: Settings,
-    index: Index,
-    k: int,
-    qvec: np.ndarray | None,
-    trace: list[TraceEntry],
-) -> tuple[list[Hit], Evidence] | None:
-    from retrieval.pipeline import retrieve
-
+def _retry(state: QueryState, label: str, query: str, again: Search) -> tuple[list[Hit], Evidence] | None:
+    """One more search with `query`, graded against the original question (a trace entry)."""
     t0 = time.perf_counter()
     try:
-        res = retrieve(query, settings, index=index, k=k)
+        res = again(query)
     except Exception as e:  # a failed retry leaves the abstention standing
         log.warning("corrective retry %s failed: %s", label, e)
-        trace.append(
+        state.trace.append(
             TraceEntry(
                 "corrective",
                 (time.perf_counter() - t0) * 1000,
@@ -228,8 +220,8 @@ def _retry(
             )
         )
         return None
-    ev = evidence(question, res.hits, index, qvec, settings)
-    trace.append(
+    ev = evidence(state.question, res.hits, state.index, state.query_vector, state.settings)
+    state.trace.append(
         TraceEntry(
             "corrective",
             (time.perf_counter() - t0) * 1000,
@@ -238,7 +230,7 @@ def _retry(
                 "query": query,
                 "hits": len(res.hits),
                 **ev.to_dict(),
-                "answerable": answerable(ev, settings),
+                "answerable": answerable(ev, state.settings),
             },
         )
     )
@@ -246,36 +238,26 @@ def _retry(
 
 
 def corrective(
-    question: str,
-    hits: list[Hit],
-    ev: Evidence,
-    settings: Settings,
-    index: Index,
-    k: int,
-    qvec: np.ndarray | None,
-    trace: list[TraceEntry],
-    llm: LLM | None = None,
-    capable: bool = False,
+    state: QueryState, ev: Evidence, again: Search, capable: bool = False
 ) -> tuple[list[Hit], Evidence]:
-    """Retry retrieval when no passage passes; the best-supported result (the original when no
-    retry does better). Each step is a `corrective` trace entry."""
+    """Retry retrieval (`again`) when no passage passes: with the question's content words, then
+    (a capable model only) with a step-back rewrite; the best-supported result (the original
+    when no retry does better). Each step is a `corrective` trace entry."""
+    settings, question, hits = state.settings, state.question, state.hits
     if answerable(ev, settings) or not settings.answer.corrective or not hits:
         return hits, ev
     best = (hits, ev)
     kq = keyword_query(question)
     if kq and kq.casefold() != question.casefold():
-        got = _retry("keywords", kq, question, settings, index, k, qvec, trace)
+        got = _retry(state, "keywords", kq, again)
         if got and got[1].support > best[1].support:
             best = got
-    if not answerable(best[1], settings) and capable and llm is not None:
-        from core.llmcall import LLMCaller
-        from retrieval.translate import step_back
-
-        p = step_back(question, settings, LLMCaller(llm, None, 1, optional=True))
+    if not answerable(best[1], settings) and capable and state.llm is not None:
+        p = step_back(question, settings, LLMCaller(state.llm, None, 1, optional=True))
         if p.fallback:
-            trace.append(TraceEntry("corrective", 0.0, {"step": "step-back", "fallback": p.notes}))
+            state.trace.append(TraceEntry("corrective", 0.0, {"step": "step-back", "fallback": p.notes}))
         else:
-            got = _retry("step-back", p.value, question, settings, index, k, qvec, trace)
+            got = _retry(state, "step-back", p.value, again)
             if got and got[1].support > best[1].support:
                 best = got
     return best

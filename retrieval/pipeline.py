@@ -1,71 +1,244 @@
-"""The query path without generation, top to bottom:
-queries (the question, or what query translation made of it) -> search each (dense +
-BM25) -> fuse (RRF) -> map representations to parent chunks -> coarse rerank -> LTR
-rerank -> top-k. Each stage adds a trace entry; the configuration comes from settings
-(and per-call overrides), so evaluation can run any subset of stages."""
+"""The query path, top to bottom, in `run`:
+
+    condense (a follow-up -> a standalone question)
+    -> route and translate (which collection and filter; the queries to search)
+    -> [RAPTOR tree walk, when `search.tree_mode = traversal`, answers the search outright]
+    -> gloss (English terms a Chinese corpus glosses join the BM25 query)
+    -> search (dense + BM25, per query) -> fuse (RRF, or union) -> parents (representations
+       stand for their chunk) -> coarse (SBERT cosine blended with BM25) -> LTR (LightGBM
+       lambdarank, where trained and better) -> window (the passage around each hit)
+    -> grade (the original question's evidence; corrective retry; abstain)
+    -> answer (extractive, or generated and every sentence checked).
+
+One `QueryState` (retrieval/state.py) flows through; each stage reads it, writes its part and
+appends its trace entry, and `state.skip` leaves stages out (`rag eval` composes pipelines that
+way). `retrieve` runs the search stages (`rag search`); `retrieval.answer.ask_stream` runs the
+whole path. To add a stage: a function `stage(state) -> state` here, called from `run` in its
+place, and its name in `state.RETRIEVAL_STAGES` if a caller may skip it."""
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Collection, Iterator
 
 import numpy as np
 
-from core.errors import IndexError_
+from core.errors import IndexError_, RagError
 from core.index import Index
+from core.llm import LLM
+from core.llmcall import LLMCaller
 from core.settings import Settings
 from core.types import Hit, TraceEntry
-from retrieval import crosslingual, search, tree, window
+from retrieval import crosslingual, rerank, respond, search, tree
+from retrieval import route as routing
+from retrieval import translate as tr
+from retrieval import window as windows
+from retrieval.conversation import condense as condense_question
+from retrieval.state import Plan, Query, QueryState, RetrievalResult, Search, Timer
+
+log = logging.getLogger(__name__)
+
+# What `retrieve` leaves out unless asked: the LLM-side stages (`rag search` calls no LLM).
+SEARCH_ONLY = frozenset({"route", "translate"})
 
 
-@dataclass
-class Query:
-    """One search query: the question itself or one that query translation produced."""
-
-    text: str
-    role: str = "original"  # original | variant | step_back | hyde | sub
-    embed_text: str | None = None  # what to embed instead of `text` (HyDE passage)
-    vector: np.ndarray | None = None  # a ready vector (e.g. HyDE averaged with the question)
-    dense: bool = True  # False: keyword search only (HyDE searches dense with the passage instead)
-    keyword_text: str | None = None  # what BM25 searches instead of `text` (glosses added)
-
-
-@dataclass
-class RetrievalResult:
-    query: str
-    hits: list[Hit]
-    trace: list[TraceEntry] = field(default_factory=list)
-    query_vector: np.ndarray | None = None
-
-    def timings(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for t in self.trace:
-            out[t.stage] = round(out.get(t.stage, 0.0) + t.ms, 2)
-        return out
-
-
-class Timer:
-    """`with Timer(trace, "stage") as detail:` appends a TraceEntry with the elapsed ms."""
-
-    def __init__(self, trace: list[TraceEntry], stage: str) -> None:
-        self.trace, self.stage = trace, stage
-        self.detail: dict[str, Any] = {}
-
-    def __enter__(self) -> dict[str, Any]:
-        self.t0 = time.perf_counter()
-        return self.detail
-
-    def __exit__(self, *exc: object) -> None:
-        self.trace.append(TraceEntry(self.stage, (time.perf_counter() - self.t0) * 1000, self.detail))
+def run(state: QueryState) -> Iterator[str]:
+    """The whole query path (module docstring). Yields the answer's text as it is made when
+    `state.answer` is set; otherwise it only fills `state.hits` (iterate it to the end)."""
+    t0 = time.perf_counter()
+    condense(state)
+    route_and_translate(state)
+    if not walk_tree(state):
+        gloss(state)
+        search.run_queries(state)
+        search.fuse(state)
+        parents(state)
+        coarse(state)
+        ltr(state)
+        window(state)
+    representations(state)
+    state.retrieve_ms = (time.perf_counter() - t0) * 1000
+    if not state.answer:
+        return
+    again = searcher(state)
+    respond.grade(state, again)
+    if state.abstain_reason:
+        yield state.message
+        return
+    yield from respond.answer(state, again)
 
 
-def to_parents(index: Index, ranked: list[tuple[str, float]], scores: dict[str, dict[str, float]]) -> list[Hit]:
-    """Representations (summaries, questions) stand for their parent chunk: the hit shows
-    the parent's text and remembers which representation matched. RAPTOR nodes stay."""
+def retrieve(
+    query: str, settings: Settings, index: Index | None = None, k: int | None = None,
+    plan: Plan | None = None, skip: Collection[str] = SEARCH_ONLY,
+) -> RetrievalResult:
+    """The search stages for `query`: the top `k` hits with their per-stage scores and the
+    trace. `plan`: the queries, filter, merge rule and retrievers to search instead of the
+    question alone (query translation's, or a caller's own); `skip`: stage names left out
+    (state.FIRST_STAGE: no reranking). No LLM is called. A missing or empty index is an
+    IndexError_ naming the fix."""
+    index = index or Index(settings)
+    state = QueryState(query, settings, index, k or settings.search.top_k, plan=plan or Plan(),
+                       skip=frozenset(skip) | SEARCH_ONLY)
+    return retrieve_state(state)
+
+
+def retrieve_state(state: QueryState) -> RetrievalResult:
+    """`run` without the answer stages, for a state a caller built (`rag eval` gives it an LLM
+    to translate with); its top `state.k` hits."""
+    index = state.index
+    index.check_compatible()
+    if not index.exists():
+        raise IndexError_(f"No index at {index.path}; run `rag ingest PATH` first (or set RAG_INDEX_DIR).")
+    if index.docs.is_empty():
+        raise IndexError_(f"The index at {index.path} is empty; run `rag ingest PATH` to add documents.")
+    state.answer = False
+    for _ in run(state):
+        pass
+    return RetrievalResult(state.question, state.hits[: state.k], state.trace, state.query_vector)
+
+
+def searcher(state: QueryState) -> Search:
+    """One more search with the state's settings and filter (a corrective retry, a decomposed
+    sub-question), for the answer stages. Each call opens its own Index: sub-questions are
+    searched from several threads, and an Index's SQLite connection is not shared across them."""
+    def again(query: str) -> RetrievalResult:
+        return retrieve(
+            query, state.settings, Index(state.settings), state.k, Plan([Query(query)], state.plan.where)
+        )
+
+    return again
+
+
+# --- the stages, in the order `run` calls them -----------------------------------------------
+
+def condense(state: QueryState) -> QueryState:
+    """A follow-up ("and how is it trained?") rewritten into a standalone question."""
+    if state.answer and state.llm is not None and state.history:
+        state.question = condense_question(state.question, state.history, state.llm, state.settings,
+                                           state.trace)
+    return state
+
+
+def route_and_translate(state: QueryState) -> QueryState:
+    """With a strategy (or an English question over a Chinese corpus and a capable model): the
+    router picks the collection and filter (and, for `auto`, the strategy), query translation
+    writes the queries. Unusable LLM output searches the question itself (recorded); a
+    RagError (bad strategy name, Ollama down) is the user's to fix and propagates."""
+    if not state.runs("translate") or state.llm is None:
+        return state
+    strategy = resolve_strategy(state)
+    if strategy == "none":
+        return state
+    t0 = time.perf_counter()
+    try:
+        t = plan_question(state.question, strategy, state.settings, state.llm, state.trace, state.index)
+    except RagError:
+        raise
+    except Exception as e:  # never crash the query on the LLM's account: search the question itself
+        log.warning("query translation failed (%s); searching the question itself", e)
+        state.trace.append(TraceEntry("translate", (time.perf_counter() - t0) * 1000,
+                                      {"strategy": strategy, "fallback": f"{type(e).__name__}: {e}"}))
+        return state
+    state.translation, state.strategy, state.plan = t, t.strategy, t.plan()
+    if t.settings is not state.settings:  # the router picked another collection's index
+        state.settings, state.index = t.settings, Index(t.settings)
+    return state
+
+
+def plan_question(
+    question: str, strategy: str, settings: Settings, llm: LLM, trace: list[TraceEntry],
+    index: Index | None = None,
+) -> tr.Translation:
+    """Route `question`, then translate it with `strategy` (`none`: routing alone; `auto`: the
+    route's pick). Routing and translation are independent LLM calls, run concurrently, unless
+    the route picks the strategy."""
+    caller = LLMCaller(llm, tr.cache_store(settings, index), settings.translate.concurrency, optional=True)
+    index = index or Index(settings)
+    t = tr.start(question, strategy, settings, index)
+
+    def do_route() -> None:
+        t.route = routing.route(question, t.strategy, settings, caller, index.embedder, trace)
+
+    if t.strategy == "auto":
+        do_route()
+        assert t.route is not None
+        t.strategy = t.route.strategy
+        tr.run_translation(t, settings, caller, index.embedder, trace)
+    else:
+        caller.run_all([do_route, lambda: tr.run_translation(t, settings, caller, index.embedder, trace)])
+    tr.finish(t, caller, trace)
+    return t
+
+
+def resolve_strategy(state: QueryState) -> str:
+    """The strategy to run: the one asked for; with none, `translate` when the question is
+    written in the other script than the corpus (`translate.auto_language`) and the model can
+    translate (one `answer.mode` lets write answers). A small model's translation is not
+    trusted: the keyword glosses (retrieval/crosslingual.py) are all it gets."""
+    strategy = tr.check_strategy(state.strategy)
+    if strategy != "none" or not state.settings.translate.auto_language:
+        return strategy
+    assert state.llm is not None
+    detail: dict[str, object] = {"strategy": "translate"}
+    try:
+        mm = crosslingual.mismatch(state.question, state.index, state.settings)
+    except Exception as e:  # no keyword index, an unreadable one: search the question itself
+        log.warning("language check failed (%s); searching the question itself", e)
+        detail["skipped"] = f"language check failed: {type(e).__name__}: {e}"
+        mm = None
+    if mm is not None:
+        mode, why = respond.choose_mode(state.settings, state.llm)
+        if mode == "generative":
+            return "translate"
+        detail.update(mismatch=mm.__dict__,
+                      skipped=f"the model is too small to translate; keyword glosses only ({why})")
+    if "skipped" in detail:
+        state.trace.append(TraceEntry("translate", 0.0, detail))
+    return "none"
+
+
+def walk_tree(state: QueryState) -> bool:
+    """RAPTOR tree traversal (`search.tree_mode = traversal`, no filter): top-down through the
+    levels, instead of the flat search. False when it does not apply or there is no tree."""
+    if state.settings.search.tree_mode != "traversal" or state.plan.where is not None:
+        return False
+    q0 = state.queries[0]
+    if q0.vector is None:
+        q0.vector = state.index.embedder.embed_query(q0.embed_text or q0.text)
+    found = tree.traversal_hits(state.index, q0.vector, state.settings, state.trace)
+    if found is None:
+        return False
+    state.hits = found
+    return True
+
+
+def gloss(state: QueryState) -> QueryState:
+    """English question, Chinese corpus: the question's glossed terms join its BM25 query."""
+    if not state.runs("gloss"):
+        return state
+    for q in state.queries:
+        if q.role != "hyde" and q.keyword_text is None:
+            q.keyword_text = crosslingual.gloss_query(q.text, state.index, state.settings, state.trace)
+    return state
+
+
+def parents(state: QueryState) -> QueryState:
+    """Representations (summaries, questions) stand for their parent chunk: the hit shows the
+    parent's text and remembers which representation matched. RAPTOR nodes stay."""
+    with Timer(state.trace, "parents") as d:
+        state.hits = to_parents(state.index, state.fused, state.features)
+        d["n"] = len(state.hits)
+    return state
+
+
+def to_parents(
+    index: Index, ranked: list[tuple[str, float]], scores: dict[str, dict[str, float]]
+) -> list[Hit]:
     recs = index.docs.get([i for i, _ in ranked])
     parent_ids = [r.parent_id for r in recs.values() if r.kind in ("summary", "question") and r.parent_id]
-    parents = index.docs.get(parent_ids) if parent_ids else {}
+    parent_recs = index.docs.get(parent_ids) if parent_ids else {}
     hits: list[Hit] = []
     seen: set[str] = set()
     for rid, score in ranked:
@@ -73,8 +246,8 @@ def to_parents(index: Index, ranked: list[tuple[str, float]], scores: dict[str, 
         if rec is None:  # a vector no committed record owns (interrupted ingest)
             continue
         matched = None
-        if rec.kind in ("summary", "question") and rec.parent_id in parents:
-            matched, rec = rid, parents[rec.parent_id]
+        if rec.kind in ("summary", "question") and rec.parent_id in parent_recs:
+            matched, rec = rid, parent_recs[rec.parent_id]
         if rec.id in seen:
             continue
         seen.add(rec.id)
@@ -82,137 +255,69 @@ def to_parents(index: Index, ranked: list[tuple[str, float]], scores: dict[str, 
     return hits
 
 
-def _note(per_id: dict[str, dict[str, float]], ranked: list[tuple[str, float]], name: str) -> None:
-    """Keep, per candidate, the best score and best rank any query gave it in this retriever."""
-    for rank, (i, sc) in enumerate(ranked, start=1):
-        f = per_id.setdefault(i, {})
-        f[name] = max(f.get(name, float("-inf")), sc)
-        f[f"{name}_rank"] = min(f.get(f"{name}_rank", float("inf")), rank)
+def _vectors(state: QueryState) -> dict[str, np.ndarray]:
+    """The question's vector (embedded now after a BM25-only search) and the mean vector of
+    the step-back and HyDE queries, which the reranking stages score cosines against."""
+    q0 = state.queries[0]
+    if q0.vector is None:
+        q0.vector = state.index.embedder.embed_query(q0.embed_text or q0.text)
+    out: dict[str, np.ndarray] = {"original": q0.vector}
+    for role in ("step_back", "hyde"):
+        vs = [q.vector for q in state.queries if q.role == role and q.vector is not None]
+        if vs:
+            out[role] = np.mean(vs, axis=0)
+    return out
 
 
-def search_queries(
-    index: Index, queries: list[Query], settings: Settings, mode: str, trace: list[TraceEntry],
-    where: dict[str, Any] | None = None,
-) -> tuple[list[list[tuple[str, float]]], dict[str, dict[str, float]], np.ndarray | None]:
-    """Run every query through the configured retrievers; returns the ranked lists, the
-    per-candidate features, and the original question's vector."""
-    s = settings.search
-    lists: list[list[tuple[str, float]]] = []
-    per_id: dict[str, dict[str, float]] = {}
-    hit_by: dict[str, set[int]] = {}
-    by_query: dict[int, list[list[tuple[str, float]]]] = {}
-    qvec: np.ndarray | None = None
-    if mode in ("dense", "hybrid"):
-        with Timer(trace, "embed") as d:
-            todo = [q for q in queries if q.vector is None]
-            vecs = index.embedder.embed([q.embed_text or q.text for q in todo]) if todo else []
-            for q, v in zip(todo, vecs, strict=True):
-                q.vector = v
-            d["n"] = len(todo)
-        qvec = queries[0].vector
-    for qi, q in enumerate(queries):
-        if mode in ("dense", "hybrid") and q.vector is not None and q.dense:
-            with Timer(trace, "dense") as d:
-                ranked = search.dense(index, q.vector, s.candidates, where)
-                d.update(query=q.text, role=q.role, n=len(ranked))
-            _note(per_id, ranked, "dense")
-            lists.append(ranked)
-            by_query.setdefault(qi, []).append(ranked)
-            for i, _ in ranked:
-                hit_by.setdefault(i, set()).add(qi)
-        if mode in ("bm25", "hybrid") and q.role != "hyde":
-            with Timer(trace, "bm25") as d:
-                ranked = search.keyword(index, q.keyword_text or q.text, s.candidates)
-                if where:
-                    ranked = _filter(index, ranked, where)
-                d.update(query=q.keyword_text or q.text, role=q.role, n=len(ranked))
-            _note(per_id, ranked, "bm25")
-            lists.append(ranked)
-            by_query.setdefault(qi, []).append(ranked)
-            for i, _ in ranked:
-                hit_by.setdefault(i, set()).add(qi)
-    for i, qs in hit_by.items():
-        per_id[i]["n_queries"] = float(len(qs))
-    _per_query(per_id, by_query, queries, s.rrf_k, trace)
-    return lists, per_id, qvec
+def coarse(state: QueryState) -> QueryState:
+    """SBERT coarse rerank of the whole pool (retrieval/rerank.py); the best
+    `search.coarse_keep` go on to LTR, the next ones follow so no more than `k` is lost."""
+    if not (state.runs("coarse") and state.settings.search.coarse) or not state.hits:
+        return state
+    with Timer(state.trace, "coarse") as d:
+        before = [h.record.id for h in state.hits]
+        hits, detail = rerank.coarse(state.index, state.keyword_query, state.hits, _vectors(state),
+                                     state.settings)
+        state.hits = hits[: max(state.settings.search.coarse_keep, state.k)]
+        d.update(detail, candidates=rerank.listing(before, state.hits, "coarse"))
+    state.coarse_ran = True
+    return state
 
 
-def _per_query(per_id: dict[str, dict[str, float]], by_query: dict[int, list[list[tuple[str, float]]]],
-               queries: list[Query], k: int, trace: list[TraceEntry]) -> None:
-    """Each query's own ranking (its retrievers fused by RRF): per candidate the best rank any
-    query gave it (`query_rank`, and `<role>_rank` per role), and `union`, the best per-query
-    score, which orders a union of the queries' results (multi-query)."""
-    cands = []
-    for qi, ls in by_query.items():
-        ranked = search.fuse_rrf(ls, k)
-        role = queries[qi].role
-        for rank, (i, sc) in enumerate(ranked, start=1):
-            f = per_id[i]
-            for name in ("query_rank", f"{role}_rank"):
-                f[name] = min(f.get(name, float("inf")), float(rank))
-            f["union"] = max(f.get("union", 0.0), sc)
-        cands.append({"query": queries[qi].text[:300], "role": role, "n": len(ranked),
-                      "top": [i for i, _ in ranked[:5]]})
-    trace.append(TraceEntry("candidates", 0.0, {"queries": cands}))
+def ltr(state: QueryState) -> QueryState:
+    """LightGBM lambdarank over the coarse stage's survivors, when a ranker is active (trained
+    from labels, or self-trained and measured better); the trace says why not otherwise."""
+    s = state.settings.search
+    if not (state.runs("ltr") and s.ltr) or not state.hits:
+        return state
+    with Timer(state.trace, "ltr") as d:
+        ranker, why = rerank.ranker_state(state.settings, state.index.embedder.name)
+        if ranker is None:
+            d["skipped"] = why
+            return state
+        head, tail = state.hits[: s.coarse_keep], state.hits[s.coarse_keep :]
+        if not state.coarse_ran:  # the LTR features need the coarse scores; compute them for its share
+            rerank.score_pool(state.index, state.keyword_query, head, _vectors(state))
+        before = [h.record.id for h in head]
+        mix = s.ltr_self_mix if rerank.self_trained(ranker) and state.coarse_ran else 1.0
+        head = rerank.fine(ranker, state.keyword_query, head, len(state.queries), mix)
+        state.hits = head + tail
+        d.update(model=str(ranker.path), why=why, n=len(head), mix=mix,
+                 candidates=rerank.listing(before, head, "ltr"))
+    return state
 
 
-def _filter(index: Index, ranked: list[tuple[str, float]], where: dict[str, Any]) -> list[tuple[str, float]]:
-    """Apply a Chroma-style metadata filter to BM25 results (simple equality / $in only)."""
-    from core.store import matches_where
-
-    recs = index.docs.get([i for i, _ in ranked])
-    return [(i, s) for i, s in ranked if i in recs and matches_where(recs[i], where)]
-
-
-def retrieve(
-    query: str, settings: Settings, index: Index | None = None, k: int | None = None,
-    mode: str | None = None, where: dict[str, Any] | None = None, queries: list[Query] | None = None,
-    coarse: bool | None = None, ltr: bool | None = None, merge: str = "rrf",
-) -> RetrievalResult:
-    """`coarse` / `ltr` switch the reranking stages for this call (default: settings).
-    `merge`: how several queries' results combine, "rrf" (fusion) or "union" (deduplicated,
-    ordered by the best per-query score; the `rrf` feature is kept either way)."""
-    index = index or Index(settings)
-    index.check_compatible()
-    if not index.exists():
-        raise IndexError_(f"No index at {index.path}; run `rag ingest PATH` first (or set RAG_INDEX_DIR).")
-    if index.docs.is_empty():
-        raise IndexError_(f"The index at {index.path} is empty; run `rag ingest PATH` to add documents.")
-    s = settings.search
-    k = k or s.top_k
-    mode = mode or s.mode
-    trace: list[TraceEntry] = []
-    queries = queries or [Query(query)]
-    if s.tree_mode == "traversal" and where is None:  # RAPTOR tree, top-down (retrieval/tree.py)
-        q0 = queries[0]
-        qv = q0.vector if q0.vector is not None else index.embedder.embed_query(q0.embed_text or q0.text)
-        if (tree_hits := tree.traversal_hits(index, qv, settings, trace)) is not None:
-            return RetrievalResult(query, tree_hits[:k], trace, qv)
-    for q in queries:  # English question, Chinese corpus: its glossed terms join the BM25 query
-        if q.role != "hyde" and q.keyword_text is None:
-            q.keyword_text = crosslingual.gloss_query(q.text, index, settings, trace)
-    lists, per_id, qvec = search_queries(index, queries, settings, mode, trace, where)
-    with Timer(trace, "fuse") as d:
-        if len(lists) > 1:
-            fused = search.fuse_rrf(lists, s.rrf_k)
-            for i, sc in fused:
-                per_id[i]["rrf"] = sc
-            if merge == "union":
-                fused = sorted(fused, key=lambda t: (-per_id[t[0]]["union"], -t[1], t[0]))
-        else:
-            fused = lists[0] if lists else []
-        hits = to_parents(index, fused, per_id)
-        d["n"] = len(hits)
-    # The reranking stages score BM25 and term features with the question's keyword query.
-    hits = _rerank(index, queries[0].keyword_text or query, queries, hits, settings, trace, k, coarse, ltr)
-    if s.window_tokens > 0:  # return passage windows around the hits (retrieval/window.py)
-        with Timer(trace, "window") as d:
-            before = hits[: k * 3]
-            hits = window.widen(index, before, s.window_tokens, k)
-            d.update(budget_tokens=s.window_tokens, merged=_merged(before, hits))
-    if any(h.matched for h in hits[:k]):  # which summary / question stood for a chunk
-        trace.append(TraceEntry("representations", 0.0, {"matched": tree.matched_detail(index, hits[:k])}))
-    return RetrievalResult(query, hits[:k], trace, qvec)
+def window(state: QueryState) -> QueryState:
+    """The hit widened to its neighbouring chunks within `search.window_tokens`, so the
+    sentence that answers is not cut off (retrieval/window.py)."""
+    budget = state.settings.search.window_tokens
+    if not state.runs("window") or budget <= 0:
+        return state
+    with Timer(state.trace, "window") as d:
+        before = state.hits[: state.k * 3]
+        state.hits = windows.widen(state.index, before, budget, state.k)
+        d.update(budget_tokens=budget, merged=_merged(before, state.hits))
+    return state
 
 
 def _merged(before: list[Hit], shown: list[Hit]) -> int:
@@ -223,20 +328,10 @@ def _merged(before: list[Hit], shown: list[Hit]) -> int:
     return sum(1 for h in before[: last + 1] if h.record.id in inside and h.record.id not in ids)
 
 
-def _rerank(
-    index: Index, query: str, queries: list[Query], hits: list[Hit], settings: Settings,
-    trace: list[TraceEntry], k: int, coarse: bool | None, ltr: bool | None,
-) -> list[Hit]:
-    from retrieval import rerank
-
-    s = settings.search
-    if not (s.coarse if coarse is None else coarse) and not (s.ltr if ltr is None else ltr):
-        return hits
-    if queries[0].vector is None:  # BM25-only search: the coarse stage still needs the question's vector
-        queries[0].vector = index.embedder.embed_query(queries[0].embed_text or queries[0].text)
-    vectors: dict[str, np.ndarray] = {"original": queries[0].vector}
-    for role in ("step_back", "hyde"):
-        vs = [q.vector for q in queries if q.role == role and q.vector is not None]
-        if vs:
-            vectors[role] = np.mean(vs, axis=0)
-    return rerank.rerank(index, query, hits, vectors, settings, trace, len(queries), coarse, ltr, k=k)
+def representations(state: QueryState) -> QueryState:
+    """For the trace: which summary / question stood for a chunk in the top k."""
+    top = state.hits[: state.k]
+    if any(h.matched for h in top):
+        state.trace.append(TraceEntry("representations", 0.0,
+                                      {"matched": tree.matched_detail(state.index, top)}))
+    return state

@@ -30,7 +30,7 @@ from core.errors import ConfigError, RankerError
 from core.index import Index
 from core.lang import cjk_share
 from core.settings import Settings
-from core.types import Hit, TraceEntry
+from core.types import Hit
 from retrieval import features
 
 log = logging.getLogger(__name__)
@@ -287,9 +287,10 @@ def ranker_state(settings: Settings, embedding_model: str | None) -> tuple[Ranke
     return _load(str(p.resolve()), (p / BOOSTER_FILE).stat().st_mtime_ns), why
 
 
-def _z(x: np.ndarray) -> np.ndarray:
-    sd = float(x.std())
-    return (x - x.mean()) / sd if sd > 1e-12 else np.zeros_like(x)
+def self_trained(ranker: Ranker) -> bool:
+    """Trained from the corpus itself (eval/self_train.py), not from labels: it then corrects
+    the coarse order (`search.ltr_self_mix`) rather than replacing it."""
+    return bool(ranker.manifest.get("report", {}).get("source") == SELF_TRAINED)
 
 
 def fine(ranker: Ranker, query: str, hits: list[Hit], n_queries: int, mix: float = 1.0) -> list[Hit]:
@@ -313,8 +314,9 @@ def fine(ranker: Ranker, query: str, hits: list[Hit], n_queries: int, mix: float
     return out
 
 
-# --- both stages, as the pipeline calls them ----------------------------------------------
-def _listing(before: list[str], hits: list[Hit], key: str) -> list[dict[str, Any]]:
+# --- for the trace ----------------------------------------------------------------------
+def listing(before: list[str], hits: list[Hit], key: str) -> list[dict[str, Any]]:
+    """The top of a reranked list: rank, rank before the stage (`was`), score, title."""
     pos = {rid: i for i, rid in enumerate(before, start=1)}
     return [
         {
@@ -326,57 +328,3 @@ def _listing(before: list[str], hits: list[Hit], key: str) -> list[dict[str, Any
         }
         for r, h in enumerate(hits[:TRACE_TOP], start=1)
     ]
-
-
-def rerank(
-    index: Index,
-    query: str,
-    hits: list[Hit],
-    vectors: dict[str, np.ndarray],
-    settings: Settings,
-    trace: list[TraceEntry],
-    n_queries: int = 1,
-    coarse_on: bool | None = None,
-    ltr_on: bool | None = None,
-    k: int | None = None,
-) -> list[Hit]:
-    """Coarse then LTR, each switchable (settings, or per call); appends one trace entry each.
-    The coarse stage keeps `coarse_keep` candidates for the LTR stage; when the caller wants
-    more (`k`), the next ones follow in coarse order, so no more than asked for is lost."""
-    import time
-
-    s = settings.search
-    coarse_on = s.coarse if coarse_on is None else coarse_on
-    ltr_on = s.ltr if ltr_on is None else ltr_on
-    keep = s.coarse_keep
-    tail_end = max(keep, k or 0)
-    if coarse_on and hits:
-        t0 = time.perf_counter()
-        before = [h.record.id for h in hits]
-        hits, detail = coarse(index, query, hits, vectors, settings)
-        hits = hits[:tail_end]
-        detail["candidates"] = _listing(before, hits, "coarse")
-        trace.append(TraceEntry("coarse", (time.perf_counter() - t0) * 1000, detail))
-    if not ltr_on or not hits:
-        return hits[:tail_end] if coarse_on else hits
-    t0 = time.perf_counter()
-    ranker, why = ranker_state(settings, index.embedder.name)
-    if ranker is None:
-        trace.append(TraceEntry("ltr", (time.perf_counter() - t0) * 1000, {"skipped": why}))
-        return hits
-    head, tail = hits[:keep], hits[keep:tail_end]
-    if not coarse_on:  # the LTR features need the coarse scores; compute them for its share
-        score_pool(index, query, head, vectors)
-    before = [h.record.id for h in head]
-    self_trained = ranker.manifest.get("report", {}).get("source") == SELF_TRAINED
-    mix = settings.search.ltr_self_mix if self_trained and coarse_on else 1.0
-    head = fine(ranker, query, head, n_queries, mix)
-    trace.append(
-        TraceEntry(
-            "ltr",
-            (time.perf_counter() - t0) * 1000,
-            {"model": str(ranker.path), "why": why, "n": len(head), "mix": mix,
-             "candidates": _listing(before, head, "ltr")},
-        )
-    )
-    return head + tail

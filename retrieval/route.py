@@ -31,7 +31,7 @@ from core.models import Embedder
 from core.settings import CollectionSettings, Settings
 from core.types import TraceEntry
 from retrieval.parse import extract_json, parse_choice
-from retrieval.pipeline import Timer
+from retrieval.state import Timer
 
 log = logging.getLogger(__name__)
 

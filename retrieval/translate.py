@@ -16,13 +16,15 @@
                  `retrieval.crosslingual.mismatch`): the LLM translates the question into the
                  corpus's language; the translation (first: the reranking stages score with
                  it) and the question are searched and merged by RRF. Scripts that match need
-                 no translation (no LLM call). `retrieval.answer` runs it by itself when the
+                 no translation (no LLM call). The pipeline runs it by itself when the
                  scripts differ and the LLM is capable (`translate.auto_language`)
     auto         the router (`retrieval.route`) picks one of the above
 
-`translate()` returns a `Translation`: the queries (`retrieval.pipeline.Query`, each with a
-role), how to merge their results, where to search (the routed collection and metadata
-filter) and what the answer prompt needs (template, step-back question, sub-questions).
+The pipeline's `route_and_translate` stage (retrieval/pipeline.py) routes the question
+(retrieval/route.py) and calls `start`, `run_translation` and `finish` here, which fill a
+`Translation`: the queries (`retrieval.state.Query`, each with a role), how to merge their
+results, where to search (the routed collection and metadata filter) and what the answer
+prompt needs (template, step-back question, sub-questions; built in retrieval/respond.py).
 Every LLM output is parsed defensively; on failure the question itself is searched and the
 fallback is recorded in the trace. The candidates each query retrieved appear in the
 pipeline's `candidates` trace entry, with per-query ranks kept as features.
@@ -41,15 +43,15 @@ import numpy as np
 from core.errors import ConfigError
 from core.index import Index
 from core.lang import cjk_share
-from core.llm import LLM, Message, get_llm
+from core.llm import Message
 from core.llmcall import LLMCaller
-from core.models import Embedder, get_embedder
+from core.models import Embedder
 from core.settings import Settings
-from core.types import Hit, TraceEntry
+from core.types import TraceEntry
 from retrieval.crosslingual import mismatch
 from retrieval.parse import Parsed, first_question, parse_list, parse_text, related
-from retrieval.pipeline import Query, Timer
-from retrieval.route import STRATEGIES, PromptTemplate, Route, route
+from retrieval.route import STRATEGIES, PromptTemplate, Route
+from retrieval.state import Plan, Query, Timer
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +84,13 @@ class Translation:
     def template(self) -> PromptTemplate | None:
         return self.route.template if self.route else None
 
-    def retrieve_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `retrieval.pipeline.retrieve` (with `self.settings`)."""
-        return {"queries": self.queries, "where": self.where, "merge": self.merge}
+    def plan(self) -> Plan:
+        """What `retrieval.pipeline.retrieve` searches (with `self.settings`)."""
+        return Plan(self.queries, self.where, self.merge)
+
+    def plan_of(self, query: str) -> Plan:
+        """One more query (a sub-question, a retry) searched within the routed filter."""
+        return Plan([Query(query)], self.where)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,7 +113,8 @@ def check_strategy(strategy: str) -> str:
     return s
 
 
-def _cache(settings: Settings, index: Index | None) -> Any:
+def cache_store(settings: Settings, index: Index | None) -> Any:
+    """Where LLM replies are cached (the index's key/value table), or None (`translate.cache` off)."""
     if not settings.translate.cache:
         return None
     index = index or Index(settings)
@@ -296,36 +303,29 @@ def _build(t: Translation, settings: Settings, caller: LLMCaller, embedder: Embe
         t.notes.append(f"{s}: LLM output unusable; searching the question itself")
 
 
-def translate(
-    question: str, strategy: str, settings: Settings, llm: LLM | None, trace: list[TraceEntry],
-    index: Index | None = None,
-) -> Translation:
-    """Route the question, then translate it with `strategy` (or the router's pick for `auto`).
-    Never raises because of the LLM; an unknown strategy is a ConfigError."""
-    strategy = check_strategy(strategy)
-    llm = llm or get_llm(settings)
-    caller = LLMCaller(llm, _cache(settings, index), settings.translate.concurrency, optional=True)
-    embedder = get_embedder(settings.embedding)
-    t = Translation(question, strategy, [Query(question)], settings)
-    if strategy == "translate":
+def start(question: str, strategy: str, settings: Settings, index: Index | None) -> Translation:
+    """An empty Translation for `strategy` (checked); for `translate`, the corpus's language."""
+    t = Translation(question, check_strategy(strategy), [Query(question)], settings)
+    if t.strategy == "translate":
         t.target_lang = target_language(question, settings, index, t.notes)
+    return t
 
-    def do_translate() -> None:
-        with Timer(trace, "translate") as d:
-            _build(t, settings, caller, embedder)
-            d.update(strategy=t.strategy, queries=[{"role": x.role, "text": x.text} for x in t.queries],
-                     merge=t.merge, fallback=t.fallback, notes=list(t.notes))
 
-    if strategy == "auto":  # the translation depends on the route's choice
-        t.route = route(question, strategy, settings, caller, embedder, trace)
-        t.strategy = t.route.strategy
-        do_translate()
-    else:  # routing (collection, filter) and translation are independent calls
-        def do_route() -> None:
-            t.route = route(question, strategy, settings, caller, embedder, trace)
-        caller.run_all([do_route, do_translate])
-    assert t.route is not None
-    t.settings, t.where = t.route.settings, t.route.where
+def run_translation(
+    t: Translation, settings: Settings, caller: LLMCaller, embedder: Embedder, trace: list[TraceEntry]
+) -> None:
+    """Write `t`'s queries with its strategy (one LLM call at most); a trace entry."""
+    with Timer(trace, "translate") as d:
+        _build(t, settings, caller, embedder)
+        d.update(strategy=t.strategy, queries=[{"role": x.role, "text": x.text} for x in t.queries],
+                 merge=t.merge, fallback=t.fallback, notes=list(t.notes))
+
+
+def finish(t: Translation, caller: LLMCaller, trace: list[TraceEntry]) -> None:
+    """Take the route's settings and filter; the `llm_calls` trace entry (calls, cache hits,
+    whether independent calls overlapped)."""
+    if t.route is not None:
+        t.settings, t.where = t.route.settings, t.route.where
     recs = caller.records
     t.llm_calls, t.cache_hits = caller.calls, sum(1 for r in recs if r.cached)
     made = [r for r in recs if not r.cached]
@@ -333,7 +333,6 @@ def translate(
     trace.append(TraceEntry("llm_calls", sum(r.ms for r in recs),
                             {"calls": t.llm_calls, "cache_hits": t.cache_hits, "concurrent": overlapped,
                              "records": [r.to_dict() for r in recs]}))
-    return t
 
 
 def target_language(question: str, settings: Settings, index: Index | None, notes: list[str]) -> str | None:
@@ -345,53 +344,3 @@ def target_language(question: str, settings: Settings, index: Index | None, note
         notes.append(f"translate: corpus language unknown ({type(e).__name__}: {str(e)[:120]})")
         return None
     return mm.corpus_lang if mm else None
-
-
-# --- what the answer prompt gets -----------------------------------------------------------
-
-def _found_by(hit: Hit, role: str) -> float:
-    return hit.scores.get(f"{role}_rank", float("inf"))
-
-
-def prompt_question(t: Translation, question: str, hits: list[Hit]) -> tuple[str, list[Hit]]:
-    """The question text for the answer prompt, and the hits in prompt order. Adds the routed
-    template's instruction; for step-back, passages found by the question come first and
-    those found by the step-back question after, and the prompt says which are which."""
-    text = question
-    if t.step_back:
-        own = [h for h in hits if _found_by(h, "original") <= _found_by(h, "step_back")]
-        bg = [h for h in hits if h not in own]
-        hits = own + bg
-        label = []
-        if own:
-            label.append(f"Passages {_span(1, len(own))} answer the question itself.")
-        if bg:
-            label.append(f"Passages {_span(len(own) + 1, len(hits))} are background for the broader question "
-                         f"\"{t.step_back}\".")
-        text += "\n" + " ".join(label)
-    if t.template is not None:
-        text += f"\n{t.template.instruction}"
-    return text, hits
-
-
-def _span(a: int, b: int) -> str:
-    return f"[{a}]" if a == b else f"[{a}]-[{b}]"
-
-
-def answer_prompt(t: Translation, question: str, hits: list[Hit], llm: LLM, settings: Settings,
-                  trace: list[TraceEntry], k: int) -> tuple[str, list[Hit]]:
-    """The question text and passages for the final answer: for `decompose`, after answering
-    the sub-questions in order; otherwise `prompt_question`."""
-    if t.sub_questions:
-        from retrieval import decompose
-
-        steps = decompose.answer_steps(t, llm, settings, trace, k)
-        return decompose.final_prompt(prompt_question(t, question, [])[0], steps, hits, k)
-    text, ordered = prompt_question(t, question, hits)
-    if t.step_back:  # "Passages [a]-[b]" must name the passages that fit the context, not all hits
-        from retrieval.generate import fitting
-
-        kept = len(fitting(text, ordered, llm, settings))
-        if 0 < kept < len(ordered):
-            text, ordered = prompt_question(t, question, ordered[:kept])
-    return text, ordered

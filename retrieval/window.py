@@ -119,8 +119,12 @@ def widen(index: Index, hits: list[Hit], budget_tokens: int, k: int | None = Non
         covered.update(r.id for r in span)
         pages = [p for r in span for p in (r.page_start, r.page_end) if p is not None]
         wide = replace(
-            rec, text=full[start:end], start=start, end=end,
-            page_start=min(pages) if pages else rec.page_start, page_end=max(pages) if pages else rec.page_end,
+            rec,
+            text=full[start:end],
+            start=start,
+            end=end,
+            page_start=min(pages) if pages else rec.page_start,
+            page_end=max(pages) if pages else rec.page_end,
             extra={**rec.extra, "window": [r.id for r in span], "hit_start": rec.start, "hit_end": rec.end},
         )
         out.append(Hit(wide, h.score, h.scores, h.matched))

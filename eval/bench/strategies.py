@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from core.index import Index
 from core.llm import get_llm
 from core.settings import Settings, load_settings
 from core.types import TraceEntry
 from eval.bench import SAMPLE, Echo, machine
 from retrieval.decompose import answer_steps
-from retrieval.pipeline import retrieve
-from retrieval.translate import translate
+from retrieval.pipeline import plan_question, retrieve
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,14 @@ def _pct(xs: list[float], q: float) -> float:
 def _one(question: str, strategy: str, s: Settings, llm: Any) -> tuple[float, int, bool]:
     trace: list[TraceEntry] = []
     t0 = time.perf_counter()
-    t = translate(question, strategy, s, llm, trace)
-    res = retrieve(question, t.settings, k=s.answer.context_chunks, **t.retrieve_kwargs())
+    t = plan_question(question, strategy, s, llm, trace)
+    res = retrieve(question, t.settings, k=s.answer.context_chunks, plan=t.plan())
     calls = t.llm_calls
     if t.sub_questions:
-        steps = answer_steps(t, llm, s, trace, s.answer.context_chunks)
+        k = s.answer.context_chunks
+        steps = answer_steps(
+            t, llm, s, trace, lambda q: retrieve(q, t.settings, Index(t.settings), k, t.plan_of(q))
+        )
         calls += sum(1 for st in steps if st.hits)
     assert res is not None
     return (time.perf_counter() - t0) * 1000, calls, t.fallback

@@ -168,7 +168,12 @@ def _rag_ui(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> str:
     from app import cli
 
     started: list[list[str]] = []
-    monkeypatch.setattr("app.cmd_ui.subprocess.Popen", lambda cmd: started.append(cmd) or _FakeServer(cmd))
+
+    def popen(cmd: list[str]) -> _FakeServer:
+        started.append(cmd)
+        return _FakeServer(cmd)
+
+    monkeypatch.setattr("app.cmd_ui.subprocess.Popen", popen)
     monkeypatch.setattr("app.cmd_ui.signal.signal", lambda *a: None)
     for k, v in env.items():
         monkeypatch.setenv(k, v)

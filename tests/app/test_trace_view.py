@@ -10,8 +10,8 @@ import pytest
 from app.trace_view import Locator, format_entry
 from core.llm import get_llm
 from core.types import TraceEntry
-from retrieval.pipeline import Query, retrieve
-from retrieval.translate import translate
+from retrieval.pipeline import plan_question, retrieve
+from retrieval.state import Query
 from tests.retrieval.routing_corpus import build, settings_for
 
 
@@ -24,9 +24,9 @@ def test_route_queries_and_candidates_are_readable(dirs: dict[str, Path]) -> Non
     s = settings_for(dirs, collections=True)
     s.route.collections = s.route.collections[:1]  # one collection: no LLM call for the route
     trace: list[TraceEntry] = []
-    t = translate("What grind does espresso need?", "none", s, get_llm(s), trace)
+    t = plan_question("What grind does espresso need?", "none", s, get_llm(s), trace)
     t.queries.append(Query("steaming milk", "variant"))  # a second query, as multi-query would add
-    trace += retrieve(t.question, t.settings, **t.retrieve_kwargs()).trace
+    trace += retrieve(t.question, t.settings, plan=t.plan()).trace
     loc = Locator(s, trace)
     text = {e.stage: "\n".join(format_entry(e, loc) or []) for e in trace}
     assert "collection=coffee" in text["route"] and "templates:" in text["route"]

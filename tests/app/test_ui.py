@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Block
 
 from app.cmd_ui import streamlit_command
 from core.errors import ConfigError
@@ -90,7 +91,7 @@ def _els(node: Any, kind: str) -> list[Any]:
     return list(node.get(kind))
 
 
-def _texts(at: AppTest, kind: str) -> list[str]:
+def _texts(at: AppTest | Block, kind: str) -> list[str]:
     return [str(e.value) for e in _els(at, kind)]
 
 

@@ -16,6 +16,7 @@ from core.index import Index
 from core.settings import load_settings
 from ingest.pipeline import ingest
 from retrieval.pipeline import retrieve
+from retrieval.state import Plan
 
 
 def _free_port() -> int:
@@ -58,7 +59,7 @@ def test_ingest_and_search_through_a_chroma_server(tmp_path: Path, chroma_server
     idx = Index(s)
     assert idx.vectors.mode == "server" and idx.vectors.count() == 2
     assert not (s.index_path / "chroma").exists()  # vectors live on the server
-    hits = retrieve("comet telescope", s, k=1, mode="dense").hits
+    hits = retrieve("comet telescope", s, k=1, plan=Plan(mode="dense")).hits
     assert hits[0].record.source.endswith("a.md")
     # A second index on the same server gets its own collection.
     s2 = load_settings(chroma_url=chroma_server, index_dir=tmp_path / "other")

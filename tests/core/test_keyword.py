@@ -135,7 +135,8 @@ def test_search_reads_the_index_without_bm25s(tmp_path: Path) -> None:
 
 
 def _scores(kw: KeywordIndex, q: str) -> np.ndarray:
-    return kw._all_scores(q) if kw._all_scores(q) is not None else np.zeros(len(kw.ids), np.float32)
+    scores = kw._all_scores(q)
+    return scores if scores is not None else np.zeros(len(kw.ids), np.float32)
 
 
 def test_matrix_equals_bm25s_indexing_the_same_tokens(tmp_path: Path) -> None:

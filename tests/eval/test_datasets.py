@@ -89,15 +89,18 @@ def test_chunk_id_qrels_make_the_set_chunk_level(tmp_path: Path) -> None:
     assert ds.issues.counts["qrels_unknown_docs"] == 1  # d2 is a document, not a chunk
 
 
-def test_config_selection_notes_unknown_and_unavailable() -> None:
-    cfgs.register(cfgs.EvalConfig("needs-nothing-there", "test", requires=("no_such_module_xyz",)))
-    try:
-        chosen, notes = cfgs.select(["dense", "typo", "needs-nothing-there"])
-    finally:
-        del cfgs.REGISTRY["needs-nothing-there"]
-    assert [c.name for c in chosen] == ["dense"]
-    kinds = dict(notes)
-    assert "typo" in kinds["configs_unknown"] and "no_such_module_xyz" in kinds["configs_unavailable"]
+def test_config_selection_notes_unknown() -> None:
+    chosen, notes = cfgs.select(["dense", "typo", "hybrid"])
+    assert [c.name for c in chosen] == ["dense", "hybrid"]
+    assert "typo" in dict(notes)["configs_unknown"]
+
+
+def test_configs_compose_stages() -> None:
+    """A configuration names the stages it leaves out; first-stage ones skip the reranking."""
+    assert {"coarse", "ltr"} <= set(cfgs.REGISTRY["hybrid"].skip)
+    assert "ltr" in cfgs.REGISTRY["hybrid+sbert"].skip and "coarse" not in cfgs.REGISTRY["hybrid+sbert"].skip
+    assert not cfgs.REGISTRY["default"].skip and not cfgs.REGISTRY["default"].translate
+    assert cfgs.REGISTRY["fusion"].translate and cfgs.REGISTRY["fusion"].uses_llm
 
 
 def test_apply_overrides_is_a_deep_copy(settings) -> None:  # type: ignore[no-untyped-def]

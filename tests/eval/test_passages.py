@@ -17,11 +17,11 @@ from core.errors import RagError
 from core.settings import load_settings
 from core.types import Hit, Record
 from eval import configs as cfgs
-from eval import report
+from eval import report, runners
 from eval.datasets import Corpus, Dataset, DatasetError, load_dataset, save_beir
 from eval.evaluate import EvalIndex, evaluate, run_config
 from eval.metrics import PASSAGE_METRICS, answer_rank, passage_scores, squash
-from retrieval.pipeline import RetrievalResult
+from retrieval.state import RetrievalResult
 
 REPO = Path(__file__).resolve().parents[2]
 NOTES = REPO / "data" / "eval" / "notes-mixed"
@@ -45,7 +45,7 @@ HITS: dict[str, list[str]] = {
 }
 
 
-def fake_runner(question: str, settings: Any, index: Any, k: int) -> RetrievalResult:
+def fake_runner(cfg: Any, question: str, settings: Any, index: Any, k: int) -> RetrievalResult:
     if question == "zeta":
         raise RagError("this query fails on purpose")
     hits = [
@@ -84,12 +84,13 @@ def test_answer_rank_and_scores_by_hand() -> None:
     assert passage_scores({}) == ({m: 0.0 for m in PASSAGE_METRICS}, {m: {} for m in PASSAGE_METRICS})
 
 
-def test_run_config_ranks_the_first_answer_passage(tmp_path: Path) -> None:
+def test_run_config_ranks_the_first_answer_passage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     docs = {q: ("", "text") for q in HITS} | {"zeta": ("", "text")}
     qrels = {qid: {text: 1} for qid, text in QUERIES.items()}
     ds = Dataset("hand", Corpus("beir", tmp_path, docs=docs), dict(QUERIES), qrels, evidence=dict(EVIDENCE))
     target = EvalIndex(None, {f"/docs/{q}.md": q for q in docs}, {})  # type: ignore[arg-type]
-    cfg = cfgs.EvalConfig("fake", "hand-made hits", runner="tests.eval.test_passages:fake_runner")
+    monkeypatch.setattr(runners, "run_query", fake_runner)  # hand-made hits instead of the pipeline's
+    cfg = cfgs.EvalConfig("fake", "hand-made hits")
     out = run_config(cfg, ds, load_settings(index_dir=tmp_path / "idx"), target, list(QUERIES), depth=20)
     # q5 has no evidence; q6 failed (a miss); q7's answer is at rank 11
     assert out.passage_ranks == {"q1": 2, "q2": 7, "q3": 1, "q4": None, "q6": None, "q7": 11}

@@ -102,7 +102,6 @@ def test_synthetic_set_from_the_current_index(settings, tmp_path: Path) -> None:
 def test_a_set_with_nothing_kept_is_a_clear_error(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A model that writes nothing usable (scripted: chatter only): every sample is rejected
     and counted, and evaluating the empty set is a clear error, not a crash."""
-    from eval.evaluate import evaluate
     from tests.ollama_server import OllamaTestServer
 
     _tiny_index(settings, tmp_path)

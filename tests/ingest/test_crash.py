@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -103,8 +104,9 @@ def test_second_writer_is_refused_with_the_holder_named(tmp_path: Path, settings
         assert h is not None and h.pid == proc.pid
         # Readers keep working while the writer holds the lock.
         from retrieval.pipeline import retrieve
+        from retrieval.state import Plan
 
-        assert retrieve("quarterly budget", settings, k=1, mode="bm25").hits
+        assert retrieve("quarterly budget", settings, k=1, plan=Plan(mode="bm25")).hits
         proc.kill()  # kill -9: the kernel drops the lock with the process
         proc.wait()
         assert holder(settings.index_path) is None
@@ -181,6 +183,7 @@ def test_loader_stays_a_few_files_ahead_and_stops_with_the_run(tmp_path: Path, s
     monkeypatch.setattr(pipeline, "_prepare", slow_prepare)
     files = [tmp_path / f"f{i}" for i in range(50)]
     gen = pipeline._load_ahead(files, {}, settings, None)
+    assert isinstance(gen, Generator)  # declared an Iterator; close() below needs the generator
     assert next(gen).path.endswith("f0")
     time.sleep(0.3)
     assert len(started) <= pipeline.PREFETCH + 1  # not all 50 parsed into memory up front

@@ -22,6 +22,7 @@ from ingest.ocr import Box, layout_text
 from ingest.pipeline import ingest
 from ingest.spacing import restore_spaces
 from retrieval.pipeline import retrieve
+from retrieval.state import Plan
 from tests.conftest import missing_system_dep
 
 DPI = 100  # test pages are rendered and OCR'd at 100 dpi to keep the CPU time small
@@ -115,6 +116,7 @@ def test_scanned_pdf_is_ocrd_with_page_numbers_and_progress(scanned: dict) -> No
     assert all(r.page_start == r.page_end for r in records)
     by_page: dict[int, str] = {}
     for r in records:
+        assert r.page_start is not None  # every chunk of a PDF is paged
         by_page[r.page_start] = by_page.get(r.page_start, "") + "\n\n" + r.text
     assert set(by_page) == {1, 2, 3}
     page1 = by_page[1].strip()
@@ -128,19 +130,19 @@ def test_scanned_pdf_is_ocrd_with_page_numbers_and_progress(scanned: dict) -> No
 def test_english_query_finds_the_scanned_page(scanned: dict) -> None:
     settings = scanned["settings"]
     for mode in ("bm25", "dense", "hybrid"):
-        hits = retrieve("how often is the turbine inspection interval", settings, k=1, mode=mode).hits
+        hits = retrieve("how often is the turbine inspection interval", settings, k=1, plan=Plan(mode=mode)).hits
         top = hits[0].record
         assert top.page_start == 1 and top.location() == "scan.pdf p. 1", (mode, top.text)
-    top = retrieve("missing copper wire pallets", settings, k=1, mode="hybrid").hits[0].record
+    top = retrieve("missing copper wire pallets", settings, k=1, plan=Plan(mode="hybrid")).hits[0].record
     assert top.page_start == 3 and top.location() == "scan.pdf p. 3"
 
 
 def test_chinese_scanned_page_is_found(scanned: dict) -> None:
     if not scanned["font"]:
         missing_system_dep("no CJK font (install Debian's fonts-noto-cjk) to draw the Chinese test page")
-    hits = retrieve("轴承温度超过报警上限", scanned["settings"], k=1, mode="bm25").hits
+    hits = retrieve("轴承温度超过报警上限", scanned["settings"], k=1, plan=Plan(mode="bm25")).hits
     assert hits[0].record.page_start == 2 and "轴承温度" in hits[0].record.text
-    hits = retrieve("检查周期缩短", scanned["settings"], k=1, mode="hybrid").hits
+    hits = retrieve("检查周期缩短", scanned["settings"], k=1, plan=Plan(mode="hybrid")).hits
     assert hits[0].record.page_start == 2
 
 
@@ -180,7 +182,7 @@ def test_small_print_with_dropped_spaces_is_still_found(tmp_path: Path) -> None:
     assert "temperatures rose above the limit, so the inspection interval" in doc.text, doc.text
     settings = load_settings()
     ingest([pdf], settings)
-    assert retrieve("inspection interval", settings, k=1, mode="bm25").hits[0].record.page_start == 1
+    assert retrieve("inspection interval", settings, k=1, plan=Plan(mode="bm25")).hits[0].record.page_start == 1
 
 
 def test_layout_keeps_reading_order_lines_and_cjk_without_spaces() -> None:

@@ -10,6 +10,7 @@ from core.index import Index
 from core.settings import Settings, load_settings
 from ingest.pipeline import ingest
 from retrieval.pipeline import retrieve
+from retrieval.state import Plan
 
 
 def _corpus(root: Path) -> Path:
@@ -50,7 +51,7 @@ def test_changed_file_replaces_its_chunks_and_prune_removes_deleted(tmp_path: Pa
     texts = " ".join(rec.text for rec in index.docs.iter_records())
     assert "deserts" in texts and "glaciers" not in texts
     n = _consistent(index)
-    hits = retrieve("glaciers and ice sheets", settings, k=3, mode="bm25").hits
+    hits = retrieve("glaciers and ice sheets", settings, k=3, plan=Plan(mode="bm25")).hits
     assert all("glaciers" not in h.record.text for h in hits)
 
     os.remove(d / "sub" / "b.txt")
@@ -82,7 +83,7 @@ def test_bad_inputs_are_reported_and_the_rest_indexed(tmp_path: Path, settings: 
     assert "no such file" in (failed["missing-folder"] or "")
     assert r.count("added") == 2  # good.md and the GB18030 file
     _consistent(Index(s))
-    hits = retrieve("灯塔看守人", s, k=1, mode="bm25").hits
+    hits = retrieve("灯塔看守人", s, k=1, plan=Plan(mode="bm25")).hits
     assert hits and "灯塔" in hits[0].record.text
 
 
@@ -93,7 +94,7 @@ def test_planted_sentence_is_found_by_dense_search(tmp_path: Path, settings: Set
         (d / f"filler{i}.md").write_text(f"# Note {i}\n\n" + "General remarks about office logistics. " * 10)
     (d / "planted.md").write_text("# Zoo\n\nThe zookeeper feeds the penguins fresh herring every morning.\n")
     ingest([d], settings)
-    hits = retrieve("what do penguins eat at the zoo", settings, k=3, mode="dense").hits
+    hits = retrieve("what do penguins eat at the zoo", settings, k=3, plan=Plan(mode="dense")).hits
     assert hits[0].record.source.endswith("planted.md")
     assert 0 < hits[0].scores["dense"] <= 1
     h = hits[0].record

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from core.index import Index
-from core.llm import get_llm
+from core.llm import Message, get_llm
 from core.settings import Settings, load_settings
 from core.types import Record
 from ingest.pipeline import ingest
@@ -77,19 +78,30 @@ def check_tree(index: Index) -> dict[str, Record]:
 
 
 class CountingLLM:
-    """The real LLM, counted; optionally interrupted (as Ctrl-C would) after n calls."""
+    """The real LLM, counted; optionally interrupted (as Ctrl-C would) after n calls.
+    A whole `core.llm.LLM`: the rest of the protocol is passed to the real one uncounted."""
 
     def __init__(self, settings: Settings, stop_after: int | None = None) -> None:
         self.llm, self.calls, self.stop_after = get_llm(settings), 0, stop_after
         self.backend, self.model, self.reason = self.llm.backend, self.llm.model, self.llm.reason
 
-    def complete(self, messages: Any, max_tokens: int | None = None, json_schema: Any = None,
-                 temperature: float | None = None) -> str:
+    def complete(self, messages: list[Message], max_tokens: int | None = None,
+                 json_schema: dict[str, Any] | None = None, temperature: float | None = None) -> str:
         if self.stop_after is not None and self.calls >= self.stop_after:
             raise KeyboardInterrupt
         self.calls += 1
         return self.llm.complete(messages, max_tokens=max_tokens, json_schema=json_schema,
                                  temperature=temperature)
+
+    def stream(self, messages: list[Message], max_tokens: int | None = None,
+               temperature: float | None = None) -> Iterator[str]:
+        return self.llm.stream(messages, max_tokens=max_tokens, temperature=temperature)
+
+    def context_window(self) -> int:
+        return self.llm.context_window()
+
+    def count_tokens(self, text: str) -> int:
+        return self.llm.count_tokens(text)
 
 
 @pytest.fixture(scope="module")

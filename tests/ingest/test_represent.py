@@ -81,13 +81,14 @@ def test_representations_point_to_parent_chunks(built: tuple[Path, Path, dict[st
 @pytest.mark.slow
 def test_hit_on_representation_returns_parent_text(built: tuple[Path, Path, dict[str, Any]]) -> None:
     from retrieval.pipeline import retrieve
+    from retrieval.state import Plan
 
     root, _, _ = built
     s = _settings(root / "index")
     index = Index(s)
     chunks = {r.id: r for r in index.docs.iter_records(("chunk",))}
     for rep in list(index.docs.iter_records(("question", "summary")))[:3]:
-        res = retrieve(rep.text, s, index=index, k=3, mode="dense")
+        res = retrieve(rep.text, s, index=index, k=3, plan=Plan(mode="dense"))
         assert all(h.record.kind == "chunk" for h in res.hits)  # never the summary in place of the source
         top = res.hits[0]
         # the parent chunk itself (within its passage window), not the representation's text

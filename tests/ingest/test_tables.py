@@ -12,6 +12,7 @@ from ingest.chunking import chunk_document
 from ingest.loaders import load
 from ingest.pipeline import ingest
 from retrieval.pipeline import retrieve
+from retrieval.state import Plan
 
 HEADER = "| Model | Params | Latency ms |"
 ROWS = [["MiniLM", "22M", "4.1"], ["SmolLM2", "135M", "38.0"], ["Mistral", "7B", "910"]]
@@ -73,6 +74,7 @@ def test_long_pdf_table_chunks_repeat_the_header_and_never_cut_a_row(tmp_path: P
         # a chunk's page range holds each of its rows
         for row in _rows_of(r.text):
             page = next(p.number for p in doc.pages if doc.text.find(row, p.start) < p.end)
+            assert r.page_start is not None and r.page_end is not None  # a PDF chunk is paged
             assert r.page_start <= page <= r.page_end
     expected = ["| " + " | ".join(x) + " |" for x in rows]
     assert [s for s in seen if not s.startswith("|---")] == expected  # every row once, whole, in order
@@ -144,7 +146,7 @@ def test_search_hit_on_a_table_row_carries_the_header(tmp_path: Path, settings: 
     _docx_with_table(d / "bench.docx")
     report = ingest([d], settings)
     assert report.count("added") == 2, report.summary()
-    hits = retrieve("SmolLM2 135M latency", settings, k=2, mode="bm25").hits
+    hits = retrieve("SmolLM2 135M latency", settings, k=2, plan=Plan(mode="bm25")).hits
     assert {h.record.location() for h in hits} == {"bench.pdf p. 1", "bench.docx"}
     for h in hits:
         assert HEADER in h.record.text and "| SmolLM2 | 135M | 38.0 |" in h.record.text

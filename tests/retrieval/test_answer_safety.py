@@ -17,7 +17,7 @@ from core.llm import estimate_tokens
 from core.settings import load_settings
 from core.types import Hit, Record, TraceEntry
 from retrieval.answer import ask
-from retrieval.generate import SYSTEM, Generation, Passage, messages_for, stream_answer
+from retrieval.generate import SYSTEM, Generation, Passage, Writer, messages_for
 from tests.ollama_server import OllamaTestServer
 from tests.retrieval.answer_corpus import TYRE_Q, build, settings_for
 
@@ -63,7 +63,7 @@ def _hits(*texts: str) -> list[Hit]:
 def test_a_retry_that_drops_the_last_passage_abstains() -> None:
     llm = RefusingLLM()
     trace: list[TraceEntry] = []
-    parts = list(stream_answer("q?", _hits("short one.", "short two."), llm, load_settings(), trace))  # type: ignore[arg-type]
+    parts = list(Writer(llm, load_settings(), trace).stream("q?", _hits("short one.", "short two.")))  # type: ignore[arg-type]
     gen = parts[-1]
     assert isinstance(gen, Generation) and gen.no_passages and gen.text == "" and gen.citations == []
     assert len(llm.calls) == 2  # two passages, then one; never a call with none
@@ -72,7 +72,7 @@ def test_a_retry_that_drops_the_last_passage_abstains() -> None:
 
 def test_zero_passages_never_reach_the_model() -> None:
     llm = RefusingLLM()
-    gen = list(stream_answer("q?", [], llm, load_settings(), []))[-1]  # type: ignore[arg-type]
+    gen = list(Writer(llm, load_settings(), []).stream("q?", []))[-1]  # type: ignore[arg-type]
     assert isinstance(gen, Generation) and gen.no_passages and llm.calls == []
 
 
@@ -123,7 +123,10 @@ def test_sub_answer_markers_are_renumbered_into_the_final_list() -> None:
 
 
 def test_step_back_labels_name_only_the_passages_that_fit() -> None:
-    from retrieval.translate import Translation, answer_prompt
+    from core.index import Index
+    from retrieval.respond import answer_prompt
+    from retrieval.state import QueryState
+    from retrieval.translate import Translation
 
     s = load_settings(llm={"max_tokens": 64})
     own = [
@@ -136,7 +139,12 @@ def test_step_back_labels_name_only_the_passages_that_fit() -> None:
         def context_window(self) -> int:
             return 1200
 
-    text, hits = answer_prompt(t, "q?", own, Small(), s, [], 3)  # type: ignore[arg-type]
+    state = QueryState("q?", s, Index(s), 3, llm=Small(), hits=own)
+
+    def no_search(q: str) -> Any:
+        raise AssertionError("step-back searches nothing more")
+
+    text, hits = answer_prompt(state, t, no_search)
     assert len(hits) < 3 and f"[1]-[{len(hits)}]" in text or (len(hits) == 1 and "[1] answer" in text)
 
 

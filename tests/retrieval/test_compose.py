@@ -11,8 +11,9 @@ from core.settings import load_settings
 from core.text import sentence_spans, split_sentences
 from core.types import Hit, Record, TraceEntry
 from ingest.pipeline import ingest
-from retrieval.answer import ask, choose_mode
+from retrieval.answer import ask
 from retrieval.compose import compose
+from retrieval.respond import choose_mode
 from tests.conftest import SAMPLE
 from tests.retrieval.answer_corpus import FACT_Q, build, settings_for
 

@@ -115,7 +115,12 @@ def test_windows_read_their_neighbours_in_one_store_read(small_chunks: Settings,
         one_by_one += window.widen(index, [h], 60)[:1]
     calls: list[int] = []
     real_get = index.docs.get
-    monkeypatch.setattr(index.docs, "get", lambda ids: calls.append(len(ids)) or real_get(ids))
+
+    def counting_get(ids: list[str]) -> dict[str, Record]:
+        calls.append(len(ids))
+        return real_get(ids)
+
+    monkeypatch.setattr(index.docs, "get", counting_get)
     together = window.widen(index, hits, 60)
     assert len(calls) == 1 and calls[0] >= len(hits)  # one read holding the neighbours of all hits
     first = {h.record.id: h.record for h in together}
@@ -151,7 +156,12 @@ def test_only_the_first_k_windows_are_built(small_chunks: Settings, monkeypatch)
     full = window.widen(index, hits, 60)
     calls: list[list[str]] = []
     real_get = index.docs.get
-    monkeypatch.setattr(index.docs, "get", lambda ids: calls.append(list(ids)) or real_get(ids))
+
+    def recording_get(ids: list[str]) -> dict[str, Record]:
+        calls.append(list(ids))
+        return real_get(ids)
+
+    monkeypatch.setattr(index.docs, "get", recording_get)
     two = window.widen(index, hits, 60, k=2)
     assert [(h.record.id, h.record.text) for h in two] == [(h.record.id, h.record.text) for h in full[:2]]
     first_two = {i for h in hits[:2] for i in window._around(index.keyword, h.record, 60)}

@@ -32,7 +32,8 @@ def test_unusable_rewrites_are_refused_with_a_reason() -> None:
     assert check_rewrite("x" * 400, q, HISTORY) == "rewrite too long"
     assert check_rewrite("How is it trained?", q, HISTORY) == "rewrite adds nothing from the conversation"
     echoed = "A transformer is a neural network built on self-attention."  # what SmolLM2 once wrote
-    assert check_rewrite(echoed, q, HISTORY).startswith("rewrite is not a question")
+    reason = check_rewrite(echoed, q, HISTORY)
+    assert reason is not None and reason.startswith("rewrite is not a question")
     assert check_rewrite("Explain how transformer models are trained", q, HISTORY) is None
     zh = [{"role": "user", "content": "什么是变压器模型？"}]
     assert check_rewrite("变压器模型是如何训练的", "它是怎么训练的？", zh) is None

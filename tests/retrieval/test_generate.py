@@ -15,13 +15,13 @@ from core.types import Hit, Record, TraceEntry
 from retrieval.generate import (
     Generation,
     Passage,
+    Writer,
     attribute,
     cite,
     declined,
     fit_passages,
     messages_for,
     parse_markers,
-    stream_answer,
 )
 
 TEXTS = [
@@ -120,7 +120,7 @@ def test_a_single_huge_passage_is_cut_not_dropped(llm: LlamaCppLLM) -> None:
 def test_a_window_too_small_for_any_passage_is_a_clear_error() -> None:
     small = LlamaCppLLM(_settings(n_ctx_llamacpp=96))
     with pytest.raises(ContextTooLongError, match="no room for any passage"):
-        list(stream_answer("How fine should espresso be?", _hits(TEXTS), small, _settings(), []))
+        list(Writer(small, _settings(), []).stream("How fine should espresso be?", _hits(TEXTS)))
 
 
 # ---------- generation with the real embedded model
@@ -130,10 +130,11 @@ def test_a_window_too_small_for_any_passage_is_a_clear_error() -> None:
 def test_stream_answer_streams_then_cites_prompt_passages(llm: LlamaCppLLM) -> None:
     trace: list[TraceEntry] = []
     hits = _hits(TEXTS)
-    parts = list(stream_answer("How fine should the grind be for espresso?", hits, llm, _settings(), trace))
+    parts = list(Writer(llm, _settings(), trace).stream("How fine should the grind be for espresso?", hits))
     tokens, gen = parts[:-1], parts[-1]
     assert isinstance(gen, Generation) and all(isinstance(t, str) for t in tokens) and len(tokens) >= 2
-    assert gen.text == "".join(tokens).strip() and gen.first_token_ms is not None
+    text = "".join(t for t in tokens if isinstance(t, str))  # all of them (asserted above)
+    assert gen.text == text.strip() and gen.first_token_ms is not None
     ids = {p.hit.record.id for p in gen.passages}
     assert ids == {h.record.id for h in hits}
     assert all(c.chunk_id in ids for c in gen.citations)
@@ -147,8 +148,8 @@ def test_backend_refusing_a_long_prompt_is_retried_with_fewer_passages() -> None
     small = LlamaCppLLM(_settings(n_ctx_llamacpp=512, max_tokens=8))
     hits = _hits([t + " " + "More detail about brewing coffee and tea. " * 12 for t in TEXTS * 2])
     trace: list[TraceEntry] = []
-    parts = list(stream_answer("How fine for espresso?", hits, small, _settings(max_tokens=8), trace,
-                               count=lambda s: 1))
+    writer = Writer(small, _settings(max_tokens=8), trace, count=lambda s: 1)
+    parts = list(writer.stream("How fine for espresso?", hits))
     gen = parts[-1]
     assert isinstance(gen, Generation) and 0 < len(gen.passages) < len(hits)
     assert any(t.stage == "prompt_retry" for t in trace)

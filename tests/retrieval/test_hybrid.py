@@ -14,6 +14,7 @@ from core.settings import Settings, load_settings
 from ingest.pipeline import ingest
 from retrieval import search
 from retrieval.pipeline import retrieve
+from retrieval.state import FIRST_STAGE
 
 EN = {
     "kettle.md": "# Kettles\n\nAn electric kettle boils water quickly. Descale it monthly with vinegar.",
@@ -113,7 +114,7 @@ def test_coarse_scores_come_from_stored_embeddings(corpus: tuple[Settings, Path]
 
 def test_stages_switch_per_call(corpus: tuple[Settings, Path]) -> None:
     settings, _ = corpus
-    plain = retrieve("burr grinder", settings, k=3, coarse=False, ltr=False)
+    plain = retrieve("burr grinder", settings, k=3, skip=FIRST_STAGE)
     assert all("sbert" not in h.scores for h in plain.hits)
     assert not {"coarse", "ltr"} & {t.stage for t in plain.trace}
     full = retrieve("burr grinder", settings, k=3)

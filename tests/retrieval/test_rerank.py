@@ -123,7 +123,7 @@ def test_ltr_stage_scores_the_survivors(small_index: Settings, booster: object, 
     loc = Locator(s, res.trace)
     lines = format_entry(next(t for t in res.trace if t.stage == "ltr"), loc)
     assert lines and "model=" in lines[0] and "b.md" in "\n".join(lines) and "->" in lines[1]
-    off = retrieve("where does ice carve valleys", s, k=4, ltr=False)
+    off = retrieve("where does ice carve valleys", s, k=4, skip={"ltr"})
     assert all("ltr" not in h.scores for h in off.hits)
 
 
@@ -142,7 +142,7 @@ def test_mismatched_model_is_refused(
     s = _with_model(small_index, booster, tmp_path / "ranker", **change)
     with pytest.raises(RankerError, match=message):
         retrieve("glaciers", s, k=2)
-    assert retrieve("glaciers", s, k=2, ltr=False).hits  # the rest of the pipeline still works
+    assert retrieve("glaciers", s, k=2, skip={"ltr"}).hits  # the rest of the pipeline still works
 
 
 def test_incomplete_or_missing_model_is_refused(

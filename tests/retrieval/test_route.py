@@ -17,6 +17,7 @@ from core.settings import CollectionSettings
 from core.types import TraceEntry
 from retrieval.pipeline import retrieve
 from retrieval.route import check_where, filter_candidates, route, semantic_route
+from retrieval.state import Plan
 from tests.retrieval.routing_corpus import build, settings_for
 
 
@@ -81,7 +82,7 @@ def test_a_configured_collection_filter_that_is_invalid_is_dropped_not_raised(di
     assert r.where is None and r.collection == "coffee"
     assert any("refused" in n for n in r.notes)
     assert "one collection configured: only the strategy is routed" in r.notes
-    res = retrieve("How fine is an espresso grind?", r.settings, where=r.where)
+    res = retrieve("How fine is an espresso grind?", r.settings, plan=Plan(where=r.where))
     assert res.hits
 
 
@@ -130,7 +131,7 @@ def test_a_stated_file_type_becomes_a_metadata_filter(dirs: dict[str, Path]) -> 
     trace: list[TraceEntry] = []
     r = route(q, "none", s, LLMCaller(get_llm(s)), get_embedder(s.embedding), trace)
     assert r.where == {"ext": "pdf"}, r.notes
-    res = retrieve(q, r.settings, k=5, where=r.where)
+    res = retrieve(q, r.settings, k=5, plan=Plan(where=r.where))
     assert res.hits and all(h.record.source.endswith(".pdf") for h in res.hits)
     unfiltered = retrieve(q, r.settings, k=5)
     assert any(not h.record.source.endswith(".pdf") for h in unfiltered.hits)
@@ -146,7 +147,7 @@ def test_a_named_document_becomes_a_source_filter(dirs: dict[str, Path]) -> None
     assert r.where == {"source": {"$in": [str(Path(wanted).resolve())]}} or r.where == {
         "source": {"$in": [wanted]}
     }
-    res = retrieve(q, r.settings, k=5, where=r.where)
+    res = retrieve(q, r.settings, k=5, plan=Plan(where=r.where))
     assert res.hits and all(h.record.source.endswith("langchain-notes.md") for h in res.hits)
 
 
@@ -157,7 +158,7 @@ def test_a_stated_filter_the_index_cannot_satisfy_is_dropped_and_noted(dirs: dic
     r = route(q, "none", s, LLMCaller(get_llm(s)), get_embedder(s.embedding), [])
     assert r.where is None
     assert any(n.startswith("filter: ") for n in r.notes)
-    assert retrieve(q, r.settings, where=r.where).hits
+    assert retrieve(q, r.settings, plan=Plan(where=r.where)).hits
 
 
 def test_a_file_name_word_used_as_a_topic_is_not_a_source_filter() -> None:

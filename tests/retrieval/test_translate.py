@@ -18,8 +18,10 @@ from core.types import Hit, Record, TraceEntry
 from retrieval import search
 from retrieval.decompose import _with_background, answer_steps, final_prompt
 from retrieval.parse import _norm
-from retrieval.pipeline import Query, retrieve
-from retrieval.translate import Translation, check_strategy, prompt_question, translate
+from retrieval.pipeline import plan_question, retrieve
+from retrieval.respond import prompt_question
+from retrieval.state import Plan, Query
+from retrieval.translate import Translation, check_strategy
 from tests.ollama_server import OllamaTestServer, free_port
 from tests.retrieval.routing_corpus import build, settings_for
 
@@ -86,7 +88,7 @@ def test_fusion_and_union_orders_match_a_hand_computation(dirs: dict[str, Path])
         differs.append(rrf_order != union_order)
         for merge, expected in (("rrf", rrf_order), ("union", union_order)):
             qs = [Query(texts[0]), Query(texts[1], "variant")]
-            res = retrieve(texts[0], s, index=index, k=50, mode="hybrid", queries=qs, merge=merge)
+            res = retrieve(texts[0], s, index, 50, Plan(qs, merge=merge, mode="hybrid"))
             assert [h.record.id for h in res.hits] == expected, (texts, merge)
             for h in res.hits:
                 assert h.scores["rrf"] == pytest.approx(total[h.record.id])
@@ -97,7 +99,7 @@ def test_fusion_and_union_orders_match_a_hand_computation(dirs: dict[str, Path])
 def test_none_searches_the_question_with_no_llm_call(dirs: dict[str, Path]) -> None:
     s = settings_for(dirs)
     trace: list[TraceEntry] = []
-    t = translate(Q, "none", s, get_llm(s), trace)
+    t = plan_question(Q, "none", s, get_llm(s), trace)
     assert [(q.role, q.text) for q in t.queries] == [("original", Q)]
     assert t.llm_calls == 0 and t.merge == "rrf" and not t.fallback
     assert {e.stage for e in trace} >= {"route", "translate", "llm_calls"}
@@ -126,7 +128,7 @@ def test_multi_query_fusion_and_the_cache(dirs: dict[str, Path]) -> None:
     s = settings_for(dirs)
     s.translate.n_queries = 3
     trace: list[TraceEntry] = []
-    t = translate(Q_MQ, "multi-query", s, get_llm(s), trace)
+    t = plan_question(Q_MQ, "multi-query", s, get_llm(s), trace)
     assert t.llm_calls == 1 and t.cache_hits == 0 and t.merge == "union" and not t.fallback, t.notes
     assert t.queries[0].role == "original" and t.queries[0].text == Q_MQ
     variants = t.queries[1:]
@@ -135,7 +137,7 @@ def test_multi_query_fusion_and_the_cache(dirs: dict[str, Path]) -> None:
     assert len(norms) == len(set(norms))  # no duplicates, the question not repeated
     tr = _stages(trace, "translate")[0].detail
     assert [q["text"] for q in tr["queries"]] == [q.text for q in t.queries]
-    res = retrieve(Q_MQ, t.settings, k=20, **t.retrieve_kwargs())
+    res = retrieve(Q_MQ, t.settings, k=20, plan=t.plan())
     ids = [h.record.id for h in res.hits]
     assert len(ids) == len(set(ids))  # union deduplicated by chunk id
     cands = _stages(res.trace, "candidates")[0].detail["queries"]
@@ -144,23 +146,23 @@ def test_multi_query_fusion_and_the_cache(dirs: dict[str, Path]) -> None:
     assert all(1 <= h.scores["n_queries"] <= len(t.queries) for h in res.hits)
 
     # fusion uses the same queries: the cached translation is reused, no LLM call
-    t2 = translate(Q_MQ, "fusion", s, get_llm(s), [])
+    t2 = plan_question(Q_MQ, "fusion", s, get_llm(s), [])
     assert (t2.llm_calls, t2.cache_hits, t2.merge) == (0, 1, "rrf")
     assert [q.text for q in t2.queries] == [q.text for q in t.queries]
     # another setting that shapes the prompt misses the cache
     s.translate.n_queries = 2
-    t3 = translate(Q_MQ, "fusion", s, get_llm(s), [])
+    t3 = plan_question(Q_MQ, "fusion", s, get_llm(s), [])
     assert (t3.llm_calls, t3.cache_hits) == (1, 0) and len(t3.queries) <= 3
 
 
 @pytest.mark.slow
 def test_step_back_searches_both_questions(dirs: dict[str, Path]) -> None:
     s = settings_for(dirs)
-    t = translate(Q_SB, "step-back", s, get_llm(s), [])
+    t = plan_question(Q_SB, "step-back", s, get_llm(s), [])
     assert t.llm_calls == 1 and not t.fallback, t.notes
     assert [q.role for q in t.queries] == ["original", "step_back"]
     assert t.step_back == t.queries[1].text and _norm(t.step_back) != _norm(Q_SB)
-    res = retrieve(Q_SB, t.settings, k=5, **t.retrieve_kwargs())
+    res = retrieve(Q_SB, t.settings, k=5, plan=t.plan())
     assert [d.detail["role"] for d in _stages(res.trace, "dense")] == ["original", "step_back"]
     assert all("original_rank" in h.scores or "step_back_rank" in h.scores for h in res.hits)
     text, hits = prompt_question(t, Q_SB, res.hits)
@@ -174,7 +176,7 @@ def test_step_back_searches_both_questions(dirs: dict[str, Path]) -> None:
 @pytest.mark.slow
 def test_hyde_searches_dense_with_the_passage_and_bm25_with_the_question(dirs: dict[str, Path]) -> None:
     s = settings_for(dirs)
-    t = translate(Q, "hyde", s, get_llm(s), [])
+    t = plan_question(Q, "hyde", s, get_llm(s), [])
     assert t.llm_calls == 1 and not t.fallback, t.notes
     assert t.hyde_passage
     orig, hy = t.queries
@@ -183,7 +185,7 @@ def test_hyde_searches_dense_with_the_passage_and_bm25_with_the_question(dirs: d
     vp, vq = get_embedder(s.embedding).embed([t.hyde_passage, Q])
     avg = (vp + vq) / np.linalg.norm(vp + vq)
     assert np.allclose(hy.vector, avg, atol=1e-5)
-    res = retrieve(Q, t.settings, k=5, **t.retrieve_kwargs())
+    res = retrieve(Q, t.settings, k=5, plan=t.plan())
     assert [d.detail["role"] for d in _stages(res.trace, "dense")] == ["hyde"]
     assert [d.detail["role"] for d in _stages(res.trace, "bm25")] == ["original"]
     assert res.hits
@@ -193,7 +195,7 @@ def test_hyde_searches_dense_with_the_passage_and_bm25_with_the_question(dirs: d
 def test_decompose_answers_sub_questions_in_order(dirs: dict[str, Path]) -> None:
     s = settings_for(dirs)
     llm = get_llm(s)
-    t = translate(Q_DEC, "decompose", s, llm, [])
+    t = plan_question(Q_DEC, "decompose", s, llm, [])
     assert t.llm_calls == 1 and not t.fallback, t.notes
     assert 1 <= len(t.sub_questions) <= s.translate.max_sub_questions
     assert [q.role for q in t.queries] == ["original"] + ["sub"] * len(t.sub_questions)
@@ -201,7 +203,7 @@ def test_decompose_answers_sub_questions_in_order(dirs: dict[str, Path]) -> None
     # the orchestration, on two fixed sub-questions
     t.sub_questions = ["What grind does espresso need?", "What grind does a French press need?"]
     trace: list[TraceEntry] = []
-    steps = answer_steps(t, llm, s, trace, k=2)
+    steps = answer_steps(t, llm, s, trace, lambda q: retrieve(q, t.settings, Index(t.settings), 2))
     assert [st.question for st in steps] == t.sub_questions
     assert "espresso.md" in steps[0].hits[0].record.source
     assert "french-press.md" in steps[1].hits[0].record.source
@@ -229,7 +231,7 @@ def test_ask_with_strategies_end_to_end(dirs: dict[str, Path]) -> None:
         stages = {e.stage for e in r.trace}
         assert {"route", "translate", "candidates"} <= stages, stages
         assert r.strategy in s.route.strategies and r.answer
-        # the strategy ran: the entry is translate()'s own (a raise leaves only a fallback message)
+        # the strategy ran: the entry is plan_question()'s own (a raise leaves only a fallback message)
         tr = next(e for e in r.trace if e.stage == "translate")
         assert tr.detail.get("queries") and isinstance(tr.detail.get("fallback"), bool), tr.detail
         if r.strategy == "decompose":
@@ -245,7 +247,7 @@ def test_independent_calls_overlap_on_a_concurrent_backend(dirs: dict[str, Path]
     with OllamaTestServer(models=["smollm2:135m"]) as srv:
         s.llm.provider, s.llm.model, s.ollama_url, s.llm.num_ctx = "ollama", "smollm2:135m", srv.url, 2048
         trace: list[TraceEntry] = []
-        t = translate("What grind size should I use for espresso?", "fusion", s, get_llm(s), trace)
+        t = plan_question("What grind size should I use for espresso?", "fusion", s, get_llm(s), trace)
     assert t.route is not None and t.route.collection == "coffee"
     calls = _stages(trace, "llm_calls")[0].detail
     assert [c["kind"] for c in calls["records"]] and calls["concurrent"] is True
@@ -261,7 +263,7 @@ def test_an_unreachable_llm_falls_back_to_the_question(dirs: dict[str, Path]) ->
     s.llm.provider, s.ollama_url, s.llm.timeout_s = "ollama", f"http://127.0.0.1:{free_port()}", 2.0
     trace: list[TraceEntry] = []
     for strategy in ("multi-query", "step-back", "hyde", "decompose", "auto"):
-        t = translate("What grind size should I use for espresso?", strategy, s, get_llm(s), trace)
+        t = plan_question("What grind size should I use for espresso?", strategy, s, get_llm(s), trace)
         assert t.route is not None and t.route.collection == "coffee"  # the embedding score still routes
         calls = _stages(trace, "llm_calls")[-1].detail["records"]
         assert calls and all(c.get("error") for c in calls)

@@ -23,9 +23,10 @@ from core.llmcall import LLMCaller
 from core.settings import Settings, load_settings
 from core.types import TraceEntry
 from ingest.pipeline import ingest
-from retrieval.answer import _translate, ask
-from retrieval.pipeline import retrieve
-from retrieval.translate import CHOICES, check_strategy, translate, translation
+from retrieval.answer import ask
+from retrieval.pipeline import plan_question, retrieve, route_and_translate
+from retrieval.state import QueryState
+from retrieval.translate import CHOICES, Translation, check_strategy, translation
 from tests.ollama_server import OllamaTestServer
 
 # Neutral file names: a name the question mentions would add a metadata-filter LLM call.
@@ -90,6 +91,12 @@ def _planted_id(index: Index) -> str:
     return next(r.id for r in index.docs.iter_records(("chunk",)) if r.source.endswith(PLANTED))
 
 
+def _auto(question: str, s: Settings, llm: Any, trace: list[TraceEntry]) -> Translation | None:
+    """What the pipeline's route-and-translate stage makes of a question asked with no strategy."""
+    state = QueryState(question, s, Index(s), 5, trace=trace, answer=True, llm=llm)
+    return route_and_translate(state).translation
+
+
 def test_translate_is_a_strategy_but_not_the_routers() -> None:
     from retrieval.route import STRATEGIES
 
@@ -101,7 +108,7 @@ def test_the_translation_is_searched_first(index_dir: Path) -> None:
     with OllamaTestServer(models=["llama3.2:latest"], reply=_translator(Q_ZH_TRANSLATION)) as srv:
         s = _ollama(index_dir, srv)
         trace: list[TraceEntry] = []
-        t = translate(Q_EN, "translate", s, get_llm(s), trace, index=Index(s))
+        t = plan_question(Q_EN, "translate", s, get_llm(s), trace, index=Index(s))
         chats = _chats(srv)
     assert t.target_lang == "zh" and not t.fallback, t.notes
     assert [(q.role, q.text) for q in t.queries] == [("translated", Q_ZH_TRANSLATION), ("original", Q_EN)]
@@ -120,7 +127,7 @@ def test_english_question_over_chinese_notes_is_translated_by_itself(index_dir: 
         s = _ollama(index_dir, srv)
         llm = get_llm(s)
         trace: list[TraceEntry] = []
-        t = _translate(Q_EN, "none", s, llm, trace, Index(s))
+        t = _auto(Q_EN, s, llm, trace)
         assert t is not None and t.strategy == "translate" and not t.fallback, t and t.notes
         assert [q.role for q in t.queries] == ["translated", "original"]
         assert t.queries[0].text == Q_ZH_TRANSLATION and len(_chats(srv)) == 1
@@ -131,7 +138,7 @@ def test_english_question_over_chinese_notes_is_translated_by_itself(index_dir: 
         e.detail.get("queries", [{}])[0].get("role") == "translated" for e in _stage(r.trace, "translate")
     )
     alone = retrieve(Q_EN, s, index=index, k=6)
-    translated = retrieve(Q_EN, t.settings, index=Index(t.settings), k=6, **t.retrieve_kwargs())
+    translated = retrieve(Q_EN, t.settings, index=Index(t.settings), k=6, plan=t.plan())
     alone_ids = [h.record.id for h in alone.hits]
     assert alone_ids[0] != planted, "the English question alone already finds the planted passage"
     assert [h.record.id for h in translated.hits][0] == planted
@@ -145,14 +152,14 @@ def test_a_reply_that_is_no_translation_falls_back(index_dir: Path) -> None:
     english = "Gradient clipping stops exploding gradients."  # an answer, not a translation
     with OllamaTestServer(models=["llama3.2:latest"], reply=_translator(english)) as srv:
         s = _ollama(index_dir, srv)
-        t = translate(Q_EN, "translate", s, get_llm(s), [], index=Index(s))
+        t = plan_question(Q_EN, "translate", s, get_llm(s), [], index=Index(s))
         assert len(_chats(srv)) == 1
     assert t.fallback and [(q.role, q.text) for q in t.queries] == [("original", Q_EN)]
     assert any("not Chinese" in n for n in t.notes), t.notes
     assert any("searching the question itself" in n for n in t.notes)
     with OllamaTestServer(models=["llama3.2:latest"], reply=_translator(Q_EN)) as srv:  # the question echoed
         s = _ollama(index_dir, srv)
-        t = translate(Q_EN, "translate", s, get_llm(s), [], index=Index(s))
+        t = plan_question(Q_EN, "translate", s, get_llm(s), [], index=Index(s))
     assert t.fallback and len(t.queries) == 1
 
 
@@ -182,12 +189,12 @@ def test_a_small_model_is_not_asked_to_translate(index_dir: Path, llm: dict[str,
     with OllamaTestServer(models=["smollm2:135m"], reply=_translator(Q_ZH_TRANSLATION)) as srv:
         s = _settings(index_dir, ollama_url=srv.url, llm=llm)
         trace: list[TraceEntry] = []
-        assert _translate(Q_EN, "none", s, get_llm(s), trace, Index(s)) is None
+        assert _auto(Q_EN, s, get_llm(s), trace) is None
         assert not _chats(srv)
     (entry,) = _stage(trace, "translate")
     assert entry.detail["strategy"] == "translate"
     assert "too small to translate; keyword glosses only" in entry.detail["skipped"]
-    assert not _stage(trace, "llm_calls") and not _stage(trace, "route")  # translate() never ran
+    assert not _stage(trace, "llm_calls") and not _stage(trace, "route")  # plan_question() never ran
 
 
 def test_auto_language_can_be_switched_off(index_dir: Path) -> None:
@@ -195,7 +202,7 @@ def test_auto_language_can_be_switched_off(index_dir: Path) -> None:
         on = _ollama(index_dir, srv)
         s = on.model_copy(update={"translate": on.translate.model_copy(update={"auto_language": False})})
         trace: list[TraceEntry] = []
-        assert _translate(Q_EN, "none", s, get_llm(s), trace, Index(s)) is None
+        assert _auto(Q_EN, s, get_llm(s), trace) is None
         assert not trace and not _chats(srv)
 
 
@@ -205,9 +212,9 @@ def test_a_chinese_question_over_chinese_notes_is_not_translated(index_dir: Path
     ) as srv:
         s = _ollama(index_dir, srv)
         trace: list[TraceEntry] = []
-        assert _translate(Q_ZH, "none", s, get_llm(s), trace, Index(s)) is None
+        assert _auto(Q_ZH, s, get_llm(s), trace) is None
         assert not trace
-        t = translate(Q_ZH, "translate", s, get_llm(s), [], index=Index(s))
+        t = plan_question(Q_ZH, "translate", s, get_llm(s), [], index=Index(s))
         assert not _chats(srv)
     assert t.target_lang is None and not t.fallback and t.llm_calls == 0
     assert [(q.role, q.text) for q in t.queries] == [("original", Q_ZH)]

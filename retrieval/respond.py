@@ -1,0 +1,187 @@
+"""The answer side of the query path (`retrieval/pipeline.py` calls these after the search
+stages): `grade` judges whether the passages support an answer for the original question
+(retrieval/grade.py, one corrective retry, else abstain), `answer` composes it from the passages
+(extractive, retrieval/compose.py) or has the LLM write it, every sentence checked against the
+passage it cites (retrieval/check.py; nothing supported left -> extractive).
+
+`answer.mode = auto` picks extractive for small models (the embedded 135M model invents facts)
+and generative for capable ones. What the answer prompt gets from query translation (the routed
+template's instruction, step-back labels, decomposed sub-answers) is built here too."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterator
+
+from core.llm import LLM, too_small
+from core.settings import Settings
+from core.types import Hit, TraceEntry
+from retrieval import decompose
+from retrieval import grade as grading
+from retrieval.check import ClaimStream
+from retrieval.compose import QuestionVector, compose
+from retrieval.generate import Generation, Passage, Writer, cite
+from retrieval.state import QueryState, Search, Timer
+from retrieval.translate import Translation
+
+NO_SUPPORT = (
+    "I could not find anything in the indexed documents that supports an answer to this question "
+    "(support {support:.2f} is below answer.min_score {min:.2f}; best match similarity {best:.2f}, "
+    "question terms covered {coverage:.0%})."
+)
+NO_PASSAGES = "No passage fits the model's context, so there is nothing to answer from."
+DECLINED = "I could not find the answer in the indexed documents."
+
+
+def choose_mode(settings: Settings, llm: LLM) -> tuple[str, str]:
+    """The answer mode to run and why: `auto` is extractive for the embedded model and any model
+    whose name says it is small, generative otherwise."""
+    mode = settings.answer.mode
+    if mode != "auto":
+        return mode, f"answer.mode = {mode}"
+    small = too_small(settings, llm)
+    if small:
+        return "extractive", f"auto: {small} is too small to write faithful answers"
+    return "generative", f"auto: {llm.backend} model {llm.model} writes the answer; every sentence is checked"
+
+
+def grade(state: QueryState, again: Search) -> QueryState:
+    """The original question's evidence over the hits; when it is too weak, one corrective
+    retry (`again` searches once more); still too weak: abstain (`state.abstain_reason`)."""
+    assert state.llm is not None
+    state.mode, why = choose_mode(state.settings, state.llm)
+    state.trace.append(TraceEntry("answer_mode", 0.0, {"mode": state.mode, "reason": why}))
+    s = state.settings
+    state.hits = state.hits[: state.k]
+    with Timer(state.trace, "abstain_check") as d:
+        ev = grading.evidence(state.question, state.hits, state.index, state.query_vector, s)
+        d.update(ev.to_dict(), min_score=s.answer.min_score, hits=len(state.hits))
+    if not grading.answerable(ev, s):
+        state.hits, ev = grading.corrective(state, ev, again, capable=state.mode == "generative")
+    state.evidence = ev
+    if not state.hits or not grading.answerable(ev, s):
+        state.abstain_reason = "no_support"
+        state.message = NO_SUPPORT.format(support=ev.support, min=s.answer.min_score, best=ev.dense,
+                                          coverage=ev.coverage)
+    return state
+
+
+def answer(state: QueryState, again: Search) -> Iterator[str]:
+    """The answer's text as it comes; `state.generation` holds the result: composed from the
+    passages (extractive), or written by the LLM and checked (generative)."""
+    assert state.llm is not None
+    if state.mode == "extractive":
+        gen = compose(state.question, state.hits, state.settings, state.trace, _question_vector(state))
+        if not gen.declined:
+            yield gen.text
+    else:
+        prompt_q, prompt_hits = state.question, state.hits
+        if state.translation is not None:  # routed template, step-back labels, decomposed sub-answers
+            prompt_q, prompt_hits = answer_prompt(state, state.translation, again)
+        gen = yield from _generate(state, prompt_q, prompt_hits)
+    state.generation = gen
+    if gen.no_passages:
+        state.abstain_reason, state.message = "no_passages", NO_PASSAGES
+    elif gen.declined:  # the model declined, or (extractive) no sentence is worth quoting
+        state.abstain_reason = "model_declined" if state.mode == "generative" else "no_support"
+        state.message = gen.text or DECLINED
+    if state.abstain_reason and state.message != gen.text:  # an abstention's message was not streamed
+        yield state.message
+
+
+def _generate(state: QueryState, prompt_q: str, hits: list[Hit]) -> Generator[str, None, Generation]:
+    """The LLM's answer; with `answer.check`, only the sentences their passages support are
+    yielded, as each completes, and nothing supported left means the extractive answer."""
+    assert state.llm is not None
+    s, embedder = state.settings, state.index.embedder
+    fitted: list[Passage] = []
+    claims: ClaimStream | None = None
+    gen: Generation | None = None
+    writer = Writer(state.llm, s, state.trace, max_tokens=state.max_tokens)
+    for part in writer.stream(prompt_q, hits, fitted):
+        if isinstance(part, Generation):
+            gen = part
+        elif not s.answer.check:
+            yield part
+        else:
+            claims = claims or ClaimStream(fitted, embedder, s)
+            if out := claims.feed(part):
+                yield out
+    assert gen is not None
+    if not s.answer.check or gen.no_passages or not gen.text:
+        return gen
+    t0 = time.perf_counter()
+    claims = claims or ClaimStream(gen.passages, embedder, s)
+    if out := claims.finish():
+        yield out
+    res = claims.result
+    detail = res.detail()
+    raw = gen.text
+    gen.declined = res.declined  # judged on the first sentence, not on a decline buried later
+    if res.declined:
+        gen.text = DECLINED
+        yield DECLINED
+    elif res.kept:
+        gen.text = res.text
+        gen.citations, _ = cite(gen.text, gen.passages, s.answer.cite_min_overlap)
+    else:  # nothing the passages support: the extractive answer over the same passages
+        ext = compose(state.question, [], s, state.trace, _question_vector(state), passages=gen.passages)
+        state.trace[-1].stage = "compose_fallback"  # the extractive answer standing in for the LLM's
+        detail["fallback"] = "extractive" if not ext.declined else "declined"
+        gen.text, gen.citations, gen.declined = ext.text, ext.citations, ext.declined
+        if ext.text:
+            yield ext.text
+    detail["raw_chars"], detail["shipped_chars"] = len(raw), len(gen.text)
+    state.trace.append(TraceEntry("check", (time.perf_counter() - t0) * 1000, detail))
+    return gen
+
+
+def _question_vector(state: QueryState) -> QuestionVector:
+    return QuestionVector(state.index.embedder, state.query_vector)
+
+
+# --- what the answer prompt gets from query translation ----------------------------------------
+
+def _found_by(hit: Hit, role: str) -> float:
+    return hit.scores.get(f"{role}_rank", float("inf"))
+
+
+def prompt_question(t: Translation, question: str, hits: list[Hit]) -> tuple[str, list[Hit]]:
+    """The question text for the answer prompt, and the hits in prompt order. Adds the routed
+    template's instruction; for step-back, passages found by the question come first and
+    those found by the step-back question after, and the prompt says which are which."""
+    text = question
+    if t.step_back:
+        own = [h for h in hits if _found_by(h, "original") <= _found_by(h, "step_back")]
+        bg = [h for h in hits if h not in own]
+        hits = own + bg
+        label = []
+        if own:
+            label.append(f"Passages {_span(1, len(own))} answer the question itself.")
+        if bg:
+            label.append(f"Passages {_span(len(own) + 1, len(hits))} are background for the broader question "
+                         f"\"{t.step_back}\".")
+        text += "\n" + " ".join(label)
+    if t.template is not None:
+        text += f"\n{t.template.instruction}"
+    return text, hits
+
+
+def _span(a: int, b: int) -> str:
+    return f"[{a}]" if a == b else f"[{a}]-[{b}]"
+
+
+def answer_prompt(state: QueryState, t: Translation, again: Search) -> tuple[str, list[Hit]]:
+    """The question text and passages for the final answer: for `decompose`, after answering
+    the sub-questions in order (`again` searches each); otherwise `prompt_question`."""
+    assert state.llm is not None
+    question, hits = state.question, state.hits
+    if t.sub_questions:
+        steps = decompose.answer_steps(t, state.llm, state.settings, state.trace, again)
+        return decompose.final_prompt(prompt_question(t, question, [])[0], steps, hits, state.k)
+    text, ordered = prompt_question(t, question, hits)
+    if t.step_back:  # "Passages [a]-[b]" must name the passages that fit the context, not all hits
+        kept = len(Writer(state.llm, state.settings, state.trace).fitting(text, ordered))
+        if 0 < kept < len(ordered):
+            text, ordered = prompt_question(t, question, ordered[:kept])
+    return text, ordered

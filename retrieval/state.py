@@ -1,0 +1,140 @@
+"""What the query path carries from stage to stage (`retrieval/pipeline.py`).
+
+One `QueryState` flows through every stage: the question, the settings (the routed
+collection's after `route`), the index, the queries query translation wrote, the candidates
+each retriever found with their per-candidate features, the hits, and the trace. A stage
+reads the state, writes its part and appends its trace entry, so any subset of stages can run
+(`rag eval` composes them) and `--trace` shows each one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.index import Index
+from core.llm import LLM, Message
+from core.settings import Settings
+from core.types import Hit, TraceEntry
+
+Ranked = list[tuple[str, float]]  # (record id, score), best first
+
+# The retrieval stages in the order they run; `QueryState.skip` names those left out.
+RETRIEVAL_STAGES = ("route", "translate", "gloss", "search", "fuse", "parents", "coarse", "ltr", "window")
+FIRST_STAGE = frozenset({"coarse", "ltr"})  # skip these: plain first-stage search (dense, BM25, RRF)
+
+
+@dataclass
+class Query:
+    """One search query: the question itself or one that query translation produced."""
+
+    text: str
+    role: str = "original"  # original | variant | step_back | hyde | sub | translated
+    embed_text: str | None = None  # what to embed instead of `text` (HyDE passage)
+    vector: np.ndarray | None = None  # a ready vector (e.g. HyDE averaged with the question)
+    dense: bool = True  # False: keyword search only (HyDE searches dense with the passage instead)
+    keyword_text: str | None = None  # what BM25 searches instead of `text` (glosses added)
+
+
+@dataclass
+class Plan:
+    """What to search and how: the queries query translation wrote (or a caller's own), the
+    metadata filter routing chose, the merge rule (`rrf`, or `union`: deduplicated, ordered by
+    the best per-query score) and the retrievers (`mode`)."""
+
+    queries: list[Query] = field(default_factory=list)
+    where: dict[str, Any] | None = None
+    merge: str = "rrf"
+    mode: str | None = None  # dense | bm25 | hybrid; None: `search.mode`
+
+
+@dataclass
+class QueryState:
+    """The one object the query path passes along (see the module docstring)."""
+
+    question: str  # as asked; after `condense`, the standalone question
+    settings: Settings
+    index: Index
+    k: int
+    plan: Plan = field(default_factory=Plan)
+    skip: Collection[str] = frozenset()  # stage names not to run
+    trace: list[TraceEntry] = field(default_factory=list)
+    # answering (`answer` off: only the search stages run)
+    answer: bool = False
+    llm: LLM | None = None
+    history: list[Message] | None = None
+    strategy: str = "none"
+    max_tokens: int | None = None
+    translation: Any = None  # retrieval.translate.Translation, when query translation ran
+    # what the search stages produce
+    lists: list[Ranked] = field(default_factory=list)  # one ranked list per query and retriever
+    features: dict[str, dict[str, float]] = field(default_factory=dict)  # per candidate id
+    fused: Ranked = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
+    coarse_ran: bool = False
+    retrieve_ms: float = 0.0
+    # what the answer stages produce (retrieval/respond.py)
+    mode: str = ""  # extractive | generative, as run
+    evidence: Any = None  # retrieval.grade.Evidence of the original question
+    generation: Any = None  # retrieval.generate.Generation
+    abstain_reason: str | None = None  # no_support | no_passages | model_declined
+    message: str = ""  # what an abstention says
+
+    def runs(self, stage: str) -> bool:
+        return stage not in self.skip
+
+    @property
+    def queries(self) -> list[Query]:
+        if not self.plan.queries:
+            self.plan.queries = [Query(self.question)]
+        return self.plan.queries
+
+    @property
+    def query_vector(self) -> np.ndarray | None:
+        """The first query's vector (the question's, or its translation's)."""
+        return self.queries[0].vector
+
+    @property
+    def keyword_query(self) -> str:
+        """What the reranking stages score BM25 and term features with."""
+        return self.queries[0].keyword_text or self.question
+
+
+@dataclass
+class RetrievalResult:
+    query: str
+    hits: list[Hit]
+    trace: list[TraceEntry] = field(default_factory=list)
+    query_vector: np.ndarray | None = None
+
+    def timings(self) -> dict[str, float]:
+        return timings(self.trace)
+
+
+def timings(trace: list[TraceEntry]) -> dict[str, float]:
+    """Milliseconds per stage name, summed over the trace's entries."""
+    out: dict[str, float] = {}
+    for t in trace:
+        out[t.stage] = round(out.get(t.stage, 0.0) + t.ms, 2)
+    return out
+
+
+class Timer:
+    """`with Timer(trace, "stage") as detail:` appends a TraceEntry with the elapsed ms."""
+
+    def __init__(self, trace: list[TraceEntry], stage: str) -> None:
+        self.trace, self.stage = trace, stage
+        self.detail: dict[str, Any] = {}
+
+    def __enter__(self) -> dict[str, Any]:
+        self.t0 = time.perf_counter()
+        return self.detail
+
+    def __exit__(self, *exc: object) -> None:
+        self.trace.append(TraceEntry(self.stage, (time.perf_counter() - self.t0) * 1000, self.detail))
+
+
+Search = Callable[[str], RetrievalResult]  # one more search with a state's settings and filter
