@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.errors import ConfigError, ContextTooLongError, LLMUnavailableError, ModelNotFoundError
+from core.registry import choose
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -413,8 +414,4 @@ REGISTRY: dict[str, Factory] = {"llamacpp": LlamaCppLLM, "ollama": OllamaLLM, "a
 
 def get_llm(settings: Settings) -> LLM:
     """The configured backend (`llm.provider`); `auto` prefers Ollama when it answers and has the model."""
-    name = settings.llm.provider
-    factory = REGISTRY.get(name)
-    if factory is None:
-        raise LLMUnavailableError(f"Unknown llm.provider '{name}'; choose one of: {', '.join(REGISTRY)}.")
-    return factory(settings)
+    return choose(REGISTRY, settings.llm.provider, "llm.provider", LLMUnavailableError)(settings)

@@ -50,6 +50,7 @@ from typing import Any, Protocol, TypeVar
 
 from core.errors import RagError
 from core.llm import LLM, Message
+from core.types import hashed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,12 +75,8 @@ def nonempty(raw: str) -> bool:
 
 
 def digest(*parts: str) -> str:
-    """A cache key from a call's inputs (NUL-separated, so ("ab", "c") and ("a", "bc") differ)."""
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode("utf-8", "surrogatepass"))
-        h.update(b"\x00")
-    return h.hexdigest()[:32]
+    """A cache key from a call's inputs."""
+    return hashed(parts, "sha256", 32)
 
 
 def cache_key(llm: LLM, messages: list[Message], max_tokens: int, json_schema: dict[str, Any] | None,

@@ -18,6 +18,7 @@ import numpy as np
 from core import query_encoder
 from core.errors import ConfigError
 from core.query_encoder import NumpyEncoder
+from core.registry import choose
 from core.settings import EmbeddingSettings
 
 if TYPE_CHECKING:
@@ -185,9 +186,4 @@ REGISTRY: dict[str, Callable[[EmbeddingSettings], Embedder]] = {
 
 def get_embedder(settings: EmbeddingSettings) -> Embedder:
     """The configured embedding backend (`embedding.backend`)."""
-    factory = REGISTRY.get(settings.backend)
-    if factory is None:
-        raise ConfigError(
-            f"Unknown embedding.backend '{settings.backend}'; choose one of: {', '.join(REGISTRY)}."
-        )
-    return factory(settings)
+    return choose(REGISTRY, settings.backend, "embedding.backend")(settings)

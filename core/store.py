@@ -17,7 +17,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from core.errors import ConfigError, StoreUnavailableError
+from core.errors import StoreUnavailableError
+from core.registry import choose
 from core.settings import Settings
 from core.types import Record
 
@@ -202,12 +203,7 @@ REGISTRY: dict[str, Callable[[Settings], VectorStore]] = {"chroma": ChromaStore}
 
 def get_store(settings: Settings) -> VectorStore:
     """The configured vector store (`vector_store`)."""
-    factory = REGISTRY.get(settings.vector_store)
-    if factory is None:
-        raise ConfigError(
-            f"Unknown vector_store '{settings.vector_store}'; choose one of: {', '.join(REGISTRY)}."
-        )
-    return factory(settings)
+    return choose(REGISTRY, settings.vector_store, "vector_store")(settings)
 
 
 def matches_where(r: Record, where: dict[str, Any]) -> bool:

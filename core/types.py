@@ -9,12 +9,19 @@ from typing import Any, Literal
 Kind = Literal["chunk", "summary", "question", "raptor"]
 
 
-def stable_id(*parts: str) -> str:
-    h = hashlib.sha1()
+def hashed(parts: tuple[str, ...], algorithm: str = "sha1", length: int = 24) -> str:
+    """A hex digest of `parts`, NUL-separated so ("ab", "c") and ("a", "bc") differ."""
+    h = hashlib.new(algorithm)
     for p in parts:
         h.update(p.encode("utf-8", "surrogatepass"))
         h.update(b"\x00")
-    return h.hexdigest()[:24]
+    return h.hexdigest()[:length]
+
+
+def stable_id(*parts: str) -> str:
+    """A record's id (hash of source path + content): stable across runs, so re-ingesting the
+    same text finds the same records."""
+    return hashed(parts)
 
 
 def index_text(kind: str, title: str, text: str) -> str:

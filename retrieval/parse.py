@@ -156,9 +156,12 @@ def _items_from(value: Any, keys: tuple[str, ...]) -> list[Any] | None:
     return None
 
 
+ITEM_MIN_CHARS, ITEM_MAX_CHARS = 3, 300  # a list item shorter is noise, longer is cut
+
+
 def parse_list(
     text: str, keys: tuple[str, ...], limit: int, fallback: list[str], exclude: tuple[str, ...] = (),
-    min_chars: int = 3, max_chars: int = 300, related_to: str | None = None,
+    related_to: str | None = None,
 ) -> Parsed:
     """A list of short strings (queries, sub-questions): JSON under one of `keys`, a bare JSON
     list, or one item per line. Items are cleaned, deduplicated (case and punctuation
@@ -181,10 +184,10 @@ def parse_list(
             dropped["not text"] += 1
             continue
         s = clean_line(it)
-        if len(s) < min_chars:
+        if len(s) < ITEM_MIN_CHARS:
             dropped["length"] += 1
             continue
-        s = s[:max_chars]
+        s = s[:ITEM_MAX_CHARS]
         if _junk(s):
             dropped["junk"] += 1
             continue

@@ -143,16 +143,27 @@ _DEC_SHOTS: tuple[tuple[str, list[str]], ...] = (
 )
 
 
-def _ask(caller: LLMCaller, kind: str, system: str, user: str, settings: Settings,
-         schema: dict[str, Any] | None, max_tokens: int | None = None, shots: tuple[Shot, ...] = ()) -> str:
+@dataclass(frozen=True)
+class Ask:
+    """One kind of query-translation call: its system prompt, the JSON schema the reply must
+    follow (None: plain text), a token limit (None: `translate.max_tokens`), worked examples."""
+
+    kind: str  # route, multi-query, step-back, hyde, decompose, translate
+    system: str
+    schema: dict[str, Any] | None = None
+    max_tokens: int | None = None
+    shots: tuple[Shot, ...] = ()
+
+
+def _ask(caller: LLMCaller, ask: Ask, user: str, settings: Settings) -> str:
     """One call: system prompt, worked examples as earlier turns (a 135M model follows those far
     better than instructions), then the question."""
-    msgs: list[Message] = [{"role": "system", "content": system}]
-    for u, a in shots:
+    msgs: list[Message] = [{"role": "system", "content": ask.system}]
+    for u, a in ask.shots:
         msgs += [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
     msgs.append({"role": "user", "content": user})
     t = settings.translate
-    return caller.complete(kind, msgs, max_tokens or t.max_tokens, schema, t.temperature)
+    return caller.complete(ask.kind, msgs, ask.max_tokens or t.max_tokens, ask.schema, t.temperature)
 
 
 def _json_shots(key: str, shots: tuple[tuple[str, list[str]], ...], n: int) -> tuple[Shot, ...]:
@@ -168,20 +179,21 @@ def _string_list_schema(key: str, n_min: int, n_max: int) -> dict[str, Any]:
 def variants(question: str, settings: Settings, caller: LLMCaller) -> Parsed:
     """`translate.n_queries` differently worded search queries (one call)."""
     n = max(1, settings.translate.n_queries)
-    raw = _ask(caller, "multi-query",
-               f"You rewrite a question as {n} different search queries with the same meaning: other words, "
-               "synonyms, more specific terms. Reply with JSON.",
-               question, settings, _string_list_schema("queries", n, n),
-               shots=_json_shots("queries", _MQ_SHOTS, n))
+    ask = Ask("multi-query",
+              f"You rewrite a question as {n} different search queries with the same meaning: other words, "
+              "synonyms, more specific terms. Reply with JSON.",
+              _string_list_schema("queries", n, n), shots=_json_shots("queries", _MQ_SHOTS, n))
+    raw = _ask(caller, ask, question, settings)
     return parse_list(raw, ("queries", "query", "questions"), n, [], exclude=(question,), related_to=question)
 
 
 def step_back(question: str, settings: Settings, caller: LLMCaller) -> Parsed:
     """A more general question about the concept behind the question (plain text)."""
-    raw = _ask(caller, "step-back",
-               "You turn a specific question into a broader, more general step-back question about the "
-               "topic or principle behind it. Reply with the question only.",
-               question, settings, None, max_tokens=48, shots=_SB_SHOTS)
+    ask = Ask("step-back",
+              "You turn a specific question into a broader, more general step-back question about the "
+              "topic or principle behind it. Reply with the question only.",
+              max_tokens=48, shots=_SB_SHOTS)
+    raw = _ask(caller, ask, question, settings)
     p = parse_text(raw, "", min_chars=8, max_chars=300, keys=("question", "step_back"))
     if not p.fallback:
         p.value = first_question(p.value)
@@ -197,10 +209,11 @@ def _same(a: str, b: str) -> bool:
 
 
 def hyde(question: str, settings: Settings, caller: LLMCaller) -> Parsed:
-    raw = _ask(caller, "hyde",
-               "Write a short passage (two or three sentences) that answers the question, as it might appear "
-               "in a reference document. Write only the passage.",
-               question, settings, None, max_tokens=min(settings.translate.max_tokens, 96))
+    ask = Ask("hyde",
+              "Write a short passage (two or three sentences) that answers the question, as it might appear "
+              "in a reference document. Write only the passage.",
+              max_tokens=min(settings.translate.max_tokens, 96))
+    raw = _ask(caller, ask, question, settings)
     p = parse_text(raw, "", min_chars=20, max_chars=800, keys=("passage", "answer", "text"))
     if not p.fallback and not related(p.value, question):
         return Parsed("", True, p.notes + ["passage unrelated to the question; fell back"])
@@ -209,11 +222,11 @@ def hyde(question: str, settings: Settings, caller: LLMCaller) -> Parsed:
 
 def sub_questions(question: str, settings: Settings, caller: LLMCaller) -> Parsed:
     m = max(1, settings.translate.max_sub_questions)
-    raw = _ask(caller, "decompose",
-               f"You split a question into at most {m} simpler sub-questions that can be answered one after "
-               "another; later ones may use earlier answers. Reply with JSON.",
-               question, settings, _string_list_schema("questions", 1, m),
-               shots=_json_shots("questions", _DEC_SHOTS, m))
+    ask = Ask("decompose",
+              f"You split a question into at most {m} simpler sub-questions that can be answered one after "
+              "another; later ones may use earlier answers. Reply with JSON.",
+              _string_list_schema("questions", 1, m), shots=_json_shots("questions", _DEC_SHOTS, m))
+    raw = _ask(caller, ask, question, settings)
     return parse_list(raw, ("questions", "sub_questions", "subquestions"), m, [], exclude=(question,),
                       related_to=question)
 
@@ -227,10 +240,10 @@ def translation(question: str, target: str, settings: Settings, caller: LLMCalle
     reply must be written in the target script (CJK share >= 0.3 for Chinese, < 0.1 for English)
     and must not be the question itself."""
     lang = LANG_NAMES.get(target, "English")
-    raw = _ask(caller, "translate",
-               f"You translate a search question into {lang}. Keep technical terms and names accurate. "
-               "Reply with the translation only: no explanation, no quotes, no answer to the question.",
-               question, settings, None)
+    ask = Ask("translate",
+              f"You translate a search question into {lang}. Keep technical terms and names accurate. "
+              "Reply with the translation only: no explanation, no quotes, no answer to the question.")
+    raw = _ask(caller, ask, question, settings)
     s = (raw or "").strip()
     if not s.startswith(("{", "[", "```")):  # the first line; a label before it removed
         s = next((ln for ln in s.splitlines() if ln.strip()), "")

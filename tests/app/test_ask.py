@@ -207,7 +207,9 @@ def _env(index_dir: Path, **extra: str) -> dict[str, str]:
 @pytest.mark.slow
 def test_cli_json_has_the_documented_fields(corpus: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _rag(monkeypatch, capsys, "ask", QUESTION, "--json", "--trace", "-k", "2", env=_env(corpus))
+    code, out, _ = _rag(
+        monkeypatch, capsys, "ask", QUESTION, "--json", "--trace", "-k", "2", env=_env(corpus)
+    )
     assert code == 0
     d = json.loads(out)
     assert {"answer", "citations", "abstained", "backend", "model", "timings", "trace", "reason"} <= set(d)
@@ -263,7 +265,10 @@ def test_cli_ollama_model_not_pulled(corpus: Path, server: OllamaTestServer, mon
 
 @pytest.mark.slow
 def test_cli_auto_answers_through_ollama_when_it_has_the_model(
-    corpus: Path, server: OllamaTestServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    corpus: Path,
+    server: OllamaTestServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     env = _env(corpus, RAG_OLLAMA_URL=server.url, RAG_LLM__MODEL="smollm2:135m", RAG_LLM__NUM_CTX="2048",
                RAG_LLM__KEEP_ALIVE="1m", RAG_ANSWER__MODE="generative")  # a 135m name is extractive in auto
@@ -283,7 +288,9 @@ def test_cli_auto_answers_through_ollama_when_it_has_the_model(
 def test_doctor_reports_the_llm_backends(server: OllamaTestServer, tmp_path: Path) -> None:
     from app.doctor import run_checks
 
-    up = {c["name"]: c for c in run_checks(load_settings(ollama_url=server.url, llm={"model": "smollm2:135m"}))}
+    up = {
+        c["name"]: c for c in run_checks(load_settings(ollama_url=server.url, llm={"model": "smollm2:135m"}))
+    }
     assert up["Ollama"]["state"] == "ok"
     assert up["LLM backend"]["detail"].startswith("ollama") and "answered" in up["LLM backend"]["detail"]
     assert up["embedded LLM"]["state"] == "ok" and ".gguf" in up["embedded LLM"]["detail"]

@@ -56,5 +56,8 @@ def test_index_built_with_another_model_is_refused(tmp_path: Path) -> None:
 def test_doctor_reports_embedding_and_store() -> None:
     r = rag("doctor", "--json")
     checks = {c["name"]: c for c in json.loads(r.stdout)}
-    assert checks["embedding model"]["state"] == "ok" and "all-MiniLM-L6-v2" in checks["embedding model"]["detail"]
+    assert (
+        checks["embedding model"]["state"] == "ok"
+        and "all-MiniLM-L6-v2" in checks["embedding model"]["detail"]
+    )
     assert checks["vector store"]["state"] == "ok"

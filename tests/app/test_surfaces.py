@@ -72,7 +72,9 @@ def test_index_dir_that_is_a_file_is_refused_by_every_command(tmp_path: Path, ar
     f = tmp_path / "not-a-folder"
     f.write_text("keep me")
     line = one_error_line(rag(*args, env={"RAG_INDEX_DIR": str(f)}))
-    assert line.startswith(f"Error: RAG_INDEX_DIR (or index_dir) {f} is a file, not a folder; point it at a folder")
+    assert line.startswith(
+        f"Error: RAG_INDEX_DIR (or index_dir) {f} is a file, not a folder; point it at a folder"
+    )
     assert f.read_text() == "keep me"
 
 
@@ -89,7 +91,9 @@ def test_markup_in_file_names_and_paths_is_printed_verbatim(tmp_path: Path) -> N
     # "/" cannot be in a file name, so the closing tags come from folders named "[".
     docs = tmp_path / "[" / "x]docs"
     docs.mkdir(parents=True)
-    (docs / "[red]note.md").write_text("# Tea\n\n" + "Green tea is brewed at 80 degrees for two minutes. " * 8)
+    (docs / "[red]note.md").write_text(
+        "# Tea\n\n" + "Green tea is brewed at 80 degrees for two minutes. " * 8
+    )
     (docs / "[bold]bad.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
     index = tmp_path / "[" / "z]index"
     r = rag("ingest", str(docs), env={"RAG_INDEX_DIR": str(index)})
@@ -232,5 +236,8 @@ def test_failure_lines_name_the_path_not_only_the_file_name(tmp_path: Path) -> N
     a, b = tmp_path / "a" / "notes.md", tmp_path / "b" / "notes.md"
     assert located(str(a), "notes.md is empty", tmp_path) == "a/notes.md is empty"
     assert located(str(b), "notes.md is empty", tmp_path) == "b/notes.md is empty"
-    assert located(str(a), f"{a}: cannot read (Permission denied)", tmp_path) == f"{a}: cannot read (Permission denied)"
+    assert (
+        located(str(a), f"{a}: cannot read (Permission denied)", tmp_path)
+        == f"{a}: cannot read (Permission denied)"
+    )
     assert located(str(a), "bad zip", tmp_path / "elsewhere") == f"{a}: bad zip"

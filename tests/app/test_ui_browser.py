@@ -59,7 +59,9 @@ OBSERVE = """() => {
 }"""
 
 pytestmark = needs_system_dep(
-    Path(CHROMIUM).exists(), f"no chromium binary at {CHROMIUM} (apt-get install chromium; .ci/run installs it)")
+    Path(CHROMIUM).exists(),
+    f"no chromium binary at {CHROMIUM} (apt-get install chromium; .ci/run installs it)",
+)
 
 
 def _rag_command() -> list[str]:

@@ -149,7 +149,9 @@ def test_synthetic_questions_train_a_ranker(settings: Settings, tmp_path: Path) 
     assert meta["tried"] >= meta["kept"] and sum(meta["filter"].values()) == meta["tried"]
     ds = synthetic_dataset(folder)
     # one to train on, one to hold out (measured: SmolLM2-135M keeps 2 of the 14 it tries here)
-    assert len(ds.queries) >= 2, f"the small LLM wrote only {len(ds.queries)} usable questions ({meta['filter']})"
+    assert len(ds.queries) >= 2, (
+        f"the small LLM wrote only {len(ds.queries)} usable questions ({meta['filter']})"
+    )
     report = train_dataset(ds, s, tmp_path / "model", seed=0, holdout=0.3, cache_dir=tmp_path / "cache")
     assert report["level"] == "chunk" and (tmp_path / "model" / rerank.BOOSTER_FILE).exists()
     assert np.isfinite(report["heldout_ndcg@10"]["with_ranker"])

@@ -130,7 +130,9 @@ def test_scanned_pdf_is_ocrd_with_page_numbers_and_progress(scanned: dict) -> No
 def test_english_query_finds_the_scanned_page(scanned: dict) -> None:
     settings = scanned["settings"]
     for mode in ("bm25", "dense", "hybrid"):
-        hits = retrieve("how often is the turbine inspection interval", settings, k=1, plan=Plan(mode=mode)).hits
+        hits = retrieve(
+            "how often is the turbine inspection interval", settings, k=1, plan=Plan(mode=mode)
+        ).hits
         top = hits[0].record
         assert top.page_start == 1 and top.location() == "scan.pdf p. 1", (mode, top.text)
     top = retrieve("missing copper wire pallets", settings, k=1, plan=Plan(mode="hybrid")).hits[0].record
@@ -182,7 +184,9 @@ def test_small_print_with_dropped_spaces_is_still_found(tmp_path: Path) -> None:
     assert "temperatures rose above the limit, so the inspection interval" in doc.text, doc.text
     settings = load_settings()
     ingest([pdf], settings)
-    assert retrieve("inspection interval", settings, k=1, plan=Plan(mode="bm25")).hits[0].record.page_start == 1
+    assert (
+        retrieve("inspection interval", settings, k=1, plan=Plan(mode="bm25")).hits[0].record.page_start == 1
+    )
 
 
 def test_layout_keeps_reading_order_lines_and_cjk_without_spaces() -> None:

@@ -41,7 +41,9 @@ def test_ingest_then_rerun_is_a_no_op(tmp_path: Path, settings: Settings) -> Non
     assert _consistent(Index(settings)) == n
 
 
-def test_changed_file_replaces_its_chunks_and_prune_removes_deleted(tmp_path: Path, settings: Settings) -> None:
+def test_changed_file_replaces_its_chunks_and_prune_removes_deleted(
+    tmp_path: Path, settings: Settings
+) -> None:
     d = _corpus(tmp_path)
     ingest([d], settings)
     (d / "a.md").write_text("# Alpha\n\nNow the alpha document is about deserts and dunes.\n")

@@ -51,7 +51,9 @@ def test_v2_features_on_a_hand_built_pool() -> None:
     assert x[0, col["bm25_next"]] == pytest.approx(0.5) and x[1, col["bm25_prev"]] == pytest.approx(0.25)
     assert x[1, col["bm25_doc"]] == pytest.approx(0.75)
     # question bigrams: 大模 模型 型微 微调; hit 1 has 大模 模型 微调 (3/4), hit 2 only 模型
-    assert x[0, col["cjk_bigrams"]] == pytest.approx(3 / 4) and x[1, col["cjk_bigrams"]] == pytest.approx(1 / 4)
+    assert x[0, col["cjk_bigrams"]] == pytest.approx(3 / 4) and x[1, col["cjk_bigrams"]] == pytest.approx(
+        1 / 4
+    )
     assert x[0, col["query_cjk"]] == 1.0 and x[1, col["text_cjk"]] == pytest.approx(4 / 8)
     assert x[1, col["position"]] == pytest.approx(math.log1p(1000))
     assert math.isnan(features.compute("english words", hits)[0, col["cjk_bigrams"]])
@@ -73,7 +75,9 @@ def small_chunks(tmp_path: Path) -> Settings:
     paras = [f"Paragraph {i} talks about topic{i} and nothing else at all." for i in range(8)]
     paras[5] = "The answer is that the kettle must reach 93 degrees before the pour."
     (docs / "guide.md").write_text("# Guide\n\n" + "\n\n".join(paras) + "\n", encoding="utf-8")
-    (docs / "other.md").write_text("# Other\n\nVolcanoes erupt lava far away from kettles.\n", encoding="utf-8")
+    (docs / "other.md").write_text(
+        "# Other\n\nVolcanoes erupt lava far away from kettles.\n", encoding="utf-8"
+    )
     s = load_settings(chunk={"size": 20, "overlap": 0, "min_size": 1})
     ingest([docs], s)
     return s

@@ -100,5 +100,7 @@ def test_follow_up_with_the_real_model_is_what_the_trace_says() -> None:
     if why is None:
         assert out == rewrite and "fallback" not in entry.detail
     else:  # SmolLM2-135M answers the question instead of rewriting it (measured): the fallback
-        assert entry.detail["fallback"] == why and out == "What is a transformer model? and how is it trained?"
+        assert (
+            entry.detail["fallback"] == why and out == "What is a transformer model? and how is it trained?"
+        )
     assert "transformer" in out.lower()
