@@ -48,9 +48,9 @@ def _print_trace(trace: list[TraceEntry], settings: Settings) -> None:
 def ask_result(question: str, settings: Settings, strategy: str | None = None, k: int | None = None,
                index: Index | None = None) -> dict[str, Any]:
     """The answer as `rag ask --json --trace` prints it (without streaming); `rag serve` answers with it."""
-    from retrieval.answer import ask
+    from retrieval.answer import AskOptions, ask
 
-    return ask(question, settings, strategy=strategy, k=k, index=index).to_dict(trace=True)
+    return ask(question, settings, AskOptions(strategy=strategy, k=k), index=index).to_dict(trace=True)
 
 
 def print_answer(result: dict[str, Any], json_out: bool, trace: bool, streamed: bool,
@@ -112,12 +112,12 @@ def ask_cmd(
             print_answer(served, json_out, trace, streamed=not json_out)
             return
     from core.settings import load_settings
-    from retrieval.answer import AnswerResult, ask_stream
+    from retrieval.answer import AnswerResult, AskOptions, ask_stream
 
     settings = load_settings()
     result: AnswerResult | None = None
     streamed = False
-    for part in ask_stream(question, settings, strategy=strategy, k=k):
+    for part in ask_stream(question, settings, AskOptions(strategy=strategy, k=k)):
         if isinstance(part, AnswerResult):
             result = part
         elif not json_out:

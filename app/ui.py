@@ -23,7 +23,7 @@ from core.feedback import feedback_path
 from core.index import Index
 from core.llm import LLM, Message, get_llm
 from core.settings import Settings, load_settings
-from retrieval.answer import AnswerResult, ask_stream
+from retrieval.answer import AnswerResult, AskOptions, ask_stream
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -162,8 +162,8 @@ def answer(question: str, choices: Choices, index: Index, llm: LLM | None,
     with st.chat_message("assistant"):
         got: AnswerResult | None = None
         try:
-            got = _stream(ask_stream(question, choices.settings, history=history or None,
-                                     strategy=choices.strategy, k=choices.k, index=index, llm=llm))
+            opts = AskOptions(history=history or None, strategy=choices.strategy, k=choices.k)
+            got = _stream(ask_stream(question, choices.settings, opts, index=index, llm=llm))
         except RagError as e:
             msg["error"] = str(e)
             st.error(msg["error"])

@@ -64,27 +64,38 @@ class AnswerResult:
         return d
 
 
+@dataclass
+class AskOptions:
+    """How to answer one question: the chat so far (a follow-up is rewritten into a standalone
+    question), the query strategy (default `answer.strategy`), how many passages to answer from
+    (default `answer.context_chunks`) and the answer's token budget (default `llm.max_tokens`)."""
+
+    history: list[Message] | None = None
+    strategy: str | None = None
+    k: int | None = None
+    max_tokens: int | None = None
+
+
 def ask_stream(
     question: str,
     settings: Settings,
+    options: AskOptions | None = None,
     *,
-    history: list[Message] | None = None,
-    strategy: str | None = None,
-    k: int | None = None,
     index: Index | None = None,
     llm: LLM | None = None,
-    max_tokens: int | None = None,
 ) -> Iterator[str | AnswerResult]:
-    """Yield the answer's text as it is generated, then one `AnswerResult`."""
+    """Yield the answer's text as it is generated, then one `AnswerResult`. `index` / `llm`:
+    ones the caller already holds (the UI, `rag serve`), else the configured ones."""
+    o = options or AskOptions()
     t0 = time.perf_counter()
     trace: list[TraceEntry] = []
     with Timer(trace, "llm_select") as d:
         llm = llm or get_llm(settings)
         d.update(backend=llm.backend, reason=llm.reason)
     index = index or Index(settings)
-    state = QueryState(question, settings, index, k or settings.answer.context_chunks, trace=trace,
-                       answer=True, llm=llm, history=history, max_tokens=max_tokens,
-                       strategy=strategy or settings.answer.strategy or "none")
+    state = QueryState(question, settings, index, o.k or settings.answer.context_chunks, trace=trace,
+                       answer=True, llm=llm, history=o.history, max_tokens=o.max_tokens,
+                       strategy=o.strategy or settings.answer.strategy or "none")
     index.check_compatible()
     if not index.exists() or index.vectors.count() == 0:
         state.message, state.abstain_reason = EMPTY_INDEX.format(path=index.path), "empty_index"
@@ -124,9 +135,12 @@ def _result(state: QueryState, question: str, total_ms: float) -> AnswerResult:
     )
 
 
-def ask(question: str, settings: Settings, **kw: Any) -> AnswerResult:
+def ask(
+    question: str, settings: Settings, options: AskOptions | None = None, *,
+    index: Index | None = None, llm: LLM | None = None,
+) -> AnswerResult:
     """The blocking form of `ask_stream`."""
-    for part in ask_stream(question, settings, **kw):
+    for part in ask_stream(question, settings, options, index=index, llm=llm):
         if isinstance(part, AnswerResult):
             return part
     raise RuntimeError("ask_stream ended without a result")  # pragma: no cover

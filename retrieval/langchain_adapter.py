@@ -109,7 +109,7 @@ def answer_chain(
     shared = _Shared(settings)
 
     def run(question: str | Mapping[str, Any]) -> dict[str, Any]:
-        from retrieval.answer import ask
+        from retrieval.answer import AskOptions, ask
 
         history = None
         if isinstance(question, Mapping):
@@ -121,7 +121,8 @@ def answer_chain(
                 f"got {question!r:.80}; pass e.g. {{'question': 'How ...?'}}."
             )
         with shared.lock:
-            res = ask(question, settings, history=history, k=k, strategy=strategy, index=shared.index())
+            opts = AskOptions(history=history, strategy=strategy, k=k)
+            res = ask(question, settings, opts, index=shared.index())
         return res.to_dict()
 
     return RunnableLambda(run, name="localrag_answer")

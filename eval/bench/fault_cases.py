@@ -248,8 +248,16 @@ HOLD = ("import sys, time\nfrom pathlib import Path\nfrom core.lock import write
         "    print('held', flush=True)\n    time.sleep(120)\n")
 
 
+# The chat UI's upload path (app/uploads.py), run in a child process as the UI runs it: eval
+# sits below app and does not import it. Prints the saved paths and the refusals as JSON.
+UPLOAD = ("import json\nfrom app.uploads import Upload, save_uploads\n"
+          "from core.settings import load_settings\n"
+          "saved = save_uploads([Upload('field notes.md', b'Field notes: the heron nests by the weir.\\n')],"
+          " load_settings())\n"
+          "print(json.dumps({'paths': [str(p) for p in saved.paths], 'errors': saved.errors}))\n")
+
+
 def upload_during_ingest(tmp: Path) -> CaseResult:
-    from app.uploads import Upload, save_uploads
     from ingest.pipeline import ingest
 
     t0 = time.perf_counter()
@@ -260,10 +268,13 @@ def upload_during_ingest(tmp: Path) -> CaseResult:
     try:
         if writer.stdout is None or writer.stdout.readline().strip() != "held":
             problems.append("the helper never held the lock")
-        saved = save_uploads([Upload("field notes.md", b"Field notes: the heron nests by the weir.\n")], s)
-        problems += saved.errors
+        up = subprocess.run([sys.executable, "-c", UPLOAD], cwd=REPO, text=True, capture_output=True,
+                            env=rag_env(s.index_path), timeout=300)
+        saved = json.loads(up.stdout.strip().splitlines()[-1]) if up.returncode == 0 else {}
+        paths = [Path(p) for p in saved.get("paths", [])]
+        problems += saved.get("errors", []) if up.returncode == 0 else [f"upload failed: {up.stderr[-300:]}"]
         try:
-            ingest(saved.paths, s)
+            ingest(paths, s)
             problems.append("the upload was ingested while another writer held the index")
         except IndexBusyError as e:
             if f"pid {writer.pid}" not in str(e):
@@ -271,10 +282,10 @@ def upload_during_ingest(tmp: Path) -> CaseResult:
     finally:
         writer.terminate()
         writer.wait(30)
-    report = ingest(saved.paths, s)
+    report = ingest(paths, s)
     if report.count("added") != 1:
         problems.append(f"after the holder exited: {report.summary()}")
-    dmg = damage_vs_clean(saved.paths, tmp)
+    dmg = damage_vs_clean(paths, tmp)
     return verdict("upload-during-ingest", None, dmg, problems, t0)
 
 

@@ -17,7 +17,7 @@ from core.index import Index
 from core.llm import LlamaCppLLM
 from core.settings import Settings, load_settings
 from ingest.pipeline import ingest
-from retrieval.answer import AnswerResult, ask, ask_stream
+from retrieval.answer import AnswerResult, AskOptions, ask, ask_stream
 from tests.ollama_server import OllamaTestServer, Reply, free_port
 
 DOCS = {
@@ -152,7 +152,7 @@ def test_follow_up_is_rewritten_before_retrieval(corpus: Path, server: OllamaTes
     server.reply = cast(Reply, lambda msgs: (
         REWRITE if "Rewrite the user's last question" in msgs[0]["content"] else None))
     try:
-        res = ask("and how is it trained?", s, history=history)
+        res = ask("and how is it trained?", s, AskOptions(history=history))
     finally:
         server.reply = None
     assert res.standalone_question == REWRITE
@@ -166,7 +166,7 @@ def test_follow_up_is_rewritten_before_retrieval(corpus: Path, server: OllamaTes
 @pytest.mark.slow
 def test_strategy_is_threaded_through(corpus: Path) -> None:
     # min_score 1.01 (support is at most 1): retrieval runs with the strategy, generation is skipped
-    res = ask(QUESTION, _settings(corpus, answer={"min_score": 1.01}), strategy="multi-query")
+    res = ask(QUESTION, _settings(corpus, answer={"min_score": 1.01}), AskOptions(strategy="multi-query"))
     assert res.strategy == "multi-query"
     # translate() ran to the end: its own entry (a raise leaves only a fallback message), its LLM
     # call made without an error, and the queries it wrote are the ones retrieval searched

@@ -221,13 +221,13 @@ def test_decompose_answers_sub_questions_in_order(dirs: dict[str, Path]) -> None
 
 @pytest.mark.slow
 def test_ask_with_strategies_end_to_end(dirs: dict[str, Path]) -> None:
-    from retrieval.answer import ask
+    from retrieval.answer import AskOptions, ask
 
     s = settings_for(dirs)
     s.llm.max_tokens = 48
     s.translate.sub_answer_tokens = 32
     for strategy in ("decompose", "auto"):
-        r = ask("Is the espresso grind finer than the French press grind?", s, strategy=strategy)
+        r = ask("Is the espresso grind finer than the French press grind?", s, AskOptions(strategy=strategy))
         stages = {e.stage for e in r.trace}
         assert {"route", "translate", "candidates"} <= stages, stages
         assert r.strategy in s.route.strategies and r.answer
