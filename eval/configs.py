@@ -1,7 +1,7 @@
 """Named pipeline configurations that `rag eval` compares side by side.
 
 A configuration composes the query path (`retrieval/pipeline.py`): settings overrides (nested
-like `rag.toml`), the stages it leaves out (`skip`, names from `retrieval.state.RETRIEVAL_STAGES`)
+like `rag.toml`), the stages it leaves out (`skip`, names from `retrieval.state.SKIPPABLE`)
 and whether query translation runs (`translate`: the LLM-side stages, routing included, with
 `answer.strategy`). `eval/runners.py` runs one query of a configuration.
 
@@ -169,21 +169,14 @@ for _strategy, _what in (
     )
 
 # --- index representations (ingest/represent.py, ingest/raptor.py) ----------------------
-register(
-    EvalConfig(
-        "multi-rep",
-        "hybrid over chunks plus LLM summaries/questions mapped to parents",
-        {"search": {"mode": "hybrid"}, "ingest": {"multi_representation": True}},
-        skip=FIRST_STAGE,
-        uses_llm=True,
+for _name, _what, _layer in (
+    ("multi-rep", "hybrid over chunks plus LLM summaries/questions mapped to parents",
+     "multi_representation"),
+    ("raptor", "hybrid over chunks plus the RAPTOR tree of cluster summaries", "raptor"),
+):
+    register(
+        EvalConfig(
+            _name, _what, {"search": {"mode": "hybrid"}, "ingest": {_layer: True}},
+            skip=FIRST_STAGE, uses_llm=True,
+        )
     )
-)
-register(
-    EvalConfig(
-        "raptor",
-        "hybrid over chunks plus the RAPTOR tree of cluster summaries",
-        {"search": {"mode": "hybrid"}, "ingest": {"raptor": True}},
-        skip=FIRST_STAGE,
-        uses_llm=True,
-    )
-)

@@ -9,8 +9,8 @@ from typing import Any
 
 from core.docstore import DocStore
 from core.llm import LLM
+from core.llmcall import CallStats
 from core.settings import Settings
-from ingest.llm_text import CallStats
 from ingest.raptor_report import TreeReport
 
 # Assumed until this index has a build of its own to go by. Measured on 2 cores: 1,000 generated

@@ -14,10 +14,7 @@ from core import llmcall
 from core.errors import LLMUnavailableError
 from core.lang import approx_tokens, cjk_count
 from core.llm import LLM, get_llm, too_small
-
-# Job, CallStats and digest are core.llmcall's; named here too for ingest's importers.
 from core.llmcall import CallStats, Check, Job, nonempty
-from core.llmcall import digest as digest
 from core.settings import Settings
 
 log = logging.getLogger(__name__)

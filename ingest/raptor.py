@@ -32,16 +32,14 @@ import numpy as np
 from core.index import Index
 from core.lang import approx_tokens
 from core.llm import LLM
+from core.llmcall import CallStats, Job, digest
 from core.settings import Settings
 from core.types import Record, stable_id
 from ingest.cost import note_seconds, tree_estimate
 from ingest.extractive import VERSION as EXTRACT_VERSION
 from ingest.extractive import Extractor
 from ingest.llm_text import (
-    CallStats,
-    Job,
     clean_summary,
-    digest,
     extractive_summary,
     fit_budget,
     run_jobs,

@@ -28,6 +28,7 @@ import numpy as np
 from core.index import Index
 from core.lang import approx_tokens
 from core.llm import LLM
+from core.llmcall import CallStats, Job, digest
 from core.settings import Settings
 from core.types import Kind, Record, stable_id
 from ingest import represent_batch
@@ -35,10 +36,7 @@ from ingest.cost import duration, note_seconds, seconds_per_call
 from ingest.extractive import VERSION as EXTRACT_VERSION
 from ingest.extractive import Extractor, too_short
 from ingest.llm_text import (
-    CallStats,
-    Job,
     clean_summary,
-    digest,
     parse_questions,
     run_jobs,
     summary_method,

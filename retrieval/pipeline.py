@@ -14,7 +14,7 @@ One `QueryState` (retrieval/state.py) flows through; each stage reads it, writes
 appends its trace entry, and `state.skip` leaves stages out (`rag eval` composes pipelines that
 way). `retrieve` runs the search stages (`rag search`); `retrieval.answer.ask_stream` runs the
 whole path. To add a stage: a function `stage(state) -> state` here, called from `run` in its
-place, and its name in `state.RETRIEVAL_STAGES` if a caller may skip it."""
+place, and its name in `state.SKIPPABLE` if a caller may leave it out."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ from retrieval.state import Plan, Query, QueryState, RetrievalResult, Search, Ti
 
 log = logging.getLogger(__name__)
 
-# What `retrieve` leaves out unless asked: the LLM-side stages (`rag search` calls no LLM).
-SEARCH_ONLY = frozenset({"route", "translate"})
+# What `retrieve` always leaves out: routing and query translation (`rag search` calls no LLM).
+SEARCH_ONLY = frozenset({"translate"})
 
 
 def run(state: QueryState) -> Iterator[str]:

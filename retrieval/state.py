@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import ConfigError
 from core.index import Index
 from core.llm import LLM, Message
 from core.settings import Settings
@@ -22,8 +23,11 @@ from core.types import Hit, TraceEntry
 
 Ranked = list[tuple[str, float]]  # (record id, score), best first
 
-# The retrieval stages in the order they run; `QueryState.skip` names those left out.
-RETRIEVAL_STAGES = ("route", "translate", "gloss", "search", "fuse", "parents", "coarse", "ltr", "window")
+# The stages a caller may leave out (`QueryState.skip`), in the order they run: `translate`
+# (routing and query translation, the LLM-side stages), `gloss` (cross-lingual keyword
+# expansion), the two reranking stages and the passage windows. Search, fusion and the mapping
+# to parent chunks always run.
+SKIPPABLE = ("translate", "gloss", "coarse", "ltr", "window")
 FIRST_STAGE = frozenset({"coarse", "ltr"})  # skip these: plain first-stage search (dense, BM25, RRF)
 
 
@@ -82,6 +86,11 @@ class QueryState:
     generation: Any = None  # retrieval.generate.Generation
     abstain_reason: str | None = None  # no_support | no_passages | model_declined
     message: str = ""  # what an abstention says
+
+    def __post_init__(self) -> None:
+        if unknown := set(self.skip) - set(SKIPPABLE):
+            raise ConfigError(f"Unknown stage(s) to skip: {', '.join(sorted(unknown))}; "
+                              f"stages that can be left out: {', '.join(SKIPPABLE)}.")
 
     def runs(self, stage: str) -> bool:
         return stage not in self.skip

@@ -22,7 +22,9 @@ child's measured start-up and memory.
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,3 +116,16 @@ def run(
                 echo(f"\n{name}:")
             out[name] = run_one(name, settings, options, echo)
     return out
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """A benchmark's command line (`python -m eval.bench.NAME`), with `--json OUT`."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    return ap
+
+
+def write_json(path: Path | None, res: Any) -> None:
+    """`--json OUT`: the figures, as the benchmark's `run` returned them."""
+    if path:
+        path.write_text(json.dumps(res, indent=2, ensure_ascii=False))

@@ -14,8 +14,6 @@ its cores are marked as not to be trusted. Figures, never assertions.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -25,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings, load_settings
-from eval.bench import SAMPLE, Echo, machine
+from eval.bench import SAMPLE, Echo, machine, parser, write_json
 from eval.bench.fault_kit import rag_env
 
 QUESTIONS = [
@@ -144,14 +142,12 @@ def run(settings: Settings, *, runs: int = 3, echo: Echo | None = None) -> dict[
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="`rag search` and `rag ask` timed as whole processes, "
+    ap = parser("`rag search` and `rag ask` timed as whole processes, "
                                  "both query encoders, and with `rag serve` running (`rag bench cold`).")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     a = ap.parse_args(argv)
     res = run(load_settings(), runs=a.runs, echo=print)
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=2))
+    write_json(a.json, res)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ and after (the machine's load explains slow seconds). Figures, never assertions.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 import tempfile
@@ -23,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings, load_settings
-from eval.bench import Echo, machine
+from eval.bench import Echo, machine, parser, write_json
 from eval.bench import fault_cases as fc
 from eval.bench.fault_kit import HEADER, CaseResult
 
@@ -107,18 +105,16 @@ def run(
 
 def main(argv: list[str] | None = None) -> None:
     names = {c.__name__.replace("_", "-"): c for c in CASES}
-    ap = argparse.ArgumentParser(description="The fault matrix: whole `rag` processes against faults, "
+    ap = parser("The fault matrix: whole `rag` processes against faults, "
                                  "chunks lost or duplicated counted (`rag bench faults`).")
     ap.add_argument("--cases", default=None, help=f"comma-separated, default all: {', '.join(names)}")
-    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     a = ap.parse_args(argv)
     picked = [c.strip() for c in a.cases.split(",") if c.strip()] if a.cases else list(names)
     unknown = [c for c in picked if c not in names]
     if unknown:
         ap.error(f"no case {', '.join(unknown)}; the cases: {', '.join(names)}")
     res = run(load_settings(), cases=[names[c] for c in picked], echo=print)
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=2))
+    write_json(a.json, res)
 
 
 if __name__ == "__main__":

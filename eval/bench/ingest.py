@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eval.bench import DEFAULT_SIZES, REPO, SAMPLE, Echo
+from eval.bench import DEFAULT_SIZES, REPO, SAMPLE, Echo, parser, write_json
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -258,14 +258,13 @@ def _worker(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Ingest throughput: ours, the LangChain tutorial stack and "
+    ap = parser("Ingest throughput: ours, the LangChain tutorial stack and "
                                  "the raw encoder, each a whole process (`rag bench ingest`).")
     ap.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)),
                     help="generated corpus sizes in chunks (empty: the sample corpus only)")
     ap.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
                     help="the LangChain tutorial stack and the raw encoder beside ours")
     ap.add_argument("--device", default=None, help="cpu | cuda (default: settings.embedding.device)")
-    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     ap.add_argument("--worker", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
@@ -278,8 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         settings.embedding.device = a.device
     sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
     res = run(settings, sizes=sizes, baselines=a.baselines, echo=print)
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=2))
+    write_json(a.json, res)
 
 
 if __name__ == "__main__":

@@ -9,17 +9,15 @@ it; and of Ollama when it answers and has `llm.model`. Figures only, never asser
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 from core.llm import _LLAMA_CACHE, LLM, LlamaCppLLM, OllamaLLM, gguf_path, gpu_offload_supported, probe_ollama
 from core.settings import Settings, load_settings
 from core.types import Hit, Record
-from eval.bench import SAMPLE, Echo
+from eval.bench import SAMPLE, Echo, parser, write_json
 
 QUESTION = "How fine should coffee be ground for espresso, and how long should it extract?"
 
@@ -128,14 +126,12 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0].strip('"'))
+    ap = parser(__doc__.splitlines()[0].strip('"'))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     a = ap.parse_args(argv)
     res = run(load_settings(), runs=a.runs, max_tokens=a.max_tokens, echo=print)
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=2))
+    write_json(a.json, res)
 
 
 if __name__ == "__main__":

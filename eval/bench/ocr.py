@@ -8,10 +8,8 @@ installed), so the figures need no data set. Model loading is timed apart."""
 
 from __future__ import annotations
 
-import argparse
 import glob
 import io
-import json
 import os
 import shutil
 import statistics
@@ -21,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings, load_settings
-from eval.bench import Echo, machine
+from eval.bench import Echo, machine, parser, write_json
 
 A4_200DPI = (1654, 2339)
 _TEXT = (
@@ -169,14 +167,12 @@ def _lines(res: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0].strip('"'))
+    ap = parser(__doc__.split("\n")[0].strip('"'))
     ap.add_argument("--pages", type=int, default=6)
     ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     a = ap.parse_args(argv)
     res = run(load_settings(), pages=a.pages, cores=a.cores, echo=print)
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=2))
+    write_json(a.json, res)
 
 
 if __name__ == "__main__":

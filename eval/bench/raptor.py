@@ -12,7 +12,6 @@ Run: `.venv/bin/python -m eval.bench.raptor [--chunks 1000] [--summary-tokens N]
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import tempfile
@@ -23,7 +22,7 @@ from typing import Any, cast
 from core.index import Index
 from core.llm import LLM, get_llm
 from core.settings import Settings, load_settings
-from eval.bench import Echo, machine
+from eval.bench import Echo, machine, parser, write_json
 
 _TOPICS = {
     "coffee": "espresso grinder beans roast crema portafilter brew extraction kettle filter acidity aroma",
@@ -157,11 +156,10 @@ def run(settings: Settings, *, chunks: int = 1000, echo: Echo | None = None) -> 
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0].strip('"'))
+    ap = parser(__doc__.splitlines()[0].strip('"'))
     ap.add_argument("--chunks", type=int, default=1000)
     ap.add_argument("--summary-tokens", type=int, default=None, help="default: ingest.raptor_summary_tokens")
     ap.add_argument("--context-tokens", type=int, default=None, help="default: ingest.raptor_context_tokens")
-    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = ap.parse_args(argv)
     settings = load_settings()
     if a.summary_tokens:
@@ -170,8 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         settings.ingest.raptor_context_tokens = a.context_tokens
     res = run(settings, chunks=a.chunks, echo=lambda m: print(m, flush=True))
     print(json.dumps(res, indent=2))
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=2))
+    write_json(a.json, res)
 
 
 if __name__ == "__main__":

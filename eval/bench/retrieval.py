@@ -12,7 +12,6 @@ pipeline, with a LightGBM ranker in place so the LTR stage runs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
@@ -28,7 +27,7 @@ import numpy as np
 from core.index import Index
 from core.settings import Settings, load_settings
 from core.types import Record, stable_id
-from eval.bench import DEFAULT_SIZES, Echo, machine
+from eval.bench import DEFAULT_SIZES, Echo, machine, parser, write_json
 
 STAGES = ("embed", "bm25", "dense", "fuse", "coarse", "ltr")
 
@@ -153,18 +152,16 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip('"'))
+    ap = parser(__doc__.split("\n\n")[0].strip('"'))
     ap.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)))
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--root", type=Path, default=None)
-    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     a = ap.parse_args(argv)
     sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
     res = run(load_settings(), sizes=sizes, queries=a.queries, root=a.root,
               echo=lambda m: print(m, flush=True))
     print(json.dumps(res, indent=2))
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=2))
+    write_json(a.json, res)
 
 
 if __name__ == "__main__":

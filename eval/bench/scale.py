@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from core.settings import Settings, load_settings
-from eval.bench import Echo, machine
+from eval.bench import Echo, machine, parser, write_json
 from eval.bench.fault_kit import rag_env
 from eval.bench.ingest import files_of, generate_corpus, measure
 
@@ -394,13 +394,12 @@ WORKERS = {"build": _work_build, "update": _work_update, "query": _work_query}
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip('"'))
+    ap = parser(__doc__.split("\n\n")[0].strip('"'))
     ap.add_argument("--chunks", type=int, default=100_000)
     ap.add_argument("--server", action="store_true", help="also against a real `chroma run`")
     ap.add_argument("--peer", action=argparse.BooleanOptionalAction, default=None,
                     help=f"the LangChain peer (default: only up to {PEER_MAX:,} chunks)")
     ap.add_argument("--queries", type=int, default=100)
-    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     ap.add_argument("--worker", nargs=3, metavar=("STEP", "SPEC", "OUT"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
@@ -410,8 +409,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(dest).write_text(json.dumps(res))
         return
     res = run(load_settings(), chunks=a.chunks, echo=print, server=a.server, peer=a.peer, queries=a.queries)
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=2))
+    write_json(a.json, res)
 
 
 if __name__ == "__main__":

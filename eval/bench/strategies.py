@@ -8,7 +8,6 @@ cache off. Prints figures; asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import tempfile
@@ -22,7 +21,7 @@ from core.index import Index
 from core.llm import get_llm
 from core.settings import Settings, load_settings
 from core.types import TraceEntry
-from eval.bench import SAMPLE, Echo, machine
+from eval.bench import SAMPLE, Echo, machine, parser, write_json
 from retrieval.decompose import answer_steps
 from retrieval.pipeline import plan_question, retrieve
 
@@ -128,16 +127,14 @@ def table(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0].strip('"'))
+    ap = parser(__doc__.split("\n")[0].strip('"'))
     ap.add_argument("n_questions", nargs="?", type=int, default=20)
-    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("chromadb", "httpx", "sentence_transformers", "bm25s", "transformers", "jieba"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     res = run(load_settings(), n_questions=a.n_questions, echo=print)
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=2, ensure_ascii=False))
+    write_json(a.json, res)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ one answered question end to end. Prints p50 / p95 in milliseconds.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -20,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eval.bench import REPO, SAMPLE, Echo
+from eval.bench import REPO, SAMPLE, Echo, parser, write_json
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -96,15 +94,13 @@ def run(settings: Settings, *, reruns: int = 20, questions: int = 2, max_tokens:
 def main(argv: list[str] | None = None) -> None:
     from core.settings import load_settings
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0].strip('"'))
+    ap = parser(__doc__.split("\n")[0].strip('"'))
     ap.add_argument("--reruns", type=int, default=20)
     ap.add_argument("--questions", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=24)
-    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     a = ap.parse_args(argv)
     res = run(load_settings(), reruns=a.reruns, questions=a.questions, max_tokens=a.max_tokens, echo=print)
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=2))
+    write_json(a.json, res)
 
 
 if __name__ == "__main__":
