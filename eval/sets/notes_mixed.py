@@ -23,12 +23,14 @@ a document the question names, then writes `queries.jsonl`, `qrels/{dev,test}.ts
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from eval.sets.common import read_jsonl, write_set
 
 MIN_CHARS = 300
 TARGET_CHARS = 1000
@@ -41,11 +43,6 @@ DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data" / "eval" / "notes-mix
 _HEADING = re.compile(
     r"^(#{1,6}\s+\S.*|[一二三四五六七八九十]+、\S.{0,38}|\[[^\]\d][^\]]{1,60}\][^\n]{0,20})\s*$"
 )
-
-
-def split_of(qid: str) -> str:
-    """~40% dev, ~60% test by the SHA-1 of the query id (the rule the sci-en set uses too)."""
-    return "dev" if int(hashlib.sha1(qid.encode("utf-8")).hexdigest(), 16) % 10 < 4 else "test"
 
 
 def _line_spans(text: str) -> list[tuple[int, int, str]]:
@@ -148,17 +145,7 @@ def build_corpus(source_dir: Path) -> list[dict[str, str]]:
     return corpus
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8", newline="\n") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def judge(question: dict[str, Any], docs: dict[str, str]) -> dict[str, int]:
+def judge(question: Mapping[str, Any], docs: Mapping[str, str]) -> list[tuple[str, int]]:
     """Grades of one answerable question: 2 for the documents named in `docs` (or `doc`) and
     any other that holds an evidence string verbatim (it answers too, e.g. a note's summary
     paragraph), 1 for those named in `helps`. Every evidence string must be in a named
@@ -185,47 +172,7 @@ def judge(question: dict[str, Any], docs: dict[str, str]) -> dict[str, int]:
             grades[other] = 2
     for h in question.get("helps") or []:
         grades.setdefault(str(h), 1)
-    return grades
-
-
-def write_set(out_dir: Path, corpus: list[dict[str, str]], questions: list[dict[str, Any]]) -> dict[str, int]:
-    out_dir = Path(out_dir)
-    (out_dir / "qrels").mkdir(parents=True, exist_ok=True)
-    docs = {d["_id"]: d["text"] for d in corpus}
-    queries: list[dict[str, Any]] = []
-    unanswerable: list[dict[str, Any]] = []
-    qrels: dict[str, list[tuple[str, str, int]]] = {"dev": [], "test": []}
-    seen: set[str] = set()
-    for q in questions:
-        qid = str(q["_id"])
-        if qid in seen:
-            raise ValueError(f"question id {qid} repeated")
-        seen.add(qid)
-        if q.get("lang") not in ("en", "zh"):
-            raise ValueError(f"{qid}: lang must be en or zh")
-        if q.get("unanswerable"):
-            unanswerable.append({"_id": qid, "text": q["text"], "lang": q["lang"], "unanswerable": True})
-            continue
-        grades = judge(q, docs)
-        keep = ("_id", "text", "lang", "evidence", "answer")  # the shape every set under data/eval uses
-        queries.append({k: q[k] for k in keep})
-        qrels[split_of(qid)] += [(qid, d, g) for d, g in grades.items()]
-    _write_jsonl(out_dir / "corpus.jsonl", corpus)
-    _write_jsonl(out_dir / "queries.jsonl", queries)
-    _write_jsonl(out_dir / "unanswerable.jsonl", unanswerable)
-    for split, rows in qrels.items():
-        with (out_dir / "qrels" / f"{split}.tsv").open("w", encoding="utf-8", newline="\n") as f:
-            f.write("query-id\tcorpus-id\tscore\n")
-            f.writelines(f"{q}\t{d}\t{g}\n" for q, d, g in rows)
-    return {
-        "docs": len(corpus),
-        "queries": len(queries),
-        "en": sum(q["lang"] == "en" for q in queries),
-        "zh": sum(q["lang"] == "zh" for q in queries),
-        "dev": len({r[0] for r in qrels["dev"]}),
-        "test": len({r[0] for r in qrels["test"]}),
-        "unanswerable": len(unanswerable),
-    }
+    return list(grades.items())
 
 
 def build(source_dir: Path | str | None = None, out_dir: Path | str = DEFAULT_OUT) -> dict[str, int]:
@@ -234,8 +181,8 @@ def build(source_dir: Path | str | None = None, out_dir: Path | str = DEFAULT_OU
     out = Path(out_dir)
     src = Path(source_dir) if source_dir else out / "source"
     qpath = out / "questions.jsonl"
-    questions = _read_jsonl(qpath) if qpath.exists() else []
-    return write_set(out, build_corpus(src), questions)
+    questions = read_jsonl(qpath) if qpath.exists() else []
+    return write_set(out, build_corpus(src), questions, judge=judge, langs=("en", "zh"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,151 +10,26 @@ qrels, checking that every evidence string is a substring of its document.
 
     python -m eval.sets.sci_en [OUT_DIR] [--source DIR]   # DIR: an unpacked sklearn/ folder
 
-The helpers below (`pack`, `write_set`, `split_of`) are shared with `eval.sets.zh_prose`.
+Packing, the split and writing the set are `eval.sets.common`, shared with the other sets.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
-import hashlib
 import importlib.util
-import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+
+from eval.sets.common import SourcedSet, pack
 
 MIN_CHARS = 300
 MAX_CHARS = 1500
 TARGET_CHARS = 1100
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data" / "eval" / "sci-en"
+SOURCE_HELP = "an unpacked sklearn/ folder (default: the installed one)"
 SKIP_SECTIONS = {"Examples", "See Also", "See also", "References"}
 _UNDERLINE = re.compile(r"^\s*(-{3,}|={3,}|~{3,}|\*{3,}|\^{3,})\s*$")
-
-
-# ---------------------------------------------------------------- shared helpers
-
-
-def split_of(qid: str) -> str:
-    """Deterministic split: ~40% dev, ~60% test, by the SHA-1 of the query id."""
-    return "dev" if int(hashlib.sha1(qid.encode("utf-8")).hexdigest(), 16) % 10 < 4 else "test"
-
-
-def pack(
-    spans: list[tuple[int, int]],
-    text: str,
-    lo: int = MIN_CHARS,
-    hi: int = MAX_CHARS,
-    target: int = TARGET_CHARS,
-) -> list[tuple[int, int]]:
-    """Group consecutive (start, end) spans of `text` into passages of lo..hi characters.
-
-    Spans are units (paragraphs, entries) in order; a passage is text[first.start:last.end],
-    so it stays a verbatim slice. A unit longer than `hi` becomes a passage of its own,
-    cut at line breaks. A short last passage is merged into the one before when it fits.
-    """
-    units: list[tuple[int, int]] = []
-    for s, e in spans:
-        if e - s <= hi:
-            units.append((s, e))
-            continue
-        start = s
-        while e - start > hi:  # cut an over-long unit at the last line break before `target`
-            cut = text.rfind("\n", start + lo, start + target)
-            if cut <= start:
-                cut = max(
-                    text.rfind("。", start + lo, start + target), text.rfind(". ", start + lo, start + target)
-                )
-                cut = cut + 1 if cut > start else start + target
-            units.append((start, cut))
-            start = cut
-            while start < e and text[start] in " \n\t\u3000":
-                start += 1
-        if start < e:
-            units.append((start, e))
-    out: list[tuple[int, int]] = []
-    for s, e in units:
-        if out and (e - out[-1][0] <= target or out[-1][1] - out[-1][0] < lo and e - out[-1][0] <= hi):
-            out[-1] = (out[-1][0], e)
-        else:
-            out.append((s, e))
-    if len(out) > 1 and out[-1][1] - out[-1][0] < lo and out[-1][1] - out[-2][0] <= hi:
-        out[-2:] = [(out[-2][0], out[-1][1])]
-    return out
-
-
-def _jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8", newline="\n") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def judgements(q: Mapping[str, Any], docs: Mapping[str, Mapping[str, str]]) -> list[tuple[str, int]]:
-    """(doc id, grade) of a hand-written question, checked against the corpus: `doc` and `also`
-    (grade 2) must hold every evidence string, `helps` (grade 1) must exist."""
-    qid = q["_id"]
-    out = [
-        (str(q["doc"]), 2),
-        *((str(h), 2) for h in q.get("also") or []),
-        *((str(h), 1) for h in q.get("helps") or []),
-    ]
-    for doc, grade in out:
-        if doc not in docs:
-            raise ValueError(f"question {qid}: unknown document {doc}")
-        missing = [ev for ev in q["evidence"] if ev not in docs[doc]["text"]] if grade == 2 else []
-        if missing:
-            raise ValueError(f"question {qid}: evidence {missing[0]!r} is not in {doc}")
-    return out
-
-
-def write_set(out_dir: Path, corpus: list[dict[str, str]], questions: list[dict[str, Any]]) -> dict[str, int]:
-    """Write corpus.jsonl, queries.jsonl, qrels/{dev,test}.tsv from hand-written questions.
-
-    A question row: {_id, text, lang, doc, evidence, answer[, also: [doc ids], helps: [doc ids]]}
-    for an answerable one (doc and `also` are graded 2 and must hold every evidence string,
-    `helps` documents are graded 1); {_id, text, lang, unanswerable: true} goes to unanswerable.jsonl.
-    Raises ValueError when an evidence string is not in its document or an id is unknown.
-    """
-    out_dir = Path(out_dir)
-    (out_dir / "qrels").mkdir(parents=True, exist_ok=True)
-    docs = {d["_id"]: d for d in corpus}
-    if len(docs) != len(corpus):
-        raise ValueError("duplicate corpus ids")
-    queries: list[dict[str, Any]] = []
-    unanswerable: list[dict[str, Any]] = []
-    qrels: dict[str, list[tuple[str, str, int]]] = {"dev": [], "test": []}
-    seen: set[str] = set()
-    for q in questions:
-        qid = str(q["_id"])
-        if qid in seen:
-            raise ValueError(f"duplicate question id {qid}")
-        seen.add(qid)
-        if q.get("unanswerable"):
-            unanswerable.append({"_id": qid, "text": q["text"], "lang": q["lang"], "unanswerable": True})
-            continue
-        queries.append({k: q[k] for k in ("_id", "text", "lang", "evidence", "answer")})
-        qrels[split_of(qid)].extend((qid, doc, grade) for doc, grade in judgements(q, docs))
-    _jsonl(out_dir / "corpus.jsonl", corpus)
-    _jsonl(out_dir / "queries.jsonl", queries)
-    _jsonl(out_dir / "unanswerable.jsonl", unanswerable)
-    for name, rows in qrels.items():
-        with (out_dir / "qrels" / f"{name}.tsv").open("w", encoding="utf-8", newline="\n") as f:
-            f.write("query-id\tcorpus-id\tscore\n")
-            for qid, doc, score in rows:
-                f.write(f"{qid}\t{doc}\t{score}\n")
-    return {
-        "docs": len(corpus),
-        "queries": len(queries),
-        "unanswerable": len(unanswerable),
-        "dev": len({r[0] for r in qrels["dev"]}),
-        "test": len({r[0] for r in qrels["test"]}),
-    }
 
 
 # ---------------------------------------------------------------- scikit-learn text
@@ -247,7 +122,7 @@ def docstring_passages(root: Path) -> Iterator[dict[str, str]]:
             if not doc or len(doc) < MIN_CHARS:
                 continue
             units = list(docstring_units(doc))
-            spans = pack([(s, e) for _, s, e in units], doc)
+            spans = pack([(s, e) for _, s, e in units], doc, MIN_CHARS, MAX_CHARS, TARGET_CHARS)
             section_at = {s: name for name, s, _ in units}
             for k, (s, e) in enumerate(spans):
                 sec = section_at.get(s, "Description")
@@ -263,7 +138,7 @@ def descr_passages(root: Path) -> Iterator[dict[str, str]]:
             (ln.strip() for i, ln in enumerate(lines[:-1]) if ln.strip() and _UNDERLINE.match(lines[i + 1])),
             path.stem,
         )
-        spans = pack(_paragraph_spans(text, 0, len(text)), text)
+        spans = pack(_paragraph_spans(text, 0, len(text)), text, MIN_CHARS, MAX_CHARS, TARGET_CHARS)
         for k, (s, e) in enumerate(spans):
             yield {"_id": f"descr/{path.stem}/{k}", "title": title, "text": text[s:e]}
 
@@ -286,23 +161,8 @@ def build_corpus(source: Path | None = None) -> list[dict[str, str]]:
     return corpus
 
 
-def build(
-    out_dir: Path | str = DEFAULT_OUT, source: Path | None = None, questions: Path | None = None
-) -> dict[str, int]:
-    """Regenerate corpus.jsonl, queries.jsonl, qrels and unanswerable.jsonl in `out_dir`."""
-    out_dir = Path(out_dir)
-    qpath = questions or (out_dir / "questions.jsonl")
-    if not qpath.exists():
-        qpath = DEFAULT_OUT / "questions.jsonl"
-    return write_set(out_dir, build_corpus(source), read_jsonl(qpath))
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("out_dir", nargs="?", default=str(DEFAULT_OUT))
-    ap.add_argument("--source", default=None, help="an unpacked sklearn/ folder (default: the installed one)")
-    a = ap.parse_args()
-    print(build(Path(a.out_dir), Path(a.source) if a.source else None))
+SCI_EN = SourcedSet(__doc__, DEFAULT_OUT, build_corpus, SOURCE_HELP)
+build, main = SCI_EN.build, SCI_EN.main
 
 
 if __name__ == "__main__":

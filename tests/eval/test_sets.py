@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.sets.sci_en import pack, split_of, write_set
+from eval.sets.common import pack, split_of, write_set
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "eval"
 SETS = ["sci-en", "zh-prose"]
@@ -124,3 +124,16 @@ def test_write_set_refuses_evidence_not_in_document(tmp_path: Path) -> None:
     assert counts["queries"] == 1 and counts["unanswerable"] == 1
     with pytest.raises(ValueError, match="not in d1"):
         write_set(tmp_path, corpus, [{**ok, "evidence": ["lazy dog"]}])
+
+
+def test_write_set_refuses_repeated_ids_and_other_langs(tmp_path: Path) -> None:
+    corpus = [{"_id": "d1", "title": "t", "text": "The quick brown fox jumps."}]
+    u = {"_id": "u1", "text": "Why?", "lang": "fr", "unanswerable": True}
+    with pytest.raises(ValueError, match="duplicate corpus ids"):
+        write_set(tmp_path, corpus * 2, [])
+    with pytest.raises(ValueError, match="duplicate question id u1"):
+        write_set(tmp_path, corpus, [u, u])
+    with pytest.raises(ValueError, match="u1: lang must be en or zh"):
+        write_set(tmp_path, corpus, [u], langs=("en", "zh"))
+    counts = write_set(tmp_path, corpus, [{**u, "lang": "zh"}], langs=("en", "zh"))
+    assert counts["en"] == 0 and counts["zh"] == 0 and counts["unanswerable"] == 1
