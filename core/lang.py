@@ -41,7 +41,9 @@ def is_wide(ch: str) -> bool:
     return bool(_WIDE.match(ch))
 
 
-def approx_tokens(s: str) -> int:
-    """Approximate model tokens: one per CJK character, one per four other characters."""
+def approx_tokens(s: str, chars_per_token: int = 4) -> int:
+    """Approximate model tokens: one per CJK character, one per `chars_per_token` other
+    characters (rounded up). The default sizes chunks, so every chunk id depends on it; a
+    backend without a tokenizer at hand counts conservatively with 3 (core/llm.py)."""
     wide = len(_WIDE.findall(s))
-    return wide + (len(s) - wide + 3) // 4
+    return wide + (len(s) - wide + chars_per_token - 1) // chars_per_token

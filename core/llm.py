@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.errors import ConfigError, ContextTooLongError, LLMUnavailableError, ModelNotFoundError
+from core.lang import approx_tokens
 from core.registry import choose
 from core.settings import Settings
 
@@ -59,10 +60,8 @@ class LLM(Protocol):
 
 def estimate_tokens(text: str) -> int:
     """A conservative token estimate for backends without a tokenizer at hand: ~3 chars per
-    token for Latin text, one per CJK character (real tokenizers do better on both)."""
-    cjk = sum(1 for c in text if "\u3000" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af"
-              or "\uf900" <= c <= "\uffef")
-    return cjk + (len(text) - cjk) // 3 + 1
+    token for Latin text, one per CJK character (real tokenizers do better on both), plus one."""
+    return approx_tokens(text, chars_per_token=3) + 1
 
 
 def cpu_has_amx(cpuinfo: str | None = None) -> bool:

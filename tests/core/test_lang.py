@@ -47,3 +47,16 @@ def test_synthetic_questions_judge_chinese_with_it() -> None:
     assert why == "ok" and q == "注意力机制让模型关注什么？"  # 3+ CJK characters: a Chinese question mark
     english = messages("Attention lets a model weigh its inputs.")
     assert messages(passage)[1]["content"] != english[1]["content"]  # Chinese shots for Chinese text
+
+
+def test_token_estimates_by_hand() -> None:
+    """One definition for both estimates: chunk sizes (4 Latin characters a token) and the
+    conservative count of a backend without a tokenizer (3 a token, plus one)."""
+    from core.lang import approx_tokens
+    from core.llm import estimate_tokens
+
+    assert approx_tokens("abcdefgh") == 2 and approx_tokens("abcdefghi") == 3  # rounded up
+    assert approx_tokens("绿茶 tea") == 2 + 1  # two CJK characters, " tea" is one token
+    assert approx_tokens("abcdefghi", chars_per_token=3) == 3
+    assert estimate_tokens("hello world, this is a test") == 27 // 3 + 1
+    assert estimate_tokens("绿茶的冲泡水温") == 7 + 1
