@@ -129,3 +129,15 @@ def write_json(path: Path | None, res: Any) -> None:
     """`--json OUT`: the figures, as the benchmark's `run` returned them."""
     if path:
         path.write_text(json.dumps(res, indent=2, ensure_ascii=False))
+
+
+def main_for(run: Callable[..., Any], description: str, argv: list[str] | None, **options: int) -> None:
+    """`python -m eval.bench.NAME` for a benchmark whose options are integers: `--max-tokens N`
+    for `max_tokens=`, with these defaults; figures printed, `--json OUT` written."""
+    from core.settings import load_settings  # pydantic: not at import (this module stays light)
+
+    ap = parser(description)
+    for name, default in options.items():
+        ap.add_argument("--" + name.replace("_", "-"), type=int, default=default)
+    a = ap.parse_args(argv)
+    write_json(a.json, run(load_settings(), echo=print, **{n: getattr(a, n) for n in options}))

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.settings import Settings, load_settings
-from eval.bench import SAMPLE, Echo, machine, parser, write_json
+from core.settings import Settings
+from eval.bench import SAMPLE, Echo, machine, main_for
 from eval.bench.fault_kit import rag_env
 
 QUESTIONS = [
@@ -142,12 +142,8 @@ def run(settings: Settings, *, runs: int = 3, echo: Echo | None = None) -> dict[
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = parser("`rag search` and `rag ask` timed as whole processes, "
-                                 "both query encoders, and with `rag serve` running (`rag bench cold`).")
-    ap.add_argument("--runs", type=int, default=3)
-    a = ap.parse_args(argv)
-    res = run(load_settings(), runs=a.runs, echo=print)
-    write_json(a.json, res)
+    main_for(run, "`rag search` and `rag ask` timed as whole processes, both query encoders, and with "
+             "`rag serve` running (`rag bench cold`).", argv, runs=3)
 
 
 if __name__ == "__main__":

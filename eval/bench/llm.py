@@ -15,9 +15,9 @@ import time
 from typing import Any
 
 from core.llm import _LLAMA_CACHE, LLM, LlamaCppLLM, OllamaLLM, gguf_path, gpu_offload_supported, probe_ollama
-from core.settings import Settings, load_settings
+from core.settings import Settings
 from core.types import Hit, Record
-from eval.bench import SAMPLE, Echo, parser, write_json
+from eval.bench import SAMPLE, Echo, main_for
 
 QUESTION = "How fine should coffee be ground for espresso, and how long should it extract?"
 
@@ -126,12 +126,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = parser(__doc__.splitlines()[0].strip('"'))
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--max-tokens", type=int, default=64)
-    a = ap.parse_args(argv)
-    res = run(load_settings(), runs=a.runs, max_tokens=a.max_tokens, echo=print)
-    write_json(a.json, res)
+    main_for(run, __doc__.splitlines()[0].strip('"'), argv, runs=5, max_tokens=64)
 
 
 if __name__ == "__main__":

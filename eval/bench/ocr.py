@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.settings import Settings, load_settings
-from eval.bench import Echo, machine, parser, write_json
+from core.settings import Settings
+from eval.bench import Echo, machine, main_for
 
 A4_200DPI = (1654, 2339)
 _TEXT = (
@@ -167,12 +167,7 @@ def _lines(res: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = parser(__doc__.split("\n")[0].strip('"'))
-    ap.add_argument("--pages", type=int, default=6)
-    ap.add_argument("--cores", type=int, default=2)
-    a = ap.parse_args(argv)
-    res = run(load_settings(), pages=a.pages, cores=a.cores, echo=print)
-    write_json(a.json, res)
+    main_for(run, __doc__.split("\n")[0].strip('"'), argv, pages=6, cores=2)
 
 
 if __name__ == "__main__":

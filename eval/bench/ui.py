@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eval.bench import REPO, SAMPLE, Echo, parser, write_json
+from eval.bench import REPO, SAMPLE, Echo, main_for
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -92,15 +92,7 @@ def run(settings: Settings, *, reruns: int = 20, questions: int = 2, max_tokens:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from core.settings import load_settings
-
-    ap = parser(__doc__.split("\n")[0].strip('"'))
-    ap.add_argument("--reruns", type=int, default=20)
-    ap.add_argument("--questions", type=int, default=2)
-    ap.add_argument("--max-tokens", type=int, default=24)
-    a = ap.parse_args(argv)
-    res = run(load_settings(), reruns=a.reruns, questions=a.questions, max_tokens=a.max_tokens, echo=print)
-    write_json(a.json, res)
+    main_for(run, __doc__.split("\n")[0].strip('"'), argv, reruns=20, questions=2, max_tokens=24)
 
 
 if __name__ == "__main__":
