@@ -97,11 +97,16 @@ def encodings(tmp: Path) -> CaseResult:
     return verdict("encodings", p, dmg, problems, t0)
 
 
-def _ingest_folder(d: Path, tmp: Path) -> tuple[Proc, list[str]]:
-    """`rag ingest` of `d` into tmp/index as a process; what its exit says is wrong (0 or 1 are
-    fine: files it could not read are reported, not fatal)."""
-    p = rag(_ingest_args(d), rag_env(tmp / "index"), tmp)
-    return p, clean_exit(p, (0, 1))
+def _folder_case(name: str, tmp: Path, good: list[Path], t0: float, check: Callable[[Proc], str | None]
+                 ) -> CaseResult:
+    """`rag ingest` of tmp/docs into tmp/index as a process, judged: its exit (0 or 1: files it
+    could not read are reported, not fatal), `check`'s complaint if any, and the damage against
+    a clean ingest of the `good` files."""
+    p = rag(_ingest_args(tmp / "docs"), rag_env(tmp / "index"), tmp)
+    problems = clean_exit(p, (0, 1))
+    if (why := check(p)) is not None:
+        problems.append(why)
+    return verdict(name, p, damage_vs_clean(good, tmp), problems, t0)
 
 
 def symlink_loop(tmp: Path) -> CaseResult:
@@ -112,10 +117,8 @@ def symlink_loop(tmp: Path) -> CaseResult:
     (d / "sub" / "back").symlink_to(d, target_is_directory=True)  # a folder loop
     (d / "x.md").symlink_to(d / "y.md")  # a file loop
     (d / "y.md").symlink_to(d / "x.md")
-    p, problems = _ingest_folder(d, tmp)
-    if "loop" not in p.output.lower():
-        problems.append("the loop was not reported")
-    return verdict("symlink-loop", p, damage_vs_clean(good, tmp), problems, t0)
+    return _folder_case("symlink-loop", tmp, good, t0,
+                        lambda p: None if "loop" in p.output.lower() else "the loop was not reported")
 
 
 def symlink_outside(tmp: Path) -> CaseResult:
@@ -128,10 +131,12 @@ def symlink_outside(tmp: Path) -> CaseResult:
     secret.write_text("Secret: the vault code is kumquat seven three one nine.\n")
     (d / "linked.md").symlink_to(secret)
     (d / "outdir").symlink_to(outside, target_is_directory=True)
-    p, problems = _ingest_folder(d, tmp)
-    if str(secret.resolve()) in sources(tmp / "index") or "kumquat" in texts(tmp / "index"):
-        problems.append("the file outside the folder was indexed through a symlink")
-    return verdict("symlink-outside", p, damage_vs_clean(good, tmp), problems, t0)
+    def indexed_outside(p: Proc) -> str | None:
+        if str(secret.resolve()) in sources(tmp / "index") or "kumquat" in texts(tmp / "index"):
+            return "the file outside the folder was indexed through a symlink"
+        return None
+
+    return _folder_case("symlink-outside", tmp, good, t0, indexed_outside)
 
 
 def non_utf8_name(tmp: Path) -> CaseResult:
