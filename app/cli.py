@@ -83,12 +83,14 @@ def main() -> None:
         sys.exit(e.exit_code)
     except typer.Abort:
         sys.exit(1)
-    except Exception as e:  # click usage errors carry their own exit code
+    except Exception as e:  # usage errors (an unknown option, a bad value) carry their own exit code
         import click
 
-        if isinstance(e, click.ClickException):
+        # Typer 0.29 parses with its own copy of click, whose errors derive from TyperException,
+        # not click.ClickException: both print one usage message, never a traceback.
+        if isinstance(e, (click.ClickException, typer.TyperException)) and hasattr(e, "show"):
             e.show()
-            sys.exit(e.exit_code)
+            sys.exit(getattr(e, "exit_code", 2))
         raise
 
 

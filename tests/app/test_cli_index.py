@@ -61,3 +61,13 @@ def test_doctor_reports_embedding_and_store() -> None:
         and "all-MiniLM-L6-v2" in checks["embedding model"]["detail"]
     )
     assert checks["vector store"]["state"] == "ok"
+
+
+def test_a_usage_error_is_one_message_and_exit_code_2() -> None:
+    """An unknown option or a bad value: Typer's usage message and exit code 2, no traceback
+    (Typer parses with its own copy of click, whose errors are not click's)."""
+    for args in (("search", "coffee", "--bogus"), ("search", "coffee", "-k", "many")):
+        r = rag(*args)
+        assert r.returncode == 2, r.stderr
+        assert "Usage:" in r.stderr and "search [OPTIONS]" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr, r.stderr
