@@ -12,7 +12,7 @@ from core.llmcall import CountingLLM
 from core.settings import Settings
 from core.types import TraceEntry
 from eval.configs import EvalConfig
-from retrieval.pipeline import SEARCH_ONLY, retrieve, retrieve_state
+from retrieval.pipeline import retrieve, retrieve_state
 from retrieval.state import QueryState, RetrievalResult
 
 LLM_COUNT_STAGE = "llm_count"  # a trace entry holding the exact number of LLM calls of the query
@@ -23,8 +23,8 @@ def run_query(cfg: EvalConfig, question: str, settings: Settings, index: Index, 
     if not cfg.translate:
         return retrieve(question, settings, index, k, skip=cfg.skip)
     llm = CountingLLM(get_llm(settings))
-    state = QueryState(question, settings, index, k, skip=frozenset(cfg.skip) - SEARCH_ONLY, llm=llm,
-                       strategy=settings.answer.strategy)
+    strategy = settings.answer.strategy
+    state = QueryState(question, settings, index, k, skip=cfg.skip, llm=llm, strategy=strategy)
     res = retrieve_state(state)
     res.trace.append(TraceEntry(LLM_COUNT_STAGE, 0.0, {"llm_calls": llm.calls}))
     return res

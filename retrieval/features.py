@@ -140,7 +140,8 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 _COL = {name: i for i, name in enumerate(FEATURES)}
 
 
-def _z(values: np.ndarray) -> np.ndarray:
+def zscore(values: np.ndarray) -> np.ndarray:
+    """(x - mean) / sd; all zeros where the values do not vary."""
     sd = float(values.std())
     return (values - values.mean()) / sd if sd > 1e-9 else np.zeros_like(values)
 
@@ -171,10 +172,10 @@ def _score_features(out: np.ndarray, query: str, hits: Sequence[Hit], n_search_q
     best_bm25 = float(bm25.max())
     out[:, col["dense"]] = dense
     out[:, col["dense_gap"]] = dense.max() - dense
-    out[:, col["dense_z"]] = _z(dense)
+    out[:, col["dense_z"]] = zscore(dense)
     out[:, col["dense_rank"]] = np.log1p(_ranks(dense))
     out[:, col["bm25_norm"]] = bm25 / best_bm25 if best_bm25 > 0 else 0.0
-    out[:, col["bm25_z"]] = _z(bm25)
+    out[:, col["bm25_z"]] = zscore(bm25)
     out[:, col["bm25_rank"]] = np.log1p(_ranks(bm25))
     out[:, col["bm25_found"]] = [1.0 if "bm25_rank" in h.scores else 0.0 for h in hits]
     out[:, col["dense_found"]] = [1.0 if "dense_rank" in h.scores else 0.0 for h in hits]

@@ -61,12 +61,11 @@ def run(state: QueryState) -> Iterator[str]:
     state.retrieve_ms = (time.perf_counter() - t0) * 1000
     if not state.answer:
         return
-    again = searcher(state)
-    respond.grade(state, again)
+    respond.grade(state, searcher(state))
     if state.abstain_reason:
         yield state.message
         return
-    yield from respond.answer(state, again)
+    yield from respond.answer(state, searcher(state, threads=True))
 
 
 def retrieve(
@@ -99,14 +98,14 @@ def retrieve_state(state: QueryState) -> RetrievalResult:
     return RetrievalResult(state.question, state.hits[: state.k], state.trace, state.query_vector)
 
 
-def searcher(state: QueryState) -> Search:
+def searcher(state: QueryState, threads: bool = False) -> Search:
     """One more search with the state's settings and filter (a corrective retry, a decomposed
-    sub-question), for the answer stages. Each call opens its own Index: sub-questions are
-    searched from several threads, and an Index's SQLite connection is not shared across them."""
+    sub-question), for the answer stages. The state's index is reused (its stores are loaded);
+    with `threads` (sub-questions are searched concurrently) each call opens its own Index, as
+    an Index's SQLite connection is not shared across threads."""
     def again(query: str) -> RetrievalResult:
-        return retrieve(
-            query, state.settings, Index(state.settings), state.k, Plan([Query(query)], state.plan.where)
-        )
+        index = Index(state.settings) if threads else state.index
+        return retrieve(query, state.settings, index, state.k, Plan([Query(query)], state.plan.where))
 
     return again
 

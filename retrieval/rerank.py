@@ -81,11 +81,6 @@ def clear_cache() -> None:
 
 
 # --- coarse stage -----------------------------------------------------------------------
-def _z(v: np.ndarray) -> np.ndarray:
-    sd = float(v.std())
-    return (v - v.mean()) / sd if sd > 1e-9 else np.zeros_like(v)
-
-
 def context_bm25(scores: dict[str, float], context: float, doc: float) -> float:
     """A chunk's BM25 with its neighbours' and its document's best added at the given
     weights: an answer that spans a chunk boundary, or a document that matches all over,
@@ -110,7 +105,7 @@ def blend(cos: np.ndarray, bm25: np.ndarray, weight: float, norm: str = "zscore"
         return np.zeros(0)
     cos = np.nan_to_num(cos, nan=float(np.nanmin(cos)) if not np.isnan(cos).all() else 0.0)
     if norm == "zscore":
-        return weight * _z(cos) + (1.0 - weight) * _z(bm25)
+        return weight * features.zscore(cos) + (1.0 - weight) * features.zscore(bm25)
     lo, hi = float(cos.min()), float(cos.max())
     d = (cos - lo) / (hi - lo) if hi - lo > 1e-9 else np.zeros_like(cos)
     top = float(bm25.max())
@@ -303,7 +298,8 @@ def fine(ranker: Ranker, query: str, hits: list[Hit], n_queries: int, mix: float
     final = scores
     coarse = [h.scores.get("coarse") for h in hits]
     if mix < 1.0 and all(c is not None for c in coarse):
-        final = mix * _z(scores) + (1 - mix) * _z(np.asarray(coarse, dtype=np.float64))
+        z_coarse = features.zscore(np.asarray(coarse, dtype=np.float64))
+        final = mix * features.zscore(scores) + (1 - mix) * z_coarse
     order = np.argsort(-final, kind="stable")
     out = []
     for j in order:
