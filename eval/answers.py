@@ -4,11 +4,13 @@ For labelled answerable questions (queries.jsonl with `evidence` strings, judged
 qrels/<split>.tsv) and unanswerable ones (unanswerable.jsonl, `"unanswerable": true`), each
 question is answered once per mode with abstention switched off (answer.min_score = 0, no
 corrective retry), and the original question's evidence (retrieval/grade.py) is recorded. The
-abstain decision is then replayed offline for every (abstain_dense_weight, min_score) on a grid:
-the pair with the best balanced accuracy (answer rate on answerable + abstention rate on
-unanswerable, halved) on the DEV questions is chosen and reported on the TEST ones, with the
-whole trade-off curve. Unanswerable questions are split like the datasets' queries: dev when
-int(sha1(id), 16) % 10 < 4.
+abstain decision is then replayed offline for every (dense weight, min_score) on a grid, for
+each kind of question apart (retrieval/grade.py `question_kind`: same script as the corpus,
+Chinese of Chinese, crosslingual; the same support means less where question and text share
+fewer words): per kind, the pair with the best balanced accuracy (answer rate on answerable +
+abstention rate on unanswerable, halved) on the DEV questions is chosen (answer.abstain) and
+reported on the TEST ones, with the whole trade-off curve. Unanswerable questions are split
+like the datasets' queries: dev when int(sha1(id), 16) % 10 < 4.
 
 Metrics per mode, over the questions answered at the chosen threshold:
 - evidence_cited: a cited passage contains one of the question's evidence strings;
@@ -54,6 +56,7 @@ class Row:
     answerable: bool
     mode: str
     question: str
+    kind: str = "same"  # retrieval/grade.py question_kind
     answer: str = ""
     passages: list[dict[str, float]] = field(default_factory=list)  # dense, coverage per top passage
     cjk: float = 0.0
@@ -136,6 +139,7 @@ def run_one(
         declined=res.abstained,
     )
     ev = next((t.detail for t in res.trace if t.stage == "abstain_check"), {})
+    row.kind = str(ev.get("kind", "same"))
     row.passages = [
         {k: p[k] for k in ("dense", "coverage", "sentence_coverage") if k in p}
         for p in ev.get("passages", [])
@@ -162,11 +166,19 @@ def _rate(xs: list[bool]) -> float | None:
     return round(sum(xs) / len(xs), 3) if xs else None
 
 
-def metrics(rows: list[Row], w: float, t: float) -> dict[str, Any]:
+Rules = dict[str, tuple[float, float]]  # kind -> (dense weight, min_score)
+
+
+def _passes(r: Row, rules: Rules) -> bool:
+    w, t = rules.get(r.kind, rules.get("same", (0.0, 0.5)))
+    return not r.declined and support(r, w) >= t
+
+
+def metrics(rows: list[Row], rules: Rules) -> dict[str, Any]:
     ans = [r for r in rows if r.answerable]
     un = [r for r in rows if not r.answerable]
-    answered = [r for r in ans if not r.declined and support(r, w) >= t]
-    shipped = [r for r in rows if not r.declined and support(r, w) >= t]
+    answered = [r for r in ans if _passes(r, rules)]
+    shipped = [r for r in rows if _passes(r, rules)]
     secs = sorted(r.seconds for r in rows)
     cits = sum(r.citations for r in answered)
     sents = sum(r.sentences for r in shipped)
@@ -174,7 +186,7 @@ def metrics(rows: list[Row], w: float, t: float) -> dict[str, Any]:
         "answerable": len(ans),
         "unanswerable": len(un),
         "answer_rate": _rate([r in answered for r in ans]),
-        "abstention_rate": _rate([r.declined or support(r, w) < t for r in un]),
+        "abstention_rate": _rate([not _passes(r, rules) for r in un]),
         "evidence_cited": _rate([r.evidence_cited for r in answered]),
         "evidence_cited_all": _rate([r.evidence_cited and r in answered for r in ans]),
         "evidence_in_answer": _rate([r.evidence_in_answer for r in answered]),
@@ -185,31 +197,28 @@ def metrics(rows: list[Row], w: float, t: float) -> dict[str, Any]:
     }
 
 
-def choose(rows: list[Row], min_abstention: float = 0.8) -> tuple[float, float, list[dict[str, Any]]]:
-    """The (weight, threshold) that answers the most dev questions while abstaining on at least
-    `min_abstention` of the unanswerable ones (the issue's target; none reaches it: the best
-    balanced accuracy), ties to the lower threshold; and the whole dev curve."""
+def choose(rows: list[Row]) -> tuple[Rules, list[dict[str, Any]]]:
+    """Per kind of question, the (weight, threshold) with the best balanced accuracy on the dev
+    questions (ties to the lower weight and threshold), and the whole dev curve. A kind without
+    both answerable and unanswerable dev questions keeps the default rule."""
     dev = [r for r in rows if r.split == "dev"]
-    curve = []
-    for w in WEIGHTS:
-        for t in THRESHOLDS:
-            m = metrics(dev, w, t)
-            bal = ((m["answer_rate"] or 0) + (m["abstention_rate"] or 0)) / 2
-            curve.append(
-                {
-                    "weight": w,
-                    "threshold": t,
-                    "balanced": round(bal, 4),
-                    "answer_rate": m["answer_rate"],
-                    "abstention_rate": m["abstention_rate"],
-                }
-            )
-    ok = [c for c in curve if (c["abstention_rate"] or 0) >= min_abstention]
-    if ok:
-        best = max(ok, key=lambda c: (c["answer_rate"] or 0, c["balanced"], -c["threshold"]))
-    else:
-        best = max(curve, key=lambda c: (c["balanced"], -c["threshold"]))
-    return best["weight"], best["threshold"], curve
+    curve: list[dict[str, Any]] = []
+    rules: Rules = {}
+    for kind in sorted({r.kind for r in rows}):
+        mine = [r for r in dev if r.kind == kind]
+        if not any(r.answerable for r in mine) or all(r.answerable for r in mine):
+            continue
+        points = []
+        for w in WEIGHTS:
+            for t in THRESHOLDS:
+                m = metrics(mine, {kind: (w, t)})
+                bal = ((m["answer_rate"] or 0) + (m["abstention_rate"] or 0)) / 2
+                points.append({"kind": kind, "weight": w, "threshold": t, "balanced": round(bal, 4),
+                               "answer_rate": m["answer_rate"], "abstention_rate": m["abstention_rate"]})
+        best = max(points, key=lambda c: (c["balanced"], -c["weight"], -c["threshold"]))
+        rules[kind] = (best["weight"], best["threshold"])
+        curve += points
+    return rules, curve
 
 
 def _table(title: str, by: dict[str, dict[str, Any]]) -> str:
@@ -229,6 +238,54 @@ def _table(title: str, by: dict[str, dict[str, Any]]) -> str:
     for name, m in by.items():
         lines.append(f"| {name} | " + " | ".join("" if m[c] is None else str(m[c]) for c in cols) + " |")
     return "\n".join(lines)
+
+
+def build_report(rows: list[Row], defaults: Rules) -> tuple[dict[str, Any], list[str]]:
+    """The rules chosen on dev (per kind; `defaults` for a kind dev cannot choose for), the
+    metrics on test and dev by mode, dataset and kind, and the trade-off curves: results.json's
+    object and report.md's lines."""
+    chosen, curve = choose(rows)
+    rules = {**defaults, **chosen}
+    report: dict[str, Any] = {
+        "chosen": {"abstain": {k: {"dense_weight": w, "min_score": t} for k, (w, t) in rules.items()},
+                   "on": "dev"},
+        "test": {},
+        "dev": {},
+        "curve_dev": curve,
+        "rows": [asdict(r) for r in rows],
+    }
+    md = ["Chosen on dev per kind of question (best balanced accuracy): "
+          + "; ".join(f"{k}: dense_weight = {w}, min_score = {t}" for k, (w, t) in sorted(rules.items())), ""]
+    for split in ("test", "dev"):
+        by: dict[str, dict[str, Any]] = {}
+        for mode in sorted({r.mode for r in rows}):
+            mine = [r for r in rows if r.mode == mode and r.split == split]
+            by[f"{mode} (all)"] = metrics(mine, rules)
+            for name in sorted({r.dataset for r in mine}):
+                by[f"{mode} {name}"] = metrics([r for r in mine if r.dataset == name], rules)
+            for kind in sorted({r.kind for r in mine}):
+                by[f"{mode} kind={kind}"] = metrics([r for r in mine if r.kind == kind], rules)
+        report[split] = by
+        md.append(_table(f"{split} questions", by))
+        md.append("")
+    test = [r for r in rows if r.split == "test"]
+    md += [
+        "### Trade-off on test (each kind's chosen weight; one threshold for all kinds)",
+        "",
+        "| min_score | answer_rate | abstention_rate |",
+        "|---|---|---|",
+    ]
+    for th in THRESHOLDS:
+        m = metrics(test, {k: (w, th) for k, (w, _) in rules.items()})
+        md.append(f"| {th} | {m['answer_rate']} | {m['abstention_rate']} |")
+    md += ["", "### Trade-off on test per kind (chosen weight)", ""]
+    for kind, (w, _) in sorted(rules.items()):
+        mine = [r for r in test if r.kind == kind]
+        if mine:
+            md.append(f"{kind}: " + ", ".join(
+                f"{th}: {m['answer_rate']}/{m['abstention_rate']}"
+                for th in THRESHOLDS for m in [metrics(mine, {kind: (w, th)})]))
+    return report, md
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,36 +323,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(run_one(ds, target, s, q, mode.strip(), llm))
                 if (i + 1) % 25 == 0:
                     print(f"{ds.name} {mode}: {i + 1}/{len(qs)}", flush=True)
-    w, t, curve = choose(rows)
-    report: dict[str, Any] = {
-        "chosen": {"abstain_dense_weight": w, "min_score": t, "on": "dev"},
-        "test": {},
-        "dev": {},
-        "curve_dev": curve,
-        "rows": [asdict(r) for r in rows],
-    }
-    md = [f"Chosen on dev (most answered with abstention >= 0.8 on unanswerable): "
-          f"abstain_dense_weight = {w}, min_score = {t}", ""]
-    for split in ("test", "dev"):
-        by: dict[str, dict[str, Any]] = {}
-        for mode in sorted({r.mode for r in rows}):
-            mine = [r for r in rows if r.mode == mode and r.split == split]
-            by[f"{mode} (all)"] = metrics(mine, w, t)
-            for name in sorted({r.dataset for r in mine}):
-                by[f"{mode} {name}"] = metrics([r for r in mine if r.dataset == name], w, t)
-        report[split] = by
-        md.append(_table(f"{split} questions", by))
-        md.append("")
-    test = [r for r in rows if r.split == "test"]
-    md += [
-        "### Trade-off on test (chosen weight)",
-        "",
-        "| min_score | answer_rate | abstention_rate |",
-        "|---|---|---|",
-    ]
-    for th in THRESHOLDS:
-        m = metrics(test, w, th)
-        md.append(f"| {th} | {m['answer_rate']} | {m['abstention_rate']} |")
+    defaults = {k: (r.dense_weight, r.min_score) for k, r in base.answer.abstain.items()}
+    report, md = build_report(rows, defaults)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
     (args.out / "report.md").write_text("\n".join(md) + "\n")

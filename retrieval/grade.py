@@ -10,10 +10,13 @@ Per passage, two cheap features:
   jieba words; question words such as 什么 / "how many" left out) that occur in the passage or
   its heading, each term weighted by its BM25 idf over the index, so the rare terms that say
   what the question is about count most.
-support = w * dense + (1 - w) * coverage, w = answer.abstain_dense_weight * (1 - CJK share);
-a passage passes when its support reaches answer.min_score, and the question is answered when
-one of the top answer.abstain_top passages passes. The coarse stage's score is reported but not
-used: it is a z-score within the pool, so it ranks passages but cannot say "none is relevant".
+support = w * dense + (1 - w) * coverage, w = the rule's dense weight * (1 - CJK share); a
+passage passes when its support reaches the rule's min_score, and the question is answered when
+one of the top answer.abstain_top passages passes. The rule depends on the kind of question
+(`question_kind`: same script as the corpus, Chinese of Chinese, or crosslingual), because the
+same support means less where question and text share fewer words (answer.abstain). The
+coarse stage's score is reported but not used: it is a z-score within the pool, so it ranks
+passages but cannot say "none is relevant".
 
 When none passes and answer.corrective is on, retrieval runs once more with a keyword-only
 version of the question (and, with a capable LLM, a step-back rewrite: one LLM call); the
@@ -34,7 +37,7 @@ from core.index import Index
 from core.keyword import tokenize
 from core.lang import cjk_share
 from core.llmcall import LLMCaller
-from core.settings import Settings
+from core.settings import AbstainRule, Settings
 from core.types import Hit, TraceEntry
 from retrieval.state import QueryState, Search
 from retrieval.translate import step_back
@@ -53,6 +56,8 @@ class Evidence:
     coverage: float  # best query-term coverage
     dense_weight: float
     cjk: float
+    kind: str = "same"
+    min_score: float = 0.0
     coarse: float | None = None
     per_passage: list[dict[str, Any]] = field(default_factory=list)
     passing: list[str] = field(default_factory=list)  # ids of the passages that pass
@@ -64,6 +69,8 @@ class Evidence:
             "coverage": round(self.coverage, 4),
             "dense_weight": round(self.dense_weight, 3),
             "cjk_share": round(self.cjk, 3),
+            "kind": self.kind,
+            "min_score": self.min_score,
             "coarse": self.coarse,
             "passing": len(self.passing),
             "passages": self.per_passage,
@@ -141,15 +148,43 @@ def sentence_coverage(idf: dict[str, float], hit: Hit) -> float:
     return best / total
 
 
+KINDS = ("same", "cjk", "crosslingual")
+
+
+def question_kind(question: str, index: Index, settings: Settings) -> str:
+    """"crosslingual" when the question's script differs from the corpus's
+    (retrieval/crosslingual.py), "cjk" for a Chinese question of Chinese text, else "same"."""
+    from retrieval.crosslingual import mismatch
+
+    try:
+        if mismatch(question, index, settings) is not None:
+            return "crosslingual"
+    except Exception:  # no keyword index to measure the corpus by: judge by the question alone
+        pass
+    return "cjk" if cjk_share(question) >= 0.5 else "same"
+
+
+def rule(kind: str, settings: Settings) -> tuple[float, float]:
+    """(dense weight, min_score) for a kind of question: answer.abstain[kind], each replaced by
+    answer.abstain_dense_weight / answer.min_score when those are set."""
+    a = settings.answer
+    r = a.abstain.get(kind) or a.abstain.get("same") or AbstainRule(min_score=0.5)
+    w = r.dense_weight if a.abstain_dense_weight is None else a.abstain_dense_weight
+    t = r.min_score if a.min_score is None else a.min_score
+    return w, t
+
+
 def evidence(
     question: str, hits: list[Hit], index: Index, query_vector: np.ndarray | None, settings: Settings
 ) -> Evidence:
     a = settings.answer
     top = hits[: max(1, a.abstain_top)]
     cjk = cjk_share(question)
-    w = a.abstain_dense_weight * (1.0 - cjk)
+    kind = question_kind(question, index, settings)
+    weight, min_score = rule(kind, settings)
+    w = weight * (1.0 - cjk)
     if not top:
-        return Evidence(0.0, 0.0, 0.0, w, cjk)
+        return Evidence(0.0, 0.0, 0.0, w, cjk, kind, min_score)
     qv = query_vector if query_vector is not None else index.embedder.embed([question])[0]
     cos = cosines(index, top, qv)
     idf = term_idf(index, question_terms(question))
@@ -172,7 +207,7 @@ def evidence(
         )
         supports.append(s)
         covs.append(cov)
-        if s >= a.min_score:
+        if s >= min_score:
             passing.append(h.record.id)
     coarse = [h.scores["coarse"] for h in top if "coarse" in h.scores]
     return Evidence(
@@ -181,6 +216,8 @@ def evidence(
         max(covs),
         w,
         cjk,
+        kind,
+        min_score,
         round(max(coarse), 4) if coarse else None,
         rows,
         passing,
@@ -188,8 +225,8 @@ def evidence(
 
 
 def answerable(ev: Evidence, settings: Settings) -> bool:
-    """The abstain decision: some top passage's support reaches answer.min_score."""
-    return ev.support >= settings.answer.min_score
+    """The abstain decision: some top passage's support reaches its kind's min_score."""
+    return ev.support >= ev.min_score
 
 
 def keyword_query(question: str) -> str:

@@ -26,7 +26,8 @@ from retrieval.translate import Translation
 
 NO_SUPPORT = (
     "I could not find anything in the indexed documents that supports an answer to this question "
-    "(support {support:.2f} is below answer.min_score {min:.2f}; best match similarity {best:.2f}, "
+    "(support {support:.2f} is below answer.abstain.{kind}.min_score {min:.2f}; "
+    "best match similarity {best:.2f}, "
     "question terms covered {coverage:.0%})."
 )
 NO_PASSAGES = "No passage fits the model's context, so there is nothing to answer from."
@@ -55,13 +56,13 @@ def grade(state: QueryState, again: Search) -> QueryState:
     state.hits = state.hits[: state.k]
     with Timer(state.trace, "abstain_check") as d:
         ev = grading.evidence(state.question, state.hits, state.index, state.query_vector, s)
-        d.update(ev.to_dict(), min_score=s.answer.min_score, hits=len(state.hits))
+        d.update(ev.to_dict(), hits=len(state.hits))
     if not grading.answerable(ev, s):
         state.hits, ev = grading.corrective(state, ev, again, capable=state.mode == "generative")
     state.evidence = ev
     if not state.hits or not grading.answerable(ev, s):
         state.abstain_reason = "no_support"
-        state.message = NO_SUPPORT.format(support=ev.support, min=s.answer.min_score, best=ev.dense,
+        state.message = NO_SUPPORT.format(support=ev.support, kind=ev.kind, min=ev.min_score, best=ev.dense,
                                           coverage=ev.coverage)
     return state
 

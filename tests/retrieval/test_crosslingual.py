@@ -103,3 +103,23 @@ def test_a_chinese_question_is_not_expanded(settings: Settings) -> None:
     index = Index(settings)
     assert mismatch("梯度裁剪有什么用？", index, settings) is None
     assert gloss_query("梯度裁剪有什么用？", index, settings, []) is None
+
+
+def test_each_kind_of_question_is_graded_by_its_own_abstain_rule(settings: Settings) -> None:
+    """An English question of this Chinese corpus is "crosslingual", a Chinese one "cjk", and
+    each is held to its own rule (answer.abstain): its coverage means different things."""
+    from retrieval.answer import ask
+    from retrieval.grade import question_kind
+
+    index = Index(settings)
+    en, zh = "Why is gradient clipping used when training recurrent networks?", "梯度裁剪有什么用？"
+    assert question_kind(en, index, settings) == "crosslingual"
+    assert question_kind(zh, index, settings) == "cjk"
+    strict_en = settings.model_copy(deep=True)
+    strict_en.answer.abstain["crosslingual"].min_score = 1.01  # no support reaches it
+    strict_en.answer.corrective = False
+    a, b = ask(en, strict_en, index=index), ask(zh, strict_en, index=index)
+    assert a.abstained and "answer.abstain.crosslingual.min_score" in a.answer
+    assert not b.abstained, b.answer
+    check = next(t.detail for t in b.trace if t.stage == "abstain_check")
+    assert check["kind"] == "cjk" and check["min_score"] == settings.answer.abstain["cjk"].min_score

@@ -24,14 +24,11 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_an_unrelated_question_abstains(corpus: Path, question: str) -> None:
     res = ask(question, settings_for(corpus))
     assert res.abstained and res.abstain_reason == "no_support" and res.citations == []
-    assert res.support is not None and res.support < res_min(corpus) and "min_score" in res.answer
+    check = next(t.detail for t in res.trace if t.stage == "abstain_check")
+    assert res.support is not None and res.support < check["min_score"] and "min_score" in res.answer
     stages = [t.stage for t in res.trace]
     assert "compose" not in stages and "generate" not in stages
     assert "corrective" in stages  # the keyword retry ran before giving up
-
-
-def res_min(corpus: Path) -> float:
-    return settings_for(corpus).answer.min_score
 
 
 def test_answerable_questions_pass_in_both_languages(corpus: Path) -> None:
@@ -69,6 +66,20 @@ def test_evidence_is_the_original_question_and_dense_weight_follows_the_script(c
 def test_threshold_and_corrective_are_settings(corpus: Path) -> None:
     strict = ask(FACT_Q, settings_for(corpus, answer={"min_score": 1.01, "corrective": False}))
     assert strict.abstained and "corrective" not in [t.stage for t in strict.trace]
+
+
+def test_the_rule_is_per_kind_unless_one_threshold_is_set() -> None:
+    from core.settings import load_settings
+    from retrieval.grade import KINDS, rule
+
+    s = load_settings()
+    assert set(s.answer.abstain) == set(KINDS)
+    for kind in KINDS:
+        r = s.answer.abstain[kind]
+        assert rule(kind, s) == (r.dense_weight, r.min_score)
+    one = load_settings(answer={"min_score": 0.42, "abstain_dense_weight": 0.1})
+    assert {rule(k, one) for k in KINDS} == {(0.1, 0.42)}
+    assert rule("unknown", s) == rule("same", s)
 
 
 def test_keyword_query_keeps_content_words() -> None:
