@@ -6,7 +6,8 @@ Each sentence is scored with cheap features, the same kinds the ranker uses:
 - coverage: the question's terms (core.keyword.tokenize) found in the sentence, weighted by a
   BM25-style idf over all candidate sentences (a term every sentence has says little); a term
   found only in the passage's heading counts half ("French press" is often the heading, not
-  the sentence);
+  the sentence); a Chinese question's character bigrams are terms too (jieba cuts question
+  and answer differently: 苦肉计 vs 受苦 / 肉之计);
 - cosine between the question's vector and the sentence's (MiniLM), only when both are
   English: the model cannot read Chinese, so its cosines there would be noise;
 - the passage's rank (retrieval already weighed the whole passage).
@@ -30,6 +31,7 @@ from core.models import Embedder
 from core.settings import Settings
 from core.text import sentence_spans
 from core.types import Hit, TraceEntry
+from retrieval.features import cjk_bigrams, strip_question_words
 from retrieval.generate import Citation, Generation, Passage, citation, neutralise
 
 ENGLISH_MAX_CJK = 0.3  # above this CJK share a text is not "English" for MiniLM
@@ -57,11 +59,15 @@ class Sentence:
     n: int  # passage number
     pos: int  # order within the passage
     text: str  # cleaned for display
-    terms: set[str]
+    terms: set[str]  # content words
+    bigrams: frozenset[str] = frozenset()  # CJK character bigrams (see score)
     start: int = 0  # offsets within the passage text
     end: int = 0
     features: dict[str, float] = field(default_factory=dict)
     score: float = 0.0
+
+    def has(self, term: str) -> bool:
+        return term in self.terms or term in self.bigrams
 
 
 def clean(sentence: str) -> str:
@@ -101,13 +107,13 @@ def candidates(passages: Sequence[Passage]) -> list[Sentence]:
                 and len(text) <= MAX_SENTENCE_CHARS
                 and text.casefold().rstrip(".:") not in heads
             ):
-                out.append(Sentence(p.n, pos, text, terms, a, b))
+                out.append(Sentence(p.n, pos, text, terms, cjk_bigrams(text), a, b))
     return out
 
 
 def _idf(sents: list[Sentence], terms: set[str]) -> dict[str, float]:
     n = len(sents)
-    return {t: math.log(1 + (n - (df := sum(t in s.terms for s in sents)) + 0.5) / (df + 0.5)) for t in terms}
+    return {t: math.log(1 + (n - (df := sum(s.has(t) for s in sents)) + 0.5) / (df + 0.5)) for t in terms}
 
 
 def english(text: str) -> bool:
@@ -122,11 +128,16 @@ def score(
 ) -> None:
     """Fill each sentence's features and score (in place)."""
     q_terms = set(tokenize(question))
+    if cjk_share(question) > ENGLISH_MAX_CJK:
+        # jieba cuts a modern question and the older or technical text that answers it
+        # differently ("青龙偃月刀" vs 青龙 / 偃月刀); the question's character bigrams (its
+        # question words left out) match either way, weighted by idf like the words.
+        q_terms |= cjk_bigrams(strip_question_words(question))
     if not sents:
         return
     idf = _idf(sents, q_terms)
     total = sum(idf.values()) or 1.0
-    heads = {p.n: set(tokenize(p.hit.record.title)) for p in passages}
+    heads = {p.n: set(tokenize(p.hit.record.title)) | cjk_bigrams(p.hit.record.title) for p in passages}
     rank = {p.n: i for i, p in enumerate(passages)}
     cos: list[float] | None = None
     if qv is not None and english(question) and q_terms:
@@ -141,7 +152,7 @@ def score(
             cos[i] = float(np.dot(q, v) / (np.linalg.norm(v) or 1.0))
     for i, s in enumerate(sents):
         cov = (
-            sum(idf[t] * (1.0 if t in s.terms else 0.5 if t in heads[s.n] else 0.0) for t in q_terms) / total
+            sum(idf[t] * (1.0 if s.has(t) else 0.5 if t in heads[s.n] else 0.0) for t in q_terms) / total
         )
         prior = 1.0 / (1.0 + 0.5 * rank[s.n])
         s.features = {"coverage": round(cov, 4), "rank_prior": round(prior, 4)}

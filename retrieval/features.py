@@ -74,6 +74,24 @@ def _terms(text: str) -> frozenset[str]:
     return frozenset(_seq(text))  # a candidate's text is tokenised once for both (was twice a query)
 
 
+# Question words that name what is asked, not what it is about: a passage that answers never
+# needs to contain them (English ones not already stop words of core.keyword.tokenize).
+QUESTION_WORDS = frozenset(
+    """什么 哪 哪里 哪儿 哪个 哪些 哪一年 哪年 哪位 多少 多久 多长 几 几个 怎么 怎样 怎么样 为什么
+    如何 谁 是否 吗 呢 请问 mani much long often kind type""".split()
+)
+
+
+def strip_question_words(question: str) -> str:
+    """The question with its question words blanked out (before taking its character bigrams:
+    "是什么" would ask for bigrams no answer holds)."""
+    for w in _QUESTION_WORDS_LONGEST_FIRST:
+        question = question.replace(w, " ")
+    return question
+
+
+_QUESTION_WORDS_LONGEST_FIRST = sorted(QUESTION_WORDS, key=len, reverse=True)
+
 _CJK_RUN = re.compile(f"[{CJK_RANGES}]+")
 
 

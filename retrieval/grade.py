@@ -39,6 +39,7 @@ from core.lang import cjk_share
 from core.llmcall import LLMCaller
 from core.settings import AbstainRule, Settings
 from core.types import Hit, TraceEntry
+from retrieval.features import QUESTION_WORDS
 from retrieval.state import QueryState, Search
 from retrieval.translate import step_back
 
@@ -75,14 +76,6 @@ class Evidence:
             "passing": len(self.passing),
             "passages": self.per_passage,
         }
-
-
-# Question words that name what is asked, not what it is about: a passage that answers never
-# needs to contain them (English ones not already stop words of core.keyword.tokenize).
-QUESTION_WORDS = frozenset(
-    """什么 哪 哪里 哪儿 哪个 哪些 哪一年 哪年 哪位 多少 多久 多长 几 几个 怎么 怎样 怎么样 为什么
-    如何 谁 是否 吗 呢 请问 mani much long often kind type""".split()
-)
 
 
 def question_terms(question: str) -> list[str]:

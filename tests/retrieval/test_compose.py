@@ -95,6 +95,15 @@ def test_compose_keeps_budget_order_and_skips_headings() -> None:
     assert len(tight.text) < 80 and tight.text.count("[") == 1
 
 
+def test_a_chinese_question_matches_sentences_by_character_bigrams_too() -> None:
+    """jieba cuts 苦肉计 in the question but 受苦 / 肉之计 in the text that answers: by words
+    alone the sentence sharing 黄盖 and 甘愿 wins, from the second passage; the bigrams (受苦,
+    苦肉) find the answer."""
+    hits = [_hit(1, "黄盖甘受苦肉之计，以诈降曹操。"), _hit(2, "黄盖甘愿留守江东。")]
+    gen = compose("黄盖为什么甘愿受苦肉计？", hits, load_settings(answer={"extractive_max_sentences": 1}), [])
+    assert gen.text == "黄盖甘受苦肉之计，以诈降曹操。 [1]"
+
+
 def test_compose_with_nothing_to_quote_declines() -> None:
     gen = compose("anything?", [_hit(1, "Short.")], load_settings(), [])
     assert gen.declined and gen.text == "" and gen.citations == []
