@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from core import dictionary
 from core.bm25 import K1, B, TermCounts, load_saved_scores, load_terms, save_bm25s
 from core.errors import IndexError_
 from core.lang import CJK_RANGES
@@ -116,6 +117,7 @@ class KeywordIndex:
     _pos: dict[str, int] | None = None
     _groups: np.ndarray | None = None  # per position: document group, -1 for none
     _lexicon: Lexicon | None = None
+    _translations: dict[str, list[str]] | None = None
 
     @property
     def manifest_path(self) -> Path:
@@ -144,7 +146,11 @@ class KeywordIndex:
         if ids:
             save_bm25s(tmp, tok.counts, tok.vocab)
         tok.save(tmp)
-        tok.lexicon().save(tmp)  # the corpus's own English-Chinese glosses (core/lexicon.py)
+        lexicon = tok.lexicon()
+        lexicon.save(tmp)  # the corpus's own English-Chinese glosses (core/lexicon.py)
+        if ids and lexicon.cjk_share >= dictionary.MIN_CORPUS_CJK:  # dictionary translations
+            df = np.bincount(tok.counts.terms, minlength=len(tok.vocab))
+            dictionary.save(tmp, dictionary.for_corpus(tok.vocab, df, tok.counts.records))
         (tmp / "ids.json").write_text(json.dumps(ids))
         (tmp / "groups.json").write_text(json.dumps(groups))
         (tmp / "manifest.json").write_text(
@@ -158,6 +164,7 @@ class KeywordIndex:
         self._bm25 = None
         self._pos = None
         self._lexicon = None
+        self._translations = None
         self._groups = np.asarray(groups, dtype=np.int64)
 
     def _publish(self, folder: Path) -> None:
@@ -183,14 +190,25 @@ class KeywordIndex:
             man = json.loads(self.manifest_path.read_text())
         except (OSError, json.JSONDecodeError):
             return False
-        return bool(man.get("format_version") == FORMAT_VERSION and man.get("tokenizer") == TOKENIZER_VERSION
-                    and (self.path / LEXICON_FILE).exists())
+        if not (man.get("format_version") == FORMAT_VERSION and man.get("tokenizer") == TOKENIZER_VERSION
+                and (self.path / LEXICON_FILE).exists()):
+            return False
+        # A Chinese corpus indexed before dictionary translations gets them at the next open.
+        return (self.path / dictionary.TRANSLATIONS_FILE).exists() or not man.get("documents") or (
+            self.lexicon().cjk_share < dictionary.MIN_CORPUS_CJK)
 
     def lexicon(self) -> Lexicon:
         """The glosses mined from the indexed texts (empty for an index built before them)."""
         if self._lexicon is None:
             self._lexicon = Lexicon.load(self.path)
         return self._lexicon
+
+    def translations(self) -> dict[str, list[str]]:
+        """English key -> the Chinese words of this corpus that translate it (core/dictionary.py;
+        empty for a corpus that is not Chinese, or an index built before them)."""
+        if self._translations is None:
+            self._translations = dictionary.load(self.path)
+        return self._translations
 
     def load(self) -> None:
         if not self.manifest_path.exists():
@@ -207,6 +225,7 @@ class KeywordIndex:
         self._groups = np.asarray(json.loads(gp.read_text()) if gp.exists() else [-1] * len(self.ids))
         self._pos = None
         self._lexicon = None
+        self._translations = None
         if self.ids:
             self._bm25 = load_saved_scores(self.path) or _bm25s().BM25.load(str(self.path))  # older kinds
         else:

@@ -132,6 +132,9 @@ class SearchSettings(BaseModel):
     # English terms that the corpus glosses in Chinese ("近似最近邻（ANN）") join its BM25 query.
     glosses: bool = True
     glosses_per_term: int = 2
+    # ... and the corpus's commonest CC-CEDICT translations of each English word / two-word
+    # phrase (core/dictionary.py); 0 = none. 1 chosen on the notes-mixed dev split (README).
+    translations_per_term: int = 1
     crosslingual_question_cjk: float = 0.1  # a question below this CJK share is "English"
     crosslingual_corpus_cjk: float = 0.3  # a corpus at or above it is "Chinese"
     # Each returned hit is widened to its neighbouring chunks within this many approximate

