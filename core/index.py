@@ -51,7 +51,8 @@ class Index:
     def keyword(self) -> KeywordIndex:
         kw = KeywordIndex(self.path / "bm25")
         if kw.path.exists() and not kw.is_current() and self.docs.path.exists():
-            # Written by an older tokenizer: BM25 is derived data, so rebuild it from the
+            # Written by an older tokenizer or format (e.g. a Chinese corpus indexed before the
+            # dictionary translations): BM25 is derived data, so rebuild it from the
             # document store rather than refuse every query until the user re-ingests. It is a
             # write, so it takes the writer lock (IndexBusyError while an ingest runs: that
             # ingest rebuilds it anyway).
@@ -59,8 +60,8 @@ class Index:
 
             with write_lock(self.path, "a keyword index rebuild"):
                 if not kw.is_current():
-                    log.warning("rebuilding the BM25 index at %s (written by another tokenizer version)",
-                                kw.path)
+                    log.warning("rebuilding the BM25 index at %s (written by another version of the "
+                                "tokenizer or index format)", kw.path)
                     kw.build(self.docs.keyword_rows())
         return kw
 

@@ -57,10 +57,11 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _settings(index_dir: Path, **over: Any) -> Settings:
-    # no translation cache: each test's scripted reply must reach the parser
+    # no translation cache: each test's scripted reply must reach the parser; no dictionary
+    # translations (tests/retrieval/test_crosslingual.py): here the LLM's translation alone
     return load_settings(
         index_dir=str(index_dir),
-        search={"ltr": False, "ltr_self_train": False},
+        search={"ltr": False, "ltr_self_train": False, "translations_per_term": 0},
         translate={"cache": False},
         **over,
     )
