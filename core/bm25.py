@@ -120,13 +120,22 @@ def lucene_matrix(counts: TermCounts, n_vocab: int, k1: float = K1, b: float = B
     rec = np.repeat(np.arange(n, dtype=np.int32), np.diff(counts.ptr))
     tf = counts.tfs.astype(np.float64)
     weight = (idf[counts.terms].astype(np.float64) * (tf / (norm[rec] + tf))).astype(np.float32)
-    # By term, records ascending within one: one sort of (term, entry) keys, unique, so the
-    # fast unstable sort gives the stable order (twice as fast as a stable argsort here).
-    key = (counts.terms.astype(np.uint64) << np.uint64(32)) | np.arange(len(rec), dtype=np.uint64)
-    order = (np.sort(key) & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    order = _by_term(counts.terms, n_vocab)
     indptr = np.zeros(n_vocab + 1, dtype=np.int64)
     np.cumsum(df, out=indptr[1:])
     return weight[order], rec[order], indptr
+
+
+def _by_term(terms: np.ndarray, n_vocab: int) -> np.ndarray:
+    """The entries' order by term, records ascending within one (a stable sort by term)."""
+    if n_vocab <= 1 << 16:
+        # numpy sorts 16-bit integers stably by radix: 3x faster than the key sort below
+        # (8.8 M entries: 0.33 s against 0.99 s), which matters when one added file rebuilds
+        # the matrix of a 100k-chunk index.
+        return np.argsort(terms.astype(np.uint16), kind="stable")
+    # One sort of (term, entry) keys, unique, so the fast unstable sort gives the stable order.
+    key = (terms.astype(np.uint64) << np.uint64(32)) | np.arange(len(terms), dtype=np.uint64)
+    return (np.sort(key) & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
 def save_terms(folder: Path, vocab: dict[str, int]) -> None:

@@ -157,6 +157,19 @@ def test_matrix_equals_bm25s_indexing_the_same_tokens(tmp_path: Path) -> None:
         assert np.array_equal(_scores(kw, q), want), q
 
 
+def test_both_term_orders_are_a_stable_sort_by_term() -> None:
+    """The matrix's entries by term, records ascending: the 16-bit radix path for vocabularies
+    up to 65,536 terms and the key sort above it give exactly a stable argsort."""
+    from core.bm25 import _by_term
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 50, 5000).astype(np.int32)
+    large = rng.integers(0, 200_000, 5000).astype(np.int32)
+    assert np.array_equal(_by_term(small, 50), np.argsort(small, kind="stable"))
+    assert np.array_equal(_by_term(large, 200_000), np.argsort(large, kind="stable"))
+    assert np.array_equal(_by_term(small, 70_000), _by_term(small, 50))  # the key sort path
+
+
 def test_rebuild_tokenises_only_new_texts_and_scores_as_a_fresh_build(tmp_path: Path) -> None:
     kw = KeywordIndex(tmp_path / "bm25")
     kw.build((f"r{i}", t, "doc") for i, t in enumerate(_TEXTS))
