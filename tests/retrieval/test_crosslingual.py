@@ -150,3 +150,25 @@ def test_dictionary_translations_find_a_passage_no_gloss_reaches(settings: Setti
     bare = retrieve(question, off, index=Index(off), k=3)
     assert not any(t.stage == "glosses" and t.detail.get("translations") for t in bare.trace)
     assert not bare.hits or bare.hits[0].record.id != precision  # MiniLM cannot read it
+
+
+def test_an_extractive_answer_to_an_english_question_quotes_the_translated_sentence(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """No Chinese sentence shares a word with "Why is loss scaling needed?": the composer
+    scores sentences against the question as BM25 searched it, translations included, so it
+    quotes the one with 损失缩放, not the passage's first sentence."""
+    from retrieval.answer import ask
+
+    root = tmp_path_factory.mktemp("xl-answer")
+    docs = root / "docs"
+    docs.mkdir()
+    text = "# 训练技巧\n\n混合精度训练节省显存并加快训练。需要损失缩放来防止半精度下梯度下溢。\n"
+    (docs / "train.md").write_text(text, encoding="utf-8")
+    (docs / "other.md").write_text("# 推理\n\n推理时可以缓存键值以减少重复计算。\n", encoding="utf-8")
+    s = load_settings(index_dir=str(root / "index"), search={"ltr": False}, llm={"provider": "llamacpp"},
+                      answer={"mode": "extractive", "extractive_max_sentences": 1, "min_score": 0.0})
+    assert not ingest([docs], s).failed
+    res = ask("Why is loss scaling needed?", s)
+    assert not res.abstained, res.answer
+    assert res.answer.startswith("需要损失缩放来防止半精度下梯度下溢。"), res.answer
