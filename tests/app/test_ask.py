@@ -18,6 +18,7 @@ from core.llm import LlamaCppLLM
 from core.settings import Settings, load_settings
 from ingest.pipeline import ingest
 from retrieval.answer import AnswerResult, AskOptions, ask, ask_stream
+from tests.files import write_docs
 from tests.ollama_server import OllamaTestServer, Reply, free_port
 
 DOCS = {
@@ -44,10 +45,7 @@ LLM_OPTS = {"provider": "llamacpp", "temperature": 0.0, "max_tokens": 24}
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ask")
-    docs = root / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text)
+    docs = write_docs(root / "docs", DOCS)
     index_dir = root / "index"
     report = ingest([docs], load_settings(index_dir=index_dir))
     assert not report.failed

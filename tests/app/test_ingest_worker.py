@@ -18,6 +18,7 @@ from core.errors import IndexBusyError
 from core.index import Index
 from core.lock import write_lock
 from core.settings import Settings
+from tests.files import write_docs
 
 DOCS = {
     "kettle.md": "# Kettles\n\nA gooseneck kettle pours a slow, steady stream onto the coffee bed.\n",
@@ -29,11 +30,7 @@ WAIT_S = 300.0  # a real ingest on a busy CPU; the tests never assert how long a
 
 @pytest.fixture
 def docs(tmp_path: Path) -> Path:
-    d = tmp_path / "docs"
-    d.mkdir()
-    for name, text in DOCS.items():
-        (d / name).write_text(text)
-    return d
+    return write_docs(tmp_path / "docs", DOCS)
 
 
 class Gate:

@@ -22,6 +22,7 @@ from core.settings import load_settings
 from ingest.pipeline import ingest
 from retrieval.answer import AnswerResult
 from tests.conftest import REPO
+from tests.files import write_docs
 from tests.ollama_server import free_port
 
 UI = str(REPO / "app" / "ui.py")
@@ -59,10 +60,7 @@ def _env(mp: pytest.MonkeyPatch, env: dict[str, str]) -> None:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ui")
-    docs = root / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text)
+    docs = write_docs(root / "docs", DOCS)
     index_dir = root / "index"
     ENV.update({"RAG_INDEX_DIR": str(index_dir), "RAG_LLM__MAX_TOKENS": "48", "RAG_LLM__TEMPERATURE": "0",
                 "RAG_OLLAMA_URL": f"http://127.0.0.1:{free_port()}"})  # nothing listens: `auto` -> embedded

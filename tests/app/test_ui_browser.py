@@ -21,6 +21,7 @@ import pytest
 from core.settings import load_settings
 from ingest.pipeline import ingest
 from tests.conftest import needs_system_dep
+from tests.files import write_docs
 from tests.ollama_server import OllamaTestServer, free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -85,10 +86,7 @@ def _wait_http(url: str, proc: subprocess.Popen[str], timeout: float) -> None:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text)
+    docs = write_docs(tmp_path / "docs", DOCS)
     assert not ingest([docs], load_settings()).failed  # RAG_INDEX_DIR is this test's own
     port = free_port()
     ollama = OllamaTestServer(models=["llama3.2:latest"], reply=REPLY, token_delay_s=0.08).start()

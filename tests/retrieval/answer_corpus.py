@@ -8,6 +8,7 @@ from typing import Any
 
 from core.settings import Settings, load_settings
 from ingest.pipeline import ingest
+from tests.files import write_docs
 
 DOCS = {
     "lighthouse.md": (
@@ -37,10 +38,7 @@ TYRE_Q = "What pressure do road tyres need?"
 
 
 def build(root: Path) -> Path:
-    docs = root / "docs"
-    docs.mkdir(parents=True)
-    for name, text in DOCS.items():
-        (docs / name).write_text(text, encoding="utf-8")
+    docs = write_docs(root / "docs", DOCS)
     index_dir = root / "index"
     report = ingest([docs], load_settings(index_dir=index_dir, search={"ltr_self_train": False}))
     assert not report.failed

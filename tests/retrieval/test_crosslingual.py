@@ -13,6 +13,7 @@ from core.settings import Settings, load_settings
 from ingest.pipeline import ingest
 from retrieval.crosslingual import gloss_query, mismatch
 from retrieval.pipeline import retrieve
+from tests.files import write_docs
 
 
 def test_pairs_both_ways_with_the_term_cut_from_its_sentence() -> None:
@@ -57,10 +58,7 @@ DOCS = {
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("xl")
-    docs = root / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text, encoding="utf-8")
+    docs = write_docs(root / "docs", DOCS)
     s = load_settings(index_dir=str(root / "index"), search={"ltr": False})
     assert not ingest([docs], s).failed
     return s
@@ -161,11 +159,10 @@ def test_an_extractive_answer_to_an_english_question_quotes_the_translated_sente
     from retrieval.answer import ask
 
     root = tmp_path_factory.mktemp("xl-answer")
-    docs = root / "docs"
-    docs.mkdir()
-    text = "# 训练技巧\n\n混合精度训练节省显存并加快训练。需要损失缩放来防止半精度下梯度下溢。\n"
-    (docs / "train.md").write_text(text, encoding="utf-8")
-    (docs / "other.md").write_text("# 推理\n\n推理时可以缓存键值以减少重复计算。\n", encoding="utf-8")
+    docs = write_docs(root / "docs", {
+        "train.md": "# 训练技巧\n\n混合精度训练节省显存并加快训练。需要损失缩放来防止半精度下梯度下溢。\n",
+        "other.md": "# 推理\n\n推理时可以缓存键值以减少重复计算。\n",
+    })
     s = load_settings(index_dir=str(root / "index"), search={"ltr": False}, llm={"provider": "llamacpp"},
                       answer={"mode": "extractive", "extractive_max_sentences": 1, "min_score": 0.0})
     assert not ingest([docs], s).failed

@@ -15,6 +15,7 @@ from ingest.pipeline import ingest
 from retrieval import search
 from retrieval.pipeline import retrieve
 from retrieval.state import FIRST_STAGE
+from tests.files import write_docs
 
 EN = {
     "kettle.md": "# Kettles\n\nAn electric kettle boils water quickly. Descale it monthly with vinegar.",
@@ -35,17 +36,10 @@ ZH = {
 }
 
 
-def _write(folder: Path, files: dict[str, str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
     root = tmp_path_factory.mktemp("hybrid")
-    docs = _write(root / "docs", {**EN, **ZH})
+    docs = write_docs(root / "docs", {**EN, **ZH})
     settings = load_settings(index_dir=str(root / "index"))
     ingest([docs], settings)
     return settings, docs
@@ -124,7 +118,7 @@ def test_stages_switch_per_call(corpus: tuple[Settings, Path]) -> None:
 
 
 def test_index_stays_in_step_after_changed_and_pruned_files(tmp_path: Path, settings: Settings) -> None:
-    docs = _write(
+    docs = write_docs(
         tmp_path / "docs",
         {
             "a.md": "# A\n\nThe zeppelin hangar stores airships.",
@@ -151,7 +145,7 @@ def test_index_stays_in_step_after_changed_and_pruned_files(tmp_path: Path, sett
 
 
 def test_bm25_answers_on_the_index_object_that_just_ingested(tmp_path: Path, settings: Settings) -> None:
-    docs = _write(tmp_path / "docs", {"a.md": "# A\n\nThe zeppelin hangar stores airships."})
+    docs = write_docs(tmp_path / "docs", {"a.md": "# A\n\nThe zeppelin hangar stores airships."})
     index = Index(settings)
     ingest([docs], settings, index=index)  # rebuilds index.keyword in place
     assert search.keyword(index, "zeppelin", 5)

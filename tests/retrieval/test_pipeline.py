@@ -17,6 +17,7 @@ from eval.runners import run_query
 from ingest.pipeline import ingest
 from retrieval.pipeline import retrieve
 from retrieval.state import FIRST_STAGE, Plan, Query, QueryState
+from tests.files import write_docs
 
 DOCS = {
     "press.md": "# French press\n\nSteep coarse coffee for four minutes, then press the plunger slowly.\n\n"
@@ -30,10 +31,7 @@ DOCS = {
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("pipeline")
-    docs = root / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text, encoding="utf-8")
+    docs = write_docs(root / "docs", DOCS)
     s = load_settings(index_dir=str(root / "index"), chunk={"size": 60, "overlap": 0})
     ingest([docs], s)
     return s

@@ -17,6 +17,7 @@ from eval.train_ranker import Group, fit, save
 from ingest.pipeline import ingest
 from retrieval import features, rerank
 from retrieval.pipeline import retrieve
+from tests.files import write_docs
 
 DOCS = {
     "a.md": "# Volcanoes\n\nVolcanoes erupt molten rock called lava.",
@@ -91,9 +92,7 @@ def booster():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def small_index(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("rerank")
-    (root / "docs").mkdir()
-    for name, text in DOCS.items():
-        (root / "docs" / name).write_text(text)
+    write_docs(root / "docs", DOCS)
     settings = load_settings(index_dir=str(root / "index"))
     ingest([root / "docs"], settings)
     return settings

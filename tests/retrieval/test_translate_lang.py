@@ -27,6 +27,7 @@ from retrieval.answer import ask
 from retrieval.pipeline import plan_question, retrieve, route_and_translate
 from retrieval.state import QueryState
 from retrieval.translate import CHOICES, Translation, check_strategy, translation
+from tests.files import write_docs
 from tests.ollama_server import OllamaTestServer
 
 # Neutral file names: a name the question mentions would add a metadata-filter LLM call.
@@ -47,10 +48,7 @@ Q_ZH = "梯度裁剪有什么用？"
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("xl-translate")
-    docs = root / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text, encoding="utf-8")
+    docs = write_docs(root / "docs", DOCS)
     d = root / "index"
     assert not ingest([docs], _settings(d)).failed
     return d
