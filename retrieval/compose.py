@@ -129,9 +129,9 @@ def score(
     """Fill each sentence's features and score (in place)."""
     q_terms = set(tokenize(question))
     if cjk_share(question) > ENGLISH_MAX_CJK:
-        # jieba cuts a modern question and the older or technical text that answers it
-        # differently ("青龙偃月刀" vs 青龙 / 偃月刀); the question's character bigrams (its
-        # question words left out) match either way, weighted by idf like the words.
+        # jieba cuts a question and the older or technical text that answers it differently
+        # (苦肉计 vs 受苦 / 肉之计); the question's character bigrams (its question words left
+        # out) match either way, weighted by idf like the words.
         q_terms |= cjk_bigrams(strip_question_words(question))
     if not sents:
         return

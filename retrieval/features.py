@@ -82,15 +82,15 @@ QUESTION_WORDS = frozenset(
 )
 
 
+_QUESTION_WORDS_LONGEST_FIRST = sorted(QUESTION_WORDS, key=len, reverse=True)
+
+
 def strip_question_words(question: str) -> str:
     """The question with its question words blanked out (before taking its character bigrams:
     "是什么" would ask for bigrams no answer holds)."""
     for w in _QUESTION_WORDS_LONGEST_FIRST:
         question = question.replace(w, " ")
     return question
-
-
-_QUESTION_WORDS_LONGEST_FIRST = sorted(QUESTION_WORDS, key=len, reverse=True)
 
 _CJK_RUN = re.compile(f"[{CJK_RANGES}]+")
 

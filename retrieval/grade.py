@@ -39,6 +39,7 @@ from core.lang import cjk_share
 from core.llmcall import LLMCaller
 from core.settings import AbstainRule, Settings
 from core.types import Hit, TraceEntry
+from retrieval.crosslingual import mismatch
 from retrieval.features import QUESTION_WORDS
 from retrieval.state import QueryState, Search
 from retrieval.translate import step_back
@@ -147,8 +148,6 @@ KINDS = ("same", "cjk", "crosslingual")
 def question_kind(question: str, index: Index, settings: Settings) -> str:
     """"crosslingual" when the question's script differs from the corpus's
     (retrieval/crosslingual.py), "cjk" for a Chinese question of Chinese text, else "same"."""
-    from retrieval.crosslingual import mismatch
-
     try:
         if mismatch(question, index, settings) is not None:
             return "crosslingual"
