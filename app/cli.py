@@ -52,6 +52,9 @@ def _register() -> None:
     from app import cmd_tree
 
     cmd_tree.register(app)
+    from app import cmd_graph
+
+    cmd_graph.register(app)
     from app import cmd_ui
 
     cmd_ui.register(app)

@@ -23,6 +23,8 @@ ASK_TIMEOUT_S = 900.0  # generation on CPU can take minutes; past this, ask agai
 def _source_line(c: dict[str, object]) -> str:
     src = str(c["source"])
     loc = location(src, cast("int | None", c.get("page_start")), cast("int | None", c.get("page_end")))
+    if c.get("table"):  # an answer from table rows (retrieval/table_answer.py): table and rows, no offsets
+        return f"[{c['n']}] {loc}  {c['title']}\n    {src}"
     title = f"  {c['title']}" if c.get("title") else ""
     return f"[{c['n']}] {loc} [{c['start']}:{c['end']}]{title}\n    {src}"
 

@@ -30,6 +30,8 @@ def ingest_cmd(
     ),
     raptor: bool = typer.Option(None, "--raptor/--no-raptor",
                                 help="Build or update the RAPTOR summary tree."),
+    graph: bool = typer.Option(None, "--graph/--no-graph",
+                               help="Build or update the knowledge graph (entities, relations)."),
 ) -> None:
     """Load, chunk, embed and index documents. Unchanged files are skipped."""
     from rich.markup import escape
@@ -40,10 +42,10 @@ def ingest_cmd(
     from ingest.pipeline import ingest
 
     settings = load_settings()
-    if multi_rep is not None:
-        settings.ingest.multi_representation = multi_rep
-    if raptor is not None:
-        settings.ingest.raptor = raptor
+    layers = {"multi_representation": multi_rep, "raptor": raptor, "graph": graph}
+    for name, on in layers.items():  # a derived layer's flag wins over the settings
+        if on is not None:
+            setattr(settings.ingest, name, on)
     show = not no_progress and not json_out and sys.stderr.isatty()
 
     def notice(line: str) -> None:  # a derived layer's cost estimate, before it runs (in --json: the summary)

@@ -85,10 +85,11 @@ def ingest_progress(enabled: bool = True) -> Iterator[Callable[[str, int], None]
                 prog.advance(chunks, n)
             elif event in ("pages_total", "page"):  # PDF pages (OCR is slow): a third bar when needed
                 _pages_bar(prog, pages_task, event, n)
-            elif event in ("represent_total", "raptor_total"):
+            elif event in ("represent_total", "raptor_total", "graph_total"):
                 name = event.removesuffix("_total")
                 if name not in derived:
-                    derived[name] = prog.add_task({"represent": "units", "raptor": "clusters"}[name], total=0)
+                    label = {"represent": "units", "raptor": "clusters", "graph": "graph"}[name]
+                    derived[name] = prog.add_task(label, total=0)
                 prog.update(derived[name], total=(prog.tasks[derived[name]].total or 0) + n)
             elif event in derived:
                 prog.advance(derived[event], n)

@@ -98,4 +98,22 @@ def format_entry(t: TraceEntry, loc: Locator) -> list[str] | None:
         return _sub_answer(d)
     if t.stage in ("coarse", "ltr"):
         return _rerank_stage(d, loc)
+    if t.stage == "sql" and "route" in d:
+        return _sql(d)
     return None
+
+
+def _sql(d: dict[str, Any]) -> list[str]:
+    """The table route, each SQL attempt (and SQLite's error), the rows, or why passages answered."""
+    r = d["route"]
+    out = [f"tables={r.get('tables')} go={r.get('go')} ({r.get('reason')})"]
+    for n, a in enumerate(d.get("attempts", []), 1):
+        out.append(f"  attempt {n}: {' '.join(str(a.get('sql', '')).split())[:300]}")
+        out.append(f"    -> {'error: ' + a['error'] if a.get('error') else str(a.get('rows')) + ' rows'}")
+    if d.get("rows") is not None:
+        out.append(f"  columns: {d.get('columns')}" + (f"  order: {d['order']}" if d.get("order") else ""))
+        out += [f"    {row}" for row in d["rows"][:10]]
+        out.append(f"  answer: {d.get('answer')}; cited: {d.get('cited')}")
+    if d.get("fallback"):
+        out.append(f"  fallback: {d['fallback']}")
+    return out

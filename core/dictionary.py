@@ -11,7 +11,7 @@ them (`TRANSLATIONS_FILE` beside the index); a question then adds the commonest 
 each of its terms to its BM25 query (retrieval/crosslingual.py), the classic dictionary-based
 query translation of cross-language retrieval, with no model.
 
-Keys are English words and two-word phrases as core.keyword.tokenize writes them (lower case,
+Keys are English words and two-word phrases as core.tokens.tokenize writes them (lower case,
 stemmed, stop words dropped), so "positions" in a question meets "position" in a definition.
 """
 
@@ -55,7 +55,7 @@ def data_path() -> Path | None:
 def parse(lines: list[str]) -> dict[str, set[str]]:
     """English key -> the simplified Chinese words whose senses say it, from CC-CEDICT lines
     ("傳統 传统 [chuan2 tong3] /tradition/traditional/"). Only short senses count."""
-    from core.keyword import tokenize
+    from core.tokens import tokenize
 
     out: dict[str, set[str]] = defaultdict(set)
     for line in lines:
@@ -120,7 +120,7 @@ def load(folder: Path) -> dict[str, list[str]]:
 def translate(question: str, translations: dict[str, list[str]], per_term: int) -> dict[str, list[str]]:
     """The question's English words and two-word phrases that the corpus's translations know,
     each with its `per_term` commonest Chinese words."""
-    from core.keyword import tokenize
+    from core.tokens import tokenize
 
     toks = tokenize(question)
     keys = dict.fromkeys([*toks, *(f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False))])

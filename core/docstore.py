@@ -8,13 +8,13 @@ run leaves either the old or the new state of each file, never a mix.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.sqlite_file import SQLiteFile
 from core.types import Record, index_text
 
 SCHEMA_VERSION = 1
@@ -61,29 +61,11 @@ def _row_to_record(row: tuple[Any, ...]) -> Record:
     )
 
 
-class DocStore:
+class DocStore(SQLiteFile):
     """Thin typed access to the SQLite file; one connection per instance."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.executescript(_SCHEMA)
-        if self.get_meta("schema_version") is None:
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
-
-    def close(self) -> None:
-        self.conn.close()
-
-    # --- meta -------------------------------------------------------------------
-    def get_meta(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_meta(self, key: str, value: str) -> None:
-        with self.conn:
-            self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        super().__init__(path, _SCHEMA, SCHEMA_VERSION)
 
     # --- files ------------------------------------------------------------------
     def files(self) -> dict[str, FileEntry]:

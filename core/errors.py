@@ -44,3 +44,8 @@ class RankerError(RagError):
 
 class IndexBusyError(RagError):
     """Another process (or the UI's worker) is writing the index; the message names it."""
+
+
+class SqlError(RagError):
+    """A model-written SQL query was refused (not a single read-only SELECT), failed in SQLite,
+    or ran past `sql.timeout_s`; the message is SQLite's own (it goes back to the model once)."""

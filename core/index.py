@@ -1,6 +1,7 @@
 """The index on disk: document store (SQLite), vector store (Chroma), keyword index
-(BM25, core/keyword.py) and the manifest that says how they were built. Ingest writes it, retrieval
-reads it; both reach it through this one object."""
+(BM25, core/keyword.py), the tables found in documents (SQLite, core/tables.py) and the
+manifest that says how they were built. Ingest writes it, retrieval reads it; both reach it
+through this one object."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from typing import Any
 
 from core.docstore import DocStore
 from core.errors import EmbeddingMismatchError, IndexError_
+from core.graph import GRAPH_FILE, GraphStore
 from core.keyword import KeywordIndex
 from core.models import Embedder, get_embedder
 from core.settings import Settings
 from core.store import VectorStore, get_store
+from core.tables import TableStore
 from core.versions import package_versions
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,11 @@ class Index:
         return DocStore(self.path / "docs.sqlite")
 
     @cached_property
+    def tables(self) -> TableStore:
+        """Tables found at ingest, as real SQLite tables (core/tables.py); read-only at query time."""
+        return TableStore(self.path / "tables.sqlite")
+
+    @cached_property
     def vectors(self) -> VectorStore:
         return get_store(self.settings)
 
@@ -64,6 +72,18 @@ class Index:
                                 "tokenizer or index format)", kw.path)
                     kw.build(self.docs.keyword_rows())
         return kw
+
+    @property
+    def graph(self) -> GraphStore | None:
+        """The knowledge graph `rag ingest --graph` built (core/graph.py), or None: opened once,
+        looked for on every call (an ingest may build it while a server holds this Index)."""
+        path = self.path / GRAPH_FILE
+        if not path.exists():
+            return None
+        store: GraphStore | None = self.__dict__.get("_graph")
+        if store is None:
+            store = self.__dict__["_graph"] = GraphStore(path)
+        return store
 
     @cached_property
     def embedder(self) -> Embedder:

@@ -54,9 +54,11 @@ class IngestSettings(BaseModel):
     extensions: list[str] = Field(
         default_factory=lambda: [
             ".md", ".markdown", ".txt", ".text", ".rst", ".html", ".htm", ".pdf", ".docx",
+            ".csv", ".xlsx",
         ]
     )
     max_file_mb: float = 50.0
+    max_table_rows: int = 100_000  # CSV / XLSX rows read per table; the rest is cut with a warning
     # Hostile or odd input: limits on what one file may cost, and whether symlinks that
     # leave an ingested folder are followed.
     max_uncompressed_mb: float = 200.0  # DOCX: sum of the zip members' inflated sizes
@@ -100,6 +102,13 @@ class IngestSettings(BaseModel):
     raptor_full_rebuild_fraction: float = 0.3  # changed leaves above this share -> full rebuild
     raptor_seed: int = 224
     llm_concurrency: int = 4  # concurrent LLM calls where the backend serves them (not llama.cpp)
+    # Knowledge graph (ingest/graph.py, core/graph.py): entities and relations per chunk. "llm" = the
+    # LLM reads them (JSON); "cooccurrence" = English names / technical terms and Chinese nouns
+    # (jieba), related when they share a sentence (no LLM call); "auto" = the LLM when it is capable
+    # (not `core.llm.too_small`), co-occurrence otherwise.
+    graph: bool = False
+    graph_extraction: Literal["auto", "llm", "cooccurrence"] = "auto"
+    graph_max_tokens: int = 512  # generated tokens per chunk's extraction
 
 
 class SearchSettings(BaseModel):
@@ -112,6 +121,18 @@ class SearchSettings(BaseModel):
     # tree top-down keeping the `tree_beam` best nodes per level (dense similarity).
     tree_mode: Literal["collapsed", "traversal"] = "collapsed"
     tree_beam: int = 3
+    # Knowledge graph retriever (retrieval/graph.py; only where `rag ingest --graph` built one): the
+    # question's entities, their neighbours up to graph_hops relations away, and the chunks that
+    # mention them as one more ranked list. An entity mentioned in more than graph_max_df of the
+    # chunks (and more than 5) is a hub: not matched, not walked through.
+    graph: bool = True
+    graph_hops: int = 2
+    graph_max_df: float = 0.1
+    # After the reranking stages (which judge a chunk by its likeness to the question, what a second
+    # hop lacks), the graph's list fused back in by RRF with this weight; 0 = not. Off: on the
+    # notes-mixed dev split it cost nDCG@10 (0.819 at 0, 0.791 at 0.3, 0.769 at 1) where the
+    # multi-hop set gained (0.744, 0.797, 0.777) (README, "Knowledge graph").
+    graph_rerank_weight: float = 0.0
     coarse_keep: int = 30
     # How the coarse stage orders the pool: "blend" = blend_weight * norm(cosine) +
     # (1 - blend_weight) * norm(BM25), "sbert" = cosine only, "fused" = keep the RRF order.
@@ -141,6 +162,20 @@ class SearchSettings(BaseModel):
     # tokens (retrieval/window.py); 0 returns the chunks themselves.
     window_tokens: int = 450  # chosen on the dev splits (README: passage hit@5)
     cross_encoder: str | None = None  # path to a sentence-transformers CrossEncoder on disk
+    # Late interaction (retrieval/late_interaction.py): MaxSim of the question's token vectors
+    # against the best `late_keep` candidates', blended with the coarse order: z(coarse) +
+    # late_weight * z(MaxSim). Token vectors from the index's bi-encoder (skipped where the
+    # CJK share of the comparison is above `late_max_cjk`: the English MiniLM cannot read it),
+    # or a ColBERT checkpoint folder in PyLate's layout (`late_model`, never skipped).
+    # Off by default: it encodes the candidates at query time (~0.3-0.5 s on 2 cores), and the
+    # gain on English (README) is small on the test split. Weight and keep chosen on the sci-en
+    # dev split: weight 0.5 / 3 / 100 -> nDCG@10 0.940 / 0.958 / 0.967 (hybrid+sbert 0.939);
+    # keep 15 = 30 = 50. At 100 MaxSim decides and the coarse score breaks near-ties.
+    late: bool = False
+    late_weight: float = 100.0
+    late_max_cjk: float = 0.2
+    late_keep: int = 15
+    late_model: str | None = None
     ltr: bool = True  # LightGBM fine rerank (used when a trained model exists and is active)
     ltr_model: str | None = None  # ranker folder; default <index_dir>/ranker
     # Self-training after `rag ingest` (eval/self_train.py): pseudo-queries cut from the corpus,
@@ -237,6 +272,21 @@ class AnswerSettings(BaseModel):
     cite_min_overlap: float = 0.5
 
 
+class SqlSettings(BaseModel):
+    """Questions about table data answered by a read-only SQL query over the tables found at
+    ingest (core/tables.py, retrieval/sql.py). "auto": on when `answer.mode` resolves to
+    generative (a capable model; the small embedded one writes SQL nobody should trust), "on":
+    always tried for questions the router sends there, "off": never."""
+
+    mode: Literal["auto", "on", "off"] = "auto"
+    max_rows: int = 200  # rows a query may return (fetched); more is cut
+    show_rows: int = 10  # rows the answer shows and cites (ordered by similarity when unordered)
+    timeout_s: float = 2.0  # a query is stopped past this
+    sample_rows: int = 3  # rows of each table shown in the prompt
+    max_tables: int = 5  # tables (those the question matches best) shown in the prompt
+    max_tokens: int = 256  # tokens for the written SQL
+
+
 class CollectionSettings(BaseModel):
     """A routable collection: its own index folder and/or a metadata filter within an index."""
 
@@ -305,6 +355,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     translate: TranslateSettings = Field(default_factory=TranslateSettings)
     route: RouteSettings = Field(default_factory=RouteSettings)
+    sql: SqlSettings = Field(default_factory=SqlSettings)
     ui: UISettings = Field(default_factory=UISettings)
 
     @classmethod

@@ -27,6 +27,9 @@ class EvalConfig:
     skip: frozenset[str] = frozenset()
     translate: bool = False  # route and translate the question with `answer.strategy` (LLM calls)
     uses_llm: bool = False
+    # False: run only when named, though it makes no LLM call (it builds an index of its own,
+    # or encodes every question's candidates: seconds per question on a CPU)
+    by_default: bool = True
 
     def shaping(self) -> dict[str, Any]:
         """The overrides that change what is indexed (so need an index of their own)."""
@@ -54,8 +57,9 @@ def apply(settings: Settings, overrides: dict[str, Any]) -> Settings:
 
 
 def not_default() -> list[str]:
-    """The configurations a plain `rag eval` leaves out: those that call the LLM."""
-    return [n for n, c in REGISTRY.items() if c.uses_llm]
+    """The configurations a plain `rag eval` leaves out: those that call the LLM (and the few
+    that build an index of their own or are slow per question, `by_default=False`)."""
+    return [n for n, c in REGISTRY.items() if c.uses_llm or not c.by_default]
 
 
 def select(names: list[str] | None) -> tuple[list[EvalConfig], list[tuple[str, str]]]:
@@ -72,7 +76,8 @@ def select(names: list[str] | None) -> tuple[list[EvalConfig], list[tuple[str, s
         if left:
             notes.append((
                 "configs_not_default",
-                f"not run by default, as each calls the LLM for every question or chunk: "
+                f"not run by default, as each calls the LLM for every question or chunk (or builds an "
+                f"index of its own, or encodes every question's candidates): "
                 f"{', '.join(left)}; name them with --configs (or --configs all)",
             ))
     elif names == ["all"]:
@@ -147,6 +152,18 @@ register(
     )
 )
 
+# --- late interaction (retrieval/late_interaction.py) -----------------------------------
+register(
+    EvalConfig(
+        "hybrid+sbert+late",
+        "hybrid, SBERT coarse rerank, then ColBERT-style MaxSim over the bi-encoder's token vectors",
+        {"search": {"mode": "hybrid", "coarse": True, "late": True}},
+        skip=frozenset({"ltr"}), by_default=False,
+    )
+)
+register(EvalConfig("default+late", "the default with the late-interaction stage on",
+                    {"search": {"late": True}}, by_default=False))
+
 # --- query translation (retrieval/translate.py) ---------------------------------------
 for _strategy, _what in (
     ("multi-query", "LLM-written query variants, union of results"),
@@ -183,3 +200,20 @@ for _name, _what, _layer in (
             skip=FIRST_STAGE, uses_llm=True,
         )
     )
+
+# --- the knowledge graph (ingest/graph.py, retrieval/graph.py) -----------------------------
+# Read by co-occurrence (no LLM call; what `auto` does with a small model): each builds an index
+# of its own with the graph, so they run when named (data/eval/multihop, README).
+_GRAPH = {"graph": True, "graph_extraction": "cooccurrence"}
+register(
+    EvalConfig(
+        "hybrid+graph", "hybrid plus the knowledge graph's chunks (co-occurrence graph), fused by RRF",
+        {"search": {"mode": "hybrid"}, "ingest": _GRAPH}, skip=PEER, by_default=False,
+    )
+)
+register(
+    EvalConfig(
+        "default+graph", "the default pipeline over an index with the knowledge graph (co-occurrence)",
+        {"ingest": _GRAPH}, by_default=False,
+    )
+)

@@ -1,5 +1,6 @@
 """The derived layers of the index, built after the files are committed: multi-
-representation records (ingest/represent.py) and the RAPTOR tree (ingest/raptor.py).
+representation records (ingest/represent.py), the RAPTOR tree (ingest/raptor.py) and the
+knowledge graph (ingest/graph.py, its own SQLite file; pruned of removed chunks even when off).
 Each is switched on by its setting (or `rag ingest --multi-representation / --raptor`);
 each says what it expects to cost before it starts (`notice`). Both share one extractor, so
 a sentence embedded for an extractive summary of one layer is not embedded again."""
@@ -22,6 +23,12 @@ def derive(index: Index, settings: Settings, progress: Callable[[str, int], None
     with a printable `line`). `notice` gets each layer's cost estimate before it runs."""
     changed = False
     out: dict[str, Any] = {}
+    from ingest.graph import graph_due, update_graph
+
+    if graph_due(index, settings):  # the knowledge graph: read by co-occurrence or the LLM (ingest/graph.py)
+        graph = update_graph(index, settings, progress, notice=notice)
+        if settings.ingest.graph or graph.removed:
+            out["graph"] = graph.summary() | {"line": graph.line()}
     if not (settings.ingest.multi_representation or settings.ingest.raptor):
         return changed, out
     from ingest.extractive import Extractor

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from core.errors import LoaderError
 from core.settings import IngestSettings
-from ingest.doc import LoadedDoc, md_table
+from core.tables import FoundTable
+from ingest.doc import LoadedDoc, found_table, md_table
 
 if TYPE_CHECKING:
     from bs4 import Tag
@@ -75,9 +76,10 @@ def load_text(path: Path, settings: IngestSettings, data: bytes | None = None) -
 _BLOCKS = ("p", "li", "pre", "blockquote", "div", "section", "article", "main", "ul", "ol", "dl")
 
 
-def _walk_html(node: Tag, parts: list[str]) -> None:
-    """Append the text under `node` to `parts`: headings as `#`, tables as Markdown tables,
-    block elements as paragraphs (list items as `- `)."""
+def _walk_html(node: Tag, parts: list[str], tables: list[FoundTable]) -> None:
+    """Append the text under `node` to `parts`: headings as `#`, tables as Markdown tables (and
+    to `tables` as rows, captioned by their <caption> or the heading before them), block
+    elements as paragraphs (list items as `- `)."""
     from bs4 import Tag
 
     for child in node.children:
@@ -95,19 +97,22 @@ def _walk_html(node: Tag, parts: list[str]) -> None:
                 for tr in child.find_all("tr") if tr.find_parent("table") is child
             ]
             parts.append("\n\n" + md_table(rows) + "\n\n")
+            head = child.find("caption") or child.find_previous(["h1", "h2", "h3", "h4", "h5", "h6"])
+            if (t := found_table(rows, caption=head.get_text(" ", strip=True) if head else "")) is not None:
+                tables.append(t)
         elif name in _BLOCKS:
             if name in ("p", "li", "pre", "blockquote") and not child.find(["table", "p", "div"]):
                 prefix = "- " if name == "li" else ""
                 parts.append("\n\n" + prefix + child.get_text(" ", strip=True) + "\n\n")
             else:
-                _walk_html(child, parts)
+                _walk_html(child, parts, tables)
                 parts.append("\n\n")
         elif name == "br":
             parts.append("\n")
         elif name == "title":
             continue
         else:
-            _walk_html(child, parts)
+            _walk_html(child, parts, tables)
 
 
 def load_html(path: Path, settings: IngestSettings, data: bytes | None = None) -> LoadedDoc:
@@ -119,7 +124,8 @@ def load_html(path: Path, settings: IngestSettings, data: bytes | None = None) -
         t.decompose()
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     parts: list[str] = []
-    _walk_html(soup.body or soup, parts)
+    tables: list[FoundTable] = []
+    _walk_html(soup.body or soup, parts, tables)
     text = "".join(p if p.startswith("\n") or p.endswith("\n") else p + " " for p in parts)
     lines = [ln.strip() for ln in text.split("\n")]
     text, blank = "", 0
@@ -130,22 +136,22 @@ def load_html(path: Path, settings: IngestSettings, data: bytes | None = None) -
     text = text.strip()
     if not text:
         raise LoaderError(f"{path.name} has no visible text")
-    return LoadedDoc(text=text, title=title or _first_heading(text) or path.stem)
+    return LoadedDoc(text=text, title=title or _first_heading(text) or path.stem, tables=tables)
 
 
 MB = 1024 * 1024
 RATIO_FLOOR_MB = 1.0  # archives that inflate to less than this are not ratio-checked
 
 
-def check_zip(data: bytes, name: str, settings: IngestSettings) -> None:
-    """Refuse an archive (DOCX) whose members would inflate past the limits, before any
+def check_zip(data: bytes, name: str, settings: IngestSettings, kind: str = "DOCX") -> None:
+    """Refuse an archive (DOCX, XLSX) whose members would inflate past the limits, before any
     member is decompressed. The sizes are the central directory's; `zipfile` never
     inflates a member past its declared size, so they bound what reading it costs."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             infos = z.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError) as e:
-        raise LoaderError(f"{name} is not a readable DOCX file (not a zip archive: {e})") from e
+        raise LoaderError(f"{name} is not a readable {kind} file (not a zip archive: {e})") from e
     inflated = sum(i.file_size for i in infos)
     packed = sum(i.compress_size for i in infos)
     if inflated > settings.max_uncompressed_mb * MB:
@@ -172,6 +178,8 @@ def load_docx(path: Path, settings: IngestSettings, data: bytes | None = None) -
     except Exception as e:
         raise LoaderError(f"{path.name} is not a readable DOCX file ({type(e).__name__}: {e})") from e
     parts: list[str] = []
+    tables: list[FoundTable] = []
+    heading = ""  # the last heading: a table's caption
     for block in document.element.body.iterchildren():
         tag = block.tag.rsplit("}", 1)[-1]
         if tag == "p":
@@ -182,19 +190,23 @@ def load_docx(path: Path, settings: IngestSettings, data: bytes | None = None) -
             style = (p.style.name or "") if p.style is not None else ""
             if style.startswith("Heading") and style[-1:].isdigit():
                 parts.append("#" * int(style[-1]) + " " + txt)
+                heading = txt
             elif style == "Title":
                 parts.append("# " + txt)
+                heading = txt
             else:
                 parts.append(txt)
         elif tag == "tbl":
             t = Table(block, document)
             rows = [[c.text for c in r.cells] for r in t.rows]
             parts.append(md_table(rows))
+            if (found := found_table(rows, caption=heading)) is not None:
+                tables.append(found)
     text = "\n\n".join(p for p in parts if p)
     if not text.strip():
         raise LoaderError(f"{path.name} has no text")
     title = (document.core_properties.title or "").strip()
-    return LoadedDoc(text=text, title=title or _first_heading(text) or path.stem)
+    return LoadedDoc(text=text, title=title or _first_heading(text) or path.stem, tables=tables)
 
 
 def load_pdf(
@@ -204,6 +216,20 @@ def load_pdf(
     from ingest.pdf import load_pdf as _load_pdf
 
     return _load_pdf(path, settings, progress, data=data)
+
+
+def load_csv(path: Path, settings: IngestSettings, data: bytes | None = None) -> LoadedDoc:
+    from ingest.sheets import load_csv as _load_csv
+
+    return _load_csv(path, settings, decode_bytes(_bytes(path, data), path.name))
+
+
+def load_xlsx(path: Path, settings: IngestSettings, data: bytes | None = None) -> LoadedDoc:
+    from ingest.sheets import load_xlsx as _load_xlsx
+
+    data = _bytes(path, data)
+    check_zip(data, path.name, settings, "XLSX")
+    return _load_xlsx(path, settings, data)
 
 
 LOADERS: dict[str, Callable[..., LoadedDoc]] = {
@@ -216,6 +242,8 @@ LOADERS: dict[str, Callable[..., LoadedDoc]] = {
     ".htm": load_html,
     ".docx": load_docx,
     ".pdf": load_pdf,
+    ".csv": load_csv,
+    ".xlsx": load_xlsx,
 }
 
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from core.errors import LoaderError
 from core.settings import IngestSettings
-from ingest.doc import LoadedDoc, Page, md_table
+from core.tables import FoundTable
+from ingest.doc import LoadedDoc, Page, found_table, md_table
 from ingest.ocr import OcrCache, ocr_page
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class _Tables:
         self.path = path
         self.data = data
         self.pdf: Any = None
+        self.found: list[FoundTable] = []  # every table found, with its page, for the table store
 
     def find(self, index: int) -> list[Found]:
         import pdfplumber
@@ -84,6 +86,8 @@ class _Tables:
             rows = [[c or "" for c in r] for r in t.extract() if any((c or "").strip() for c in r)]
             if len(rows) >= 2 and max(len(r) for r in rows) >= 2:
                 found.append((t.bbox, md_table(rows)))
+                if (table := found_table(rows, page=index + 1)) is not None:
+                    self.found.append(table)
         return found
 
     def close(self) -> None:
@@ -205,4 +209,5 @@ def load_pdf(
                 f"{path.name} has no text layer (scanned?); set ingest.ocr = \"auto\" to OCR it")
         detail = f" ({'; '.join(warnings)})" if warnings else ""
         raise LoaderError(f"{path.name} has no readable text, not even by OCR{detail}")
-    return LoadedDoc(text=text, title=meta_title or path.stem, pages=pages, warnings=warnings)
+    return LoadedDoc(text=text, title=meta_title or path.stem, pages=pages, warnings=warnings,
+                     tables=tables.found)

@@ -20,6 +20,7 @@ from core.errors import LoaderError
 from core.index import Index
 from core.lock import write_lock
 from core.settings import Settings
+from core.tables import FoundTable
 from core.types import Record
 from ingest.chunking import chunk_document
 from ingest.derived import derive
@@ -77,6 +78,7 @@ class Prepared:
     records: list[Record] = field(default_factory=list)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    tables: list[FoundTable] = field(default_factory=list)  # stored as SQLite tables (core/tables.py)
 
 
 # Progress callback: (event, amount) with event in {"files_total", "file", "chunks_total", "chunks"},
@@ -114,7 +116,7 @@ def _prepare(
         if not records:
             raise LoaderError(f"{path.name} has no indexable text")
         status: Status = "changed" if sp in known else "added"
-        return Prepared(sp, digest, size, status, doc.text, records, warnings=doc.warnings)
+        return Prepared(sp, digest, size, status, doc.text, records, warnings=doc.warnings, tables=doc.tables)
     except LoaderError as e:
         return Prepared(sp, "", 0, "failed", error=str(e))
     except OSError as e:
@@ -141,6 +143,8 @@ def _commit(index: Index, batch: list[Prepared], report: IngestReport, progress:
         report.chars_embedded += sum(map(len, texts))
     _fault("after_upsert")
     for p in batch:
+        # tables first: a kill before the file's records commit re-ingests it, replacing them again
+        index.tables.replace_source(p.path, p.tables)
         index.docs.replace_file(p.path, p.digest, p.size, p.text, p.records)
         report.files.append(FileResult(p.path, p.status, len(p.records), warnings=p.warnings))
         report.chunks_written += len(p.records)
@@ -294,6 +298,7 @@ def _prune(index: Index, report: IngestReport) -> bool:
         if not Path(path).exists():
             ids = index.docs.remove_file(path)
             index.vectors.delete(ids)
+            index.tables.remove_source(path)
             report.files.append(FileResult(path, "removed", len(ids)))
             removed = True
     return removed

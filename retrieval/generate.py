@@ -87,8 +87,10 @@ class Citation:
     page_start: int | None = None
     page_end: int | None = None
     score: float = 0.0
-    via: str = "marker"  # marker | overlap | extractive
+    via: str = "marker"  # marker | overlap | extractive | sql
     cut: bool = False  # `text` is the passage as the model saw it, cut to fit the context
+    table: str = ""  # via "sql": the SQLite table (core/tables.py) whose `rows` (its _row numbers) it cites
+    rows: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

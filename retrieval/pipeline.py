@@ -4,9 +4,12 @@
     -> route and translate (which collection and filter; the queries to search)
     -> [RAPTOR tree walk, when `search.tree_mode = traversal`, answers the search outright]
     -> gloss (English terms a Chinese corpus glosses join the BM25 query)
-    -> search (dense + BM25, per query) -> fuse (RRF, or union) -> parents (representations
+    -> search (dense + BM25, per query; the knowledge graph's chunks, retrieval/graph.py)
+    -> fuse (RRF, or union) -> parents (representations
        stand for their chunk) -> coarse (SBERT cosine blended with BM25) -> LTR (LightGBM
        lambdarank, where trained and better) -> window (the passage around each hit)
+    -> tables (a question about table data: read-only SQL over the tables found at ingest,
+       retrieval/sql.py; rows found answer it, cited by table and row, retrieval/table_answer.py)
     -> grade (the original question's evidence; corrective retry; abstain)
     -> answer (extractive, or generated and every sentence checked).
 
@@ -30,7 +33,7 @@ from core.llm import LLM
 from core.llmcall import LLMCaller
 from core.settings import Settings
 from core.types import Hit, TraceEntry
-from retrieval import crosslingual, rerank, respond, search, tree
+from retrieval import crosslingual, graph, late_interaction, rerank, respond, search, table_answer, tree
 from retrieval import route as routing
 from retrieval import translate as tr
 from retrieval import window as windows
@@ -52,14 +55,20 @@ def run(state: QueryState) -> Iterator[str]:
     if not walk_tree(state):
         gloss(state)
         search.run_queries(state)
+        graph.search(state)  # the knowledge graph's list, where `rag ingest --graph` built one
         search.fuse(state)
         parents(state)
         coarse(state)
+        late(state)
         ltr(state)
+        graph.rerank(state)  # the graph's list fused back in after reranking (retrieval/graph.py)
         window(state)
     representations(state)
     state.retrieve_ms = (time.perf_counter() - t0) * 1000
     if not state.answer:
+        return
+    if (from_rows := table_answer.answer_from_tables(state)) is not None:  # a question about table data
+        yield from_rows
         return
     respond.grade(state, searcher(state))
     if state.abstain_reason:
@@ -280,6 +289,22 @@ def coarse(state: QueryState) -> QueryState:
         state.hits = hits[: max(state.settings.search.coarse_keep, state.k)]
         d.update(detail, candidates=rerank.listing(before, state.hits, "coarse"))
     state.coarse_ran = True
+    return state
+
+
+def late(state: QueryState) -> QueryState:
+    """Late interaction (ColBERT MaxSim) over the best `search.late_keep`, when switched on."""
+    s = state.settings.search
+    if not (state.runs("late") and s.late) or not state.hits:
+        return state
+    with Timer(state.trace, "late") as d:
+        head, tail = state.hits[: s.late_keep], state.hits[s.late_keep :]
+        before = [h.record.id for h in head]
+        head, detail = late_interaction.rerank(state.index, state.queries[0].text, head, state.settings)
+        state.hits = head + tail
+        d.update(detail)
+        if "skipped" not in detail:
+            d["candidates"] = rerank.listing(before, head, "maxsim")
     return state
 
 

@@ -296,7 +296,8 @@ def fine(ranker: Ranker, query: str, hits: list[Hit], n_queries: int, mix: float
         return hits
     scores = ranker.predict(features.compute(query, hits, n_queries))
     final = scores
-    coarse = [h.scores.get("coarse") for h in hits]
+    # the order before this stage: the late-interaction blend where that stage ran, else coarse
+    coarse = [h.scores.get("late", h.scores.get("coarse")) for h in hits]
     if mix < 1.0 and all(c is not None for c in coarse):
         z_coarse = features.zscore(np.asarray(coarse, dtype=np.float64))
         final = mix * features.zscore(scores) + (1 - mix) * z_coarse

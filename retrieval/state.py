@@ -27,8 +27,8 @@ Ranked = list[tuple[str, float]]  # (record id, score), best first
 # (routing and query translation, the LLM-side stages), `gloss` (cross-lingual keyword
 # expansion), the two reranking stages and the passage windows. Search, fusion and the mapping
 # to parent chunks always run.
-SKIPPABLE = ("translate", "gloss", "coarse", "ltr", "window")
-FIRST_STAGE = frozenset({"coarse", "ltr"})  # skip these: plain first-stage search (dense, BM25, RRF)
+SKIPPABLE = ("translate", "gloss", "coarse", "late", "ltr", "window")
+FIRST_STAGE = frozenset({"coarse", "late", "ltr"})  # skip these: plain first-stage search (dense, BM25, RRF)
 
 
 @dataclass
