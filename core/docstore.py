@@ -7,7 +7,9 @@ run leaves either the old or the new state of each file, never a mix.
 
 from __future__ import annotations
 
+import copy
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from core.sqlite_file import SQLiteFile
 from core.types import Record, index_text
 
 SCHEMA_VERSION = 1
+RECORD_CACHE_MAX = 50_000  # records kept per DocStore for repeated reads (get)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,6 +69,9 @@ class DocStore(SQLiteFile):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, _SCHEMA, SCHEMA_VERSION)
+        self._cache: dict[str, Record] = {}  # id -> record, valid while _cache_version holds
+        self._cache_version: tuple[int, int] | None = None
+        self._cache_lock = threading.Lock()
 
     # --- files ------------------------------------------------------------------
     def files(self) -> dict[str, FileEntry]:
@@ -120,12 +126,25 @@ class DocStore(SQLiteFile):
             self._insert(records)
 
     def get(self, ids: list[str]) -> dict[str, Record]:
-        out: dict[str, Record] = {}
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
-            q = f"SELECT {_COLS} FROM records WHERE id IN ({','.join('?' * len(part))})"
-            for row in self.conn.execute(q, part):
-                out[row[0]] = _row_to_record(row)
+        """The records of `ids` that exist (a shallow copy each). Read through a per-instance
+        cache: every query reads the ~150 records of its candidate pool, which from SQLite
+        cost ~1.5 ms of a ~20 ms query at 10k chunks. The cache is dropped whenever the file
+        may have changed: another connection committed (`PRAGMA data_version`) or this one
+        wrote (`total_changes`), so a removed or replaced record is never served."""
+        with self._cache_lock:  # one connection, shared by threads: read and fill as one step
+            version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes)
+            if version != self._cache_version:
+                self._cache.clear()
+                self._cache_version = version
+            out = {i: copy.copy(r) for i in ids if (r := self._cache.get(i)) is not None}
+            todo = [i for i in ids if i not in out]
+            for n in range(0, len(todo), 500):
+                part = todo[n : n + 500]
+                q = f"SELECT {_COLS} FROM records WHERE id IN ({','.join('?' * len(part))})"
+                for row in self.conn.execute(q, part):
+                    rec = out[row[0]] = _row_to_record(row)
+                    if len(self._cache) < RECORD_CACHE_MAX:
+                        self._cache[row[0]] = copy.copy(rec)
         return out
 
     def iter_records(self, kinds: tuple[str, ...] | None = None) -> Iterator[Record]:
