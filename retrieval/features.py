@@ -22,7 +22,7 @@ from core.keyword import tokenize
 from core.lang import CJK_RANGES, cjk_share
 from core.types import Hit
 
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 
 FEATURES: tuple[str, ...] = (
     "dense",  # bi-encoder cosine of the question and the candidate (stored embeddings)
@@ -59,6 +59,10 @@ FEATURES: tuple[str, ...] = (
     "query_cjk",  # share of CJK characters in the question (a query-level feature)
     "text_cjk",  # share of CJK characters in the candidate
     "position",  # log1p of the character offset of the chunk in its document
+    # v3: the knowledge graph (retrieval/graph.py); NaN unless `rag ingest --graph` built one and
+    # the question names an entity of it
+    "graph_distance",  # relations from the question's entities to the nearest it mentions (else worst + 1)
+    "graph_shared",  # entities of the question's neighbourhood it mentions (else 0)
 )
 
 _KINDS = {"chunk": 0.0, "summary": 1.0, "question": 2.0, "raptor": 3.0}
@@ -208,6 +212,10 @@ def _score_features(out: np.ndarray, query: str, hits: Sequence[Hit], n_search_q
     norm = best_bm25 if best_bm25 > 0 else 1.0
     for name in ("bm25_prev", "bm25_next", "bm25_doc"):
         out[:, col[name]] = np.nan_to_num(_col(hits, name, 0.0), nan=0.0) / norm
+    dist = _col(hits, "graph_distance")
+    if not np.isnan(dist).all():  # the graph ran and reached some candidates: the others were not reached
+        out[:, col["graph_distance"]] = np.nan_to_num(dist, nan=float(np.nanmax(dist)) + 1.0)
+        out[:, col["graph_shared"]] = np.nan_to_num(_col(hits, "graph_shared"), nan=0.0)
 
 
 def _text_features(out: np.ndarray, query: str, hits: Sequence[Hit]) -> None:

@@ -56,6 +56,19 @@ def test_feature_matrix_follows_the_one_list() -> None:
     assert x[0, col["n_queries"]] == 0.5  # retrieved by 1 of 2 search queries (default count 1)
     assert math.isnan(x[0, col["step_back"]]) and math.isnan(x[0, col["hyde"]])
     assert x[0, col["query_terms"]] == 3
+    assert math.isnan(x[0, col["graph_distance"]]) and math.isnan(x[1, col["graph_shared"]])  # no graph
+
+
+def test_graph_features_mark_the_candidates_the_graph_did_not_reach() -> None:
+    hits = [
+        _hit("1", "Kessler Institute was founded by Otto Brandt", graph_distance=1.0, graph_shared=2.0),
+        _hit("2", "Elena Varga trained at the Kessler Institute", graph_distance=0.0, graph_shared=3.0),
+        _hit("3", "Coral reefs grow in warm water"),  # found by BM25 / dense, not by the graph
+    ]
+    x = features.compute("who founded the institute where Elena Varga trained", hits)
+    col = {n: i for i, n in enumerate(features.FEATURES)}
+    assert list(x[:, col["graph_distance"]]) == [1.0, 0.0, 2.0]  # not reached: one past the farthest
+    assert list(x[:, col["graph_shared"]]) == [2.0, 3.0, 0.0]
 
 
 def test_blend_normalises_both_scores_over_the_pool() -> None:
