@@ -80,10 +80,26 @@ def clean(sentence: str) -> str:
     return " ".join(neutralise(s).split())  # a quoted "[1]" must not read as our citation
 
 
-def _table_row(s: str) -> str:
-    """A Markdown table row read as a line: "| French press | Coarse | 4 minutes |" ->
-    "French press: Coarse; 4 minutes" (separator rows vanish)."""
-    cells = [c.strip() for c in s.strip().strip("|").split("|")]
+def _cells(row: str) -> list[str]:
+    return [c.strip() for c in row.strip().strip("|").split("|")]
+
+
+def _separator(row: str) -> bool:
+    """A Markdown table's rule line ("|---|:--:|")."""
+    cells = _cells(row)
+    return bool(cells) and all(set(c) <= set("-: ") for c in cells) and any("-" in c for c in cells)
+
+
+def _table_row(row: str, header: list[str] | None = None) -> str:
+    """A Markdown table row read as a line, with its column names where the passage holds the
+    header: "| French press | Coarse | 4 minutes |" under "| Method | Grind | Steep |" ->
+    "French press: Grind Coarse; Steep 4 minutes" (without the header: "French press: Coarse;
+    4 minutes"). The names make the row findable by the question's words ("how long to
+    steep") and readable alone."""
+    cells = _cells(row)
+    if header is not None and len(header) == len(cells):
+        pairs = [f"{h} {c}" if h else c for h, c in zip(header[1:], cells[1:], strict=True) if c]
+        return cells[0] + (": " + "; ".join(pairs) if pairs else "") if cells[0] else "; ".join(pairs)
     cells = [c for c in cells if c and not set(c) <= set("-: ")]
     if not cells:
         return ""
@@ -92,15 +108,27 @@ def _table_row(s: str) -> str:
 
 def candidates(passages: Sequence[Passage]) -> list[Sentence]:
     """The passages' sentences worth quoting: not headings (the heading is the passage's title,
-    not an answer), not labels of fewer than MIN_TERMS content words, not run-on text."""
+    not an answer), not a table's header row (it names columns, answers nothing), not labels of
+    fewer than MIN_TERMS content words, not run-on text."""
     out: list[Sentence] = []
     for p in passages:
         heads = {h.strip().casefold() for h in p.hit.record.title.split(">")}
-        for pos, (a, b) in enumerate(sentence_spans(p.text)):
-            raw = p.text[a:b]
-            if raw.lstrip().startswith("#"):
+        spans = sentence_spans(p.text)
+        header: list[str] | None = None  # the column names of the table being read
+        for pos, (a, b) in enumerate(spans):
+            raw = p.text[a:b].lstrip()
+            if not raw.startswith("|"):
+                header = None
+                if raw.startswith("#"):
+                    continue
+                text = clean(raw)
+            elif _separator(raw):
                 continue
-            text = _table_row(raw) if raw.lstrip().startswith("|") else clean(raw)
+            elif pos + 1 < len(spans) and _separator(p.text[spans[pos + 1][0] : spans[pos + 1][1]].lstrip()):
+                header = _cells(raw)
+                continue
+            else:
+                text = _table_row(raw, header)
             terms = set(tokenize(text))
             if (
                 len(terms) >= MIN_TERMS

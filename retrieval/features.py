@@ -22,7 +22,7 @@ from core.keyword import tokenize
 from core.lang import CJK_RANGES, cjk_share
 from core.types import Hit
 
-FEATURE_VERSION = 3
+FEATURE_VERSION = 4
 
 FEATURES: tuple[str, ...] = (
     "dense",  # bi-encoder cosine of the question and the candidate (stored embeddings)
@@ -63,6 +63,9 @@ FEATURES: tuple[str, ...] = (
     # the question names an entity of it
     "graph_distance",  # relations from the question's entities to the nearest it mentions (else worst + 1)
     "graph_shared",  # entities of the question's neighbourhood it mentions (else 0)
+    # v4: late interaction (retrieval/late_interaction.py); NaN unless `search.late` ran
+    "maxsim",  # ColBERT MaxSim of the question's and the candidate's token vectors
+    "maxsim_z",  # MaxSim standardised within the candidates that have one
 )
 
 _KINDS = {"chunk": 0.0, "summary": 1.0, "question": 2.0, "raptor": 3.0}
@@ -212,6 +215,11 @@ def _score_features(out: np.ndarray, query: str, hits: Sequence[Hit], n_search_q
     norm = best_bm25 if best_bm25 > 0 else 1.0
     for name in ("bm25_prev", "bm25_next", "bm25_doc"):
         out[:, col[name]] = np.nan_to_num(_col(hits, name, 0.0), nan=0.0) / norm
+    maxsim = _col(hits, "maxsim")
+    out[:, col["maxsim"]] = maxsim
+    have = ~np.isnan(maxsim)
+    if have.any():
+        out[have, col["maxsim_z"]] = zscore(maxsim[have])
     dist = _col(hits, "graph_distance")
     if not np.isnan(dist).all():  # the graph ran and reached some candidates: the others were not reached
         out[:, col["graph_distance"]] = np.nan_to_num(dist, nan=float(np.nanmax(dist)) + 1.0)

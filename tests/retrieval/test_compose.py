@@ -124,3 +124,22 @@ def test_sentence_splitting_is_shared_and_cjk_aware() -> None:
         "# Head",
         "Next",
     ]
+
+
+def test_table_rows_carry_their_column_names_and_the_header_row_is_never_quoted() -> None:
+    from retrieval.compose import candidates
+    from retrieval.generate import Passage
+
+    text = ("Brewing times we use.\n\n| Method | Grind | Steep time |\n| --- | :-: | --- |\n"
+            "| French press | Coarse | 4 minutes |\n| Espresso machine | Fine | 25 seconds |\n\n"
+            "After the table.")
+    hit = Hit(Record("t1", text, "/d/brew.md", title="Brewing"), 1.0, {})
+    rows = [s.text for s in candidates([Passage(1, hit, text)])]
+    assert "French press: Grind Coarse; Steep time 4 minutes" in rows
+    assert "Espresso machine: Grind Fine; Steep time 25 seconds" in rows
+    assert not any("Method" in r for r in rows)  # the header row names columns, answers nothing
+    assert not any(set(r) <= set("-:; |") for r in rows)
+    # a window that starts inside a table, below its header: rows as they are
+    cut = "| French press | Coarse | 4 minutes |\n| Espresso machine | Fine | 25 seconds |"
+    rows = [s.text for s in candidates([Passage(1, Hit(Record("t2", cut, "/d/b.md"), 1.0, {}), cut)])]
+    assert "French press: Coarse; 4 minutes" in rows

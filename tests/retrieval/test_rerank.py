@@ -57,6 +57,12 @@ def test_feature_matrix_follows_the_one_list() -> None:
     assert math.isnan(x[0, col["step_back"]]) and math.isnan(x[0, col["hyde"]])
     assert x[0, col["query_terms"]] == 3
     assert math.isnan(x[0, col["graph_distance"]]) and math.isnan(x[1, col["graph_shared"]])  # no graph
+    assert math.isnan(x[0, col["maxsim"]]) and math.isnan(x[1, col["maxsim_z"]])  # no late interaction
+    late = features.compute("glaciers", [_hit("1", "a", maxsim=0.9), _hit("2", "b", maxsim=0.5),
+                                         _hit("3", "c")])
+    assert list(late[:2, col["maxsim"]]) == pytest.approx([0.9, 0.5])
+    assert list(late[:2, col["maxsim_z"]]) == pytest.approx([1.0, -1.0])
+    assert math.isnan(late[2, col["maxsim_z"]])
 
 
 def test_graph_features_mark_the_candidates_the_graph_did_not_reach() -> None:
