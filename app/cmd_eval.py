@@ -65,6 +65,12 @@ def eval_cmd(
     list_configs: bool = typer.Option(False, "--list-configs", help="List configurations and exit."),
     json_out: bool = typer.Option(False, "--json", help="Print results.json instead of the table."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    tables: bool = typer.Option(
+        False, "--tables", help="DATASET is a table-question set (data/eval/tables): answers with the "
+        "SQL stage against the same answers without it (eval/tables.py); writes reports/NAME/."
+    ),
+    sql_mode: str = typer.Option("on", "--sql-mode", help="With --tables: sql.mode of the arm "
+                                 "compared with sql.mode = off (on | auto)."),
 ) -> None:
     """Evaluate retrieval configurations on labelled data; writes reports/NAME/."""
     from app.output import console, ingest_progress, out
@@ -79,6 +85,13 @@ def eval_cmd(
             state = "  [LLM: run when named]" if c.uses_llm else ""
             out.print(f"{c.name:<18} {c.description}{state}", markup=False, highlight=False)
         return
+    if tables:
+        from eval.tables import main as tables_main
+
+        if dataset is None:
+            raise typer.BadParameter("--tables needs the set's folder, e.g. data/eval/tables")
+        argv = [str(dataset), "--sql-mode", sql_mode, "--out", str(reports / (name or "tables"))]
+        raise typer.Exit(tables_main([*argv, *(["--limit", str(limit)] if limit else [])]))
     settings = load_settings()
     bars = not no_progress and not json_out and sys.stderr.isatty()
     if synthetic:

@@ -302,6 +302,12 @@ def run(folder: Path, sql_mode: str, limit: int | None, base: Settings) -> dict[
     from retrieval.respond import choose_mode
     from retrieval.sql import is_table_question
 
+    for need in ("docs", "questions.jsonl"):
+        if not (folder / need).exists():
+            from eval.datasets import DatasetError
+
+            raise DatasetError(f"{folder} is not a table-question set: it has no {need}; point it at a "
+                               "folder like data/eval/tables (docs/ and questions.jsonl).")
     questions = load_questions(folder / "questions.jsonl")
     if limit:  # the first `limit` of each kind, so both stay represented
         questions = ([q for q in questions if q.is_table][:limit]

@@ -124,3 +124,18 @@ def test_committed_xlsx_holds_the_generator_rows() -> None:
     finally:
         wb.close()
     assert got == SHEETS
+
+
+def test_rag_eval_tables_refuses_a_folder_that_is_not_a_table_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from app.cli import main
+
+    (tmp_path / "docs").mkdir()  # no questions.jsonl
+    monkeypatch.setattr(sys, "argv", ["rag", "eval", "--tables", str(tmp_path)])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = capsys.readouterr().err
+    assert e.value.code != 0 and "questions.jsonl" in err and "data/eval/tables" in err
