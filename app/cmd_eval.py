@@ -69,8 +69,8 @@ def eval_cmd(
         False, "--tables", help="DATASET is a table-question set (data/eval/tables): answers with the "
         "SQL stage against the same answers without it (eval/tables.py); writes reports/NAME/."
     ),
-    sql_mode: str = typer.Option("on", "--sql-mode", help="With --tables: sql.mode of the arm "
-                                 "compared with sql.mode = off (on | auto)."),
+    sql_arms: str = typer.Option("rules,llm,off", "--sql-arms", help="With --tables: the arms compared "
+                                 "(auto, rules, llm, on, off: eval/tables.py ARMS)."),
 ) -> None:
     """Evaluate retrieval configurations on labelled data; writes reports/NAME/."""
     from app.output import console, ingest_progress, out
@@ -90,7 +90,7 @@ def eval_cmd(
 
         if dataset is None:
             raise typer.BadParameter("--tables needs the set's folder, e.g. data/eval/tables")
-        argv = [str(dataset), "--sql-mode", sql_mode, "--out", str(reports / (name or "tables"))]
+        argv = [str(dataset), "--arms", sql_arms, "--out", str(reports / (name or "tables"))]
         raise typer.Exit(tables_main([*argv, *(["--limit", str(limit)] if limit else [])]))
     settings = load_settings()
     bars = not no_progress and not json_out and sys.stderr.isatty()

@@ -275,10 +275,15 @@ class AnswerSettings(BaseModel):
 class SqlSettings(BaseModel):
     """Questions about table data answered by a read-only SQL query over the tables found at
     ingest (core/tables.py, retrieval/sql.py). "auto": on when `answer.mode` resolves to
-    generative (a capable model; the small embedded one writes SQL nobody should trust), "on":
-    always tried for questions the router sends there, "off": never."""
+    generative (a capable model) or `writer` resolves to the rules (the small embedded model
+    writes SQL nobody should trust, so rules write it for it); "on": always tried for questions
+    the router sends there, "off": never."""
 
     mode: Literal["auto", "on", "off"] = "auto"
+    # Who writes the SELECT: "llm" (the model, schema and sample rows in the prompt), "rules"
+    # (retrieval/sql_rules.py: superlatives, counts, sums, averages and lookups by quoted cell
+    # values, no LLM call), "auto": the model when it is capable, else the rules.
+    writer: Literal["auto", "llm", "rules"] = "auto"
     max_rows: int = 200  # rows a query may return (fetched); more is cut
     show_rows: int = 10  # rows the answer shows and cites (ordered by similarity when unordered)
     timeout_s: float = 2.0  # a query is stopped past this

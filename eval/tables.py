@@ -1,5 +1,6 @@
 """Text-to-SQL measured against the same pipeline without it:
-`python -m eval.tables data/eval/tables [--sql-mode on|auto|off] [--limit N] [--out DIR]`.
+`rag eval --tables data/eval/tables` or
+`python -m eval.tables data/eval/tables [--arms rules,llm,off] [--limit N] [--out DIR]`.
 
 The set's `docs/` folder is ingested (the real `ingest.pipeline.ingest`) into a fresh temporary
 index; then, for every question of `questions.jsonl` ({_id, text, lang, kind: table|prose,
@@ -7,8 +8,8 @@ expected: [values], wrong: [values], source: file, answer}):
 - the router's decision (`retrieval.sql.is_table_question`) against the label `kind == "table"`:
   precision, recall, accuracy;
 - the whole answer path (`retrieval.answer.ask`, as `rag ask` runs it) with the configured LLM,
-  once with `sql.mode = --sql-mode` and once with `sql.mode = off` (passages only; when
-  --sql-mode is off the two are one run). Per answer: correct when every expected value is in
+  once per arm (`ARMS`: the rules write the SQL, the model writes it, `auto`, or `off`:
+  passages only). Per answer: correct when every expected value is in
   the answer's text (numbers compared as numbers: 7,100 == 7100 == 7100.0; an answer with more
   decimals is rounded to the expected value's); strict when, besides, it names none of the
   question's `wrong` values (the other rows' candidates: a dump of the whole table is not an
@@ -62,7 +63,7 @@ class Answer:
     """One question answered in one arm (sql.mode)."""
 
     qid: str
-    arm: str  # the sql.mode it ran with
+    arm: str  # the arm (ARMS) it ran with
     kind: str
     answer: str
     correct: bool | None  # every expected value is in the answer (None: nothing expected)
@@ -269,11 +270,11 @@ def markdown(report: dict[str, Any]) -> list[str]:
           "| router | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|",
           "| is_table_question | " + " | ".join(str(r[k]) for k in keys) + " |", ""]
     arms = list(report["arms"])
-    md += ["| | " + " | ".join(f"sql.mode = {a}" for a in arms) + " |", "|---" * (len(arms) + 1) + "|"]
+    md += ["| | " + " | ".join(f"arm {a}" for a in arms) + " |", "|---" * (len(arms) + 1) + "|"]
     for label, key in ROWS:
         md.append(f"| {label} | " + " | ".join(str(report["arms"][a][key]) for a in arms) + " |")
     for arm, s in report["arms"].items():
-        md += ["", f"sql.mode = {arm}: steps {s['sql_status']}; fallbacks {s['fallback_reasons'] or '{}'}; "
+        md += ["", f"arm {arm}: steps {s['sql_status']}; fallbacks {s['fallback_reasons'] or '{}'}; "
                    f"failed SQL attempts {s['attempt_errors'] or '{}'}"]
     return md
 
@@ -295,7 +296,17 @@ def per_question(report: dict[str, Any]) -> list[str]:
     return md
 
 
-def run(folder: Path, sql_mode: str, limit: int | None, base: Settings) -> dict[str, Any]:
+# The arms a run compares: each is settings overrides of the `sql` section.
+ARMS: dict[str, dict[str, str]] = {
+    "auto": {"mode": "auto"},  # what a user gets: the model writes SQL when capable, else the rules
+    "rules": {"mode": "on", "writer": "rules"},  # retrieval/sql_rules.py, no LLM call
+    "llm": {"mode": "on", "writer": "llm"},  # the model writes it, whatever its size
+    "on": {"mode": "on"},
+    "off": {"mode": "off"},  # passages only
+}
+
+
+def run(folder: Path, arms: list[str], limit: int | None, base: Settings) -> dict[str, Any]:
     from core.index import Index
     from core.llm import get_llm
     from ingest.pipeline import ingest
@@ -312,7 +323,10 @@ def run(folder: Path, sql_mode: str, limit: int | None, base: Settings) -> dict[
     if limit:  # the first `limit` of each kind, so both stay represented
         questions = ([q for q in questions if q.is_table][:limit]
                      + [q for q in questions if not q.is_table][:limit])
-    arms = [sql_mode] if sql_mode == "off" else [sql_mode, "off"]
+    if unknown := [a for a in arms if a not in ARMS]:
+        from eval.datasets import DatasetError
+
+        raise DatasetError(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
     with tempfile.TemporaryDirectory(prefix="rag-eval-tables-") as tmp:
         s = cfgs.apply(base, {"index_dir": tmp, "collection": "eval", "chroma_url": None})
         index = Index(s)
@@ -321,10 +335,10 @@ def run(folder: Path, sql_mode: str, limit: int | None, base: Settings) -> dict[
         routes = {q.qid: is_table_question(q.text, index.tables, s) for q in questions}
         rows: list[Answer] = []
         warm = next((q for q in questions if q.is_table), questions[0])
-        _answer(warm, arms[0], cfgs.apply(s, {"sql": {"mode": arms[0]}}), index, llm)  # loads the models:
+        _answer(warm, arms[0], cfgs.apply(s, {"sql": ARMS[arms[0]]}), index, llm)  # loads the models:
         # untimed, so the first arm's first question does not pay for loading them
         for arm in arms:
-            arm_s = cfgs.apply(s, {"sql": {"mode": arm}})
+            arm_s = cfgs.apply(s, {"sql": ARMS[arm]})
             for i, q in enumerate(questions, 1):
                 rows.append(_answer(q, arm, arm_s, index, llm))
                 log.info("%s %d/%d %s", arm, i, len(questions), rows[-1].sql)
@@ -347,13 +361,14 @@ def run(folder: Path, sql_mode: str, limit: int | None, base: Settings) -> dict[
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m eval.tables", description=__doc__.split("\n")[0])
     ap.add_argument("folder", type=Path, help="a set like data/eval/tables (docs/ and questions.jsonl)")
-    ap.add_argument("--sql-mode", choices=["on", "auto", "off"], default="on",
-                    help="sql.mode of the arm compared with sql.mode = off (default on)")
+    ap.add_argument("--arms", default="rules,llm,off",
+                    help=f"comma-separated arms to compare, from {', '.join(ARMS)} (default rules,llm,off)")
     ap.add_argument("--limit", type=int, default=None, help="the first N table and N other questions")
     ap.add_argument("--out", type=Path, default=Path("reports/tables"))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    report = run(args.folder, args.sql_mode, args.limit, load_settings())
+    report = run(args.folder, [a.strip() for a in args.arms.split(",") if a.strip()], args.limit,
+                 load_settings())
     md = markdown(report)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=1, ensure_ascii=False, default=str))

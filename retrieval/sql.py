@@ -32,6 +32,7 @@ from core.llmcall import LLMCaller
 from core.models import Embedder
 from core.settings import Settings
 from core.tables import ROW, SqlResult, TableInfo, TableStore
+from retrieval import sql_rules
 
 log = logging.getLogger(__name__)
 
@@ -203,10 +204,39 @@ def _try(store: TableStore, caller: LLMCaller, msgs: list[Message], settings: Se
     return at
 
 
+def by_rules(question: str, route: TableRoute, store: TableStore, settings: Settings) -> SqlOutcome:
+    """The query written by rules (retrieval/sql_rules.py) over the best-matching table, run
+    read-only like a model's; no rule that fits, an error or no rows: `result` None."""
+    info = store.info(route.tables[0])
+    p = sql_rules.plan(question, info, store, settings.sql.show_rows) if info else None
+    if p is None:
+        return SqlOutcome(None, fallback="no rule fits the question (sql.writer = rules: superlatives, "
+                                         "counts, sums, averages, lookups by a quoted cell value)")
+    at = Attempt(p.sql, f"rules: {p.reason}")
+    t0 = time.perf_counter()
+    try:
+        at.result = store.run_readonly(p.sql, settings.sql.max_rows, settings.sql.timeout_s)
+        at.rows = len(at.result.rows)
+    except SqlError as e:
+        at.error = str(e)
+    at.ms = (time.perf_counter() - t0) * 1000
+    out = SqlOutcome(None, [at])
+    if at.result is None:
+        out.fallback = f"the rules' query failed ({at.error})"
+    elif not at.result.rows or all(v is None for r in at.result.rows for v in r):
+        out.fallback = "the query returned no rows"
+    else:
+        out.result = at.result
+    return out
+
+
 def ask_tables(question: str, route: TableRoute, store: TableStore, caller: LLMCaller,
-               settings: Settings) -> SqlOutcome:
-    """Write, check and run the query for `question` over the routed tables, retrying once with
-    SQLite's error. `result` is None when it came to nothing (`fallback` says why)."""
+               settings: Settings, writer: str = "llm") -> SqlOutcome:
+    """Write, check and run the query for `question` over the routed tables: by the rules, or by
+    the LLM retrying once with SQLite's error. `result` is None when it came to nothing
+    (`fallback` says why)."""
+    if writer == "rules":
+        return by_rules(question, route, store, settings)
     schema = store.schema_prompt(route.tables, settings.sql.sample_rows)
     msgs = messages(question, schema)
     out = SqlOutcome(None)

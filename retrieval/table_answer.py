@@ -36,14 +36,17 @@ def _plain(value: Any) -> Any:
     return f"<{len(value)} bytes>" if isinstance(value, bytes | bytearray | memoryview) else value
 
 
-def _enabled(state: QueryState) -> tuple[bool, str]:
-    """`sql.mode`: off, on, or auto (on when the answer mode is generative: a capable model)."""
-    mode = state.settings.sql.mode
-    if mode != "auto":
-        return mode == "on", f"sql.mode = {mode}"
+def _enabled(state: QueryState) -> tuple[bool, str, str]:
+    """(on, why, writer). `sql.mode`: off, on, or auto (on when a capable model writes the SQL,
+    or the rules do for a small one); `sql.writer`: llm, rules, or auto (the model when the
+    answer mode is generative, the rules otherwise)."""
+    s = state.settings.sql
     assert state.llm is not None
     answer_mode, why = respond.choose_mode(state.settings, state.llm)
-    return answer_mode == "generative", f"sql.mode = auto; answer mode {answer_mode} ({why})"
+    writer = s.writer if s.writer != "auto" else ("llm" if answer_mode == "generative" else "rules")
+    if s.mode != "auto":
+        return s.mode == "on", f"sql.mode = {s.mode}; writer {writer}", writer
+    return True, f"sql.mode = auto; writer {writer} (answer mode {answer_mode}: {why})", writer
 
 
 def _shown_columns(res: SqlResult, info: TableInfo | None) -> list[tuple[int, str]]:
@@ -138,16 +141,17 @@ def answer_from_tables(state: QueryState) -> str | None:
         return None
     t0 = time.perf_counter()
     with Timer(state.trace, "sql") as d:
-        on, why = _enabled(state)
+        on, why, writer = _enabled(state)
         if not on:
             d["skipped"] = why
             return None
+        d["writer"] = why
         route = is_table_question(state.question, store, s)
         d["route"] = route.to_dict()
         if not route.go:
             return None
         caller = LLMCaller(state.llm, None, 1, optional=True)
-        out = ask_tables(state.question, route, store, caller, s)
+        out = ask_tables(state.question, route, store, caller, s, writer)
         d["attempts"] = [a.to_dict() for a in out.attempts]
         if out.result is None:
             d["fallback"] = f"{out.fallback}; answering from passages"

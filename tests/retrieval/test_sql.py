@@ -234,15 +234,22 @@ def test_no_sql_for_other_questions_or_small_models(corpus: Path, server: Ollama
     model = Model(GOOD_SQL)
     res = _ask("How are transformers trained?", corpus, server, model)
     assert model.sql_prompts == [] and not _sql_trace(res)["route"]["go"] and res.mode == "generative"
-    small = ask(QUESTION, load_settings(index_dir=corpus, llm={"provider": "llamacpp"}))  # sql.mode = auto
-    assert "too small" in _sql_trace(small)["skipped"] and small.mode == "extractive"
+    # sql.mode = auto with the embedded model: rules write the SQL (no LLM call writes it)
+    small = ask(QUESTION, load_settings(index_dir=corpus, llm={"provider": "llamacpp"}))
+    d = _sql_trace(small)
+    assert "writer rules" in d["writer"] and d["attempts"][0]["reply"].startswith("rules: max over suppliers")
+    assert small.mode == "sql" and "Birch" in small.answer and "7100" in small.answer
+    assert [c.rows for c in small.citations] == [[2]]
+    llm_small = ask(QUESTION, load_settings(index_dir=corpus, llm={"provider": "llamacpp"},
+                                            sql={"mode": "auto", "writer": "llm"}))
+    assert "writer llm" in _sql_trace(llm_small)["writer"]  # asked for, the small model writes it
     off = _ask(QUESTION, corpus, server, model, sql={"mode": "off"})
     assert model.sql_prompts == [] and not any(t.stage == "sql" for t in off.trace)
 
 
 @pytest.mark.slow
 def test_the_embedded_model_writes_sql_or_falls_back_visibly(corpus: Path) -> None:
-    s = load_settings(index_dir=corpus, sql={"mode": "on", "max_tokens": 64},
+    s = load_settings(index_dir=corpus, sql={"mode": "on", "writer": "llm", "max_tokens": 64},
                       llm={"provider": "llamacpp", "temperature": 0.0, "max_tokens": 32})
     res = ask(QUESTION, s)
     d = _sql_trace(res)
