@@ -39,10 +39,10 @@ log = logging.getLogger(__name__)
 # Wording that asks for a computation over rows rather than a passage. Kept narrow ("which",
 # "each" are not in it): a question matching one column name and no such word stays with passages.
 _AGGREGATE = re.compile(
-    r"\b(highest|lowest|most|least|largest|smallest|biggest|maximum|minimum|max|min|total|sum|"
+    r"\b(highest|lowest|most|least|largest|smallest|biggest|longest|shortest|maximum|minimum|max|min|total|sum|"
     r"average|mean|median|how many|how much|count|number of|top \d+|rank|ranked|greater than|"
     r"less than|more than|fewer than)\b"
-    r"|最高|最低|最多|最少|最大|最小|平均|总|多少|几个|排名|超过|低于",
+    r"|最高|最低|最多|最少|最大|最小|最长|最短|平均|总|多少|几个|排名|超过|低于",
     re.I,
 )
 _FENCE = re.compile(r"```[ \t]*(?:sql|sqlite)?[ \t]*\n?(.*?)```", re.S | re.I)

@@ -7,10 +7,13 @@ about table data, and nothing else:
 
     which / who ... highest | most | largest ... <number column>   -> ORDER BY it DESC LIMIT 1
     ... lowest | least | smallest ...                               -> ORDER BY it ASC LIMIT 1
+    ... the second / third ... highest                             -> ... LIMIT 1 OFFSET 1 / 2
+    which has more <number column>, A or B?                         -> the larger of A and B
     how many ... (no number column named)                           -> COUNT(*)
     total | sum ... <number column>                                  -> SUM(it)
     average | mean ... <number column>                               -> AVG(it)
     <a cell value> ... (a column named, or none of the above)        -> the matching rows
+    (several values of one column, "how much longer is A than B": the rows of each, no difference)
 
 Filters come from cell values the question quotes ("in Kenya", "2023", "绿茶"): a text value
 found in the question as a whole word (as a substring for Chinese), a number equal to a value of
@@ -36,6 +39,16 @@ _MIN = re.compile(r"\b(lowest|least|smallest|fewest|minimum|min|shortest|lightes
 _COUNT = re.compile(r"\b(how many|number of|count)\b|多少个|几个|几种|多少种|几家|多少家|几位", re.I)
 _SUM = re.compile(r"\b(total|sum|altogether|combined|in all)\b|总共|总计|合计|总和|一共|总", re.I)
 _AVG = re.compile(r"\b(average|mean)\b|平均", re.I)
+# "the second highest": the nth row of the superlative's order
+_ORDINAL = re.compile(r"\b(second|2nd|third|3rd|fourth|4th|fifth|5th)\b|第([二三四五])", re.I)
+_ORDINALS = {"second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4, "fifth": 5, "5th": 5,
+             "二": 2, "三": 3, "四": 4, "五": 5}
+# "Which has more beds, A or B?": the larger of the rows named (a difference, "how much more",
+# is not computed: both rows are shown)
+_MORE = re.compile(r"\b(more|larger|bigger|longer|higher|greater|heavier|older)\b|更多|更长|更大|更高", re.I)
+_LESS = re.compile(r"\b(fewer|less|smaller|shorter|lower|lighter|younger)\b|更少|更短|更小|更低", re.I)
+_WHICH = re.compile(r"\b(which|who|what)\b|哪", re.I)
+_HOW_MUCH = re.compile(r"\bhow (much|many)\b|多少|几", re.I)
 _NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?(?![\d.])")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 MAX_VALUES = 500  # distinct values read per text column
@@ -70,11 +83,12 @@ def _mentions(question: str, value: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(v)}(?!\w)", question) is not None
 
 
-def _filters(question: str, info: TableInfo, store: TableStore) -> list[tuple[str, object]]:
-    """(column, value) pairs for the cell values the question quotes, the longest per column."""
+def _filters(question: str, info: TableInfo, store: TableStore) -> list[tuple[str, list[object]]]:
+    """(column, values) for the cell values the question quotes: every value of a column it
+    names ("Orthopedics or Geriatrics"), less those inside a longer one it also names."""
     q = question.casefold()
     numbers = {float(n) for n in _NUMBER.findall(question)}
-    out: list[tuple[str, object]] = []
+    out: list[tuple[str, list[object]]] = []
     for col, kind in zip(info.sql_columns, info.types, strict=True):
         if col == ROW:
             continue
@@ -82,13 +96,14 @@ def _filters(question: str, info: TableInfo, store: TableStore) -> list[tuple[st
         if kind == "TEXT":
             res = store.run_readonly(f"SELECT DISTINCT {c} FROM {t} WHERE {c} IS NOT NULL", MAX_VALUES, 2.0)
             found = [str(r[0]) for r in res.rows if _mentions(q, str(r[0]))]
+            found = [v for v in found if not any(v != w and v.casefold() in w.casefold() for w in found)]
             if found:
-                out.append((col, max(found, key=len)))
+                out.append((col, list(dict.fromkeys(found))))
         elif kind == "INTEGER" and numbers:
             res = store.run_readonly(f"SELECT DISTINCT {c} FROM {t} WHERE {c} IS NOT NULL", MAX_VALUES, 2.0)
             hit = [r[0] for r in res.rows if float(r[0]) in numbers]
             if len(hit) == 1:
-                out.append((col, hit[0]))
+                out.append((col, [hit[0]]))
     return out
 
 
@@ -101,22 +116,32 @@ def plan(question: str, info: TableInfo, store: TableStore, show_rows: int = 10)
                if k in ("INTEGER", "REAL") and c not in used and c != ROW]
     named = sorted(((n, c) for c in numeric if (n := _named(terms, info, c)) > 0), key=lambda x: -x[0])
     measure = named[0][1] if named else (numeric[0] if len(numeric) == 1 else None)
-    label = next((c for c, k in zip(info.sql_columns, info.types, strict=True)
-                  if k == "TEXT" and c not in used), None)
-    where = " AND ".join(f"{quote(c)} = {_literal(v)}" for c, v in filters)
+    # what the answer names: the column whose values the question compares, else the first
+    # text column the question did not fix
+    label = next((c for c, vs in filters if len(vs) > 1), None) or next(
+        (c for c, k in zip(info.sql_columns, info.types, strict=True) if k == "TEXT" and c not in used), None)
+    where = " AND ".join(f"{quote(c)} = {_literal(vs[0])}" if len(vs) == 1 else
+                         f"{quote(c)} IN ({', '.join(_literal(v) for v in vs)})" for c, vs in filters)
+    several = any(len(vs) > 1 for _, vs in filters)
     t = quote(info.name)
     cond = f" WHERE {where}" if where else ""
-    why = f"filters {', '.join(f'{info.original(c)} = {v}' for c, v in filters) or 'none'}"
+    why = f"filters {', '.join(f'{info.original(c)} in {vs}' for c, vs in filters) or 'none'}"
+    which = bool(_WHICH.search(question)) and not _HOW_MUCH.search(question)
     shape = ("max" if _MAX.search(question) else "min" if _MIN.search(question)
+             else "max" if several and which and _MORE.search(question)
+             else "min" if several and which and _LESS.search(question)
+             else "lookup" if several
              else "avg" if _AVG.search(question) else "sum" if _SUM.search(question)
              else "count" if _COUNT.search(question) and not named else "lookup")
+    m = _ORDINAL.search(question)
+    nth = _ORDINALS[(m.group(1) or m.group(2)).lower()] if m and shape in ("max", "min") else 1
     if shape in ("max", "min", "avg", "sum") and measure is None:
         return None
     if shape in ("max", "min"):
         assert measure is not None
         cols = ", ".join(quote(c) for c in dict.fromkeys([ROW, *(x for x in [label] if x), *used, measure]))
         sql = (f"SELECT {cols} FROM {t}{cond} ORDER BY {quote(measure)} "
-               f"{'DESC' if shape == 'max' else 'ASC'} LIMIT 1")
+               f"{'DESC' if shape == 'max' else 'ASC'} LIMIT 1" + (f" OFFSET {nth - 1}" if nth > 1 else ""))
     elif shape in ("sum", "avg"):
         assert measure is not None
         fn = "SUM" if shape == "sum" else "AVG"

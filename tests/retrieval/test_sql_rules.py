@@ -48,6 +48,12 @@ def test_each_shape_becomes_the_query_a_person_would_write(store: TableStore) ->
     assert _answer(store, "What is the average volume of Acme?") == ("avg", [(4600.0,)])
     shape, rows = _answer(store, "What did O'Brien deliver?")  # a quote in the value stays data
     assert shape == "lookup" and [r[1] for r in rows] == ["O'Brien"]
+    shape, rows = _answer(store, "Which delivery had the second highest volume?")
+    assert shape == "max" and rows[0][1:] == ("O'Brien", 6100)  # ORDER BY ... LIMIT 1 OFFSET 1
+    shape, rows = _answer(store, "Which had more volume in 2023, Acme or Cedar?")
+    assert shape == "max" and rows[0][1] == "Acme" and rows[0][-1] == 5200
+    shape, rows = _answer(store, "How much more did Birch & Sons deliver than Cedar in 2023?")
+    assert shape == "lookup" and sorted(r[1] for r in rows) == ["Birch & Sons", "Cedar"]  # both shown
     assert _answer(store, "绿茶有几种？", "teas") == ("count", [(2,)])
     shape, rows = _answer(store, "哪种茶价格最高？", "teas")
     assert shape == "max" and rows[0][1] == "大红袍"
