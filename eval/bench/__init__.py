@@ -1,4 +1,4 @@
-"""`rag bench NAME` (NAME: ingest|retrieval|llm|strategies|raptor|ocr|faults|cold|scale|ui|all):
+"""`rag bench NAME` (NAME: ingest|retrieval|llm|strategies|raptor|ocr|faults|cold|scale|ui|late|all):
 figures, never assertions.
 
 One module per benchmark in this package, each with one entry point
@@ -17,7 +17,9 @@ child's measured start-up and memory.
 - ocr: OCR pages/s; faults: the fault matrix; cold: `rag search` / `rag ask` as fresh processes;
 - scale: one generated corpus of the first size (default 100,000 chunks), `server` also against a
   real `chroma run`, `baselines` None = the LangChain peer only up to 20,000 chunks;
-- ui: what the chat UI itself costs (renders and reruns through Streamlit's AppTest).
+- ui: what the chat UI itself costs (renders and reruns through Streamlit's AppTest);
+- late: the late-interaction stage's candidates' token vectors stored (disk, ingest time) against
+  computed at query time, on the current index.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ REGISTRY: dict[str, Bench] = {
                    lambda o: {"chunks": o.sizes[0] if o.sizes else 100_000,  # one corpus: the first size
                               "server": o.server, "peer": o.baselines}),
     "ui": Bench("eval.bench.ui", "ui (the chat UI's own cost)"),
+    "late": Bench("eval.bench.late", "late (late interaction: token vectors stored vs computed)"),
 }
 CHOICES = (*REGISTRY, "all")  # all = those marked in_all: ingest, retrieval, llm
 HELP = " | ".join([*(b.help for b in REGISTRY.values()), "all (ingest, retrieval, llm)"])

@@ -129,7 +129,8 @@ def test_rag_bench_scale_passes_its_options(monkeypatch: pytest.MonkeyPatch) -> 
     assert "scale" in bench.CHOICES
 
 
-BENCHES = ("ingest", "retrieval", "llm", "strategies", "raptor", "ocr", "faults", "cold", "scale", "ui")
+BENCHES = ("ingest", "retrieval", "llm", "strategies", "raptor", "ocr", "faults", "cold", "scale", "ui",
+           "late")
 
 
 def test_every_benchmark_is_registered_with_one_run_and_a_main() -> None:
@@ -176,3 +177,24 @@ def test_rag_bench_dispatches_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     assert lines == ["\nretrieval:", "\nllm:"]
     with pytest.raises(ValueError, match="not a benchmark"):
         bench.run("nonsense", object())  # type: ignore[arg-type]
+
+
+def test_late_bench_measures_stored_and_computed_token_vectors(tmp_path: Path) -> None:
+    """`rag bench late` on a small English index: the stored file holds every chunk's token
+    vectors as float16 (tokens x dim x 2 bytes) and both ways are timed for the same questions."""
+    from core.settings import load_settings
+    from eval.bench import late
+    from ingest.pipeline import ingest
+    from tests.files import write_docs
+
+    s = load_settings(index_dir=tmp_path / "index", search={"ltr_self_train": False})
+    docs = {f"d{i}.md": f"# Topic {i}\n\nGlaciers carve valley number {i} slowly over many years."
+            for i in range(6)}
+    ingest([write_docs(tmp_path / "docs", docs)], s)
+    figures = late.run(s, queries=3)
+    if "refused" in figures:  # a busy machine: the benchmark says so instead of reporting
+        assert "busy" in figures["refused"]
+        return
+    assert figures["chunks"] == 6 and figures["queries"] == 3
+    assert figures["stored"]["bytes"] == figures["tokens"] * figures["dim"] * 2
+    assert figures["stored"]["ms"]["p50"] > 0 and figures["computed"]["ms"]["p50"] > 0
