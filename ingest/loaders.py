@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -66,11 +67,49 @@ def _first_heading(text: str) -> str | None:
     return None
 
 
+_PIPE_RULE = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
+
+
+def _pipe_cells(line: str) -> list[str]:
+    body = line.strip()
+    body = body[1:] if body.startswith("|") else body
+    body = body[:-1] if body.endswith("|") and not body.endswith("\\|") else body
+    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", body)]
+
+
+def pipe_tables(text: str) -> list[FoundTable]:
+    """Markdown pipe tables (a header row, a rule row of dashes, then rows starting with "|"),
+    each captioned by the heading above it, as tables for the SQL store."""
+    lines = text.splitlines()
+    out: list[FoundTable] = []
+    heading = ""
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.lstrip().startswith("#"):
+            heading = line.lstrip("# ").strip()
+        if ("|" in line and i + 1 < len(lines) and _PIPE_RULE.match(lines[i + 1])
+                and "-" in lines[i + 1]):
+            header = _pipe_cells(line)
+            rows, j = [header], i + 2
+            while j < len(lines) and lines[j].strip().startswith("|"):
+                rows.append(_pipe_cells(lines[j]))
+                j += 1
+            width = len(header)
+            rows = [r[:width] + [""] * (width - len(r)) for r in rows]
+            if (t := found_table(rows, caption=heading)) is not None:
+                out.append(t)
+            i = j
+            continue
+        i += 1
+    return out
+
+
 def load_text(path: Path, settings: IngestSettings, data: bytes | None = None) -> LoadedDoc:
     text = _normalise(decode_bytes(_bytes(path, data), path.name))
     if not text.strip():
         raise LoaderError(f"{path.name} is empty")
-    return LoadedDoc(text=text, title=_first_heading(text) or path.stem)
+    return LoadedDoc(text=text, title=_first_heading(text) or path.stem, tables=pipe_tables(text))
 
 
 _BLOCKS = ("p", "li", "pre", "blockquote", "div", "section", "article", "main", "ul", "ol", "dl")

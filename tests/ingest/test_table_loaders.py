@@ -130,3 +130,20 @@ def test_ingest_stores_tables_and_keeps_them_in_step_with_the_files(tmp_path: Pa
     with sqlite3.connect(path) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"rag_catalog", "suppliers", "prices"}
+
+
+def test_markdown_pipe_tables_are_stored_and_answered_by_the_rules(tmp_path: Path) -> None:
+    from retrieval.answer import ask
+
+    notes = ("# 模型对比\n\n下表比较三个模型。\n\n| 模型 | 参数量(B) | 上下文长度 |\n| :-- | --: | --- |\n"
+             "| LLaMA-2 | 70 | 4096 |\n| Qwen | 72 | 32768 |\n| Mistral | 7 | 8192 |\n\n"
+             "A rule below is not a table:\n\nText | with a pipe\n\nand no rule row.\n")
+    s = load_settings(index_dir=tmp_path / "index", search={"ltr_self_train": False},
+                      llm={"provider": "llamacpp"})
+    ingest([write_docs(tmp_path / "docs", {"models.md": notes})], s)
+    (t,) = Index(s).tables.catalogue()
+    assert (t.caption, t.columns, t.n_rows) == ("模型对比", ["模型", "参数量(B)", "上下文长度"], 3)
+    assert t.types == ["TEXT", "INTEGER", "INTEGER"]
+    res = ask("哪个模型的上下文长度最长？", s)  # the embedded model: the rules write the SQL
+    assert res.mode == "sql" and "Qwen" in res.answer and "32768" in res.answer
+    assert [Path(c.source).name for c in res.citations] == ["models.md"]
