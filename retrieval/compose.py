@@ -93,17 +93,18 @@ def _separator(row: str) -> bool:
 def _table_row(row: str, header: list[str] | None = None) -> str:
     """A Markdown table row read as a line, with its column names where the passage holds the
     header: "| French press | Coarse | 4 minutes |" under "| Method | Grind | Steep |" ->
-    "French press: Grind Coarse; Steep 4 minutes" (without the header: "French press: Coarse;
+    "French press: Grind Coarse, Steep 4 minutes" (without the header: "French press: Coarse,
     4 minutes"). The names make the row findable by the question's words ("how long to
-    steep") and readable alone."""
+    steep") and readable alone. Cells are joined by commas, not semicolons: a semicolon ends
+    a sentence (core/text.py), and the support check would cut the row in two."""
     cells = _cells(row)
     if header is not None and len(header) == len(cells):
         pairs = [f"{h} {c}" if h else c for h, c in zip(header[1:], cells[1:], strict=True) if c]
-        return cells[0] + (": " + "; ".join(pairs) if pairs else "") if cells[0] else "; ".join(pairs)
+        return cells[0] + (": " + ", ".join(pairs) if pairs else "") if cells[0] else ", ".join(pairs)
     cells = [c for c in cells if c and not set(c) <= set("-: ")]
     if not cells:
         return ""
-    return cells[0] + (": " + "; ".join(cells[1:]) if len(cells) > 1 else "")
+    return cells[0] + (": " + ", ".join(cells[1:]) if len(cells) > 1 else "")
 
 
 def candidates(passages: Sequence[Passage]) -> list[Sentence]:
@@ -123,6 +124,9 @@ def candidates(passages: Sequence[Passage]) -> list[Sentence]:
                     continue
                 text = clean(raw)
             elif _separator(raw):
+                continue
+            elif "\n" in raw and _separator(raw.split("\n")[1]):  # "|---|" opens no block of its own
+                header = _cells(raw.split("\n")[0])
                 continue
             elif pos + 1 < len(spans) and _separator(p.text[spans[pos + 1][0] : spans[pos + 1][1]].lstrip()):
                 header = _cells(raw)
