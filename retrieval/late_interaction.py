@@ -26,7 +26,7 @@ from core.settings import Settings
 from core.token_vectors import BiEncoderTokens, TokenEncoder, colbert_folder
 from core.types import Hit
 from retrieval import features
-from retrieval.rerank import dense_blind_share
+from retrieval.rerank import dense_blind_share, reorder
 
 CACHE_MAX = 20_000  # candidates' token matrices kept per process (~100 tokens x 384 floats each)
 _CACHE: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
@@ -76,14 +76,7 @@ def rerank(index: Index, question: str, hits: list[Hit], settings: Settings) -> 
     w = s.late_weight
     coarse = np.array([h.scores.get("coarse", h.score) for h in hits], dtype=np.float64)
     mixed = features.zscore(coarse) + w * features.zscore(scores)
-    order = np.argsort(-mixed, kind="stable")
-    out = []
-    for j in order:
-        h = hits[int(j)]
-        h.scores["maxsim"] = float(scores[j])
-        h.scores["late"] = float(mixed[j])
-        h.score = float(mixed[j])
-        out.append(h)
+    out = reorder(hits, mixed, maxsim=scores, late=mixed)
     return out, {"encoder": enc.name, "weight": round(w, 3), "query_tokens": len(q), "n": len(hits)}
 
 

@@ -180,14 +180,20 @@ def coarse(
                           bm25_context=s.bm25_context, bm25_doc=s.bm25_doc)
         else:  # "fused": keep the fused order
             scores = np.array([h.score for h in hits], dtype=np.float64)
-    order = np.argsort(-scores, kind="stable")
+    return reorder(hits, scores, coarse=scores), detail
+
+
+def reorder(hits: list[Hit], final: np.ndarray, **columns: np.ndarray) -> list[Hit]:
+    """`hits` best first by `final` (stable: ties keep their order), each hit's `score` set to
+    its final value and each named column put on its scores (the stage's own figures)."""
     out: list[Hit] = []
-    for j in order:
+    for j in np.argsort(-final, kind="stable"):
         h = hits[int(j)]
-        h.scores["coarse"] = float(scores[j])
-        h.score = float(scores[j])
+        for name, col in columns.items():
+            h.scores[name] = float(col[j])
+        h.score = float(final[j])
         out.append(h)
-    return out, detail
+    return out
 
 
 # --- LTR stage --------------------------------------------------------------------------
@@ -301,14 +307,7 @@ def fine(ranker: Ranker, query: str, hits: list[Hit], n_queries: int, mix: float
     if mix < 1.0 and all(c is not None for c in coarse):
         z_coarse = features.zscore(np.asarray(coarse, dtype=np.float64))
         final = mix * features.zscore(scores) + (1 - mix) * z_coarse
-    order = np.argsort(-final, kind="stable")
-    out = []
-    for j in order:
-        h = hits[int(j)]
-        h.scores["ltr"] = float(scores[j])
-        h.score = float(final[j])
-        out.append(h)
-    return out
+    return reorder(hits, final, ltr=scores)
 
 
 # --- for the trace ----------------------------------------------------------------------
