@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from core import dictionary
-from core.bm25 import K1, B, TermCounts, load_saved_scores, load_terms, save_bm25s
+from core.bm25 import K1, B, SavedScores, TermCounts, load_saved_scores, load_terms, save_bm25s
 from core.errors import IndexError_
 from core.lexicon import LEXICON_FILE, Lexicon, TextFacts, combine, facts
 from core.tokens import TOKENIZER_VERSION, tokenize
@@ -195,6 +195,19 @@ class KeywordIndex:
             sc = np.asarray(self._bm25.get_scores([vocab[t]])) > 0
             hold = sc if hold is None else hold & sc
         return int(hold.sum()) if hold is not None else 0
+
+    def doc_freqs(self, terms: Iterable[str]) -> dict[str, int]:
+        """How many records hold each of `terms` (already tokenised: a stem tokenised again could
+        be stemmed twice), read off the saved matrix's column lengths without scoring anything:
+        the abstention check asks this for every question term, and scoring each term over the
+        whole index to count its hits cost a full sort per term at 100k records."""
+        if self._bm25 is None:
+            self.load()
+        if self._bm25 is None:
+            return {t: 0 for t in terms}
+        vocab = self._bm25.vocab_dict
+        indptr = self._bm25.indptr if isinstance(self._bm25, SavedScores) else self._bm25.scores["indptr"]
+        return {t: int(indptr[vocab[t] + 1] - indptr[vocab[t]]) if t in vocab else 0 for t in terms}
 
     def _all_scores(self, query: str) -> np.ndarray | None:
         """BM25 of `query` against every indexed record (None: nothing indexed or no query

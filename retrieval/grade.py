@@ -87,15 +87,12 @@ def term_idf(index: Index, terms: list[str]) -> dict[str, float]:
     """BM25 idf of each term over the whole index (a term found nowhere gets the highest): a
     question whose rare terms no passage has is not answered by the common ones it shares."""
     kw = index.keyword
-    n = max(len(getattr(kw, "ids", []) or []), 1)
-    out = {}
-    for t in terms:
-        try:
-            df = len(kw.search(t, n))
-        except Exception:  # no keyword index: plain coverage
-            return {t: 1.0 for t in terms}
-        out[t] = float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
-    return out
+    try:
+        dfs = kw.doc_freqs(terms)
+    except Exception:  # no keyword index: plain coverage
+        return {t: 1.0 for t in terms}
+    n = max(len(kw.ids or []), 1)
+    return {t: float(np.log(1 + (n - df + 0.5) / (df + 0.5))) for t, df in dfs.items()}
 
 
 def coverage(idf: dict[str, float], hit: Hit) -> float:

@@ -134,6 +134,26 @@ def test_search_reads_the_index_without_bm25s(tmp_path: Path) -> None:
     assert kw.search("冰墩墩", 1)[0][0] == "r4"
 
 
+def test_doc_freqs_count_the_records_that_hold_each_term(tmp_path: Path) -> None:
+    """Read off the matrix: "french" / "press" are in texts 0 and 3, "attent" (stemmed) in
+    text 2 only (three times, one record), 吉祥物 in text 4, an unknown term in none. The same counts from
+    the index bm25s wrote, which keeps its matrix in another attribute."""
+    import bm25s
+
+    kw = KeywordIndex(tmp_path / "bm25")
+    kw.build((f"r{i}", t) for i, t in enumerate(_TEXTS))
+    terms = [*tokenize("french press attention"), "吉祥物", "nowhere"]
+    want = {"french": 2, "press": 2, "attent": 1, "吉祥物": 1, "nowhere": 0}
+    assert kw.doc_freqs(terms) == want
+    import bm25s.tokenization as tk
+
+    vocab: dict[str, int] = {}
+    ids = [[vocab.setdefault(t, len(vocab)) for t in (tokenize(x) or ["\x00empty"])] for x in _TEXTS]
+    kw._bm25 = bm25s.BM25(k1=1.2, b=0.75)  # an index of the kind bm25s itself saved
+    kw._bm25.index(tk.Tokenized(ids=ids, vocab=vocab), show_progress=False)
+    assert kw.doc_freqs(terms) == want
+
+
 def _scores(kw: KeywordIndex, q: str) -> np.ndarray:
     scores = kw._all_scores(q)
     return scores if scores is not None else np.zeros(len(kw.ids), np.float32)
