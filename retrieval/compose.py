@@ -10,9 +10,12 @@ Each sentence is scored with cheap features, the same kinds the ranker uses:
   and answer differently: 苦肉计 vs 受苦 / 肉之计);
 - cosine between the question's vector and the sentence's (MiniLM), only when both are
   English: the model cannot read Chinese, so its cosines there would be noise;
-- the passage's rank (retrieval already weighed the whole passage).
-The best sentence is kept; others join it when they score at least `extractive_min_rel` of it,
-are not near-duplicates, and fit `extractive_max_sentences` / `extractive_max_chars`. The best
+- the passage's rank (retrieval already weighed the whole passage);
+a sentence of fewer than SHORT_TERMS content words (a label) is scaled down.
+The best sentence is kept; others join it when they score at least `extractive_min_rel` of it
+(`extractive_other_rel` when they come from another document: an answer usually lies in one,
+and each other document cited is most often one that does not hold it), are not
+near-duplicates, and fit `extractive_max_sentences` / `extractive_max_chars`. The best
 sentence comes first, the others after it grouped by passage, in document order within one."""
 
 from __future__ import annotations
@@ -35,7 +38,12 @@ from retrieval.features import cjk_bigrams, strip_question_words
 from retrieval.generate import Citation, Generation, Passage, citation, neutralise
 
 ENGLISH_MAX_CJK = 0.3  # above this CJK share a text is not "English" for MiniLM
-W_COVERAGE, W_COSINE, W_RANK = 0.55, 0.3, 0.15  # with cosine; without it coverage takes its weight
+W_COVERAGE, W_COSINE, W_RANK = 0.55, 0.3, 0.25  # with cosine; without it coverage takes its weight
+# A sentence of fewer content words than this is scaled down by words / SHORT_TERMS: a label or
+# heading-like line ("Tokenization & Embedding", "Polynomial kernel approximation") is close
+# to the question's words and vector without saying anything about them. Chosen on the dev
+# questions of data/eval with W_RANK and answer.extractive_other_rel (eval/answers.py).
+SHORT_TERMS = 4
 MIN_TERMS = 2  # a sentence with fewer content words (a label, "1.") is not an answer
 MAX_SENTENCE_CHARS = 600  # longer "sentences" are tables or run-on text, not answers
 
@@ -177,11 +185,10 @@ def score(
         vec = qv.vector if qv.vector is not None else embedder.embed([question])[0]
         eng = [i for i, s in enumerate(sents) if english(s.text)]
         vecs = embedder.embed([sents[i].text for i in eng]) if eng else np.zeros((0, 1))
-        cos = [0.0] * len(sents)
         q = np.asarray(vec, dtype=np.float32)
         q = q / (np.linalg.norm(q) or 1.0)
-        for i, v in zip(eng, vecs, strict=True):
-            cos[i] = float(np.dot(q, v) / (np.linalg.norm(v) or 1.0))
+        known = {i: float(np.dot(q, v) / (np.linalg.norm(v) or 1.0)) for i, v in zip(eng, vecs, strict=True)}
+        cos = [known.get(i, 0.0) for i in range(len(sents))]
     for i, s in enumerate(sents):
         cov = (
             sum(idf[t] * (1.0 if s.has(t) else 0.5 if t in heads[s.n] else 0.0) for t in q_terms) / total
@@ -193,6 +200,8 @@ def score(
             s.score = W_COVERAGE * cov + W_COSINE * max(cos[i], 0.0) + W_RANK * prior
         else:
             s.score = (W_COVERAGE + W_COSINE) * cov + W_RANK * prior
+        if len(s.terms) < SHORT_TERMS:
+            s.score *= len(s.terms) / SHORT_TERMS
         if s.text.rstrip().endswith(("?", "？")):  # a question in the passage does not answer one
             s.score *= 0.5
 
@@ -201,16 +210,23 @@ def _similar(a: Sentence, b: Sentence) -> bool:
     return len(a.terms & b.terms) / (len(a.terms | b.terms) or 1) > 0.6
 
 
-def select(sents: list[Sentence], settings: Settings) -> list[Sentence]:
+def select(
+    sents: list[Sentence], settings: Settings, sources: dict[int, str] | None = None
+) -> list[Sentence]:
+    """The best sentence and those that join it (module docstring); `sources`: each passage
+    number's document, for answer.extractive_other_rel."""
     a = settings.answer
     ranked = sorted(sents, key=lambda s: (-s.score, s.n, s.pos))
     chosen: list[Sentence] = []
     chars = 0
+    src = sources or {}
     for s in ranked:
         if len(chosen) >= a.extractive_max_sentences:
             break
+        other = src.get(s.n) != src.get(chosen[0].n) if chosen else False
         if chosen and (
-            s.score < a.extractive_min_rel * chosen[0].score
+            s.score < (max(a.extractive_min_rel, a.extractive_other_rel) if other else a.extractive_min_rel)
+            * chosen[0].score
             or chars + len(s.text) > a.extractive_max_chars
             or any(_similar(s, c) for c in chosen)
         ):
@@ -252,7 +268,7 @@ def compose(
         return Generation("", [], no_passages=True)
     sents = candidates(passages)
     score(question, passages, sents, qv)
-    chosen = select(sents, settings)
+    chosen = select(sents, settings, {p.n: p.hit.record.source or p.hit.record.id for p in passages})
     text = render(chosen)
     by_n = {p.n: p for p in passages}
     cited = sorted({s.n for s in chosen})

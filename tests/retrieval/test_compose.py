@@ -148,3 +148,44 @@ def test_table_rows_carry_their_column_names_and_the_header_row_is_never_quoted(
     html = "| Method | Grind | Contact time |\n|---|---|---|\n| Espresso | Fine | 25 seconds |"
     rows = [s.text for s in candidates([Passage(1, Hit(Record("t3", html, "/d/g.html"), 1.0, {}), html)])]
     assert rows == ["Espresso: Grind Fine, Contact time 25 seconds"]
+
+
+def test_a_sentence_from_another_document_needs_answer_extractive_other_rel_of_the_best() -> None:
+    """Hand-scored sentences: the best (1.0) in a.md, one at 0.7 in the same document, one at
+    0.8 in b.md. min_rel 0.6 alone takes all three; with other_rel 0.85 the b.md sentence is
+    left out (0.8 < 0.85), while the same-document one still joins at 0.7."""
+    from retrieval.compose import Sentence, select
+
+    sents = [
+        Sentence(1, 0, "Steep the coffee for four minutes.", {"steep", "coffe", "minut"}, score=1.0),
+        Sentence(1, 1, "Press the plunger down slowly.", {"press", "plunger", "slowli"}, score=0.7),
+        Sentence(2, 0, "Espresso extraction takes thirty seconds.", {"espresso", "extract", "second"},
+                 score=0.8),
+    ]
+    src = {1: "a.md", 2: "b.md"}
+    loose = load_settings(answer={"extractive_min_rel": 0.6, "extractive_other_rel": 0.0})
+    assert [(s.n, s.pos) for s in select(sents, loose, src)] == [(1, 0), (1, 1), (2, 0)]
+    strict = load_settings(answer={"extractive_min_rel": 0.6, "extractive_other_rel": 0.85})
+    assert [(s.n, s.pos) for s in select(sents, strict, src)] == [(1, 0), (1, 1)]
+    assert [(s.n, s.pos) for s in select(sents, strict)] == [(1, 0), (1, 1), (2, 0)]  # no sources: one rule
+
+
+def test_a_label_of_few_words_does_not_outscore_the_sentence_that_answers() -> None:
+    """"Tensor Sketch" (2 content words, both the question's) covers the question as well as
+    the sentence after it, and comes first, so it would lead (ties go to document order); it
+    is a label: scaled by 2 / SHORT_TERMS it falls below the sentence that says what Tensor
+    Sketch is."""
+    from retrieval.compose import SHORT_TERMS, Sentence, score, select
+    from retrieval.generate import Passage
+
+    text = "Tensor Sketch. Tensor Sketch computes a count sketch of the outer product with an FFT."
+    passages = [Passage(1, Hit(Record("c1", text, "k.md"), 1.0), text)]
+    from retrieval.compose import candidates
+
+    sents = candidates(passages)
+    assert [len(s.terms) for s in sents][0] == 2 < SHORT_TERMS
+    score("What is Tensor Sketch?", passages, sents, None)
+    label, answer = sents
+    assert label.score * SHORT_TERMS / 2 >= answer.score > label.score  # unscaled, the label led
+    assert isinstance(label, Sentence)
+    assert [s.pos for s in select(sents, load_settings())][0] == answer.pos
