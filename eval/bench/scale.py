@@ -336,11 +336,15 @@ def _work_build(spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
 
 def _work_update(spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
     from core.index import Index
+    from core.tokens import tokenize
     from ingest.pipeline import ingest
 
     index = Index(settings)
     # A resident process (the UI, `rag serve`) has these loaded: the figure is the update alone.
+    # serve's warm-up query (app/serve.py WARM_QUERY) also loads jieba's dictionary, 0.7 s at
+    # the first Chinese text a process tokenises.
     index.embedder.embed(["warm up"] * 4)
+    tokenize("预热 warm up")
     index.vectors.count()
     index.docs.count()
     split = {"embed": 0.0, "upsert": 0.0, "keyword": 0.0}
