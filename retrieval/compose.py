@@ -185,10 +185,11 @@ def score(
         vec = qv.vector if qv.vector is not None else embedder.embed([question])[0]
         eng = [i for i, s in enumerate(sents) if english(s.text)]
         vecs = embedder.embed([sents[i].text for i in eng]) if eng else np.zeros((0, 1))
+        cos = [0.0] * len(sents)
         q = np.asarray(vec, dtype=np.float32)
         q = q / (np.linalg.norm(q) or 1.0)
-        known = {i: float(np.dot(q, v) / (np.linalg.norm(v) or 1.0)) for i, v in zip(eng, vecs, strict=True)}
-        cos = [known.get(i, 0.0) for i in range(len(sents))]
+        for i, v in zip(eng, vecs, strict=True):
+            cos[i] = float(np.dot(q, v) / (np.linalg.norm(v) or 1.0))
     for i, s in enumerate(sents):
         cov = (
             sum(idf[t] * (1.0 if s.has(t) else 0.5 if t in heads[s.n] else 0.0) for t in q_terms) / total
@@ -223,10 +224,11 @@ def select(
     for s in ranked:
         if len(chosen) >= a.extractive_max_sentences:
             break
-        other = src.get(s.n) != src.get(chosen[0].n) if chosen else False
+        rel = a.extractive_min_rel
+        if chosen and src.get(s.n) != src.get(chosen[0].n):  # from another document than the lead's
+            rel = max(rel, a.extractive_other_rel)
         if chosen and (
-            s.score < (max(a.extractive_min_rel, a.extractive_other_rel) if other else a.extractive_min_rel)
-            * chosen[0].score
+            s.score < rel * chosen[0].score
             or chars + len(s.text) > a.extractive_max_chars
             or any(_similar(s, c) for c in chosen)
         ):
