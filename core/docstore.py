@@ -11,13 +11,13 @@ import copy
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.sqlite_file import SQLiteFile
-from core.types import Record, index_text
+from core.types import KeywordRows, Record, index_text, text_digest
 
 SCHEMA_VERSION = 1
 RECORD_CACHE_MAX = 50_000  # records kept per DocStore for repeated reads (get)
@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS records (
     id TEXT PRIMARY KEY, source TEXT NOT NULL, kind TEXT NOT NULL, level INTEGER NOT NULL,
     parent_id TEXT, start INTEGER, "end" INTEGER, title TEXT, page_start INTEGER,
-    page_end INTEGER, text TEXT NOT NULL, children TEXT, extra TEXT, seq INTEGER
+    page_end INTEGER, text TEXT NOT NULL, children TEXT, extra TEXT, seq INTEGER, khash INTEGER
 );
 CREATE INDEX IF NOT EXISTS records_source ON records(source);
 CREATE INDEX IF NOT EXISTS records_kind ON records(kind);
@@ -72,6 +72,7 @@ class DocStore(SQLiteFile):
         self._cache: dict[str, Record] = {}  # id -> record, valid while _cache_version holds
         self._cache_version: tuple[int, int] | None = None
         self._cache_lock = threading.Lock()
+        self._khash_checked = False
 
     # --- files ------------------------------------------------------------------
     def files(self) -> dict[str, FileEntry]:
@@ -101,12 +102,26 @@ class DocStore(SQLiteFile):
         return ids
 
     # --- records ----------------------------------------------------------------
+    def _ensure_khash(self) -> None:
+        """Add the `khash` column (the digest of a record's index text) to a file written
+        before it existed. Done by the writer paths only, so a query never writes; the old
+        rows keep NULL until `keyword_rows` fills them in."""
+        if self._khash_checked:
+            return
+        cols = {row[1] for row in self.conn.execute("PRAGMA table_info(records)")}
+        if "khash" not in cols:
+            with self.conn:
+                self.conn.execute("ALTER TABLE records ADD COLUMN khash INTEGER")
+        self._khash_checked = True
+
     def _insert(self, records: Iterable[Record]) -> None:
+        self._ensure_khash()
         self.conn.executemany(
-            f"INSERT OR REPLACE INTO records({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR REPLACE INTO records({_COLS}, khash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (r.id, r.source, r.kind, r.level, r.parent_id, r.start, r.end, r.title, r.page_start,
-                 r.page_end, r.text, json.dumps(r.children), json.dumps(r.extra, ensure_ascii=False))
+                 r.page_end, r.text, json.dumps(r.children), json.dumps(r.extra, ensure_ascii=False),
+                 text_digest(r.index_text()))
                 for r in records
             ],
         )
@@ -157,15 +172,41 @@ class DocStore(SQLiteFile):
         for row in self.conn.execute(q, args):
             yield _row_to_record(row)
 
-    def keyword_rows(self) -> list[tuple[str, str, str]]:
-        """(id, indexed text, group) of every record for the keyword index: chunks of each
-        file in reading order, grouped by source (so BM25 knows each chunk's neighbours),
-        then derived records, ungrouped. Read and ordered by SQLite without building
-        records: this runs after every ingest, over the whole index."""
-        q = ('SELECT id, kind, source, title, text FROM records ORDER BY kind != \'chunk\', source, '
+    def keyword_rows(self, have: Container[int] = frozenset()) -> KeywordRows:
+        """Every record for the keyword index: chunks of each file in reading order, grouped
+        by source (so BM25 knows each chunk's neighbours), then derived records, ungrouped.
+
+        The text of a record whose digest is in `have` (the texts the keyword index already
+        holds) is not read: after a one-file ingest into 100k chunks, reading and hashing every
+        text back was a third of the rebuild. Rows written before digests were kept get theirs
+        computed and stored here, once (this runs under the index's writer lock)."""
+        self._ensure_khash()
+        q = ('SELECT id, kind, source, khash FROM records ORDER BY kind != \'chunk\', source, '
              'COALESCE(start, 0), COALESCE("end", 0), id')
-        return [(rid, index_text(kind, title or "", text), source if kind == "chunk" else "")
-                for rid, kind, source, title, text in self.conn.execute(q)]
+        order = self.conn.execute(q).fetchall()
+        need = [rid for rid, _, _, h in order if h is None or h not in have]
+        texts: dict[str, str] = {}
+        if len(need) > len(order) // 4:  # most texts are needed: one pass beats lookups by id
+            q = "SELECT id, kind, title, text FROM records"
+            texts = {rid: index_text(kind, title or "", text)
+                     for rid, kind, title, text in self.conn.execute(q)}
+        else:
+            for n in range(0, len(need), 500):
+                part = need[n : n + 500]
+                q = f"SELECT id, kind, title, text FROM records WHERE id IN ({','.join('?' * len(part))})"
+                texts.update((rid, index_text(kind, title or "", text))
+                             for rid, kind, title, text in self.conn.execute(q, part))
+        missing = [(text_digest(texts[rid]), rid) for rid, _, _, h in order if h is None]
+        if missing:
+            with self.conn:
+                self.conn.executemany("UPDATE records SET khash=? WHERE id=?", missing)
+            digests = dict((rid, d) for d, rid in missing)
+        else:
+            digests = {}
+        ids = [r[0] for r in order]
+        return KeywordRows(ids, [texts.get(rid) for rid in ids],
+                           [source if kind == "chunk" else "" for _, kind, source, _ in order],
+                           [h if h is not None else digests[rid] for rid, _, _, h in order])
 
     def get_ids_for_source(self, path: str) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT id FROM records WHERE source=?", (path,))]

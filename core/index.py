@@ -70,7 +70,7 @@ class Index:
                 if not kw.is_current():
                     log.warning("rebuilding the BM25 index at %s (written by another version of the "
                                 "tokenizer or index format)", kw.path)
-                    kw.build(self.docs.keyword_rows())
+                    kw.build(self.docs.keyword_rows())  # not current: every text is read
         return kw
 
     @property
@@ -151,7 +151,9 @@ class Index:
         tmp.replace(self.manifest_path)
 
     def rebuild_keyword(self) -> int:
-        self.keyword.build(self.docs.keyword_rows())
+        """Bring the keyword index in step with the document store, reading back only the
+        texts it does not already hold."""
+        self.keyword.build(self.docs.keyword_rows(self.keyword.known_digests()))
         return len(self.keyword.ids)
 
     def status(self) -> dict[str, Any]:

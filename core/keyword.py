@@ -11,7 +11,6 @@ imported from here by most callers.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,11 +28,13 @@ from core.bm25 import K1, B, SavedScores, TermCounts, load_saved_scores, load_te
 from core.errors import IndexError_
 from core.lexicon import LEXICON_FILE, Lexicon, TextFacts, combine, facts
 from core.tokens import TOKENIZER_VERSION, tokenize
+from core.types import KeywordRows
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-COUNTS_VERSION = 1  # the per-record term counts and lexicon facts kept for the next rebuild
+COUNTS_VERSION = 2  # the per-record term counts and lexicon facts kept for the next rebuild
+# (2: text digests are core/types.text_digest's signed values, as the document store keeps them)
 EMPTY = "\x00empty"  # the one token of a record with none, so every record has a length
 def _bm25s() -> Any:
     """bm25s, imported lazily. Its import sets its own logger to DEBUG, which printed a stray
@@ -61,22 +62,28 @@ class KeywordIndex:
     def manifest_path(self) -> Path:
         return self.path / "manifest.json"
 
-    def build(self, items: Iterable[tuple[str, str] | tuple[str, str, str]]) -> None:
-        """Index `(id, text)` or `(id, text, group)` items. Consecutive items of one non-empty
-        group (a document's chunks in reading order) are neighbours: `context_scores` gives a
-        chunk the scores of its neighbours and of its whole document. Texts the current
-        version already holds are not tokenised again."""
-        ids: list[str] = []
-        texts: list[str] = []
-        groups: list[int] = []
+    def known_digests(self) -> set[int]:
+        """The digests of the texts the saved index holds (what `build` need not be given
+        again), empty when it must be rebuilt from scratch."""
+        if not self.is_current():
+            return set()
+        try:
+            return set(np.load(self.path / "hashes.counts.npy", allow_pickle=False).tolist())
+        except (OSError, ValueError):
+            return set()
+
+    def build(self, items: KeywordRows | Iterable[tuple[str, str] | tuple[str, str, str]]) -> None:
+        """Index `KeywordRows` (whose text may be None where the saved index holds a text of
+        that digest: `known_digests`), or `(id, text)` / `(id, text, group)` items.
+        Consecutive records of one non-empty group (a document's chunks in reading order) are
+        neighbours: `context_scores` gives a chunk the scores of its neighbours and of its
+        whole document. Texts the current version already holds are not tokenised again."""
+        rows = items if isinstance(items, KeywordRows) else KeywordRows.of(items)
+        ids = rows.ids
         names: dict[str, int] = {}
-        for item in items:
-            ids.append(item[0])
-            texts.append(item[1])
-            group = item[2] if len(item) > 2 else ""  # type: ignore[misc]
-            groups.append(names.setdefault(group, len(names)) if group else -1)
+        groups = [names.setdefault(g, len(names)) if g else -1 for g in rows.groups]
         known = _Tokenised.load(self.path) if self.is_current() else None
-        tok = _tokenise(texts, known)
+        tok = _tokenise(ids, rows.texts, np.asarray(rows.digests, dtype=np.int64), known)
         # Written into a fresh versioned folder, then published by repointing the `bm25` link:
         # no two writers share a temporary path, and a reader never sees a half-written index.
         tmp = self.path.with_name(f"{self.path.name}.{time.time_ns()}.{os.getpid()}")
@@ -277,18 +284,13 @@ class KeywordIndex:
         return prev, nxt
 
 
-def _digest(text: str) -> int:
-    raw = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(raw, "little")
-
-
 @dataclass
 class _Tokenised:
     """The tokenised corpus of one index version, record by record in index order: the
     text's hash, its term counts and its lexicon facts (letters, CJK characters, glossing
     pairs). The next build reuses a record's entry when its text hashes the same."""
 
-    hashes: np.ndarray  # uint64
+    hashes: np.ndarray  # int64, core/types.text_digest
     counts: TermCounts
     letters: np.ndarray  # int64 (records, 2): CJK characters, letters and digits
     pairs: dict[int, list[tuple[str, str]]]  # record -> glossing pairs, only where there are some
@@ -330,16 +332,22 @@ class _Tokenised:
         return cls(hashes, counts, letters, pairs, vocab)
 
 
-def _tokenise(texts: list[str], known: _Tokenised | None) -> _Tokenised:
-    """The tokenised corpus of `texts`, taking every text `known` already holds from it."""
-    hashes = np.fromiter((_digest(t) for t in texts), dtype=np.uint64, count=len(texts))
-    base = known or _Tokenised(np.zeros(0, np.uint64), TermCounts.empty(), np.zeros((0, 2), np.int64), {}, {})
+def _tokenise(ids: list[str], texts: list[str | None], hashes: np.ndarray, known: _Tokenised | None
+              ) -> _Tokenised:
+    """The tokenised corpus of `texts` (digests `hashes`), taking every text `known` already
+    holds from it. A text may be None only where `known` holds its digest."""
+    base = known or _Tokenised(np.zeros(0, np.int64), TermCounts.empty(), np.zeros((0, 2), np.int64), {}, {})
     at = {h: r for r, h in enumerate(base.hashes.tolist())}
     rows = np.fromiter((at.get(h, -1) for h in hashes.tolist()), dtype=np.int64, count=len(texts))
     new = np.flatnonzero(rows < 0)
+    absent = [ids[i] for i in new.tolist() if texts[i] is None]
+    if absent:  # a caller's bug (or the index changed under it): never index a record as empty
+        raise ValueError(f"no text for {len(absent)} keyword record(s) the index does not hold, "
+                         f"e.g. {absent[0]}")
     vocab = dict(base.vocab)
-    fresh = TermCounts.from_tokens((tokenize(texts[i]) or [EMPTY] for i in new.tolist()), vocab)
-    found: list[TextFacts] = [facts(texts[i]) for i in new.tolist()]
+    todo = [t for i in new.tolist() if (t := texts[i]) is not None]
+    fresh = TermCounts.from_tokens((tokenize(t) or [EMPTY] for t in todo), vocab)
+    found: list[TextFacts] = [facts(t) for t in todo]
     rows[new] = base.counts.records + np.arange(len(new))
     counts, vocab = base.counts.concat(fresh).take(rows).compact(vocab)
     pool_letters = np.concatenate([base.letters, np.asarray([(f.cjk, f.letters) for f in found],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +28,34 @@ def stable_id(*parts: str) -> str:
 def index_text(kind: str, title: str, text: str) -> str:
     """What the embedder and BM25 see of a record: a chunk's section title, then its text."""
     return f"{title}\n{text}" if title and kind == "chunk" else text
+
+
+def text_digest(text: str) -> int:
+    """A 64-bit hash of a text, as a signed integer (what SQLite stores): the document store
+    keeps each record's digest of its index text, so a keyword rebuild knows which records it
+    already holds without reading their text back."""
+    raw = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(raw, "little", signed=True)
+
+
+@dataclass
+class KeywordRows:
+    """What the keyword index is built from, column by column (one entry per record, in
+    index order): the index text, None where the index already holds a text of that digest
+    and need not read it again; the document group (neighbouring chunks share one, "" for
+    none); the text's digest (`text_digest`). Columns, not row objects: 100k rows a rebuild."""
+
+    ids: list[str]
+    texts: list[str | None]
+    groups: list[str]
+    digests: list[int]
+
+    @classmethod
+    def of(cls, items: Iterable[tuple[str, str] | tuple[str, str, str]]) -> KeywordRows:
+        """From `(id, text)` or `(id, text, group)` items, digests computed here."""
+        rows = [(i[0], i[1], i[2] if len(i) > 2 else "") for i in items]  # type: ignore[misc]
+        return cls([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                   [text_digest(r[1]) for r in rows])
 
 
 def location(source: str, page_start: int | None = None, page_end: int | None = None) -> str:

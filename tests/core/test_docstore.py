@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.docstore import DocStore
-from core.types import Record
+from core.types import Record, text_digest
 
 
 def _rec(rid: str, text: str, source: str = "/d/a.md") -> Record:
@@ -31,3 +31,49 @@ def test_reads_are_cached_until_any_connection_writes(tmp_path: Path) -> None:
 
     reader.put_records([_rec("a1", "own write")])  # this connection's own write drops it too
     assert reader.get(["a1"])["a1"].text == "own write"
+
+
+def _texts_read(store: DocStore) -> list[str]:
+    """Every SQL statement `store` runs from here on that reads a record's text."""
+    seen: list[str] = []
+    store.conn.set_trace_callback(lambda sql: seen.append(sql) if "text FROM records" in sql else None)
+    return seen
+
+
+def test_keyword_rows_read_back_only_the_texts_the_keyword_index_lacks(tmp_path: Path) -> None:
+    store = DocStore(tmp_path / "docs.sqlite")
+    a = [Record(f"a{i}", f"alpha text {i}", "/d/a.md", title="A") for i in range(3)]
+    b = [Record(f"b{i}", f"beta text {i}", "/d/b.md", start=10 - i) for i in range(2)]
+    store.replace_file("/d/a.md", "h", 1, "", a)
+    store.replace_file("/d/b.md", "h", 1, "", b)
+    store.put_records([Record("s1", "a summary", "", kind="summary")])
+    full = store.keyword_rows()
+    assert full.ids == ["a0", "a1", "a2", "b1", "b0", "s1"]  # by source, reading order, derived last
+    assert full.texts[0] == "A\nalpha text 0"  # a chunk's title goes with its text
+    assert full.groups == ["/d/a.md"] * 3 + ["/d/b.md"] * 2 + [""]
+    assert full.digests == [text_digest(t or "") for t in full.texts]
+
+    have = set(full.digests[:5])  # what the keyword index holds: all but the summary
+    seen = _texts_read(store)
+    part = store.keyword_rows(have)
+    assert part.texts == [None] * 5 + ["a summary"] and part.digests == full.digests
+    assert seen and all("WHERE id IN" in q for q in seen)  # looked up by id, not a full scan
+
+    store.put_records([Record("a1", "alpha text 1", "/d/a.md", title="A changed")])  # same id, new title
+    part = store.keyword_rows(have)
+    assert part.texts[1] == "A changed\nalpha text 1" and part.digests[1] == text_digest(part.texts[1])
+
+
+def test_rows_written_before_digests_get_theirs_once(tmp_path: Path) -> None:
+    path = tmp_path / "docs.sqlite"
+    store = DocStore(path)
+    store.replace_file("/d/a.md", "h", 1, "", [Record("a0", "alpha", "/d/a.md", title="T")])
+    with store.conn:  # what a file written by the previous version looks like
+        store.conn.execute("ALTER TABLE records DROP COLUMN khash")
+    old = DocStore(path)
+    rows = old.keyword_rows({text_digest("T\nalpha")})
+    assert rows.digests == [text_digest("T\nalpha")]
+    stored = old.conn.execute("SELECT khash FROM records WHERE id='a0'").fetchone()[0]
+    assert stored == text_digest("T\nalpha")  # filled in: the next rebuild reads nothing back
+    seen = _texts_read(old)
+    assert old.keyword_rows({stored}).texts == [None] and not seen

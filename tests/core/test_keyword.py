@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.docstore import DocStore
 from core.keyword import TOKENIZER_VERSION, KeywordIndex, tokenize
 from core.lang import approx_tokens, cjk_share
+from core.types import KeywordRows, Record, text_digest
 
 _TEXTS = [
     "Steep the coffee for four minutes in a French press.",
@@ -228,3 +230,28 @@ def test_damaged_saved_counts_mean_a_full_tokenisation(tmp_path: Path) -> None:
     kw.load()
     for q in _QUERIES:
         assert np.array_equal(_scores(kw, q), want[q]), q
+
+
+def test_an_index_rebuilt_from_the_document_store_reads_back_only_what_it_lacks(tmp_path: Path) -> None:
+    store = DocStore(tmp_path / "docs.sqlite")
+    for i, t in enumerate(_TEXTS[:-1]):
+        store.replace_file(f"/d/{i}.md", "h", 1, t, [Record(f"r{i}", t, f"/d/{i}.md")])
+    kw = KeywordIndex(tmp_path / "bm25")
+    kw.build(store.keyword_rows(kw.known_digests()))
+    assert kw.known_digests() == {text_digest(t) for t in _TEXTS[:-1]}
+    moka = Record("n0", "A moka pot brews strong coffee.", "/d/new.md")
+    store.replace_file("/d/new.md", "h", 1, "", [moka])
+    rows = store.keyword_rows(kw.known_digests())
+    assert [t for t in rows.texts if t is not None] == ["A moka pot brews strong coffee."]
+    kw.build(rows)
+    assert json.loads(kw.manifest_path.read_text())["tokenised"] == 1
+    fresh = KeywordIndex(tmp_path / "fresh")
+    fresh.build(store.keyword_rows())
+    kw.load()
+    fresh.load()
+    assert kw.ids == fresh.ids
+    for q in [*_QUERIES, "moka pot"]:
+        assert np.array_equal(_scores(kw, q), _scores(fresh, q)), q
+    # a row without its text whose digest the index does not hold is refused, never indexed empty
+    with pytest.raises(ValueError, match="no text"):
+        kw.build(KeywordRows(["x"], [None], [""], [text_digest("never indexed")]))
