@@ -234,6 +234,25 @@ class KeywordIndex:
             self._pos = {rid: i for i, rid in enumerate(self.ids)}
         return [self._pos.get(rid) for rid in ids]
 
+    def term_scores(self, terms: Iterable[str], ids: list[str]) -> np.ndarray:
+        """BM25 of the records `ids` (0 where one is not indexed) for a query of already
+        tokenised `terms` (tokenising a stem again could stem it twice): pseudo-relevance
+        feedback's expansion terms come from indexed texts' tokens."""
+        out = np.zeros(len(ids), dtype=np.float32)
+        if self._bm25 is None:
+            self.load()
+        if self._bm25 is None or not ids:
+            return out
+        vocab = self._bm25.vocab_dict
+        q = [vocab[t] for t in terms if t in vocab]
+        if not q:
+            return out
+        scores = np.asarray(self._bm25.get_scores(q), dtype=np.float32)
+        for j, i in enumerate(self._positions(ids)):
+            if i is not None:
+                out[j] = scores[i]
+        return out
+
     def score_ids(self, query: str, ids: list[str]) -> np.ndarray:
         """BM25 scores of the given records for `query`, in the order of `ids` (0 where a
         record is not indexed); lets a reranker see the BM25 score of dense-only hits."""

@@ -149,6 +149,15 @@ class SearchSettings(BaseModel):
     # 0.25 chosen on the dev splits of data/eval/{sci-en,zh-prose,notes-mixed} (README).
     bm25_context: float = 0.25
     bm25_doc: float = 0.0
+    # Pseudo-relevance feedback in the coarse stage (retrieval/prf.py): the best prf_docs
+    # candidates of the coarse order taken as relevant; every candidate gains prf_weight times
+    # a blend (the coarse blend's weights) of its cosine to their mean vector (Rocchio) and its
+    # BM25 for their prf_terms heaviest other terms (RM3). 0 = off: on the dev splits 0.1 with
+    # 3 documents was best (nDCG@10 sum +0.028), but on test it moved sci-en -0.008, zh-prose
+    # +0.004, notes-mixed +0.004 and passage hit@5 down (README, "Pseudo-relevance feedback").
+    prf_weight: float = 0.0
+    prf_docs: int = 3
+    prf_terms: int = 10
     # English questions over a Chinese corpus (retrieval/crosslingual.py): the question's
     # English terms that the corpus glosses in Chinese ("近似最近邻（ANN）") join its BM25 query.
     glosses: bool = True

@@ -3,7 +3,8 @@
 Coarse: the bi-encoder scores the whole fused pool from the chunk embeddings already
 stored (never re-encoding a candidate), BM25 scores fill in for candidates only the
 dense retriever found, and the pool is ordered by a blend of the two (or by fused rank,
-or by cosine alone: `search.coarse_order`) and cut to `search.coarse_keep`. When
+or by cosine alone: `search.coarse_order`) and cut to `search.coarse_keep`. With
+`search.prf_weight` > 0 the blend gains pseudo-relevance feedback (retrieval/prf.py). When
 `search.cross_encoder` names a sentence-transformers CrossEncoder folder, that model
 scores the pool instead.
 
@@ -30,8 +31,9 @@ from core.errors import ConfigError, RankerError
 from core.index import Index
 from core.lang import cjk_share
 from core.settings import Settings
+from core.tokens import tokenize
 from core.types import Hit
-from retrieval import features
+from retrieval import features, prf
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +180,35 @@ def coarse(
             scores = blend(cos, bm25, w, s.blend_norm)
             detail.update(blend_weight=round(w, 3), cjk_share=round(share, 3), blend_norm=s.blend_norm,
                           bm25_context=s.bm25_context, bm25_doc=s.bm25_doc)
+            if s.prf_weight > 0 and len(hits) > s.prf_docs:
+                scores = feedback(index, query, hits, scores, w, settings, detail)
         else:  # "fused": keep the fused order
             scores = np.array([h.score for h in hits], dtype=np.float64)
     return reorder(hits, scores, coarse=scores), detail
+
+
+def feedback(index: Index, query: str, hits: list[Hit], scores: np.ndarray, dense_weight: float,
+             settings: Settings, detail: dict[str, Any]) -> np.ndarray:
+    """The coarse scores plus pseudo-relevance feedback (retrieval/prf.py): Rocchio cosines and
+    the BM25 of RM3 expansion terms from the best `prf_docs` candidates, blended with the
+    coarse blend's cosine weight; `prf_cos` and `prf_bm25` go on each hit's scores."""
+    s = settings.search
+    order = np.argsort(-scores, kind="stable")
+    ids = [h.record.id for h in hits]
+    emb = stored_embeddings(index, ids)
+    has_vec = ~np.isnan(emb).any(axis=1) if emb.shape[1] else np.zeros(len(hits), dtype=bool)
+    cos = prf.rocchio_cosines(emb, prf.feedback_rows(order, has_vec, s.prf_docs))
+    docs = [tokenize(hits[int(r)].record.index_text()) for r in order[: s.prf_docs]]
+    vocab = {t for d in docs for t in d}
+    kw = index.keyword
+    terms = prf.expansion_terms(docs, set(tokenize(query)), kw.doc_freqs(vocab), len(kw.ids), s.prf_terms)
+    bm = kw.term_scores(terms, ids)
+    for h, c, b in zip(hits, cos, bm, strict=True):
+        if not np.isnan(c):
+            h.scores["prf_cos"] = float(c)
+        h.scores["prf_bm25"] = float(b)
+    detail.update(prf_weight=s.prf_weight, prf_terms=terms)
+    return scores + s.prf_weight * prf.combine(cos, bm, dense_weight)
 
 
 def reorder(hits: list[Hit], final: np.ndarray, **columns: np.ndarray) -> list[Hit]:
