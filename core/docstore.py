@@ -211,6 +211,11 @@ class DocStore(SQLiteFile):
     def get_ids_for_source(self, path: str) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT id FROM records WHERE source=?", (path,))]
 
+    def ids_of_kind(self, kind: str) -> list[str]:
+        """The ids of the records of one kind, sorted; read without building records (the
+        ranker's retraining check asks for every chunk's id after each ingest)."""
+        return [r[0] for r in self.conn.execute("SELECT id FROM records WHERE kind=? ORDER BY id", (kind,))]
+
     def all_ids(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT id FROM records ORDER BY rowid")]
 

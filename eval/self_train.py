@@ -98,7 +98,7 @@ def _manifest(path: Path) -> dict[str, Any]:
 
 
 def _chunk_ids(index: Index) -> list[str]:
-    return sorted(r.id for r in index.docs.iter_records(("chunk",)))
+    return index.docs.ids_of_kind("chunk")
 
 
 def due(index: Index, settings: Settings) -> tuple[bool, str]:

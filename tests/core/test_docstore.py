@@ -77,3 +77,12 @@ def test_rows_written_before_digests_get_theirs_once(tmp_path: Path) -> None:
     assert stored == text_digest("T\nalpha")  # filled in: the next rebuild reads nothing back
     seen = _texts_read(old)
     assert old.keyword_rows({stored}).texts == [None] and not seen
+
+
+def test_ids_of_kind_are_read_sorted_without_records(tmp_path: Path) -> None:
+    store = DocStore(tmp_path / "docs.sqlite")
+    chunks = [Record("c2", "two", "/d/a.md"), Record("c1", "one", "/d/a.md")]
+    store.replace_file("/d/a.md", "h", 1, "", chunks)
+    store.put_records([Record("s1", "summary", "", kind="summary")])
+    assert store.ids_of_kind("chunk") == ["c1", "c2"] and store.ids_of_kind("summary") == ["s1"]
+    assert store.ids_of_kind("raptor") == []
