@@ -64,10 +64,13 @@ class KeywordIndex:
 
     def known_digests(self) -> set[int]:
         """The digests of the texts the saved index holds (what `build` need not be given
-        again), empty when it must be rebuilt from scratch."""
+        again), empty when it must be rebuilt from scratch or its saved counts are of another
+        version (their digests are not comparable: `build` would not reuse them)."""
         if not self.is_current():
             return set()
         try:
+            if json.loads(self.manifest_path.read_text()).get("counts") != COUNTS_VERSION:
+                return set()
             return set(np.load(self.path / "hashes.counts.npy", allow_pickle=False).tolist())
         except (OSError, ValueError):
             return set()

@@ -255,3 +255,18 @@ def test_an_index_rebuilt_from_the_document_store_reads_back_only_what_it_lacks(
     # a row without its text whose digest the index does not hold is refused, never indexed empty
     with pytest.raises(ValueError, match="no text"):
         kw.build(KeywordRows(["x"], [None], [""], [text_digest("never indexed")]))
+
+
+def test_an_index_whose_counts_are_of_another_version_is_given_every_text(tmp_path: Path) -> None:
+    """An index written by the previous version (unsigned digests, counts version 1) is still
+    read for search, but its digests are not offered: the rebuild reads every text back."""
+    store = DocStore(tmp_path / "docs.sqlite")
+    store.replace_file("/d/a.md", "h", 1, "", [Record("a", "coffee beans", "/d/a.md")])
+    kw = KeywordIndex(tmp_path / "bm25")
+    kw.build(store.keyword_rows())
+    man = json.loads(kw.manifest_path.read_text())
+    kw.manifest_path.write_text(json.dumps({**man, "counts": 1}))
+    assert kw.is_current() and kw.known_digests() == set()
+    kw.build(store.keyword_rows(kw.known_digests()))
+    assert json.loads(kw.manifest_path.read_text())["tokenised"] == 1
+    assert kw.known_digests() == {text_digest("coffee beans")}
