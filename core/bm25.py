@@ -16,6 +16,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ K1 = 1.2
 B = 0.75
 _COUNTS = ("ptr", "terms", "tfs", "lengths")
 TERMS_FILE = "vocab.terms.txt"
+_RUNS_MAX = 256  # up to this many runs of consecutive records, `take` copies slices
 _BLOCK = 1 << 18  # entries per block of the weight computation (a few MB of temporaries)
 
 
@@ -68,6 +70,15 @@ class TermCounts:
         starts, sizes = self.ptr[rows], self.ptr[rows + 1] - self.ptr[rows]
         ptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(sizes, out=ptr[1:])
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        if len(breaks) < _RUNS_MAX:
+            # A few runs of consecutive records (an ingest that added or changed a few files):
+            # copy each run's entries as one slice. The gather below builds two index arrays of
+            # every entry (8.8 M at 100k chunks), whose fresh memory made it vary 0.04-0.25 s.
+            cut = np.concatenate([[0], breaks, [len(rows)]]).tolist()
+            spans = [(int(self.ptr[rows[a]]), int(self.ptr[rows[b - 1] + 1]))
+                     for a, b in pairwise(cut) if b > a]
+            return TermCounts(ptr, _joined(self.terms, spans), _joined(self.tfs, spans), self.lengths[rows])
         # entry j of the result comes from starts[row(j)] + (j - ptr[row(j)])
         src = np.repeat(starts - ptr[:-1], sizes) + np.arange(ptr[-1], dtype=np.int64)
         return TermCounts(ptr, self.terms[src], self.tfs[src], self.lengths[rows])
@@ -101,6 +112,12 @@ class TermCounts:
         counts = cls(*arrays)
         whole = len(counts.lengths) == counts.records and counts.ptr[-1] == len(counts.terms)
         return counts if whole else None
+
+
+def _joined(values: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray:
+    if not spans:
+        return values[:0].copy()
+    return np.concatenate([values[a:b] for a, b in spans])
 
 
 def lucene_matrix(counts: TermCounts, n_vocab: int, k1: float = K1, b: float = B

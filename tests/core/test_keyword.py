@@ -270,3 +270,27 @@ def test_an_index_whose_counts_are_of_another_version_is_given_every_text(tmp_pa
     kw.build(store.keyword_rows(kw.known_digests()))
     assert json.loads(kw.manifest_path.read_text())["tokenised"] == 1
     assert kw.known_digests() == {text_digest("coffee beans")}
+
+
+def test_take_by_runs_and_by_gather_agree_with_a_hand_built_result() -> None:
+    from core.bm25 import TermCounts
+
+    vocab: dict[str, int] = {}
+    docs = [["a", "b", "a"], ["c"], [], ["b", "d", "d", "e"], ["a"]]
+    counts = TermCounts.from_tokens(docs, vocab)
+    picked = counts.take(np.array([3, 4, 0]))  # two runs: [3, 4] and [0]
+    want = TermCounts.from_tokens([docs[3], docs[4], docs[0]], dict(vocab))
+    for name in ("ptr", "terms", "tfs", "lengths"):
+        assert np.array_equal(getattr(picked, name), getattr(want, name)), name
+    rng = np.random.default_rng(1)
+    many = [[str(t) for t in rng.integers(0, 50, rng.integers(0, 9))] for _ in range(2000)]
+    big = TermCounts.from_tokens(many, {})
+    shuffled = rng.permutation(2000)  # ~2000 runs: the gather path
+    runs = np.concatenate([np.arange(500, 2000), [7], np.arange(0, 7)])  # few runs
+    for rows in (shuffled, runs, np.arange(0), np.arange(2000)):
+        got = big.take(rows)
+        for i, r in enumerate(rows.tolist()):
+            a, b = got.ptr[i], got.ptr[i + 1]
+            assert np.array_equal(got.terms[a:b], big.terms[big.ptr[r]:big.ptr[r + 1]])
+            assert np.array_equal(got.tfs[a:b], big.tfs[big.ptr[r]:big.ptr[r + 1]])
+        assert np.array_equal(got.lengths, big.lengths[rows]) and got.ptr[-1] == len(got.terms)
