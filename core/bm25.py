@@ -67,7 +67,8 @@ class TermCounts:
     def take(self, rows: np.ndarray) -> TermCounts:
         """The records at `rows`, in that order (one vectorised gather, no Python loop)."""
         rows = np.asarray(rows, dtype=np.int64)
-        starts, sizes = self.ptr[rows], self.ptr[rows + 1] - self.ptr[rows]
+        starts = self.ptr[rows]
+        sizes = self.ptr[rows + 1] - starts
         ptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(sizes, out=ptr[1:])
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1

@@ -200,9 +200,7 @@ class DocStore(SQLiteFile):
         if missing:
             with self.conn:
                 self.conn.executemany("UPDATE records SET khash=? WHERE id=?", missing)
-            digests = dict((rid, d) for d, rid in missing)
-        else:
-            digests = {}
+        digests = {rid: d for d, rid in missing}
         ids = [r[0] for r in order]
         return KeywordRows(ids, [texts.get(rid) for rid in ids],
                            [source if kind == "chunk" else "" for _, kind, source, _ in order],

@@ -6,9 +6,9 @@ ordering are taken as relevant, and every candidate is scored again by its liken
 - RM3-style expansion for BM25: the terms that weigh most in the feedback candidates (term
   frequency share times idf, the question's own terms left out) make a second BM25 query.
 
-The coarse order then adds `search.prf_weight` times a blend of the two (z-scored over the
-pool, the dense part weighted down by the share of text MiniLM cannot read, as the coarse
-blend is). A question whose right passage uses other words than the question (a paraphrase,
+The coarse order then adds `search.prf_weight` times the two blended as the coarse stage
+blends cosine and BM25 (`retrieval.rerank.blend`: z-scored over the pool, with the coarse
+blend's cosine weight). A question whose right passage uses other words than the question (a paraphrase,
 a term the passage defines by its synonyms) is pulled up by passages that resemble the best
 candidates. All functions here are small and pure: each has a hand-computed test.
 """
@@ -20,8 +20,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-
-from retrieval.features import zscore
 
 
 def feedback_rows(order: np.ndarray, usable: np.ndarray, m: int) -> list[int]:
@@ -62,16 +60,3 @@ def expansion_terms(docs: Sequence[Sequence[str]], question: set[str], df: Mappi
               if t not in question and seen[t] >= need and df.get(t, 0) > 0]
     scored.sort(key=lambda x: (-x[0], x[1]))
     return [t for _, t in scored[:n_terms]]
-
-
-def combine(cos: np.ndarray, bm25: np.ndarray, dense_share: float) -> np.ndarray:
-    """dense_share * z(cos) + (1 - dense_share) * z(bm25) over the pool (NaN cosines count as
-    the pool's lowest; a constant column adds nothing)."""
-    return dense_share * _z(cos) + (1.0 - dense_share) * _z(bm25)
-
-
-def _z(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if len(x) == 0 or np.isnan(x).all():
-        return np.zeros(len(x))
-    return zscore(np.nan_to_num(x, nan=float(np.nanmin(x))))

@@ -208,7 +208,7 @@ def feedback(index: Index, query: str, hits: list[Hit], scores: np.ndarray, dens
             h.scores["prf_cos"] = float(c)
         h.scores["prf_bm25"] = float(b)
     detail.update(prf_weight=s.prf_weight, prf_terms=terms)
-    return scores + s.prf_weight * prf.combine(cos, bm, dense_weight)
+    return scores + s.prf_weight * blend(cos, bm.astype(np.float64), dense_weight)
 
 
 def reorder(hits: list[Hit], final: np.ndarray, **columns: np.ndarray) -> list[Hit]:

@@ -49,13 +49,13 @@ def test_expansion_terms_weigh_term_share_by_idf() -> None:
     assert one == ["magma", "crust"]  # (1/3) log 21 = 1.015 > (1/3) log 6 = 0.597
 
 
-def test_combine_blends_z_scores_with_the_cosine_weight() -> None:
+def test_feedback_is_blended_as_the_coarse_blend_z_scores() -> None:
     cos = np.array([1.0, 0.0, np.nan])  # NaN counts as the pool's lowest: (1, 0, 0)
     bm25 = np.array([0.0, 2.0, 4.0])
     z_cos = np.array([2.0, -1.0, -1.0]) / math.sqrt(2)  # mean 1/3, sd sqrt(2)/3
     z_bm = np.array([-1.0, 0.0, 1.0]) * math.sqrt(1.5)  # mean 2, sd sqrt(8/3)
-    assert prf.combine(cos, bm25, 0.25) == pytest.approx(0.25 * z_cos + 0.75 * z_bm)
-    assert prf.combine(np.full(3, np.nan), np.ones(3), 0.5) == pytest.approx(np.zeros(3))
+    assert rerank.blend(cos, bm25, 0.25) == pytest.approx(0.25 * z_cos + 0.75 * z_bm)
+    assert rerank.blend(np.full(3, np.nan), np.ones(3), 0.5) == pytest.approx(np.zeros(3))
 
 
 def test_term_scores_use_the_tokens_as_given(tmp_path: Path) -> None:
