@@ -223,6 +223,13 @@ class AbstainRule(BaseModel):
 
     min_score: float
     dense_weight: float = 0.0
+    # Scale support by the share of the question's (idf-weighted) terms that the index holds
+    # at all (retrieval/grade.term_stats; indexes of 50 records or more): a question about
+    # something the corpus never mentions (a unit, "多少斤"; a name) is not answered by passages
+    # that share its other words. Chosen per kind on dev: on for Chinese questions of Chinese
+    # text, whose answerable questions cover few of their words too; off for English questions
+    # of Chinese notes (their English words are missing whether or not the notes answer).
+    absent_gate: bool = False
 
 
 class AnswerSettings(BaseModel):
@@ -237,7 +244,9 @@ class AnswerSettings(BaseModel):
     # Abstention (retrieval/grade.py), from the ORIGINAL question's evidence only (LLM-written
     # variants and HyDE passages can lift similarities): support = w * best dense cosine +
     # (1 - w) * best query-term coverage of the top passages, w scaled down by the question's CJK
-    # share (MiniLM is English-only); below the threshold: abstain. The same support means
+    # share except for Chinese text (MiniLM is English-only but reads Chinese characters), times
+    # the share of the question's terms the index holds where the rule's absent_gate is on;
+    # below the threshold: abstain. The same support means
     # different things by language pair (the median answerable question's coverage was 0.93 on
     # English docs, 0.41 for English questions of Chinese notes, 0.37 on Chinese prose), so each
     # kind of question has its own rule (`grade.question_kind`): "same" (question and corpus in
@@ -248,7 +257,7 @@ class AnswerSettings(BaseModel):
     abstain: dict[str, AbstainRule] = Field(
         default_factory=lambda: {
             "same": AbstainRule(min_score=0.65, dense_weight=0.0),
-            "cjk": AbstainRule(min_score=0.4, dense_weight=0.0),
+            "cjk": AbstainRule(min_score=0.4, dense_weight=1.0, absent_gate=True),
             "crosslingual": AbstainRule(min_score=0.3, dense_weight=1.0),
         }
     )

@@ -4,7 +4,7 @@ For labelled answerable questions (queries.jsonl with `evidence` strings, judged
 qrels/<split>.tsv) and unanswerable ones (unanswerable.jsonl, `"unanswerable": true`), each
 question is answered once per mode with abstention switched off (answer.min_score = 0, no
 corrective retry), and the original question's evidence (retrieval/grade.py) is recorded. The
-abstain decision is then replayed offline for every (dense weight, min_score) on a grid, for
+abstain decision is then replayed offline for every (dense weight, min_score, absent gate) on a grid, for
 each kind of question apart (retrieval/grade.py `question_kind`: same script as the corpus,
 Chinese of Chinese, crosslingual; the same support means less where question and text share
 fewer words): per kind, the pair with the best balanced accuracy (answer rate on answerable +
@@ -34,11 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from core.lang import cjk_share
-from core.settings import Settings, load_settings
+from core.settings import AbstainRule, Settings, load_settings
 from core.types import Hit, Record
 from eval import configs as cfgs
 from eval.datasets import Issues, load_dataset, load_queries
 from eval.evaluate import EvalIndex, corpus_index
+from retrieval.grade import dense_weight
+from retrieval.grade import support as grade_support
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class Row:
     answer: str = ""
     passages: list[dict[str, float]] = field(default_factory=list)  # dense, coverage per top passage
     cjk: float = 0.0
+    absent: float = 0.0  # share of the question's terms the index never holds (grade.term_stats)
     evidence_cited: bool = False
     evidence_in_answer: bool = False
     citations: int = 0
@@ -68,6 +71,7 @@ class Row:
     supported_sentences: int = 0
     seconds: float = 0.0
     declined: bool = False  # the answer step itself produced nothing (no sentence, model declined)
+    sql: bool = False  # answered from table rows (retrieval/table_answer.py): no passage is graded
 
 
 def _norm(s: str) -> str:
@@ -78,9 +82,10 @@ def _split_of(qid: str) -> str:
     return "dev" if int(hashlib.sha1(qid.encode()).hexdigest(), 16) % 10 < 4 else "test"
 
 
-def support(row: Row, w: float) -> float:
-    wd = w * (1.0 - row.cjk)
-    return max((wd * max(p["dense"], 0.0) + (1 - wd) * p["coverage"] for p in row.passages), default=0.0)
+def support(row: Row, r: AbstainRule) -> float:
+    w = dense_weight(r, row.kind, row.cjk)
+    return max((grade_support(p["dense"], p["coverage"], row.absent, w, r.absent_gate) for p in row.passages),
+               default=0.0)
 
 
 def _questions(path: Path) -> tuple[Any, list[tuple[str, str, str, bool]]]:
@@ -133,13 +138,15 @@ def run_one(
         answerable,
         mode,
         text,
-        res.answer,
+        answer=res.answer,
         seconds=time.perf_counter() - t0,
         cjk=round(cjk_share(text), 3),
         declined=res.abstained,
+        sql=res.mode == "sql",
     )
     ev = next((t.detail for t in res.trace if t.stage == "abstain_check"), {})
     row.kind = str(ev.get("kind", "same"))
+    row.absent = float(ev.get("absent", 0.0))
     row.passages = [
         {k: p[k] for k in ("dense", "coverage", "sentence_coverage") if k in p}
         for p in ev.get("passages", [])
@@ -166,12 +173,14 @@ def _rate(xs: list[bool]) -> float | None:
     return round(sum(xs) / len(xs), 3) if xs else None
 
 
-Rules = dict[str, tuple[float, float]]  # kind -> (dense weight, min_score)
+Rules = dict[str, AbstainRule]  # kind -> rule
 
 
 def _passes(r: Row, rules: Rules) -> bool:
-    w, t = rules.get(r.kind, rules.get("same", (0.0, 0.5)))
-    return not r.declined and support(r, w) >= t
+    if r.sql:  # the product answers from table rows without grading passages (nothing to replay)
+        return not r.declined
+    rule = rules.get(r.kind, rules.get("same", AbstainRule(min_score=0.5)))
+    return not r.declined and support(r, rule) >= rule.min_score
 
 
 def metrics(rows: list[Row], rules: Rules) -> dict[str, Any]:
@@ -198,9 +207,10 @@ def metrics(rows: list[Row], rules: Rules) -> dict[str, Any]:
 
 
 def choose(rows: list[Row]) -> tuple[Rules, list[dict[str, Any]]]:
-    """Per kind of question, the (weight, threshold) with the best balanced accuracy on the dev
-    questions (ties to the lower weight and threshold), and the whole dev curve. A kind without
-    both answerable and unanswerable dev questions keeps the default rule."""
+    """Per kind of question, the rule (dense weight, threshold, absent gate) with the best
+    balanced accuracy on the dev questions (ties to no gate, then the lower weight and
+    threshold), and the whole dev curve. A kind without both answerable and unanswerable dev
+    questions keeps the default rule."""
     dev = [r for r in rows if r.split == "dev"]
     curve: list[dict[str, Any]] = []
     rules: Rules = {}
@@ -209,14 +219,17 @@ def choose(rows: list[Row]) -> tuple[Rules, list[dict[str, Any]]]:
         if not any(r.answerable for r in mine) or all(r.answerable for r in mine):
             continue
         points = []
-        for w in WEIGHTS:
-            for t in THRESHOLDS:
-                m = metrics(mine, {kind: (w, t)})
-                bal = ((m["answer_rate"] or 0) + (m["abstention_rate"] or 0)) / 2
-                points.append({"kind": kind, "weight": w, "threshold": t, "balanced": round(bal, 4),
-                               "answer_rate": m["answer_rate"], "abstention_rate": m["abstention_rate"]})
-        best = max(points, key=lambda c: (c["balanced"], -c["weight"], -c["threshold"]))
-        rules[kind] = (best["weight"], best["threshold"])
+        for gate in (False, True):
+            for w in WEIGHTS:
+                for t in THRESHOLDS:
+                    m = metrics(mine, {kind: AbstainRule(min_score=t, dense_weight=w, absent_gate=gate)})
+                    bal = ((m["answer_rate"] or 0) + (m["abstention_rate"] or 0)) / 2
+                    points.append({"kind": kind, "weight": w, "threshold": t, "absent_gate": gate,
+                                   "balanced": round(bal, 4), "answer_rate": m["answer_rate"],
+                                   "abstention_rate": m["abstention_rate"]})
+        best = max(points, key=lambda c: (c["balanced"], -c["absent_gate"], -c["weight"], -c["threshold"]))
+        rules[kind] = AbstainRule(min_score=best["threshold"], dense_weight=best["weight"],
+                                  absent_gate=best["absent_gate"])
         curve += points
     return rules, curve
 
@@ -247,15 +260,15 @@ def build_report(rows: list[Row], defaults: Rules) -> tuple[dict[str, Any], list
     chosen, curve = choose(rows)
     rules = {**defaults, **chosen}
     report: dict[str, Any] = {
-        "chosen": {"abstain": {k: {"dense_weight": w, "min_score": t} for k, (w, t) in rules.items()},
-                   "on": "dev"},
+        "chosen": {"abstain": {k: r.model_dump() for k, r in rules.items()}, "on": "dev"},
         "test": {},
         "dev": {},
         "curve_dev": curve,
         "rows": [asdict(r) for r in rows],
     }
     md = ["Chosen on dev per kind of question (best balanced accuracy): "
-          + "; ".join(f"{k}: dense_weight = {w}, min_score = {t}" for k, (w, t) in sorted(rules.items())), ""]
+          + "; ".join(f"{k}: dense_weight = {r.dense_weight}, min_score = {r.min_score}, "
+                      f"absent_gate = {r.absent_gate}" for k, r in sorted(rules.items())), ""]
     for split in ("test", "dev"):
         by: dict[str, dict[str, Any]] = {}
         for mode in sorted({r.mode for r in rows}):
@@ -276,15 +289,15 @@ def build_report(rows: list[Row], defaults: Rules) -> tuple[dict[str, Any], list
         "|---|---|---|",
     ]
     for th in THRESHOLDS:
-        m = metrics(test, {k: (w, th) for k, (w, _) in rules.items()})
+        m = metrics(test, {k: r.model_copy(update={"min_score": th}) for k, r in rules.items()})
         md.append(f"| {th} | {m['answer_rate']} | {m['abstention_rate']} |")
-    md += ["", "### Trade-off on test per kind (chosen weight)", ""]
-    for kind, (w, _) in sorted(rules.items()):
+    md += ["", "### Trade-off on test per kind (chosen weight and gate)", ""]
+    for kind, rule in sorted(rules.items()):
         mine = [r for r in test if r.kind == kind]
         if mine:
             md.append(f"{kind}: " + ", ".join(
                 f"{th}: {m['answer_rate']}/{m['abstention_rate']}"
-                for th in THRESHOLDS for m in [metrics(mine, {kind: (w, th)})]))
+                for th in THRESHOLDS for m in [metrics(mine, {kind: rule.model_copy(update={"min_score": th})})]))
     return report, md
 
 
@@ -323,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(run_one(ds, target, s, q, mode.strip(), llm))
                 if (i + 1) % 25 == 0:
                     print(f"{ds.name} {mode}: {i + 1}/{len(qs)}", flush=True)
-    defaults = {k: (r.dense_weight, r.min_score) for k, r in base.answer.abstain.items()}
+    defaults = dict(base.answer.abstain)
     report, md = build_report(rows, defaults)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))

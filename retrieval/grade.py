@@ -10,7 +10,10 @@ Per passage, two cheap features:
   jieba words; question words such as 什么 / "how many" left out) that occur in the passage or
   its heading, each term weighted by its BM25 idf over the index, so the rare terms that say
   what the question is about count most.
-support = w * dense + (1 - w) * coverage, w = the rule's dense weight * (1 - CJK share); a
+support = w * dense + (1 - w) * coverage, w the rule's dense weight (scaled down by the
+question's CJK share unless the text is Chinese too, `dense_weight`), times (1 - absent) where
+the rule's absent_gate is on (absent: the idf-weighted share of the question's terms that no
+record in the index holds: a question about a name the corpus never mentions). A
 passage passes when its support reaches the rule's min_score, and the question is answered when
 one of the top answer.abstain_top passages passes. The rule depends on the kind of question
 (`question_kind`: same script as the corpus, Chinese of Chinese, or crosslingual), because the
@@ -47,6 +50,8 @@ from retrieval.translate import step_back
 log = logging.getLogger(__name__)
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# Below this many records a term's absence is chance, not a sign the corpus never covers it.
+ABSENT_MIN_RECORDS = 50
 
 
 @dataclass
@@ -63,6 +68,8 @@ class Evidence:
     coarse: float | None = None
     per_passage: list[dict[str, Any]] = field(default_factory=list)
     passing: list[str] = field(default_factory=list)  # ids of the passages that pass
+    absent: float = 0.0  # idf-weighted share of the question's terms found nowhere in the index
+    absent_gate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +80,8 @@ class Evidence:
             "cjk_share": round(self.cjk, 3),
             "kind": self.kind,
             "min_score": self.min_score,
+            "absent": round(self.absent, 4),
+            "absent_gate": self.absent_gate,
             "coarse": self.coarse,
             "passing": len(self.passing),
             "passages": self.per_passage,
@@ -86,13 +95,27 @@ def question_terms(question: str) -> list[str]:
 def term_idf(index: Index, terms: list[str]) -> dict[str, float]:
     """BM25 idf of each term over the whole index (a term found nowhere gets the highest): a
     question whose rare terms no passage has is not answered by the common ones it shares."""
+    return term_stats(index, terms)[0]
+
+
+def term_stats(index: Index, terms: list[str]) -> tuple[dict[str, float], float]:
+    """(term_idf, absent): absent is the idf-weighted share of the terms no record holds (0
+    without a keyword index to count them in, or one of fewer than ABSENT_MIN_RECORDS records:
+    that a handful of notes never use 用 as a word says nothing about the question). A single
+    character counts too: the unit of "多少斤" / "多少尺" / "多少户" is what an unanswerable Chinese
+    question often asks for, and not excusing characters the corpus uses only inside words
+    (斤 in 斤两) was measured better (README)."""
     kw = index.keyword
     try:
         dfs = kw.doc_freqs(terms)
     except Exception:  # no keyword index: plain coverage
-        return {t: 1.0 for t in terms}
+        return {t: 1.0 for t in terms}, 0.0
     n = max(len(kw.ids or []), 1)
-    return {t: float(np.log(1 + (n - df + 0.5) / (df + 0.5))) for t, df in dfs.items()}
+    idf = {t: float(np.log(1 + (n - df + 0.5) / (df + 0.5))) for t, df in dfs.items()}
+    total = sum(idf.values())
+    if n < ABSENT_MIN_RECORDS or not total:
+        return idf, 0.0
+    return idf, sum(idf[t] for t, df in dfs.items() if df == 0) / total
 
 
 def coverage(idf: dict[str, float], hit: Hit) -> float:
@@ -153,14 +176,29 @@ def question_kind(question: str, index: Index, settings: Settings) -> str:
     return "cjk" if cjk_share(question) >= 0.5 else "same"
 
 
-def rule(kind: str, settings: Settings) -> tuple[float, float]:
-    """(dense weight, min_score) for a kind of question: answer.abstain[kind], each replaced by
-    answer.abstain_dense_weight / answer.min_score when those are set."""
+def rule(kind: str, settings: Settings) -> AbstainRule:
+    """The rule for a kind of question: answer.abstain[kind], its dense weight and min_score
+    replaced by answer.abstain_dense_weight / answer.min_score when those are set."""
     a = settings.answer
     r = a.abstain.get(kind) or a.abstain.get("same") or AbstainRule(min_score=0.5)
     w = r.dense_weight if a.abstain_dense_weight is None else a.abstain_dense_weight
     t = r.min_score if a.min_score is None else a.min_score
-    return w, t
+    return AbstainRule(min_score=t, dense_weight=w, absent_gate=r.absent_gate)
+
+
+def dense_weight(r: AbstainRule, kind: str, cjk: float) -> float:
+    """The cosine's weight for a question: the rule's, scaled down by the question's CJK share
+    unless the text is Chinese too (kind "cjk"). MiniLM's vocabulary holds Chinese characters, so
+    a Chinese question's cosine to Chinese text still measures how close they are (with the
+    absent gate it separated answerable Chinese questions on dev and test, README); to English
+    text it measures nothing."""
+    return r.dense_weight if kind == "cjk" else r.dense_weight * (1.0 - cjk)
+
+
+def support(dense: float, coverage: float, absent: float, w: float, gate: bool) -> float:
+    """One passage's support (module docstring); eval/answers.py replays it."""
+    s = w * max(dense, 0.0) + (1 - w) * coverage
+    return s * (1.0 - absent) if gate else s
 
 
 def evidence(
@@ -170,13 +208,13 @@ def evidence(
     top = hits[: max(1, a.abstain_top)]
     cjk = cjk_share(question)
     kind = question_kind(question, index, settings)
-    weight, min_score = rule(kind, settings)
-    w = weight * (1.0 - cjk)
+    r = rule(kind, settings)
+    w, min_score = dense_weight(r, kind, cjk), r.min_score
     if not top:
-        return Evidence(0.0, 0.0, 0.0, w, cjk, kind, min_score)
+        return Evidence(0.0, 0.0, 0.0, w, cjk, kind, min_score, absent_gate=r.absent_gate)
     qv = query_vector if query_vector is not None else index.embedder.embed([question])[0]
     cos = cosines(index, top, qv)
-    idf = term_idf(index, question_terms(question))
+    idf, absent = term_stats(index, question_terms(question))
     rows: list[dict[str, Any]] = []
     passing: list[str] = []
     supports: list[float] = []
@@ -184,7 +222,7 @@ def evidence(
     for h, c in zip(top, cos, strict=True):
         cov = coverage(idf, h)
         sc = sentence_coverage(idf, h)
-        s = w * max(c, 0.0) + (1 - w) * cov
+        s = support(c, cov, absent, w, r.absent_gate)
         rows.append(
             {
                 "id": h.record.id,
@@ -210,6 +248,8 @@ def evidence(
         round(max(coarse), 4) if coarse else None,
         rows,
         passing,
+        absent,
+        r.absent_gate,
     )
 
 

@@ -92,11 +92,13 @@ def citations(res: SqlResult, shown: list[tuple[Any, ...]], store: TableStore) -
 
 
 def deterministic(res: SqlResult, shown: list[tuple[Any, ...]], store: TableStore) -> str:
-    """The rows themselves as the answer: "Supplier: Acme; Volume: 5200 [1]" per row."""
+    """The rows themselves as the answer: "Supplier: Acme, Volume: 5200 [1]" per row. Commas, not
+    semicolons: a semicolon ends a sentence (core/text.py), so the support check would read
+    "Supplier: Acme;" as a claim of its own without a citation."""
     info = store.info(res.tables[0]) if len(res.tables) == 1 else None
     cols = _shown_columns(res, info)
     marks = "".join(f"[{n}]" for n in range(1, len(res.tables) + 1)) or ""
-    lines = ["; ".join(f"{name}: {r[i]}" for i, name in cols if r[i] is not None) for r in shown]
+    lines = [", ".join(f"{name}: {r[i]}" for i, name in cols if r[i] is not None) for r in shown]
     lines = [neutralise(ln) + (f" {marks}" if marks else "") for ln in lines if ln]
     if len(lines) == 1:
         return lines[0]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from core.settings import AbstainRule
 from eval.answers import Row, choose, metrics
 
 
-def _row(kind: str, split: str, answerable: bool, coverage: float) -> Row:
-    return Row("set", f"{kind}-{split}-{coverage}", split, answerable, "extractive", "q", kind=kind,
-               passages=[{"dense": 0.0, "coverage": coverage}])
+def _row(kind: str, split: str, answerable: bool, coverage: float, absent: float = 0.0) -> Row:
+    return Row("set", f"{kind}-{split}-{coverage}-{absent}", split, answerable, "extractive", "q", kind=kind,
+               passages=[{"dense": 0.0, "coverage": coverage}], absent=absent)
+
+
+def _rule(w: float, t: float, gate: bool = False) -> AbstainRule:
+    return AbstainRule(min_score=t, dense_weight=w, absent_gate=gate)
 
 
 def test_each_kind_gets_the_threshold_that_separates_its_own_questions() -> None:
@@ -18,16 +23,35 @@ def test_each_kind_gets_the_threshold_that_separates_its_own_questions() -> None
         # Chinese prose: everything lower, 0.4 against 0.15
         rows += [_row("cjk", split, True, 0.4), _row("cjk", split, False, 0.15)]
     rules, curve = choose(rows)
-    assert 0.5 < rules["same"][1] <= 0.9 and 0.15 < rules["cjk"][1] <= 0.4
+    assert 0.5 < rules["same"].min_score <= 0.9 and 0.15 < rules["cjk"].min_score <= 0.4
     # ties go to the lowest weight and threshold that separate
-    assert rules["same"] == (0.0, 0.55) and rules["cjk"] == (0.0, 0.2)
+    assert rules["same"] == _rule(0.0, 0.55) and rules["cjk"] == _rule(0.0, 0.2)
     assert {c["kind"] for c in curve} == {"same", "cjk"}
     m = metrics([r for r in rows if r.split == "test"], rules)
     assert m["answer_rate"] == 1.0 and m["abstention_rate"] == 1.0
-    one = metrics([r for r in rows if r.split == "test"], {"same": (0.0, 0.55), "cjk": (0.0, 0.55)})
+    one = metrics([r for r in rows if r.split == "test"], {"same": _rule(0.0, 0.55), "cjk": _rule(0.0, 0.55)})
     assert one["answer_rate"] == 0.5  # one threshold for both abstains on every Chinese question
 
 
 def test_a_kind_without_unanswerable_dev_questions_keeps_the_default() -> None:
     rows = [_row("crosslingual", "dev", True, 0.3), _row("crosslingual", "test", False, 0.1)]
     assert choose(rows)[0] == {}
+
+
+def test_the_absent_gate_is_chosen_where_only_it_separates() -> None:
+    # Unanswerable Chinese questions share as many words with the text as answerable ones do,
+    # but half their weight is in a name the corpus never mentions.
+    rows = []
+    for split in ("dev", "test"):
+        rows += [_row("cjk", split, True, 0.4), _row("cjk", split, False, 0.4, absent=0.5)]
+    rules, _ = choose(rows)
+    assert rules["cjk"].absent_gate and 0.2 < rules["cjk"].min_score <= 0.4
+    m = metrics([r for r in rows if r.split == "test"], rules)
+    assert m["answer_rate"] == 1.0 and m["abstention_rate"] == 1.0
+
+
+def test_a_table_answer_is_answered_whatever_its_passages() -> None:
+    # The product answers table questions from their rows without grading passages.
+    sql = Row("set", "t", "test", True, "extractive", "q", passages=[], sql=True)
+    prose = Row("set", "p", "test", True, "extractive", "q", passages=[])
+    assert metrics([sql, prose], {"same": _rule(0.0, 0.5)})["answer_rate"] == 0.5

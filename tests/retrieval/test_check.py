@@ -123,6 +123,31 @@ def test_claims_take_the_markers_written_after_the_full_stop() -> None:
     assert [c.cited for c in cl] == [[1], [1, 2], []]
 
 
+def test_bracketed_text_that_names_no_passage_is_part_of_the_claim() -> None:
+    # Quoted note text holds brackets that are not citations: "[S]", a bracketed title.
+    cl = split_claims(
+        "↳ [S] 是特殊的开始符号 [1] [Reinforcement Learning from Human Feedback(RLHF)] 手书动画 [2]"
+        " Steep four minutes [Source 2]. Done",
+        2,
+    )
+    assert [c.text for c in cl] == [
+        "↳ [S] 是特殊的开始符号 [1]",
+        "[Reinforcement Learning from Human Feedback(RLHF)] 手书动画 [2]",
+        "Steep four minutes [Source 2].",
+        "Done",
+    ]
+    assert [c.cited for c in cl] == [[1], [2], [2], []]
+    assert cl[0].body == "↳ [S] 是特殊的开始符号"
+
+
+def test_a_table_rows_answer_is_one_supported_claim() -> None:
+    text = "| Method | Grind | Contact time |\n|---|---|---|\n| Cold brew | Extra coarse | 12-24 hours |"
+    p = [Passage(1, Hit(Record("t", text, "/d/grind.html", end=len(text)), 1.0), text)]
+    res = check_answer("Method: Cold brew, Grind: Extra coarse, Contact time: 12-24 hours [1]", p, None,
+                       load_settings())
+    assert [(v.kept, v.reason, v.passage) for v in res.verdicts] == [(True, "overlap", 1)]
+
+
 def test_paraphrase_kept_invention_dropped_unmarked_attributed() -> None:
     emb = get_embedder(load_settings().embedding)
     res = check_answer(

@@ -52,15 +52,43 @@ def test_evidence_is_the_original_question_and_dense_weight_follows_the_script(c
     ev_zh = evidence("绿茶应该怎么保存？", zh.hits, idx, zh.query_vector, s)
     zh_w = settings_for(corpus, answer={"abstain_dense_weight": 0.5})
     ev_zh = evidence("绿茶应该怎么保存？", zh.hits, idx, zh.query_vector, zh_w)
-    assert ev_zh.dense_weight == 0.0 and ev_zh.support == pytest.approx(
-        ev_zh.coverage
-    )  # MiniLM cannot read it
+    # English corpus (the tea guide aside): a crosslingual question, its cosine weighs nothing.
+    assert ev_zh.kind == "crosslingual" and ev_zh.dense_weight == 0.0
+    assert ev_zh.support == pytest.approx(ev_zh.coverage)
+    from core.settings import AbstainRule
+    from retrieval.grade import dense_weight
+
+    r = AbstainRule(min_score=0.4, dense_weight=0.5)  # Chinese of Chinese text keeps the weight
+    assert dense_weight(r, "cjk", 1.0) == 0.5 and dense_weight(r, "crosslingual", 0.8) == pytest.approx(0.1)
     # A variant's hits graded against the original question: the evidence does not move with the query.
     other = retrieve("sourdough fermentation hours", s, index=idx, k=3)
     assert (
         not answerable(evidence(FACT_Q, other.hits[:1], idx, en.query_vector, s), s)
         or Path(other.hits[0].record.source).name == "lighthouse.md"
     )
+
+
+def test_terms_the_index_never_holds_scale_support_under_the_gate(
+    corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retrieval import grade
+
+    q = FACT_Q.rstrip("?") + " according to Zyxwvutian scholars?"
+    s = settings_for(corpus)
+    idx = Index(s)
+    hits = retrieve(q, s, index=idx, k=3)
+    # This corpus is too small for a missing word to mean anything: nothing is absent.
+    assert len(idx.keyword.ids) < grade.ABSENT_MIN_RECORDS
+    assert evidence(q, hits.hits, idx, hits.query_vector, s).absent == 0.0
+    monkeypatch.setattr(grade, "ABSENT_MIN_RECORDS", 1)
+    off = evidence(q, hits.hits, idx, hits.query_vector, settings_for(corpus, answer={"abstain": {
+        "same": {"min_score": 0.3, "dense_weight": 0.0, "absent_gate": False}}}))
+    on = evidence(q, hits.hits, idx, hits.query_vector, settings_for(corpus, answer={"abstain": {
+        "same": {"min_score": 0.3, "dense_weight": 0.0, "absent_gate": True}}}))
+    assert 0.0 < on.absent < 1.0 and on.absent == off.absent  # "zyxwvutian" is in no record
+    assert on.absent_gate and on.support == pytest.approx(off.support * (1 - on.absent), abs=1e-3)
+    full = evidence(FACT_Q, hits.hits, idx, hits.query_vector, s)
+    assert full.absent == 0.0
 
 
 def test_threshold_and_corrective_are_settings(corpus: Path) -> None:
@@ -76,9 +104,10 @@ def test_the_rule_is_per_kind_unless_one_threshold_is_set() -> None:
     assert set(s.answer.abstain) == set(KINDS)
     for kind in KINDS:
         r = s.answer.abstain[kind]
-        assert rule(kind, s) == (r.dense_weight, r.min_score)
+        assert rule(kind, s) == r
     one = load_settings(answer={"min_score": 0.42, "abstain_dense_weight": 0.1})
-    assert {rule(k, one) for k in KINDS} == {(0.1, 0.42)}
+    assert {(rule(k, one).dense_weight, rule(k, one).min_score) for k in KINDS} == {(0.1, 0.42)}
+    assert [rule(k, one).absent_gate for k in KINDS] == [s.answer.abstain[k].absent_gate for k in KINDS]
     assert rule("unknown", s) == rule("same", s)
 
 

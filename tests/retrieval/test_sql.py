@@ -150,7 +150,7 @@ def test_a_table_question_is_answered_from_sqlite_with_the_rows_cited(corpus: Pa
 def test_a_phrasing_with_a_number_the_rows_lack_is_replaced_by_the_rows(corpus: Path,
                                                                         server: OllamaTestServer) -> None:
     res = _ask(QUESTION, corpus, server, Model(GOOD_SQL, phrase="Birch delivered 9100 tonnes [1]."))
-    assert res.mode == "sql" and res.answer == "Supplier: Birch; Volume: 7100 [1]"
+    assert res.mode == "sql" and res.answer == "Supplier: Birch, Volume: 7100 [1]"
     assert "number the rows do not hold" in _sql_trace(res)["answer"]
 
 
