@@ -62,8 +62,13 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 - erfc, erfc - 1.0)
 
 
+_INV_SQRT2 = np.float32(1.0 / np.sqrt(2.0))
+
+
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
+    # A float32 constant: NumPy 2 keeps an array's dtype against a Python float but promotes it
+    # against a float64 scalar such as np.sqrt(2.0), and every later matmul then ran in float64.
+    return 0.5 * x * (1.0 + _erf(x * _INV_SQRT2))
 
 
 @dataclass
@@ -91,7 +96,7 @@ class NumpyEncoder:
         x = _layer_norm(x, *self.emb_ln, self.eps)
         n, hidden = x.shape
         d = hidden // self.heads
-        scale = 1.0 / np.sqrt(d)
+        scale = np.float32(1.0 / np.sqrt(d))  # float32: see _gelu
         for L in self.layers:
             qkv = x @ L.qkv_w + L.qkv_b
             q, k, v = (qkv[:, i * hidden:(i + 1) * hidden].reshape(n, self.heads, d).transpose(1, 0, 2)
