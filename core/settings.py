@@ -224,7 +224,7 @@ class AbstainRule(BaseModel):
     min_score: float
     dense_weight: float = 0.0
     # Scale support by the share of the question's (idf-weighted) terms that the index holds
-    # at all (retrieval/grade.term_stats; indexes of 50 records or more): a question about
+    # at all (retrieval/grade.term_stats): a question about
     # something the corpus never mentions (a unit, "多少斤"; a name) is not answered by passages
     # that share its other words. Chosen per kind on dev: on for Chinese questions of Chinese
     # text, whose answerable questions cover few of their words too; off for English questions

@@ -50,7 +50,8 @@ from retrieval.translate import step_back
 log = logging.getLogger(__name__)
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-# Below this many records a term's absence is chance, not a sign the corpus never covers it.
+# Below this many records a single character's absence is chance, not a sign the corpus never
+# covers what the question asks (term_stats).
 ABSENT_MIN_RECORDS = 50
 
 
@@ -100,11 +101,11 @@ def term_idf(index: Index, terms: list[str]) -> dict[str, float]:
 
 def term_stats(index: Index, terms: list[str]) -> tuple[dict[str, float], float]:
     """(term_idf, absent): absent is the idf-weighted share of the terms no record holds (0
-    without a keyword index to count them in, or one of fewer than ABSENT_MIN_RECORDS records:
-    that a handful of notes never use 用 as a word says nothing about the question). A single
-    character counts too: the unit of "多少斤" / "多少尺" / "多少户" is what an unanswerable Chinese
-    question often asks for, and not excusing characters the corpus uses only inside words
-    (斤 in 斤两) was measured better (README)."""
+    without a keyword index to count them in). A single character counts too: the unit of
+    "多少斤" / "多少尺" / "多少户" is what an unanswerable Chinese question often asks for, and
+    excusing characters the corpus uses only inside words (斤 in 斤两) measured worse (README).
+    Below ABSENT_MIN_RECORDS records only words of two or more characters count: that a handful
+    of notes never use 用 as a word of its own ("有什么用") is chance."""
     kw = index.keyword
     try:
         dfs = kw.doc_freqs(terms)
@@ -113,9 +114,10 @@ def term_stats(index: Index, terms: list[str]) -> tuple[dict[str, float], float]
     n = max(len(kw.ids or []), 1)
     idf = {t: float(np.log(1 + (n - df + 0.5) / (df + 0.5))) for t, df in dfs.items()}
     total = sum(idf.values())
-    if n < ABSENT_MIN_RECORDS or not total:
+    if not total:
         return idf, 0.0
-    return idf, sum(idf[t] for t, df in dfs.items() if df == 0) / total
+    short = 2 if n < ABSENT_MIN_RECORDS else 1
+    return idf, sum(idf[t] for t, df in dfs.items() if df == 0 and len(t) >= short) / total
 
 
 def coverage(idf: dict[str, float], hit: Hit) -> float:
