@@ -50,8 +50,8 @@ from retrieval.translate import step_back
 log = logging.getLogger(__name__)
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-# Below this many records a single character's absence is chance, not a sign the corpus never
-# covers what the question asks (term_stats).
+# Below this many records a term's absence is chance, not a sign the corpus never covers what
+# the question asks (term_stats).
 ABSENT_MIN_RECORDS = 50
 
 
@@ -104,8 +104,8 @@ def term_stats(index: Index, terms: list[str]) -> tuple[dict[str, float], float]
     without a keyword index to count them in). A single character counts too: the unit of
     "多少斤" / "多少尺" / "多少户" is what an unanswerable Chinese question often asks for, and
     excusing characters the corpus uses only inside words (斤 in 斤两) measured worse (README).
-    Below ABSENT_MIN_RECORDS records only words of two or more characters count: that a handful
-    of notes never use 用 as a word of its own ("有什么用") is chance."""
+    Below ABSENT_MIN_RECORDS records nothing counts: that a handful of notes never use 用 or
+    应该 as a word of their own ("有什么用", "绿茶应该怎么保存？") is chance."""
     kw = index.keyword
     try:
         dfs = kw.doc_freqs(terms)
@@ -114,10 +114,9 @@ def term_stats(index: Index, terms: list[str]) -> tuple[dict[str, float], float]
     n = max(len(kw.ids or []), 1)
     idf = {t: float(np.log(1 + (n - df + 0.5) / (df + 0.5))) for t, df in dfs.items()}
     total = sum(idf.values())
-    if not total:
+    if n < ABSENT_MIN_RECORDS or not total:
         return idf, 0.0
-    short = 2 if n < ABSENT_MIN_RECORDS else 1
-    return idf, sum(idf[t] for t, df in dfs.items() if df == 0 and len(t) >= short) / total
+    return idf, sum(idf[t] for t, df in dfs.items() if df == 0) / total
 
 
 def coverage(idf: dict[str, float], hit: Hit) -> float:
