@@ -224,11 +224,11 @@ class AbstainRule(BaseModel):
     min_score: float
     dense_weight: float = 0.0
     # Scale support by the share of the question's (idf-weighted) terms that the index holds
-    # at all (retrieval/grade.term_stats): a question about
-    # something the corpus never mentions (a unit, "多少斤"; a name) is not answered by passages
-    # that share its other words. Chosen per kind on dev: on for Chinese questions of Chinese
-    # text, whose answerable questions cover few of their words too; off for English questions
-    # of Chinese notes (their English words are missing whether or not the notes answer).
+    # at all (retrieval/grade.term_stats; of a question's English words only names count,
+    # grade.name_terms): a question about something the corpus never mentions (a unit, "多少斤";
+    # a name, "Mixtral") is not answered by passages that share its other words. Chosen per kind
+    # on dev: on for Chinese questions of Chinese text and for English questions of Chinese
+    # notes, off for English questions of English text.
     absent_gate: bool = False
 
 
@@ -258,7 +258,7 @@ class AnswerSettings(BaseModel):
         default_factory=lambda: {
             "same": AbstainRule(min_score=0.65, dense_weight=0.0),
             "cjk": AbstainRule(min_score=0.4, dense_weight=1.0, absent_gate=True),
-            "crosslingual": AbstainRule(min_score=0.3, dense_weight=1.0),
+            "crosslingual": AbstainRule(min_score=0.3, dense_weight=1.0, absent_gate=True),
         }
     )
     # One threshold / dense weight for every kind instead (e.g. RAG_ANSWER__MIN_SCORE=0.2 to

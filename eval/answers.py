@@ -295,9 +295,11 @@ def build_report(rows: list[Row], defaults: Rules) -> tuple[dict[str, Any], list
     for kind, rule in sorted(rules.items()):
         mine = [r for r in test if r.kind == kind]
         if mine:
-            md.append(f"{kind}: " + ", ".join(
-                f"{th}: {m['answer_rate']}/{m['abstention_rate']}"
-                for th in THRESHOLDS for m in [metrics(mine, {kind: rule.model_copy(update={"min_score": th})})]))
+            cells = []
+            for th in THRESHOLDS:
+                m = metrics(mine, {kind: rule.model_copy(update={"min_score": th})})
+                cells.append(f"{th}: {m['answer_rate']}/{m['abstention_rate']}")
+            md.append(f"{kind}: " + ", ".join(cells))
     return report, md
 
 

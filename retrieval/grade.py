@@ -93,15 +93,41 @@ def question_terms(question: str) -> list[str]:
     return sorted({t for t in tokenize(question) if t not in QUESTION_WORDS})
 
 
+# A word that names something: letters with digits ("H100", "GPT-4", "BM25"), a capital after
+# the first letter ("FlashAttention", "VRAM"), or a capitalised word that does not start the
+# sentence ("Milvus", "Gemini").
+_NAME = re.compile(r"[A-Za-z]*\d[\w.-]*[A-Za-z][\w.-]*|[A-Za-z]+\d[\w.-]*|[A-Za-z]+[A-Z][\w.-]*")
+_SENTENCE_START = re.compile(r"(?:^|[.!?。！？]\s+)[\"'(]*$")
+
+
+def name_terms(question: str) -> set[str]:
+    """The terms of the question's English words that name something (_NAME, or capitalised
+    inside a sentence): the ones whose absence from the whole index says the corpus does not
+    cover the topic. A common English word may simply be phrased otherwise (or be English in a
+    question of Chinese text)."""
+    out: set[str] = set()
+    for m in re.finditer(r"[A-Za-z][\w.'-]*", question):
+        w = m.group(0).rstrip(".'-")
+        named = _NAME.fullmatch(w) is not None
+        if not named and w[:1].isupper() and not _SENTENCE_START.search(question[: m.start()]):
+            named = True
+        if named:
+            out.update(tokenize(w))
+    return out
+
+
 def term_idf(index: Index, terms: list[str]) -> dict[str, float]:
     """BM25 idf of each term over the whole index (a term found nowhere gets the highest): a
     question whose rare terms no passage has is not answered by the common ones it shares."""
     return term_stats(index, terms)[0]
 
 
-def term_stats(index: Index, terms: list[str]) -> tuple[dict[str, float], float]:
+def term_stats(
+    index: Index, terms: list[str], names: set[str] | None = None
+) -> tuple[dict[str, float], float]:
     """(term_idf, absent): absent is the idf-weighted share of the terms no record holds (0
-    without a keyword index to count them in). A single character counts too: the unit of
+    without a keyword index to count them in). With `names` (name_terms), a Latin-script term
+    counts only when it is one of them; Chinese terms always count. A single character counts too: the unit of
     "多少斤" / "多少尺" / "多少户" is what an unanswerable Chinese question often asks for, and
     excusing characters the corpus uses only inside words (斤 in 斤两) measured worse (README).
     Below ABSENT_MIN_RECORDS records nothing counts: that a handful of notes never use 用 or
@@ -116,7 +142,11 @@ def term_stats(index: Index, terms: list[str]) -> tuple[dict[str, float], float]
     total = sum(idf.values())
     if n < ABSENT_MIN_RECORDS or not total:
         return idf, 0.0
-    return idf, sum(idf[t] for t, df in dfs.items() if df == 0) / total
+
+    def counts(t: str) -> bool:
+        return names is None or t in names or cjk_share(t) > 0
+
+    return idf, sum(idf[t] for t, df in dfs.items() if df == 0 and counts(t)) / total
 
 
 def coverage(idf: dict[str, float], hit: Hit) -> float:
@@ -215,7 +245,7 @@ def evidence(
         return Evidence(0.0, 0.0, 0.0, w, cjk, kind, min_score, absent_gate=r.absent_gate)
     qv = query_vector if query_vector is not None else index.embedder.embed([question])[0]
     cos = cosines(index, top, qv)
-    idf, absent = term_stats(index, question_terms(question))
+    idf, absent = term_stats(index, question_terms(question), name_terms(question))
     rows: list[dict[str, Any]] = []
     passing: list[str] = []
     supports: list[float] = []

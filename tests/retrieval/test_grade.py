@@ -95,6 +95,9 @@ def test_terms_the_index_never_holds_scale_support_under_the_gate(
     assert on.absent_gate and on.support == pytest.approx(off.support * (1 - on.absent), abs=1e-3)
     full = evidence(FACT_Q, hits.hits, idx, hits.query_vector, s)
     assert full.absent == 0.0
+    # A missing common English word is no name: it may be phrased otherwise in the text.
+    lower = q.replace("Zyxwvutian", "zyxwvutian")
+    assert evidence(lower, hits.hits, idx, hits.query_vector, s).absent == 0.0
 
 
 def test_threshold_and_corrective_are_settings(corpus: Path) -> None:
@@ -115,6 +118,16 @@ def test_the_rule_is_per_kind_unless_one_threshold_is_set() -> None:
     assert {(rule(k, one).dense_weight, rule(k, one).min_score) for k in KINDS} == {(0.1, 0.42)}
     assert [rule(k, one).absent_gate for k in KINDS] == [s.answer.abstain[k].absent_gate for k in KINDS]
     assert rule("unknown", s) == rule("same", s)
+
+
+def test_name_terms_are_the_words_that_name_something() -> None:
+    from retrieval.grade import name_terms
+
+    assert name_terms("How much does an NVIDIA H100 GPU cost?") == {"nvidia", "h100", "gpu"}
+    assert name_terms("What is FlashAttention and how does it speed up attention?") == {"flashattent"}
+    assert name_terms("Which index does Milvus build? Which one is faster?") == {"milvus"}
+    assert name_terms("Why can keys and values be reused?") == set()  # common words: phrased otherwise
+    assert name_terms("梯度裁剪有什么用？") == set()  # Chinese terms always count (term_stats)
 
 
 def test_keyword_query_keeps_content_words() -> None:
