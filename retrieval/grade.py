@@ -116,18 +116,14 @@ def name_terms(question: str) -> set[str]:
     return out
 
 
-def term_idf(index: Index, terms: list[str]) -> dict[str, float]:
-    """BM25 idf of each term over the whole index (a term found nowhere gets the highest): a
-    question whose rare terms no passage has is not answered by the common ones it shares."""
-    return term_stats(index, terms)[0]
-
-
 def term_stats(
     index: Index, terms: list[str], names: set[str] | None = None
 ) -> tuple[dict[str, float], float]:
-    """(term_idf, absent): absent is the idf-weighted share of the terms no record holds (0
-    without a keyword index to count them in). With `names` (name_terms), a Latin-script term
-    counts only when it is one of them; Chinese terms always count. A single character counts too: the unit of
+    """(idf, absent). idf: each term's BM25 idf over the whole index (a term found nowhere gets
+    the highest: a question whose rare terms no passage has is not answered by the common ones
+    it shares). absent: the idf-weighted share of the terms no record holds (0 without a
+    keyword index to count them in). With `names` (name_terms), a Latin-script term counts only
+    when it is one of them; Chinese terms always count, a single character too: the unit of
     "多少斤" / "多少尺" / "多少户" is what an unanswerable Chinese question often asks for, and
     excusing characters the corpus uses only inside words (斤 in 斤两) measured worse (README).
     Below ABSENT_MIN_RECORDS records nothing counts: that a handful of notes never use 用 or
