@@ -29,20 +29,18 @@ from core.models import Embedder
 from core.settings import Settings
 from core.text import sentence_spans
 from retrieval.compose import english
-from retrieval.generate import Passage, declined, parse_markers
+from retrieval.generate import CITATION_PREFIX, Passage, declined, parse_markers
 
 MIN_TERMS = 2
 # A citation marker names a passage by number ("[2]", "[1, 3]", "[Source 2]"); other bracketed
 # text ("[S] is the start symbol", "[Reinforcement Learning from Human Feedback]" quoted from a
 # note) is part of the sentence, neither a marker nor the end of a claim.
-_MARKER_BODY = r"\[\s*(?:(?:passages?|sources?|docs?|documents?)\s*)?\d[^\[\]]{0,30}\]"
+_MARKER_BODY = rf"\[\s*{CITATION_PREFIX}\d[^\[\]]{{0,30}}\]"
 _LEAD_MARKERS = re.compile(rf"^\s*(?:{_MARKER_BODY}\s*)+", re.I)
 _ANY_MARKER = re.compile(rf"\s*{_MARKER_BODY}", re.I)
 # A marker followed by the start of another sentence ends a claim even without a full stop
 # ("… level [2] The target …"); "According to [1], the …" and "[1] and it …" do not.
-_AFTER_MARKER = re.compile(
-    r"(?<=\d\])\s+(?=[^\s,.;:!?)\]\[a-z]|\[(?!\s*(?i:(?:passages?|sources?|docs?|documents?)\s*)?\d))"
-)
+_AFTER_MARKER = re.compile(rf"(?<=\d\])\s+(?=[^\s,.;:!?)\]\[a-z]|\[(?!\s*(?i:{CITATION_PREFIX})\d))")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
 

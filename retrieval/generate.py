@@ -43,9 +43,9 @@ MARGIN_TOKENS = 48  # chat-template tokens around the messages, and slack for to
 MIN_PASSAGE_TOKENS = 40  # a passage cut shorter than this is not worth including
 MAX_RETRIES = 3  # when the backend still says the prompt is too long, halve the passages and retry
 
-_MARKER = re.compile(
-    r"\[\s*(?:(?:passages?|sources?|docs?|documents?)\s*)?(\d+(?:\s*(?:,|;|-|–|and)\s*\d+)*)\s*\]", re.I
-)
+# What may stand before a citation's number: "[Passage 2]", "[Source 2]" (case-insensitive).
+CITATION_PREFIX = r"(?:(?:passages?|sources?|docs?|documents?)\s*)?"
+_MARKER = re.compile(rf"\[\s*{CITATION_PREFIX}(\d+(?:\s*(?:,|;|-|–|and)\s*\d+)*)\s*\]", re.I)
 _SENTENCE = re.compile(r"(?<=[.!?。！？])\s+|\n+")
 _DECLINED = re.compile(
     r"^\W*(i (?:do not|don't|cannot|can't) (?:know|answer|find)|"
@@ -56,7 +56,7 @@ _DECLINED = re.compile(
 
 # Inside passage text: citation look-alikes ("[3]", "[Source 2]") and the prompt's own delimiters,
 # which a document could use to forge a passage or a citation.
-_TEXT_MARKER = re.compile(r"\[(\s*(?:(?:passages?|sources?|docs?|documents?)\s*)?\d[\d\s,;\-–]*)\]", re.I)
+_TEXT_MARKER = re.compile(rf"\[(\s*{CITATION_PREFIX}\d[\d\s,;\-–]*)\]", re.I)
 _DELIM = re.compile(r"<(/?)\s*(passage|passages|system|user|assistant|question)\b", re.I)
 
 
