@@ -121,12 +121,18 @@ def _joined(values: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray:
     return np.concatenate([values[a:b] for a, b in spans])
 
 
-def lucene_matrix(counts: TermCounts, n_vocab: int, k1: float = K1, b: float = B
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lucene_matrix(counts: TermCounts, n_vocab: int, k1: float = K1, b: float = B,
+                  second: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The records x terms BM25 weight matrix in CSC form (data, indices, indptr): per term,
     the records that hold it in ascending order with their weights. bm25s's "lucene" method,
     idf = log(1 + (N - df + 0.5) / (df + 0.5)) in float64 rounded to float32, weight =
-    idf * tf / (k1 * (1 - b + b * len / avg_len) + tf) in float64 rounded to float32."""
+    idf * tf / (k1 * (1 - b + b * len / avg_len) + tf) in float64 rounded to float32.
+
+    `second`: per term id, True for the terms of a second field (the CJK character bigrams,
+    core/tokens.index_terms). Each field's weights are normalised by the record's length in
+    that field against the field's average over the records that have it, so the bigrams of
+    a Chinese chunk do not make its words look like those of a long record (BM25F's per-field
+    length). Without any such term the matrix is exactly the one-field one."""
     n = counts.records
     df = np.bincount(counts.terms, minlength=n_vocab)
     # math.log as bm25s computes it (numpy's vectorised log may differ in the last bit), once
@@ -134,9 +140,17 @@ def lucene_matrix(counts: TermCounts, n_vocab: int, k1: float = K1, b: float = B
     dfs, which = np.unique(df, return_inverse=True)
     idf = np.asarray([math.log(1 + (n - d + 0.5) / (d + 0.5)) if d else 0.0 for d in dfs.tolist()],
                      dtype=np.float32)[which]
-    avg = counts.lengths.mean() if n else 1.0
-    norm = k1 * ((1 - b) + b * counts.lengths.astype(np.float64) / avg)  # per record
     rec = np.repeat(np.arange(n, dtype=np.int32), np.diff(counts.ptr))
+    in_second = second[counts.terms] if second is not None and second.any() else None
+    lengths = counts.lengths.astype(np.float64)
+    norm2: np.ndarray | None = None
+    if in_second is not None:
+        len2 = np.bincount(rec, weights=counts.tfs * in_second, minlength=n)
+        lengths = lengths - len2
+        has2 = len2 > 0
+        norm2 = k1 * ((1 - b) + b * len2 / (len2[has2].mean() if has2.any() else 1.0))
+    avg = lengths.mean() if n else 1.0
+    norm = k1 * ((1 - b) + b * lengths / avg)  # per record
     idf64 = idf.astype(np.float64)
     weight = np.empty(len(counts.terms), dtype=np.float32)
     # In blocks: the float64 temporaries of all 8.8 M entries of a 100k-chunk index were
@@ -144,7 +158,9 @@ def lucene_matrix(counts: TermCounts, n_vocab: int, k1: float = K1, b: float = B
     for s in range(0, len(weight), _BLOCK):
         e = s + _BLOCK
         tf = counts.tfs[s:e].astype(np.float64)
-        weight[s:e] = idf64[counts.terms[s:e]] * (tf / (norm[rec[s:e]] + tf))
+        r = rec[s:e]
+        nm = norm[r] if in_second is None or norm2 is None else np.where(in_second[s:e], norm2[r], norm[r])
+        weight[s:e] = idf64[counts.terms[s:e]] * (tf / (nm + tf))
     order = _by_term(counts.terms, n_vocab)
     indptr = np.zeros(n_vocab + 1, dtype=np.int64)
     np.cumsum(df, out=indptr[1:])
@@ -179,10 +195,11 @@ def load_terms(folder: Path) -> dict[str, int]:
     return vocab
 
 
-def save_bm25s(folder: Path, counts: TermCounts, vocab: dict[str, int], k1: float = K1, b: float = B) -> None:
-    """Write the matrix and parameters in bm25s's layout (what `SavedScores` reads), and the
-    vocabulary with `save_terms`."""
-    data, indices, indptr = lucene_matrix(counts, len(vocab), k1, b)
+def save_bm25s(folder: Path, counts: TermCounts, vocab: dict[str, int], k1: float = K1, b: float = B,
+               second: np.ndarray | None = None) -> None:
+    """Write the matrix (`second`: as for `lucene_matrix`) and parameters in bm25s's layout
+    (what `SavedScores` reads), and the vocabulary with `save_terms`."""
+    data, indices, indptr = lucene_matrix(counts, len(vocab), k1, b, second)
     for name, arr in (("data", data), ("indices", indices), ("indptr", indptr)):
         np.save(folder / f"{name}.csc.index.npy", arr, allow_pickle=False)
     save_terms(folder, vocab)

@@ -27,7 +27,7 @@ from core import dictionary
 from core.bm25 import K1, B, SavedScores, TermCounts, load_saved_scores, load_terms, save_bm25s
 from core.errors import IndexError_
 from core.lexicon import LEXICON_FILE, Lexicon, TextFacts, combine, facts
-from core.tokens import TOKENIZER_VERSION, tokenize
+from core.tokens import TOKENIZER_VERSION, index_terms, is_bigram, query_terms, tokenize
 from core.types import KeywordRows
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,9 @@ class KeywordIndex:
         tmp = self.path.with_name(f"{self.path.name}.{time.time_ns()}.{os.getpid()}")
         tmp.mkdir(parents=True)
         if ids:
-            save_bm25s(tmp, tok.counts, tok.vocab)
+            second = np.fromiter((is_bigram(t) for t in sorted(tok.vocab, key=tok.vocab.__getitem__)),
+                                 dtype=bool, count=len(tok.vocab))
+            save_bm25s(tmp, tok.counts, tok.vocab, second=second)
         tok.save(tmp)
         lexicon = tok.lexicon()
         lexicon.save(tmp)  # the corpus's own English-Chinese glosses (core/lexicon.py)
@@ -179,8 +181,10 @@ class KeywordIndex:
         else:
             self._bm25 = None
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        scores = self._all_scores(query)
+    def search(self, query: str, k: int, bigrams: bool = True) -> list[tuple[str, float]]:
+        """The best `k` records for `query`; `bigrams`: score the CJK character bigrams beside
+        jieba's words (core/tokens.index_terms), else the words alone, plain jieba BM25."""
+        scores = self._all_scores(query, bigrams)
         if scores is None:
             return []
         k = min(k, len(scores))
@@ -219,7 +223,7 @@ class KeywordIndex:
         indptr = self._bm25.indptr if isinstance(self._bm25, SavedScores) else self._bm25.scores["indptr"]
         return {t: int(indptr[vocab[t] + 1] - indptr[vocab[t]]) if t in vocab else 0 for t in terms}
 
-    def _all_scores(self, query: str) -> np.ndarray | None:
+    def _all_scores(self, query: str, bigrams: bool = True) -> np.ndarray | None:
         """BM25 of `query` against every indexed record (None: nothing indexed or no query
         term in the vocabulary)."""
         if self._bm25 is None:  # not loaded yet, or just rebuilt by `build`
@@ -227,7 +231,7 @@ class KeywordIndex:
         if self._bm25 is None:
             return None
         vocab = self._bm25.vocab_dict
-        q = [vocab[t] for t in tokenize(query) if t in vocab]
+        q = [vocab[t] for t in (query_terms(query) if bigrams else tokenize(query)) if t in vocab]
         if not q:
             return None
         return np.asarray(self._bm25.get_scores(q), dtype=np.float32)
@@ -256,12 +260,12 @@ class KeywordIndex:
                 out[j] = scores[i]
         return out
 
-    def score_ids(self, query: str, ids: list[str]) -> np.ndarray:
+    def score_ids(self, query: str, ids: list[str], bigrams: bool = True) -> np.ndarray:
         """BM25 scores of the given records for `query`, in the order of `ids` (0 where a
         record is not indexed); lets a reranker see the BM25 score of dense-only hits."""
-        return self.context_scores(query, ids)["bm25"]
+        return self.context_scores(query, ids, bigrams)["bm25"]
 
-    def context_scores(self, query: str, ids: list[str]) -> dict[str, np.ndarray]:
+    def context_scores(self, query: str, ids: list[str], bigrams: bool = True) -> dict[str, np.ndarray]:
         """Per record of `ids`: `bm25` (its own score), `bm25_prev` / `bm25_next` (its
         neighbours' in the same document, 0 at the ends) and `bm25_doc` (the best score of
         any chunk of its document). One scoring pass over the index gives them all: an
@@ -269,7 +273,7 @@ class KeywordIndex:
         more likely the one asked about."""
         n = len(ids)
         out = {k: np.zeros(n, dtype=np.float32) for k in ("bm25", "bm25_prev", "bm25_next", "bm25_doc")}
-        scores = self._all_scores(query) if ids else None
+        scores = self._all_scores(query, bigrams) if ids else None
         if scores is None:
             return out
         groups = self._groups if self._groups is not None and len(self._groups) == len(scores) else None
@@ -368,7 +372,7 @@ def _tokenise(ids: list[str], texts: list[str | None], hashes: np.ndarray, known
                          f"e.g. {absent[0]}")
     vocab = dict(base.vocab)
     todo = [t for i in new.tolist() if (t := texts[i]) is not None]
-    fresh = TermCounts.from_tokens((tokenize(t) or [EMPTY] for t in todo), vocab)
+    fresh = TermCounts.from_tokens((index_terms(t) or [EMPTY] for t in todo), vocab)
     found: list[TextFacts] = [facts(t) for t in todo]
     rows[new] = base.counts.records + np.arange(len(new))
     counts, vocab = base.counts.concat(fresh).take(rows).compact(vocab)

@@ -158,6 +158,10 @@ class SearchSettings(BaseModel):
     prf_weight: float = 0.0
     prf_docs: int = 3
     prf_terms: int = 10
+    # BM25 scores the CJK character bigrams of the question beside jieba's words, a field of
+    # their own (core/tokens.index_terms): jieba cuts questions and older or technical text
+    # differently. False: jieba's words alone (the eval's plain BM25 peer). README, "CJK bigrams".
+    cjk_bigrams: bool = True
     # English questions over a Chinese corpus (retrieval/crosslingual.py): the question's
     # English terms that the corpus glosses in Chinese ("近似最近邻（ANN）") join its BM25 query.
     glosses: bool = True

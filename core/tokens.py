@@ -13,13 +13,18 @@ from typing import Any
 from core.lang import CJK_RANGES
 
 # /2: a Latin or digit run no longer swallows the CJK text that follows it
-# ("Transformer架构中" was one token); an index written by /1 is rebuilt on the next ingest.
-TOKENIZER_VERSION = "en-snowball+jieba-search/2"
+# ("Transformer架构中" was one token); /3: the keyword index adds CJK character bigrams
+# (`index_terms`). An index written by an older version is rebuilt from the document store.
+TOKENIZER_VERSION = "en-snowball+jieba-search+cjk-bigrams/3"
+# Marks the keyword index's CJK character bigrams ("~关羽"), a field apart from jieba's words
+# ("关羽"): no tokenizer term holds one, and BM25 normalises each field by its own length.
+BIGRAM_MARK = "~"
 
 # A CJK run, or a run of letters and digits that are not CJK: `[^\W_]` alone also matches
 # CJK characters, so "2022年北京" would be one token.
 _TOKEN = re.compile(rf"[{CJK_RANGES}]+|[^\W_{CJK_RANGES}]+", re.UNICODE)
 _CJK_RUN = re.compile(rf"^[{CJK_RANGES}]+$")
+_CJK_ANY = re.compile(rf"[{CJK_RANGES}]+")
 
 _STOP = frozenset(
     """a about above after again against all am an and any are as at be because been before being
@@ -50,6 +55,54 @@ def _jieba() -> Any:
     jieba.setLogLevel(logging.WARNING)
     jieba.initialize()
     return jieba
+
+
+# Question words that name what is asked, not what it is about: a passage that answers never
+# needs to contain them (English ones not already stop words of core.keyword.tokenize).
+QUESTION_WORDS = frozenset(
+    """什么 哪 哪里 哪儿 哪个 哪些 哪一年 哪年 哪位 多少 多久 多长 几 几个 怎么 怎样 怎么样 为什么
+    如何 谁 是否 吗 呢 请问 mani much long often kind type""".split()
+)
+
+
+_QUESTION_WORDS_LONGEST_FIRST = sorted(QUESTION_WORDS, key=len, reverse=True)
+
+
+def strip_question_words(question: str) -> str:
+    """The question with its question words blanked out (before taking its character bigrams:
+    "是什么" would ask for bigrams no answer holds)."""
+    for w in _QUESTION_WORDS_LONGEST_FIRST:
+        question = question.replace(w, " ")
+    return question
+
+
+def cjk_grams(text: str) -> list[str]:
+    """Overlapping character bigrams of each CJK run, in order, repeats kept ("大模型" -> 大模,
+    模型); a run of one character is that character."""
+    out: list[str] = []
+    for run in _CJK_ANY.findall(text):
+        out.extend(run[i : i + 2] for i in range(len(run) - 1)) if len(run) > 1 else out.append(run)
+    return out
+
+
+def index_terms(text: str) -> list[str]:
+    """What the keyword index holds of a text and scores a query by: `tokenize`'s words, then
+    the CJK character bigrams marked with BIGRAM_MARK. jieba cuts a question and the text that
+    answers it differently (older prose, names, technical terms: 的卢 / 的 卢, 泪槽); the bigrams
+    match either way, the classic complement to word segmentation in Chinese retrieval. Plain
+    BM25 over the zh-prose passages, dev split: nDCG@10 0.654 with words alone, 0.727 with
+    both fields (notes-mixed dev 0.666 / 0.664: its questions are mostly English)."""
+    return tokenize(text) + [BIGRAM_MARK + g for g in cjk_grams(text)]
+
+
+def query_terms(question: str) -> list[str]:
+    """`index_terms` of a query, its question words left out of the bigrams ("是什么" would
+    match every passage that says 是什么 about anything: notes-mixed dev, "NPL 是什么的缩写?")."""
+    return tokenize(question) + [BIGRAM_MARK + g for g in cjk_grams(strip_question_words(question))]
+
+
+def is_bigram(term: str) -> bool:
+    return term.startswith(BIGRAM_MARK)
 
 
 def tokenize(text: str) -> list[str]:

@@ -100,14 +100,15 @@ def select(names: list[str] | None) -> tuple[list[EvalConfig], list[tuple[str, s
 
 
 # --- first-stage search -------------------------------------------------------------
-# The plain retrievers are the peers the default is measured against: no reranking, and no
-# cross-language expansion (glosses, dictionary translations) of the question either.
+# The plain retrievers are the peers the default is measured against: no reranking, no
+# cross-language expansion (glosses, dictionary translations) of the question, and BM25 over
+# jieba's words alone (no CJK character bigrams): plain jieba BM25.
 PEER = FIRST_STAGE | {"gloss"}
 register(
     EvalConfig(
         "dense",
         "MiniLM embeddings, Chroma nearest neighbours",
-        {"search": {"mode": "dense"}},
+        {"search": {"mode": "dense", "cjk_bigrams": False}},
         skip=PEER,
     )
 )
@@ -115,13 +116,14 @@ register(
     EvalConfig(
         "bm25",
         "bm25s keyword search (English stemming, jieba for Chinese)",
-        {"search": {"mode": "bm25"}},
+        {"search": {"mode": "bm25", "cjk_bigrams": False}},
         skip=PEER,
     )
 )
 register(
     EvalConfig(
-        "hybrid", "dense + BM25 fused by reciprocal rank fusion", {"search": {"mode": "hybrid"}},
+        "hybrid", "dense + BM25 fused by reciprocal rank fusion",
+        {"search": {"mode": "hybrid", "cjk_bigrams": False}},
         skip=PEER,
     )
 )

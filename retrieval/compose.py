@@ -33,8 +33,9 @@ from core.lang import cjk_share
 from core.models import Embedder
 from core.settings import Settings
 from core.text import sentence_spans
+from core.tokens import strip_question_words
 from core.types import Hit, TraceEntry
-from retrieval.features import cjk_bigrams, strip_question_words
+from retrieval.features import cjk_bigrams
 from retrieval.generate import Citation, Generation, Passage, citation, neutralise
 
 ENGLISH_MAX_CJK = 0.3  # above this CJK share a text is not "English" for MiniLM

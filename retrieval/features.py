@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from core.keyword import tokenize
-from core.lang import CJK_RANGES, cjk_share
+from core.lang import cjk_share
+from core.tokens import cjk_grams
 from core.types import Hit
 
 FEATURE_VERSION = 4
@@ -81,34 +81,10 @@ def _terms(text: str) -> frozenset[str]:
     return frozenset(_seq(text))  # a candidate's text is tokenised once for both (was twice a query)
 
 
-# Question words that name what is asked, not what it is about: a passage that answers never
-# needs to contain them (English ones not already stop words of core.keyword.tokenize).
-QUESTION_WORDS = frozenset(
-    """什么 哪 哪里 哪儿 哪个 哪些 哪一年 哪年 哪位 多少 多久 多长 几 几个 怎么 怎样 怎么样 为什么
-    如何 谁 是否 吗 呢 请问 mani much long often kind type""".split()
-)
-
-
-_QUESTION_WORDS_LONGEST_FIRST = sorted(QUESTION_WORDS, key=len, reverse=True)
-
-
-def strip_question_words(question: str) -> str:
-    """The question with its question words blanked out (before taking its character bigrams:
-    "是什么" would ask for bigrams no answer holds)."""
-    for w in _QUESTION_WORDS_LONGEST_FIRST:
-        question = question.replace(w, " ")
-    return question
-
-_CJK_RUN = re.compile(f"[{CJK_RANGES}]+")
-
-
 def cjk_bigrams(text: str) -> frozenset[str]:
     """Overlapping character bigrams of each CJK run ("大模型" -> 大模, 模型): they match
     technical terms that jieba segments differently in question and text."""
-    out: set[str] = set()
-    for run in _CJK_RUN.findall(text):
-        out.update(run[i : i + 2] for i in range(len(run) - 1))
-    return frozenset(out)
+    return frozenset(g for g in cjk_grams(text) if len(g) == 2)
 
 
 def proximity(qterms: frozenset[str], seq: Sequence[str]) -> float:

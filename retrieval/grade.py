@@ -41,9 +41,9 @@ from core.keyword import tokenize
 from core.lang import cjk_share
 from core.llmcall import LLMCaller
 from core.settings import AbstainRule, Settings
+from core.tokens import QUESTION_WORDS
 from core.types import Hit, TraceEntry
 from retrieval.crosslingual import mismatch
-from retrieval.features import QUESTION_WORDS
 from retrieval.state import QueryState, Search
 from retrieval.translate import step_back
 

@@ -22,9 +22,11 @@ def dense(index: Index, vector: np.ndarray, k: int, where: dict[str, Any] | None
     return index.vectors.query(vector, k, where)
 
 
-def keyword(index: Index, query: str, k: int, where: dict[str, Any] | None = None) -> Ranked:
-    """BM25; a metadata filter (simple equality / $in, as Chroma's) applied to its results."""
-    ranked = index.keyword.search(query, k)
+def keyword(index: Index, query: str, k: int, where: dict[str, Any] | None = None, bigrams: bool = True
+            ) -> Ranked:
+    """BM25 (`bigrams`: search.cjk_bigrams); a metadata filter (simple equality / $in, as
+    Chroma's) applied to its results."""
+    ranked = index.keyword.search(query, k, bigrams)
     if not where:
         return ranked
     recs = index.docs.get([i for i, _ in ranked])
@@ -73,8 +75,9 @@ def _search_one(state: QueryState, q: Query, mode: str) -> list[Ranked]:
         out.append(ranked)
     if mode in ("bm25", "hybrid") and q.role != "hyde":
         with Timer(state.trace, "bm25") as d:
-            ranked = keyword(state.index, q.keyword_text or q.text, s.candidates, where)
-            d.update(query=q.keyword_text or q.text, role=q.role, n=len(ranked))
+            grams = s.cjk_bigrams and q.bigrams
+            ranked = keyword(state.index, q.keyword_text or q.text, s.candidates, where, grams)
+            d.update(query=q.keyword_text or q.text, role=q.role, n=len(ranked), bigrams=grams)
         _note(state.features, ranked, "bm25")
         out.append(ranked)
     return out

@@ -5,6 +5,7 @@ what changed while scoring exactly as bm25s does."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from core.docstore import DocStore
 from core.keyword import TOKENIZER_VERSION, KeywordIndex, tokenize
 from core.lang import approx_tokens, cjk_share
+from core.tokens import BIGRAM_MARK, cjk_grams, index_terms
 from core.types import KeywordRows, Record, text_digest
 
 _TEXTS = [
@@ -172,11 +174,44 @@ def test_matrix_equals_bm25s_indexing_the_same_tokens(tmp_path: Path) -> None:
     ids = [[vocab.setdefault(t, len(vocab)) for t in (tokenize(x) or ["\x00empty"])] for x in _TEXTS]
     ref = bm25s.BM25(k1=1.2, b=0.75)
     ref.index(tk.Tokenized(ids=ids, vocab=vocab), show_progress=False)
+    rids = [f"r{i}" for i in range(len(_TEXTS))]
     for q in _QUERIES:
         terms = [t for t in tokenize(q) if t in vocab]
         assert terms, q
         want = np.asarray(ref.get_scores([ref.vocab_dict[t] for t in terms]), dtype=np.float32)
-        assert np.array_equal(_scores(kw, q), want), q
+        # the words' field alone: the CJK bigrams are a second field with its own lengths
+        assert np.array_equal(kw.term_scores(terms, rids), want), q
+        if not any(BIGRAM_MARK + g in kw._bm25.vocab_dict for g in cjk_grams(q)):
+            assert np.array_equal(_scores(kw, q), want), q  # an English query scores words only
+
+
+def test_cjk_bigrams_are_a_second_field_normalised_by_their_own_length(tmp_path: Path) -> None:
+    """By hand: a Chinese query scores BM25 over jieba's words plus BM25 over the character
+    bigrams, each with the record's length in that field against that field's mean over the
+    records that have it (the English record has no bigrams and does not lower their mean)."""
+    texts = ["关羽字云长", "张飞字翼德，涿郡人", "Green tea and coffee"]
+    kw = KeywordIndex(tmp_path / "bm25")
+    kw.build((f"r{i}", t) for i, t in enumerate(texts))
+    assert index_terms("关羽字云长")[-4:] == ["~关羽", "~羽字", "~字云", "~云长"]
+    words = [tokenize(t) for t in texts]
+    grams = [cjk_grams(t) for t in texts]
+    assert grams[1] == ["张飞", "飞字", "字翼", "翼德", "涿郡", "郡人"]  # runs split at the comma
+
+    def bm25(term: str, field: list[list[str]], mean_over: list[list[str]]) -> np.ndarray:
+        avg = sum(len(f) for f in mean_over) / len(mean_over)
+        df = sum(term in f for f in field)
+        idf = math.log(1 + (len(field) - df + 0.5) / (df + 0.5))
+        return np.asarray([idf * f.count(term) / (f.count(term) + 1.2 * (0.25 + 0.75 * len(f) / avg))
+                           for f in field])
+
+    kw.load()
+    vocab = kw._bm25.vocab_dict
+    for q in ("云长", "关羽 张飞 涿郡"):
+        want = sum((bm25(w, words, words) for w in tokenize(q) if w in vocab), np.zeros(3)) + sum(
+            bm25(g, grams, grams[:2]) for g in cjk_grams(q))
+        np.testing.assert_allclose(_scores(kw, q), want, rtol=1e-5)
+    # jieba made one word of 字云长: the word field misses 云长, the bigrams find it
+    assert "云长" not in vocab and _scores(kw, "云长")[0] > 0 == _scores(kw, "云长")[1]
 
 
 def test_both_term_orders_are_a_stable_sort_by_term() -> None:

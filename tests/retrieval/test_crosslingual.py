@@ -87,6 +87,7 @@ def test_an_english_question_finds_the_planted_chinese_passage(settings: Setting
     assert glosses == [{"gradient clipping": ["梯度裁剪"]}]
     bm25 = next(t for t in res.trace if t.stage == "bm25")
     assert bm25.detail["query"] == glossed
+    assert bm25.detail["bigrams"] is False  # the gloss is a whole word: no CJK bigrams scored
     off = _search(settings, glosses=False)
     bare = retrieve(question, off, index=Index(off), k=3)
     assert not [t for t in bare.trace if t.stage == "glosses"]
@@ -107,6 +108,8 @@ def test_a_chinese_question_is_not_expanded(settings: Settings) -> None:
     index = Index(settings)
     assert mismatch("梯度裁剪有什么用？", index, settings) is None
     assert gloss_query("梯度裁剪有什么用？", index, settings, []) is None
+    res = retrieve("梯度裁剪有什么用？", settings, index=index, k=3)
+    assert next(t for t in res.trace if t.stage == "bm25").detail["bigrams"] is True
 
 
 def test_each_kind_of_question_is_graded_by_its_own_abstain_rule(settings: Settings) -> None:

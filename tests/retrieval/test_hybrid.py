@@ -150,3 +150,32 @@ def test_bm25_answers_on_the_index_object_that_just_ingested(tmp_path: Path, set
     ingest([docs], settings, index=index)  # rebuilds index.keyword in place
     assert search.keyword(index, "zeppelin", 5)
     assert index.keyword.score_ids("zeppelin", index.docs.all_ids())[0] > 0
+
+
+# jieba cuts these names differently in the text and in a question: 改云长 / 云长, 有泪 槽 / 泪槽.
+SEGMENTED = {
+    "guan.txt": "那人姓关名羽，字长生，后改云长，河东解良人也。",
+    "horse.txt": "此马眼下有泪槽，额边生白点，名为的卢，骑则妨主。",
+    **ZH,
+}
+
+
+def test_cjk_bigrams_find_what_jieba_segments_differently(tmp_path: Path, settings: Settings) -> None:
+    from core.tokens import tokenize
+
+    docs = write_docs(tmp_path / "docs", SEGMENTED)
+    s = settings.model_copy(update={"index_dir": tmp_path / "index"})
+    assert not ingest([docs], s).failed
+    index = Index(s)
+    assert "泪槽" in tokenize("泪槽是什么？") and "泪槽" not in tokenize(SEGMENTED["horse.txt"])
+    assert "云长" in tokenize("云长是哪里人？") and "云长" not in tokenize(SEGMENTED["guan.txt"])
+    for question, target in (("泪槽是什么？", "horse.txt"), ("云长是哪里人？", "guan.txt")):
+        ranked = search.keyword(index, question, 10)
+        assert _rank(ranked, index, target) == 1, question
+        # jieba's words alone (the plain BM25 peer) do not reach it
+        assert _rank(search.keyword(index, question, 10, bigrams=False), index, target) is None, question
+    res = retrieve("泪槽是什么？", s, index=index, k=3, skip=FIRST_STAGE)
+    assert Path(res.hits[0].record.source).name == "horse.txt"
+    off = s.model_copy(update={"search": s.search.model_copy(update={"cjk_bigrams": False})})
+    trace = retrieve("泪槽是什么？", off, index=index, k=3, skip=FIRST_STAGE).trace
+    assert next(t for t in trace if t.stage == "bm25").detail["bigrams"] is False
