@@ -149,8 +149,11 @@ def lucene_matrix(counts: TermCounts, n_vocab: int, k1: float = K1, b: float = B
         lengths = lengths - len2
         has2 = len2 > 0
         norm2 = k1 * ((1 - b) + b * len2 / (len2[has2].mean() if has2.any() else 1.0))
+        rec_field = rec + in_second * np.int64(n)  # per entry: its record's norm in its field
     avg = lengths.mean() if n else 1.0
     norm = k1 * ((1 - b) + b * lengths / avg)  # per record
+    if norm2 is not None:
+        norm = np.concatenate([norm, norm2])
     idf64 = idf.astype(np.float64)
     weight = np.empty(len(counts.terms), dtype=np.float32)
     # In blocks: the float64 temporaries of all 8.8 M entries of a 100k-chunk index were
@@ -158,8 +161,7 @@ def lucene_matrix(counts: TermCounts, n_vocab: int, k1: float = K1, b: float = B
     for s in range(0, len(weight), _BLOCK):
         e = s + _BLOCK
         tf = counts.tfs[s:e].astype(np.float64)
-        r = rec[s:e]
-        nm = norm[r] if in_second is None or norm2 is None else np.where(in_second[s:e], norm2[r], norm[r])
+        nm = norm[rec[s:e]] if norm2 is None else norm[rec_field[s:e]]
         weight[s:e] = idf64[counts.terms[s:e]] * (tf / (nm + tf))
     order = _by_term(counts.terms, n_vocab)
     indptr = np.zeros(n_vocab + 1, dtype=np.int64)
@@ -169,14 +171,16 @@ def lucene_matrix(counts: TermCounts, n_vocab: int, k1: float = K1, b: float = B
 
 def _by_term(terms: np.ndarray, n_vocab: int) -> np.ndarray:
     """The entries' order by term, records ascending within one (a stable sort by term)."""
+    # numpy sorts 16-bit integers stably by radix: 3x faster than a key sort (8.8 M entries:
+    # 0.33 s against 0.99 s), which matters when one added file rebuilds the matrix of a
+    # 100k-chunk index.
     if n_vocab <= 1 << 16:
-        # numpy sorts 16-bit integers stably by radix: 3x faster than the key sort below
-        # (8.8 M entries: 0.33 s against 0.99 s), which matters when one added file rebuilds
-        # the matrix of a 100k-chunk index.
         return np.argsort(terms.astype(np.uint16), kind="stable")
-    # One sort of (term, entry) keys, unique, so the fast unstable sort gives the stable order.
-    key = (terms.astype(np.uint64) << np.uint64(32)) | np.arange(len(terms), dtype=np.uint64)
-    return (np.sort(key) & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    # A larger vocabulary (a Chinese corpus's character bigrams: 182k terms at 100k records):
+    # the same radix sort twice, low 16 bits then high (LSD), stable overall: 12.8 M entries
+    # in 0.62-0.77 s against 0.93-1.25 s for one sort of (term, entry) keys.
+    low = np.argsort((terms & 0xFFFF).astype(np.uint16), kind="stable")
+    return low[np.argsort((terms[low] >> 16).astype(np.uint16), kind="stable")]
 
 
 def save_terms(folder: Path, vocab: dict[str, int]) -> None:
