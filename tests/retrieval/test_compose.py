@@ -189,3 +189,33 @@ def test_a_label_of_few_words_does_not_outscore_the_sentence_that_answers() -> N
     assert label.score * SHORT_TERMS / 2 >= answer.score > label.score  # unscaled, the label led
     assert isinstance(label, Sentence)
     assert [s.pos for s in select(sents, load_settings())][0] == answer.pos
+
+
+def test_the_passage_prior_follows_the_retrieval_score_gap_not_the_rank() -> None:
+    """rank_prior by hand: exp(-gap / (0.5 * std of the scores)). A passage retrieval scored
+    about as high as the best keeps about the same prior, so the sentence that answers there
+    leads; far below, the first passage's sentence wins on its prior."""
+    import math
+
+    import numpy as np
+
+    from retrieval.compose import rank_prior
+    from retrieval.generate import Passage
+
+    def passages(*scored: tuple[str, float]) -> list[Passage]:
+        return [Passage(i, Hit(Record(f"id{i}", t, f"/d/doc{i}.md", start=0, end=len(t)), sc), t)
+                for i, (t, sc) in enumerate(scored, 1)]
+
+    ps = passages(("a b c", 2.0), ("d e f", 1.9), ("g h i", 0.0))
+    sd = float(np.std([2.0, 1.9, 0.0]))
+    want = {1: 1.0, 2: math.exp(-0.1 / (0.5 * sd)), 3: math.exp(-2.0 / (0.5 * sd))}
+    assert rank_prior(ps) == pytest.approx(want)
+    assert rank_prior(passages(("x", 1.0), ("y", 1.0))) == {1: 1.0, 2: 1.0}  # no spread: no prior
+    # the second passage's sentence covers one question term more (steep) than the first's
+    question = "coffee steep french press minutes grind water kettle beans temperature"
+    first, second = "Coffee beans need water and a grind.", "Steep coffee beans in water with a grind."
+    s = load_settings(answer={"extractive_max_sentences": 1})
+    near = passages((first, 1.0), (second, 0.98), ("Milk foams at sixty degrees.", 0.1))
+    assert compose(question, [], s, [], passages=near).text == f"{second} [2]"
+    far = passages((first, 1.0), (second, 0.1), ("Milk foams at sixty degrees.", 0.08))
+    assert compose(question, [], s, [], passages=far).text == f"{first} [1]"
