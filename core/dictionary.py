@@ -35,7 +35,8 @@ MAX_RECORD_SHARE = 0.5
 MIN_CORPUS_CJK = 0.1
 MAX_KEY_WORDS = 2  # definitions of more content words are explanations, not translations
 
-_ENTRY = re.compile(r"^\S+ (\S+) \[[^\]]*\] /(.*)/\s*$")
+_ENTRY = re.compile(r"^\S+ (\S+) \[([^\]]*)\] /(.*)/\s*$")
+_NAME = re.compile(r"^([A-Za-zü' -]+?)\s*[(,]")  # "Guan Yu (-219), general of Shu ..." -> "Guan Yu"
 _PAREN = re.compile(r"\([^)]*\)|\[[^\]]*\]")
 _LEAD = re.compile(r"^(?:to|a|an|the|fig\.)\s+", re.IGNORECASE)
 # Senses that are not translations: cross-references, classifiers, surnames, literal glosses.
@@ -64,7 +65,9 @@ def parse(lines: list[str]) -> dict[str, set[str]]:
         m = _ENTRY.match(line)
         if not m:
             continue
-        word, senses = m.group(1), m.group(2)
+        word, pinyin, senses = m.group(1), m.group(2), m.group(3)
+        if name := _romanised_name(pinyin, senses):
+            out[" ".join(tokenize(name))].add(word)
         for sense in senses.split("/"):
             if sense.startswith(_SKIP):
                 continue
@@ -76,6 +79,26 @@ def parse(lines: list[str]) -> dict[str, set[str]]:
                 if 1 <= len(toks) <= MAX_KEY_WORDS:
                     out[" ".join(toks)].add(word)
     return out
+
+
+def _letters(text: str) -> str:
+    return re.sub(r"[^a-z]", "", text.lower().replace("ü", "u").replace("u:", "u"))
+
+
+def _romanised_name(pinyin: str, senses: str) -> str | None:
+    """The romanised name a proper-noun entry's first sense begins with, when it spells the
+    entry's own pinyin ("關羽 关羽 [Guan1 Yu3] /Guan Yu (-219), general of Shu ..." -> "Guan
+    Yu"; "諸葛亮 诸葛亮 [Zhu1 ge3 Liang4] /Zhuge Liang (181-234) ..." -> "Zhuge Liang"): English
+    questions name Chinese people and places that way, and the sense is too long to be read as
+    a translation. Names of one syllable ("Shu") are left out: too many entries share them."""
+    syllables = pinyin.split()
+    if len(syllables) < 2 or not pinyin[:1].isupper():
+        return None
+    m = _NAME.match(senses.split("/", 1)[0])
+    if not m or _letters(m.group(1)) != _letters(pinyin):
+        return None
+    name = m.group(1).strip()
+    return name if len(name.split()) <= MAX_KEY_WORDS else None
 
 
 @functools.cache

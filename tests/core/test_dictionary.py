@@ -49,3 +49,24 @@ def test_translate_takes_words_and_two_word_phrases() -> None:
     got = dictionary.translate("Why is loss scaling needed?", tr, 1)
     assert got == {_key("loss"): ["损失"], _key("scaling"): ["缩放"], _key("loss scaling"): ["损失缩放"]}
     assert dictionary.translate("Why is loss scaling needed?", tr, 0) == {}
+
+
+def test_a_proper_nouns_romanised_name_is_a_key() -> None:
+    """A name's entry explains who it is (too long for a translation) but its first sense
+    begins with the name spelt as the entry's pinyin: that is the key."""
+    idx = dictionary.parse([
+        "關羽 关羽 [Guan1 Yu3] /Guan Yu (-219), general of Shu and blood-brother of Liu Bei/",
+        "諸葛亮 诸葛亮 [Zhu1 ge3 Liang4] /Zhuge Liang (181-234), military leader of Shu Han/",
+        "呂布 吕布 [Lu:3 Bu4] /Lü Bu (-198), general and warlord/",
+        "蜀 蜀 [Shu3] /short name for Sichuan 四川[Si4 chuan1] province/",  # one syllable: no name key
+        "劉海 刘海 [liu2 hai3] /bangs (hair)/",  # not a proper noun
+        "華佗 华佗 [Hua4 Tuo2] /Hua Tuo (?-208), famous doctor at the end of Han Dynasty/",
+        "孫子 孙子 [Sun1 zi3] /Sun Tzu, author of The Art of War/",  # does not spell its pinyin
+    ])
+    assert idx[_key("Guan Yu")] == {"关羽"} and idx[_key("Zhuge Liang")] == {"诸葛亮"}
+    assert idx[_key("Lü Bu")] == {"吕布"} and idx[_key("Hua Tuo")] == {"华佗"}
+    assert _key("shu") not in idx and _key("sun tzu") not in idx and _key("bang") in idx
+    frozen = {k: frozenset(v) for k, v in idx.items()}
+    tr = dictionary.for_corpus({"关羽": 0, "华佗": 1}, np.array([3, 1]), 10, frozen)
+    assert dictionary.translate("How did Hua Tuo treat Guan Yu's arm?", tr, 1) == {
+        _key("Hua Tuo"): ["华佗"], _key("Guan Yu"): ["关羽"]}
