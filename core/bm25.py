@@ -141,19 +141,18 @@ def lucene_matrix(counts: TermCounts, n_vocab: int, k1: float = K1, b: float = B
     idf = np.asarray([math.log(1 + (n - d + 0.5) / (d + 0.5)) if d else 0.0 for d in dfs.tolist()],
                      dtype=np.float32)[which]
     rec = np.repeat(np.arange(n, dtype=np.int32), np.diff(counts.ptr))
-    in_second = second[counts.terms] if second is not None and second.any() else None
     lengths = counts.lengths.astype(np.float64)
-    norm2: np.ndarray | None = None
-    if in_second is not None:
+    at = rec  # per entry: where its record's norm in its field is in `norm`
+    norm2 = np.zeros(0)
+    if second is not None and second.any():
+        in_second = second[counts.terms]
         len2 = np.bincount(rec, weights=counts.tfs * in_second, minlength=n)
         lengths = lengths - len2
         has2 = len2 > 0
         norm2 = k1 * ((1 - b) + b * len2 / (len2[has2].mean() if has2.any() else 1.0))
-        rec_field = rec + in_second * np.int64(n)  # per entry: its record's norm in its field
+        at = rec + in_second * np.int64(n)
     avg = lengths.mean() if n else 1.0
-    norm = k1 * ((1 - b) + b * lengths / avg)  # per record
-    if norm2 is not None:
-        norm = np.concatenate([norm, norm2])
+    norm = np.concatenate([k1 * ((1 - b) + b * lengths / avg), norm2])  # per record, then field 2
     idf64 = idf.astype(np.float64)
     weight = np.empty(len(counts.terms), dtype=np.float32)
     # In blocks: the float64 temporaries of all 8.8 M entries of a 100k-chunk index were
@@ -161,8 +160,7 @@ def lucene_matrix(counts: TermCounts, n_vocab: int, k1: float = K1, b: float = B
     for s in range(0, len(weight), _BLOCK):
         e = s + _BLOCK
         tf = counts.tfs[s:e].astype(np.float64)
-        nm = norm[rec[s:e]] if norm2 is None else norm[rec_field[s:e]]
-        weight[s:e] = idf64[counts.terms[s:e]] * (tf / (nm + tf))
+        weight[s:e] = idf64[counts.terms[s:e]] * (tf / (norm[at[s:e]] + tf))
     order = _by_term(counts.terms, n_vocab)
     indptr = np.zeros(n_vocab + 1, dtype=np.int64)
     np.cumsum(df, out=indptr[1:])

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.tokens import tokenize
+
 TRANSLATIONS_FILE = "translations.json"
 DATA = "cedict_1_0_ts_utf-8_mdbg.txt.gz"
 # A word more than this share of the records hold says nothing about which one is asked for.
@@ -56,8 +58,6 @@ def data_path() -> Path | None:
 def parse(lines: list[str]) -> dict[str, set[str]]:
     """English key -> the simplified Chinese words whose senses say it, from CC-CEDICT lines
     ("傳統 传统 [chuan2 tong3] /tradition/traditional/"). Only short senses count."""
-    from core.tokens import tokenize
-
     out: dict[str, set[str]] = defaultdict(set)
     for line in lines:
         if line.startswith("#"):
@@ -67,18 +67,22 @@ def parse(lines: list[str]) -> dict[str, set[str]]:
             continue
         word, pinyin, senses = m.group(1), m.group(2), m.group(3)
         if name := _romanised_name(pinyin, senses):
-            out[" ".join(tokenize(name))].add(word)
+            _add(out, name, word)
         for sense in senses.split("/"):
             if sense.startswith(_SKIP):
                 continue
             for part in sense.split(";"):
                 part = _LEAD.sub("", _PAREN.sub(" ", part).strip())
-                if len(part.split()) > MAX_KEY_WORDS + 1:
-                    continue
-                toks = tokenize(part)
-                if 1 <= len(toks) <= MAX_KEY_WORDS:
-                    out[" ".join(toks)].add(word)
+                if len(part.split()) <= MAX_KEY_WORDS + 1:
+                    _add(out, part, word)
     return out
+
+
+def _add(out: dict[str, set[str]], english: str, word: str) -> None:
+    """`word` under the key of `english` (its tokens), when that is 1 to MAX_KEY_WORDS tokens."""
+    toks = tokenize(english)
+    if 1 <= len(toks) <= MAX_KEY_WORDS:
+        out[" ".join(toks)].add(word)
 
 
 def _letters(text: str) -> str:
@@ -91,8 +95,7 @@ def _romanised_name(pinyin: str, senses: str) -> str | None:
     Yu"; "諸葛亮 诸葛亮 [Zhu1 ge3 Liang4] /Zhuge Liang (181-234) ..." -> "Zhuge Liang"): English
     questions name Chinese people and places that way, and the sense is too long to be read as
     a translation. Names of one syllable ("Shu") are left out: too many entries share them."""
-    syllables = pinyin.split()
-    if len(syllables) < 2 or not pinyin[:1].isupper():
+    if len(pinyin.split()) < 2 or not pinyin[:1].isupper():
         return None
     m = _NAME.match(senses.split("/", 1)[0])
     if not m or _letters(m.group(1)) != _letters(pinyin):
@@ -143,8 +146,6 @@ def load(folder: Path) -> dict[str, list[str]]:
 def translate(question: str, translations: dict[str, list[str]], per_term: int) -> dict[str, list[str]]:
     """The question's English words and two-word phrases that the corpus's translations know,
     each with its `per_term` commonest Chinese words."""
-    from core.tokens import tokenize
-
     toks = tokenize(question)
     keys = dict.fromkeys([*toks, *(f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False))])
     return {k: translations[k][:per_term] for k in keys if k in translations and per_term > 0}

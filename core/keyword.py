@@ -92,8 +92,8 @@ class KeywordIndex:
         tmp = self.path.with_name(f"{self.path.name}.{time.time_ns()}.{os.getpid()}")
         tmp.mkdir(parents=True)
         if ids:
-            second = np.fromiter((is_bigram(t) for t in sorted(tok.vocab, key=tok.vocab.__getitem__)),
-                                 dtype=bool, count=len(tok.vocab))
+            second = np.zeros(len(tok.vocab), dtype=bool)  # per term id: a CJK bigram
+            second[[i for t, i in tok.vocab.items() if is_bigram(t)]] = True
             save_bm25s(tmp, tok.counts, tok.vocab, second=second)
         tok.save(tmp)
         lexicon = tok.lexicon()

@@ -75,7 +75,7 @@ def _search_one(state: QueryState, q: Query, mode: str) -> list[Ranked]:
         out.append(ranked)
     if mode in ("bm25", "hybrid") and q.role != "hyde":
         with Timer(state.trace, "bm25") as d:
-            grams = s.cjk_bigrams and q.bigrams
+            grams = state.scores_bigrams(q)
             ranked = keyword(state.index, q.keyword_text or q.text, s.candidates, where, grams)
             d.update(query=q.keyword_text or q.text, role=q.role, n=len(ranked), bigrams=grams)
         _note(state.features, ranked, "bm25")

@@ -116,10 +116,14 @@ class QueryState:
         """What the reranking stages score BM25 and term features with."""
         return self.queries[0].keyword_text or self.question
 
+    def scores_bigrams(self, q: Query) -> bool:
+        """Whether BM25 scores the CJK bigrams of query `q` (search.cjk_bigrams, Query.bigrams)."""
+        return self.settings.search.cjk_bigrams and q.bigrams
+
     @property
     def keyword_bigrams(self) -> bool:
-        """Whether they score the CJK bigrams of `keyword_query` too (Query.bigrams)."""
-        return self.settings.search.cjk_bigrams and self.queries[0].bigrams
+        """Whether the reranking stages score the CJK bigrams of `keyword_query` too."""
+        return self.scores_bigrams(self.queries[0])
 
 
 @dataclass
