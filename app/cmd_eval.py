@@ -158,6 +158,10 @@ def bench_cmd(
         "(default: on; scale: on up to 20,000 chunks)."
     ),
     server: bool = typer.Option(False, "--server", help="scale: also against a real `chroma run`."),
+    corpus: list[Path] = typer.Option(  # noqa: B008 - typer's idiom
+        [], "--corpus", help="ingest: also a folder of your own .md/.txt/.html files (repeatable).",
+        exists=True, file_okay=False,
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print figures as JSON."),
 ) -> None:
     """Print ingest throughput, query latency by stage and LLM figures (no assertions)."""
@@ -174,7 +178,7 @@ def bench_cmd(
     if big:  # scale: its one corpus is the 100k one; the others add it to their sizes
         sz = [100_000] if what == "scale" else (sz or [1000, 10000]) + [100_000]
     echo = None if json_out else out.print
-    figures = run(what, settings, sz, baselines=baselines, echo=echo, server=server)
+    figures = run(what, settings, sz, baselines=baselines, echo=echo, server=server, corpora=corpus)
     if json_out:
         print_json(figures)
 

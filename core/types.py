@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from core.lang import cjk_only, token_prefix
+
 Kind = Literal["chunk", "summary", "question", "raptor"]
 
 
@@ -100,9 +102,13 @@ class Record:
     def index_text(self) -> str:
         return index_text(self.kind, self.title, self.text)
 
-    def embed_text(self, titles: bool = True) -> str:
-        """What the embedder sees: the index text, or the text alone (`embedding.titles`)."""
-        return self.index_text() if titles else self.text
+    def embed_text(self, titles: bool = True, cjk_max_tokens: int = 0) -> str:
+        """What the embedder sees: the index text, or the text alone (`embedding.titles`); of
+        CJK-only text (`core.lang.cjk_only`) its first `cjk_max_tokens` tokens (0: all)."""
+        text = self.index_text() if titles else self.text
+        if cjk_max_tokens > 0 and len(text) > cjk_max_tokens and cjk_only(text):
+            return token_prefix(text, cjk_max_tokens)
+        return text
 
     def location(self) -> str:
         """Human-readable citation location, e.g. `report.pdf p. 3` (see `location`)."""

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from core.lang import approx_tokens, is_wide
+from core.lang import approx_tokens, cjk_only, is_wide
 from core.settings import ChunkSettings
 from core.text import split_sentences as _split_sentences  # one definition, shared with retrieval
 from core.types import Record, stable_id
@@ -162,7 +162,9 @@ Piece = tuple[int, int, str | None, tuple[str, ...]]  # start, end, text overrid
 
 
 def chunk_document(doc: LoadedDoc, source: str, settings: ChunkSettings) -> list[Record]:
-    pieces = _pieces(doc.text, max(settings.size, 16))
+    # CJK-only text is sized for the keyword index (ChunkSettings.size_cjk)
+    size = settings.size_cjk if cjk_only(doc.text) else settings.size
+    pieces = _pieces(doc.text, max(size, 16))
     return _merge_tiny(_records(doc, source, settings, pieces), settings)
 
 

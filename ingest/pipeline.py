@@ -137,7 +137,7 @@ def _commit(index: Index, batch: list[Prepared], report: IngestReport, progress:
         # Chunks whose id (path + content) is already indexed keep their vectors.
         new.extend(r for r in p.records if r.id not in old_ids)
     if new:
-        texts = [r.embed_text(index.settings.embedding.titles) for r in new]
+        texts = [index.settings.embedding.text_of(r) for r in new]
         index.vectors.upsert(new, index.embedder.embed(texts))
         report.chunks_embedded += len(new)
         report.chars_embedded += sum(map(len, texts))
@@ -320,6 +320,6 @@ def _reconcile(index: Index) -> None:
         todo = [recs[i] for i in missing if i in recs]
         for k in range(0, len(todo), 1024):
             part = todo[k:k + 1024]
-            titles = index.settings.embedding.titles
-            index.vectors.upsert(part, index.embedder.embed([r.embed_text(titles) for r in part]))
+            text_of = index.settings.embedding.text_of
+            index.vectors.upsert(part, index.embedder.embed([text_of(r) for r in part]))
     index.rebuild_keyword()

@@ -112,7 +112,7 @@ class _Builder:
             self.vec.update(self.index.vectors.get_embeddings(ids[i : i + 1000]))
         missing = [r for r in leaves if r.id not in self.vec]
         if missing:  # should not happen; embed rather than fail
-            vecs = self.index.embedder.embed([r.embed_text(self.settings.embedding.titles) for r in missing])
+            vecs = self.index.embedder.embed([self.settings.embedding.text_of(r) for r in missing])
             for r, v in zip(missing, vecs, strict=True):
                 self.vec[r.id] = v
         for r in leaves:

@@ -162,7 +162,7 @@ def cosines(index: Index, hits: list[Hit], query_vector: np.ndarray) -> list[flo
     stored = index.vectors.get_embeddings([h.record.id for h in hits]) if hits else {}
     missing = [h for h in hits if h.record.id not in stored]
     if missing:
-        vecs = index.embedder.embed([h.record.embed_text(index.settings.embedding.titles) for h in missing])
+        vecs = index.embedder.embed([index.settings.embedding.text_of(h.record) for h in missing])
         stored = {**stored, **{h.record.id: v for h, v in zip(missing, vecs, strict=True)}}
     out = []
     for h in hits:

@@ -48,6 +48,7 @@ class Options:
     sizes: list[int] = field(default_factory=list)  # empty: each benchmark's default
     baselines: bool | None = True  # None: each benchmark's default (ingest: on; scale: small corpora only)
     server: bool = False
+    corpora: list[Path] = field(default_factory=list)  # ingest: folders of the user's own, beside ours
 
 
 def _none(o: Options) -> dict[str, Any]:
@@ -64,7 +65,7 @@ class Bench:
 
 REGISTRY: dict[str, Bench] = {
     "ingest": Bench("eval.bench.ingest", "ingest", True, lambda o: {
-        "sizes": o.sizes or DEFAULT_SIZES, "baselines": o.baselines is not False}),
+        "sizes": o.sizes or DEFAULT_SIZES, "baselines": o.baselines is not False, "corpora": o.corpora}),
     "retrieval": Bench("eval.bench.retrieval", "retrieval", True, lambda o: {
         "sizes": tuple(o.sizes or DEFAULT_SIZES)}),
     "llm": Bench("eval.bench.llm", "llm", True),
@@ -105,13 +106,13 @@ def run_one(name: str, settings: Settings, options: Options, echo: Echo | None =
 
 def run(
     what: str, settings: Settings, sizes: list[int] | None = None, baselines: bool | None = True,
-    echo: Echo | None = None, server: bool = False,
+    echo: Echo | None = None, server: bool = False, corpora: list[Path] | None = None,
 ) -> dict[str, Any]:
     """`rag bench WHAT`: {name: figures}. `sizes` None or empty: each benchmark's default
     (DEFAULT_SIZES; scale: 100,000 chunks). `baselines` None: each benchmark's default."""
     if what not in CHOICES:
         raise ValueError(f"{what!r} is not a benchmark: choose one of {', '.join(CHOICES)}")
-    options = Options(list(sizes or []), baselines, server)
+    options = Options(list(sizes or []), baselines, server, list(corpora or []))
     out: dict[str, Any] = {}
     for name, bench in REGISTRY.items():
         if what == name or (what == "all" and bench.in_all):

@@ -185,8 +185,7 @@ def _chunk_texts(corpus: Path, settings: Settings) -> tuple[list[str], int]:
     for p in files_of(corpus):
         chars += len(p.read_text(encoding="utf-8", errors="replace"))
         doc = load(p, settings.ingest)
-        titles = settings.embedding.titles
-        texts += [r.embed_text(titles) for r in chunk_document(doc, str(p), settings.chunk)]
+        texts += [settings.embedding.text_of(r) for r in chunk_document(doc, str(p), settings.chunk)]
     return texts, chars
 
 
@@ -222,20 +221,25 @@ def _line(label: str, r: dict[str, Any]) -> str:
 
 def run(
     settings: Settings, *, sizes: Sequence[int] = DEFAULT_SIZES, baselines: bool = True,
-    echo: Echo | None = None, cache: Path = Path("reports/.cache/bench"),
+    echo: Echo | None = None, cache: Path = Path("reports/.cache/bench"), corpora: Sequence[Path] = (),
 ) -> list[dict[str, Any]]:
-    """One row per corpus and contender (the sample corpus, then a generated corpus of each of
-    `sizes` chunks; `baselines`: the LangChain stack and the raw encoder beside ours)."""
+    """One row per corpus and contender (the sample corpus, a generated corpus of each of
+    `sizes` chunks, then each folder of `corpora`; `baselines`: the LangChain stack and the raw
+    encoder beside ours)."""
     say = echo or (lambda *a, **k: None)
     device = settings.embedding.device
-    corpora: list[tuple[str, Path]] = [("sample", SAMPLE)] if SAMPLE.exists() else []
-    corpora += [(f"generated-{n}", generate_corpus(cache / f"gen-{n}", n)) for n in sizes]
+    todo: list[tuple[str, Path]] = [("sample", SAMPLE)] if SAMPLE.exists() else []
+    todo += [(f"generated-{n}", generate_corpus(cache / f"gen-{n}", n)) for n in sizes]
+    for folder in corpora:
+        if not files_of(folder):
+            raise ValueError(f"{folder}: no .md, .txt or .html files to ingest")
+        todo.append((folder.name[:15], folder))
     rows: list[dict[str, Any]] = []
     say(f"ingest throughput (device {device}; whole process, model load included)")
     say("ours/this = our characters/s over this contender's (wall clock; in brackets by CPU seconds)")
     say(f"{'corpus':<16}{'contender':<11}{'chunks':>8}{'seconds':>9}{'cpu s':>8}{'chunks/s':>10}"
         f"{'chars/s':>10}{'peak MB':>9}  ours/this")
-    for label, corpus in corpora:
+    for label, corpus in todo:
         for r in _rows(label, corpus, settings, baselines, device):
             rows.append(r)
             say(_line(label, r))
@@ -265,6 +269,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
                     help="the LangChain tutorial stack and the raw encoder beside ours")
     ap.add_argument("--device", default=None, help="cpu | cuda (default: settings.embedding.device)")
+    ap.add_argument("--corpus", action="append", type=Path, default=[],
+                    help="also a folder of your own .md/.txt/.html files (repeatable)")
     ap.add_argument("--worker", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
@@ -276,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.device:
         settings.embedding.device = a.device
     sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
-    res = run(settings, sizes=sizes, baselines=a.baselines, echo=print)
+    res = run(settings, sizes=sizes, baselines=a.baselines, echo=print, corpora=a.corpus)
     write_json(a.json, res)
 
 

@@ -74,3 +74,29 @@ def test_titles_are_embedded_unless_switched_off(tmp_path: Path) -> None:
         assert rep.chars_embedded == len(chunk.embed_text(titles))
         # BM25 indexes the title either way
         assert chunk.id in [i for i, _ in index.keyword.search("equipment", 5)]
+
+
+def test_cjk_only_chunks_are_embedded_from_their_first_tokens(tmp_path: Path) -> None:
+    """A chunk of Chinese prose (no English) is embedded from its first
+    `embedding.cjk_max_tokens` tokens; a chunk with English terms whole."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    prose = "".join(f"第{i}回，刘备三顾茅庐，诸葛亮隆中对策，天下三分之势由此而定。" for i in range(8))
+    (docs / "zh.md").write_text(prose + "\n")
+    note = "Transformer 的 self-attention 让每个 token 关注序列中所有位置的信息。"
+    (docs / "notes.md").write_text(note * 4 + "\n")
+    s = load_settings(index_dir=tmp_path / "index")
+    s.embedding.cjk_max_tokens = 32
+    index = Index(s)
+    ingest([docs], s, index=index)
+    chunks = {Path(r.source).name: r for r in index.docs.iter_records(("chunk",))}
+    zh, notes = chunks["zh.md"], chunks["notes.md"]
+    assert zh.text == prose  # one chunk: CJK-only text is cut at chunk.size_cjk (800), not 200
+    stored = index.vectors.get_embeddings([zh.id, notes.id])
+    # 32 tokens: 31 CJK characters and punctuation, and the digits 0 and 1 at a quarter each
+    prefix = index.embedder.embed([prose[:33]])[0]
+    whole = index.embedder.embed([prose])[0]
+    assert s.embedding.text_of(zh) == prose[:33]
+    assert float(np.dot(stored[zh.id], prefix)) > 0.999 > float(np.dot(stored[zh.id], whole))
+    assert s.embedding.text_of(notes) == notes.text
+    assert float(np.dot(stored[notes.id], index.embedder.embed([notes.text])[0])) > 0.999

@@ -60,3 +60,22 @@ def test_token_estimates_by_hand() -> None:
     assert approx_tokens("abcdefghi", chars_per_token=3) == 3
     assert estimate_tokens("hello world, this is a test") == 27 // 3 + 1
     assert estimate_tokens("绿茶的冲泡水温") == 7 + 1
+
+
+def test_cjk_only_and_token_prefix_by_hand() -> None:
+    """CJK-only: fewer than 1 Latin letter in 20 letters (digits do not count); the prefix
+    counts tokens as approx_tokens does."""
+    from core.lang import approx_tokens, cjk_only, token_prefix
+
+    assert cjk_only("刘备字玄德，涿郡涿县人。")
+    assert cjk_only("2022年北京冬奥会的吉祥物是冰墩墩，2022年2月4日开幕。")  # digits are not English
+    # 2 Latin letters of 2 + 36 CJK: 0.053, at the line; 1 of 37: 0.027, under it
+    assert not cjk_only("AI" + "中" * 36) and cjk_only("A" + "中" * 36)
+    assert not cjk_only("Transformer架构中的self-attention机制")  # notes full of English terms
+    assert not cjk_only("English only.") and not cjk_only("")
+    assert token_prefix("绿茶适合用八十度的水", 4) == "绿茶适合"
+    assert token_prefix("abcdefgh绿茶", 3) == "abcdefgh绿"  # 8 Latin characters are 2 tokens
+    assert token_prefix("abcdefghi", 2) == "abcdefgh"  # a third token would start at "i"
+    assert token_prefix("短", 128) == "短" and token_prefix("长" * 10, 0) == "长" * 10
+    text = "云长" * 200
+    assert approx_tokens(token_prefix(text, 128)) == 128

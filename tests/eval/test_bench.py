@@ -24,17 +24,30 @@ def test_generated_corpus_has_the_asked_chunks(settings, tmp_path: Path) -> None
     assert (again / "doc00001.md").read_text() == (folder / "doc00001.md").read_text()  # deterministic
 
 
-def test_ingest_bench_on_the_sample_corpus(settings) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_bench_on_the_sample_corpus(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The sample corpus, then a folder of the user's own (`--corpus`): Chinese prose, whose
+    chunks the raw encoder embeds as our ingest does (their first embedding.cjk_max_tokens)."""
+    zh = tmp_path / "zh-prose"
+    zh.mkdir()
+    (zh / "a.txt").write_text("刘备三顾茅庐，诸葛亮隆中对策，天下三分之势由此而定。" * 30, encoding="utf-8")
     lines: list[str] = []
-    rows = bench_ingest.run(settings, sizes=[], baselines=True, echo=lines.append)
-    by = {r["contender"]: r for r in rows}
-    assert set(by) == {"ours", "langchain", "raw"}
-    for r in rows:
-        assert "error" not in r, r
-        assert r["corpus"] == "sample" and r["chunks"] > 0 and r["seconds"] > 0 and r["peak_rss_mb"] > 50
-    assert by["raw"]["chunks"] == by["ours"]["chunks"]  # the raw encoder embeds exactly our chunk texts
-    assert "ours_vs_this" in by["langchain"] and "ours_vs_this" in by["raw"]
-    assert any(line.startswith("sample") and "langchain" in line for line in lines)
+    rows = bench_ingest.run(settings, sizes=[], baselines=True, echo=lines.append, corpora=[zh])
+    for corpus in ("sample", "zh-prose"):
+        by = {r["contender"]: r for r in rows if r["corpus"] == corpus}
+        assert set(by) == {"ours", "langchain", "raw"}
+        for r in by.values():
+            assert "error" not in r, r
+            assert r["chunks"] > 0 and r["seconds"] > 0 and r["peak_rss_mb"] > 50
+        assert by["raw"]["chunks"] == by["ours"]["chunks"]  # the raw encoder embeds exactly our chunk texts
+        assert by["raw"]["chars_embedded"] == by["ours"]["chars_embedded"]
+        assert "ours_vs_this" in by["langchain"] and "ours_vs_this" in by["raw"]
+        assert any(line.startswith(corpus) and "langchain" in line for line in lines)
+    ours = next(r for r in rows if r["corpus"] == "zh-prose" and r["contender"] == "ours")
+    assert ours["chars_embedded"] < ours["source_chars"]  # CJK-only chunks: a prefix each
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no .md"):
+        bench_ingest.run(settings, sizes=[], baselines=False, corpora=[empty])
 
 
 @pytest.mark.slow
@@ -129,6 +142,31 @@ def test_rag_bench_scale_passes_its_options(monkeypatch: pytest.MonkeyPatch) -> 
     assert "scale" in bench.CHOICES
 
 
+def test_rag_bench_ingest_takes_folders_of_ones_own(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`rag bench ingest --corpus DIR` (repeatable) reaches `eval.bench.ingest.run`; a missing
+    folder is refused by the command."""
+    from typer.testing import CliRunner
+
+    from app.cli import _register, app
+
+    _register()
+    seen: list[object] = []
+
+    def fake(settings, *, echo=None, sizes=(), baselines=True, corpora=()):  # type: ignore[no-untyped-def]
+        seen.append(list(corpora))
+        return []
+
+    monkeypatch.setattr(bench_ingest, "run", fake)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    r = CliRunner().invoke(app, ["bench", "ingest", "--corpus", str(tmp_path / "a"), "--corpus",
+                                 str(tmp_path / "b"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert seen == [[tmp_path / "a", tmp_path / "b"]]
+    r = CliRunner().invoke(app, ["bench", "ingest", "--corpus", str(tmp_path / "missing")])
+    assert r.exit_code != 0 and seen == [[tmp_path / "a", tmp_path / "b"]]
+
+
 BENCHES = ("ingest", "retrieval", "llm", "strategies", "raptor", "ocr", "faults", "cold", "scale", "ui",
            "late")
 
@@ -172,7 +210,8 @@ def test_rag_bench_dispatches_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     lines: list[str] = []
     out = bench.run("all", object(), [500], baselines=None, echo=lines.append)  # type: ignore[arg-type]
     assert list(out) == ["ingest", "retrieval", "llm"]
-    assert calls == [("ingest", {"sizes": [500], "baselines": True}), ("retrieval", {"sizes": (500,)}),
+    assert calls == [("ingest", {"sizes": [500], "baselines": True, "corpora": []}),
+                     ("retrieval", {"sizes": (500,)}),
                      ("llm", {})]
     assert lines == ["\nretrieval:", "\nllm:"]
     with pytest.raises(ValueError, match="not a benchmark"):

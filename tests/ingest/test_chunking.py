@@ -3,8 +3,9 @@ from ingest.chunking import approx_tokens, chunk_document
 from ingest.doc import LoadedDoc, Page
 
 
-def _chunks(text: str, size: int = 60, **kw):  # type: ignore[no-untyped-def]
-    return chunk_document(LoadedDoc(text=text, title="Doc", **kw), "/x/doc.md", ChunkSettings(size=size))
+def _chunks(text: str, size: int = 60, size_cjk: int | None = None, **kw):  # type: ignore[no-untyped-def]
+    settings = ChunkSettings(size=size, size_cjk=size if size_cjk is None else size_cjk)
+    return chunk_document(LoadedDoc(text=text, title="Doc", **kw), "/x/doc.md", settings)
 
 
 def test_offsets_are_exact_and_headings_give_titles() -> None:
@@ -40,6 +41,20 @@ def test_cjk_splits_on_sentence_punctuation_never_mid_character() -> None:
         assert approx_tokens(c.text) <= 50
         assert c.text.endswith(("。", "！")), c.text[-5:]
     assert "".join(c.text for c in chunks) == text
+
+
+def test_cjk_only_documents_get_the_larger_chunk_size() -> None:
+    """Chinese text with (almost) no English is sized for the keyword index (size_cjk); Chinese
+    notes full of English terms, and English, keep the encoder's size."""
+    prose = "".join(f"第{i}段：刘备与关羽、张飞在桃园结义，誓同生死，共图大事。" for i in range(40))
+    chunks = _chunks(prose, size=60, size_cjk=300)
+    assert len(chunks) == -(-approx_tokens(prose) // 300) == 4  # (~1,100 tokens) / 300, rounded up
+    assert all(60 < approx_tokens(c.text) <= 300 for c in chunks)
+    assert "".join(c.text for c in chunks) == prose
+    notes = "".join(f"第{i}节：Transformer 的 self-attention 让每个 token 关注所有位置。" for i in range(40))
+    assert all(approx_tokens(c.text) <= 60 for c in _chunks(notes, size=60, size_cjk=300))
+    english = "Attention lets every token look at every other position. " * 40
+    assert all(approx_tokens(c.text) <= 60 for c in _chunks(english, size=60, size_cjk=300))
 
 
 def test_long_sentence_without_punctuation_is_hard_split() -> None:
