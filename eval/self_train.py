@@ -44,7 +44,7 @@ from retrieval import features
 from retrieval.pipeline import retrieve
 from retrieval.rerank import MANIFEST_FILE, ranker_path
 from retrieval.rerank import SELF_TRAINED as SOURCE
-from retrieval.state import Plan, Query
+from retrieval.state import BEFORE_LTR, Plan, Query
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,8 @@ def collect(
     vecs = index.embedder.embed([q.text for q in queries]) if queries else np.zeros((0, 1))
     groups: list[Group] = []
     for n, (q, v) in enumerate(zip(queries, vecs, strict=True), 1):
-        res = retrieve(q.text, settings, index, keep, Plan([Query(q.text, vector=v)]), skip={"ltr"})
+        res = retrieve(q.text, settings, index, keep, Plan([Query(q.text, vector=v)]),
+                       skip=BEFORE_LTR)
         ids: list[str | None] = [h.record.id for h in res.hits]
         y = np.array([q.relevant.get(i, 0) if i else 0 for i in ids], dtype=np.int32)
         groups.append(Group(q.qid, features.compute(q.text, res.hits, 1), y, ids, q.relevant))

@@ -35,6 +35,7 @@ from core.versions import package_versions
 from retrieval import features
 from retrieval.pipeline import retrieve
 from retrieval.rerank import BOOSTER_FILE, MANIFEST_FILE, RANKER_FORMAT
+from retrieval.state import BEFORE_LTR
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def collect(
     keep = settings.search.coarse_keep
     out: list[Group] = []
     for n, (qid, text) in enumerate(queries.items(), 1):
-        res = retrieve(text, settings, index=index, k=keep, skip={"ltr"})
+        res = retrieve(text, settings, index=index, k=keep, skip=BEFORE_LTR)
         hits = res.hits
         ids = [label_id(h) for h in hits]
         judged = qrels.get(qid, {})

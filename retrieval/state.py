@@ -29,6 +29,10 @@ Ranked = list[tuple[str, float]]  # (record id, score), best first
 # to parent chunks always run.
 SKIPPABLE = ("translate", "gloss", "coarse", "late", "ltr", "window")
 FIRST_STAGE = frozenset({"coarse", "late", "ltr"})  # skip these: plain first-stage search (dense, BM25, RRF)
+# What a ranker's training runs without: its own stage, and the passage windows that come after it.
+# The ranker orders chunks; trained on windows it saw other texts (a window's length and terms) and
+# other lists (a chunk a better window holds is merged away, its label with it) than it ranks.
+BEFORE_LTR = frozenset({"ltr", "window"})
 
 
 @dataclass

@@ -53,6 +53,34 @@ def test_pseudo_queries_come_from_the_corpus_and_name_their_chunk(corpus: Path, 
     assert st.pseudo_queries(index, 60, seed=1)[5].text == qs[5].text  # deterministic
 
 
+def test_training_sees_the_chunks_the_ranker_orders(
+    corpus: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LTR stage orders chunks before they are widened into passage windows, so its
+    training lists are those chunks: no window widens them (a window's text is longer and
+    holds its neighbours, which it merges out of the list, labels and all)."""
+    from retrieval import window
+
+    ingest([corpus], settings)
+    index = Index(settings)
+    widened: list[int] = []
+    real = window.widen
+
+    def spy(index, hits, budget, k=None):  # type: ignore[no-untyped-def]
+        widened.append(len(hits))
+        return real(index, hits, budget, k)
+
+    monkeypatch.setattr(window, "widen", spy)
+    qs = st.pseudo_queries(index, 20, seed=2)
+    groups = st.collect(index, settings, qs, None)
+    assert widened == [] and len(groups) == len(qs)
+    chunks = index.docs.get([i for g in groups for i in g.ids if i])
+    assert all(chunks[i].kind == "chunk" for g in groups for i in g.ids if i)
+    assert sum(g.y.max(initial=0) > 0 for g in groups) >= len(groups) * 0.8  # their own chunk is found
+    retrieve(qs[0].text, settings, index)  # the query path does widen (the spy works)
+    assert widened
+
+
 def test_self_training_switches_on_only_when_it_measured_better(corpus: Path, settings: Settings) -> None:
     ingest([corpus], settings)
     index = Index(settings)
