@@ -72,7 +72,10 @@ _KINDS = {"chunk": 0.0, "summary": 1.0, "question": 2.0, "raptor": 3.0}
 
 
 @functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=4096)
 def _seq(text: str) -> tuple[str, ...]:
+    # Kept: the same candidates come back query after query (the ranker's self-training runs 400
+    # queries over one corpus), and jieba over an 800-token Chinese chunk takes milliseconds.
     return tuple(tokenize(text))
 
 
@@ -85,6 +88,13 @@ def cjk_bigrams(text: str) -> frozenset[str]:
     """Overlapping character bigrams of each CJK run ("大模型" -> 大模, 模型): they match
     technical terms that jieba segments differently in question and text."""
     return frozenset(g for g in cjk_grams(text) if len(g) == 2)
+
+
+def bigram_share(qbi: frozenset[str], text: str) -> float:
+    """The share of the question's CJK bigrams `qbi` among `text`'s (`cjk_bigrams`), without
+    building the text's set: two CJK characters side by side in `text` always lie in one CJK run,
+    so a bigram is one of the text's exactly when it is a substring of it."""
+    return sum(1 for g in qbi if g in text) / len(qbi) if qbi else math.nan
 
 
 def proximity(qterms: frozenset[str], seq: Sequence[str]) -> float:
@@ -218,7 +228,7 @@ def _text_features(out: np.ndarray, query: str, hits: Sequence[Hit]) -> None:
         seq = _seq(text)
         out[i, col["proximity"]] = proximity(qterms, seq)
         out[i, col["phrase"]] = phrase(qseq, seq)
-        out[i, col["cjk_bigrams"]] = len(qbi & cjk_bigrams(text)) / len(qbi) if qbi else math.nan
+        out[i, col["cjk_bigrams"]] = bigram_share(qbi, text)
         out[i, col["text_cjk"]] = cjk_share(r.text[:2000])
         out[i, col["position"]] = math.log1p(r.start)
         out[i, col["kind"]] = _KINDS.get(r.kind, 0.0)

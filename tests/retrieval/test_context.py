@@ -37,6 +37,13 @@ def test_cjk_bigrams_match_terms_segmented_differently() -> None:
     assert features.cjk_bigrams("大模型") == frozenset({"大模", "模型"})
     assert features.cjk_bigrams("LLM大模型和RAG") == frozenset({"大模", "模型", "型和"})
     assert features.cjk_bigrams("english only") == frozenset()
+    # the feature counts the question's bigrams found in the text as substrings: the same count
+    q = features.cjk_bigrams("大模型微调")  # 大模 模型 型微 微调
+    for text in ("大模型的微调", "大模。型微调", "LLM大模型和RAG", "微 调", ""):
+        want = len(q & features.cjk_bigrams(text)) / len(q)
+        assert features.bigram_share(q, text) == want
+    assert features.bigram_share(q, "大模。型微调") == 3 / 4  # 大模, 型微, 微调; 模型 is cut by 。
+    assert math.isnan(features.bigram_share(frozenset(), "大模型"))
 
 
 def test_v2_features_on_a_hand_built_pool() -> None:
