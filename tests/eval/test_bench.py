@@ -29,7 +29,10 @@ def test_ingest_bench_on_the_sample_corpus(settings, tmp_path: Path) -> None:  #
     chunks the raw encoder embeds as our ingest does (their first embedding.cjk_max_tokens)."""
     zh = tmp_path / "zh-prose"
     zh.mkdir()
-    (zh / "a.txt").write_text("刘备三顾茅庐，诸葛亮隆中对策，天下三分之势由此而定。" * 30, encoding="utf-8")
+    people, places = "刘备 关羽 张飞 曹操 孙权 诸葛亮".split(), "荆州 益州 徐州 许昌".split()
+    for i, (who, where) in enumerate((w, p) for w in people for p in places):  # 24 files, 24 chunks
+        text = f"第{i}回：{who}引兵来到{where}，与众将商议军情，{where}百姓闻{who}之名，纷纷归附。" * 6
+        (zh / f"{i:02d}.txt").write_text(text, encoding="utf-8")
     lines: list[str] = []
     rows = bench_ingest.run(settings, sizes=[], baselines=True, echo=lines.append, corpora=[zh])
     for corpus in ("sample", "zh-prose"):
@@ -44,6 +47,10 @@ def test_ingest_bench_on_the_sample_corpus(settings, tmp_path: Path) -> None:  #
         assert any(line.startswith(corpus) and "langchain" in line for line in lines)
     ours = next(r for r in rows if r["corpus"] == "zh-prose" and r["contender"] == "ours")
     assert ours["chars_embedded"] < ours["source_chars"]  # CJK-only chunks: a prefix each
+    # as `rag ingest` does, ours trains the ranker where there are enough chunks (24; the sample's 14 are not)
+    sample = next(r for r in rows if r["corpus"] == "sample" and r["contender"] == "ours")
+    assert "too few" in sample["ranker"] and "pseudo-queries" in ours["ranker"]
+    assert sample["ranker_seconds"] < ours["ranker_seconds"] < ours["seconds"]
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ValueError, match="no .md"):
