@@ -72,10 +72,7 @@ _KINDS = {"chunk": 0.0, "summary": 1.0, "question": 2.0, "raptor": 3.0}
 
 
 @functools.lru_cache(maxsize=65536)
-@functools.lru_cache(maxsize=4096)
 def _seq(text: str) -> tuple[str, ...]:
-    # Kept: the same candidates come back query after query (the ranker's self-training runs 400
-    # queries over one corpus), and jieba over an 800-token Chinese chunk takes milliseconds.
     return tuple(tokenize(text))
 
 
