@@ -17,9 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.keyword import tokenize
 from core.lang import cjk_share
-from core.tokens import cjk_grams
+from core.tokens import cjk_grams, tokens_of
 from core.types import Hit
 
 FEATURE_VERSION = 4
@@ -71,9 +70,9 @@ FEATURES: tuple[str, ...] = (
 _KINDS = {"chunk": 0.0, "summary": 1.0, "question": 2.0, "raptor": 3.0}
 
 
-@functools.lru_cache(maxsize=65536)
 def _seq(text: str) -> tuple[str, ...]:
-    return tuple(tokenize(text))
+    # remembered by core.tokens: the keyword index's build tokenised the chunks already
+    return tokens_of(text)
 
 
 @functools.lru_cache(maxsize=65536)

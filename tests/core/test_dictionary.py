@@ -44,6 +44,20 @@ def test_for_corpus_keeps_the_corpus_words_commonest_first() -> None:
     assert dictionary.for_corpus(vocab, df, 10, idx) == {"paper": ["纸", "论文"]}
 
 
+def test_a_corpus_reads_only_the_entries_of_its_own_words() -> None:
+    """for_corpus parses only the entries whose Chinese word the corpus holds (1.7 s -> 0.2 s of
+    a Chinese ingest), and gives what the whole dictionary gives."""
+    words = ["论文", "位置", "传统", "学习", "纸", "报纸", "关羽", "其他词", "这"]
+    vocab = {w: i for i, w in enumerate(words)}
+    df = np.array([3, 2, 1, 4, 5, 1, 2, 1, 9])
+    mine = dictionary.english_index(vocab)
+    assert mine and all(w in vocab for ws in mine.values() for w in ws)
+    assert len(mine) < len(dictionary.english_index()) / 20
+    got = dictionary.for_corpus(vocab, df, 10)
+    assert got == dictionary.for_corpus(vocab, df, 10, dictionary.english_index())
+    assert got[_key("paper")][:2] == ["纸", "论文"] and "guan yu" in got
+
+
 def test_translate_takes_words_and_two_word_phrases() -> None:
     tr = {_key("loss"): ["损失"], _key("loss scaling"): ["损失缩放"], _key("scaling"): ["缩放", "比例"]}
     got = dictionary.translate("Why is loss scaling needed?", tr, 1)

@@ -330,3 +330,41 @@ def test_take_by_runs_and_by_gather_agree_with_a_hand_built_result() -> None:
             assert np.array_equal(got.terms[a:b], big.terms[big.ptr[r]:big.ptr[r + 1]])
             assert np.array_equal(got.tfs[a:b], big.tfs[big.ptr[r]:big.ptr[r + 1]])
         assert np.array_equal(got.lengths, big.lengths[rows]) and got.ptr[-1] == len(got.terms)
+
+
+def test_tokens_of_remembers_within_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.tokens as tokens
+
+    monkeypatch.setattr(tokens, "_memo", {})
+    monkeypatch.setattr(tokens, "_memo_tokens", 0)
+    monkeypatch.setattr(tokens, "MEMO_MAX_TOKENS", 30)
+    for t in _TEXTS:
+        assert tokens.tokens_of(t) == tuple(tokenize(t))
+    calls: list[str] = []
+    monkeypatch.setattr(tokens, "tokenize", lambda text: calls.append(text) or [])
+    assert tokens.tokens_of(_TEXTS[-2]) == tuple(tokenize(_TEXTS[-2]))  # the newest are kept...
+    assert calls == []
+    assert tokens.tokens_of(_TEXTS[0]) == ()  # ...the oldest were let go to stay within 30 tokens
+    assert calls == [_TEXTS[0]]
+    assert tokens._memo_tokens == sum(len(v) + 1 for v in tokens._memo.values()) <= 30
+
+
+def test_ranking_features_reuse_the_tokens_the_keyword_build_made(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rag ingest` builds the keyword index, then trains the ranker on the same chunks: their
+    features must not run jieba over those texts again."""
+    import core.tokens as tokens
+    from core.types import Hit
+    from retrieval import features
+
+    monkeypatch.setattr(tokens, "_memo", {})
+    monkeypatch.setattr(tokens, "_memo_tokens", 0)
+    texts = [t + " 新的" for t in _TEXTS]  # texts no earlier test remembered
+    KeywordIndex(tmp_path / "bm25").build((f"r{i}", t) for i, t in enumerate(texts))
+    seen: list[str] = []
+    real = tokens.tokenize
+    monkeypatch.setattr(tokens, "tokenize", lambda text: seen.append(text) or real(text))
+    hits = [Hit(Record(id=f"r{i}", source="s", text=t), 1.0) for i, t in enumerate(texts)]
+    rows = features.compute("冬奥会 attention", hits)
+    assert rows.shape[0] == len(hits)
+    assert seen == ["冬奥会 attention"]  # the question only
