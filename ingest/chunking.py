@@ -76,7 +76,10 @@ def _units(text: str) -> Iterator[Unit]:
 
 
 def _hard_split(text: str, start: int, end: int, size: int) -> list[tuple[int, int]]:
-    """Cut an over-long sentence near `size` tokens, at whitespace where there is any."""
+    """Cut an over-long sentence near `size` tokens: after a line break where there is one in
+    the piece's second half, else at whitespace where there is any. Notes written a term and
+    its gloss per line, with no sentence ends ("QLoRA 量化+LoRA"), were cut at the space between
+    the two, and neither piece said what QLoRA is."""
     out = []
     s = start
     while s < end:
@@ -85,8 +88,12 @@ def _hard_split(text: str, start: int, end: int, size: int) -> list[tuple[int, i
             tok += 1 if is_wide(text[e]) else 0.25  # type: ignore[assignment]
             e += 1
         if e < end:
+            half = s + (e - s) // 2
+            nl = text.rfind("\n", s + 1, e)
             ws = text.rfind(" ", s + 1, e)
-            if ws > s + (e - s) // 2:
+            if nl >= half:
+                e = nl + 1
+            elif ws > half:
                 e = ws
         out.append((s, e))
         s = e

@@ -64,6 +64,24 @@ def test_long_sentence_without_punctuation_is_hard_split() -> None:
     assert all(not c.text.startswith(" ") for c in chunks)
 
 
+def test_notes_of_a_term_and_its_gloss_per_line_are_cut_between_lines() -> None:
+    """A paragraph of lines with no sentence ends (a term, then its gloss, on each line) is cut
+    after a line break, never between a term and its gloss."""
+    terms = ["LoRA 新增低秩矩阵到原权重矩阵", "QLoRA 量化+LoRA", "Adapter Tuning 新增小的神经网络",
+             "Prefix Tuning 输入增加可训练的上下文前缀", "P-Tuning 输入增加可训练的嵌入向量提示"]
+    text = "\n".join(terms * 12)
+    chunks = _chunks(text, size=50)
+    assert len(chunks) > 4
+    for c in chunks:
+        assert text[c.start : c.end] == c.text
+        assert c.start == 0 or text[c.start - 1] == "\n", c.text[:20]
+        assert approx_tokens(c.text) <= 50
+    assert "".join(c.text for c in chunks).replace("\n", "") == text.replace("\n", "")
+    # a line longer than the piece is still cut at whitespace
+    long_line = "word " * 500
+    assert all(not c.text.startswith(" ") for c in _chunks(long_line.strip() + "\nend", size=40))
+
+
 def test_table_kept_whole_or_split_between_rows_with_header() -> None:
     rows = "\n".join(f"| item {i} | value {i} |" for i in range(60))
     table = "| Name | Value |\n|---|---|\n" + rows
