@@ -1,4 +1,4 @@
-"""Train the learning-to-rank model (LightGBM `LGBMRanker`, lambdarank).
+"""Train the learning-to-rank model (LightGBM lambdarank).
 
 Labels come from a labelled set (`eval.datasets.Dataset`): a BEIR folder, whose corpus
 gets an index of its own (cached, as `rag eval` does), or synthetic questions the LLM
@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from core.boosting import lightgbm
 from core.errors import RagError
 from core.index import Index
 from core.settings import Settings
@@ -142,9 +143,10 @@ def ndcg(groups: list[Group], scores: list[np.ndarray] | None = None, k: int = 1
 def fit(
     train: list[Group], seed: int = 0, params: dict[str, Any] | None = None, monotone: bool = True
 ) -> Any:
-    """A fitted LightGBM booster (lambdarank), grouped by query, reproducible for a seed."""
-    import lightgbm as lgb
-
+    """A fitted LightGBM booster (lambdarank), grouped by query, reproducible for a seed.
+    Trained with `lightgbm.train`, which needs no scikit-learn (core/boosting.py): the same
+    booster as `LGBMRanker(**params).fit` (tests/eval/test_train_ranker.py)."""
+    lgb = lightgbm()
     use = [g for g in train if len(g.y) > 1 and g.y.max() > 0]  # groups without a positive teach nothing
     if not use:
         raise RagError(
@@ -155,11 +157,11 @@ def fit(
     if monotone:
         p["monotone_constraints"] = [MONOTONE.get(f, 0) for f in features.FEATURES]
         p["monotone_constraints_method"] = "advanced"
-    model = lgb.LGBMRanker(**p)
+    rounds = p.pop("n_estimators")
     x = np.vstack([g.x for g in use])
     y = np.concatenate([g.y for g in use])
-    model.fit(x, y, group=[len(g.y) for g in use], feature_name=list(features.FEATURES))
-    return model.booster_
+    data = lgb.Dataset(x, y, group=[len(g.y) for g in use], feature_name=list(features.FEATURES))
+    return lgb.train(p, data, num_boost_round=rounds)
 
 
 def predict(booster: Any, groups: list[Group]) -> list[np.ndarray]:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from core.boosting import lightgbm
 from core.errors import ConfigError, RankerError
 from core.index import Index
 from core.lang import cjk_share
@@ -268,8 +269,7 @@ def check_manifest(man: dict[str, Any], path: Path, embedding_model: str | None)
 
 @functools.lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int) -> Ranker:
-    import lightgbm as lgb
-
+    lgb = lightgbm()
     p = Path(path)
     man = json.loads((p / MANIFEST_FILE).read_text())
     booster = lgb.Booster(model_file=str(p / BOOSTER_FILE))

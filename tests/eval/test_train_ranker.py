@@ -155,3 +155,63 @@ def test_synthetic_questions_train_a_ranker(settings: Settings, tmp_path: Path) 
     report = train_dataset(ds, s, tmp_path / "model", seed=0, holdout=0.3, cache_dir=tmp_path / "cache")
     assert report["level"] == "chunk" and (tmp_path / "model" / rerank.BOOSTER_FILE).exists()
     assert np.isfinite(report["heldout_ndcg@10"]["with_ranker"])
+
+
+_SAME_AS_LGBMRANKER = """
+import sys
+import numpy as np
+import lightgbm as lgb  # a plain import: scikit-learn loads, LGBMRanker exists
+from eval.train_ranker import MONOTONE, PARAMS, Group, fit
+from retrieval import features
+rng = np.random.default_rng(3)
+groups = []
+for i in range(60):
+    n = int(rng.integers(5, 30))
+    x = rng.normal(size=(n, len(features.FEATURES)))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    y = ((x[:, 0] + rng.normal(size=n)) > 1).astype(float)
+    y[0] = 1.0
+    groups.append(Group(f"q{i}", x, y, [f"d{i}-{j}" for j in range(n)], {}))
+ours = fit(groups, seed=5)
+p = {**PARAMS, "random_state": 5,
+     "monotone_constraints": [MONOTONE.get(f, 0) for f in features.FEATURES],
+     "monotone_constraints_method": "advanced"}
+model = lgb.LGBMRanker(**p).fit(np.vstack([g.x for g in groups]), np.concatenate([g.y for g in groups]),
+                                group=[len(g.y) for g in groups], feature_name=list(features.FEATURES))
+x = np.vstack([g.x for g in groups])
+assert np.array_equal(ours.predict(x, num_threads=1), model.booster_.predict(x, num_threads=1))
+print("same")
+"""
+
+
+def test_fit_trains_the_booster_lgbmranker_would() -> None:
+    """fit() calls lightgbm.train (no scikit-learn needed); the model is LGBMRanker's, bit for bit."""
+    out = subprocess.run([sys.executable, "-c", _SAME_AS_LGBMRANKER], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "same"
+
+
+_LOAD_WITHOUT_SKLEARN = """
+import sys
+from pathlib import Path
+from retrieval.rerank import _load
+ranker = _load(sys.argv[1], 0)
+assert ranker.booster.num_trees() > 0
+assert "sklearn" not in sys.modules, "loading a ranker imported scikit-learn"
+import sklearn  # still importable afterwards
+print("ok")
+"""
+
+
+def test_loading_a_ranker_does_not_import_scikit_learn(trained: tuple[dict, Settings, Path]) -> None:
+    """A cold `rag search` loads the booster: importing scikit-learn with lightgbm cost 0.8 s."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("lightgbm is imported as it is on this platform (core/boosting.py)")
+    _, settings, _ = trained
+    out = subprocess.run([sys.executable, "-c", _LOAD_WITHOUT_SKLEARN, str(rerank.ranker_path(settings))],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "ok"
