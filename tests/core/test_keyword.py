@@ -341,7 +341,12 @@ def test_tokens_of_remembers_within_its_budget(monkeypatch: pytest.MonkeyPatch) 
     for t in _TEXTS:
         assert tokens.tokens_of(t) == tuple(tokenize(t))
     calls: list[str] = []
-    monkeypatch.setattr(tokens, "tokenize", lambda text: calls.append(text) or [])
+
+    def counted(text: str) -> list[str]:
+        calls.append(text)
+        return []
+
+    monkeypatch.setattr(tokens, "tokenize", counted)
     assert tokens.tokens_of(_TEXTS[-2]) == tuple(tokenize(_TEXTS[-2]))  # the newest are kept...
     assert calls == []
     assert tokens.tokens_of(_TEXTS[0]) == ()  # ...the oldest were let go to stay within 30 tokens
@@ -363,7 +368,12 @@ def test_ranking_features_reuse_the_tokens_the_keyword_build_made(tmp_path: Path
     KeywordIndex(tmp_path / "bm25").build((f"r{i}", t) for i, t in enumerate(texts))
     seen: list[str] = []
     real = tokens.tokenize
-    monkeypatch.setattr(tokens, "tokenize", lambda text: seen.append(text) or real(text))
+
+    def spy(text: str) -> list[str]:
+        seen.append(text)
+        return real(text)
+
+    monkeypatch.setattr(tokens, "tokenize", spy)
     hits = [Hit(Record(id=f"r{i}", source="s", text=t), 1.0) for i, t in enumerate(texts)]
     rows = features.compute("冬奥会 attention", hits)
     assert rows.shape[0] == len(hits)
