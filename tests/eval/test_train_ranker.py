@@ -198,8 +198,8 @@ from pathlib import Path
 from retrieval.rerank import _load
 ranker = _load(sys.argv[1], 0)
 assert ranker.booster.num_trees() > 0
-assert "sklearn" not in sys.modules, "loading a ranker imported scikit-learn"
-import sklearn  # still importable afterwards
+assert "sklearn" not in sys.modules and "pandas" not in sys.modules, "loading a ranker imported them"
+import pandas, sklearn  # still importable afterwards
 print("ok")
 """
 
