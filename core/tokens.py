@@ -10,6 +10,7 @@ import logging
 import re
 import sys
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from core.lang import CJK_RANGES
@@ -137,7 +138,9 @@ def tokenize(text: str) -> list[str]:
 # features tokenise the candidates again (the same chunks); jieba over Chinese text is the
 # costly part (zh-prose, 1,134 chunks: 2.2 s of the 4.6 s training).
 MEMO_MAX_TOKENS = 3_000_000
-_memo: dict[str, tuple[str, ...]] = {}
+# An OrderedDict: a dict's first key after many deletions at the front is found by scanning the
+# holes they leave (0.64 s of evictions per 100k texts, against 0.03 s)
+_memo: OrderedDict[str, tuple[str, ...]] = OrderedDict()
 _memo_tokens = 0
 _memo_lock = threading.Lock()
 
@@ -155,5 +158,5 @@ def tokens_of(text: str) -> tuple[str, ...]:
             _memo[text] = got
             _memo_tokens += len(got) + 1
             while _memo_tokens > MEMO_MAX_TOKENS and _memo:
-                _memo_tokens -= len(_memo.pop(next(iter(_memo)))) + 1
+                _memo_tokens -= len(_memo.popitem(last=False)[1]) + 1
     return got

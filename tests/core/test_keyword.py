@@ -333,9 +333,11 @@ def test_take_by_runs_and_by_gather_agree_with_a_hand_built_result() -> None:
 
 
 def test_tokens_of_remembers_within_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from collections import OrderedDict
+
     import core.tokens as tokens
 
-    monkeypatch.setattr(tokens, "_memo", {})
+    monkeypatch.setattr(tokens, "_memo", OrderedDict())
     monkeypatch.setattr(tokens, "_memo_tokens", 0)
     monkeypatch.setattr(tokens, "MEMO_MAX_TOKENS", 30)
     for t in _TEXTS:
@@ -358,11 +360,13 @@ def test_ranking_features_reuse_the_tokens_the_keyword_build_made(tmp_path: Path
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """`rag ingest` builds the keyword index, then trains the ranker on the same chunks: their
     features must not run jieba over those texts again."""
+    from collections import OrderedDict
+
     import core.tokens as tokens
     from core.types import Hit
     from retrieval import features
 
-    monkeypatch.setattr(tokens, "_memo", {})
+    monkeypatch.setattr(tokens, "_memo", OrderedDict())
     monkeypatch.setattr(tokens, "_memo_tokens", 0)
     texts = [t + " 新的" for t in _TEXTS]  # texts no earlier test remembered
     KeywordIndex(tmp_path / "bm25").build((f"r{i}", t) for i, t in enumerate(texts))
