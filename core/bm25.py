@@ -161,24 +161,15 @@ def lucene_matrix(counts: TermCounts, n_vocab: int, k1: float = K1, b: float = B
         e = s + _BLOCK
         tf = counts.tfs[s:e].astype(np.float64)
         weight[s:e] = idf64[counts.terms[s:e]] * (tf / (norm[at[s:e]] + tf))
-    order = _by_term(counts.terms, n_vocab)
-    indptr = np.zeros(n_vocab + 1, dtype=np.int64)
-    np.cumsum(df, out=indptr[1:])
-    return weight[order], rec[order], indptr
+    # Records x terms (CSR, as the counts are kept) turned into terms x records (CSC) by
+    # SciPy's conversion, a counting sort in C++ that keeps records ascending within a term:
+    # 0.03 s for 6.9 M entries at 100k chunks, where a stable argsort by term and the two
+    # gathers after it took 0.3 s of every one-file update.
+    import scipy.sparse as sp
 
-
-def _by_term(terms: np.ndarray, n_vocab: int) -> np.ndarray:
-    """The entries' order by term, records ascending within one (a stable sort by term)."""
-    # numpy sorts 16-bit integers stably by radix: 3x faster than a key sort (8.8 M entries:
-    # 0.33 s against 0.99 s), which matters when one added file rebuilds the matrix of a
-    # 100k-chunk index.
-    if n_vocab <= 1 << 16:
-        return np.argsort(terms.astype(np.uint16), kind="stable")
-    # A larger vocabulary (a Chinese corpus's character bigrams: 182k terms at 100k records):
-    # the same radix sort twice, low 16 bits then high (LSD), stable overall: 12.8 M entries
-    # in 0.62-0.77 s against 0.93-1.25 s for one sort of (term, entry) keys.
-    low = np.argsort((terms & 0xFFFF).astype(np.uint16), kind="stable")
-    return low[np.argsort((terms[low] >> 16).astype(np.uint16), kind="stable")]
+    csc = sp.csr_matrix((weight, counts.terms, counts.ptr), shape=(n, n_vocab)).tocsc()
+    return (np.asarray(csc.data, dtype=np.float32), np.asarray(csc.indices, dtype=np.int32),
+            np.asarray(csc.indptr, dtype=np.int64))
 
 
 def save_terms(folder: Path, vocab: dict[str, int]) -> None:

@@ -214,18 +214,28 @@ def test_cjk_bigrams_are_a_second_field_normalised_by_their_own_length(tmp_path:
     assert "云长" not in vocab and _scores(kw, "云长")[0] > 0 == _scores(kw, "云长")[1]
 
 
-def test_both_term_orders_are_a_stable_sort_by_term() -> None:
-    """The matrix's entries by term, records ascending: the 16-bit radix path for vocabularies
-    up to 65,536 terms and the two-pass (LSD) radix sort above it give exactly a stable argsort."""
-    from core.bm25 import _by_term
+def test_the_matrix_holds_each_records_terms_by_term_records_ascending() -> None:
+    """The CSC layout bm25s reads: per term, every record that holds it, in ascending order,
+    for a vocabulary below and above 65,536 terms (the weights themselves: the bm25s
+    comparison above)."""
+    from core.bm25 import TermCounts, lucene_matrix
 
     rng = np.random.default_rng(0)
-    small = rng.integers(0, 50, 5000).astype(np.int32)
-    large = rng.integers(0, 200_000, 5000).astype(np.int32)
-    large[:100] = 65_536 + 7  # equal high and low halves across entries: order kept by record
-    assert np.array_equal(_by_term(small, 50), np.argsort(small, kind="stable"))
-    assert np.array_equal(_by_term(large, 200_000), np.argsort(large, kind="stable"))
-    assert np.array_equal(_by_term(small, 70_000), _by_term(small, 50))  # the two-pass path
+    for n_vocab in (50, 200_000):
+        docs = [rng.choice(n_vocab, size=int(rng.integers(1, 20)), replace=False) for _ in range(300)]
+        docs[5] = docs[9] = np.asarray([n_vocab - 1, 0])  # shared terms at both ends of the vocabulary
+        vocab = {str(i): i for i in range(n_vocab)}
+        counts = TermCounts.from_tokens(([str(t) for t in d] for d in docs), vocab)
+        data, indices, indptr = lucene_matrix(counts, n_vocab)
+        assert data.dtype == np.float32 and indices.dtype == np.int32 and indptr.dtype == np.int64
+        assert indptr[0] == 0 and indptr[-1] == len(data) == sum(len(d) for d in docs)
+        held: dict[int, list[int]] = {}
+        for r, d in enumerate(docs):
+            for t in d:
+                held.setdefault(vocab[str(t)], []).append(r)
+        for t in range(n_vocab):
+            assert indices[indptr[t]:indptr[t + 1]].tolist() == held.get(t, []), t
+        assert np.all(data > 0)
 
 
 def test_rebuild_tokenises_only_new_texts_and_scores_as_a_fresh_build(tmp_path: Path) -> None:
