@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,13 +38,14 @@ from core.lang import CJK_RANGES, cjk_share
 from core.lock import write_lock
 from core.settings import Settings
 from core.types import Record
-from eval.train_ranker import Group, save, train_groups
 from ingest.chunking import _split_sentences
 from retrieval import features
-from retrieval.pipeline import retrieve
 from retrieval.rerank import MANIFEST_FILE, ranker_path
 from retrieval.rerank import SELF_TRAINED as SOURCE
 from retrieval.state import BEFORE_LTR, Plan, Query
+
+if TYPE_CHECKING:
+    from eval.train_ranker import Group
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,11 @@ def collect(
     index: Index, settings: Settings, queries: list[PseudoQuery], progress: Progress | None
 ) -> list[Group]:
     """One training group per query: the candidates the LTR stage would see, labelled."""
+    # imported here: every `rag ingest` asks `due` and most do not train (a one-file update of
+    # 100k chunks does not load the query pipeline)
+    from eval.train_ranker import Group
+    from retrieval.pipeline import retrieve
+
     keep = settings.search.coarse_keep
     vecs = index.embedder.embed([q.text for q in queries]) if queries else np.zeros((0, 1))
     groups: list[Group] = []
@@ -272,6 +278,8 @@ def self_train(index: Index, settings: Settings, progress: Progress | None = Non
         why = f"only {len(usable)} pseudo-queries found their chunk; not trained"
         return SelfTrainResult(False, False, why,
                                len(queries), time.perf_counter() - t0, by_kind=kinds)
+    from eval.train_ranker import save, train_groups
+
     booster, report = train_groups(groups, seed=s.ltr_seed, holdout=0.3)
     held = report.get("heldout_ndcg@10", {})
     gain = held.get("with_ranker", 0.0) - held.get("without_ranker", 0.0)
