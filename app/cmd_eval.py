@@ -159,7 +159,7 @@ def bench_cmd(
     ),
     server: bool = typer.Option(False, "--server", help="scale: also against a real `chroma run`."),
     corpus: list[Path] = typer.Option(  # noqa: B008 - typer's idiom
-        [], "--corpus", help="ingest: also a folder of your own .md/.txt/.html files (repeatable).",
+        [], "--corpus", help="ingest, cold: also a folder of your own .md/.txt/.html files (repeatable).",
         exists=True, file_okay=False,
     ),
     json_out: bool = typer.Option(False, "--json", help="Print figures as JSON."),

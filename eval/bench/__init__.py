@@ -73,7 +73,7 @@ REGISTRY: dict[str, Bench] = {
     "raptor": Bench("eval.bench.raptor", "raptor"),
     "ocr": Bench("eval.bench.ocr", "ocr"),
     "faults": Bench("eval.bench.faults", "faults (fault matrix, ~25 rag processes)"),
-    "cold": Bench("eval.bench.cold", "cold (`rag search` start-up)"),
+    "cold": Bench("eval.bench.cold", "cold (`rag search` start-up)", False, lambda o: {"corpora": o.corpora}),
     "scale": Bench("eval.bench.scale", "scale (100k chunks: ingest, update, retrieval, memory)", False,
                    lambda o: {"chunks": o.sizes[0] if o.sizes else 100_000,  # one corpus: the first size
                               "server": o.server, "peer": o.baselines}),

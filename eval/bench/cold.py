@@ -6,10 +6,14 @@ encoder (the default) and with sentence-transformers (`embedding.numpy_queries =
 what every query paid before) side by side in the same run; `python -c pass` is the floor.
 Then the same commands while `rag serve` runs for that index (the resident process answers them;
 the command only starts, asks and prints), and one question encoded in process, warm, both ways.
+`--corpus DIR` (repeatable) adds each folder: indexed by `rag ingest` (which trains the ranker
+where there are enough chunks: the sample's 14 are too few, so its LTR stage never loads), then
+both commands timed cold with the defaults.
 The load average is printed before and after; figures taken while the machine is busier than
 its cores are marked as not to be trusted. Figures, never assertions.
 
     .venv/bin/python -m eval.bench.cold [--runs 3] [--json OUT]
+    .venv/bin/rag bench cold --corpus DIR
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +97,33 @@ def _encode_ms(numpy_queries: bool, repeats: int = 30) -> float:
     return round(statistics.median(times), 2)
 
 
-def run(settings: Settings, *, runs: int = 3, echo: Echo | None = None) -> dict[str, Any]:
+def _corpus_row(rag: list[str], work: Path, folder: Path, runs: int) -> dict[str, Any]:
+    """Index `folder` as `rag ingest` does, then time both commands cold with the defaults."""
+    import json
+
+    env = rag_env(work / f"index-{folder.name}")
+    _timed([*rag, "ingest", str(folder), "--no-progress"], env, work)
+    status = subprocess.run([*rag, "status", "--json"], env=env, cwd=work, capture_output=True, text=True,
+                            timeout=600)
+    info = json.loads(status.stdout) if status.returncode == 0 else {}
+    row: dict[str, Any] = {"chunks": info.get("chunks"), "ranker": (info.get("ranker") or {}).get("active")}
+    for command in COMMANDS:
+        _timed([*rag, command, QUESTIONS[0], "--json"], env, work)  # page cache filled
+        times = [_timed([*rag, command, QUESTIONS[i % len(QUESTIONS)], "--json"], env, work)
+                 for i in range(runs)]
+        row[f"{command}_median_s"] = round(statistics.median(times), 2)
+        row[f"{command}_min_s"] = round(min(times), 2)
+    return row
+
+
+def run(settings: Settings, *, runs: int = 3, echo: Echo | None = None,
+        corpora: Sequence[Path] = ()) -> dict[str, Any]:
     """Medians over `runs` whole processes per command and encoder; `settings` is the caller's,
-    unused: the processes run with the defaults on their own index of the sample corpus."""
+    unused: the processes run with the defaults on their own index of the sample corpus, and of
+    each folder of `corpora`."""
+    for folder in corpora:
+        if not folder.is_dir():
+            raise ValueError(f"{folder}: not a folder")
     say = echo or (lambda *a, **k: None)
     cores = machine.cores()
     out: dict[str, Any] = {"load_avg_before": machine.load_avg(), "cores": cores, "runs": runs}
@@ -118,9 +147,14 @@ def run(settings: Settings, *, runs: int = 3, echo: Echo | None = None) -> dict[
             row["encode_ms_warm"] = _encode_ms(numpy_queries)
             rows[label] = row
         resident = _resident(rag, base, work, work / "index", runs)
+        extra: dict[str, dict[str, Any]] = {}
+        for folder in corpora:
+            say(f"building an index of {folder} …")
+            extra[str(folder)] = _corpus_row(rag, work, folder.resolve(), runs)
     out["python_floor_s"] = round(statistics.median(floor), 3)
     out["commands"] = rows
     out["resident"] = resident
+    out["corpora"] = extra
     out["load_avg_after"] = machine.load_avg()
     busy = machine.busy(max(out["load_avg_before"], out["load_avg_after"])) is not None
     out["trusted"] = not busy
@@ -133,6 +167,10 @@ def run(settings: Settings, *, runs: int = 3, echo: Echo | None = None) -> dict[
     r = resident
     say(f"{'rag serve running (resident, numpy default)':<48}{r['search_median_s']:>10}{r['search_min_s']:>7}"
         f"{r['ask_median_s']:>8}{r['ask_min_s']:>7}{'-':>11}")
+    for where, c in extra.items():
+        label = f"{Path(where).name[:20]} ({c['chunks']} chunks, ranker {'on' if c['ranker'] else 'off'})"
+        say(f"{label:<48}{c['search_median_s']:>10}{c['search_min_s']:>7}{c['ask_median_s']:>8}"
+            f"{c['ask_min_s']:>7}{'-':>11}")
     say(f"{'python -c pass (floor)':<48}{out['python_floor_s']:>10}")
     say("search/ask: median (min) seconds of a whole process; encode ms: one question, warm, in process; "
         f"rag serve took {r['start_s']} s to start (load and warm up)")

@@ -74,6 +74,33 @@ def test_cold_bench_times_both_query_encoders(settings) -> None:  # type: ignore
     assert any(line.startswith("rag serve running") for line in lines)
 
 
+def test_cold_bench_times_a_folder_of_ones_own(  # type: ignore[no-untyped-def]
+    settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rag bench cold --corpus DIR`: the folder is indexed by `rag ingest` and both commands timed
+    cold over it, with its chunk count and whether its ranker is on (the sample's never is)."""
+    from eval.bench import cold
+
+    monkeypatch.setattr(cold, "_resident", lambda *a, **k: {  # the server's part is the slow test's
+        "start_s": 0.0, "search_median_s": 0.0, "search_min_s": 0.0, "ask_median_s": 0.0, "ask_min_s": 0.0})
+    monkeypatch.setattr(cold, "ENCODERS", cold.ENCODERS[:1])
+    monkeypatch.setattr(cold, "_encode_ms", lambda numpy_queries: 1.0)
+    import shutil
+
+    from eval.bench import SAMPLE
+
+    folder = tmp_path / "notes"
+    shutil.copytree(SAMPLE, folder)
+    lines: list[str] = []
+    res = cold.run(settings, runs=1, echo=lines.append, corpora=[folder])
+    row = res["corpora"][str(folder)]
+    assert row["chunks"] == 14 and row["ranker"] is False  # too few chunks to train one
+    assert row["search_median_s"] > res["python_floor_s"] and row["ask_median_s"] > res["python_floor_s"]
+    assert any(line.startswith("notes (14 chunks, ranker off)") for line in lines)
+    with pytest.raises(ValueError, match="not a folder"):
+        cold.run(settings, runs=1, corpora=[tmp_path / "missing"])
+
+
 def test_scale_bench_on_a_tiny_corpus(settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """Every step in its own process on 300 chunks: the figures are there and positive."""
     import os
