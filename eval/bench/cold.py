@@ -53,6 +53,19 @@ def _timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     return dt
 
 
+def _commands(rag: list[str], env: dict[str, str], work: Path, runs: int) -> dict[str, float]:
+    """Median and minimum seconds of `runs` whole `rag search` / `rag ask` processes per command,
+    after one warm-up run that fills the page cache."""
+    row: dict[str, float] = {}
+    for command in COMMANDS:
+        _timed([*rag, command, QUESTIONS[0], "--json"], env, work)
+        times = [_timed([*rag, command, QUESTIONS[i % len(QUESTIONS)], "--json"], env, work)
+                 for i in range(runs)]
+        row[f"{command}_median_s"] = round(statistics.median(times), 2)
+        row[f"{command}_min_s"] = round(min(times), 2)
+    return row
+
+
 def _resident(rag: list[str], env: dict[str, str], work: Path, index: Path, runs: int) -> dict[str, float]:
     """`rag search` / `rag ask` medians while `rag serve` runs for the index (started, then stopped)."""
     serve_json = index / "serve.json"
@@ -66,12 +79,7 @@ def _resident(rag: list[str], env: dict[str, str], work: Path, index: Path, runs
                 raise RuntimeError(f"rag serve did not start: {err.strip()[-400:]}")
             time.sleep(0.1)
         row: dict[str, float] = {"start_s": round(time.perf_counter() - t0, 1)}
-        for command in COMMANDS:
-            _timed([*rag, command, QUESTIONS[0], "--json"], env, work)
-            times = [_timed([*rag, command, QUESTIONS[i % len(QUESTIONS)], "--json"], env, work)
-                     for i in range(runs)]
-            row[f"{command}_median_s"] = round(statistics.median(times), 2)
-            row[f"{command}_min_s"] = round(min(times), 2)
+        row.update(_commands(rag, env, work, runs))
     finally:
         proc.terminate()
         try:
@@ -107,13 +115,7 @@ def _corpus_row(rag: list[str], work: Path, folder: Path, runs: int) -> dict[str
                             timeout=600)
     info = json.loads(status.stdout) if status.returncode == 0 else {}
     row: dict[str, Any] = {"chunks": info.get("chunks"), "ranker": (info.get("ranker") or {}).get("active")}
-    for command in COMMANDS:
-        _timed([*rag, command, QUESTIONS[0], "--json"], env, work)  # page cache filled
-        times = [_timed([*rag, command, QUESTIONS[i % len(QUESTIONS)], "--json"], env, work)
-                 for i in range(runs)]
-        row[f"{command}_median_s"] = round(statistics.median(times), 2)
-        row[f"{command}_min_s"] = round(min(times), 2)
-    return row
+    return {**row, **_commands(rag, env, work, runs)}
 
 
 def run(settings: Settings, *, runs: int = 3, echo: Echo | None = None,
@@ -137,13 +139,7 @@ def run(settings: Settings, *, runs: int = 3, echo: Echo | None = None,
         rows: dict[str, dict[str, float]] = {}
         for label, numpy_queries in ENCODERS:
             env = {**base, "RAG_EMBEDDING__NUMPY_QUERIES": "true" if numpy_queries else "false"}
-            row: dict[str, float] = {}
-            for command in COMMANDS:
-                _timed([*rag, command, QUESTIONS[0], "--json"], env, work)  # page cache filled
-                times = [_timed([*rag, command, QUESTIONS[i % len(QUESTIONS)], "--json"], env, work)
-                         for i in range(runs)]
-                row[f"{command}_median_s"] = round(statistics.median(times), 2)
-                row[f"{command}_min_s"] = round(min(times), 2)
+            row = _commands(rag, env, work, runs)
             row["encode_ms_warm"] = _encode_ms(numpy_queries)
             rows[label] = row
         resident = _resident(rag, base, work, work / "index", runs)
