@@ -73,7 +73,7 @@ def token_prefix(text: str, max_tokens: int) -> str:
         return text
     budget = max_tokens * 4  # in quarter tokens
     for i, ch in enumerate(text):
-        budget -= 4 if _WIDE.match(ch) else 1
+        budget -= 4 if is_wide(ch) else 1
         if budget < 0:
             return text[:i]
     return text
