@@ -87,6 +87,9 @@ def run_queries(state: QueryState) -> QueryState:
     """Every query through the configured retrievers: `state.lists` and `state.features`."""
     mode = state.plan.mode or state.settings.search.mode
     if mode in ("dense", "hybrid"):
+        # A cold process opens the store and loads its graph (0.3 s at 100k vectors) while the
+        # questions are encoded; the first dense search waits for it.
+        state.index.vectors.prefetch(state.index.manifest().get("embedding_dim"))
         embed_queries(state)
     by_query: list[list[Ranked]] = []
     for q in state.queries:

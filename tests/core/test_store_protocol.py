@@ -123,3 +123,56 @@ def test_a_query_finds_the_same_neighbours_in_every_process(tmp_path: Path) -> N
         for _ in range(4)
     }
     assert len(runs) == 1, runs
+
+
+def test_prefetch_opens_the_store_once_while_the_caller_uses_it(settings: Settings,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller reaches for the collection while the background open is still running: it
+    waits for that one instead of opening a second client, and its query finds the vectors."""
+    import threading
+    import time
+
+    vs, recs, vecs = _records(settings)
+    fresh = ChromaStore(settings)
+    opened: list[str] = []
+    real = ChromaStore._client
+
+    def slow_client(self: ChromaStore) -> object:
+        opened.append(threading.current_thread().name)
+        time.sleep(0.3)
+        return real(self)
+
+    monkeypatch.setattr(ChromaStore, "_client", slow_client)
+    t = fresh.prefetch(8)
+    assert t is not None
+    time.sleep(0.05)
+    hits = fresh.query(vecs[2], 1)  # while the prefetch sleeps in `_client`
+    t.join()
+    assert opened == ["rag-store-open"]
+    assert hits[0][0] == "r2" and hits[0][1] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_failed_prefetch_leaves_the_error_to_the_callers_own_call(settings: Settings,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: ChromaStore) -> object:
+        raise RuntimeError("no store today")
+
+    vs = ChromaStore(settings)
+    monkeypatch.setattr(ChromaStore, "_client", broken)
+    t = vs.prefetch(8)
+    assert t is not None
+    t.join()  # no exception escapes the thread
+    with pytest.raises(RuntimeError, match="no store today"):
+        vs.count()
+    monkeypatch.undo()
+    assert vs.count() == 0  # and the store opens once the cause is gone
+
+
+def test_a_prefetch_with_the_wrong_dimension_still_opens_the_store(settings: Settings) -> None:
+    _, recs, vecs = _records(settings)
+    fresh = ChromaStore(settings)
+    t = fresh.prefetch(5)
+    assert t is not None
+    t.join()  # the graph load fails on a 5-dimensional query, quietly
+    assert fresh.count() == len(recs) and fresh.query(vecs[0], 1)[0][0] == "r0"
+    assert fresh.prefetch(384) is None  # open already: nothing to start
