@@ -7,6 +7,7 @@ included) and peak memory are a whole process's, as a user meets them:
    same files (`eval.bench.ingest`), by default only up to PEER_MAX chunks: it doubles the run;
 2. one new file added: the `ingest()` call in a process that already holds the model and the
    store (split into embedding, vector upsert, BM25 rebuild and the rest), then `rag ingest`;
+   then `rag search` and `rag ask` as whole processes (cold: nothing loaded);
 3. retrieval: p50/p95 of `retrieve()` over questions cut from the corpus (first 8 words of
    its sentences) after one warm-up, p50 per stage, and the process's peak memory;
 4. with `server`: the same against a real `chroma run` (stopped at the end, whatever happens).
@@ -175,6 +176,11 @@ def _side(settings: Settings, corpus: Path, qs: list[str], new: list[Path], work
         cli["chunks_written"] = json.loads(cli["stdout"]).get("chunks_written")
     cli.pop("stdout")
     side["update_cli"] = cli
+    # A user's first command after a while: a whole process each, over the whole index.
+    for cmd in ("search", "ask"):
+        run = _child([sys.executable, "-m", "app.cli", cmd, qs[0], "--json"], _env(settings), work)
+        run.pop("stdout")
+        side[f"cold_{cmd}"] = run
     side["retrieval"] = _worker("query", {"queries": qs}, settings, work)
     return side
 
@@ -259,6 +265,8 @@ ROWS = [
     ("  rest ms", "update.split_ms.rest", ""),
     ("one-file update, `rag ingest` s", "update_cli.seconds", ""),
     ("  its peak RSS MB", "update_cli.peak_rss_mb", ""),
+    ("cold `rag search` s (whole process)", "cold_search.seconds", ""),
+    ("cold `rag ask` s (whole process)", "cold_ask.seconds", ""),
     ("retrieval p50 ms", "retrieval.total.p50", ""),
     ("retrieval p95 ms", "retrieval.total.p95", ""),
 ]

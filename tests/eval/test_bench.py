@@ -114,7 +114,7 @@ def test_scale_bench_on_a_tiny_corpus(settings, tmp_path: Path, monkeypatch: pyt
                           cache=tmp_path / "cache", work=tmp_path)
     assert "refused" not in res and "server" not in res and "skipped" in res["peer"]
     side = res["embedded"]
-    for step in ("build", "update", "update_cli", "retrieval"):
+    for step in ("build", "update", "update_cli", "cold_search", "cold_ask", "retrieval"):
         assert "error" not in side[step], side[step]
         assert side[step]["seconds"] > 0 and side[step]["peak_rss_mb"] > 50
     build = side["build"]
@@ -130,6 +130,7 @@ def test_scale_bench_on_a_tiny_corpus(settings, tmp_path: Path, monkeypatch: pyt
     assert ret["stage_p50"] and all(v >= 0 for v in ret["stage_p50"].values())
     assert "load average" in lines[0] and res["load_avg_after"] >= 0
     assert any(line.startswith("retrieval p95 ms") for line in lines)
+    assert any(line.startswith("cold `rag ask` s") for line in lines)
     assert any("LangChain peer skipped" in line for line in lines)
 
 

@@ -226,7 +226,8 @@ def test_a_hit_found_through_a_representation_keeps_its_cosine(settings: Setting
     assert far[0].scores["sbert"] == pytest.approx(1.0, abs=1e-5)
 
 
-def test_a_large_store_is_read_by_id_a_small_one_whole(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_store_is_read_by_id_a_small_one_whole(settings: Settings,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A cold `rag search` over 100k vectors spent 4.3 s reading every vector for a pool of 200:
     above PRELOAD_MAX only the pool's vectors are read (and kept), below it the whole store."""
     from core.index import Index
