@@ -158,11 +158,13 @@ class ChromaStore:
         )
 
     def prefetch(self, dim: int | None) -> threading.Thread | None:
-        """Import chromadb, open the collection and, embedded, load its HNSW graph on a
-        background thread while the caller reads, chunks and embeds. Into 100k vectors a
-        one-file ingest spent 0.4 s opening the store and 0.3 s in the graph load that the first
-        upsert triggers; both release the GIL for most of their time (measured: a Python thread
-        beside the load ran at full speed). Errors are left for the caller's own first call.
+        """Open the collection and, embedded, load its HNSW graph on a background thread while
+        a query is encoded (retrieval/search.py): over 100k vectors the graph load took 0.3 s of
+        a cold `rag search`, and the query releases the GIL throughout it (a Python thread
+        beside it ran at full speed); 1.95 -> 1.80 s median in 12 alternating runs. An ingest
+        does not use it: there the load competed with the encoder for both cores (one-file
+        update 2.31 -> 2.41 s median, 14 alternating runs). Errors are left for the caller's own
+        first call.
 
         chromadb is imported here, on the caller's thread: an import holds the GIL, and beside
         it the caller's SQLite reads (which give the GIL back at every row) ran 20x slower."""

@@ -237,19 +237,6 @@ def _ingest(
 ) -> IngestReport:
     t0 = time.perf_counter()
     index.check_compatible()
-    # The store opens (and its graph loads) while files are read, chunked and embedded.
-    opening = index.vectors.prefetch(index.manifest().get("embedding_dim"))
-    try:
-        return _ingest_files(paths, settings, prune, progress, index, notice, t0)
-    finally:
-        if opening:
-            opening.join()
-
-
-def _ingest_files(
-    paths: list[Path], settings: Settings, prune: bool, progress: Progress | None, index: Index,
-    notice: Callable[[str], None] | None, t0: float,
-) -> IngestReport:
     report = IngestReport()
     docs = index.docs
     if docs.get_meta("dirty") == "1":

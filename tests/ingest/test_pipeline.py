@@ -141,29 +141,3 @@ def test_two_indexes_side_by_side_do_not_interfere(tmp_path: Path) -> None:
     assert [r.text for r in Index(s2).docs.iter_records()] == ["Submarines dive deep."]
     assert Index(s1).vectors.count() == 1 and Index(s2).vectors.count() == 1
 
-
-def test_an_update_opens_the_store_and_loads_its_graph_while_it_embeds(
-    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Into an existing index the store is opened on a background thread, given the vectors'
-    dimension so that it loads the graph too, and the thread is finished when ingest returns."""
-    import threading
-
-    from core.store import ChromaStore
-
-    d = _corpus(tmp_path)
-    threads: list[tuple[int | None, threading.Thread | None]] = []
-    real = ChromaStore.prefetch
-
-    def spy(self: ChromaStore, dim: int | None) -> threading.Thread | None:
-        t = real(self, dim)
-        threads.append((dim, t))
-        return t
-
-    monkeypatch.setattr(ChromaStore, "prefetch", spy)
-    ingest([d], settings)
-    (d / "a.md").write_text("# Alpha\n\nNow the alpha document is about deserts and dunes.\n")
-    r = ingest([d], settings)
-    assert [dim for dim, _ in threads] == [None, 384]  # a fresh index has no graph to load yet
-    assert all(t is not None and not t.is_alive() for _, t in threads)
-    assert r.count("changed") == 1 and _consistent(Index(settings)) >= 3

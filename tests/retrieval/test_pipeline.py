@@ -89,3 +89,36 @@ def test_eval_configurations_compose_the_pipeline(settings: Settings) -> None:
     assert "coarse" not in _stages(hybrid.trace) and "coarse" in _stages(sbert.trace)
     assert "ltr" not in _stages(sbert.trace)
     assert Path(sbert.hits[0].record.source).name == "press.md"
+
+
+def test_a_cold_search_opens_the_store_while_the_question_is_encoded(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new process's first dense search finds the store opened, and its graph loaded, by a
+    thread started before the question was encoded (given the index's vector dimension); a
+    keyword-only search starts none."""
+    import threading
+
+    from core.store import ChromaStore
+
+    started: list[tuple[int | None, threading.Thread | None]] = []
+    real = ChromaStore.prefetch
+
+    def spy(self: ChromaStore, dim: int | None) -> threading.Thread | None:
+        t = real(self, dim)
+        started.append((dim, t))
+        return t
+
+    monkeypatch.setattr(ChromaStore, "prefetch", spy)
+    retrieve("how long to steep a french press", settings, k=3, index=Index(settings), plan=Plan(mode="bm25"))
+    assert started == []
+    index = Index(settings)
+    res = retrieve("how long to steep a french press", settings, k=3, index=index)
+    assert [d for d, _ in started] == [384]
+    thread = started[0][1]
+    assert thread is not None
+    thread.join(timeout=1.0)  # it released the store to the dense search: at most moments left
+    assert not thread.is_alive()
+    assert Path(res.hits[0].record.source).name == "press.md"
+    retrieve("descale a kettle", settings, k=3, index=index)  # the store is open: nothing started
+    assert len(started) == 2 and started[1][1] is None
