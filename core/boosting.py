@@ -3,8 +3,9 @@
 `import lightgbm` imports scikit-learn (for its sklearn-style estimators) and pandas (for
 DataFrame input) whenever they are installed, and those imports are most of its cost: 0.93 s
 of a cold `rag search` over an index with a trained ranker, scikit-learn 0.78 s of it. The
-query path only loads a booster and predicts on NumPy arrays, and the trainer calls
-`lightgbm.train` (eval/train_ranker.py), so neither is needed.
+trainer calls `lightgbm.train` (eval/train_ranker.py) and the scorer of a model that
+core/forest.py does not read only loads a booster and predicts on NumPy arrays, so neither is
+needed. (The query path scores with core/forest.py and imports LightGBM not at all.)
 """
 
 from __future__ import annotations

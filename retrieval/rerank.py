@@ -8,7 +8,8 @@ or by cosine alone: `search.coarse_order`) and cut to `search.coarse_keep`. With
 `search.cross_encoder` names a sentence-transformers CrossEncoder folder, that model
 scores the pool instead.
 
-Fine: a LightGBM lambdarank booster scores the survivors from `retrieval.features`.
+Fine: a LightGBM lambdarank booster scores the survivors from `retrieval.features`, its trees
+evaluated in NumPy (core/forest.py, LightGBM's scores exactly) so that no query imports LightGBM.
 The model is a folder (`booster.txt` + `manifest.json`, no pickle) found at
 `search.ltr_model`, else `<index>/ranker/`; a model trained for another feature list or
 embedding model is refused with a clear error. Without a model the stage is skipped and
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from core import forest
 from core.boosting import lightgbm
 from core.errors import ConfigError, RankerError
 from core.index import Index
@@ -239,6 +241,8 @@ class Ranker:
     booster: Any
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        if isinstance(self.booster, forest.Forest):
+            return self.booster.predict(x)
         return np.asarray(self.booster.predict(x, num_threads=1), dtype=np.float64)
 
 
@@ -272,10 +276,17 @@ def check_manifest(man: dict[str, Any], path: Path, embedding_model: str | None)
 
 @functools.lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int) -> Ranker:
-    lgb = lightgbm()
     p = Path(path)
     man = json.loads((p / MANIFEST_FILE).read_text())
-    booster = lgb.Booster(model_file=str(p / BOOSTER_FILE))
+    # The trees evaluated in NumPy (core/forest.py: LightGBM's scores to the last bit) spare a
+    # cold command LightGBM's import; a model it does not read is LightGBM's to score.
+    try:
+        booster: Any = forest.parse((p / BOOSTER_FILE).read_text(errors="replace"))
+        if booster is None:
+            booster = lightgbm().Booster(model_file=str(p / BOOSTER_FILE))
+    except Exception as e:  # noqa: BLE001 - ValueError from ours, LightGBMError from LightGBM
+        raise RankerError(f"The ranker at {p}: {BOOSTER_FILE} cannot be read ({e}); retrain it with "
+                          "`rag train-ranker`, or delete the folder to rank without it.") from e
     if list(booster.feature_name()) != list(man.get("features", [])):
         raise RankerError(
             f"The ranker at {p}: booster features {booster.feature_name()} do not match its manifest; "

@@ -247,3 +247,44 @@ def test_a_large_store_is_read_by_id_a_small_one_whole(settings: Settings,
     got = rerank.stored_embeddings(index, ["r2"])
     assert len(rerank._EMB[key]) == 6 and np.array_equal(got[0], vecs[2])
     rerank.clear_cache()
+
+
+def test_the_ltr_stage_scores_without_importing_lightgbm(small_index: Settings, booster: object,
+                                                         tmp_path: Path) -> None:
+    """A cold `rag search` scores with the model's trees in NumPy (core/forest.py), the same
+    scores LightGBM gives, and never imports LightGBM (0.15 s of every cold command)."""
+    import os
+    import subprocess
+    import sys
+
+    s = _with_model(small_index, booster, tmp_path / "ranker")
+    probe = (
+        "import sys, json\n"
+        "from core.settings import load_settings\n"
+        "from retrieval.pipeline import retrieve\n"
+        f"s = load_settings(index_dir={str(s.index_path)!r},\n"
+        f"                  search={{'ltr_model': {str(tmp_path / 'ranker')!r}}})\n"
+        "res = retrieve('where does ice carve valleys', s, k=4)\n"
+        "print(json.dumps([[h.record.id, h.scores['ltr']] for h in res.hits]))\n"
+        "print('LIGHTGBM', 'lightgbm' in sys.modules, file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "LIGHTGBM False" in out.stderr
+    scored = json.loads(out.stdout.strip().splitlines()[-1])
+    res = retrieve("where does ice carve valleys", s, k=4)
+    assert [h.record.id for h in res.hits] == [i for i, _ in scored]
+    # LightGBM's own scores for the same candidates, in this process
+    lgb_scores = booster.predict(  # type: ignore[attr-defined]
+        features.compute("where does ice carve valleys", res.hits, 1), num_threads=1)
+    assert np.array_equal(np.asarray([sc for _, sc in scored]), np.asarray(lgb_scores))
+
+
+def test_a_damaged_model_file_is_one_clear_error(small_index: Settings, booster: object,
+                                                 tmp_path: Path) -> None:
+    s = _with_model(small_index, booster, tmp_path / "ranker")
+    damaged = "tree\nversion=v4\nobjective=lambdarank\n\nTree=0\nsplit_feature=a b\n\nend of trees\n"
+    (tmp_path / "ranker" / rerank.BOOSTER_FILE).write_text(damaged)
+    with pytest.raises(RankerError, match="booster.txt cannot be read .*retrain it"):
+        retrieve("where does ice carve valleys", s, k=4)
