@@ -48,26 +48,37 @@ class Forest:
         """The raw score of each row of `x` (rows x features), as `Booster.predict` gives it."""
         x = np.asarray(x, dtype=np.float64)
         n, trees = x.shape[0], self.leaf.shape[0]
-        rows = np.arange(n)[:, None]
-        cols = np.arange(trees)[None, :]
+        if not trees:
+            return np.zeros(n)
+        width = self.feature.shape[1]
+        # flat indices into the (trees, nodes) tables and into x: one gather each per step
+        base = np.broadcast_to(np.arange(trees) * width, (n, trees))
+        row = np.arange(n)[:, None] * x.shape[1]
+        flat_x = x.ravel()
+        feature, threshold = self.feature.ravel(), self.threshold.ravel()
+        left, right = self.left.ravel(), self.right.ravel()
+        kinds = self.missing.ravel()
+        any_missing = bool(kinds.any())
         node = np.zeros((n, trees), dtype=np.int64)
         node[:, self.constant] = -1  # leaf 0
         for _ in range(self.depth):
             inner = node >= 0
             if not inner.any():
                 break
-            at = np.where(inner, node, 0)
-            value = x[rows, self.feature[cols, at]]
-            kind = self.missing[cols, at]
+            at = base + np.where(inner, node, 0)
+            value = flat_x[row + feature[at]]
             nan = np.isnan(value)
-            value = np.where(nan & (kind != _MISSING_NAN), 0.0, value)
-            absent = ((kind == _MISSING_ZERO) & (np.abs(value) <= ZERO)) | ((kind == _MISSING_NAN) & nan)
-            go_left = np.where(absent, self.default_left[cols, at], value <= self.threshold[cols, at])
-            step = np.where(go_left, self.left[cols, at], self.right[cols, at])
-            node = np.where(inner, step, node)
-        values = self.leaf[cols, ~node]
+            if any_missing:
+                kind = kinds[at]
+                value = np.where(nan & (kind != _MISSING_NAN), 0.0, value)
+                absent = ((kind == _MISSING_ZERO) & (np.abs(value) <= ZERO)) | ((kind == _MISSING_NAN) & nan)
+                go_left = np.where(absent, self.default_left.ravel()[at], value <= threshold[at])
+            else:  # missing type none everywhere: a NaN reads as 0.0
+                go_left = np.where(nan, 0.0, value) <= threshold[at]
+            node = np.where(inner, np.where(go_left, left[at], right[at]), node)
+        values = self.leaf[np.arange(trees)[None, :], ~node]
         # one tree after another, as LightGBM adds them (a pairwise sum rounds differently)
-        return np.cumsum(values, axis=1)[:, -1] if trees else np.zeros(n)
+        return np.cumsum(values, axis=1)[:, -1]
 
 
 def _fields(block: str) -> dict[str, str]:
