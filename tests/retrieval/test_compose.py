@@ -219,3 +219,47 @@ def test_the_passage_prior_follows_the_retrieval_score_gap_not_the_rank() -> Non
     assert compose(question, [], s, [], passages=near).text == f"{second} [2]"
     far = passages((first, 1.0), (second, 0.1), ("Milk foams at sixty degrees.", 0.08))
     assert compose(question, [], s, [], passages=far).text == f"{first} [1]"
+
+
+def test_sentences_out_of_reach_are_not_embedded_and_the_answer_is_the_same() -> None:
+    """An English answer's sentences are encoded only where the cosine could still matter: a
+    sentence whose score with a cosine of 1 stays below extractive_min_rel of the best is left
+    out, and the sentences chosen (and their scores) are those of scoring them all."""
+    from core.models import get_embedder
+    from retrieval.compose import LEAD_ROUND, QuestionVector, candidates, score, select
+    from retrieval.generate import Passage
+
+    emb = get_embedder(load_settings().embedding)
+    seen: list[str] = []
+
+    class Counting:
+        def embed(self, texts: list[str]) -> object:
+            seen.extend(texts)
+            return emb.embed(texts)
+
+    answer = "Steep the coarse coffee for four minutes before you press the plunger."
+    filler = [f"The {w} shop on {s} street sells postcards, maps and umbrellas to visitors."
+              for w, s in zip(["red", "blue", "green", "old", "new", "tall", "small", "quiet"],
+                              ["Elm", "Oak", "Pine", "Ash", "Fir", "Yew", "Bay", "Ivy"], strict=True)]
+    texts = [answer + " " + " ".join(filler[:2]), " ".join(filler[2:5]), " ".join(filler[5:])]
+    scores = [2.0, 0.5, 0.1]
+    passages = [Passage(i, Hit(Record(f"c{i}", t, f"/d/{i}.md"), sc), t)
+                for i, (t, sc) in enumerate(zip(texts, scores, strict=True), 1)]
+    question = "How long should coffee steep in a French press?"
+    settings = load_settings()
+    qv = QuestionVector(Counting(), emb.embed([question])[0])  # type: ignore[arg-type]
+    everything = candidates(passages)
+    score(question, passages, everything, qv)  # keep_rel 0: every sentence embedded
+    assert len(seen) == len(everything) == 9
+    seen.clear()
+    pruned = candidates(passages)
+    score(question, passages, pruned, qv, settings.answer.extractive_min_rel)
+    assert LEAD_ROUND <= len(seen) < len(pruned)
+    chosen = select(pruned, settings)
+    assert [(s.n, s.pos, s.score) for s in chosen] == [(s.n, s.pos, s.score)
+                                                       for s in select(everything, settings)]
+    assert chosen[0].text.startswith("Steep the coarse coffee")
+    skipped = [s for s in pruned if s.text not in seen]
+    best = max(s.score for s in pruned)
+    rel = settings.answer.extractive_min_rel
+    assert skipped and all(s.features["cosine"] == 0.0 and s.score < rel * best for s in skipped)
