@@ -9,6 +9,7 @@ A llama.cpp model loads once per process (cached by path, context size and GPU l
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlparse
 
 from core.errors import ConfigError, ContextTooLongError, LLMUnavailableError, ModelNotFoundError
 from core.lang import approx_tokens
@@ -354,21 +356,39 @@ class OllamaProbe:
         return any(_model_matches(model, m) for m in self.models)
 
 
+def _refused(url: str, timeout: float) -> bool:
+    """True when the URL names a port where nothing listens (the connection is refused at
+    once): the usual case, no Ollama installed, told apart without importing the client and
+    httpx (0.07 s of every cold `rag ask`). Anything else is left for the client to say."""
+    u = urlparse(url)
+    if u.scheme not in ("http", "https") or not u.hostname or u.port is None:
+        return False
+    try:
+        with socket.create_connection((u.hostname, u.port), timeout=timeout):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
 def probe_ollama(settings: Settings, timeout: float | None = None) -> OllamaProbe:
     """Ask `/api/tags` through the `ollama` client, waiting at most `timeout` seconds."""
+    url = settings.ollama_url
+    t = min(PROBE_TIMEOUT_S, settings.llm.timeout_s) if timeout is None else timeout
+    down = f"Ollama is not reachable at {url} (start it with `ollama serve`)"
+    if _refused(url, t):
+        return OllamaProbe(url, False, error=down)
     import httpx
     import ollama
 
-    url = settings.ollama_url
-    t = min(PROBE_TIMEOUT_S, settings.llm.timeout_s) if timeout is None else timeout
     try:
         with ollama.Client(host=url, timeout=t) as client:
             tags = client.list()
     except httpx.TimeoutException:
         return OllamaProbe(url, False, error=f"Ollama at {url} did not answer /api/tags within {t:g}s")
     except (ConnectionError, httpx.TransportError):
-        why = f"Ollama is not reachable at {url} (start it with `ollama serve`)"
-        return OllamaProbe(url, False, error=why)
+        return OllamaProbe(url, False, error=down)
     except (ollama.ResponseError, httpx.HTTPError, ValueError) as e:
         return OllamaProbe(url, False, error=f"Ollama at {url} answered /api/tags with an error: {e}")
     return OllamaProbe(url, True, [str(m.model) for m in tags.models if m.model])
