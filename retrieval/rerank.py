@@ -282,11 +282,14 @@ def _load(path: str, mtime_ns: int) -> Ranker:
     # cold command LightGBM's import; a model it does not read is LightGBM's to score.
     try:
         booster: Any = forest.parse((p / BOOSTER_FILE).read_text(errors="replace"))
-        if booster is None:
+    except ValueError:
+        booster = None  # LightGBM reads it (another version's file?), or says why it cannot
+    if booster is None:
+        try:
             booster = lightgbm().Booster(model_file=str(p / BOOSTER_FILE))
-    except Exception as e:  # noqa: BLE001 - ValueError from ours, LightGBMError from LightGBM
-        raise RankerError(f"The ranker at {p}: {BOOSTER_FILE} cannot be read ({e}); retrain it with "
-                          "`rag train-ranker`, or delete the folder to rank without it.") from e
+        except Exception as e:  # noqa: BLE001 - LightGBMError, whatever LightGBM found wrong
+            raise RankerError(f"The ranker at {p}: {BOOSTER_FILE} cannot be read ({e}); retrain it with "
+                              "`rag train-ranker`, or delete the folder to rank without it.") from e
     if list(booster.feature_name()) != list(man.get("features", [])):
         raise RankerError(
             f"The ranker at {p}: booster features {booster.feature_name()} do not match its manifest; "
