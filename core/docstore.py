@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _COLS = 'id, source, kind, level, parent_id, start, "end", title, page_start, page_end, text, children, extra'
+# The keyword index's record order: each file's chunks in reading order, then derived records.
+_KW_ORDER = 'kind != \'chunk\', source, COALESCE(start, 0), COALESCE("end", 0), id'
 
 
 @dataclass
@@ -181,8 +183,13 @@ class DocStore(SQLiteFile):
         text back was a third of the rebuild. Rows written before digests were kept get theirs
         computed and stored here, once (this runs under the index's writer lock)."""
         self._ensure_khash()
-        q = ('SELECT id, kind, source, khash FROM records ORDER BY kind != \'chunk\', source, '
-             'COALESCE(start, 0), COALESCE("end", 0), id')
+        # The order below is an index's own (created once, here: a writer path): SQLite then
+        # reads the rows in order from it instead of sorting the table (100k rows: 0.155 ->
+        # 0.085 s of every rebuild; building the index there took 0.18 s, once).
+        with self.conn:
+            self.conn.execute(f"CREATE INDEX IF NOT EXISTS records_keyword_order ON records({_KW_ORDER}, "
+                              "kind, khash)")
+        q = f"SELECT id, kind, source, khash FROM records ORDER BY {_KW_ORDER}"
         order = self.conn.execute(q).fetchall()
         need = [rid for rid, _, _, h in order if h is None or h not in have]
         texts: dict[str, str] = {}

@@ -86,3 +86,21 @@ def test_ids_of_kind_are_read_sorted_without_records(tmp_path: Path) -> None:
     store.put_records([Record("s1", "summary", "", kind="summary")])
     assert store.ids_of_kind("chunk") == ["c1", "c2"] and store.ids_of_kind("summary") == ["s1"]
     assert store.ids_of_kind("raptor") == []
+
+
+def test_keyword_rows_come_in_order_from_an_index_not_a_sort(tmp_path: Path) -> None:
+    """Chunks grouped by file in reading order, derived records last, read from an index made
+    for that order (no temporary sort: 0.155 -> 0.085 s at 100k rows)."""
+    store = DocStore(tmp_path / "docs.sqlite")
+    b = [Record(f"b{i}", f"bee {i}", "/d/b.md", start=10 * (2 - i), end=10 * (3 - i)) for i in range(3)]
+    a = [Record("a0", "ay", "/d/a.md", start=0, end=5)]
+    summary = Record("s0", "a summary", "/d/a.md", kind="summary", parent_id="a0")
+    store.replace_file("/d/b.md", "hb", 30, "bee", b)
+    store.replace_file("/d/a.md", "ha", 5, "ay", [*a, summary])
+    rows = store.keyword_rows()
+    assert rows.ids == ["a0", "b2", "b1", "b0", "s0"]
+    from core.docstore import _KW_ORDER
+
+    plan = " ".join(str(r) for r in store.conn.execute(
+        f"EXPLAIN QUERY PLAN SELECT id, kind, source, khash FROM records ORDER BY {_KW_ORDER}"))
+    assert "records_keyword_order" in plan and "TEMP B-TREE" not in plan
