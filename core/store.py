@@ -116,6 +116,7 @@ class ChromaStore:
     _collection: Any = field(default=None, init=False, repr=False)
     # `prefetch` opens the collection on another thread; one lock so that only one opens it.
     _opening: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _prefetching: threading.Thread | None = field(default=None, init=False, repr=False)
 
     @property
     def mode(self) -> str:
@@ -168,7 +169,7 @@ class ChromaStore:
 
         chromadb is imported here, on the caller's thread: an import holds the GIL, and beside
         it the caller's SQLite reads (which give the GIL back at every row) ran 20x slower."""
-        if self._collection is not None:
+        if self._collection is not None or (self._prefetching is not None and self._prefetching.is_alive()):
             return None
         import chromadb  # noqa: F401
 
@@ -186,7 +187,7 @@ class ChromaStore:
                 except Exception as e:  # noqa: BLE001 - the caller's own first call reports it
                     log.debug("store prefetch failed: %s", e)
 
-        t = threading.Thread(target=run, name="rag-store-open", daemon=True)
+        t = self._prefetching = threading.Thread(target=run, name="rag-store-open", daemon=True)
         t.start()
         return t
 

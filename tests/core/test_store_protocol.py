@@ -145,6 +145,7 @@ def test_prefetch_opens_the_store_once_while_the_caller_uses_it(settings: Settin
     monkeypatch.setattr(ChromaStore, "_client", slow_client)
     t = fresh.prefetch(8)
     assert t is not None
+    assert fresh.prefetch(8) is None  # one is under way: not a second
     time.sleep(0.05)
     hits = fresh.query(vecs[2], 1)  # while the prefetch sleeps in `_client`
     t.join()
