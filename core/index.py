@@ -95,6 +95,13 @@ class Index:
     def manifest(self) -> dict[str, Any]:
         return copy.deepcopy(self._manifest_read())  # a copy callers may change
 
+    @property
+    def vector_dim(self) -> int | None:
+        """The stored vectors' dimension, from the manifest (None before the first ingest);
+        read on every query, so without `manifest`'s copy."""
+        dim = self._manifest_read().get("embedding_dim")
+        return int(dim) if dim else None
+
     def _manifest_read(self) -> dict[str, Any]:
         """The manifest as last written, shared: read again only when the file changed (every
         query checks it; it is replaced, never rewritten in place)."""

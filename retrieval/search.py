@@ -89,7 +89,7 @@ def run_queries(state: QueryState) -> QueryState:
     if mode in ("dense", "hybrid"):
         # A cold process opens the store and loads its graph (0.3 s at 100k vectors) while the
         # questions are encoded; the first dense search waits for it.
-        state.index.vectors.prefetch(state.index.manifest().get("embedding_dim"))
+        state.index.vectors.prefetch(state.index.vector_dim)
         embed_queries(state)
     by_query: list[list[Ranked]] = []
     for q in state.queries:

@@ -178,9 +178,9 @@ def _side(settings: Settings, corpus: Path, qs: list[str], new: list[Path], work
     side["update_cli"] = cli
     # A user's first command after a while: a whole process each, over the whole index.
     for cmd in ("search", "ask"):
-        run = _child([sys.executable, "-m", "app.cli", cmd, qs[0], "--json"], _env(settings), work)
-        run.pop("stdout")
-        side[f"cold_{cmd}"] = run
+        cold = _child([sys.executable, "-m", "app.cli", cmd, qs[0], "--json"], _env(settings), work)
+        cold.pop("stdout")
+        side[f"cold_{cmd}"] = cold
     side["retrieval"] = _worker("query", {"queries": qs}, settings, work)
     return side
 
