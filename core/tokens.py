@@ -17,8 +17,10 @@ from core.lang import CJK_RANGES
 
 # /2: a Latin or digit run no longer swallows the CJK text that follows it
 # ("Transformer架构中" was one token); /3: the keyword index adds CJK character bigrams
-# (`index_terms`). An index written by an older version is rebuilt from the document store.
-TOKENIZER_VERSION = "en-snowball+jieba-search+cjk-bigrams/3"
+# (`index_terms`); /4: an acronym's plural is the acronym ("LLMs" -> llm), and the letters after
+# an apostrophe ("LangChain's", "don't") are no token. An index written by an older version is
+# rebuilt from the document store.
+TOKENIZER_VERSION = "en-snowball+jieba-search+cjk-bigrams/4"
 # Marks the keyword index's CJK character bigrams ("~关羽"), a field apart from jieba's words
 # ("关羽"): no tokenizer term holds one, and BM25 normalises each field by its own length.
 BIGRAM_MARK = "~"
@@ -28,6 +30,14 @@ BIGRAM_MARK = "~"
 _TOKEN = re.compile(rf"[{CJK_RANGES}]+|[^\W_{CJK_RANGES}]+", re.UNICODE)
 _CJK_RUN = re.compile(rf"^[{CJK_RANGES}]+$")
 _CJK_ANY = re.compile(rf"[{CJK_RANGES}]+")
+# An acronym (two or more capitals or digits, at least one capital, ending in one) with a
+# plural "s": "LLMs", "GPUs", "miRNAs", "PhDs", "A100s". Snowball leaves most of them alone (a
+# word with no vowel, or with one right before the "s", keeps it), so "LLMs" in a question
+# never met "LLM" in a passage.
+_ACRONYM_PLURAL = re.compile(r"^[A-Za-z0-9]*[A-Z][A-Za-z0-9]*[A-Z0-9]s$")
+_APOSTROPHES = "'\u2019"
+# What follows an apostrophe: a possessive or a contraction's tail, not a word of its own.
+_CLITICS = frozenset(("s", "t", "d", "m", "ll", "re", "ve"))
 
 _STOP = frozenset(
     """a about above after again against all am an and any are as at be because been before being
@@ -123,6 +133,10 @@ def tokenize(text: str) -> list[str]:
                 if w.strip() and w not in _ZH_STOP:
                     out.append(w)
         else:
+            if tok[-1] == "s" and _ACRONYM_PLURAL.match(tok):
+                tok = tok[:-1]
+            elif tok in _CLITICS and m.start() > 0 and text[m.start() - 1] in _APOSTROPHES:
+                continue
             low = tok.lower()
             if low not in _STOP:
                 latin.append(low)

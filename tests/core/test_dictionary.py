@@ -22,7 +22,7 @@ def _key(text: str) -> str:
 
 
 def test_parse_reads_short_senses_backwards() -> None:
-    idx = dictionary.parse(LINES)
+    idx = {k: set(v) for k, v in dictionary.parse(LINES).items()}
     assert idx[_key("paper")] == {"论文", "纸"}
     assert idx[_key("tradition")] == {"传统"}
     assert idx[_key("learn")] == {"学习"} and idx[_key("discuss subject")] == {"论文"}  # "to", "a" dropped
@@ -38,7 +38,7 @@ def test_the_shipped_dictionary_is_read() -> None:
 
 
 def test_for_corpus_keeps_the_corpus_words_commonest_first() -> None:
-    idx = {"paper": frozenset({"论文", "纸", "报纸"}), "the": frozenset({"这"})}
+    idx = {"paper": {"论文": 0, "纸": 0, "报纸": 0}, "the": {"这": 0}}
     vocab = {"论文": 0, "纸": 1, "这": 2, "其他": 3}
     df = np.array([3, 5, 9, 1])  # 这 in 9 of 10 records: more than half, says nothing
     assert dictionary.for_corpus(vocab, df, 10, idx) == {"paper": ["纸", "论文"]}
@@ -77,10 +77,27 @@ def test_a_proper_nouns_romanised_name_is_a_key() -> None:
         "華佗 华佗 [Hua4 Tuo2] /Hua Tuo (?-208), famous doctor at the end of Han Dynasty/",
         "孫子 孙子 [Sun1 zi3] /Sun Tzu, author of The Art of War/",  # does not spell its pinyin
     ])
-    assert idx[_key("Guan Yu")] == {"关羽"} and idx[_key("Zhuge Liang")] == {"诸葛亮"}
-    assert idx[_key("Lü Bu")] == {"吕布"} and idx[_key("Hua Tuo")] == {"华佗"}
+    assert idx[_key("Guan Yu")] == {"关羽": 0} and idx[_key("Zhuge Liang")] == {"诸葛亮": 0}
+    assert idx[_key("Lü Bu")] == {"吕布": 0} and idx[_key("Hua Tuo")] == {"华佗": 0}
     assert _key("shu") not in idx and _key("sun tzu") not in idx and _key("bang") in idx
-    frozen = {k: frozenset(v) for k, v in idx.items()}
-    tr = dictionary.for_corpus({"关羽": 0, "华佗": 1}, np.array([3, 1]), 10, frozen)
+    tr = dictionary.for_corpus({"关羽": 0, "华佗": 1}, np.array([3, 1]), 10, idx)
     assert dictionary.translate("How did Hua Tuo treat Guan Yu's arm?", tr, 1) == {
         _key("Hua Tuo"): ["华佗"], _key("Guan Yu"): ["关羽"]}
+
+
+def test_a_sense_a_domain_label_qualifies_ranks_after_plain_ones() -> None:
+    """"long (investment)" makes 多头 a translation of "long", but one for after 长 ("/length/
+    long/"), however often the corpus says 多头 (multi-head attention, in LLM notes)."""
+    idx = dictionary.parse([
+        "多頭 多头 [duo1 tou2] /many-headed/long term (finance)/long (investment)/",
+        "長 长 [chang2] /length/long/forever/",
+        "文本 文本 [wen2 ben3] /a text (article, script, contract etc)/(computing) text/",
+        "正文 正文 [zheng4 wen2] /(computing) text/main text/",
+    ])
+    assert idx[_key("long")] == {"多头": dictionary.QUALIFIED, "长": 0}
+    # an explanation in parentheses is no label: 文本 keeps a plain sense of "text"
+    assert idx[_key("text")] == {"文本": 0, "正文": dictionary.QUALIFIED}
+    vocab = {"多头": 0, "长": 1, "文本": 2, "正文": 3}
+    got = dictionary.for_corpus(vocab, np.array([40, 3, 5, 9]), 100, idx)
+    assert got[_key("long")] == ["长", "多头"] and got[_key("text")] == ["文本", "正文"]
+    assert dictionary.translate("Why are LLMs weak at long texts?", got, 1)[_key("long")] == ["长"]

@@ -43,6 +43,18 @@ def test_english_tokens_are_stemmed_without_stop_words() -> None:
     assert tokenize("The glaciers are carving valleys") == ["glacier", "carv", "valley"]
 
 
+def test_an_acronyms_plural_is_the_acronym_and_clitics_are_no_tokens() -> None:
+    """Snowball keeps the "s" of a word with no vowel ("llms") or a vowel right before it
+    ("gpus"): an English question about "LLMs" never met a passage about "LLM"."""
+    assert tokenize("LLMs on GPUs, miRNAs, PhDs and A100s") == ["llm", "gpu", "mirna", "phd", "a100"]
+    assert tokenize("LLM GPU miRNA") == ["llm", "gpu", "mirna"]
+    # words that merely end in "s" are the stemmer's: no capital pair, or a lower-case letter first
+    assert tokenize("Macs bus LLMS") == ["mac", "bus", "llms"]
+    # a possessive's or contraction's tail is no word ("LangChain's" gave a token "s")
+    assert tokenize("LangChain's memory isn't LoRA’s") == ["langchain", "memori", "isn", "lora"]
+    assert tokenize("s t") == ["s", "t"]  # letters on their own are still words
+
+
 def test_cjk_share_and_token_estimate_on_mixed_text() -> None:
     assert cjk_share("attention") == 0.0 and cjk_share("注意力") == 1.0
     assert cjk_share("Transformer架构") == pytest.approx(2 / 13)
