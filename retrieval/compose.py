@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +36,7 @@ from core.settings import Settings
 from core.text import sentence_spans
 from core.tokens import strip_question_words
 from core.types import Hit, TraceEntry
+from retrieval.crosslingual import concept_units
 from retrieval.features import cjk_bigrams
 from retrieval.generate import Citation, Generation, Passage, citation, neutralise
 
@@ -187,13 +188,15 @@ def score(
     sents: list[Sentence],
     qv: QuestionVector | None,
     keep_rel: float = 0.0,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
     """Fill each sentence's features and score (in place). With `keep_rel` (the share of the
     best score a sentence needs to join the answer, `select`), a sentence whose score could not
     reach it even at cosine 1 is not embedded: it keeps the score without its cosine, and the
     answer is the same. Encoding is most of an English answer's time (20 sentences: 0.42 s in
     a cold `rag ask`), and on the sci-en dev questions two thirds of the sentences are out of
-    reach."""
+    reach. `groups`: the Chinese words the question's BM25 query added for each English key
+    (retrieval/crosslingual.py): a key and its words are one unit of coverage."""
     q_terms = set(tokenize(question))
     if cjk_share(question) > ENGLISH_MAX_CJK:
         # jieba cuts a question and the older or technical text that answers it differently
@@ -203,15 +206,17 @@ def score(
     if not sents:
         return
     idf = _idf(sents, q_terms)
-    total = sum(idf.values()) or 1.0
+    units = [(u, max(idf[t] for t in u)) for u in concept_units(q_terms, groups or {})]
+    total = sum(w for _, w in units) or 1.0
     heads = {p.n: set(tokenize(p.hit.record.title)) | cjk_bigrams(p.hit.record.title) for p in passages}
     prior = rank_prior(passages)
     with_cos = qv is not None and english(question) and bool(q_terms)
     w_cov = W_COVERAGE if with_cos else W_COVERAGE + W_COSINE
     for s in sents:
-        cov = (
-            sum(idf[t] * (1.0 if s.has(t) else 0.5 if t in heads[s.n] else 0.0) for t in q_terms) / total
-        )
+        cov = sum(
+            w * (1.0 if any(s.has(t) for t in u) else 0.5 if not u.isdisjoint(heads[s.n]) else 0.0)
+            for u, w in units
+        ) / total
         s.features = {"coverage": round(cov, 4), "rank_prior": round(prior[s.n], 4)}
         s.score = (w_cov * cov + W_RANK * prior[s.n]) * _damping(s)
     if with_cos and qv is not None:
@@ -254,7 +259,11 @@ def _add_cosines(question: str, sents: list[Sentence], qv: QuestionVector, keep_
 
 
 def _similar(a: Sentence, b: Sentence) -> bool:
-    return len(a.terms & b.terms) / (len(a.terms | b.terms) or 1) > 0.6
+    """Near-duplicates: most words shared, or one's words nearly all inside the other's (a
+    note's title line, then its paragraph opening with the title: the title was quoted twice)."""
+    shared = len(a.terms & b.terms)
+    smaller = min(len(a.terms), len(b.terms)) or 1
+    return shared / (len(a.terms | b.terms) or 1) > 0.6 or shared / smaller > 0.8
 
 
 def select(
@@ -302,6 +311,7 @@ def compose(
     trace: list[TraceEntry],
     qv: QuestionVector | None = None,
     passages: list[Passage] | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> Generation:
     """The extractive answer over `hits` (or ready numbered `passages`), as a `Generation` whose
     citations name exactly the passages its sentences come from; a `compose` trace entry. No
@@ -315,7 +325,7 @@ def compose(
     if not passages:
         return Generation("", [], no_passages=True)
     sents = candidates(passages)
-    score(question, passages, sents, qv, settings.answer.extractive_min_rel)
+    score(question, passages, sents, qv, settings.answer.extractive_min_rel, groups)
     chosen = select(sents, settings, {p.n: p.hit.record.source or p.hit.record.id for p in passages})
     text = render(chosen)
     by_n = {p.n: p for p in passages}

@@ -14,12 +14,14 @@ contain. Two remedies, both chosen automatically when the scripts differ (`misma
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from core import dictionary
 from core.index import Index
 from core.lang import cjk_share
 from core.settings import Settings
+from core.tokens import tokenize
 from core.types import TraceEntry
 
 
@@ -44,7 +46,23 @@ def mismatch(question: str, index: Index, settings: Settings) -> Mismatch | None
     return None
 
 
+@dataclass(frozen=True)
+class Glossed:
+    """A question's BM25 query with Chinese words added, and which English key each came for
+    (a tokenised word or two-word phrase -> its glosses and translations)."""
+
+    text: str
+    groups: dict[str, list[str]]
+
+
 def gloss_query(question: str, index: Index, settings: Settings, trace: list[TraceEntry]) -> str | None:
+    """The question's BM25 query with Chinese words for its English terms appended (`glossed`);
+    None when the scripts match or nothing was added."""
+    g = glossed(question, index, settings, trace)
+    return g.text if g is not None else None
+
+
+def glossed(question: str, index: Index, settings: Settings, trace: list[TraceEntry]) -> Glossed | None:
     """The question's BM25 query with Chinese words for its English terms appended: the
     corpus's own glosses, and the dictionary translations the corpus uses (core/dictionary.py);
     None when the scripts match or nothing was added. One `glosses` trace entry says which."""
@@ -61,7 +79,34 @@ def gloss_query(question: str, index: Index, settings: Settings, trace: list[Tra
     extra = [g for gs in terms.values() for g in gs] + [w for ws in words.values() for w in ws]
     if not extra:
         return None
-    return f"{question} {' '.join(dict.fromkeys(extra))}"
+    groups: dict[str, list[str]] = {}
+    # glosses are keyed by the lexicon's English text, translations by tokens already (a stem
+    # tokenised again can be stemmed twice)
+    keyed = [(" ".join(tokenize(k)), ws) for k, ws in terms.items()] + list(words.items())
+    for key, ws in keyed:
+        groups[key] = list(dict.fromkeys([*groups.get(key, []), *ws]))
+    return Glossed(f"{question} {' '.join(dict.fromkeys(extra))}", groups)
+
+
+def concept_units(terms: Iterable[str], groups: Mapping[str, Sequence[str]]) -> list[frozenset[str]]:
+    """The question's terms as units of meaning: an English word and the tokens of its Chinese
+    glosses and translations are one unit (a Chinese sentence that says 损失 covers "loss" as
+    well as the English word would), the Chinese words of a two-word phrase one more; every
+    other term a unit of its own. Scored as one, a unit counts once: before, a translated word
+    counted twice in a coverage's whole, so a Chinese sentence could cover at most half of a
+    fully translated question. `terms`: tokenised (the keyword query's)."""
+    pool = set(terms)
+    units: list[frozenset[str]] = []
+    taken: set[str] = set()
+    for key, words in groups.items():
+        zh = {t for w in words for t in tokenize(w)} & pool
+        en = {key} & pool if " " not in key else set()
+        unit = (zh | en) - taken
+        if unit:
+            units.append(frozenset(unit))
+            taken |= unit
+    units += [frozenset((t,)) for t in sorted(pool - taken)]
+    return units
 
 
 def _glosses(question: str, index: Index, settings: Settings) -> tuple[dict[str, list[str]], list[str]]:

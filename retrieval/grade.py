@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +44,7 @@ from core.llmcall import LLMCaller
 from core.settings import AbstainRule, Settings
 from core.tokens import QUESTION_WORDS
 from core.types import Hit, TraceEntry
-from retrieval.crosslingual import mismatch
+from retrieval.crosslingual import concept_units, mismatch
 from retrieval.state import QueryState, Search
 from retrieval.translate import step_back
 
@@ -145,13 +146,27 @@ def term_stats(
     return idf, sum(idf[t] for t, df in dfs.items() if df == 0 and counts(t)) / total
 
 
-def coverage(idf: dict[str, float], hit: Hit) -> float:
+Units = list[tuple[frozenset[str], float]]  # units of meaning (crosslingual.concept_units), idf each
+
+
+def units_of(idf: dict[str, float], groups: Mapping[str, Sequence[str]] | None = None,
+             extra_idf: dict[str, float] | None = None) -> Units:
+    """Every question term a unit of its own; with `groups` (an English question's translations,
+    retrieval/crosslingual.py), an English word and its Chinese words are one unit (`extra_idf`:
+    the idf of those words), weighted by its best idf."""
+    pool = {**(extra_idf or {}), **idf}
+    return [(u, max(pool[t] for t in u)) for u in concept_units(pool, groups or {})]
+
+
+def _covered(units: Units, has: Callable[[str], float]) -> float:
+    total = sum(w for _, w in units)
+    return sum(w * max(has(t) for t in u) for u, w in units) / total if total else 0.0
+
+
+def coverage(units: Units, hit: Hit) -> float:
     """The idf-weighted share of the question's terms that occur in the passage or its heading."""
-    total = sum(idf.values())
-    if not total:
-        return 0.0
     terms = set(tokenize(f"{hit.record.title} {hit.record.text}"))
-    return sum(w for t, w in idf.items() if t in terms) / total
+    return _covered(units, lambda t: 1.0 if t in terms else 0.0)
 
 
 def cosines(index: Index, hits: list[Hit], query_vector: np.ndarray) -> list[float]:
@@ -171,22 +186,23 @@ def cosines(index: Index, hits: list[Hit], query_vector: np.ndarray) -> list[flo
     return out
 
 
-def sentence_coverage(idf: dict[str, float], hit: Hit) -> float:
+def sentence_coverage(units: Units, hit: Hit) -> float:
     """The best single sentence's idf-weighted coverage, a heading term counting half: an answer
     has the question's terms together in one sentence, an on-topic question the corpus does not
     answer usually finds them scattered."""
     from core.text import sentence_spans
 
-    total = sum(idf.values())
-    if not total:
-        return 0.0
     text = hit.record.text
     head = set(tokenize(hit.record.title))
     best = 0.0
     for a, b in sentence_spans(text):
-        terms = set(tokenize(text[a:b]))
-        best = max(best, sum(w * (1.0 if t in terms else 0.5 if t in head else 0.0) for t, w in idf.items()))
-    return best / total
+        best = max(best, _covered(units, _credit(set(tokenize(text[a:b])), head)))
+    return best
+
+
+def _credit(terms: set[str], head: set[str]) -> Callable[[str], float]:
+    """A term's credit: 1 in the sentence, half in its passage's heading only."""
+    return lambda t: 1.0 if t in terms else 0.5 if t in head else 0.0
 
 
 KINDS = ("same", "cjk", "crosslingual")
@@ -229,8 +245,12 @@ def support(dense: float, coverage: float, absent: float, w: float, gate: bool) 
 
 
 def evidence(
-    question: str, hits: list[Hit], index: Index, query_vector: np.ndarray | None, settings: Settings
+    question: str, hits: list[Hit], index: Index, query_vector: np.ndarray | None, settings: Settings,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> Evidence:
+    """The original question's support over its top passages. `groups`: the Chinese words its
+    BM25 query added for each English key (an English question of Chinese text): a passage
+    that says 损失 covers "loss"."""
     a = settings.answer
     top = hits[: max(1, a.abstain_top)]
     cjk = cjk_share(question)
@@ -242,13 +262,18 @@ def evidence(
     qv = query_vector if query_vector is not None else index.embedder.embed([question])[0]
     cos = cosines(index, top, qv)
     idf, absent = term_stats(index, question_terms(question), name_terms(question))
+    extra: dict[str, float] = {}
+    if groups:
+        words = sorted({t for ws in groups.values() for w in ws for t in tokenize(w)} - set(idf))
+        extra, _ = term_stats(index, words)
+    units = units_of(idf, groups, extra)
     rows: list[dict[str, Any]] = []
     passing: list[str] = []
     supports: list[float] = []
     covs: list[float] = []
     for h, c in zip(top, cos, strict=True):
-        cov = coverage(idf, h)
-        sc = sentence_coverage(idf, h)
+        cov = coverage(units, h)
+        sc = sentence_coverage(units, h)
         s = support(c, cov, absent, w, r.absent_gate)
         rows.append(
             {
@@ -313,7 +338,8 @@ def _retry(state: QueryState, label: str, query: str, again: Search) -> tuple[li
             )
         )
         return None
-    ev = evidence(state.question, res.hits, state.index, state.query_vector, state.settings)
+    ev = evidence(state.question, res.hits, state.index, state.query_vector, state.settings,
+                  state.keyword_groups)
     state.trace.append(
         TraceEntry(
             "corrective",

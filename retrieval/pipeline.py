@@ -228,8 +228,10 @@ def gloss(state: QueryState) -> QueryState:
         return state
     for q in state.queries:
         if q.role != "hyde" and q.keyword_text is None:
-            q.keyword_text = crosslingual.gloss_query(q.text, state.index, state.settings, state.trace)
-            q.bigrams = q.keyword_text is None
+            g = crosslingual.glossed(q.text, state.index, state.settings, state.trace)
+            if g is not None:
+                q.keyword_text, q.keyword_groups = g.text, g.groups
+            q.bigrams = g is None
     return state
 
 

@@ -55,7 +55,8 @@ def grade(state: QueryState, again: Search) -> QueryState:
     s = state.settings
     state.hits = state.hits[: state.k]
     with Timer(state.trace, "abstain_check") as d:
-        ev = grading.evidence(state.question, state.hits, state.index, state.query_vector, s)
+        ev = grading.evidence(state.question, state.hits, state.index, state.query_vector, s,
+                              state.keyword_groups)
         d.update(ev.to_dict(), hits=len(state.hits))
     if not grading.answerable(ev, s):
         state.hits, ev = grading.corrective(state, ev, again, capable=state.mode == "generative")
@@ -76,7 +77,8 @@ def answer(state: QueryState, again: Search) -> Iterator[str]:
         # of Chinese text that adds the glosses and dictionary translations, without which no
         # Chinese sentence shares a term with it (notes-mixed dev: the answer held the evidence
         # for 0.54 of the crosslingual questions instead of 0.30). Otherwise it is the question.
-        gen = compose(state.keyword_query, state.hits, state.settings, state.trace, _question_vector(state))
+        gen = compose(state.keyword_query, state.hits, state.settings, state.trace, _question_vector(state),
+                      groups=state.keyword_groups)
         if not gen.declined:
             yield gen.text
     else:
@@ -130,7 +132,8 @@ def _generate(state: QueryState, prompt_q: str, hits: list[Hit]) -> Generator[st
         gen.text = res.text
         gen.citations, _ = cite(gen.text, gen.passages, s.answer.cite_min_overlap)
     else:  # nothing the passages support: the extractive answer over the same passages
-        ext = compose(state.keyword_query, [], s, state.trace, _question_vector(state), passages=gen.passages)
+        ext = compose(state.keyword_query, [], s, state.trace, _question_vector(state), passages=gen.passages,
+                      groups=state.keyword_groups)
         state.trace[-1].stage = "compose_fallback"  # the extractive answer standing in for the LLM's
         detail["fallback"] = "extractive" if not ext.declined else "declined"
         gen.text, gen.citations, gen.declined = ext.text, ext.citations, ext.declined

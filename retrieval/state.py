@@ -45,6 +45,8 @@ class Query:
     vector: np.ndarray | None = None  # a ready vector (e.g. HyDE averaged with the question)
     dense: bool = True  # False: keyword search only (HyDE searches dense with the passage instead)
     keyword_text: str | None = None  # what BM25 searches instead of `text` (glosses added)
+    # English key -> the Chinese words `keyword_text` added for it (retrieval/crosslingual.py)
+    keyword_groups: dict[str, list[str]] = field(default_factory=dict)
     # BM25 scores the CJK character bigrams of the query (search.cjk_bigrams) unless False: an
     # English question's glosses and dictionary translations are whole words already, and
     # their bigrams only added noise (notes-mixed dev, English questions: passage hit@5 0.904
@@ -119,6 +121,11 @@ class QueryState:
     def keyword_query(self) -> str:
         """What the reranking stages score BM25 and term features with."""
         return self.queries[0].keyword_text or self.question
+
+    @property
+    def keyword_groups(self) -> dict[str, list[str]]:
+        """Which Chinese words of `keyword_query` translate which English key."""
+        return self.queries[0].keyword_groups
 
     def scores_bigrams(self, q: Query) -> bool:
         """Whether BM25 scores the CJK bigrams of query `q` (search.cjk_bigrams, Query.bigrams)."""

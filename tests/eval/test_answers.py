@@ -24,8 +24,9 @@ def test_each_kind_gets_the_threshold_that_separates_its_own_questions() -> None
         rows += [_row("cjk", split, True, 0.4), _row("cjk", split, False, 0.15)]
     rules, curve = choose(rows)
     assert 0.5 < rules["same"].min_score <= 0.9 and 0.15 < rules["cjk"].min_score <= 0.4
-    # ties go to the lowest weight and threshold that separate
-    assert rules["same"] == _rule(0.0, 0.55) and rules["cjk"] == _rule(0.0, 0.2)
+    # ties go to the absent gate (which changes nothing here: every term is in the index), then
+    # to the lowest weight and threshold that separate
+    assert rules["same"] == _rule(0.0, 0.55, True) and rules["cjk"] == _rule(0.0, 0.2, True)
     assert {c["kind"] for c in curve} == {"same", "cjk"}
     m = metrics([r for r in rows if r.split == "test"], rules)
     assert m["answer_rate"] == 1.0 and m["abstention_rate"] == 1.0
@@ -55,3 +56,24 @@ def test_a_table_answer_is_answered_whatever_its_passages() -> None:
     sql = Row("set", "t", "test", True, "extractive", "q", passages=[], sql=True)
     prose = Row("set", "p", "test", True, "extractive", "q", passages=[])
     assert metrics([sql, prose], {"same": _rule(0.0, 0.5)})["answer_rate"] == 0.5
+
+
+def test_a_rule_less_than_one_question_short_of_the_best_ties_and_the_gate_wins_it() -> None:
+    """Without the gate two more answerable questions pass (their names are absent, their other
+    words covered) and one more unanswerable one too: 0.917 against 0.900 balanced accuracy, less
+    than one answerable question's worth (0.05), so a tie, and the gate wins it."""
+    rows = []
+    for split in ("dev", "test"):
+        rows += [_row("crosslingual", split, True, 0.6) for _ in range(8)]
+        rows += [_row("crosslingual", split, True, 0.6, absent=0.5) for _ in range(2)]
+        rows += [_row("crosslingual", split, False, 0.3) for _ in range(5)]
+        rows += [_row("crosslingual", split, False, 0.6, absent=0.5)]
+    rules, curve = choose(rows)
+    best_without = max(c["balanced"] for c in curve if not c["absent_gate"])
+    best_with = max(c["balanced"] for c in curve if c["absent_gate"])
+    assert abs(best_without - 0.9167) < 1e-3 and abs(best_with - 0.9) < 1e-3
+    assert rules["crosslingual"] == _rule(0.0, 0.35, True)
+    # a whole answerable question short is no tie: the better rule wins
+    rows = [r for r in rows if not (r.answerable and r.absent)]
+    rows += [_row("crosslingual", s, True, 0.6, absent=0.5) for s in ("dev", "test") for _ in range(6)]
+    assert not choose(rows)[0]["crosslingual"].absent_gate

@@ -263,3 +263,31 @@ def test_sentences_out_of_reach_are_not_embedded_and_the_answer_is_the_same() ->
     best = max(s.score for s in pruned)
     rel = settings.answer.extractive_min_rel
     assert skipped and all(s.features["cosine"] == 0.0 and s.score < rel * best for s in skipped)
+
+
+def test_an_english_questions_translations_count_as_its_words() -> None:
+    """The keyword query of "Why are LLMs weak at processing long texts?" over Chinese notes
+    carries 弱 处理 长 文本. Counted as terms of their own beside the English words, a Chinese
+    sentence could cover at most half the question, and the first passage's prior won; one
+    unit per word and its translation, the sentence that answers covers most of it."""
+    q = "Why are LLMs weak at processing long texts? 弱 处理 长 文本"
+    groups = {"weak": ["弱"], "process": ["处理"], "long": ["长"], "text": ["文本"]}
+    hits = [_hit(1, "LLM 的训练需要大量文本数据，参数规模庞大。"),
+            _hit(2, "长文本处理能力较弱: LLM 受限于有限的上下文窗口。"), _hit(3, "RAG 可以减少幻觉。")]
+    for h, score in zip(hits, (3.0, 2.6, 1.0), strict=True):
+        h.score = score
+    s = load_settings(answer={"extractive_max_sentences": 1})
+    assert compose(q, hits, s, []).text.endswith("[1]")  # without the groups: the first passage
+    gen = compose(q, hits, s, [], groups=groups)
+    assert gen.text == "长文本处理能力较弱: LLM 受限于有限的上下文窗口。 [2]"
+
+
+def test_a_title_line_repeated_at_the_start_of_its_paragraph_is_quoted_once() -> None:
+    """Notes copied from the web repeat an article's title as the first words of its summary:
+    the title line shares every word with the sentence after it, but few enough of that
+    sentence's words that Jaccard overlap let both through."""
+    title = "Efficient fine-tuning methods compared: P-tuning, LoRA and prefix tuning"
+    text = f"{title}\n\n{title} LoRA freezes the weights and trains two small low-rank matrices beside them."
+    s = load_settings(answer={"extractive_min_rel": 0.0})
+    gen = compose("How does LoRA fine-tuning compare with prefix tuning?", [_hit(1, text)], s, [])
+    assert gen.text.count("Efficient fine-tuning methods compared") == 1, gen.text

@@ -172,3 +172,34 @@ def test_an_extractive_answer_to_an_english_question_quotes_the_translated_sente
     res = ask("Why is loss scaling needed?", s)
     assert not res.abstained, res.answer
     assert res.answer.startswith("需要损失缩放来防止半精度下梯度下溢。"), res.answer
+
+
+def test_a_word_and_its_translations_are_one_unit_of_coverage() -> None:
+    from core.tokens import tokenize
+    from retrieval.crosslingual import concept_units
+
+    question = "Why is loss scaling needed? 损失 损失缩放 需要"
+    terms = tokenize(question)
+    assert terms == ["loss", "scale", "need", "损失", "损失", "缩放", "需要"]  # jieba: 损失 / 缩放
+    groups = {"loss": ["损失"], "loss scale": ["损失缩放"], "need": ["需要"], "absent": ["不在"]}
+    units = concept_units(terms, groups)
+    # "loss" with 损失; the phrase's words less 损失 (taken); "need" with 需要; "scale" alone;
+    # 不在 is no term of the query
+    assert units == [frozenset({"loss", "损失"}), frozenset({"缩放"}), frozenset({"need", "需要"}),
+                     frozenset({"scale"})]
+    assert concept_units(["a", "b"], {}) == [frozenset({"a"}), frozenset({"b"})]
+
+
+def test_the_abstain_check_counts_a_translated_word_as_the_english_one() -> None:
+    """Coverage over units, by hand: English idf 1 each, their Chinese words idf 2 (a unit
+    weighs its best idf); the passage holds llm, 长, 处理 and 文本 but not 弱: 7 of 9."""
+    from core.types import Hit, Record
+    from retrieval.grade import coverage, sentence_coverage, units_of
+
+    idf = {"llm": 1.0, "weak": 1.0, "process": 1.0, "long": 1.0, "text": 1.0}
+    groups = {"weak": ["弱"], "process": ["处理"], "long": ["长"], "text": ["文本"]}
+    extra = {"弱": 2.0, "处理": 2.0, "长": 2.0, "文本": 2.0}
+    hit = Hit(Record("r", "长文本处理能力较弱: LLM 受限于有限的上下文窗口。", "/d.md", start=0, end=30), 1.0)
+    assert coverage(units_of(idf, groups, extra), hit) == pytest.approx(7 / 9)
+    assert sentence_coverage(units_of(idf, groups, extra), hit) == pytest.approx(7 / 9)
+    assert coverage(units_of(idf), hit) == pytest.approx(1 / 5)  # the English words alone: llm
