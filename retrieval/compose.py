@@ -50,6 +50,7 @@ SHORT_TERMS = 4
 PRIOR_TEMPERATURE = 0.5  # rank_prior's scale, in standard deviations of the passages' scores
 MIN_TERMS = 2  # a sentence with fewer content words (a label, "1.") is not an answer
 MAX_SENTENCE_CHARS = 600  # longer "sentences" are tables or run-on text, not answers
+SHORT_LINE = 40  # a run of lines this long at the median is a list, one item a line (_lines)
 
 _LIST_MARK = re.compile(r"^\s*(?:>\s*)*(?:(?:[-*+•]|\d+[.)]|#{1,6})\s+)?")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
@@ -126,7 +127,7 @@ def candidates(passages: Sequence[Passage]) -> list[Sentence]:
     out: list[Sentence] = []
     for p in passages:
         heads = {h.strip().casefold() for h in p.hit.record.title.split(">")}
-        spans = sentence_spans(p.text)
+        spans = [ln for a, b in sentence_spans(p.text) for ln in _lines(p.text, a, b)]
         header: list[str] | None = None  # the column names of the table being read
         for pos, (a, b) in enumerate(spans):
             raw = p.text[a:b].lstrip()
@@ -153,6 +154,23 @@ def candidates(passages: Sequence[Passage]) -> list[Sentence]:
             ):
                 out.append(Sentence(p.n, pos, text, terms, cjk_bigrams(text), a, b))
     return out
+
+
+def _lines(text: str, a: int, b: int) -> list[tuple[int, int]]:
+    """A sentence span, or its lines where it is a run of short ones: notes that put one item
+    per line with no punctuation ("GQA", "RMSNorm", "QLoRA 量化+LoRA") read as one run-on
+    "sentence" of hundreds of characters, quoted whole for the one line that answers.
+    Hard-wrapped prose keeps its lines together: they are long (a line of text's width)."""
+    if "\n" not in text[a:b]:
+        return [(a, b)]
+    out: list[tuple[int, int]] = []
+    start = a
+    for line in text[a:b].splitlines(keepends=True):
+        if line.strip():
+            out.append((start, start + len(line.rstrip())))
+        start += len(line)
+    lengths = sorted(e - s for s, e in out)
+    return out if len(out) > 1 and lengths[len(lengths) // 2] <= SHORT_LINE else [(a, b)]
 
 
 def _idf(sents: list[Sentence], terms: set[str]) -> dict[str, float]:

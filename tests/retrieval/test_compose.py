@@ -291,3 +291,15 @@ def test_a_title_line_repeated_at_the_start_of_its_paragraph_is_quoted_once() ->
     s = load_settings(answer={"extractive_min_rel": 0.0})
     gen = compose("How does LoRA fine-tuning compare with prefix tuning?", [_hit(1, text)], s, [])
     assert gen.text.count("Efficient fine-tuning methods compared") == 1, gen.text
+
+
+def test_a_run_of_short_lines_is_quoted_line_by_line_and_wrapped_prose_whole() -> None:
+    notes = ("LLAMA3 decoder-only架构\nTokenizer: TikToken\nGQA\nRMSNorm\nRoPE\nKV-Cache\n"
+             "PEFT parameter efficient fine-tuning\nLoRA Low-Rank Adaptation\nQLoRA 量化+LoRA")
+    s = load_settings(answer={"extractive_max_sentences": 1})
+    assert compose("What is QLoRA?", [_hit(1, notes)], s, []).text == "QLoRA 量化+LoRA [1]"
+    prose = ("The French press is the simplest way to brew a full-bodied cup: add coarse\n"
+             "grounds, pour water just off the boil, and steep the coffee for four minutes\n"
+             "before pressing the plunger down slowly.")
+    got = compose("How long should coffee steep in a French press?", [_hit(1, prose)], s, []).text
+    assert got == " ".join(prose.split()) + " [1]"  # one sentence over three lines, whole
