@@ -42,6 +42,10 @@ from retrieval.generate import Citation, Generation, Passage, citation, neutrali
 
 ENGLISH_MAX_CJK = 0.3  # above this CJK share a text is not "English" for MiniLM
 W_COVERAGE, W_COSINE, W_RANK = 0.55, 0.3, 0.25  # with cosine; without it coverage takes its weight
+# A "What is X?" question is answered by the sentence that introduces X ("LORA: 微调大模型时...",
+# "**RLHF**（基于人类反馈的强化学习...）", "Teacher forcing is ..."): as much as the passage prior,
+# so a definition in a lower passage can win over the first passage's mention of X.
+W_DEFINES = 0.25
 # A sentence of fewer content words than this is scaled down by words / SHORT_TERMS: a label or
 # heading-like line ("Tokenization & Embedding", "Polynomial kernel approximation") is close
 # to the question's words and vector without saying anything about them. Chosen on the dev
@@ -224,6 +228,7 @@ def score(
     if not sents:
         return
     idf = _idf(sents, q_terms)
+    term = defined_term(question)
     units = [(u, max(idf[t] for t in u)) for u in concept_units(q_terms, groups or {})]
     total = sum(w for _, w in units) or 1.0
     heads = {p.n: set(tokenize(p.hit.record.title)) | cjk_bigrams(p.hit.record.title) for p in passages}
@@ -236,9 +241,61 @@ def score(
             for u, w in units
         ) / total
         s.features = {"coverage": round(cov, 4), "rank_prior": round(prior[s.n], 4)}
-        s.score = (w_cov * cov + W_RANK * prior[s.n]) * _damping(s)
+        s.score = w_cov * cov + W_RANK * prior[s.n]
+        if term and defines(s.text, term):
+            s.features["defines"] = 1.0
+            s.score += W_DEFINES
+        s.score *= _damping(s)
     if with_cos and qv is not None:
         _add_cosines(question, sents, qv, keep_rel)
+
+
+_WHAT_IS = re.compile(
+    r"^\s*(?:what|who)\s+(?:is|are|was|were)\s+(?:an?\s+|the\s+)?(?P<en>[^?]{1,60}?)\s*\?"
+    r"|^\s*what\s+(?:does|do)\s+(?P<en2>[^?]{1,60}?)\s+(?:mean|stand\s+for)\s*\?"
+    r"|^\s*(?:什么是|何为|何谓)\s*(?P<zh>[^？?]{1,20}?)\s*[？?]"
+    r"|^\s*(?P<zh2>[^？?]{1,20}?)\s*(?:是什么|是指什么|指的是什么|是啥)\s*[？?]",
+    re.IGNORECASE,
+)
+_DEF_MARK = ":：(（,，是指—-"  # what follows a term that a sentence introduces
+_LEAD_MARKS = re.compile(r"^[\s*_\"'“「↳>#\d.、)）-]*")
+
+
+def defined_term(question: str) -> str | None:
+    """X of a question that asks what X is ("What is QLoRA?", "What does RLHF stand for?",
+    "什么是 LoRA？", "KV-Cache 是什么？"), X of at most four words; None for other questions
+    ("What is the default value of alpha?" asks for a value, not a definition)."""
+    m = _WHAT_IS.match(question)
+    if not m:
+        return None
+    term = next(g for g in m.groups() if g is not None).strip(" \"'“”")
+    return term if term and len(term.split()) <= 4 else None
+
+
+def defines(sentence: str, term: str) -> bool:
+    """Whether the sentence introduces `term`: it opens with it (past list marks and emphasis),
+    followed by a colon, a bracket, a comma, 是 / 指 / "is" / "are" or nothing; or it gives the
+    term its gloss in brackets ("人类反馈强化学习(RLHF)", "RLHF（...）", "监督微调（..., SFT）")."""
+    low, t = _folded(sentence), _folded(term)
+    head = _LEAD_MARKS.sub("", low)
+    if head.startswith(t):
+        rest = head[len(t):].lstrip("*_ ")
+        if not rest or rest[0] in _DEF_MARK or rest.startswith(("is ", "are ", "refers to", "means ")):
+            return True
+    at = low.find(t)
+    while at >= 0:
+        after = low[at + len(t):].lstrip("*_ ")
+        before = low[:at].rstrip("*_ #")
+        # "RLHF（基于人类反馈...）", "人类反馈强化学习(#RLHF)", "监督微调（Supervised Fine-Tuning, SFT）"
+        if (after[:1] and after[0] in "(（)）") or (before[-1:] and before[-1] in "(（"):
+            return True
+        at = low.find(t, at + 1)
+    return False
+
+
+def _folded(text: str) -> str:
+    """Lower case, a hyphen read as a space: "teacher-forcing" introduces "teacher forcing"."""
+    return text.casefold().replace("-", " ")
 
 
 def _damping(s: Sentence) -> float:

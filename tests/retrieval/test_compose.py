@@ -303,3 +303,37 @@ def test_a_run_of_short_lines_is_quoted_line_by_line_and_wrapped_prose_whole() -
              "before pressing the plunger down slowly.")
     got = compose("How long should coffee steep in a French press?", [_hit(1, prose)], s, []).text
     assert got == " ".join(prose.split()) + " [1]"  # one sentence over three lines, whole
+
+
+def test_what_is_x_questions_and_the_sentences_that_introduce_x() -> None:
+    from retrieval.compose import defined_term, defines
+
+    assert defined_term("What is RLHF?") == "RLHF" and defined_term("What are embeddings?") == "embeddings"
+    assert defined_term("What does SFT stand for?") == "SFT" and defined_term("什么是 LoRA？") == "LoRA"
+    assert defined_term("KV-Cache 是什么？") == "KV-Cache"
+    assert defined_term("What is LoRA? 低秩") == "LoRA"  # the keyword query of an English question
+    assert defined_term("How does LoRA work?") is None
+    assert defined_term("What is the default value of alpha in ridge regression?") is None  # a value
+    assert defines("LORA: 微调大模型时,可以只更新两个小矩阵", "LoRA")
+    assert defines("**RLHF**（基于人类反馈的强化学习）", "RLHF")
+    assert defines("他是人类反馈强化学习(#RLHF)的共同发明人。", "RLHF")
+    assert defines("监督微调（Supervised Fine-Tuning, SFT）是对预训练模型的训练", "SFT")
+    assert defines("teacher-forcing： 每次使用标准答案作为输入", "teacher forcing")
+    assert defines("- 3. Teacher forcing is a training strategy", "teacher forcing")
+    assert not defines("LLM微调方法[P-tuning、Lora、Prefix tuning等]", "LoRA")  # a mention in a list
+    assert not defines("teacher forcing最初的motivation就是解决这个问题的", "teacher forcing")
+    assert not defines("LoRAs are great", "LoRA")
+
+
+def test_the_sentence_that_introduces_x_answers_what_is_x_from_a_lower_passage() -> None:
+    """The first passage mentions LoRA in an article title; the fourth defines it. The passage
+    prior alone chose the title."""
+    hits = [_hit(1, "LLM微调方法六大主流方法：思路讲解与优缺点对比[P-tuning、LoRA、Prefix tuning等]"),
+            _hit(2, "Prefix Tuning 输入增加可训练的上下文前缀，同一个模型可以完成不同任务。"),
+            _hit(3, "P-Tuning 输入增加可训练的 LSTM 生成的嵌入向量提示。"),
+            _hit(4, "LoRA: 微调大模型时只更新两个小矩阵，它们是一个参数矩阵的低秩分解。")]
+    for h, score in zip(hits, (3.0, 2.9, 2.8, 2.7), strict=True):
+        h.score = score
+    s = load_settings(answer={"extractive_max_sentences": 1})
+    assert compose("What is LoRA?", hits, s, []).text.startswith("LoRA: 微调大模型时")
+    assert not compose("Which fine-tuning methods are compared?", hits, s, []).text.startswith("LoRA")
