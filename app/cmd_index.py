@@ -38,6 +38,7 @@ def ingest_cmd(
 
     from app.ingest_lines import report_lines
     from app.output import console, ingest_progress, out
+    from core.index import Index
     from core.settings import load_settings
     from ingest.pipeline import ingest
 
@@ -52,10 +53,13 @@ def ingest_cmd(
         if not json_out:
             out.print(line, markup=False, highlight=False)
 
+    # One Index for the ingest and the ranker's training: the model, the store and the keyword
+    # index it just rebuilt (whose chunk ids the retraining check needs) stay loaded.
+    index = Index(settings)
     with ingest_progress(show) as cb:
-        report = ingest(paths, settings, prune=prune, progress=cb, notice=notice)
+        report = ingest(paths, settings, prune=prune, progress=cb, notice=notice, index=index)
     summary = report.summary()
-    ranker = _self_train(settings, show)
+    ranker = _self_train(settings, show, index)
     if ranker is not None:
         summary["ranker"] = ranker.to_dict()
     if json_out:
@@ -75,14 +79,12 @@ def ingest_cmd(
         raise typer.Exit(1)
 
 
-def _self_train(settings: Any, show: bool) -> Any:
+def _self_train(settings: Any, show: bool, index: Index) -> Any:
     """Train the LTR model from the corpus itself when the ingest changed it enough
     (eval/self_train.py); None when there is no index to train on."""
     from app.output import stage_bars
-    from core.index import Index
     from eval.self_train import self_train
 
-    index = Index(settings)
     if not index.exists() or index.docs.is_empty():
         return None
     with stage_bars(show, width=7, transient=True) as cb:

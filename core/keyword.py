@@ -57,6 +57,7 @@ class KeywordIndex:
     _groups: np.ndarray | None = None  # per position: document group, -1 for none
     _lexicon: Lexicon | None = None
     _translations: dict[str, list[str]] | None = None
+    _built: bool = False  # this object wrote the saved index (`build`): its ids are the store's
 
     @property
     def manifest_path(self) -> Path:
@@ -116,6 +117,16 @@ class KeywordIndex:
         self._lexicon = None
         self._translations = None
         self._groups = np.asarray(groups, dtype=np.int64)
+        self._built = True
+
+    def built_chunk_ids(self) -> list[str] | None:
+        """The ids of the chunks (the records with a document group) when this object has just
+        built the index from the document store, else None: after `rag ingest` the ranker's
+        retraining check needs every chunk id, which the store reads back in 0.09 s at 100k
+        chunks and this has in memory."""
+        if not self._built or self._groups is None or len(self._groups) != len(self.ids):
+            return None
+        return [rid for rid, g in zip(self.ids, self._groups.tolist(), strict=True) if g >= 0]
 
     def _publish(self, folder: Path) -> None:
         """Make `self.path` (a symbolic link) point at `folder` with one atomic rename, then
@@ -176,6 +187,7 @@ class KeywordIndex:
         self._pos = None
         self._lexicon = None
         self._translations = None
+        self._built = False
         if self.ids:
             self._bm25 = load_saved_scores(self.path) or _bm25s().BM25.load(str(self.path))  # older kinds
         else:

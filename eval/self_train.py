@@ -99,7 +99,10 @@ def _manifest(path: Path) -> dict[str, Any]:
 
 
 def _chunk_ids(index: Index) -> list[str]:
-    return index.docs.ids_of_kind("chunk")
+    """Every chunk id: from the keyword index when this process just rebuilt it (an ingest),
+    else from the document store."""
+    built = index.keyword.built_chunk_ids()
+    return built if built is not None else index.docs.ids_of_kind("chunk")
 
 
 def due(index: Index, settings: Settings) -> tuple[bool, str]:

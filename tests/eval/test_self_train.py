@@ -128,6 +128,22 @@ def test_retraining_is_due_only_after_enough_change(corpus: Path, settings: Sett
     assert go and "changed" in why
 
 
+def test_the_chunk_ids_after_an_ingest_come_from_the_keyword_index_it_just_built(
+    corpus: Path, settings: Settings
+) -> None:
+    """The retraining check reads every chunk id; after an ingest the keyword index this
+    process built has them (the same set the document store gives), a loaded one does not."""
+    index = Index(settings)
+    ingest([corpus], settings, index=index)
+    built = index.keyword.built_chunk_ids()
+    assert built is not None and set(built) == set(index.docs.ids_of_kind("chunk")) and len(built) > 20
+    assert len(built) == len(set(built))
+    fresh = Index(settings)
+    fresh.keyword.load()
+    assert fresh.keyword.built_chunk_ids() is None  # another process may have changed the store
+    assert set(st._chunk_ids(fresh)) == set(built)
+
+
 def test_a_labelled_ranker_takes_precedence(corpus: Path, settings: Settings) -> None:
     ingest([corpus], settings)
     p = ranker_path(settings)
