@@ -158,6 +158,12 @@ def units_of(idf: dict[str, float], groups: Mapping[str, Sequence[str]] | None =
     return [(u, max(pool[t] for t in u)) for u in concept_units(pool, groups or {})]
 
 
+def own_groups(groups: Mapping[str, Sequence[str]] | None, idf: Mapping[str, float]) -> dict[str, list[str]]:
+    """The translations of the question's own terms only: "long" of "How long ..." is a question
+    word (`question_terms` leaves it out), and its translation 长 must not count in its place."""
+    return {k: list(ws) for k, ws in (groups or {}).items() if all(t in idf for t in k.split())}
+
+
 def _covered(units: Units, has: Callable[[str], float]) -> float:
     total = sum(w for _, w in units)
     return sum(w * max(has(t) for t in u) for u, w in units) / total if total else 0.0
@@ -263,6 +269,7 @@ def evidence(
     cos = cosines(index, top, qv)
     idf, absent = term_stats(index, question_terms(question), name_terms(question))
     extra: dict[str, float] = {}
+    groups = own_groups(groups, idf)
     if groups:
         words = sorted({t for ws in groups.values() for w in ws for t in tokenize(w)} - set(idf))
         extra, _ = term_stats(index, words)

@@ -203,3 +203,13 @@ def test_the_abstain_check_counts_a_translated_word_as_the_english_one() -> None
     assert coverage(units_of(idf, groups, extra), hit) == pytest.approx(7 / 9)
     assert sentence_coverage(units_of(idf, groups, extra), hit) == pytest.approx(7 / 9)
     assert coverage(units_of(idf), hit) == pytest.approx(1 / 5)  # the English words alone: llm
+
+
+def test_the_abstain_check_takes_translations_of_the_questions_own_terms_only() -> None:
+    from retrieval.grade import own_groups, question_terms
+
+    idf = {t: 1.0 for t in question_terms("How long should pre-training run?")}
+    assert "long" not in idf and "pre" in idf and "train" in idf  # a question word is no term
+    groups = {"long": ["长"], "train": ["训练"], "pre train": ["预训练"], "run": ["运行"]}
+    assert own_groups(groups, idf) == {"train": ["训练"], "pre train": ["预训练"], "run": ["运行"]}
+    assert own_groups(None, idf) == {}
