@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +36,7 @@ from core.settings import Settings
 from core.text import sentence_spans
 from core.tokens import strip_question_words
 from core.types import Hit, TraceEntry
-from retrieval.crosslingual import concept_units
+from retrieval.crosslingual import covered, weighted_units
 from retrieval.features import cjk_bigrams
 from retrieval.generate import Citation, Generation, Passage, citation, neutralise
 
@@ -229,17 +229,13 @@ def score(
         return
     idf = _idf(sents, q_terms)
     term = defined_term(question)
-    units = [(u, max(idf[t] for t in u)) for u in concept_units(q_terms, groups or {})]
-    total = sum(w for _, w in units) or 1.0
+    units = weighted_units(idf, groups)
     heads = {p.n: set(tokenize(p.hit.record.title)) | cjk_bigrams(p.hit.record.title) for p in passages}
     prior = rank_prior(passages)
     with_cos = qv is not None and english(question) and bool(q_terms)
     w_cov = W_COVERAGE if with_cos else W_COVERAGE + W_COSINE
     for s in sents:
-        cov = sum(
-            w * (1.0 if any(s.has(t) for t in u) else 0.5 if not u.isdisjoint(heads[s.n]) else 0.0)
-            for u, w in units
-        ) / total
+        cov = covered(units, _credit(s, heads[s.n]))
         s.features = {"coverage": round(cov, 4), "rank_prior": round(prior[s.n], 4)}
         s.score = w_cov * cov + W_RANK * prior[s.n]
         if term and defines(s.text, term):
@@ -248,6 +244,12 @@ def score(
         s.score *= _damping(s)
     if with_cos and qv is not None:
         _add_cosines(question, sents, qv, keep_rel)
+
+
+def _credit(s: Sentence, head: set[str]) -> Callable[[str], float]:
+    """A term's credit: 1 in the sentence, half in its passage's heading only ("French press"
+    is often the heading, not the sentence)."""
+    return lambda t: 1.0 if s.has(t) else 0.5 if t in head else 0.0
 
 
 _WHAT_IS = re.compile(

@@ -14,7 +14,7 @@ contain. Two remedies, both chosen automatically when the scripts differ (`misma
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from core import dictionary
@@ -107,6 +107,21 @@ def concept_units(terms: Iterable[str], groups: Mapping[str, Sequence[str]]) -> 
             taken |= unit
     units += [frozenset((t,)) for t in sorted(pool - taken)]
     return units
+
+
+Units = list[tuple[frozenset[str], float]]  # units of meaning, each with its weight
+
+
+def weighted_units(idf: Mapping[str, float], groups: Mapping[str, Sequence[str]] | None = None) -> Units:
+    """`concept_units` of the terms `idf` weighs, each unit weighted by its best idf."""
+    return [(u, max(idf[t] for t in u)) for u in concept_units(idf, groups or {})]
+
+
+def covered(units: Units, credit: Callable[[str], float]) -> float:
+    """The weighted share of the units covered, a unit earning its best member's `credit`
+    (1 for a term the text holds, less for one only its heading holds)."""
+    total = sum(w for _, w in units)
+    return sum(w * max(credit(t) for t in u) for u, w in units) / total if total else 0.0
 
 
 def _glosses(question: str, index: Index, settings: Settings) -> tuple[dict[str, list[str]], list[str]]:

@@ -44,7 +44,7 @@ from core.llmcall import LLMCaller
 from core.settings import AbstainRule, Settings
 from core.tokens import QUESTION_WORDS
 from core.types import Hit, TraceEntry
-from retrieval.crosslingual import concept_units, mismatch
+from retrieval.crosslingual import Units, covered, mismatch, weighted_units
 from retrieval.state import QueryState, Search
 from retrieval.translate import step_back
 
@@ -146,16 +146,12 @@ def term_stats(
     return idf, sum(idf[t] for t, df in dfs.items() if df == 0 and counts(t)) / total
 
 
-Units = list[tuple[frozenset[str], float]]  # units of meaning (crosslingual.concept_units), idf each
-
-
 def units_of(idf: dict[str, float], groups: Mapping[str, Sequence[str]] | None = None,
              extra_idf: dict[str, float] | None = None) -> Units:
     """Every question term a unit of its own; with `groups` (an English question's translations,
     retrieval/crosslingual.py), an English word and its Chinese words are one unit (`extra_idf`:
     the idf of those words), weighted by its best idf."""
-    pool = {**(extra_idf or {}), **idf}
-    return [(u, max(pool[t] for t in u)) for u in concept_units(pool, groups or {})]
+    return weighted_units({**(extra_idf or {}), **idf}, groups)
 
 
 def own_groups(groups: Mapping[str, Sequence[str]] | None, idf: Mapping[str, float]) -> dict[str, list[str]]:
@@ -164,15 +160,10 @@ def own_groups(groups: Mapping[str, Sequence[str]] | None, idf: Mapping[str, flo
     return {k: list(ws) for k, ws in (groups or {}).items() if all(t in idf for t in k.split())}
 
 
-def _covered(units: Units, has: Callable[[str], float]) -> float:
-    total = sum(w for _, w in units)
-    return sum(w * max(has(t) for t in u) for u, w in units) / total if total else 0.0
-
-
 def coverage(units: Units, hit: Hit) -> float:
     """The idf-weighted share of the question's terms that occur in the passage or its heading."""
     terms = set(tokenize(f"{hit.record.title} {hit.record.text}"))
-    return _covered(units, lambda t: 1.0 if t in terms else 0.0)
+    return covered(units, lambda t: 1.0 if t in terms else 0.0)
 
 
 def cosines(index: Index, hits: list[Hit], query_vector: np.ndarray) -> list[float]:
@@ -202,7 +193,7 @@ def sentence_coverage(units: Units, hit: Hit) -> float:
     head = set(tokenize(hit.record.title))
     best = 0.0
     for a, b in sentence_spans(text):
-        best = max(best, _covered(units, _credit(set(tokenize(text[a:b])), head)))
+        best = max(best, covered(units, _credit(set(tokenize(text[a:b])), head)))
     return best
 
 
