@@ -257,7 +257,8 @@ def collect(
                        skip=BEFORE_LTR)
         ids: list[str | None] = [h.record.id for h in res.hits]
         y = np.array([q.relevant.get(i, 0) if i else 0 for i in ids], dtype=np.int32)
-        groups.append(Group(q.qid, features.compute(q.text, res.hits, 1), y, ids, q.relevant))
+        x = features.compute(res.keyword_query or q.text, res.hits, 1)
+        groups.append(Group(q.qid, x, y, ids, q.relevant))
         if progress and (n % 25 == 0 or n == len(queries)):
             progress("ranker", n, len(queries))
     return groups

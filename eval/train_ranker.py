@@ -107,7 +107,7 @@ def collect(
         ids = [label_id(h) for h in hits]
         judged = qrels.get(qid, {})
         y = np.array([judged.get(i, 0) if i else 0 for i in ids], dtype=np.int32)
-        out.append(Group(qid, features.compute(text, hits, 1), y, ids, judged))
+        out.append(Group(qid, features.compute(res.keyword_query or text, hits, 1), y, ids, judged))
         if progress:
             progress("candidates", n, len(queries))
     return out

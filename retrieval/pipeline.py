@@ -104,7 +104,8 @@ def retrieve_state(state: QueryState) -> RetrievalResult:
     state.answer = False
     for _ in run(state):
         pass
-    return RetrievalResult(state.question, state.hits[: state.k], state.trace, state.query_vector)
+    return RetrievalResult(state.question, state.hits[: state.k], state.trace, state.query_vector,
+                           state.keyword_query)
 
 
 def searcher(state: QueryState, threads: bool = False) -> Search:

@@ -143,6 +143,9 @@ class RetrievalResult:
     hits: list[Hit]
     trace: list[TraceEntry] = field(default_factory=list)
     query_vector: np.ndarray | None = None
+    # what the reranking stages scored term features with (the question, or its glossed form):
+    # a ranker is trained on the features the query path computes
+    keyword_query: str = ""
 
     def timings(self) -> dict[str, float]:
         return timings(self.trace)

@@ -213,3 +213,23 @@ def test_the_abstain_check_takes_translations_of_the_questions_own_terms_only() 
     groups = {"long": ["长"], "train": ["训练"], "pre train": ["预训练"], "run": ["运行"]}
     assert own_groups(groups, idf) == {"train": ["训练"], "pre train": ["预训练"], "run": ["运行"]}
     assert own_groups(None, idf) == {}
+
+
+def test_a_ranker_is_trained_on_the_features_the_query_path_computes(settings: Settings) -> None:
+    """The LTR stage scores term features with the glossed question (`keyword_query`); the
+    training collector must compute them the same way, or an English question's Chinese
+    passage shows no coverage in training and full coverage at query time."""
+    from eval.train_ranker import collect
+    from retrieval import features
+
+    settings = _search(settings, translations_per_term=0)
+    index = Index(settings)
+    question = "Why is gradient clipping used when training recurrent networks?"
+    res = retrieve(question, settings, index=index, k=3)
+    assert res.keyword_query == f"{question} 梯度裁剪"
+    clipping = next(r.id for r in index.docs.iter_records(("chunk",)) if r.source.endswith("clipping.md"))
+    groups = collect({"q": question}, {"q": {clipping: 2}}, index, settings, lambda h: h.record.id)
+    row = groups[0].ids.index(clipping)
+    col = features.FEATURES.index("coverage")
+    assert groups[0].x[row, col] > 0  # 梯度裁剪 is in the passage; no English word of the question is
+    assert features.compute(question, [h for h in res.hits if h.record.id == clipping], 1)[0, col] == 0
