@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import re
 
-# A sentence ends after CJK terminal punctuation, or after .!? followed by whitespace.
+# A sentence ends after CJK terminal punctuation, or after .!? followed by whitespace; a
+# closing quote or bracket right after CJK terminal punctuation goes with it ("……未知。”操曰：“……"
+# is two sentences: without this, dialogue in Chinese prose read as one run-on "sentence" of
+# every line a scene's speakers said).
 _SENT_END = re.compile(
-    r"(?<=[。！？；!?])(?![。！？；!?”」』）)])|(?<=[.!?;])(?=\s)|(?<=[.!?][\"')\]])(?=\s)"
+    r"(?<=[。！？；!?])(?![。！？；!?”」』）)’])|(?<=[。！？；][”」』）)’])(?![。！？；!?”」』）)’])"
+    r"|(?<=[.!?;])(?=\s)|(?<=[.!?][\"')\]])(?=\s)"
 )
 # A list marker alone ("1." split off its item), and lines that open a new block.
 _MARK_ONLY = re.compile(r"^\s*(?:[-*+•]|\d+[.)]|[a-zA-Z][.)])\s*$")
