@@ -14,13 +14,15 @@ from collections import OrderedDict
 from typing import Any
 
 from core.lang import CJK_RANGES
+from core.script import fold
 
 # /2: a Latin or digit run no longer swallows the CJK text that follows it
 # ("Transformer架构中" was one token); /3: the keyword index adds CJK character bigrams
 # (`index_terms`); /4: an acronym's plural is the acronym ("LLMs" -> llm), and the letters after
-# an apostrophe ("LangChain's", "don't") are no token. An index written by an older version is
-# rebuilt from the document store.
-TOKENIZER_VERSION = "en-snowball+jieba-search+cjk-bigrams/4"
+# an apostrophe ("LangChain's", "don't") are no token; /5: Traditional characters are folded to
+# Simplified (core/script.py) before segmentation and bigrams. An index written by an older
+# version is rebuilt from the document store.
+TOKENIZER_VERSION = "en-snowball+jieba-search+cjk-bigrams/5"
 # Marks the keyword index's CJK character bigrams ("~关羽"), a field apart from jieba's words
 # ("关羽"): no tokenizer term holds one, and BM25 normalises each field by its own length.
 BIGRAM_MARK = "~"
@@ -93,7 +95,7 @@ def cjk_grams(text: str) -> list[str]:
     """Overlapping character bigrams of each CJK run, in order, repeats kept ("大模型" -> 大模,
     模型); a run of one character is that character."""
     out: list[str] = []
-    for run in _CJK_ANY.findall(text):
+    for run in map(fold, _CJK_ANY.findall(text)):
         out.extend(run[i : i + 2] for i in range(len(run) - 1)) if len(run) > 1 else out.append(run)
     return out
 
@@ -129,7 +131,7 @@ def tokenize(text: str) -> list[str]:
     for m in _TOKEN.finditer(text):
         tok = m.group(0)
         if _CJK_RUN.match(tok):
-            for w in _jieba().cut_for_search(tok):
+            for w in _jieba().cut_for_search(fold(tok)):
                 if w.strip() and w not in _ZH_STOP:
                     out.append(w)
         else:

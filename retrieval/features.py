@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from core.lang import cjk_share
+from core.script import fold
 from core.tokens import cjk_grams, tokens_of
 from core.types import Hit
 
@@ -89,8 +90,12 @@ def cjk_bigrams(text: str) -> frozenset[str]:
 def bigram_share(qbi: frozenset[str], text: str) -> float:
     """The share of the question's CJK bigrams `qbi` among `text`'s (`cjk_bigrams`), without
     building the text's set: two CJK characters side by side in `text` always lie in one CJK run,
-    so a bigram is one of the text's exactly when it is a substring of it."""
-    return sum(1 for g in qbi if g in text) / len(qbi) if qbi else math.nan
+    so a bigram is one of the text's exactly when it is a substring of it (of its Simplified
+    form: the bigrams are folded, core/script.py)."""
+    if not qbi:
+        return math.nan
+    text = fold(text)
+    return sum(1 for g in qbi if g in text) / len(qbi)
 
 
 def proximity(qterms: frozenset[str], seq: Sequence[str]) -> float:

@@ -129,7 +129,8 @@ def test_sentence_splitting_is_shared_and_cjk_aware() -> None:
 def test_a_closing_quote_after_cjk_terminal_punctuation_ends_the_sentence() -> None:
     """Chinese dialogue closes each line with 。” / ！” / ？”: each is a sentence of its own, not
     one run-on "sentence" of the whole scene (which the composer quoted, or dropped as too long)."""
-    t = "玄德曰：“天下英雄，实有未知。”操曰：“今天下英雄，惟使君与操耳！”玄德闻言，吃了一惊。他（刘备）说“是”。"
+    t = ("玄德曰：“天下英雄，实有未知。”操曰：“今天下英雄，惟使君与操耳！”"
+         "玄德闻言，吃了一惊。他（刘备）说“是”。")
     assert [t[a:b] for a, b in sentence_spans(t)] == [
         "玄德曰：“天下英雄，实有未知。”",
         "操曰：“今天下英雄，惟使君与操耳！”",
