@@ -10,6 +10,7 @@ import logging
 import re
 import sys
 import threading
+import unicodedata
 from collections import OrderedDict
 from typing import Any
 
@@ -20,8 +21,9 @@ from core.script import fold
 # ("Transformer架构中" was one token); /3: the keyword index adds CJK character bigrams
 # (`index_terms`); /4: an acronym's plural is the acronym ("LLMs" -> llm), and the letters after
 # an apostrophe ("LangChain's", "don't") are no token; /5: Traditional characters are folded to
-# Simplified (core/script.py) before segmentation and bigrams. An index written by an older
-# version is rebuilt from the document store.
+# Simplified (core/script.py) before segmentation and bigrams, and a run of other letters and
+# digits is read in NFKC form (full-width ＬＬＭ is llm). An index written by an older version is
+# rebuilt from the document store.
 TOKENIZER_VERSION = "en-snowball+jieba-search+cjk-bigrams/5"
 # Marks the keyword index's CJK character bigrams ("~关羽"), a field apart from jieba's words
 # ("关羽"): no tokenizer term holds one, and BM25 normalises each field by its own length.
@@ -135,6 +137,10 @@ def tokenize(text: str) -> list[str]:
                 if w.strip() and w not in _ZH_STOP:
                     out.append(w)
         else:
+            if not tok.isascii():
+                # full-width letters and digits (ＬＬＭ, ＧＰＴ４, common in Chinese text typed in
+                # full-width mode), ligatures and the like read as their plain forms
+                tok = unicodedata.normalize("NFKC", tok)
             if tok[-1] == "s" and _ACRONYM_PLURAL.match(tok):
                 tok = tok[:-1]
             elif tok in _CLITICS and m.start() > 0 and text[m.start() - 1] in _APOSTROPHES:

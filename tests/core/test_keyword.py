@@ -55,6 +55,14 @@ def test_an_acronyms_plural_is_the_acronym_and_clitics_are_no_tokens() -> None:
     assert tokenize("s t") == ["s", "t"]  # letters on their own are still words
 
 
+def test_full_width_letters_and_digits_read_as_plain_ones() -> None:
+    """Chinese text typed in full-width mode writes ＬＬＭ and ＧＰＴ－４: a question in plain
+    letters must meet them."""
+    assert tokenize("ＬＬＭｓ的ＲＡＧ技术，ＧＰＴ－４") == tokenize("LLMs的RAG技术，GPT-4") == [
+        "llm", "rag", "技术", "gpt", "4"]
+    assert tokenize("ﬁne-tuning") == ["fine", "tune"]  # a ligature is its letters
+
+
 def test_cjk_share_and_token_estimate_on_mixed_text() -> None:
     assert cjk_share("attention") == 0.0 and cjk_share("注意力") == 1.0
     assert cjk_share("Transformer架构") == pytest.approx(2 / 13)
