@@ -56,6 +56,9 @@ MIN_TERMS = 2  # a sentence with fewer content words (a label, "1.") is not an a
 MAX_SENTENCE_CHARS = 600  # longer "sentences" are tables or run-on text, not answers
 SHORT_LINE = 40  # a run of lines this long at the median is a list, one item a line (_lines)
 
+# A plain-text table's rule line: "=====   ======", "+-----+-----+" (no words; a Markdown
+# table's "|---|:--:|" is read by `candidates` with its header).
+_RULE = re.compile(r"^\s*[=+~-]{3,}[=+~\s-]*$")
 _LIST_MARK = re.compile(r"^\s*(?:>\s*)*(?:(?:[-*+•]|\d+[.)]|#{1,6})\s+)?")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]+)\]\((?:[^)]*)\)")
@@ -161,18 +164,24 @@ def candidates(passages: Sequence[Passage]) -> list[Sentence]:
 
 
 def _lines(text: str, a: int, b: int) -> list[tuple[int, int]]:
-    """A sentence span, or its lines where it is a run of short ones: notes that put one item
+    """A sentence span, or its lines where it is a run of short ones or a plain-text table
+    (its rule lines left out): notes that put one item
     per line with no punctuation ("GQA", "RMSNorm", "QLoRA 量化+LoRA") read as one run-on
     "sentence" of hundreds of characters, quoted whole for the one line that answers.
     Hard-wrapped prose keeps its lines together: they are long (a line of text's width)."""
     if "\n" not in text[a:b]:
         return [(a, b)]
     out: list[tuple[int, int]] = []
+    rules = 0
     start = a
     for line in text[a:b].splitlines(keepends=True):
-        if line.strip():
+        if _RULE.match(line):
+            rules += 1
+        elif line.strip():
             out.append((start, start + len(line.rstrip())))
         start += len(line)
+    if rules:  # a plain-text table ("=====  =====" rules, reStructuredText): one row a line
+        return out
     lengths = sorted(e - s for s, e in out)
     return out if len(out) > 1 and lengths[len(lengths) // 2] <= SHORT_LINE else [(a, b)]
 

@@ -318,6 +318,26 @@ def test_a_run_of_short_lines_is_quoted_line_by_line_and_wrapped_prose_whole() -
     assert got == " ".join(prose.split()) + " [1]"  # one sentence over three lines, whole
 
 
+def test_a_plain_text_table_is_quoted_row_by_row() -> None:
+    """A reStructuredText table ("=====  =====" rules) has no sentence ends: it was one run-on
+    span, too long to quote, so "How many samples ...?" was answered from the prose around it."""
+    text = ("The KDD Cup 99 data come from simulated intrusions into a military network.\n\n"
+            "================      ==========================================\n"
+            "Samples total         4898431\n"
+            "Dimensionality        41\n"
+            "Features              discrete (int) or continuous (float)\n"
+            "Targets               str, the name of the anomaly type or normal\n"
+            "================      ==========================================\n")
+    from retrieval.compose import candidates
+    from retrieval.generate import Passage
+
+    rows = [c.text for c in candidates([Passage(1, _hit(1, text), text)])]
+    assert rows[1:3] == ["Samples total 4898431", "Dimensionality 41"]
+    assert not any("===" in r for r in rows)  # the rules are no rows
+    s = load_settings(answer={"extractive_max_sentences": 1})
+    assert compose("How many samples in total?", [_hit(1, text)], s, []).text == "Samples total 4898431 [1]"
+
+
 def test_what_is_x_questions_and_the_sentences_that_introduce_x() -> None:
     from retrieval.compose import defined_term, defines
 
