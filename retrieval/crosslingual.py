@@ -91,22 +91,41 @@ def glossed(question: str, index: Index, settings: Settings, trace: list[TraceEn
 def concept_units(terms: Iterable[str], groups: Mapping[str, Sequence[str]]) -> list[frozenset[str]]:
     """The question's terms as units of meaning: an English word and the tokens of its Chinese
     glosses and translations are one unit (a Chinese sentence that says 损失 covers "loss" as
-    well as the English word would), the Chinese words of a two-word phrase one more; every
-    other term a unit of its own. Scored as one, a unit counts once: before, a translated word
-    counted twice in a coverage's whole, so a Chinese sentence could cover at most half of a
-    fully translated question. `terms`: tokenised (the keyword query's)."""
+    well as the English word would); a two-word phrase whose translation is one token of the
+    query ("green tea" -> 绿茶, "water temperature" -> 水温) joins each of its words' units, since
+    a passage that says 绿茶 covers both words; a phrase translated into several tokens (损失缩放:
+    损失 / 缩放) adds one unit of them; every other term a unit of its own. Scored as one, a unit
+    counts once: before, a translated word counted twice in a coverage's whole, so a Chinese
+    sentence could cover at most half of a fully translated question. `terms`: tokenised (the
+    keyword query's)."""
     pool = set(terms)
-    units: list[frozenset[str]] = []
+    units: list[set[str]] = []
+    unit_of: dict[str, set[str]] = {}  # an English word -> the unit it heads
     taken: set[str] = set()
+
+    def word_unit(word: str) -> set[str]:
+        if word not in unit_of:
+            unit_of[word] = {word}
+            units.append(unit_of[word])
+            taken.add(word)
+        return unit_of[word]
+
     for key, words in groups.items():
         zh = {t for w in words for t in tokenize(w)} & pool
-        en = {key} & pool if " " not in key else set()
-        unit = (zh | en) - taken
-        if unit:
-            units.append(frozenset(unit))
-            taken |= unit
-    units += [frozenset((t,)) for t in sorted(pool - taken)]
-    return units
+        parts = [p for p in key.split() if p in pool]
+        whole = {w for w in words if w in pool}
+        if " " in key and whole and parts:
+            for p in parts:
+                word_unit(p).update(whole)
+            taken |= whole
+            continue
+        if " " not in key and key in pool:
+            word_unit(key).update(zh - taken)
+        elif zh - taken:
+            units.append(zh - taken)
+        taken |= zh
+    units += [{t} for t in sorted(pool - taken)]
+    return [frozenset(u) for u in units]
 
 
 Units = list[tuple[frozenset[str], float]]  # units of meaning, each with its weight

@@ -188,6 +188,13 @@ def test_a_word_and_its_translations_are_one_unit_of_coverage() -> None:
     assert units == [frozenset({"loss", "损失"}), frozenset({"缩放"}), frozenset({"need", "需要"}),
                      frozenset({"scale"})]
     assert concept_units(["a", "b"], {}) == [frozenset({"a"}), frozenset({"b"})]
+    # a phrase translated into one token covers each of its words: a passage about 绿茶 covers
+    # "green" and "tea" (it was one unit of three, the words left uncovered: "What water
+    # temperature for green tea?" over a Chinese note that answers it was refused, 21% covered)
+    terms = tokenize("What water temperature for green tea? 水温 绿茶")
+    units = concept_units(terms, {"water temperatur": ["水温"], "green tea": ["绿茶"]})
+    assert units == [frozenset({"water", "水温"}), frozenset({"temperatur", "水温"}),
+                     frozenset({"green", "绿茶"}), frozenset({"tea", "绿茶"})]
 
 
 def test_the_abstain_check_counts_a_translated_word_as_the_english_one() -> None:
