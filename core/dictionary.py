@@ -41,10 +41,15 @@ _ENTRY = re.compile(r"^\S+ (\S+) \[([^\]]*)\] /(.*)/\s*$")
 _NAME = re.compile(r"^([A-Za-zü' -]+?)\s*[(,]")  # "Guan Yu (-219), general of Shu ..." -> "Guan Yu"
 _PAREN = re.compile(r"\([^)]*\)|\[[^\]]*\]")
 _LABEL = re.compile(r"\(\s*[\w.]+\s*\)")  # "(finance)", "(coll.)": a one-word domain or register
+# The rank of a translation from a later sense of its entry: after every word whose first sense
+# says the English word, whatever the counts. "use" -> 将 ("/will; shall; to use; .../": a
+# function word of every other Chinese sentence) was the notes' commonest translation of "use",
+# before 使用 and 用, whose entries mean "to use" first.
+LATER = 1
 # The rank of a translation from a qualified sense: after every plain one, whatever the counts.
 # "long" -> 多头 ("long (investment)") was the notes' commonest translation of "long", because
 # they say 多头 (multi-head) everywhere; 长 ("/length/long/") is what a question means.
-QUALIFIED = 1
+QUALIFIED = 2
 _LEAD = re.compile(r"^(?:to|a|an|the|fig\.)\s+", re.IGNORECASE)
 # Senses that are not translations: cross-references, classifiers, surnames, literal glosses.
 _SKIP = ("variant of", "old variant", "see ", "CL:", "surname", "abbr", "used in", "pr.", "(old)", "lit.")
@@ -62,9 +67,9 @@ def data_path() -> Path | None:
 
 def parse(lines: list[str]) -> dict[str, dict[str, int]]:
     """English key -> the simplified Chinese words whose senses say it, from CC-CEDICT lines
-    ("傳統 传统 [chuan2 tong3] /tradition/traditional/"), each with its sense's rank: 0 for a
-    plain sense, 1 for one a domain label qualifies ("long (investment)", "(computing) text").
-    Only short senses count."""
+    ("傳統 传统 [chuan2 tong3] /tradition/traditional/"), each with its sense's rank: 0 for the
+    entry's first sense, LATER for a later one, QUALIFIED for one a domain label qualifies
+    ("long (investment)", "(computing) text"). Only short senses count."""
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for line in lines:
         if line.startswith("#"):
@@ -75,14 +80,16 @@ def parse(lines: list[str]) -> dict[str, dict[str, int]]:
         word, pinyin, senses = m.group(1), m.group(2), m.group(3)
         if name := _romanised_name(pinyin, senses):
             _add(out, name, word, 0)
+        first = True  # the first sense that is a translation (not a surname, variant, ...)
         for sense in senses.split("/"):
             if sense.startswith(_SKIP):
                 continue
             for part in sense.split(";"):
-                rank = QUALIFIED if _qualified(part) else 0
+                rank = QUALIFIED if _qualified(part) else 0 if first else LATER
                 part = _LEAD.sub("", _PAREN.sub(" ", part).strip())
                 if len(part.split()) <= MAX_KEY_WORDS + 1:
                     _add(out, part, word, rank)
+            first = False
     return out
 
 

@@ -94,10 +94,23 @@ def test_a_sense_a_domain_label_qualifies_ranks_after_plain_ones() -> None:
         "文本 文本 [wen2 ben3] /a text (article, script, contract etc)/(computing) text/",
         "正文 正文 [zheng4 wen2] /(computing) text/main text/",
     ])
-    assert idx[_key("long")] == {"多头": dictionary.QUALIFIED, "长": 0}
+    assert idx[_key("long")] == {"多头": dictionary.QUALIFIED, "长": dictionary.LATER}
     # an explanation in parentheses is no label: 文本 keeps a plain sense of "text"
     assert idx[_key("text")] == {"文本": 0, "正文": dictionary.QUALIFIED}
     vocab = {"多头": 0, "长": 1, "文本": 2, "正文": 3}
     got = dictionary.for_corpus(vocab, np.array([40, 3, 5, 9]), 100, idx)
     assert got[_key("long")] == ["长", "多头"] and got[_key("text")] == ["文本", "正文"]
     assert dictionary.translate("Why are LLMs weak at long texts?", got, 1)[_key("long")] == ["长"]
+
+
+def test_a_later_sense_ranks_after_words_whose_first_sense_it_is() -> None:
+    """将 says "to use" in its third sense ("will; shall" first): the notes' commonest word that
+    translates "use", and a function word of every other sentence. 使用 and 用 mean it first."""
+    idx = dictionary.parse([
+        "將 将 [jiang1] /will/shall/to use/to take/to checkmate/",
+        "使用 使用 [shi3 yong4] /to use/to employ/to apply/to make use of/",
+        "用 用 [yong4] /surname Yong/to use/to employ/to have to/",  # a skipped sense is not the first
+    ])
+    assert idx[_key("use")] == {"将": dictionary.LATER, "使用": 0, "用": 0}
+    got = dictionary.for_corpus({"将": 0, "使用": 1, "用": 2}, np.array([45, 12, 20]), 100, idx)
+    assert got[_key("use")] == ["用", "使用", "将"]  # first senses by count, then the later one
