@@ -85,8 +85,8 @@ def _split_of(qid: str) -> str:
 
 def support(row: Row, r: AbstainRule) -> float:
     w = dense_weight(r, row.kind, row.cjk)
-    return max((grade_support(p["dense"], p["coverage"], row.absent, w, r.absent_gate) for p in row.passages),
-               default=0.0)
+    return max((grade_support(p["dense"], p["coverage"], row.absent, w, r.absent_gate,
+                              bool(p.get("same_script"))) for p in row.passages), default=0.0)
 
 
 def _questions(path: Path) -> tuple[Any, list[tuple[str, str, str, bool]]]:
@@ -149,7 +149,7 @@ def run_one(
     row.kind = str(ev.get("kind", "same"))
     row.absent = float(ev.get("absent", 0.0))
     row.passages = [
-        {k: p[k] for k in ("dense", "coverage", "sentence_coverage") if k in p}
+        {k: p[k] for k in ("dense", "coverage", "sentence_coverage", "same_script") if k in p}
         for p in ev.get("passages", [])
     ]
     if res.abstained:

@@ -235,10 +235,22 @@ def dense_weight(r: AbstainRule, kind: str, cjk: float) -> float:
     return r.dense_weight if kind == "cjk" else r.dense_weight * (1.0 - cjk)
 
 
-def support(dense: float, coverage: float, absent: float, w: float, gate: bool) -> float:
-    """One passage's support (module docstring); eval/answers.py replays it."""
+def support(dense: float, coverage: float, absent: float, w: float, gate: bool,
+            same_script: bool = False) -> float:
+    """One passage's support (module docstring); eval/answers.py replays it. A passage in the
+    question's own script (`same_script`) that holds none of its terms, words or bigrams,
+    supports nothing, whatever its cosine: MiniLM's cosine of a Chinese question to any Chinese
+    text is 0.4-0.5, and "蒙娜丽莎是谁画的？" was answered from tea notes. Across scripts (a
+    Chinese question of English text) terms cannot meet, and the cosine is all there is."""
+    if same_script and coverage <= 0.0:
+        return 0.0
     s = w * max(dense, 0.0) + (1 - w) * coverage
     return s * (1.0 - absent) if gate else s
+
+
+def same_script(question_cjk: float, text: str) -> bool:
+    """Whether a passage is written in the question's script (both mostly CJK, or both not)."""
+    return (question_cjk >= 0.5) == (cjk_share(text[:2000]) >= 0.5)
 
 
 def evidence(
@@ -272,13 +284,15 @@ def evidence(
     for h, c in zip(top, cos, strict=True):
         cov = coverage(units, h)
         sc = sentence_coverage(units, h)
-        s = support(c, cov, absent, w, r.absent_gate)
+        same = same_script(cjk, h.record.text)
+        s = support(c, cov, absent, w, r.absent_gate, same)
         rows.append(
             {
                 "id": h.record.id,
                 "dense": round(c, 4),
                 "coverage": round(cov, 4),
                 "sentence_coverage": round(sc, 4),
+                "same_script": same,
                 "support": round(s, 4),
             }
         )
