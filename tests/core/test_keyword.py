@@ -103,7 +103,7 @@ def test_context_scores_give_neighbours_and_the_document_best(tmp_path: Path) ->
     assert np.allclose(fresh.context_scores("glaciers", ["a2"])["bm25_doc"], ctx["bm25_doc"][:1])
 
 
-def test_index_written_by_an_older_tokenizer_is_rebuilt(tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
+def test_index_written_by_an_older_tokenizer_is_rebuilt(tmp_path: Path, settings, caplog) -> None:  # type: ignore[no-untyped-def]
     from core.index import Index
     from ingest.pipeline import ingest
 
@@ -116,7 +116,12 @@ def test_index_written_by_an_older_tokenizer_is_rebuilt(tmp_path: Path, settings
     man["tokenizer"] = "en-snowball+jieba-search/1"
     man_path.write_text(json.dumps(man))
     index = Index(settings)
-    assert index.keyword.is_current()  # rebuilt when first opened
+    with caplog.at_level("WARNING", logger="core.index"):
+        assert index.keyword.is_current()  # rebuilt when first opened
+    # the user is told what runs, for how many records and about how long, then how long it took
+    said = [r.getMessage() for r in caplog.records if r.name == "core.index"]
+    assert "for 1 records" in said[0] and "a few seconds, once" in said[0]
+    assert said[1].startswith("BM25 index rebuilt in ")
     assert json.loads(man_path.read_text())["tokenizer"] == TOKENIZER_VERSION
     assert index.keyword.search("架构", 3)
 
