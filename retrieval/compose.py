@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +36,7 @@ from core.settings import Settings
 from core.text import sentence_spans
 from core.tokens import strip_question_words
 from core.types import Hit, TraceEntry
-from retrieval.crosslingual import covered, weighted_units
+from retrieval.crosslingual import covered, credit, weighted_units
 from retrieval.features import cjk_bigrams
 from retrieval.generate import Citation, Generation, Passage, citation, neutralise
 
@@ -244,7 +244,7 @@ def score(
     with_cos = qv is not None and english(question) and bool(q_terms)
     w_cov = W_COVERAGE if with_cos else W_COVERAGE + W_COSINE
     for s in sents:
-        cov = covered(units, _credit(s, heads[s.n]))
+        cov = covered(units, credit(s.has, heads[s.n]))
         s.features = {"coverage": round(cov, 4), "rank_prior": round(prior[s.n], 4)}
         s.score = w_cov * cov + W_RANK * prior[s.n]
         if term and defines(s.text, term):
@@ -253,12 +253,6 @@ def score(
         s.score *= _damping(s)
     if with_cos and qv is not None:
         _add_cosines(question, sents, qv, keep_rel)
-
-
-def _credit(s: Sentence, head: set[str]) -> Callable[[str], float]:
-    """A term's credit: 1 in the sentence, half in its passage's heading only ("French press"
-    is often the heading, not the sentence)."""
-    return lambda t: 1.0 if s.has(t) else 0.5 if t in head else 0.0
 
 
 _WHAT_IS = re.compile(

@@ -14,7 +14,7 @@ contain. Two remedies, both chosen automatically when the scripts differ (`misma
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from core import dictionary
@@ -134,6 +134,13 @@ Units = list[tuple[frozenset[str], float]]  # units of meaning, each with its we
 def weighted_units(idf: Mapping[str, float], groups: Mapping[str, Sequence[str]] | None = None) -> Units:
     """`concept_units` of the terms `idf` weighs, each unit weighted by its best idf."""
     return [(u, max(idf[t] for t in u)) for u in concept_units(idf, groups or {})]
+
+
+def credit(holds: Callable[[str], bool], head: Container[str] = ()) -> Callable[[str], float]:
+    """A term's credit for `covered`: 1 where the text holds it, half where only its heading does
+    ("French press" is often the heading, not the sentence). The composer and the abstain check
+    score coverage alike."""
+    return lambda t: 1.0 if holds(t) else 0.5 if t in head else 0.0
 
 
 def covered(units: Units, credit: Callable[[str], float]) -> float:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,7 @@ from core.llmcall import LLMCaller
 from core.settings import AbstainRule, Settings
 from core.tokens import QUESTION_WORDS
 from core.types import Hit, TraceEntry
-from retrieval.crosslingual import Units, covered, mismatch, weighted_units
+from retrieval.crosslingual import Units, covered, credit, mismatch, weighted_units
 from retrieval.state import QueryState, Search
 from retrieval.translate import step_back
 
@@ -163,7 +163,7 @@ def own_groups(groups: Mapping[str, Sequence[str]] | None, idf: Mapping[str, flo
 def coverage(units: Units, hit: Hit) -> float:
     """The idf-weighted share of the question's terms that occur in the passage or its heading."""
     terms = set(tokenize(f"{hit.record.title} {hit.record.text}"))
-    return covered(units, lambda t: 1.0 if t in terms else 0.0)
+    return covered(units, credit(terms.__contains__))
 
 
 def cosines(index: Index, hits: list[Hit], query_vector: np.ndarray) -> list[float]:
@@ -193,13 +193,8 @@ def sentence_coverage(units: Units, hit: Hit) -> float:
     head = set(tokenize(hit.record.title))
     best = 0.0
     for a, b in sentence_spans(text):
-        best = max(best, covered(units, _credit(set(tokenize(text[a:b])), head)))
+        best = max(best, covered(units, credit(set(tokenize(text[a:b])).__contains__, head)))
     return best
-
-
-def _credit(terms: set[str], head: set[str]) -> Callable[[str], float]:
-    """A term's credit: 1 in the sentence, half in its passage's heading only."""
-    return lambda t: 1.0 if t in terms else 0.5 if t in head else 0.0
 
 
 KINDS = ("same", "cjk", "crosslingual")
