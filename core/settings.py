@@ -190,6 +190,12 @@ class SearchSettings(BaseModel):
     translations_per_term: int = 1
     crosslingual_question_cjk: float = 0.1  # a question below this CJK share is "English"
     crosslingual_corpus_cjk: float = 0.3  # a corpus at or above it is "Chinese"
+    # An English question is glossed with Chinese words (retrieval/crosslingual.py) over a
+    # corpus at least this share CJK (its letters and digits): a mixed folder, English documents
+    # beside Chinese ones. A Chinese character is about a word and an English word about five
+    # letters, so 0.01 is about one word in twenty Chinese. At least dictionary.MIN_CORPUS_CJK
+    # (below it the index keeps no translations).
+    gloss_corpus_cjk: float = 0.01
     # Each returned hit is widened to its neighbouring chunks within this many approximate
     # tokens (retrieval/window.py); 0 returns the chunks themselves.
     window_tokens: int = 450  # chosen on the dev splits (README: passage hit@5)

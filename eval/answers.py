@@ -40,7 +40,7 @@ from core.types import Hit, Record
 from eval import configs as cfgs
 from eval.datasets import Issues, load_dataset, load_queries
 from eval.evaluate import EvalIndex, corpus_index
-from retrieval.grade import dense_weight
+from retrieval.grade import dense_weight, passage_kind
 from retrieval.grade import support as grade_support
 
 log = logging.getLogger(__name__)
@@ -83,10 +83,24 @@ def _split_of(qid: str) -> str:
     return "dev" if int(hashlib.sha1(qid.encode()).hexdigest(), 16) % 10 < 4 else "test"
 
 
-def support(row: Row, r: AbstainRule) -> float:
-    w = dense_weight(r, row.kind, row.cjk)
-    return max((grade_support(p["dense"], p["coverage"], row.absent, w, r.absent_gate,
-                              bool(p.get("same_script"))) for p in row.passages), default=0.0)
+def _rule_for(kind: str, rules: Rules) -> AbstainRule:
+    return rules.get(kind, rules.get("same", AbstainRule(min_score=0.5)))
+
+
+def passes(row: Row, rules: Rules) -> bool:
+    """The product's decision replayed (retrieval/grade.evidence): some passage's support under
+    its own kind's rule (`passage_kind`: a passage in the other script than the question's is
+    judged as crosslingual) reaches that rule's min_score. A passage recorded without its script
+    (an older results.json) takes the question's kind."""
+    for p in row.passages:
+        same = p.get("same_script")
+        kind = row.kind if same is None else passage_kind(row.kind, bool(same))
+        r = _rule_for(kind, rules)
+        s = grade_support(p["dense"], p["coverage"], row.absent, dense_weight(r, kind, row.cjk),
+                          r.absent_gate, bool(same))
+        if s >= r.min_score:
+            return True
+    return False
 
 
 def _questions(path: Path) -> tuple[Any, list[tuple[str, str, str, bool]]]:
@@ -180,8 +194,7 @@ Rules = dict[str, AbstainRule]  # kind -> rule
 def _passes(r: Row, rules: Rules) -> bool:
     if r.sql:  # the product answers from table rows without grading passages (nothing to replay)
         return not r.declined
-    rule = rules.get(r.kind, rules.get("same", AbstainRule(min_score=0.5)))
-    return not r.declined and support(r, rule) >= rule.min_score
+    return not r.declined and passes(r, rules)
 
 
 def metrics(rows: list[Row], rules: Rules) -> dict[str, Any]:
@@ -207,7 +220,7 @@ def metrics(rows: list[Row], rules: Rules) -> dict[str, Any]:
     }
 
 
-def choose(rows: list[Row]) -> tuple[Rules, list[dict[str, Any]]]:
+def choose(rows: list[Row], defaults: Rules | None = None) -> tuple[Rules, list[dict[str, Any]]]:
     """Per kind of question, the rule (dense weight, threshold, absent gate) with the best
     balanced accuracy on the dev questions, and the whole dev curve. Rules less than one
     question short of the best (of either class) count as ties; a tie goes to the absent gate
@@ -226,7 +239,8 @@ def choose(rows: list[Row]) -> tuple[Rules, list[dict[str, Any]]]:
         for gate in (False, True):
             for w in WEIGHTS:
                 for t in THRESHOLDS:
-                    m = metrics(mine, {kind: AbstainRule(min_score=t, dense_weight=w, absent_gate=gate)})
+                    m = metrics(mine, {**(defaults or {}),
+                                       kind: AbstainRule(min_score=t, dense_weight=w, absent_gate=gate)})
                     bal = ((m["answer_rate"] or 0) + (m["abstention_rate"] or 0)) / 2
                     points.append({"kind": kind, "weight": w, "threshold": t, "absent_gate": gate,
                                    "balanced": round(bal, 4), "answer_rate": m["answer_rate"],
@@ -266,7 +280,7 @@ def build_report(rows: list[Row], defaults: Rules) -> tuple[dict[str, Any], list
     """The rules chosen on dev (per kind; `defaults` for a kind dev cannot choose for), the
     metrics on test and dev by mode, dataset and kind, and the trade-off curves: results.json's
     object and report.md's lines."""
-    chosen, curve = choose(rows)
+    chosen, curve = choose(rows, defaults)
     rules = {**defaults, **chosen}
     report: dict[str, Any] = {
         "chosen": {"abstain": {k: r.model_dump() for k, r in rules.items()}, "on": "dev"},

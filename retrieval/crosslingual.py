@@ -21,7 +21,7 @@ from core import dictionary
 from core.index import Index
 from core.lang import cjk_share
 from core.settings import Settings
-from core.tokens import tokenize
+from core.tokens import strip_question_words, tokenize
 from core.types import TraceEntry
 
 
@@ -31,6 +31,7 @@ class Mismatch:
     corpus_lang: str
     question_cjk: float
     corpus_cjk: float
+    mixed: bool = False  # the corpus is mostly in the question's script, with some text in the other
 
 
 def mismatch(question: str, index: Index, settings: Settings) -> Mismatch | None:
@@ -46,13 +47,36 @@ def mismatch(question: str, index: Index, settings: Settings) -> Mismatch | None
     return None
 
 
+def gloss_target(question: str, index: Index, settings: Settings) -> Mismatch | None:
+    """An English question over a corpus that holds Chinese text: a Chinese corpus (`mismatch`),
+    or a mixed one, English documents beside Chinese ones, whose CJK share reaches
+    search.gloss_corpus_cjk. In a mixed folder the Chinese documents can only be found through
+    the question's translated words (MiniLM cannot read them, BM25 needs shared words): "What
+    water temperature for green tea?" over the sample data (English coffee notes and a Chinese
+    tea text, 12.5% CJK) found only coffee passages. The corpus-level `mismatch` (which picks
+    the LLM translation strategy and the abstain rule) is left as it is: most of such a corpus
+    is in the question's language."""
+    mm = mismatch(question, index, settings)
+    if mm is not None:
+        return mm if mm.question_lang == "en" else None
+    corpus = index.keyword.lexicon().cjk_share
+    q = cjk_share(question)
+    if q < settings.search.crosslingual_question_cjk and corpus >= settings.search.gloss_corpus_cjk:
+        return Mismatch("en", "zh", round(q, 3), corpus, mixed=True)
+    return None
+
+
 @dataclass(frozen=True)
 class Glossed:
-    """A question's BM25 query with Chinese words added, and which English key each came for
-    (a tokenised word or two-word phrase -> its glosses and translations)."""
+    """A question's BM25 query with words of the other script added, and which of its terms
+    each came for (an English question: a tokenised word or two-word phrase -> its Chinese
+    glosses and translations; a Chinese one: a Chinese word -> its English translations).
+    `bigrams`: whether BM25 scores the query's CJK character bigrams (not for the Chinese words
+    added to an English question: they are whole words)."""
 
     text: str
     groups: dict[str, list[str]]
+    bigrams: bool = False
 
 
 def gloss_query(question: str, index: Index, settings: Settings, trace: list[TraceEntry]) -> str | None:
@@ -65,13 +89,14 @@ def gloss_query(question: str, index: Index, settings: Settings, trace: list[Tra
 def glossed(question: str, index: Index, settings: Settings, trace: list[TraceEntry]) -> Glossed | None:
     """The question's BM25 query with Chinese words for its English terms appended: the
     corpus's own glosses, and the dictionary translations the corpus uses (core/dictionary.py);
-    None when the scripts match or nothing was added. One `glosses` trace entry says which."""
+    None when the corpus holds no Chinese to gloss for (`gloss_target`) or nothing was added.
+    One `glosses` trace entry says which."""
     s = settings.search
     if not s.glosses and s.translations_per_term <= 0:
         return None
-    mm = mismatch(question, index, settings)
-    if mm is None or mm.question_lang != "en":
-        return None
+    mm = gloss_target(question, index, settings)
+    if mm is None:
+        return to_english(question, index, settings, trace)
     terms, known = _glosses(question, index, settings) if s.glosses else ({}, [])
     words = dictionary.translate(question, index.keyword.translations(), s.translations_per_term)
     trace.append(TraceEntry("glosses", 0.0, {"mismatch": mm.__dict__, "terms": terms, "known": known,
@@ -86,6 +111,35 @@ def glossed(question: str, index: Index, settings: Settings, trace: list[TraceEn
     for key, ws in keyed:
         groups[key] = list(dict.fromkeys([*groups.get(key, []), *ws]))
     return Glossed(f"{question} {' '.join(dict.fromkeys(extra))}", groups)
+
+
+def to_english(question: str, index: Index, settings: Settings, trace: list[TraceEntry]) -> Glossed | None:
+    """A Chinese question over a corpus that is mostly English (a mixed folder, or an English
+    one: CJK share below search.crosslingual_corpus_cjk): each of its Chinese words adds the
+    English translation CC-CEDICT gives for it that the corpus uses most (plain senses first;
+    core/dictionary.to_english): "冲咖啡的水温应该是多少？" also searches "coffee" and "water
+    temperature". Read at query time for the question's words only (the dictionary is read once
+    per process). None when the question is not Chinese, the corpus mostly Chinese (its Chinese
+    questions are searched as they are), or nothing was added. A `glosses` trace entry."""
+    s = settings.search
+    if s.translations_per_term <= 0 or cjk_share(question) < 0.5:
+        return None
+    kw = index.keyword
+    corpus = kw.lexicon().cjk_share
+    if corpus >= s.crosslingual_corpus_cjk:
+        return None
+    words = dictionary.headwords_in(strip_question_words(question))
+    found = dictionary.to_english(words, kw.doc_freqs, s.translations_per_term)
+    trace.append(TraceEntry("glosses", 0.0, {
+        "mismatch": Mismatch("zh", "en", round(cjk_share(question), 3), corpus, mixed=corpus > 0).__dict__,
+        "terms": {}, "known": [], "translations": found}))
+    extra = [e for es in found.values() for e in es]
+    if not extra:
+        return None
+    # keyed by the question's own tokens of each word (法压壶 -> "法 压 壶"), as the abstain
+    # check and the composer read the question (retrieval/grade.own_groups)
+    groups = {" ".join(tokenize(w)) or w: es for w, es in found.items()}
+    return Glossed(f"{question} {' '.join(dict.fromkeys(extra))}", groups, bigrams=True)
 
 
 def concept_units(terms: Iterable[str], groups: Mapping[str, Sequence[str]]) -> list[frozenset[str]]:

@@ -224,7 +224,8 @@ def walk_tree(state: QueryState) -> bool:
 
 
 def gloss(state: QueryState) -> QueryState:
-    """English question, Chinese corpus: the question's glossed terms join its BM25 query."""
+    """A question over text in the other script (an English question of Chinese text, a
+    Chinese one of English text): its glossed terms join its BM25 query."""
     if not state.runs("gloss"):
         return state
     for q in state.queries:
@@ -232,7 +233,7 @@ def gloss(state: QueryState) -> QueryState:
             g = crosslingual.glossed(q.text, state.index, state.settings, state.trace)
             if g is not None:
                 q.keyword_text, q.keyword_groups = g.text, g.groups
-            q.bigrams = g is None
+            q.bigrams = g is None or g.bigrams
     return state
 
 

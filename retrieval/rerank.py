@@ -98,12 +98,30 @@ def context_bm25(scores: dict[str, float], context: float, doc: float) -> float:
     return own + context * ctx + doc * scores.get("bm25_doc", own)
 
 
-def dense_blind_share(query: str, hits: list[Hit]) -> float:
+def dense_blind_share(query: str, hits: list[Hit], corpus_cap: float | None = None) -> float:
     """How much of this comparison the English-only encoder cannot read: the CJK share of
     the question or of the candidates' text, whichever is larger (an English question over
-    Chinese notes gets cosines as meaningless as a Chinese one)."""
+    Chinese notes gets cosines as meaningless as a Chinese one). `corpus_cap`: the corpus's own
+    CJK share where the corpus is mostly English (`mixed_corpus_cap`); the candidates' share is
+    capped by it, since there the encoder reads most of the corpus, and the Chinese passages
+    that an English question's translations bring into the pool (retrieval/crosslingual.py)
+    must not switch the cosine off for the English ones: "What water temperature should I use
+    to brew coffee?" over the sample folder ranked the Chinese tea guide first on its 水温."""
     texts = [cjk_share(h.record.text[:1000]) for h in hits[:50]]
-    return max(cjk_share(query), float(np.mean(texts)) if texts else 0.0)
+    pool = float(np.mean(texts)) if texts else 0.0
+    if corpus_cap is not None:
+        pool = min(pool, corpus_cap)
+    return max(cjk_share(query), pool)
+
+
+def mixed_corpus_cap(index: Index, settings: Settings) -> float | None:
+    """The corpus's CJK share when it is below search.crosslingual_corpus_cjk (an English or a
+    mixed corpus), else None (a Chinese corpus: the candidates' share decides, as before)."""
+    try:
+        share = index.keyword.lexicon().cjk_share
+    except Exception:  # no keyword index: nothing known of the corpus
+        return None
+    return share if share < settings.search.crosslingual_corpus_cjk else None
 
 
 def blend(cos: np.ndarray, bm25: np.ndarray, weight: float, norm: str = "zscore") -> np.ndarray:
@@ -184,7 +202,7 @@ def coarse(
         if s.coarse_order == "sbert":
             scores = np.nan_to_num(cos, nan=-1.0)
         elif s.coarse_order == "blend":
-            share = dense_blind_share(query, hits)
+            share = dense_blind_share(query, hits, mixed_corpus_cap(index, settings))
             w = (1.0 - share) * s.blend_weight + share * s.blend_weight_cjk
             scores = blend(cos, bm25, w, s.blend_norm)
             detail.update(blend_weight=round(w, 3), cjk_share=round(share, 3), blend_norm=s.blend_norm,

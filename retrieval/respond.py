@@ -63,8 +63,8 @@ def grade(state: QueryState, again: Search) -> QueryState:
     state.evidence = ev
     if not state.hits or not grading.answerable(ev, s):
         state.abstain_reason = "no_support"
-        state.message = NO_SUPPORT.format(support=ev.support, kind=ev.kind, min=ev.min_score, best=ev.dense,
-                                          coverage=ev.coverage)
+        state.message = NO_SUPPORT.format(support=ev.support, kind=ev.decided_by, min=ev.min_score,
+                                          best=ev.dense, coverage=ev.coverage)
     return state
 
 

@@ -114,3 +114,26 @@ def test_a_later_sense_ranks_after_words_whose_first_sense_it_is() -> None:
     assert idx[_key("use")] == {"将": dictionary.LATER, "使用": 0, "用": 0}
     got = dictionary.for_corpus({"将": 0, "使用": 1, "用": 2}, np.array([45, 12, 20]), 100, idx)
     assert got[_key("use")] == ["用", "使用", "将"]  # first senses by count, then the later one
+
+
+def test_headwords_in_a_question_are_the_dictionarys_longest_words() -> None:
+    # jieba cuts 法压壶 as 法 / 压 / 壶; the dictionary knows it whole. 咖啡 inside 咖啡豆 is
+    # left out, single characters are never words here, and Latin text is skipped.
+    assert dictionary.headwords_in("法压壶需要多粗的研磨度？") == ["法压壶", "需要", "研磨"]
+    assert dictionary.headwords_in("咖啡豆 and LLM 水温") == ["咖啡豆", "水温"]
+    assert dictionary.headwords_in("水") == []
+
+
+def test_to_english_keeps_the_translations_the_corpus_holds_plain_senses_first() -> None:
+    held = {"french": 2, "press": 5, "grind": 3, "coffe": 9, "bean": 4, "mill": 0}
+    calls: list[list[str]] = []
+
+    def doc_freqs(tokens: list[str]) -> dict[str, int]:
+        calls.append(tokens)
+        return {t: held.get(t, 0) for t in tokens}
+
+    got = dictionary.to_english(["法压壶", "研磨", "咖啡豆", "对"], doc_freqs, per_term=1)
+    # 研磨: "milling" is its first sense but the corpus never says it; "grind" (a later sense) is held
+    assert got == {"法压壶": ["french press"], "研磨": ["grind"], "咖啡豆": ["coffee beans"]}
+    assert len(calls) == 1  # one look-up of every candidate token
+    assert dictionary.to_english(["法压壶"], doc_freqs, per_term=0) == {}

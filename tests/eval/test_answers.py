@@ -77,3 +77,25 @@ def test_a_rule_less_than_one_question_short_of_the_best_ties_and_the_gate_wins_
     rows = [r for r in rows if not (r.answerable and r.absent)]
     rows += [_row("crosslingual", s, True, 0.6, absent=0.5) for s in ("dev", "test") for _ in range(6)]
     assert not choose(rows)[0]["crosslingual"].absent_gate
+
+
+def test_a_passage_in_the_other_script_is_replayed_under_the_crosslingual_rule() -> None:
+    """As retrieval/grade.evidence decides: an English question's Chinese passage (a mixed
+    folder) is judged by the crosslingual rule, its English passages by the question's own."""
+    from eval.answers import passes
+    from retrieval.grade import passage_kind
+
+    assert passage_kind("same", False) == "crosslingual" and passage_kind("same", True) == "same"
+    assert passage_kind("cjk", False) == "crosslingual"
+    assert passage_kind("crosslingual", True) == "crosslingual"
+    rules = {"same": _rule(0.0, 0.65), "crosslingual": _rule(0.0, 0.35)}
+    chinese = {"dense": 0.2, "coverage": 0.5, "same_script": False}
+    english = {"dense": 0.5, "coverage": 0.5, "same_script": True}
+    row = Row("set", "q", "test", True, "extractive", "q", kind="same", passages=[english, chinese])
+    assert passes(row, rules)  # the Chinese passage clears 0.35 though not 0.65
+    alone = Row("set", "q", "test", True, "extractive", "q", kind="same", passages=[english])
+    assert not passes(alone, rules)
+    # an older results.json without the script: the question's kind for every passage
+    old = Row("set", "q", "test", True, "extractive", "q", kind="same",
+              passages=[{"dense": 0.2, "coverage": 0.5}])
+    assert not passes(old, rules)

@@ -73,6 +73,9 @@ def test_context_bm25_and_dense_blind_share() -> None:
     zh = [Hit(Record("1", "注意力机制", "/x"), 0.0)]
     assert dense_blind_share("what is attention", zh) == 1.0  # English question, Chinese text
     assert dense_blind_share("what is attention", [Hit(Record("1", "attention is", "/x"), 0.0)]) == 0.0
+    # a mostly English corpus (12.5% CJK) caps the candidates' share; a Chinese question is blind anyway
+    assert dense_blind_share("what is attention", zh, corpus_cap=0.125) == 0.125
+    assert dense_blind_share("注意力是什么", zh, corpus_cap=0.125) == 1.0
 
 
 @pytest.fixture
