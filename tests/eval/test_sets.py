@@ -137,3 +137,25 @@ def test_write_set_refuses_repeated_ids_and_other_langs(tmp_path: Path) -> None:
         write_set(tmp_path, corpus, [u], langs=("en", "zh"))
     counts = write_set(tmp_path, corpus, [{**u, "lang": "zh"}], langs=("en", "zh"))
     assert counts["en"] == 0 and counts["zh"] == 0 and counts["unanswerable"] == 1
+
+
+def test_the_mixed_set_merges_two_sets_with_prefixed_ids(tmp_path: Path) -> None:
+    import json
+
+    from eval.datasets import load_dataset
+    from eval.sets.mixed import build
+
+    sets = []
+    for name, text in (("en", "Gradient descent updates weights."), ("zh", "梯度下降更新权重。")):
+        src = tmp_path / name
+        (src / "qrels").mkdir(parents=True)
+        (src / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "title": "", "text": text}) + "\n")
+        (src / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": f"{name} question"}) + "\n")
+        (src / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t2\n")
+        sets.append(src)
+    counts = build(tmp_path / "mixed", tuple(sets))
+    assert counts == {"passages": 2, "queries": 2, "judgements": 2}
+    ds = load_dataset(tmp_path / "mixed", split="test")
+    assert ds.corpus.ids == {"en:d1", "zh:d1"} and ds.qrels == {"en:q1": {"en:d1": 2}, "zh:q1": {"zh:d1": 2}}
+    assert ds.corpus.docs["zh:d1"][1] == "梯度下降更新权重。"
+    assert (tmp_path / "mixed" / "qrels" / "dev.tsv").read_text() == "query-id\tcorpus-id\tscore\n"
