@@ -61,7 +61,7 @@ class Row:
     question: str
     kind: str = "same"  # retrieval/grade.py question_kind
     answer: str = ""
-    passages: list[dict[str, float]] = field(default_factory=list)  # dense, coverage per top passage
+    passages: list[dict[str, float]] = field(default_factory=list)  # dense, coverage, absent per top passage
     cjk: float = 0.0
     absent: float = 0.0  # share of the question's terms the index never holds (grade.term_stats)
     evidence_cited: bool = False
@@ -96,8 +96,8 @@ def passes(row: Row, rules: Rules) -> bool:
         same = p.get("same_script")
         kind = row.kind if same is None else passage_kind(row.kind, bool(same))
         r = _rule_for(kind, rules)
-        s = grade_support(p["dense"], p["coverage"], row.absent, dense_weight(r, kind, row.cjk),
-                          r.absent_gate, bool(same))
+        s = grade_support(p["dense"], p["coverage"], float(p.get("absent", row.absent)),
+                          dense_weight(r, kind, row.cjk), r.absent_gate, bool(same))
         if s >= r.min_score:
             return True
     return False
@@ -163,7 +163,7 @@ def run_one(
     row.kind = str(ev.get("kind", "same"))
     row.absent = float(ev.get("absent", 0.0))
     row.passages = [
-        {k: p[k] for k in ("dense", "coverage", "sentence_coverage", "same_script") if k in p}
+        {k: p[k] for k in ("dense", "coverage", "sentence_coverage", "same_script", "absent") if k in p}
         for p in ev.get("passages", [])
     ]
     if res.abstained:

@@ -286,23 +286,28 @@ def evidence(
     cos = cosines(index, top, qv)
     terms, names = question_terms(question), name_terms(question)
     idf, absent = term_stats(index, terms, names)
+    absent_across = absent  # the share for a passage in the other script (below)
     extra: dict[str, float] = {}
     groups = own_groups(groups, idf)
     if groups:
         words = sorted({t for ws in groups.values() for w in ws for t in tokenize(w)} - set(idf))
         extra, _ = term_stats(index, words)
-        # A Chinese term the corpus holds only in translation is not absent from it (the
-        # translations are words of the corpus): 咖啡 is nowhere in English notes, "coffee"
-        # everywhere. Not the reverse: an English question's names that the dictionary
-        # romanises ("Zhuge Liang" -> 诸葛亮) kept the gate on zh-prose, and excusing them
-        # answered five more English test questions of the novel, none of them right.
+        # For a passage in the other script, a Chinese term the corpus holds in translation is
+        # not absent (the translations are words of the corpus): 咖啡 is nowhere in English
+        # notes, "coffee" everywhere. A Chinese passage keeps the plain share: in a folder half
+        # English, half Chinese, "孙坚的古锭刀有多重？" had 多重 excused by "multiple" in the
+        # English half and was answered from the novel. Not for an English question's names
+        # that the dictionary romanises ("Zhuge Liang" -> 诸葛亮): they kept the gate on
+        # zh-prose, and excusing them answered five more English test questions of the novel,
+        # none of them right.
         held = {p for k in groups for p in k.split() if cjk_share(p) > 0}
         if held:
-            _, absent = term_stats(index, terms, names, held=held)
+            _, absent_across = term_stats(index, terms, names, held=held)
     units = units_of(idf, groups, extra)
     rows: list[dict[str, Any]] = []
     passing: list[str] = []
-    best: tuple[float, float, str, AbstainRule, float] | None = None  # margin, support, kind, rule, w
+    # margin, support, kind, rule, dense weight, absent share of the deciding passage
+    best: tuple[float, float, str, AbstainRule, float, float] | None = None
     covs: list[float] = []
     for h, c in zip(top, cos, strict=True):
         cov = coverage(units, h)
@@ -311,7 +316,8 @@ def evidence(
         kp = passage_kind(kind, same)
         rp = r if kp == kind else rule(kp, settings)
         wp = dense_weight(rp, kp, cjk)
-        s = support(c, cov, absent, wp, rp.absent_gate, same)
+        ap = absent if same else absent_across
+        s = support(c, cov, ap, wp, rp.absent_gate, same)
         rows.append(
             {
                 "id": h.record.id,
@@ -320,16 +326,17 @@ def evidence(
                 "sentence_coverage": round(sc, 4),
                 "same_script": same,
                 "kind": kp,
+                "absent": round(ap, 4),
                 "support": round(s, 4),
             }
         )
         covs.append(cov)
         if best is None or s - rp.min_score > best[0]:
-            best = (s - rp.min_score, s, kp, rp, wp)
+            best = (s - rp.min_score, s, kp, rp, wp, ap)
         if s >= rp.min_score:
             passing.append(h.record.id)
     assert best is not None
-    _, top_support, decided, rd, wd = best
+    _, top_support, decided, rd, wd, absent = best
     coarse = [h.scores["coarse"] for h in top if "coarse" in h.scores]
     return Evidence(
         top_support,

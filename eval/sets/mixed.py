@@ -1,5 +1,6 @@
 """Build a mixed-folder set: two labelled BEIR sets in one corpus, every id prefixed with its
-set's name ("sci-en:descr/iris/0", "zh-prose:zh-001"), queries and dev / test qrels merged.
+set's name ("sci-en:descr/iris/0", "zh-prose:zh-001"), queries, unanswerable questions and dev /
+test qrels merged (`python -m eval.answers OUT` reads it too).
 
 A folder of English documents beside Chinese ones is a case of its own (README, "Mixed
 folders"): the corpus as a whole is mostly one script, and questions in either script must
@@ -23,13 +24,17 @@ SPLITS = ("dev", "test")
 
 
 def build(out: Path, sets: tuple[Path, ...] = DEFAULT_SETS) -> dict[str, int]:
-    """Write corpus.jsonl, queries.jsonl and qrels/{dev,test}.tsv of the merged set into `out`;
-    the number of passages, queries and judgements written."""
+    """Write corpus.jsonl, queries.jsonl, unanswerable.jsonl and qrels/{dev,test}.tsv of the
+    merged set into `out`; the number of passages, queries, unanswerable questions and
+    judgements written."""
     (out / "qrels").mkdir(parents=True, exist_ok=True)
-    counts = {"passages": 0, "queries": 0, "judgements": 0}
-    for name, key in (("corpus.jsonl", "passages"), ("queries.jsonl", "queries")):
+    counts = {"passages": 0, "queries": 0, "unanswerable": 0, "judgements": 0}
+    for name, key in (("corpus.jsonl", "passages"), ("queries.jsonl", "queries"),
+                      ("unanswerable.jsonl", "unanswerable")):
         with open(out / name, "w", encoding="utf-8") as f:
             for src in sets:
+                if not (src / name).exists():
+                    continue
                 for line in (src / name).read_text(encoding="utf-8").splitlines():
                     if line.strip():
                         row = json.loads(line)

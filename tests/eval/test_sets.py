@@ -154,7 +154,7 @@ def test_the_mixed_set_merges_two_sets_with_prefixed_ids(tmp_path: Path) -> None
         (src / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t2\n")
         sets.append(src)
     counts = build(tmp_path / "mixed", tuple(sets))
-    assert counts == {"passages": 2, "queries": 2, "judgements": 2}
+    assert counts == {"passages": 2, "queries": 2, "unanswerable": 0, "judgements": 2}
     ds = load_dataset(tmp_path / "mixed", split="test")
     assert ds.corpus.ids == {"en:d1", "zh:d1"} and ds.qrels == {"en:q1": {"en:d1": 2}, "zh:q1": {"zh:d1": 2}}
     assert ds.corpus.docs["zh:d1"][1] == "梯度下降更新权重。"
