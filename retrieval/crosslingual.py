@@ -117,8 +117,8 @@ def to_english(question: str, index: Index, settings: Settings, trace: list[Trac
     """A Chinese question over a corpus that is mostly English (a mixed folder, or an English
     one: CJK share below search.crosslingual_corpus_cjk): each of its Chinese words adds the
     English translation CC-CEDICT gives for it that the corpus uses most (plain senses first;
-    core/dictionary.to_english): "冲咖啡的水温应该是多少？" also searches "coffee" and "water
-    temperature". Read at query time for the question's words only (the dictionary is read once
+    core/dictionary.to_english): "法压壶需要多粗的研磨度？" also searches "french press" and
+    "grind". Read at query time for the question's words only (the dictionary is read once
     per process). None when the question is not Chinese, the corpus mostly Chinese (its Chinese
     questions are searched as they are), or nothing was added. A `glosses` trace entry."""
     s = settings.search
@@ -136,7 +136,7 @@ def to_english(question: str, index: Index, settings: Settings, trace: list[Trac
     extra = [e for es in found.values() for e in es]
     if not extra:
         return None
-    # keyed by the question's own tokens of each word (法压壶 -> "法 压 壶"), as the abstain
+    # keyed by the question's own tokens of each word (法压壶 -> "法压 壶"), as the abstain
     # check and the composer read the question (retrieval/grade.own_groups)
     groups = {" ".join(tokenize(w)) or w: es for w, es in found.items()}
     return Glossed(f"{question} {' '.join(dict.fromkeys(extra))}", groups, bigrams=True)
