@@ -136,8 +136,9 @@ def term_stats(
     when it is one of them; Chinese terms always count, a single character too: the unit of
     "多少斤" / "多少尺" / "多少户" is what an unanswerable Chinese question often asks for, and
     excusing characters the corpus uses only inside words (斤 in 斤两) measured worse (README).
-    `held`: terms the corpus holds in translation (an English question's word whose Chinese
-    translation the corpus uses, or the reverse), which never count. Below ABSENT_MIN_RECORDS
+    `held`: terms the corpus holds in translation, which never count (`evidence` passes a
+    Chinese question's words whose English translations the corpus uses, for the passages in
+    the other script). Below ABSENT_MIN_RECORDS
     records nothing counts: that a handful of notes never use 用 or
     应该 as a word of their own ("有什么用", "绿茶应该怎么保存？") is chance."""
     kw = index.keyword
