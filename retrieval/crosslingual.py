@@ -31,7 +31,9 @@ class Mismatch:
     corpus_lang: str
     question_cjk: float
     corpus_cjk: float
-    mixed: bool = False  # the corpus is mostly in the question's script, with some text in the other
+    # the corpus is neither case of `mismatch`: it holds both scripts, below the share at which
+    # it counts as written in the other one
+    mixed: bool = False
 
 
 def mismatch(question: str, index: Index, settings: Settings) -> Mismatch | None:
@@ -130,9 +132,10 @@ def to_english(question: str, index: Index, settings: Settings, trace: list[Trac
         return None
     words = dictionary.headwords_in(strip_question_words(question))
     found = dictionary.to_english(words, kw.doc_freqs, s.translations_per_term)
-    trace.append(TraceEntry("glosses", 0.0, {
-        "mismatch": Mismatch("zh", "en", round(cjk_share(question), 3), corpus, mixed=corpus > 0).__dict__,
-        "terms": {}, "known": [], "translations": found}))
+    mm = mismatch(question, index, settings) or Mismatch("zh", "en", round(cjk_share(question), 3), corpus,
+                                                          mixed=True)
+    trace.append(TraceEntry("glosses", 0.0, {"mismatch": mm.__dict__, "terms": {}, "known": [],
+                                             "translations": found}))
     extra = [e for es in found.values() for e in es]
     if not extra:
         return None
