@@ -90,14 +90,16 @@ def _rule_for(kind: str, rules: Rules) -> AbstainRule:
 def passes(row: Row, rules: Rules) -> bool:
     """The product's decision replayed (retrieval/grade.evidence): some passage's support under
     its own kind's rule (`passage_kind`: a passage in the other script than the question's is
-    judged as crosslingual) reaches that rule's min_score. A passage recorded without its script
-    (an older results.json) takes the question's kind."""
+    judged as crosslingual) reaches that rule's min_score; a passage that lacks the quantity the
+    question asks for (`quantity` False, retrieval/quantity.py) supports nothing. A passage
+    recorded without its script (an older results.json) takes the question's kind."""
     for p in row.passages:
         same = p.get("same_script")
         kind = row.kind if same is None else passage_kind(row.kind, bool(same))
         r = _rule_for(kind, rules)
         s = grade_support(p["dense"], p["coverage"], float(p.get("absent", row.absent)),
-                          dense_weight(r, kind, row.cjk), r.absent_gate, bool(same))
+                          dense_weight(r, kind, row.cjk), r.absent_gate, bool(same),
+                          None if p.get("quantity") is None else bool(p["quantity"]))
         if s >= r.min_score:
             return True
     return False
@@ -163,7 +165,8 @@ def run_one(
     row.kind = str(ev.get("kind", "same"))
     row.absent = float(ev.get("absent", 0.0))
     row.passages = [
-        {k: p[k] for k in ("dense", "coverage", "sentence_coverage", "same_script", "absent") if k in p}
+        {k: p[k] for k in ("dense", "coverage", "sentence_coverage", "same_script", "absent", "quantity")
+         if k in p}
         for p in ev.get("passages", [])
     ]
     if res.abstained:

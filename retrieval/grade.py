@@ -13,7 +13,9 @@ Per passage, two cheap features:
 support = w * dense + (1 - w) * coverage, w the rule's dense weight (scaled down by the
 question's CJK share unless the text is Chinese too, `dense_weight`), times (1 - absent) where
 the rule's absent_gate is on (absent: the idf-weighted share of the question's terms that no
-record in the index holds: a question about a name the corpus never mentions). A
+record in the index holds: a question about a name the corpus never mentions). A Chinese
+question that asks a number in a unit (多少岁, 几层, 多高, 哪一年: retrieval/quantity.py) is
+supported by no Chinese passage that states no number in that unit (answer.quantity_check). A
 passage passes when its support reaches the rule's min_score, and the question is answered when
 one of the top answer.abstain_top passages passes. The rule depends on the kind of question
 (`question_kind`: same script as the corpus, Chinese of Chinese, or crosslingual), because the
@@ -45,6 +47,7 @@ from core.settings import AbstainRule, Settings
 from core.tokens import QUESTION_WORDS
 from core.types import Hit, TraceEntry
 from retrieval.crosslingual import Units, covered, credit, mismatch, weighted_units
+from retrieval.quantity import asked_units, states_quantity
 from retrieval.state import QueryState, Search
 from retrieval.translate import step_back
 
@@ -75,6 +78,10 @@ class Evidence:
     # The kind whose rule judged the deciding passage (`passage_kind`): min_score, dense_weight
     # and absent_gate above are that rule's, and support is that passage's.
     decided_by: str = "same"
+    # The units the question asks a number of (retrieval/quantity.py; () when it asks none or
+    # answer.quantity_check is off), and whether any top passage in its script states one.
+    units: tuple[str, ...] = ()
+    quantity_stated: bool = True
 
     @property
     def margin(self) -> float:
@@ -93,6 +100,8 @@ class Evidence:
             "absent": round(self.absent, 4),
             "absent_gate": self.absent_gate,
             "decided_by": self.decided_by,
+            **({"asks_units": list(self.units), "quantity_stated": self.quantity_stated}
+               if self.units else {}),
             "coarse": self.coarse,
             "passing": len(self.passing),
             "passages": self.per_passage,
@@ -243,13 +252,15 @@ def dense_weight(r: AbstainRule, kind: str, cjk: float) -> float:
 
 
 def support(dense: float, coverage: float, absent: float, w: float, gate: bool,
-            same_script: bool = False) -> float:
+            same_script: bool = False, quantity: bool | None = None) -> float:
     """One passage's support (module docstring); eval/answers.py replays it. A passage in the
     question's own script (`same_script`) that holds none of its terms, words or bigrams,
     supports nothing, whatever its cosine: MiniLM's cosine of a Chinese question to any Chinese
     text is 0.4-0.5, and "蒙娜丽莎是谁画的？" was answered from tea notes. Across scripts (a
-    Chinese question of English text) terms cannot meet, and the cosine is all there is."""
-    if same_script and coverage <= 0.0:
+    Chinese question of English text) terms cannot meet, and the cosine is all there is.
+    `quantity` False: the question asks a number in a unit the passage never states one in
+    ("赤兔马活了多少岁？" and a passage on 赤兔马 with no age); None: not checked."""
+    if quantity is False or (same_script and coverage <= 0.0):
         return 0.0
     s = w * max(dense, 0.0) + (1 - w) * coverage
     return s * (1.0 - absent) if gate else s
@@ -286,6 +297,7 @@ def evidence(
     qv = query_vector if query_vector is not None else index.embedder.embed([question])[0]
     cos = cosines(index, top, qv)
     terms, names = question_terms(question), name_terms(question)
+    asked = asked_units(question) if a.quantity_check else ()
     idf, absent = term_stats(index, terms, names)
     absent_across = absent  # the share for a passage in the other script (below)
     extra: dict[str, float] = {}
@@ -310,6 +322,7 @@ def evidence(
     # margin, support, kind, rule, dense weight, absent share of the deciding passage
     best: tuple[float, float, str, AbstainRule, float, float] | None = None
     covs: list[float] = []
+    stated = False  # some passage states the quantity the question asks for
     for h, c in zip(top, cos, strict=True):
         cov = coverage(units, h)
         sc = sentence_coverage(units, h)
@@ -318,7 +331,10 @@ def evidence(
         rp = r if kp == kind else rule(kp, settings)
         wp = dense_weight(rp, kp, cjk)
         ap = absent if same else absent_across
-        s = support(c, cov, ap, wp, rp.absent_gate, same)
+        # Only a passage in the question's script can state the number in the unit it asks
+        # for (an English passage says "26 years old", not 二十六岁): across scripts, unchecked.
+        qty = states_quantity(h.record.text, asked) if asked and same else None
+        s = support(c, cov, ap, wp, rp.absent_gate, same, qty)
         rows.append(
             {
                 "id": h.record.id,
@@ -328,9 +344,11 @@ def evidence(
                 "same_script": same,
                 "kind": kp,
                 "absent": round(ap, 4),
+                **({} if qty is None else {"quantity": qty}),
                 "support": round(s, 4),
             }
         )
+        stated = stated or qty is True
         covs.append(cov)
         if best is None or s - rp.min_score > best[0]:
             best = (s - rp.min_score, s, kp, rp, wp, ap)
@@ -353,6 +371,8 @@ def evidence(
         absent,
         rd.absent_gate,
         decided,
+        asked,
+        stated,
     )
 
 

@@ -30,6 +30,7 @@ NO_SUPPORT = (
     "best match similarity {best:.2f}, "
     "question terms covered {coverage:.0%})."
 )
+NO_QUANTITY = " The question asks for a number in {units}, and no passage found states one."
 NO_PASSAGES = "No passage fits the model's context, so there is nothing to answer from."
 DECLINED = "I could not find the answer in the indexed documents."
 
@@ -65,6 +66,8 @@ def grade(state: QueryState, again: Search) -> QueryState:
         state.abstain_reason = "no_support"
         state.message = NO_SUPPORT.format(support=ev.support, kind=ev.decided_by, min=ev.min_score,
                                           best=ev.dense, coverage=ev.coverage)
+        if ev.units and not ev.quantity_stated:
+            state.message += NO_QUANTITY.format(units=" / ".join(ev.units))
     return state
 
 

@@ -1,0 +1,88 @@
+"""What a Chinese question asks a number of, and whether a passage states one.
+
+A Chinese question that asks for a quantity names its unit: 多少岁, 几层, 多少斤, 哪一年, 多高
+(a height: 尺, 丈, 米 ...). A passage can answer it only if it states a number in that unit
+(二十六岁, 三层, 八十二斤, 建安十三年, 高九尺). This is the unit check of classic question
+answering's answer typing, and it is what the cheap support features miss: an on-topic question
+the corpus does not answer shares its names and words with passages about them ("赤兔马活了多少
+岁？" and the passages on 赤兔马), but no passage says how many 岁. A question with no unit
+(多少粮食, 几个关隘: the answer may count in 处 or 员) is not checked.
+
+English questions are not typed: technical English text holds numbers in nearly every
+passage, and "How many X" names no unit the answer must use.
+"""
+
+from __future__ import annotations
+
+import re
+
+from core.script import fold
+
+# Numerals a count or a measure starts with: digits (half- and full-width), Chinese numerals,
+# and the words that stand for a number (数十, 两, 半, 廿).
+NUMERALS = "0-9０-９〇零一二三四五六七八九十百千万亿两廿卅卌半数"
+# Between the number and the unit: 余 / 多 / 来 (三千余人, 十多岁, 二十来岁), then 大 / 小
+# (六大类, 两小时).
+_APPROX = "余多来"
+_SIZE = "大小"
+
+# Measure words and units a question can ask a number of (多少X / 几X). 个 is the general
+# classifier: the answer uses a specific one ("几个关隘" - "关隘五处"), so it asks nothing
+# checkable.
+_MEASURES = (
+    "岁 年 月 日 天 次 回 遍 层 斤 两 尺 丈 寸 里 米 吨 克 度 元 块 户 口 人 名 位 员 只 匹 头 条 面 "
+    "枝 支 张 把 座 间 卷 本 篇 部 章 句 字 种 类 件 封 首 辆 艘 颗 粒 处 家 所 道 等 级 倍 秒 周 "
+    "斗 石 升 亩 顷 钱 世 代 矢 万 千 百 亿 分钟 小时 公里 公斤 千克 毫米 厘米 星期 季 仞 岁数"
+).split()
+# A quantity asked in one unit is often answered in another of its kind ("多少天" - "一个月内";
+# "多重" - "八十二斤"): a unit of one of these families accepts any unit of the family.
+_LENGTH = ("尺", "丈", "寸", "里", "米", "公里", "厘米", "毫米", "仞", "步")
+_TIME = ("年", "月", "日", "天", "时辰", "小时", "分钟", "秒", "载", "旬", "周", "星期", "个月", "季")
+_WEIGHT = ("斤", "两", "吨", "克", "公斤", "千克", "钧")
+_MONEY = ("钱", "元", "块", "两", "文", "贯")
+_PEOPLE = ("人", "名", "位", "员", "口")
+_FAMILIES = (_LENGTH, _TIME, _WEIGHT, _MONEY, _PEOPLE)
+# 多高 / 多长 / ...: the quantity an adjective asks for, as the units that measure it.
+_ADJECTIVES: dict[str, tuple[str, ...]] = {
+    "高": _LENGTH + ("层",),
+    "长": _LENGTH + _TIME,
+    "宽": _LENGTH,
+    "深": _LENGTH,
+    "远": _LENGTH,
+    "重": _WEIGHT,
+    "久": _TIME,
+}
+_MEASURE_ALT = "|".join(sorted(map(re.escape, _MEASURES), key=len, reverse=True))
+# 多少X / 几X / 几个X (X a measure word); 多高 / 多重 ...; 哪一年 / 哪年 / 何年
+_ASKS_MEASURE = re.compile(rf"(?:多少|几)(?:个)?({_MEASURE_ALT})")
+# 有多高？ / 多重 / 多长时间 / 多久: the question's end (or 时间) after it, so that 许多长枪
+# and 多重身份 ask nothing.
+_ASKS_ADJECTIVE = re.compile(rf"多([{''.join(_ADJECTIVES)}])(?=时间|[？?。，,！!呢啊]|$)|多(久)")
+_ASKS_YEAR = re.compile(r"哪一年|哪年|何年|哪一岁")
+
+
+def asked_units(question: str) -> tuple[str, ...]:
+    """The units a Chinese question asks a number of (any one of them answers it); () when it
+    asks none: no quantity, the general classifier 个, or an English question."""
+    q = fold(question)
+    units: list[str] = []
+    for m in _ASKS_MEASURE.finditer(q):
+        u = "岁" if m.group(1) == "岁数" else m.group(1)
+        units.extend(next((f for f in _FAMILIES if u in f), (u,)))
+    for m in _ASKS_ADJECTIVE.finditer(q):
+        units.extend(_ADJECTIVES[next(g for g in m.groups() if g)])
+    if _ASKS_YEAR.search(q):
+        units.append("年")
+    return tuple(dict.fromkeys(units))
+
+
+def _pattern(units: tuple[str, ...]) -> re.Pattern[str]:
+    alt = "|".join(sorted(map(re.escape, units), key=len, reverse=True))
+    # 元年: the first year of an era is a year (中平元年)
+    year = "|元年" if "年" in units else ""
+    return re.compile(rf"[{NUMERALS}]\s?[{_APPROX}]?[{_SIZE}]?(?:{alt}){year}")
+
+
+def states_quantity(text: str, units: tuple[str, ...]) -> bool:
+    """Whether the text states a number in one of `units` (二十六岁, 三千余人, 九尺)."""
+    return bool(units) and _pattern(units).search(fold(text)) is not None

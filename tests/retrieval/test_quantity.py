@@ -1,0 +1,85 @@
+"""The quantity a Chinese question asks for (retrieval/quantity.py), and the abstention it
+drives: a passage that states no number in the asked unit supports nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from retrieval.answer import ask
+from retrieval.quantity import asked_units, states_quantity
+from tests.retrieval.answer_corpus import build, settings_for
+
+
+@pytest.mark.parametrize(
+    ("question", "must", "must_not"),
+    [
+        ("孙策死时多少岁？", {"岁"}, {"年"}),
+        ("孫策死時多少歲？", {"岁"}, set()),  # Traditional folds to Simplified
+        ("刘备的双股剑长多少尺？", {"尺", "丈"}, {"年"}),  # a length: any unit of length
+        ("七星坛有多高，分几层？", {"层", "尺", "丈"}, {"斤"}),
+        ("孙坚的古锭刀有多重？", {"斤", "两"}, {"尺"}),
+        ("绿茶开封后多少天内要喝完？", {"天", "日", "个月"}, {"斤"}),  # a time: any unit of time
+        ("罗贯中是哪一年出生的？", {"年"}, {"月", "天"}),  # a year, not a duration
+        ("需要多少人？", {"人", "名"}, set()),
+    ],
+)
+def test_a_question_asks_the_units_of_its_quantity(question: str, must: set[str], must_not: set[str]) -> None:
+    units = set(asked_units(question))
+    assert must <= units and not (must_not & units)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "关羽千里寻兄一共经过几个关隘？",  # 个: the answer counts in 处, 员 ...
+        "袁术送给他多少粮食？",  # 粮 is no unit
+        "许多长枪都断了，为什么？",  # 许多 is not 多长
+        "他有多重身份，分别是什么",  # 多重 not at the question's end
+        "How many people live in a census block group?",  # English is not typed
+        "绿茶应该怎么保存？",
+    ],
+)
+def test_questions_without_a_unit_ask_nothing(question: str) -> None:
+    assert asked_units(question) == ()
+
+
+def test_a_passage_states_a_number_in_the_unit() -> None:
+    assert states_quantity("策闻言，年止二十六岁。", ("岁",))
+    assert states_quantity("连叫数声而亡，寿三十六岁", ("岁",))
+    assert states_quantity("中平元年，张角起事", ("年",))  # 元年 is a year
+    assert states_quantity("曹兵三千余人", ("人",))  # 余 between number and unit
+    assert states_quantity("中国茶大致分为六大类", ("类",))  # 大 between number and unit
+    assert states_quantity("监造十万枝箭", ("枝",))
+    assert states_quantity("The run took 12 天", ("天",))  # digits count
+    assert not states_quantity("赤兔马日行千里，渡水登山", ("岁",))
+    assert not states_quantity("张飞挺丈八蛇矛直出", ("斤", "两"))
+    assert not states_quantity("二十六岁", ())  # nothing asked: nothing stated
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build(tmp_path_factory.mktemp("quantity"))
+
+
+def test_a_question_whose_quantity_no_passage_states_abstains(corpus: Path) -> None:
+    # The tea passage is on topic (绿茶, 冷藏) but says no temperature: answered without the check.
+    q = "绿茶冷藏的温度是多少度？"
+    off = ask(q, settings_for(corpus, answer={"quantity_check": False}))
+    assert not off.abstained
+    on = ask(q, settings_for(corpus))
+    assert on.abstained and on.abstain_reason == "no_support"
+    assert "asks for a number in 度" in on.answer
+    check = next(t.detail for t in on.trace if t.stage == "abstain_check")
+    assert check["asks_units"] == ["度"] and check["quantity_stated"] is False
+    tea = [p for p in check["passages"] if p["same_script"]]
+    assert tea and all(p["quantity"] is False and p["support"] == 0.0 for p in tea)
+
+
+def test_a_quantity_stated_in_another_unit_of_its_kind_is_answered(corpus: Path) -> None:
+    res = ask("绿茶开封后多少天内要喝完？", settings_for(corpus))  # the passage says 一个月内
+    assert not res.abstained, res.answer
+    assert "一个月" in res.answer and res.citations
+    check = next(t.detail for t in res.trace if t.stage == "abstain_check")
+    assert check["quantity_stated"] is True
