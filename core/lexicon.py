@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.lang import CJK_RANGES, cjk_count
+from core.tokens import cut
 
 LEXICON_FILE = "lexicon.json"
 _CJK = CJK_RANGES
@@ -43,9 +44,7 @@ def _key(term: str) -> str:
 
 def _zh_tail(run: str) -> str:
     """The term at the end of a Chinese run: its last jieba words within MAX_ZH_CHARS."""
-    import jieba
-
-    words = [w for w in jieba.lcut(run) if w.strip()]
+    words = [w for w in cut(run) if w.strip()]
     tail: list[str] = []
     size = 0
     for w in reversed(words):

@@ -1,12 +1,12 @@
 """The one tokeniser for keyword search and every term-level signal (BM25, coverage, the
 extractive composer, the support check, dictionary keys): English lower-cased, stop words
-dropped, Snowball-stemmed; CJK runs segmented by jieba in search mode; mixed within one text.
+dropped, Snowball-stemmed; CJK runs segmented by jieba in search mode (`cut`, run by jieba-rs);
+mixed within one text.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import re
 import sys
 import threading
@@ -65,13 +65,45 @@ def _stemmer() -> Any:
     return Stemmer.Stemmer("english")
 
 
-@functools.lru_cache(maxsize=1)
-def _jieba() -> Any:
-    import jieba
+# jieba's own split of a text before its dictionary sees it (jieba/__init__.py: re_han_default,
+# re_skip_default): blocks of Han characters (with the Latin letters, digits and symbols it
+# keeps inside words) are segmented; anything else is whitespace, kept whole, or single
+# characters. Segmentation itself runs in jieba-rs (rjieba), the same algorithm, dictionary and
+# HMM in Rust: the same words for every CJK run of the labelled sets, the shared notes and the
+# sample (97,754 runs), 20x faster (zh-prose: 3.8 s -> 0.2 s), and no 1 s dictionary load at
+# each process's first Chinese text. jieba-rs groups characters outside jieba's Han range
+# (Extension A, U+9FD6-U+9FFF) into words where jieba splits them, so each block is cut apart.
+_JIEBA_HAN = re.compile(r"([\u4E00-\u9FD5a-zA-Z0-9+#&\._%\-]+)")
+_JIEBA_SKIP = re.compile(r"(\r\n|\s)")
 
-    jieba.setLogLevel(logging.WARNING)
-    jieba.initialize()
-    return jieba
+
+@functools.lru_cache(maxsize=1)
+def _rjieba() -> Any:
+    import rjieba
+
+    return rjieba
+
+
+def cut(text: str, search: bool = False) -> list[str]:
+    """jieba's words of `text` (`search`: search mode, each long word's dictionary sub-words
+    first, as `jieba.cut_for_search`), with its HMM for words the dictionary lacks. The same as
+    jieba's on CJK text; a hyphenated Latin word inside a block ("Pour-over") stays one word,
+    where jieba cuts it at the hyphen (`tokenize` segments CJK runs only)."""
+    rj = _rjieba()
+    seg = rj.cut_for_search if search else rj.cut
+    out: list[str] = []
+    for blk in _JIEBA_HAN.split(text):
+        if not blk:
+            continue
+        if _JIEBA_HAN.fullmatch(blk):
+            out.extend(seg(blk, hmm=True))
+        else:
+            for x in _JIEBA_SKIP.split(blk):
+                if _JIEBA_SKIP.fullmatch(x):
+                    out.append(x)
+                else:
+                    out.extend(x)
+    return out
 
 
 # Question words that name what is asked, not what it is about: a passage that answers never
@@ -133,7 +165,7 @@ def tokenize(text: str) -> list[str]:
     for m in _TOKEN.finditer(text):
         tok = m.group(0)
         if _CJK_RUN.match(tok):
-            for w in _jieba().cut_for_search(fold(tok)):
+            for w in cut(fold(tok), search=True):
                 if w.strip() and w not in _ZH_STOP:
                     out.append(w)
         else:

@@ -37,6 +37,7 @@ from core.keyword import tokenize
 from core.lang import CJK_RANGES, cjk_share
 from core.lock import write_lock
 from core.settings import Settings
+from core.tokens import cut
 from core.types import Record
 from ingest.chunking import _split_sentences
 from retrieval import features
@@ -159,9 +160,7 @@ def _scramble(text: str, rng: random.Random) -> str:
     shuffled. A question shares words with the passage that answers it, rarely their order;
     trained on verbatim crops the ranker leaned on the exact-phrase feature (70% of its gain
     on an English set) and then ranked real questions worse than the coarse order."""
-    import jieba
-
-    words = [w for w in (jieba.lcut(text) if cjk_share(text) >= 0.5 else text.split()) if w.strip()
+    words = [w for w in (cut(text) if cjk_share(text) >= 0.5 else text.split()) if w.strip()
              and any(c.isalnum() for c in w)]
     if len(words) <= 2:
         return text
