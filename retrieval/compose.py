@@ -12,7 +12,9 @@ Each sentence is scored with cheap features, the same kinds the ranker uses:
   English: the model cannot read Chinese, so its cosines there would be noise;
 - the passage's retrieval score against the best passage's (`rank_prior`: retrieval already
   weighed the whole passage);
-a sentence of fewer than SHORT_TERMS content words (a label) is scaled down.
+a sentence that introduces X for "What is X?" and one that states the number a Chinese question
+asks for (retrieval/quantity.py: 多少岁, 多高) get a bonus; a sentence of fewer than SHORT_TERMS
+content words (a label) is scaled down.
 The best sentence is kept; others join it when they score at least `extractive_min_rel` of it
 (`extractive_other_rel` when they come from another document: an answer usually lies in one,
 and each other document cited is most often one that does not hold it), are not
@@ -39,6 +41,7 @@ from core.types import Hit, TraceEntry
 from retrieval.crosslingual import covered, credit, weighted_units
 from retrieval.features import cjk_bigrams
 from retrieval.generate import Citation, Generation, Passage, citation, neutralise
+from retrieval.quantity import asked_units, states_quantity
 
 ENGLISH_MAX_CJK = 0.3  # above this CJK share a text is not "English" for MiniLM
 W_COVERAGE, W_COSINE, W_RANK = 0.55, 0.3, 0.25  # with cosine; without it coverage takes its weight
@@ -46,6 +49,9 @@ W_COVERAGE, W_COSINE, W_RANK = 0.55, 0.3, 0.25  # with cosine; without it covera
 # "**RLHF**（基于人类反馈的强化学习...）", "Teacher forcing is ..."): as much as the passage prior,
 # so a definition in a lower passage can win over the first passage's mention of X.
 W_DEFINES = 0.25
+# A question that asks a number in a unit (retrieval/quantity.py: 多少岁, 几层, 多高) is answered by
+# the sentence that states one (二十六岁, 三层, 高九尺): the same weight as a definition's.
+W_QUANTITY = 0.25
 # A sentence of fewer content words than this is scaled down by words / SHORT_TERMS: a label or
 # heading-like line ("Tokenization & Embedding", "Polynomial kernel approximation") is close
 # to the question's words and vector without saying anything about them. Chosen on the dev
@@ -238,6 +244,7 @@ def score(
         return
     idf = _idf(sents, q_terms)
     term = defined_term(question)
+    asked = asked_units(question)
     units = weighted_units(idf, groups)
     heads = {p.n: set(tokenize(p.hit.record.title)) | cjk_bigrams(p.hit.record.title) for p in passages}
     prior = rank_prior(passages)
@@ -250,6 +257,9 @@ def score(
         if term and defines(s.text, term):
             s.features["defines"] = 1.0
             s.score += W_DEFINES
+        if asked and states_quantity(s.text, asked):
+            s.features["quantity"] = 1.0
+            s.score += W_QUANTITY
         s.score *= _damping(s)
     if with_cos and qv is not None:
         _add_cosines(question, sents, qv, keep_rel)

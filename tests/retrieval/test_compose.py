@@ -370,3 +370,16 @@ def test_the_sentence_that_introduces_x_answers_what_is_x_from_a_lower_passage()
     s = load_settings(answer={"extractive_max_sentences": 1})
     assert compose("What is LoRA?", hits, s, []).text.startswith("LoRA: 微调大模型时")
     assert not compose("Which fine-tuning methods are compared?", hits, s, []).text.startswith("LoRA")
+
+
+def test_the_sentence_that_states_the_asked_quantity_answers_a_how_many_question() -> None:
+    """"七星坛有多高？" asks a height: the sentence that gives one (高九尺) answers it, not the
+    sentence that shares more of the question's words (two passages retrieval could not tell
+    apart). Without the quantity bonus the first passage's sentence won."""
+    hits = [_hit(1, "孔明令人在南屏山筑七星坛，祭风借东南风，坛上插旗，孔明登坛作法。"),
+            _hit(2, "坛名曰七星坛：高九尺，作三层，用一百二十人执旗。")]
+    hits[1].score = hits[0].score
+    s = load_settings(answer={"extractive_max_sentences": 1})
+    gen = compose("孔明为借东南风搭的七星坛有多高？", hits, s, [])
+    assert gen.text.startswith("坛名曰七星坛：高九尺")
+    assert not compose("孔明为什么搭七星坛？", hits, s, []).text.startswith("坛名曰")
