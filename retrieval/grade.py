@@ -79,7 +79,8 @@ class Evidence:
     # and absent_gate above are that rule's, and support is that passage's.
     decided_by: str = "same"
     # The units the question asks a number of (retrieval/quantity.py; () when it asks none or
-    # answer.quantity_check is off), and whether any top passage in its script states one.
+    # answer.quantity_check is off), and whether any top passage in its script states one
+    # (True when none is asked).
     units: tuple[str, ...] = ()
     quantity_stated: bool = True
 
@@ -372,7 +373,7 @@ def evidence(
         rd.absent_gate,
         decided,
         asked,
-        stated,
+        stated or not asked,
     )
 
 

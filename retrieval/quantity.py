@@ -14,6 +14,7 @@ passage, and "How many X" names no unit the answer must use.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from core.script import fold
@@ -76,7 +77,9 @@ def asked_units(question: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(units))
 
 
+@functools.lru_cache(maxsize=64)
 def _pattern(units: tuple[str, ...]) -> re.Pattern[str]:
+    """Built once per set of units: the composer tests every candidate sentence against it."""
     alt = "|".join(sorted(map(re.escape, units), key=len, reverse=True))
     # 元年: the first year of an era is a year (中平元年)
     year = "|元年" if "年" in units else ""

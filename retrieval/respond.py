@@ -66,7 +66,7 @@ def grade(state: QueryState, again: Search) -> QueryState:
         state.abstain_reason = "no_support"
         state.message = NO_SUPPORT.format(support=ev.support, kind=ev.decided_by, min=ev.min_score,
                                           best=ev.dense, coverage=ev.coverage)
-        if ev.units and not ev.quantity_stated:
+        if not ev.quantity_stated:
             state.message += NO_QUANTITY.format(units=" / ".join(ev.units))
     return state
 
