@@ -58,6 +58,10 @@ _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9+#.\-]*[A-Za-z0-9+#]|[A-Za-z]")
 Progress = Callable[[str, int, int], None]
 
 
+# The switch-on gate's folds: each pseudo-query is held out once (eval/train_ranker.cross_validate).
+CV_FOLDS = 5
+
+
 @dataclass
 class PseudoQuery:
     qid: str
@@ -257,7 +261,9 @@ def collect(
         ids: list[str | None] = [h.record.id for h in res.hits]
         y = np.array([q.relevant.get(i, 0) if i else 0 for i in ids], dtype=np.int32)
         x = features.compute(res.keyword_query or q.text, res.hits, 1)
-        groups.append(Group(q.qid, x, y, ids, q.relevant))
+        prior = [h.scores.get("late", h.scores.get("coarse")) for h in res.hits]
+        before = np.asarray(prior, dtype=np.float64) if all(p is not None for p in prior) else None
+        groups.append(Group(q.qid, x, y, ids, q.relevant, before))
         if progress and (n % 25 == 0 or n == len(queries)):
             progress("ranker", n, len(queries))
     return groups
@@ -284,17 +290,22 @@ def self_train(index: Index, settings: Settings, progress: Progress | None = Non
         why = f"only {len(usable)} pseudo-queries found their chunk; not trained"
         return SelfTrainResult(False, False, why,
                                len(queries), time.perf_counter() - t0, by_kind=kinds)
-    from eval.train_ranker import save, train_groups
+    from eval.train_ranker import cross_validate, save, train_groups
 
-    booster, report = train_groups(groups, seed=s.ltr_seed, holdout=0.3)
-    held = report.get("heldout_ndcg@10", {})
-    gain = held.get("with_ranker", 0.0) - held.get("without_ranker", 0.0)
+    # the gate: every pseudo-query held out once, ranked as the query path ranks (the mix)
+    cv = cross_validate(groups, CV_FOLDS, seed=s.ltr_seed, mix=s.ltr_self_mix)
+    booster, report = train_groups(groups, seed=s.ltr_seed, holdout=0.0)  # the model: all queries
+    held = {k: cv[k] for k in ("without_ranker", "with_ranker")}
+    report.update({"heldout_ndcg@10": held, "heldout_queries": cv["queries"], "cv_folds": cv["folds"],
+                   "gain_per_fold": cv["gain_per_fold"]})
+    gain = held["with_ranker"] - held["without_ranker"]
     active = gain >= s.ltr_min_gain
     reason = (
-        f"self-trained ranker beats the coarse order on held-out pseudo-queries by {gain:+.3f} nDCG@10"
+        f"self-trained ranker beats the coarse order on held-out pseudo-queries by {gain:+.3f} nDCG@10 "
+        f"({cv['folds']}-fold)"
         if active else
         f"self-trained ranker kept off: held-out nDCG@10 {gain:+.3f} vs the coarse order "
-        f"(needs {s.ltr_min_gain:+.3f}, search.ltr_min_gain)"
+        f"({cv['folds']}-fold; needs {s.ltr_min_gain:+.3f}, search.ltr_min_gain)"
     )
     report.update({"source": SOURCE, "active": active, "reason": reason, "pseudo_queries": kinds,
                    "corpus_chunks": len(chunk_ids)})

@@ -217,3 +217,34 @@ def test_loading_a_ranker_does_not_import_scikit_learn(trained: tuple[dict, Sett
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+
+
+def test_the_gate_holds_out_every_query_once_and_ranks_as_the_query_path_mixes() -> None:
+    """cross_validate: each query scored by a model fitted without it, the ranker's scores mixed
+    with the prior order as retrieval/rerank.fine mixes them. Feature 0 marks the relevant
+    candidate, which the prior puts last: the ranker learns it, the prior alone never."""
+    from eval.train_ranker import Group, cross_validate, mixed
+    from retrieval import features
+
+    rng = np.random.default_rng(0)
+    groups = []
+    for q in range(40):
+        n = 6
+        x = rng.random((n, len(features.FEATURES)))
+        y = np.zeros(n, dtype=np.int32)
+        y[-1] = 1
+        x[:, 0] = y  # the one feature that tells
+        ids: list[str | None] = [f"d{q}-{i}" for i in range(n)]
+        groups.append(Group(f"q{q:02d}", x, y, ids, {f"d{q}-{n - 1}": 1}, np.arange(n, 0, -1.0)))
+    cv = cross_validate(groups, folds=5, seed=0, mix=1.0)
+    assert cv["folds"] == 5 and cv["queries"] == 40 and len(cv["gain_per_fold"]) == 5
+    assert cv["without_ranker"] == pytest.approx(ndcg(groups), abs=1e-4)  # relevant one last: 1/log2(7)
+    assert cv["with_ranker"] == pytest.approx(1.0)
+    # mixed by hand: 0.3 z(ranker) + 0.7 z(prior); at mix 1 the ranker's own scores
+    pred, prior = np.array([3.0, 1.0, 2.0]), np.array([1.0, 2.0, 3.0])
+    z = lambda v: (v - v.mean()) / v.std()  # noqa: E731
+    assert np.allclose(mixed(pred, prior, 0.3), 0.3 * z(pred) + 0.7 * z(prior))
+    assert np.array_equal(mixed(pred, None, 0.3), pred) and np.array_equal(mixed(pred, prior, 1.0), pred)
+    # a mix that leaves the prior in charge: the prior's order stands (no gain)
+    low = cross_validate(groups, folds=5, seed=0, mix=0.01)
+    assert low["with_ranker"] < 0.5
