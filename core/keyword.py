@@ -101,7 +101,7 @@ class KeywordIndex:
         lexicon = tok.lexicon()
         lexicon.save(tmp)  # the corpus's own English-Chinese glosses (core/lexicon.py)
         if ids and lexicon.cjk_share >= dictionary.MIN_CORPUS_CJK:  # dictionary translations, names
-            _save_translations(tmp, tok)
+            _save_translations(tmp, tok, lexicon.cjk_share >= pinyin.MIN_CORPUS_CJK)
         (tmp / "ids.json").write_text(json.dumps(ids))
         (tmp / "groups.json").write_text(json.dumps(groups))
         (tmp / "manifest.json").write_text(
@@ -180,15 +180,15 @@ class KeywordIndex:
             names = pinyin.load(self.path)
             if names is None:
                 names = {}
-                tok = _Tokenised.load(self.path) if self.is_current() else None
-                if tok is not None and tok.counts.records and (
-                        self.lexicon().cjk_share >= dictionary.MIN_CORPUS_CJK):
+                chinese = self.is_current() and self.lexicon().cjk_share >= pinyin.MIN_CORPUS_CJK
+                tok = _Tokenised.load(self.path) if chinese else None
+                if tok is not None and tok.counts.records:
                     df = np.bincount(tok.counts.terms, minlength=len(tok.vocab))
-                    names = pinyin.for_corpus(tok.vocab, df, tok.counts.records, dictionary.read_lines())
-                    try:
-                        pinyin.save(self.path, names)
-                    except OSError:  # a read-only index: computed again by the next process
-                        log.debug("could not write %s", self.path / pinyin.NAMES_FILE)
+                    names = _names(tok, df, dictionary.read_lines(), self.translations())
+                try:
+                    pinyin.save(self.path, names)
+                except OSError:  # a read-only index: looked at again by the next process
+                    log.debug("could not write %s", self.path / pinyin.NAMES_FILE)
             self._names = names
         return self._names
 
@@ -418,10 +418,20 @@ def _tokenise(ids: list[str], texts: list[str | None], hashes: np.ndarray, known
     return _Tokenised(hashes, counts, pool_letters[rows], pairs, vocab, fresh=len(new))
 
 
-def _save_translations(folder: Path, tok: _Tokenised) -> None:
-    """The dictionary translations and the pinyin names of a Chinese corpus's words, beside its
-    index (core/dictionary.py, core/pinyin.py), from one reading of the dictionary."""
+def _save_translations(folder: Path, tok: _Tokenised, names: bool) -> None:
+    """The dictionary translations of a corpus's Chinese words and, with `names`, their pinyin
+    spellings, beside its index (core/dictionary.py, core/pinyin.py), from one reading of the
+    dictionary. Without `names` an empty table is written (the corpus is not Chinese enough)."""
     df = np.bincount(tok.counts.terms, minlength=len(tok.vocab))
     lines = dictionary.read_lines()
-    dictionary.save(folder, dictionary.for_corpus(tok.vocab, df, tok.counts.records, lines=lines))
-    pinyin.save(folder, pinyin.for_corpus(tok.vocab, df, tok.counts.records, lines))
+    translations = dictionary.for_corpus(tok.vocab, df, tok.counts.records, lines=lines)
+    dictionary.save(folder, translations)
+    pinyin.save(folder, _names(tok, df, lines, translations) if names else {})
+
+
+def _names(tok: _Tokenised, df: np.ndarray, lines: list[str], translations: dict[str, list[str]]
+           ) -> dict[str, list[str]]:
+    """The corpus's words spelled in pinyin (core/pinyin.py), those the dictionary translates
+    left out."""
+    known = {w for ws in translations.values() for w in ws}
+    return pinyin.for_corpus(tok.vocab, df, tok.counts.records, pinyin.readings(lines), known)

@@ -8,7 +8,7 @@ other words (zh-prose dev: the four English questions naming 吕伯奢, 华雄 a
 passage at rank 38 or not at all).
 
 When a Chinese corpus's keyword index is built, each of its words of two or three characters that
-the dictionary does not hold is spelled out in toneless pinyin from the dictionary's
+the dictionary does not translate is spelled out in toneless pinyin from the dictionary's
 single-character entries (every reading of a character with several), keyed as English writes a
 personal name: the surname apart and the given name joined ("庞统" -> "pang tong", "吕伯奢" ->
 "lü boshe", "诸葛亮" -> "zhuge liang", a two-character surname). A question's pairs of
@@ -21,12 +21,17 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 NAMES_FILE = "names.json"
+# Corpora at least this share CJK get names (retrieval/crosslingual.py reads them for English
+# questions): a Chinese corpus, as search.crosslingual_corpus_cjk counts one. In a folder of mostly
+# English documents a question's capitalised pairs are English terms. The names cost a Chinese
+# keyword rebuild 0.39 s at zh-prose's 166k terms (one-file updates included).
+MIN_CORPUS_CJK = 0.3
 NAME_CHARS = (2, 3)  # a Chinese personal or place name: surname + one or two characters
 MAX_SPELLINGS = 8  # per word: a name of characters with several readings each is cut off here
 # A word more than this share of the records hold is no name a question would single out.
@@ -43,22 +48,21 @@ def _syllable(pinyin: str) -> str:
     return re.sub(r"\d", "", pinyin).lower().replace("u:", "ü")
 
 
-def readings(lines: Iterable[str]) -> tuple[dict[str, list[str]], set[str]]:
+def readings(lines: Iterable[str]) -> dict[str, list[str]]:
     """Per Chinese character, its toneless readings from the dictionary's one-character entries
-    (first listed first); and every word the dictionary holds (simplified)."""
+    (first listed first). Only those lines are parsed (a split finds them: 0.24 -> 0.05 s)."""
     reads: dict[str, list[str]] = {}
-    words: set[str] = set()
     for line in lines:
-        m = _ENTRY.match(line)
-        if not m:
+        parts = line.split(" ", 3)
+        if len(parts) < 3 or len(parts[1]) != 1 or line.startswith("#"):
             continue
-        word, pinyin = m.group(1), m.group(2)
-        words.add(word)
-        if len(word) == 1 and " " not in pinyin:
-            got = reads.setdefault(word, [])
-            if (s := _syllable(pinyin)) not in got:
-                got.append(s)
-    return reads, words
+        m = _ENTRY.match(line)
+        if not m or " " in m.group(2):
+            continue
+        got = reads.setdefault(m.group(1), [])
+        if (s := _syllable(m.group(2))) not in got:
+            got.append(s)
+    return reads
 
 
 def spellings(word: str, reads: Mapping[str, list[str]]) -> list[str]:
@@ -86,11 +90,11 @@ def _variants(key: str) -> list[str]:
 
 
 def for_corpus(vocab: Mapping[str, int], df: np.ndarray, records: int,
-               lines: Iterable[str]) -> dict[str, list[str]]:
+               reads: Mapping[str, list[str]], known: Container[str] = ()) -> dict[str, list[str]]:
     """Pinyin key -> the corpus's words spelled so, commonest first (`df`: records holding each
-    vocabulary term), for the words of NAME_CHARS Han characters that the dictionary (`lines`)
-    does not hold, in at most MAX_RECORD_SHARE of the records."""
-    reads, known = readings(lines)
+    vocabulary term), for the words of NAME_CHARS Han characters in at most MAX_RECORD_SHARE of
+    the records, leaving out the `known` words (those the dictionary translates: their names, if
+    any, come from the dictionary itself)."""
     limit = MAX_RECORD_SHARE * records
     found: dict[str, list[tuple[int, str]]] = {}
     for word, i in vocab.items():

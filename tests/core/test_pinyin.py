@@ -14,6 +14,7 @@ LINES = [
     "華 华 [Hua4] /surname Hua/",
     "華 华 [hua2] /magnificent/China/",
     "雄 雄 [xiong2] /male/grand/",
+    "花 花 [hua1] /flower/",
     "呂 吕 [Lu:3] /surname Lü/",
     "伯 伯 [bo2] /father's elder brother/",
     "奢 奢 [she1] /extravagant/",
@@ -23,12 +24,12 @@ LINES = [
     "統一 统一 [tong3 yi1] /to unify/",
     "一 一 [yi1] /one/",
 ]
-READS, KNOWN = pinyin.readings(LINES)
+READS = pinyin.readings(LINES)
 
 
 def test_readings_are_toneless_and_every_reading_of_a_character_counts() -> None:
     assert READS["华"] == ["hua"]  # two entries, one toneless reading
-    assert READS["吕"] == ["lü"] and "统一" in KNOWN and "统一" not in READS
+    assert READS["吕"] == ["lü"] and "统一" not in READS  # a word of two characters: no reading
 
 
 def test_a_name_is_keyed_surname_apart_given_name_joined() -> None:
@@ -40,11 +41,11 @@ def test_a_name_is_keyed_surname_apart_given_name_joined() -> None:
     assert pinyin.spellings("庞X", READS) == []  # a character without a reading: no spelling
 
 
-def test_for_corpus_keeps_words_no_dictionary_holds_commonest_first() -> None:
-    vocab = {"庞统": 0, "华雄": 1, "统一": 2, "庞": 3, "庞统领": 4, "伯奢": 5}
-    df = np.array([4, 2, 3, 9, 1, 6])
-    names = pinyin.for_corpus(vocab, df, 10, LINES)
-    assert names["pang tong"] == ["庞统"] and names["hua xiong"] == ["华雄"]
+def test_for_corpus_keeps_words_the_dictionary_does_not_translate_commonest_first() -> None:
+    vocab = {"庞统": 0, "华雄": 1, "统一": 2, "庞": 3, "庞统领": 4, "伯奢": 5, "花雄": 6}
+    df = np.array([4, 2, 3, 9, 1, 6, 5])
+    names = pinyin.for_corpus(vocab, df, 10, READS, known={"统一"})
+    assert names["pang tong"] == ["庞统"] and names["hua xiong"] == ["花雄", "华雄"]  # 5 records, 2
     assert "tong yi" not in names  # 统一 is a dictionary word, not a name
     assert not any("庞" == w for ws in names.values() for w in ws)  # one character: no name
     assert "bo she" not in names  # 伯奢 is in 6 of 10 records: more than half

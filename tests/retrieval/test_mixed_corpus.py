@@ -36,6 +36,9 @@ def test_an_english_question_over_a_mixed_corpus_is_glossed(settings: Settings) 
     index = Index(settings)
     share = index.keyword.lexicon().cjk_share
     assert settings.search.gloss_corpus_cjk <= share < settings.search.crosslingual_corpus_cjk
+    # translations are made for its Chinese words, pinyin names not (a mostly English folder)
+    assert index.keyword.translations() and index.keyword.names() == {}
+    assert (index.keyword.path / "names.json").read_text() == "{}"
     q = "What water temperature for green tea?"
     assert mismatch(q, index, settings) is None  # the corpus as a whole is English
     target = gloss_target(q, index, settings)
