@@ -41,7 +41,7 @@ from core.tokens import cut
 from core.types import Record
 from ingest.chunking import _split_sentences
 from retrieval import features
-from retrieval.rerank import MANIFEST_FILE, ranker_path
+from retrieval.rerank import MANIFEST_FILE, prior_scores, ranker_path
 from retrieval.rerank import SELF_TRAINED as SOURCE
 from retrieval.state import BEFORE_LTR, Plan, Query
 
@@ -261,9 +261,7 @@ def collect(
         ids: list[str | None] = [h.record.id for h in res.hits]
         y = np.array([q.relevant.get(i, 0) if i else 0 for i in ids], dtype=np.int32)
         x = features.compute(res.keyword_query or q.text, res.hits, 1)
-        prior = [h.scores.get("late", h.scores.get("coarse")) for h in res.hits]
-        before = np.asarray(prior, dtype=np.float64) if all(p is not None for p in prior) else None
-        groups.append(Group(q.qid, x, y, ids, q.relevant, before))
+        groups.append(Group(q.qid, x, y, ids, q.relevant, prior_scores(res.hits)))
         if progress and (n % 25 == 0 or n == len(queries)):
             progress("ranker", n, len(queries))
     return groups

@@ -120,10 +120,11 @@ def with_names(question: str, words: dict[str, list[str]], names: Mapping[str, l
                per_term: int) -> dict[str, list[str]]:
     """Add to `words` (the question's dictionary translations, keyed by tokens) the corpus's
     words that its capitalised pairs spell in pinyin where the dictionary has no name for them
-    (core/pinyin.py: "Pang Tong" -> 庞统), and
-    drop the translations of a name's single words: once "Cao Cao" is 曹操, "cao" alone is no
-    曹参, nor "liu" of "Liu Bei" 刘安 (CC-CEDICT's romanised names give such one-word keys).
-    Returns the names found (for the trace)."""
+    (core/pinyin.py: "Pang Tong" -> 庞统), and drop the translations of the single words of a
+    capitalised pair translated as a whole: once "Cao Cao" is 曹操, "cao" alone is no 曹参, nor
+    "liu" of "Liu Bei" 刘安 (CC-CEDICT's romanised names give such one-word keys). On the labelled
+    sets only English questions of the novel have such pairs. Returns the names found (for the
+    trace)."""
     # A name the dictionary knows (its romanised form: "Guan Yu" -> 关羽) is not spelled out
     # again: the corpus's other words of that spelling are homophones (冠玉, "Liu Bei" 六倍).
     found = {pair: ws for pair, ws in pinyin.find(question, names, per_term).items()

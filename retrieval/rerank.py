@@ -367,13 +367,22 @@ def fine(ranker: Ranker, query: str, hits: list[Hit], n_queries: int, mix: float
     if not hits:
         return hits
     scores = ranker.predict(features.compute(query, hits, n_queries))
-    final = scores
-    # the order before this stage: the late-interaction blend where that stage ran, else coarse
-    coarse = [h.scores.get("late", h.scores.get("coarse")) for h in hits]
-    if mix < 1.0 and all(c is not None for c in coarse):
-        z_coarse = features.zscore(np.asarray(coarse, dtype=np.float64))
-        final = mix * features.zscore(scores) + (1 - mix) * z_coarse
-    return reorder(hits, final, ltr=scores)
+    return reorder(hits, mixed(scores, prior_scores(hits), mix), ltr=scores)
+
+
+def prior_scores(hits: list[Hit]) -> np.ndarray | None:
+    """The order before the LTR stage: the late-interaction blend where that stage ran, else the
+    coarse score; None when some hit has neither."""
+    prior = [h.scores.get("late", h.scores.get("coarse")) for h in hits]
+    return np.asarray(prior, dtype=np.float64) if all(p is not None for p in prior) else None
+
+
+def mixed(pred: np.ndarray, prior: np.ndarray | None, mix: float) -> np.ndarray:
+    """mix * z(ranker) + (1 - mix) * z(prior) over one list; the ranker's own scores without a
+    prior or at mix 1. The self-training gate (eval/self_train.py) ranks its held-out lists so."""
+    if prior is None or mix >= 1.0:
+        return pred
+    return mix * features.zscore(pred) + (1 - mix) * features.zscore(prior)
 
 
 # --- for the trace ----------------------------------------------------------------------

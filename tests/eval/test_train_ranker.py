@@ -223,8 +223,9 @@ def test_the_gate_holds_out_every_query_once_and_ranks_as_the_query_path_mixes()
     """cross_validate: each query scored by a model fitted without it, the ranker's scores mixed
     with the prior order as retrieval/rerank.fine mixes them. Feature 0 marks the relevant
     candidate, which the prior puts last: the ranker learns it, the prior alone never."""
-    from eval.train_ranker import Group, cross_validate, mixed
+    from eval.train_ranker import Group, cross_validate
     from retrieval import features
+    from retrieval.rerank import mixed
 
     rng = np.random.default_rng(0)
     groups = []
