@@ -72,6 +72,10 @@ def print_answer(result: dict[str, Any], json_out: bool, trace: bool, streamed: 
             out.print("\nSources:", highlight=False)
             for c in result["citations"]:
                 out.print(_source_line(c), markup=False, highlight=False)
+        if result.get("closest"):  # a refusal: where the user may look (an older server sends none)
+            out.print("\nClosest passages (none of them supports an answer):", highlight=False)
+            for c in result["closest"]:
+                out.print(_source_line(c), markup=False, highlight=False)
         secs = result["timings"].get("total", 0) / 1000
         mode = f" · {escape(result['mode'])}" if result["mode"] else ""
         console.print(f"[dim]{escape(result['backend'])} · {escape(result['model'])}{mode} · {secs:.1f}s "

@@ -117,11 +117,15 @@ def citation_block(
 
 
 def citations(result: AnswerResult, msg_id: str, index: Index, feedback_file: Path) -> None:
-    if not result.citations:
+    """The answer's sources; after a refusal for lack of support, the passages that came closest
+    (`AnswerResult.closest`), said to be no answer."""
+    shown = result.citations or result.closest()
+    if not shown:
         return
-    st.markdown("**Sources**")
+    head = "**Sources**" if result.citations else "**Closest passages** (none of them supports an answer)"
+    st.markdown(head)
     texts: dict[str, str | None] = {}
-    for c in result.citations:
+    for c in shown:
         if c.source and c.source not in texts:
             texts[c.source] = index.docs.file_text(c.source)
         citation_block(c, msg_id, texts.get(c.source), result, feedback_file)

@@ -15,8 +15,13 @@ from core.llm import LLM, Message, get_llm
 from core.settings import Settings
 from core.types import Hit, TraceEntry
 from retrieval import pipeline
-from retrieval.generate import Citation
+from retrieval.generate import Citation, Passage, citation
 from retrieval.state import QueryState, Timer, timings
+
+# Passages listed beside a refusal for lack of support: what came closest, for the user to read
+# (the sample's "Should I keep my coffee beans in the fridge?" is refused, and its "Beans and
+# freshness" section is the first of them). Never part of the answer.
+CLOSEST = 3
 
 EMPTY_INDEX = (
     "The index at {path} holds no documents yet, so there is nothing to answer from; run `rag ingest PATH`."
@@ -42,12 +47,21 @@ class AnswerResult:
     best_similarity: float | None = None
     hits: list[Hit] = field(default_factory=list)  # what retrieval returned (the prompt's passages first)
 
+    def closest(self) -> list[Citation]:
+        """After a refusal for lack of support (`no_support`), the CLOSEST passages retrieval
+        found, numbered from 1 (`via` "closest"); none otherwise."""
+        if not (self.abstained and self.abstain_reason == "no_support"):
+            return []
+        top = self.hits[:CLOSEST]
+        return [citation(Passage(n, h, h.record.text), "closest") for n, h in enumerate(top, 1)]
+
     def to_dict(self, trace: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {
             "question": self.question,
             "standalone_question": self.standalone_question,
             "answer": self.answer,
             "citations": [c.to_dict() for c in self.citations],
+            "closest": [c.to_dict() for c in self.closest()],
             "abstained": self.abstained,
             "abstain_reason": self.abstain_reason,
             "backend": self.backend,

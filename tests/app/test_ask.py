@@ -131,6 +131,23 @@ def test_unsupported_question_abstains_instead_of_inventing(corpus: Path) -> Non
     # the same threshold decides for a relevant question: above it, retrieval supports an answer
     strict = ask(QUESTION, _settings(corpus, answer={"min_score": 1.01}))
     assert strict.abstained and strict.abstain_reason == "no_support"
+    # a refusal lists the passages that came closest, never as the answer's citations
+    closest = strict.closest()
+    assert strict.citations == [] and 1 <= len(closest) <= 3
+    assert closest[0].source.endswith("transformers.md") and {c.via for c in closest} == {"closest"}
+    assert [c.chunk_id for c in closest] == [h.record.id for h in strict.hits[: len(closest)]]
+    assert strict.to_dict()["closest"] == [c.to_dict() for c in closest]
+    answered = ask(QUESTION, _settings(corpus))
+    assert not answered.abstained and answered.closest() == [] and answered.to_dict()["closest"] == []
+
+
+def test_cli_refusal_lists_the_closest_passages(corpus: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _rag(monkeypatch, capsys, "ask", QUESTION, "--no-serve",
+                        env=_env(corpus, RAG_ANSWER__MIN_SCORE="1.01"))
+    assert code == 0 and "Sources:" not in out
+    refusal, closest = out.split("Closest passages (none of them supports an answer):", 1)
+    assert "min_score" in refusal and "transformers.md" in closest.splitlines()[2], closest
 
 
 REWRITE = "How is a transformer neural network trained?"
