@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 from collections.abc import Container, Iterable, Mapping
 from pathlib import Path
@@ -109,7 +110,11 @@ def for_corpus(vocab: Mapping[str, int], df: np.ndarray, records: int,
 
 
 def save(folder: Path, names: dict[str, list[str]]) -> None:
-    (folder / NAMES_FILE).write_text(json.dumps(names, ensure_ascii=False), encoding="utf-8")
+    """Written whole or not at all: an index built before names gets them at first use, when
+    another process may be reading the same folder."""
+    tmp = folder / f"{NAMES_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(names, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, folder / NAMES_FILE)
 
 
 def load(folder: Path) -> dict[str, list[str]] | None:
