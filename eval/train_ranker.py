@@ -202,14 +202,12 @@ def cross_validate(groups: list[Group], folds: int, seed: int = 0, mix: float = 
                    params: dict[str, Any] | None = None) -> dict[str, Any]:
     """nDCG@10 of the order before the ranker and of the order with it (`mixed` at `mix`, as the
     query path ranks), each query scored by a model fitted without it: `folds` models, every
-    query held out once (`mixed`: retrieval/rerank.py). One held-out split of 45 pseudo-queries,
-    the ranker scored alone, gave gains that moved by up to 0.055 from one training to the next
-    (three seeds), across the switch-on threshold (zh-prose, notes-mixed); pooled over all
-    queries the estimate is steadier. Also the gain per fold."""
-    order = sorted(groups, key=lambda g: g.qid)
-    random.Random(seed).shuffle(order)
-    k = max(2, min(folds, len(order)))
-    parts = [order[i::k] for i in range(k)]
+    query held out once (`mixed`: retrieval/rerank.py), the queries of one chunk in one fold.
+    One held-out split of 45 pseudo-queries, the ranker scored alone, gave gains that moved by up
+    to 0.055 from one training to the next (three seeds), across the switch-on threshold
+    (zh-prose, notes-mixed); pooled over all queries the estimate is steadier. Also the gain
+    per fold."""
+    parts = fold_groups(groups, folds, seed)
     scored: list[tuple[Group, np.ndarray]] = []
     per_fold: list[float] = []
     for i, test in enumerate(parts):
@@ -228,6 +226,24 @@ def cross_validate(groups: list[Group], folds: int, seed: int = 0, mix: float = 
         "with_ranker": round(ndcg(held, [s for _, s in scored]), 4),
         "gain_per_fold": per_fold,
     }
+
+
+def fold_groups(groups: list[Group], folds: int, seed: int = 0) -> list[list[Group]]:
+    """`folds` parts (fewer when there are fewer chunks), by the chunk a query was cut from, not by
+    query: a small corpus gives a chunk several pseudo-queries, and one of them in the training
+    folds would teach the ranker that chunk's own features before another is scored."""
+    keys = sorted({_source_key(g) for g in groups})
+    random.Random(seed).shuffle(keys)
+    k = max(2, min(folds, len(keys)))
+    fold = {key: i % k for i, key in enumerate(keys)}
+    ordered = sorted(groups, key=lambda g: g.qid)
+    return [[g for g in ordered if fold[_source_key(g)] == i] for i in range(k)]
+
+
+def _source_key(g: Group) -> str:
+    """The id a query is judged by most (its own chunk for a pseudo-query), else its id."""
+    top = max(g.judged.values(), default=0)
+    return min((i for i, v in g.judged.items() if v == top), default=g.qid) if top > 0 else g.qid
 
 
 def train_groups(

@@ -249,3 +249,15 @@ def test_the_gate_holds_out_every_query_once_and_ranks_as_the_query_path_mixes()
     # a mix that leaves the prior in charge: the prior's order stands (no gain)
     low = cross_validate(groups, folds=5, seed=0, mix=0.01)
     assert low["with_ranker"] < 0.5
+
+
+def test_the_gates_folds_keep_the_queries_of_one_chunk_together() -> None:
+    from eval.train_ranker import Group, fold_groups
+
+    x, y = np.zeros((2, 3)), np.array([1, 0], dtype=np.int32)
+    groups = [Group(f"q{i}", x, y, ["a", "b"], {f"chunk{i % 4}": 2, "other": 1}) for i in range(12)]
+    parts = fold_groups(groups, 5, seed=0)
+    assert len(parts) == 4  # four chunks: four folds, not five
+    assert sorted(g.qid for p in parts for g in p) == sorted(g.qid for g in groups)
+    for p in parts:  # each fold holds every query of its chunk, and only those
+        assert len({next(k for k, v in g.judged.items() if v == 2) for g in p}) == 1 and len(p) == 3
