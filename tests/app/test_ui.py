@@ -285,6 +285,23 @@ def test_rag_ui_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- with the embedded LLM ------------------------------------------------------------------
 
 @pytest.mark.slow
+def test_a_refusal_shows_the_closest_passages_not_as_sources(use_corpus: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_ANSWER__MIN_SCORE", "1.01")  # no support reaches it: a refusal
+    at = _app()
+    at.chat_input[0].set_value(QUESTION).run()
+    assert not at.exception, at.exception
+    res = _results(at)[-1]
+    assert res.abstained and res.abstain_reason == "no_support" and not res.citations
+    reply = at.chat_message[-1]
+    texts = [m.value for m in reply.markdown]
+    assert "**Closest passages** (none of them supports an answer)" in texts and "**Sources**" not in texts
+    labels = [e.label for e in reply.expander]
+    top = res.closest()[0]
+    assert Path(top.source).name == "transformers.md"
+    assert f"[1] transformers.md · {top.title}" in labels
+
+
 def test_chat_answers_with_numbered_citations_and_the_sidebar_choices(conversation: AppTest) -> None:
     at = conversation
     first = _results(at)[0]
