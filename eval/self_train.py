@@ -302,8 +302,8 @@ def self_train(index: Index, settings: Settings, progress: Progress | None = Non
         f"self-trained ranker beats the coarse order on held-out pseudo-queries by {gain:+.3f} nDCG@10 "
         f"({cv['folds']}-fold)"
         if active else
-        f"self-trained ranker kept off: held-out nDCG@10 {gain:+.3f} vs the coarse order "
-        f"({cv['folds']}-fold; needs {s.ltr_min_gain:+.3f}, search.ltr_min_gain)"
+        f"self-trained ranker kept off: nDCG@10 {gain:+.3f} vs the coarse order on held-out "
+        f"pseudo-queries ({cv['folds']}-fold; needs {s.ltr_min_gain:+.3f}, search.ltr_min_gain)"
     )
     report.update({"source": SOURCE, "active": active, "reason": reason, "pseudo_queries": kinds,
                    "corpus_chunks": len(chunk_ids)})
