@@ -92,14 +92,15 @@ def cut(text: str, search: bool = False) -> list[str]:
     rj = _rjieba()
     seg = rj.cut_for_search if search else rj.cut
     out: list[str] = []
-    for blk in _JIEBA_HAN.split(text):
+    # a split by a pattern with one group: the matches at odd places, what lies between at even
+    for i, blk in enumerate(_JIEBA_HAN.split(text)):
         if not blk:
             continue
-        if _JIEBA_HAN.fullmatch(blk):
+        if i % 2:
             out.extend(seg(blk, hmm=True))
         else:
-            for x in _JIEBA_SKIP.split(blk):
-                if _JIEBA_SKIP.fullmatch(x):
+            for j, x in enumerate(_JIEBA_SKIP.split(blk)):
+                if j % 2:
                     out.append(x)
                 else:
                     out.extend(x)

@@ -127,12 +127,12 @@ def with_names(question: str, words: dict[str, list[str]], names: Mapping[str, l
     trace)."""
     # A name the dictionary knows (its romanised form: "Guan Yu" -> 关羽) is not spelled out
     # again: the corpus's other words of that spelling are homophones (冠玉, "Liu Bei" 六倍).
+    keys = {pair: " ".join(tokenize(pair)) for pair in pinyin.capitalised_pairs(question)}
     found = {pair: ws for pair, ws in pinyin.find(question, names, per_term).items()
-             if (key := " ".join(tokenize(pair))) and key not in words}
+             if keys[pair] and keys[pair] not in words}
     for pair, ws in found.items():
-        words[" ".join(tokenize(pair))] = ws
-    for pair in pinyin.capitalised_pairs(question):
-        key = " ".join(tokenize(pair))
+        words[keys[pair]] = ws
+    for key in keys.values():
         if " " in key and key in words:
             for part in key.split():
                 words.pop(part, None)
