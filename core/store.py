@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -110,6 +111,53 @@ def _collection_name(settings: Settings) -> str:
     return settings.collection
 
 
+# --- importing chromadb ---------------------------------------------------------------
+_overrides_lock = threading.Lock()
+
+
+def _declared(method: Any = None, **_: Any) -> Any:
+    """`overrides.override` without its checks: marks the method as an override (which
+    `EnforceOverrides` classes look for) and returns it unchanged, as the real one does."""
+    if method is None:
+        return _declared
+    method.__override__ = True
+    return method
+
+
+@contextmanager
+def _unchecked_overrides() -> Iterator[None]:
+    """chromadb decorates ~120 methods with `overrides.override`, which checks each one's
+    signature against its base class when the class is defined: a development-time assertion
+    that took ~0.2 s of chromadb's ~0.9 s import on 2 cores (cold `rag search` ~2 s). It is
+    skipped while chromadb's modules load (here and when a client loads its own); the same
+    classes and methods result, and the library's decorator is put back for anyone else."""
+    try:
+        import overrides
+    except ImportError:  # pragma: no cover - another chromadb that does not use it
+        yield
+        return
+    with _overrides_lock:
+        saved = overrides.override, overrides.overrides
+        overrides.override = overrides.overrides = _declared
+        try:
+            yield
+        finally:
+            overrides.override, overrides.overrides = saved
+
+
+def import_chromadb() -> Any:
+    """The chromadb module, imported without the `@override` checks (`_unchecked_overrides`)."""
+    import sys
+
+    if "chromadb" in sys.modules:
+        # A plain import: while another thread is still importing it, this waits for it.
+        import chromadb
+    else:
+        with _unchecked_overrides():
+            import chromadb
+    return chromadb
+
+
 @dataclass
 class ChromaStore:
     settings: Settings
@@ -123,7 +171,7 @@ class ChromaStore:
         return "server" if self.settings.chroma_url else "embedded"
 
     def _client(self) -> Any:
-        import chromadb
+        chromadb = import_chromadb()
         from chromadb.config import Settings as ChromaSettings
 
         chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=True)
@@ -144,7 +192,8 @@ class ChromaStore:
             return client
         path = self.settings.index_path / "chroma"
         path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+        with _unchecked_overrides():  # the client imports its segment and API modules now
+            return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
 
     @property
     def collection(self) -> Any:
@@ -171,7 +220,7 @@ class ChromaStore:
         it the caller's SQLite reads (which give the GIL back at every row) ran 20x slower."""
         if self._collection is not None or (self._prefetching is not None and self._prefetching.is_alive()):
             return None
-        import chromadb  # noqa: F401
+        import_chromadb()
 
         def run() -> None:
             # The caller's first use of `collection` waits for the lock: nothing reaches the

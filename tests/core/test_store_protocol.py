@@ -177,3 +177,39 @@ def test_a_prefetch_with_the_wrong_dimension_still_opens_the_store(settings: Set
     t.join()  # the graph load fails on a 5-dimensional query, quietly
     assert fresh.count() == len(recs) and fresh.query(vecs[0], 1)[0][0] == "r0"
     assert fresh.prefetch(384) is None  # open already: nothing to start
+
+
+def test_chromadb_is_imported_without_the_override_checks_and_the_store_still_works(tmp_path: Path) -> None:
+    """`core.store.import_chromadb` skips the signature checks of `overrides.override` while
+    chromadb's modules load (a fifth of its import on a cold `rag search`), puts the library's
+    decorator back afterwards, and the store built from those classes stores and finds vectors.
+    Run in a fresh interpreter: this one imported chromadb long ago."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, numpy as np, overrides\n"
+        "oo = sys.modules['overrides.overrides']  # the module; the package's attribute is the function\n"
+        "calls = []\n"
+        "real = oo._validate_method\n"
+        "oo._validate_method = lambda *a: (calls.append(a[0].__qualname__), real(*a))[1]\n"
+        "original = overrides.override\n"
+        "from core.settings import load_settings\n"
+        "from core.store import ChromaStore, import_chromadb\n"
+        "from core.types import Record\n"
+        "import_chromadb()\n"
+        f"s = load_settings().model_copy(update={{'index_dir': {str(tmp_path / 'idx')!r}}})\n"
+        "vs = ChromaStore(s)\n"
+        "vecs = np.eye(3, dtype=np.float32)\n"
+        "vs.upsert([Record(id=f'r{i}', text=f't{i}', source='/d/a.md') for i in range(3)], vecs)\n"
+        "found = vs.collection.query(query_embeddings=[vecs[1]], n_results=1)['ids'][0]\n"
+        "from chromadb.api.rust import RustBindingsAPI\n"
+        "print(len(calls), overrides.override is original, found,\n"
+        "      getattr(RustBindingsAPI.create_collection, '__override__', False))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).parents[2], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # no signature check ran (each would have gone through _validate_method), the library's own
+    # decorator is back, the store works, and the methods still carry the override marker
+    assert out.stdout.split() == ["0", "True", "['r1']", "True"], out.stdout
