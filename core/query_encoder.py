@@ -30,7 +30,7 @@ _ST = "sentence_transformers.models."
 
 @dataclass(frozen=True)
 class _Layer:
-    qkv_w: np.ndarray  # (hidden, 3 * hidden): query, key, value side by side
+    qkv_w: np.ndarray  # (3 * hidden, hidden): query, key, value stacked, (out, in) as torch keeps them
     qkv_b: np.ndarray
     out_w: np.ndarray
     out_b: np.ndarray
@@ -98,18 +98,42 @@ class NumpyEncoder:
         d = hidden // self.heads
         scale = np.float32(1.0 / np.sqrt(d))  # float32: see _gelu
         for L in self.layers:
-            qkv = x @ L.qkv_w + L.qkv_b
+            qkv = x @ L.qkv_w.T + L.qkv_b
             q, k, v = (qkv[:, i * hidden:(i + 1) * hidden].reshape(n, self.heads, d).transpose(1, 0, 2)
                        for i in range(3))
             s = (q @ k.transpose(0, 2, 1)) * scale  # one sequence, no padding: no mask needed
             s = np.exp(s - s.max(-1, keepdims=True))
             s /= s.sum(-1, keepdims=True)
             ctx = (s @ v).transpose(1, 0, 2).reshape(n, hidden)
-            x = _layer_norm(x + ctx @ L.out_w + L.out_b, L.ln1_w, L.ln1_b, self.eps)
-            h = _gelu(x @ L.in_w + L.in_b)
-            x = _layer_norm(x + h @ L.ff_w + L.ff_b, L.ln2_w, L.ln2_b, self.eps)
+            x = _layer_norm(x + ctx @ L.out_w.T + L.out_b, L.ln1_w, L.ln1_b, self.eps)
+            h = _gelu(x @ L.in_w.T + L.in_b)
+            x = _layer_norm(x + h @ L.ff_w.T + L.ff_b, L.ln2_w, L.ln2_b, self.eps)
         v = x.mean(0)  # mean pooling over every token (a single unpadded sequence)
         return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+
+_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32,
+           "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Every tensor of a safetensors file as a read-only view of the file mapped in memory.
+    The format: an 8-byte little-endian header length, a JSON header (per tensor: dtype,
+    shape, byte offsets into the data that follows), then the data. `safetensors.numpy`
+    copies all 90 MB of MiniLM into memory (0.07 s) where a question reads a few rows of its
+    word-embedding table; a cold `rag search` paid that and 0.07 s of transposed copies."""
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size)
+    out = {}
+    for name, spec in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = spec["data_offsets"]
+        dtype = np.dtype(_DTYPES[spec["dtype"]]).newbyteorder("<")
+        out[name] = data[start:end].view(dtype).reshape(spec["shape"])
+    return out
 
 
 def _supported(folder: Path) -> tuple[dict, int] | None:
@@ -142,10 +166,9 @@ def load(folder: str) -> NumpyEncoder | None:
         return None
     cfg, max_len = spec
     try:
-        from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
-        w = load_file(str(path / "model.safetensors"))
+        w = read_safetensors(path / "model.safetensors")
         tok = Tokenizer.from_file(str(path / "tokenizer.json"))
     except Exception as e:  # a broken or unexpected file: torch handles it, or says why
         log.warning("NumPy query encoder unavailable for %s (%s); using sentence-transformers", folder, e)
@@ -155,20 +178,23 @@ def load(folder: str) -> NumpyEncoder | None:
     pre = "bert." if "bert.embeddings.word_embeddings.weight" in w else ""
 
     def g(name: str) -> np.ndarray:
-        return np.ascontiguousarray(w[pre + name], dtype=np.float32)
+        # float32 weights stay views of the mapped file: only the pages a question touches
+        # are read (a handful of rows of the 47 MB word-embedding table)
+        return np.asarray(w[pre + name], dtype=np.float32)
 
     layers = []
     for i in range(int(cfg["num_hidden_layers"])):
         p = f"encoder.layer.{i}."
         a = p + "attention."
+        # Linear weights are (out, in) as torch stores them; the forward pass multiplies by
+        # their transposed views, which BLAS reads without a copy.
         layers.append(_Layer(
-            qkv_w=np.ascontiguousarray(np.concatenate(
-                [g(a + f"self.{n}.weight").T for n in ("query", "key", "value")], axis=1)),
+            qkv_w=np.concatenate([g(a + f"self.{n}.weight") for n in ("query", "key", "value")]),
             qkv_b=np.concatenate([g(a + f"self.{n}.bias") for n in ("query", "key", "value")]),
-            out_w=g(a + "output.dense.weight").T.copy(), out_b=g(a + "output.dense.bias"),
+            out_w=g(a + "output.dense.weight"), out_b=g(a + "output.dense.bias"),
             ln1_w=g(a + "output.LayerNorm.weight"), ln1_b=g(a + "output.LayerNorm.bias"),
-            in_w=g(p + "intermediate.dense.weight").T.copy(), in_b=g(p + "intermediate.dense.bias"),
-            ff_w=g(p + "output.dense.weight").T.copy(), ff_b=g(p + "output.dense.bias"),
+            in_w=g(p + "intermediate.dense.weight"), in_b=g(p + "intermediate.dense.bias"),
+            ff_w=g(p + "output.dense.weight"), ff_b=g(p + "output.dense.bias"),
             ln2_w=g(p + "output.LayerNorm.weight"), ln2_b=g(p + "output.LayerNorm.bias"),
         ))
     return NumpyEncoder(

@@ -55,6 +55,34 @@ def test_the_forward_pass_stays_in_float32(model_dir: Path, monkeypatch: pytest.
     assert set(seen) == {np.dtype(np.float32)}
 
 
+def test_safetensors_are_read_as_views_of_the_mapped_file(model_dir: Path, tmp_path: Path) -> None:
+    """`read_safetensors` gives the same tensors as the safetensors package, bit for bit, but
+    as views of the file mapped in memory (nothing read until used), and the encoder keeps its
+    word-embedding table that way (a question reads a few of its 30k rows)."""
+    from safetensors.numpy import load_file, save_file
+
+    path = model_dir / "model.safetensors"
+    ref = load_file(str(path))
+    got = query_encoder.read_safetensors(path)
+    assert set(got) == set(ref)
+    for name, arr in ref.items():
+        assert got[name].dtype == arr.dtype and got[name].shape == arr.shape, name
+        assert np.array_equal(got[name], arr), name
+        assert isinstance(got[name].base, np.memmap) and not got[name].flags.writeable, name
+    # a file of several dtypes and shapes written by the package itself, metadata included
+    mixed: dict[str, np.ndarray] = {
+        "a": np.arange(6, dtype=np.int64).reshape(2, 3), "b": np.array([1.5, -2.0], dtype=np.float16),
+        "c": np.ones((2, 2, 2), dtype=np.float32), "d": np.array([True, False]),
+    }
+    save_file(mixed, str(tmp_path / "m.safetensors"), metadata={"format": "np"})
+    back = query_encoder.read_safetensors(tmp_path / "m.safetensors")
+    assert set(back) == set(mixed)
+    for name, arr in mixed.items():
+        assert back[name].dtype == arr.dtype and np.array_equal(back[name], arr), name
+    enc = query_encoder.load(str(model_dir))
+    assert enc is not None and isinstance(enc.word.base, np.memmap)
+
+
 def test_numpy_vectors_match_the_torch_model(model_dir: Path) -> None:
     enc = query_encoder.load(str(model_dir))
     assert enc is not None and enc.dim == 384
