@@ -150,6 +150,12 @@ def corpus_index(
     info: dict[str, Any] = {"path": str(index.path), "key": key, "own": True}
     if marker.exists() and json.loads(marker.read_text()).get("key") == key and index.exists():
         info.update(json.loads(marker.read_text()), reused=True)
+        if ds.corpus.kind == "beir" and (built := _built_from(index, root / "docs")) is not None:
+            # A cache folder moved or copied: its index names the files where they were
+            # written, and every hit would map to no document (nDCG 0.000 without a word).
+            docs = (root / "docs").resolve()
+            mapping.update({str(built / Path(p).relative_to(docs)): d for p, d in list(mapping.items())})
+            info["built_from"] = str(built)
     else:
         from ingest.pipeline import ingest
 
@@ -179,6 +185,16 @@ def corpus_index(
 
     info["ranker"] = self_train(index, s).to_dict()
     return EvalIndex(index, mapping, info)
+
+
+def _built_from(index: Index, docs: Path) -> Path | None:
+    """The folder of materialised documents a cached index was ingested from, when it is not
+    `docs`: the files are `docs/NNNN/NNNNNNN.md` (`_materialise`), so a chunk's source names it."""
+    rec = next(index.docs.iter_records(("chunk",)), None)
+    if rec is None or len(Path(rec.source).parents) < 2:
+        return None
+    built = Path(rec.source).parents[1]
+    return None if built == docs.resolve() else built
 
 
 def _own(ds: Dataset, settings: Settings, cache_dir: Path) -> tuple[str, Path, Settings]:

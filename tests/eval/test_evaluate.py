@@ -218,3 +218,23 @@ def test_default_run_leaves_out_llm_configurations_and_counts_them(setup: dict[s
     assert {"bm25", "hybrid", "default"} <= ran and not ran & llm
     assert r.issues.counts["configs_not_default"] == len(cfgs.not_default()) >= len(llm)
     assert not any(any(c.llm_calls) for c in r.configs)  # no configuration that ran called the LLM
+
+
+def test_a_moved_cache_folder_still_maps_hits_to_documents(setup: dict[str, Any]) -> None:
+    """A copied or moved reports cache is reused (same key), but its index names the files
+    where they were first written: hits must still map to the dataset's documents, not to
+    None (which scored every query 0 without a word)."""
+    import shutil
+
+    ds = load_dataset(setup["root"] / "set")
+    moved = setup["root"] / "moved-cache"
+    shutil.copytree(setup["root"] / "cache", moved)
+    target = corpus_index(ds, setup["settings"], moved)
+    assert target.info["reused"] is True
+    assert target.info["built_from"].startswith(str((setup["root"] / "cache").resolve()))
+    sources = {x.source for x in target.index.docs.iter_records(("chunk",))}
+    assert {target.doc_of_source(src) for src in sources} == set(DOCS)
+    r = evaluate(ds, setup["settings"], ["bm25"], cache_dir=moved)
+    assert r.metrics["bm25"]["mrr@10"] == pytest.approx(1.0)
+    # the cache where it was built needs no remapping
+    assert "built_from" not in corpus_index(ds, setup["settings"], setup["root"] / "cache").info
