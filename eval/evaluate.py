@@ -149,7 +149,7 @@ def corpus_index(
         mapping = {str(p): doc_id for doc_id, p in ds.corpus.files.items()}
     info: dict[str, Any] = {"path": str(index.path), "key": key, "own": True}
     if marker.exists() and json.loads(marker.read_text()).get("key") == key and index.exists():
-        info.update(json.loads(marker.read_text()), reused=True)
+        info.update(json.loads(marker.read_text()), reused=True, path=str(index.path))
         if ds.corpus.kind == "beir" and (built := _built_from(index, root / "docs")) is not None:
             # A cache folder moved or copied: its index names the files where they were
             # written, and every hit would map to no document (nDCG 0.000 without a word).

@@ -124,7 +124,9 @@ _LEVEL = {"doc": "aggregated to documents by best rank", "chunk": "scored as chu
 
 def _header(r: EvalResult) -> list[str]:
     idx = "; ".join(
-        f"{k}: {v.get('path')} ({'reused' if v.get('reused') else 'built'})" for k, v in r.index.items()
+        f"{k}: {v.get('path')} ({'reused' if v.get('reused') else 'built'}"
+        f"{'; built from ' + str(v['built_from']) if v.get('built_from') else ''})"
+        for k, v in r.index.items()
     )
     split = f" ({r.split} split)" if r.split else ""
     passage = (

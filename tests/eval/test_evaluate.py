@@ -234,7 +234,9 @@ def test_a_moved_cache_folder_still_maps_hits_to_documents(setup: dict[str, Any]
     assert target.info["built_from"].startswith(str((setup["root"] / "cache").resolve()))
     sources = {x.source for x in target.index.docs.iter_records(("chunk",))}
     assert {target.doc_of_source(src) for src in sources} == set(DOCS)
+    assert target.info["path"] == str(target.index.path) and str(moved) in target.info["path"]
     r = evaluate(ds, setup["settings"], ["bm25"], cache_dir=moved)
     assert r.metrics["bm25"]["mrr@10"] == pytest.approx(1.0)
+    assert f"built from {target.info['built_from']}" in "\n".join(report._header(r))
     # the cache where it was built needs no remapping
     assert "built_from" not in corpus_index(ds, setup["settings"], setup["root"] / "cache").info
