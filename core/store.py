@@ -112,7 +112,7 @@ def _collection_name(settings: Settings) -> str:
 
 
 # --- importing chromadb ---------------------------------------------------------------
-_overrides_lock = threading.Lock()
+_overrides_lock = threading.RLock()  # re-entrant: a client made inside an import cannot deadlock
 
 
 def _declared(method: Any = None, **_: Any) -> Any:
