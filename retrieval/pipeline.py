@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,12 +34,19 @@ from core.llm import LLM
 from core.llmcall import LLMCaller
 from core.settings import Settings
 from core.types import Hit, TraceEntry
-from retrieval import crosslingual, graph, late_interaction, rerank, respond, search, table_answer, tree
+from retrieval import crosslingual, graph, rerank, search, tree
 from retrieval import route as routing
-from retrieval import translate as tr
 from retrieval import window as windows
 from retrieval.conversation import condense as condense_question
 from retrieval.state import Plan, Query, QueryState, RetrievalResult, Search, Timer
+
+if TYPE_CHECKING:
+    from retrieval import translate as tr
+
+# The answer stages (retrieval.respond, .table_answer: the composer, the claim check, query
+# decomposition and translation), query translation and the opt-in late-interaction stage are
+# imported where they run: `rag search` uses none of them, and they were ~0.1 s of its ~2 s
+# cold start (2 cores).
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +75,8 @@ def run(state: QueryState) -> Iterator[str]:
     state.retrieve_ms = (time.perf_counter() - t0) * 1000
     if not state.answer:
         return
+    from retrieval import respond, table_answer
+
     if (from_rows := table_answer.answer_from_tables(state)) is not None:  # a question about table data
         yield from_rows
         return
@@ -163,6 +173,8 @@ def plan_question(
     """Route `question`, then translate it with `strategy` (`none`: routing alone; `auto`: the
     route's pick). Routing and translation are independent LLM calls, run concurrently, unless
     the route picks the strategy."""
+    from retrieval import translate as tr
+
     caller = LLMCaller(llm, tr.cache_store(settings, index), settings.translate.concurrency, optional=True)
     index = index or Index(settings)
     t = tr.start(question, strategy, settings, index)
@@ -186,6 +198,9 @@ def resolve_strategy(state: QueryState) -> str:
     written in the other script than the corpus (`translate.auto_language`) and the model can
     translate (one `answer.mode` lets write answers). A small model's translation is not
     trusted: the keyword glosses (retrieval/crosslingual.py) are all it gets."""
+    from retrieval import respond
+    from retrieval import translate as tr
+
     strategy = tr.check_strategy(state.strategy)
     if strategy != "none" or not state.settings.translate.auto_language:
         return strategy
@@ -302,6 +317,8 @@ def late(state: QueryState) -> QueryState:
     s = state.settings.search
     if not (state.runs("late") and s.late) or not state.hits:
         return state
+    from retrieval import late_interaction
+
     with Timer(state.trace, "late") as d:
         head, tail = state.hits[: s.late_keep], state.hits[s.late_keep :]
         before = [h.record.id for h in head]

@@ -129,8 +129,9 @@ def test_other_model_kinds_fall_back_to_sentence_transformers(model_dir: Path, t
 
 
 def test_a_search_process_does_not_import_torch(tmp_path: Path) -> None:
-    """`rag search` on an index: the question is encoded without torch or sentence-transformers, and
-    the keyword index is read without bm25s (and the numba it imports)."""
+    """`rag search` on an index: the question is encoded without torch or sentence-transformers, the
+    keyword index is read without bm25s (and the numba it imports), and the answer stages are not
+    imported."""
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# Coffee\n\nSteep the coffee for four minutes in a French press.\n")
@@ -149,11 +150,17 @@ def test_a_search_process_does_not_import_torch(tmp_path: Path) -> None:
         "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'bm25s', 'numba')\n"
         "               if m in sys.modules)\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
+        "answer = sorted(m for m in ('retrieval.respond', 'retrieval.table_answer', 'retrieval.translate',\n"
+        "                            'retrieval.decompose', 'retrieval.compose',\n"
+        "                            'retrieval.late_interaction') if m in sys.modules)\n"
+        "print('ANSWER', answer, file=sys.stderr)\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stderr, out.stderr[-2000:]
+    # nor the answer stages, query translation or late interaction (imported where they run)
+    assert "ANSWER []" in out.stderr, out.stderr[-2000:]
     hits = json.loads(out.stdout)
     first = hits[0] if isinstance(hits, list) else hits["hits"][0]
     assert "a.md" in json.dumps(first)
