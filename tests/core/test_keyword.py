@@ -239,12 +239,17 @@ def test_cjk_bigrams_are_a_second_field_normalised_by_their_own_length(tmp_path:
     assert "云长" not in vocab and _scores(kw, "云长")[0] > 0 == _scores(kw, "云长")[1]
 
 
-def test_the_matrix_holds_each_records_terms_by_term_records_ascending() -> None:
+@pytest.mark.parametrize("numpy_sort_max", [0, 10**9], ids=["scipy", "numpy"])
+def test_the_matrix_holds_each_records_terms_by_term_records_ascending(
+    numpy_sort_max: int, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The CSC layout bm25s reads: per term, every record that holds it, in ascending order,
     for a vocabulary below and above 65,536 terms (the weights themselves: the bm25s
-    comparison above)."""
+    comparison above), turned around by SciPy (large indexes) and by NumPy (small ones)."""
+    from core import bm25
     from core.bm25 import TermCounts, lucene_matrix
 
+    monkeypatch.setattr(bm25, "NUMPY_SORT_MAX", numpy_sort_max)
     rng = np.random.default_rng(0)
     for n_vocab in (50, 200_000):
         docs = [rng.choice(n_vocab, size=int(rng.integers(1, 20)), replace=False) for _ in range(300)]
@@ -261,6 +266,26 @@ def test_the_matrix_holds_each_records_terms_by_term_records_ascending() -> None
         for t in range(n_vocab):
             assert indices[indptr[t]:indptr[t + 1]].tolist() == held.get(t, []), t
         assert np.all(data > 0)
+
+
+def test_numpy_and_scipy_turn_the_matrix_around_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two ways of building the CSC matrix (NumPy's stable argsort for small indexes,
+    SciPy's conversion for large ones) give the same arrays, bit for bit, second field too."""
+    from core import bm25
+    from core.bm25 import TermCounts, lucene_matrix
+
+    rng = np.random.default_rng(1)
+    n_vocab = 3000
+    docs = [rng.choice(n_vocab, size=int(rng.integers(1, 60))) for _ in range(2000)]  # repeats: tf > 1
+    vocab = {str(i): i for i in range(n_vocab)}
+    counts = TermCounts.from_tokens(([str(t) for t in d] for d in docs), vocab)
+    second = np.arange(n_vocab) % 7 == 0
+    out = {}
+    for name, limit in (("scipy", 0), ("numpy", 10**9)):
+        monkeypatch.setattr(bm25, "NUMPY_SORT_MAX", limit)
+        out[name] = lucene_matrix(counts, n_vocab, second=second)
+    for a, b in zip(out["scipy"], out["numpy"], strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
 
 
 def test_rebuild_tokenises_only_new_texts_and_scores_as_a_fresh_build(tmp_path: Path) -> None:
