@@ -302,6 +302,7 @@ def test_a_refusal_shows_the_closest_passages_not_as_sources(use_corpus: Path,
     assert f"[1] transformers.md · {top.title}" in labels
 
 
+@pytest.mark.slow
 def test_chat_answers_with_numbered_citations_and_the_sidebar_choices(conversation: AppTest) -> None:
     at = conversation
     first = _results(at)[0]
