@@ -232,12 +232,15 @@ def fold_groups(groups: list[Group], folds: int, seed: int = 0) -> list[list[Gro
     """`folds` parts (fewer when there are fewer chunks), by the chunk a query was cut from, not by
     query: a small corpus gives a chunk several pseudo-queries, and one of them in the training
     folds would teach the ranker that chunk's own features before another is scored."""
-    keys = sorted({_source_key(g) for g in groups})
+    key_of = {g.qid: _source_key(g) for g in groups}
+    keys = sorted(set(key_of.values()))
     random.Random(seed).shuffle(keys)
     k = max(2, min(folds, len(keys)))
     fold = {key: i % k for i, key in enumerate(keys)}
-    ordered = sorted(groups, key=lambda g: g.qid)
-    return [[g for g in ordered if fold[_source_key(g)] == i] for i in range(k)]
+    parts: list[list[Group]] = [[] for _ in range(k)]
+    for g in sorted(groups, key=lambda g: g.qid):
+        parts[fold[key_of[g.qid]]].append(g)
+    return parts
 
 
 def _source_key(g: Group) -> str:
