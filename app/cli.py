@@ -97,5 +97,30 @@ def main() -> None:
         raise
 
 
+# Commands whose process ends by `core.shutdown.quick_exit` once their output is written: the
+# interpreter's teardown of everything they loaded took 0.2 s of each (a cold `rag search` over
+# 100k chunks: 1.90 -> 1.7 s). Not `rag serve` or `rag ui`, which clean up at a normal exit.
+QUICK_EXIT = frozenset({"search", "ask", "ingest"})
+
+
+def run() -> None:
+    """The `rag` console script and `python -m app.cli`: `main`, then the quick exit for the
+    commands in QUICK_EXIT. (Tests call `main` in process, which ends by SystemExit as usual.)"""
+    code: int | str | None = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code
+    if isinstance(code, str):  # what sys.exit("message") would print
+        print(code, file=sys.stderr)
+        code = 1
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if command not in QUICK_EXIT:
+        sys.exit(code)
+    from core.shutdown import quick_exit
+
+    quick_exit(code or 0)
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -80,20 +80,6 @@ def chroma_signature(folders: list[Path]) -> tuple[Any, ...]:
     return tuple(_stamp(folder / "chroma" / "chroma.sqlite3") for folder in folders)
 
 
-def _release_chroma() -> None:
-    """Stop Chroma's cached clients: a new one reads the collection as the ingest left it."""
-    try:
-        from chromadb.api.shared_system_client import SharedSystemClient
-    except ImportError:  # pragma: no cover - another chromadb layout: nothing cached that we know of
-        return
-    for system in list(SharedSystemClient._identifier_to_system.values()):
-        try:
-            system.stop()
-        except Exception as e:  # a half-stopped client is dropped all the same
-            log.info("stopping a Chroma client: %s", e)
-    SharedSystemClient.clear_system_cache()
-
-
 def _opt(payload: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     v = payload.get(key)
     if v is not None and (not isinstance(v, kind) or (kind is int and isinstance(v, bool))):
@@ -133,7 +119,9 @@ class Resident:
             self.counts["reloads"] += 1
             if "docs" in self.index.__dict__:  # a cached_property that was loaded
                 self.index.docs.close()
-            _release_chroma()
+            from core.store import release_clients
+
+            release_clients()
         self.index, self.signature = Index(self.settings), sig
         return self.index
 

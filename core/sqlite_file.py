@@ -6,6 +6,23 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
+
+from core.shutdown import close_at_exit
+
+
+class _Connection(sqlite3.Connection):
+    """sqlite3's connection, which (unlike sqlite3's own class) can be held weakly."""
+
+
+def connect(path: Path, **kwargs: Any) -> sqlite3.Connection:
+    """`sqlite3.connect`, the connection closed before a command's quick exit while it is still
+    open (core/shutdown.py): closing folds a WAL file's log back into the database, as a normal
+    exit does. Registered is the connection, not its owner: a cursor keeps its connection open
+    after the object that made it is gone."""
+    conn = sqlite3.connect(str(path), factory=_Connection, **kwargs)
+    close_at_exit(conn)
+    return conn
 
 
 class SQLiteFile:
@@ -15,7 +32,7 @@ class SQLiteFile:
         """`schema` must create a `meta(key TEXT PRIMARY KEY, value TEXT)` table."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+        self.conn = connect(path, timeout=30, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.executescript(schema)
         if self.get_meta("schema_version") is None:

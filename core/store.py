@@ -22,6 +22,7 @@ import numpy as np
 from core.errors import StoreUnavailableError
 from core.registry import choose
 from core.settings import Settings
+from core.shutdown import close_at_exit
 from core.types import Record
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,26 @@ def import_chromadb() -> Any:
     return chromadb
 
 
+def release_clients() -> None:
+    """Stop Chroma's cached clients, as a normal exit does: the embedded store's Rust side is
+    dropped and writes what it holds, and a client made after this reads the collection as it is
+    on disk now (`rag serve` after an ingest; core/shutdown.py before a command's quick exit)."""
+    import sys
+
+    if "chromadb" not in sys.modules:
+        return
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+    except ImportError:  # pragma: no cover - another chromadb layout: nothing cached that we know of
+        return
+    for system in list(SharedSystemClient._identifier_to_system.values()):
+        try:
+            system.stop()
+        except Exception as e:  # noqa: BLE001 - a half-stopped client is dropped all the same
+            log.info("stopping a Chroma client: %s", e)
+    SharedSystemClient.clear_system_cache()
+
+
 @dataclass
 class ChromaStore:
     settings: Settings
@@ -192,6 +213,7 @@ class ChromaStore:
             return client
         path = self.settings.index_path / "chroma"
         path.mkdir(parents=True, exist_ok=True)
+        close_at_exit(release_clients)  # core/shutdown.py: stopped before a command's quick exit
         with _unchecked_overrides():  # the client imports its segment and API modules now
             return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
 

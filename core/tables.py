@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import SqlError
+from core.sqlite_file import connect
 from core.types import hashed
 
 log = logging.getLogger(__name__)
@@ -165,8 +166,7 @@ class TableStore:
         if self._rw is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: explicit BEGIN/COMMIT, so DDL and DML of one file commit together
-            self._rw = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
-                                       check_same_thread=False)
+            self._rw = connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self._rw.executescript(_CATALOG_SQL)
         return self._rw
 

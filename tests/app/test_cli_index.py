@@ -72,3 +72,18 @@ def test_a_usage_error_is_one_message_and_exit_code_2() -> None:
         assert r.returncode == 2, r.stderr
         assert "Usage:" in r.stderr and "search [OPTIONS]" in r.stderr, r.stderr
         assert "Traceback" not in r.stderr, r.stderr
+
+
+def test_commands_end_with_their_index_closed(tmp_path: Path) -> None:
+    """`rag ingest` / `rag search` end by a quick exit (core/shutdown.py): what they wrote is
+    closed as a normal exit closes it (the document store's WAL log folded back and removed),
+    their whole output arrives through a pipe, and the next process reads a complete index."""
+    env = {"RAG_INDEX_DIR": str(tmp_path / "idx")}
+    r = rag("ingest", str(SAMPLE), "--no-progress", env=env)
+    assert r.returncode == 0 and "3 added" in r.stdout, r.stderr
+    assert (tmp_path / "idx" / "docs.sqlite").exists() and not (tmp_path / "idx" / "docs.sqlite-wal").exists()
+    out = rag("search", "grind size for a french press", "-k", "3", "--json", env=env)
+    assert len(json.loads(out.stdout)["hits"]) == 3  # the JSON is whole: flushed before the process ended
+    assert not (tmp_path / "idx" / "docs.sqlite-wal").exists()
+    st = json.loads(rag("status", "--json", env=env).stdout)
+    assert st["vectors"] == st["chunks"] >= 5
