@@ -397,8 +397,7 @@ def _tokenise(ids: list[str], texts: list[str | None], hashes: np.ndarray, known
     """The tokenised corpus of `texts` (digests `hashes`), taking every text `known` already
     holds from it. A text may be None only where `known` holds its digest."""
     base = known or _Tokenised(np.zeros(0, np.int64), TermCounts.empty(), np.zeros((0, 2), np.int64), {}, {})
-    at = {h: r for r, h in enumerate(base.hashes.tolist())}
-    rows = np.fromiter((at.get(h, -1) for h in hashes.tolist()), dtype=np.int64, count=len(texts))
+    rows = _rows_of(base.hashes, hashes)
     new = np.flatnonzero(rows < 0)
     absent = [ids[i] for i in new.tolist() if texts[i] is None]
     if absent:  # a caller's bug (or the index changed under it): never index a record as empty
@@ -414,8 +413,22 @@ def _tokenise(ids: list[str], texts: list[str | None], hashes: np.ndarray, known
                                                             dtype=np.int64).reshape(-1, 2)])
     pool_pairs = dict(base.pairs)
     pool_pairs.update({base.counts.records + j: f.pairs for j, f in enumerate(found) if f.pairs})
-    pairs = {i: pool_pairs[r] for i, r in enumerate(rows.tolist()) if r in pool_pairs}
+    with_pairs = np.flatnonzero(np.isin(rows, np.fromiter(pool_pairs, dtype=np.int64, count=len(pool_pairs))))
+    pairs = {i: pool_pairs[int(rows[i])] for i in with_pairs.tolist()}
     return _Tokenised(hashes, counts, pool_letters[rows], pairs, vocab, fresh=len(new))
+
+
+def _rows_of(known: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Per digest of `wanted`, the last row of `known` that holds it, -1 where none does: a dict
+    from digest to row, looked up by binary search (100k records: two Python loops over every
+    digest took 0.06 s of each one-file update)."""
+    if not len(known):
+        return np.full(len(wanted), -1, dtype=np.int64)
+    order = np.argsort(known, kind="stable")  # equal digests keep their row order
+    ordered = known[order]
+    at = np.searchsorted(ordered, wanted, side="right") - 1  # the last of equal digests
+    safe = np.maximum(at, 0)
+    return np.where((at >= 0) & (ordered[safe] == wanted), order[safe], -1).astype(np.int64)
 
 
 def _save_translations(folder: Path, tok: _Tokenised, names: bool) -> None:

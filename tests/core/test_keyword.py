@@ -442,3 +442,19 @@ def test_ranking_features_reuse_the_tokens_the_keyword_build_made(tmp_path: Path
     rows = features.compute("冬奥会 attention", hits)
     assert rows.shape[0] == len(hits)
     assert seen == ["冬奥会 attention"]  # the question only
+
+
+def test_rows_of_finds_each_digests_last_row_like_a_dict() -> None:
+    from core.keyword import _rows_of
+
+    known = np.asarray([7, -3, 7, 12, 0, -3], dtype=np.int64)
+    wanted = np.asarray([12, 7, 5, -3, 0, -9, 99, 7], dtype=np.int64)
+    # hand-computed: the last row holding each digest (as {h: r for r, h in enumerate(known)} keeps)
+    assert _rows_of(known, wanted).tolist() == [3, 2, -1, 5, 4, -1, -1, 2]
+    assert _rows_of(np.zeros(0, dtype=np.int64), wanted).tolist() == [-1] * 8
+    rng = np.random.default_rng(0)
+    big = rng.integers(-(2**62), 2**62, 5000)
+    big[::7] = big[3]  # duplicates
+    ask = np.concatenate([big[rng.permutation(5000)[:2000]], rng.integers(-(2**62), 2**62, 500)])
+    at = {h: r for r, h in enumerate(big.tolist())}
+    assert _rows_of(big, ask).tolist() == [at.get(h, -1) for h in ask.tolist()]
