@@ -88,6 +88,34 @@ class TermCounts:
         src = np.repeat(starts - ptr[:-1], sizes) + np.arange(ptr[-1], dtype=np.int64)
         return TermCounts(ptr, self.terms[src], self.tfs[src], self.lengths[rows])
 
+    def take_joined(self, other: TermCounts, rows: np.ndarray) -> TermCounts:
+        """`self.concat(other).take(rows)` without building the concatenation first: at 100k chunks
+        it was 55 MB of fresh memory in every one-file update, and first touching fresh memory
+        made `_tokenise` vary 0.08-0.45 s on a 2-core VM."""
+        rows = np.asarray(rows, dtype=np.int64)
+        n = self.records
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        if len(breaks) >= _RUNS_MAX:  # many runs: `take`'s vectorised gather over the concatenation
+            return self.concat(other).take(rows)
+        sizes = np.concatenate([np.diff(self.ptr), np.diff(other.ptr)])[rows]
+        ptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=ptr[1:])
+        pieces: list[tuple[TermCounts, int, int]] = []  # (part, first entry, end entry)
+        cut = np.concatenate([[0], breaks, [len(rows)]]).tolist()
+        for a, b in pairwise(cut):
+            if b <= a:
+                continue
+            first, last = int(rows[a]), int(rows[b - 1])  # a run of consecutive rows, both ends in
+            if first < n:
+                pieces.append((self, int(self.ptr[first]), int(self.ptr[min(last, n - 1) + 1])))
+            if last >= n:
+                lo = max(first, n) - n
+                pieces.append((other, int(other.ptr[lo]), int(other.ptr[last - n + 1])))
+        lengths = np.concatenate([self.lengths, other.lengths])[rows]
+        terms = _joined_parts([(p.terms, a, b) for p, a, b in pieces], self.terms)
+        tfs = _joined_parts([(p.tfs, a, b) for p, a, b in pieces], self.tfs)
+        return TermCounts(ptr, terms, tfs, lengths)
+
     def concat(self, other: TermCounts) -> TermCounts:
         return TermCounts(np.concatenate([self.ptr, other.ptr[1:] + self.ptr[-1]]),
                           np.concatenate([self.terms, other.terms]), np.concatenate([self.tfs, other.tfs]),
@@ -111,12 +139,22 @@ class TermCounts:
     @classmethod
     def load(cls, folder: Path) -> TermCounts | None:
         try:
-            arrays = [np.load(folder / f"{n}.counts.npy", allow_pickle=False) for n in _COUNTS]
+            # Mapped, not read: a rebuild copies what it keeps into new arrays anyway, and the file's
+            # pages are in the page cache, where reading them meant first touching as much fresh
+            # memory (55 MB at 100k chunks).
+            arrays = [np.load(folder / f"{n}.counts.npy", mmap_mode="r", allow_pickle=False) for n in _COUNTS]
         except (OSError, ValueError):
             return None
         counts = cls(*arrays)
         whole = len(counts.lengths) == counts.records and counts.ptr[-1] == len(counts.terms)
         return counts if whole else None
+
+
+def _joined_parts(spans: list[tuple[np.ndarray, int, int]], like: np.ndarray) -> np.ndarray:
+    """The slices `values[a:b]` of `spans`, one after another, in one new array."""
+    if not spans:
+        return like[:0].copy()
+    return np.concatenate([values[a:b] for values, a, b in spans])
 
 
 def _joined(values: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray:

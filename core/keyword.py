@@ -408,7 +408,7 @@ def _tokenise(ids: list[str], texts: list[str | None], hashes: np.ndarray, known
     fresh = TermCounts.from_tokens((index_terms(t) or [EMPTY] for t in todo), vocab)
     found: list[TextFacts] = [facts(t) for t in todo]
     rows[new] = base.counts.records + np.arange(len(new))
-    counts, vocab = base.counts.concat(fresh).take(rows).compact(vocab)
+    counts, vocab = base.counts.take_joined(fresh, rows).compact(vocab)
     pool_letters = np.concatenate([base.letters, np.asarray([(f.cjk, f.letters) for f in found],
                                                             dtype=np.int64).reshape(-1, 2)])
     pool_pairs = dict(base.pairs)

@@ -392,6 +392,35 @@ def test_take_by_runs_and_by_gather_agree_with_a_hand_built_result() -> None:
         assert np.array_equal(got.lengths, big.lengths[rows]) and got.ptr[-1] == len(got.terms)
 
 
+
+def test_take_joined_is_the_concatenation_taken(tmp_path: Path) -> None:
+    """`take_joined` (no concatenation built) gives exactly `concat(...).take(...)`: runs inside
+    either part, a run across the boundary, the gather path, and a part read back mapped."""
+    from core.bm25 import TermCounts
+
+    rng = np.random.default_rng(2)
+    vocab: dict[str, int] = {}
+    base = TermCounts.from_tokens(([str(t) for t in rng.integers(0, 60, rng.integers(0, 9))]
+                                   for _ in range(1200)), vocab)
+    base.save(tmp_path)
+    mapped = TermCounts.load(tmp_path)
+    assert mapped is not None and isinstance(mapped.terms, np.memmap)
+    fresh = TermCounts.from_tokens([["x", "y", "x"], [], ["60", "1"]], vocab)
+    cases = [
+        np.concatenate([np.arange(0, 300), [1200], np.arange(300, 1200), [1201, 1202]]),  # files added
+        np.concatenate([np.arange(900, 1203), np.arange(0, 5)]),  # a run across the boundary
+        rng.permutation(1203),  # the gather path
+        np.arange(1202, 1199, -1),  # only new records, in reverse
+        np.arange(0),
+    ]
+    for part in (base, mapped):
+        for rows in cases:
+            got, want = part.take_joined(fresh, rows), base.concat(fresh).take(rows)
+            for name in ("ptr", "terms", "tfs", "lengths"):
+                assert np.array_equal(getattr(got, name), getattr(want, name)), name
+                assert getattr(got, name).dtype == getattr(want, name).dtype, name
+
+
 def test_tokens_of_remembers_within_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     from collections import OrderedDict
 
