@@ -98,7 +98,7 @@ def main() -> None:
 
 # Commands whose process ends by `core.shutdown.quick_exit` once their output is written: the
 # interpreter's teardown of everything they loaded took 0.2 s of each (a cold `rag search` over
-# 100k chunks: 1.90 -> 1.7 s). Not `rag serve` or `rag ui`, which clean up at a normal exit.
+# 100k chunks: median 1.79 -> 1.50 s). Not `rag serve` or `rag ui`, which clean up at a normal exit.
 QUICK_EXIT = frozenset({"search", "ask", "ingest"})
 
 

@@ -83,7 +83,8 @@ class TermCounts:
             cut = np.concatenate([[0], breaks, [len(rows)]]).tolist()
             spans = [(int(self.ptr[rows[a]]), int(self.ptr[rows[b - 1] + 1]))
                      for a, b in pairwise(cut) if b > a]
-            return TermCounts(ptr, _joined(self.terms, spans), _joined(self.tfs, spans), self.lengths[rows])
+            return TermCounts(ptr, _joined([(self.terms, a, b) for a, b in spans], self.terms),
+                              _joined([(self.tfs, a, b) for a, b in spans], self.tfs), self.lengths[rows])
         # entry j of the result comes from starts[row(j)] + (j - ptr[row(j)])
         src = np.repeat(starts - ptr[:-1], sizes) + np.arange(ptr[-1], dtype=np.int64)
         return TermCounts(ptr, self.terms[src], self.tfs[src], self.lengths[rows])
@@ -105,15 +106,16 @@ class TermCounts:
         for a, b in pairwise(cut):
             if b <= a:
                 continue
-            first, last = int(rows[a]), int(rows[b - 1])  # a run of consecutive rows, both ends in
+            # a run of consecutive rows: it may start in `self` and go on into `other`
+            first, last = int(rows[a]), int(rows[b - 1])
             if first < n:
                 pieces.append((self, int(self.ptr[first]), int(self.ptr[min(last, n - 1) + 1])))
             if last >= n:
                 lo = max(first, n) - n
                 pieces.append((other, int(other.ptr[lo]), int(other.ptr[last - n + 1])))
         lengths = np.concatenate([self.lengths, other.lengths])[rows]
-        terms = _joined_parts([(p.terms, a, b) for p, a, b in pieces], self.terms)
-        tfs = _joined_parts([(p.tfs, a, b) for p, a, b in pieces], self.tfs)
+        terms = _joined([(p.terms, a, b) for p, a, b in pieces], self.terms)
+        tfs = _joined([(p.tfs, a, b) for p, a, b in pieces], self.tfs)
         return TermCounts(ptr, terms, tfs, lengths)
 
     def concat(self, other: TermCounts) -> TermCounts:
@@ -150,17 +152,12 @@ class TermCounts:
         return counts if whole else None
 
 
-def _joined_parts(spans: list[tuple[np.ndarray, int, int]], like: np.ndarray) -> np.ndarray:
-    """The slices `values[a:b]` of `spans`, one after another, in one new array."""
+def _joined(spans: list[tuple[np.ndarray, int, int]], like: np.ndarray) -> np.ndarray:
+    """The slices `values[a:b]` of `spans`, one after another, in one new array (of `like`'s
+    dtype when there are none)."""
     if not spans:
         return like[:0].copy()
     return np.concatenate([values[a:b] for values, a, b in spans])
-
-
-def _joined(values: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray:
-    if not spans:
-        return values[:0].copy()
-    return np.concatenate([values[a:b] for a, b in spans])
 
 
 def lucene_matrix(counts: TermCounts, n_vocab: int, k1: float = K1, b: float = B,

@@ -6,8 +6,8 @@ every module and object it loaded before the process ends: 0.2 s of a cold `rag 
 the prompt. `quick_exit` ends the process with `os._exit` instead, after closing what holds
 state outside the process: each open SQLite connection (its write-ahead log is folded back into
 the database, as a normal close does) and Chroma's clients (stopped, as at a normal exit: the
-vector segment writes what it holds). Objects register their own close with `on_exit`; a bound
-method is held weakly, so registering keeps nothing alive.
+vector segment writes what it holds). What must be closed registers with `close_at_exit`,
+which holds it weakly: registering keeps nothing alive.
 """
 
 from __future__ import annotations

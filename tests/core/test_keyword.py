@@ -392,7 +392,6 @@ def test_take_by_runs_and_by_gather_agree_with_a_hand_built_result() -> None:
         assert np.array_equal(got.lengths, big.lengths[rows]) and got.ptr[-1] == len(got.terms)
 
 
-
 def test_take_joined_is_the_concatenation_taken(tmp_path: Path) -> None:
     """`take_joined` (no concatenation built) gives exactly `concat(...).take(...)`: runs inside
     either part, a run across the boundary, the gather path, and a part read back mapped."""
