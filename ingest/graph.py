@@ -105,11 +105,6 @@ class GraphReport:
                 f"in {self.seconds:.1f}s")
 
 
-def graph_due(index: Index, settings: Settings) -> bool:
-    """Whether the layer has work: it is on, or a graph exists whose removed chunks must go."""
-    return settings.ingest.graph or (index.path / GRAPH_FILE).exists()
-
-
 def extraction_method(settings: Settings, llm: LLM | None) -> tuple[str, str, LLM | None]:
     """(method, why, llm) for `ingest.graph_extraction`: `auto` reads with the LLM only when it
     is capable and reachable, by the one rule the summaries follow (llm_text.summary_method),
