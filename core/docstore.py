@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 _COLS = 'id, source, kind, level, parent_id, start, "end", title, page_start, page_end, text, children, extra'
 # The keyword index's record order: each file's chunks in reading order, then derived records.
-_KW_ORDER = 'kind != \'chunk\', source, COALESCE(start, 0), COALESCE("end", 0), id'
+_FILE_ORDER = 'COALESCE(start, 0), COALESCE("end", 0), id'  # a file's records in reading order
+_KW_ORDER = f"kind != 'chunk', source, {_FILE_ORDER}"
 
 
 @dataclass
@@ -212,6 +213,30 @@ class DocStore(SQLiteFile):
         return KeywordRows(ids, [texts.get(rid) for rid in ids],
                            [source if kind == "chunk" else "" for _, kind, source, _ in order],
                            [h if h is not None else digests[rid] for rid, _, _, h in order])
+
+    def chunk_rows(self, sources: list[str], have: Container[int] = frozenset()
+                   ) -> dict[str, list[tuple[str, int, str | None]]]:
+        """Per source of `sources` that has chunks, its chunks in keyword order as (id, digest,
+        index text, None where `have` holds the digest): what `keyword_rows` gives of those
+        files, read without the other 100k rows (KeywordIndex.merged_rows)."""
+        self._ensure_khash()
+        out: dict[str, list[tuple[str, int, str | None]]] = {}
+        for n in range(0, len(sources), 500):
+            part = sources[n : n + 500]
+            # By the source index (a `kind` condition made SQLite scan all 100k chunks by kind);
+            # within a file the keyword order is start, end, id.
+            q = (f"SELECT id, source, khash, kind, title, text FROM records WHERE source IN "
+                 f"({','.join('?' * len(part))}) ORDER BY source, {_FILE_ORDER}")
+            for rid, source, h, kind, title, text in self.conn.execute(q, part):
+                if kind != "chunk":
+                    continue
+                body = index_text(kind, title or "", text)
+                digest = h if h is not None else text_digest(body)
+                out.setdefault(source, []).append((rid, digest, None if digest in have else body))
+        return out
+
+    def record_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
 
     def get_ids_for_source(self, path: str) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT id FROM records WHERE source=?", (path,))]

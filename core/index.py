@@ -173,10 +173,13 @@ class Index:
         tmp.write_text(json.dumps(man, indent=2))
         tmp.replace(self.manifest_path)
 
-    def rebuild_keyword(self) -> int:
+    def rebuild_keyword(self, changed: set[str] | None = None) -> int:
         """Bring the keyword index in step with the document store, reading back only the
-        texts it does not already hold."""
-        self.keyword.build(self.docs.keyword_rows(self.keyword.known_digests()))
+        texts it does not already hold. `changed`: the only files whose records changed since
+        the index was built (an ingest's added, changed and removed files), whose order is then
+        merged into the saved one instead of read back whole (`KeywordIndex.merged_rows`)."""
+        rows = self.keyword.merged_rows(self.docs, changed) if changed is not None else None
+        self.keyword.build(rows if rows is not None else self.docs.keyword_rows(self.keyword.known_digests()))
         return len(self.keyword.ids)
 
     def status(self) -> dict[str, Any]:

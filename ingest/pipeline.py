@@ -239,7 +239,8 @@ def _ingest(
     index.check_compatible()
     report = IngestReport()
     docs = index.docs
-    if docs.get_meta("dirty") == "1":
+    reconciled = docs.get_meta("dirty") == "1"
+    if reconciled:
         _reconcile(index)
     files = _discovered(paths, settings, report)
     known = {p: e.hash for p, e in docs.files().items()}
@@ -258,7 +259,10 @@ def _ingest(
     derived_changed, report.derived = derive(index, settings, progress, notice)  # representations, RAPTOR
     changed |= derived_changed
     if changed or (index.exists() and not index.keyword.is_current()):
-        index.rebuild_keyword()
+        # Only these files' records changed since the keyword index was last built, unless a
+        # killed run was repaired or a derived layer wrote records: then its order is read whole.
+        touched = {f.path for f in report.files if f.status in ("added", "changed", "removed")}
+        index.rebuild_keyword(None if reconciled or derived_changed else touched)
     if changed:
         index.write_manifest()
     docs.set_meta("dirty", "0")

@@ -141,3 +141,93 @@ def test_two_indexes_side_by_side_do_not_interfere(tmp_path: Path) -> None:
     assert [r.text for r in Index(s2).docs.iter_records()] == ["Submarines dive deep."]
     assert Index(s1).vectors.count() == 1 and Index(s2).vectors.count() == 1
 
+
+
+def _paragraphs(topic: str, n: int) -> str:
+    body = "The {t} note, part {i}, says something about {t} {i}. " * 30
+    return "\n\n".join(f"## Part {i}\n\n" + body.format(t=topic, i=i) for i in range(n))
+
+
+def test_a_few_files_changed_merge_into_the_saved_keyword_order_as_the_full_read_gives(
+        tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After an ingest that added, re-chunked and removed files, the keyword rows made from the
+    saved order plus those files' chunks equal what reading every row back gives, column for
+    column; `rag ingest` takes that path (the full read is never called) and ends consistent."""
+    d = tmp_path / "docs"
+    d.mkdir()
+    for name, n in (("b.md", 3), ("d.md", 2), ("f.md", 4), ("h.md", 1)):
+        (d / name).write_text(_paragraphs(name[0], n))
+    ingest([d], settings)
+    index = Index(settings)
+    chunks_before = len(index.docs.all_ids())
+    (d / "a.md").write_text(_paragraphs("a", 2))  # added before every file
+    (d / "e.md").write_text(_paragraphs("e", 3))  # added between two
+    (d / "d.md").write_text(_paragraphs("d2", 5))  # re-chunked: more chunks
+    (d / "h.md").unlink()  # removed, the last file
+    seen: list[set[str] | None] = []
+
+    def record(self: Index, changed: set[str] | None = None) -> int:
+        seen.append(changed)
+        return 0
+
+    monkeypatch.setattr(Index, "rebuild_keyword", record)
+    ingest([d], settings, prune=True)  # the store changes; the keyword index keeps the old order
+    monkeypatch.undo()
+    (touched,) = seen
+    assert touched is not None and {Path(p).name for p in touched} == {"a.md", "e.md", "d.md", "h.md"}
+    index = Index(settings)
+    merged = index.keyword.merged_rows(index.docs, touched)
+    full = index.docs.keyword_rows(index.keyword.known_digests())
+    assert merged is not None and len(merged.ids) != chunks_before
+    assert merged.ids == full.ids and merged.groups == full.groups and merged.digests == full.digests
+    known = index.keyword.known_digests()
+    for text, whole, digest in zip(merged.texts, full.texts, merged.digests, strict=True):
+        # a text is left out only where the saved index holds it (the full read, reading most
+        # texts anyway, gives them all)
+        assert (text is None and digest in known) or text == whole
+    # Named too few files, the count does not add up: the caller reads it all.
+    assert index.keyword.merged_rows(index.docs, {sorted(touched)[0]}) is None
+    index.rebuild_keyword(touched)
+    assert _consistent(Index(settings)) == len(full.ids)
+
+    # `rag ingest` merges: one more file, with the full read made to fail.
+    (d / "c.md").write_text(_paragraphs("c", 2))
+    from core.docstore import DocStore
+
+    def no_full_read(*_: object) -> None:
+        raise AssertionError("the full keyword order was read")
+
+    monkeypatch.setattr(DocStore, "keyword_rows", no_full_read)
+    assert ingest([d], settings).count("added") == 1
+    monkeypatch.undo()
+    n = _consistent(Index(settings))
+    index = Index(settings)
+    index.keyword.load()
+    assert index.keyword.ids == index.docs.keyword_rows(index.keyword.known_digests()).ids and n > 0
+    hits = retrieve("the c note part 1", settings, k=3, plan=Plan(mode="bm25")).hits
+    assert hits and Path(hits[0].record.source).name == "c.md"
+
+
+def test_the_saved_keyword_order_is_not_merged_where_it_cannot_be_trusted(
+        tmp_path: Path, settings: Settings) -> None:
+    from core.keyword import SOURCES_FILE
+    from core.types import Record
+
+    d = _corpus(tmp_path)
+    ingest([d], settings)
+    index = Index(settings)
+    a = str(d / "a.md")
+    assert index.keyword.merged_rows(index.docs, {a}) is not None
+    # a record that is not a file's chunk (a derived layer's)
+    index.docs._insert([Record("derived-1", "a summary of everything", "", kind="summary")])
+    index.docs.conn.commit()
+    assert index.keyword.merged_rows(index.docs, {a}) is None
+    index.rebuild_keyword()  # read whole: the derived record is ungrouped in the saved order now
+    assert index.keyword.merged_rows(index.docs, {a}) is None
+    # an index saved before its order was
+    index.docs.conn.execute("DELETE FROM records WHERE id='derived-1'")
+    index.docs.conn.commit()
+    index.rebuild_keyword()
+    assert index.keyword.merged_rows(index.docs, {a}) is not None
+    (index.keyword.path / SOURCES_FILE).unlink()
+    assert index.keyword.merged_rows(index.docs, {a}) is None
