@@ -71,20 +71,12 @@ class TermCounts:
     def take(self, rows: np.ndarray) -> TermCounts:
         """The records at `rows`, in that order (one vectorised gather, no Python loop)."""
         rows = np.asarray(rows, dtype=np.int64)
+        if len(_run_breaks(rows)) < _RUNS_MAX:  # a few runs: `take_joined` copies each as one slice
+            return self.take_joined(TermCounts.empty(), rows)
         starts = self.ptr[rows]
         sizes = self.ptr[rows + 1] - starts
         ptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(sizes, out=ptr[1:])
-        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-        if len(breaks) < _RUNS_MAX:
-            # A few runs of consecutive records (an ingest that added or changed a few files):
-            # copy each run's entries as one slice. The gather below builds two index arrays of
-            # every entry (8.8 M at 100k chunks), whose fresh memory made it vary 0.04-0.25 s.
-            cut = np.concatenate([[0], breaks, [len(rows)]]).tolist()
-            spans = [(int(self.ptr[rows[a]]), int(self.ptr[rows[b - 1] + 1]))
-                     for a, b in pairwise(cut) if b > a]
-            return TermCounts(ptr, _joined([(self.terms, a, b) for a, b in spans], self.terms),
-                              _joined([(self.tfs, a, b) for a, b in spans], self.tfs), self.lengths[rows])
         # entry j of the result comes from starts[row(j)] + (j - ptr[row(j)])
         src = np.repeat(starts - ptr[:-1], sizes) + np.arange(ptr[-1], dtype=np.int64)
         return TermCounts(ptr, self.terms[src], self.tfs[src], self.lengths[rows])
@@ -95,9 +87,12 @@ class TermCounts:
         made `_tokenise` vary 0.08-0.45 s on a 2-core VM."""
         rows = np.asarray(rows, dtype=np.int64)
         n = self.records
-        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        breaks = _run_breaks(rows)
         if len(breaks) >= _RUNS_MAX:  # many runs: `take`'s vectorised gather over the concatenation
             return self.concat(other).take(rows)
+        # A few runs of consecutive records (an ingest that added or changed a few files): each
+        # run's entries are copied as one slice. The gather builds two index arrays of every entry
+        # (8.8 M at 100k chunks), whose fresh memory made it vary 0.04-0.25 s.
         sizes = np.concatenate([np.diff(self.ptr), np.diff(other.ptr)])[rows]
         ptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(sizes, out=ptr[1:])
@@ -150,6 +145,11 @@ class TermCounts:
         counts = cls(*arrays)
         whole = len(counts.lengths) == counts.records and counts.ptr[-1] == len(counts.terms)
         return counts if whole else None
+
+
+def _run_breaks(rows: np.ndarray) -> np.ndarray:
+    """Where in `rows` a run of consecutive record numbers ends and the next begins."""
+    return np.flatnonzero(np.diff(rows) != 1) + 1
 
 
 def _joined(spans: list[tuple[np.ndarray, int, int]], like: np.ndarray) -> np.ndarray:
@@ -207,7 +207,7 @@ def lucene_matrix(counts: TermCounts, n_vocab: int, k1: float = K1, b: float = B
         # chunks, whose every one-file update would pay that import
         order = np.argsort(counts.terms, kind="stable")
         indptr = np.zeros(n_vocab + 1, dtype=np.int64)
-        np.cumsum(np.bincount(counts.terms, minlength=n_vocab), out=indptr[1:])
+        np.cumsum(df, out=indptr[1:])  # each term's entries: its document frequency
         return weight[order], rec[order], indptr
     # SciPy's conversion, a counting sort in C++: 0.03 s for 6.9 M entries at 100k chunks,
     # where the stable argsort and the two gathers after it took 0.3 s of every update.

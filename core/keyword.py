@@ -79,14 +79,19 @@ class KeywordIndex:
         """The digests of the texts the saved index holds (what `build` need not be given
         again), empty when it must be rebuilt from scratch or its saved counts are of another
         version (their digests are not comparable: `build` would not reuse them)."""
+        hashes = self._saved_hashes()
+        return set() if hashes is None else set(hashes.tolist())
+
+    def _saved_hashes(self) -> np.ndarray | None:
+        """The saved texts' digests in index order, or None (`known_digests`)."""
         if not self.is_current():
-            return set()
+            return None
         try:
             if json.loads(self.manifest_path.read_text()).get("counts") != COUNTS_VERSION:
-                return set()
-            return set(np.load(self.path / "hashes.counts.npy", allow_pickle=False).tolist())
+                return None
+            return np.load(self.path / "hashes.counts.npy", allow_pickle=False)
         except (OSError, ValueError):
-            return set()
+            return None
 
     def build(self, items: KeywordRows | Iterable[tuple[str, str] | tuple[str, str, str]]) -> None:
         """Index `KeywordRows` (whose text may be None where the saved index holds a text of
@@ -139,14 +144,13 @@ class KeywordIndex:
         one-file update. None where that cannot be had safely (then the caller reads it all):
         no saved order of this version, a record that is not a chunk of a file (derived
         layers), or a count that does not add up to the store's."""
+        hashes = self._saved_hashes()
+        if hashes is None:
+            return None
         try:
-            man = json.loads(self.manifest_path.read_text())
-            if not self.is_current() or man.get("counts") != COUNTS_VERSION:
-                return None
             ids: list[str] = json.loads((self.path / "ids.json").read_text())
             groups = np.asarray(json.loads((self.path / "groups.json").read_text()), dtype=np.int64)
             names: list[str] = json.loads((self.path / SOURCES_FILE).read_text(encoding="utf-8"))
-            hashes = np.load(self.path / "hashes.counts.npy", allow_pickle=False)
         except (OSError, ValueError):
             return None
         if len(groups) != len(ids) or len(hashes) != len(ids):
@@ -159,10 +163,9 @@ class KeywordIndex:
         run_names = [names[int(groups[a])] for a, _ in runs]
         if any(b <= a for a, b in pairwise(run_names)):
             return None
-        have = set(hashes.tolist())
-        fresh = docs.chunk_rows(sorted(changed), have)
-        out = KeywordRows([], [], [], [])
         digests = hashes.tolist()
+        fresh = docs.chunk_rows(sorted(changed), set(digests))
+        out = KeywordRows([], [], [], [])
         kept = [(name, run) for name, run in zip(run_names, runs, strict=True) if name not in changed]
         # Old and new files merged by name, as SQL's ORDER BY source puts them (UTF-8 bytes and
         # Python's code points sort alike).
