@@ -104,6 +104,22 @@ def test_a_chinese_question_matches_sentences_by_character_bigrams_too() -> None
     assert gen.text == "黄盖甘受苦肉之计，以诈降曹操。 [1]"
 
 
+def test_clauses_joined_by_a_semicolon_are_quoted_as_one_sentence() -> None:
+    """The clause that repeats the question's words and the clause after the semicolon that
+    answers it are one sentence: quoted clause by clause (one sentence allowed), the answer was
+    "须用火攻；" without 连环计. A new line after a semicolon (a list) still starts a new one."""
+    text = ("统密谓肃曰：“欲破曹兵，须用火攻；除非献连环计，教他钉作一处，然后功可成也。”"
+            "肃以告瑜。\n一、火攻；\n二、连环计。")
+    gen = compose("庞统认为要火攻破曹，必须先做什么？", [_hit(1, text)],
+                  load_settings(answer={"extractive_max_sentences": 1}), [])
+    assert gen.text == "统密谓肃曰：“欲破曹兵，须用火攻；除非献连环计，教他钉作一处，然后功可成也。” [1]"
+    from retrieval.compose import _clauses_joined
+
+    assert [text[a:b].strip() for a, b in _clauses_joined(text, sentence_spans(text))][-2:] == [
+        "一、火攻；", "二、连环计。"
+    ]
+
+
 def test_compose_with_nothing_to_quote_declines() -> None:
     gen = compose("anything?", [_hit(1, "Short.")], load_settings(), [])
     assert gen.declined and gen.text == "" and gen.citations == []
