@@ -102,18 +102,27 @@ class CheckResult:
 
 def split_claims(text: str, n_passages: int) -> list[Claim]:
     """The answer's sentences, each with the [n] markers that follow it (a marker written after
-    the full stop belongs to the sentence before)."""
+    the full stop belongs to the sentence before). core/text.py ends a sentence at a semicolon,
+    but the marker after "A；B [1]" cites both clauses (the extractive composer quotes them as
+    one sentence): a clause that ends with one, uncited, joins the next on the same line."""
     raw: list[str] = []
-    segs = [p for a, b in sentence_spans(text) for p in _AFTER_MARKER.split(text[a:b])]
-    for seg in segs:
-        lead = _LEAD_MARKERS.match(seg)
-        if lead and raw:
-            raw[-1] += " " + lead.group(0).strip()
-            seg = seg[lead.end() :]
-        if seg.strip():
-            raw.append(seg.strip())
-        elif lead and not raw:
-            raw.append(lead.group(0).strip())
+    joins = False  # the claim before ended with a semicolon and no marker
+    end = 0  # where the text of the claim before ended
+    for a, b in sentence_spans(text):
+        for seg in _AFTER_MARKER.split(text[a:b]):
+            at = text.find(seg, a) if seg else a
+            gap, a, end = text[end:at], at + len(seg), at + len(seg)
+            lead = _LEAD_MARKERS.match(seg)
+            if lead and raw:
+                raw[-1] += " " + lead.group(0).strip()
+                seg = seg[lead.end() :]
+            if seg.strip() and joins and "\n" not in gap + seg[: len(seg) - len(seg.lstrip())]:
+                raw[-1] += (" " if raw[-1].endswith(";") else "") + seg.strip()
+            elif seg.strip():
+                raw.append(seg.strip())
+            elif lead and not raw:
+                raw.append(lead.group(0).strip())
+            joins = bool(raw) and raw[-1].endswith(("；", ";")) and not parse_markers(raw[-1], n_passages)[0]
     return [Claim(r, parse_markers(r, n_passages)[0], " ".join(_ANY_MARKER.sub("", r).split())) for r in raw]
 
 

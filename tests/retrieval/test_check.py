@@ -148,6 +148,21 @@ def test_a_table_rows_answer_is_one_supported_claim() -> None:
     assert [(v.kept, v.reason, v.passage) for v in res.verdicts] == [(True, "overlap", 1)]
 
 
+def test_an_uncited_clause_ending_in_a_semicolon_is_one_claim_with_the_next() -> None:
+    """The extractive composer quotes "A；B" as one sentence with one marker at its end: it is
+    one claim, supported as quoted (it had been two, the first uncited and re-cited). A semicolon
+    at a line's end (a list) still ends the claim, and a cited clause stays a claim of its own."""
+    text = "统密谓肃曰：“欲破曹兵，须用火攻；除非献连环计，教他钉作一处，然后功可成也。”"
+    p = [Passage(1, Hit(Record("t", text, "/d/sanguo.txt", end=len(text)), 1.0), text)]
+    res = check_answer(text + " [1]", p, None, load_settings())
+    assert [(v.kept, v.reason, v.claim.cited) for v in res.verdicts] == [(True, "overlap", [1])]
+    assert [c.text for c in split_claims("Use a coarse grind; steep four minutes [1]. Done", 1)] == [
+        "Use a coarse grind; steep four minutes [1].", "Done"
+    ]
+    assert [c.cited for c in split_claims("- 一、火攻；\n- 二、连环计 [1]", 1)] == [[], [1]]
+    assert [c.cited for c in split_claims("火攻 [1]；连环计 [2]。", 2)] == [[1], [2]]
+
+
 def test_paraphrase_kept_invention_dropped_unmarked_attributed() -> None:
     emb = get_embedder(load_settings().embedding)
     res = check_answer(
