@@ -38,7 +38,7 @@ COMMAND_MODULES = {
     "ask": "cmd_ask", "eval": "cmd_eval", "bench": "cmd_eval", "train-ranker": "cmd_rank",
     "tree": "cmd_tree", "graph": "cmd_graph", "ui": "cmd_ui", "serve": "cmd_serve",
 }
-_MODULES = ("cmd_index", "cmd_ask", "cmd_eval", "cmd_rank", "cmd_tree", "cmd_graph", "cmd_ui", "cmd_serve")
+_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))  # each once, in the order above
 _registered: set[str] = set()
 
 
