@@ -33,6 +33,15 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     return [(a, b) for a, b in spans if text[a:b].strip()]
 
 
+def clause_goes_on(clause: str, between: str) -> bool:
+    """Whether a sentence that `split_sentences` ended at its semicolon goes on into the next
+    one (`between`: the text between them). A semicolon joins the clauses of one sentence, unless
+    a new line follows it (a list's next item). The extractive composer quotes such clauses as
+    one sentence (retrieval/compose.py), and the answer check reads them as one claim
+    (retrieval/check.py)."""
+    return clause.rstrip().endswith(("；", ";")) and "\n" not in between
+
+
 def _blocks(text: str) -> list[int]:
     """Offsets where a new block starts: after a blank line, at a list item, heading or table
     row, and after a heading line."""

@@ -27,7 +27,7 @@ import numpy as np
 from core.keyword import tokenize
 from core.models import Embedder
 from core.settings import Settings
-from core.text import sentence_spans
+from core.text import clause_goes_on, sentence_spans
 from retrieval.compose import english
 from retrieval.generate import CITATION_PREFIX, Passage, declined, parse_markers
 
@@ -106,7 +106,6 @@ def split_claims(text: str, n_passages: int) -> list[Claim]:
     but the marker after "A；B [1]" cites both clauses (the extractive composer quotes them as
     one sentence): a clause that ends with one, uncited, joins the next on the same line."""
     raw: list[str] = []
-    joins = False  # the claim before ended with a semicolon and no marker
     end = 0  # where the text of the claim before ended
     for a, b in sentence_spans(text):
         for seg in _AFTER_MARKER.split(text[a:b]):
@@ -116,13 +115,13 @@ def split_claims(text: str, n_passages: int) -> list[Claim]:
             if lead and raw:
                 raw[-1] += " " + lead.group(0).strip()
                 seg = seg[lead.end() :]
-            if seg.strip() and joins and "\n" not in gap + seg[: len(seg) - len(seg.lstrip())]:
+            uncited = bool(raw) and not parse_markers(raw[-1], n_passages)[0]
+            if seg.strip() and uncited and clause_goes_on(raw[-1], gap + seg[: len(seg) - len(seg.lstrip())]):
                 raw[-1] += (" " if raw[-1].endswith(";") else "") + seg.strip()
             elif seg.strip():
                 raw.append(seg.strip())
             elif lead and not raw:
                 raw.append(lead.group(0).strip())
-            joins = bool(raw) and raw[-1].endswith(("；", ";")) and not parse_markers(raw[-1], n_passages)[0]
     return [Claim(r, parse_markers(r, n_passages)[0], " ".join(_ANY_MARKER.sub("", r).split())) for r in raw]
 
 

@@ -36,7 +36,7 @@ from core.keyword import tokenize
 from core.lang import cjk_share
 from core.models import Embedder
 from core.settings import Settings
-from core.text import sentence_spans
+from core.text import clause_goes_on, sentence_spans
 from core.tokens import strip_question_words
 from core.types import Hit, TraceEntry
 from retrieval.crosslingual import covered, credit, weighted_units
@@ -189,8 +189,7 @@ def _clauses_joined(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, 
             head, nxt = text[pa:pb].rstrip(), text[a:b].lstrip()
             gap = text[pa + len(head) : b - len(nxt)]  # the whitespace between them
             if (
-                head.endswith(("；", ";"))
-                and "\n" not in gap  # the next line is a new item
+                clause_goes_on(head, gap)
                 and not head.lstrip().startswith(("|", "#"))
                 and not nxt.startswith(("|", "#"))
                 and b - pa <= MAX_CLAUSES_CHARS
