@@ -161,6 +161,10 @@ def test_an_uncited_clause_ending_in_a_semicolon_is_one_claim_with_the_next() ->
     ]
     assert [c.cited for c in split_claims("- 一、火攻；\n- 二、连环计 [1]", 1)] == [[], [1]]
     assert [c.cited for c in split_claims("火攻 [1]；连环计 [2]。", 2)] == [[1], [2]]
+    # a marker that opens the next sentence cites the clause before: that clause is cited now
+    assert [c.text for c in split_claims("Water works best; [1] distilled water is flat [1].", 1)] == [
+        "Water works best; [1]", "distilled water is flat [1]."
+    ]
 
 
 def test_paraphrase_kept_invention_dropped_unmarked_attributed() -> None:
