@@ -80,7 +80,7 @@ class Evidence:
     decided_by: str = "same"
     # The units the question asks a number of (retrieval/quantity.py; () when it asks none or
     # answer.quantity_check is off), and whether any top passage in its script states one
-    # (True when none is asked).
+    # (True when none is asked, or no top passage is in its script: none was checked).
     units: tuple[str, ...] = ()
     quantity_stated: bool = True
 
@@ -324,6 +324,7 @@ def evidence(
     best: tuple[float, float, str, AbstainRule, float, float] | None = None
     covs: list[float] = []
     stated = False  # some passage states the quantity the question asks for
+    checked = False  # some passage was in the question's script, so could state it
     for h, c in zip(top, cos, strict=True):
         cov = coverage(units, h)
         sc = sentence_coverage(units, h)
@@ -350,6 +351,7 @@ def evidence(
             }
         )
         stated = stated or qty is True
+        checked = checked or qty is not None
         covs.append(cov)
         if best is None or s - rp.min_score > best[0]:
             best = (s - rp.min_score, s, kp, rp, wp, ap)
@@ -373,7 +375,7 @@ def evidence(
         rd.absent_gate,
         decided,
         asked,
-        stated or not asked,
+        stated or not checked,
     )
 
 

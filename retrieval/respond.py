@@ -30,7 +30,7 @@ NO_SUPPORT = (
     "best match similarity {best:.2f}, "
     "question terms covered {coverage:.0%})."
 )
-NO_QUANTITY = " The question asks for a number in {units}, and no passage found states one."
+NO_QUANTITY = " The question asks for a number in {units}, and no passage in its language states one."
 NO_PASSAGES = "No passage fits the model's context, so there is nothing to answer from."
 DECLINED = "I could not find the answer in the indexed documents."
 

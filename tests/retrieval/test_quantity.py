@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import load_settings
+from ingest.pipeline import ingest
 from retrieval.answer import ask
 from retrieval.quantity import asked_units, states_quantity
-from tests.retrieval.answer_corpus import build, settings_for
+from tests.files import write_docs
+from tests.retrieval.answer_corpus import DOCS, build, settings_for
 
 
 @pytest.mark.parametrize(
@@ -83,3 +86,17 @@ def test_a_quantity_stated_in_another_unit_of_its_kind_is_answered(corpus: Path)
     assert "一个月" in res.answer and res.citations
     check = next(t.detail for t in res.trace if t.stage == "abstain_check")
     assert check["quantity_stated"] is True
+
+
+def test_passages_in_another_script_are_not_said_to_lack_the_quantity(tmp_path: Path) -> None:
+    # Only a passage in the question's script is checked for the unit (an English passage says
+    # "four to six hours", not 小时); over English text alone nothing was checked, so neither the
+    # trace nor a refusal may say that no passage states the number.
+    docs = write_docs(tmp_path / "docs", {"sourdough.md": DOCS["sourdough.md"]})
+    ingest([docs], load_settings(index_dir=tmp_path / "index", search={"ltr_self_train": False}))
+    res = ask("面包发酵需要多少小时？", settings_for(tmp_path / "index"))
+    check = next(t.detail for t in res.trace if t.stage == "abstain_check")
+    assert "小时" in check["asks_units"]
+    assert check["passages"] and not any(p["same_script"] for p in check["passages"])
+    assert check["quantity_stated"] is True
+    assert "asks for a number" not in res.answer
