@@ -151,8 +151,14 @@ def status_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSO
 
 
 def _hit_line(i: int, h: dict[str, Any]) -> str:
+    """One hit: where it is, and a preview from the chunk that matched. A hit is returned as a
+    passage window around that chunk (retrieval/window.py), and a preview from the window's start
+    showed the section before it (a "French press" hit opening on "## Beans and freshness")."""
     loc = h.get("location") or (Path(h["source"]).name if h["source"] else "(derived)")
-    snippet = " ".join(h["text"].split())[:160]
+    text = h["text"]
+    start, hit = h.get("start"), h.get("hit_start")
+    at = hit - start if isinstance(start, int) and isinstance(hit, int) and 0 < hit - start < len(text) else 0
+    snippet = ("… " if at else "") + " ".join(text[at:].split())[:160]
     return f"[{i}] {h['score']:.4f}  {loc} [{h['start']}:{h['end']}]  {h['title']}\n    {snippet}"
 
 

@@ -136,6 +136,10 @@ class Hit:
             "level": r.level,
             "start": r.start,
             "end": r.end,
+            # the chunk that matched, inside a passage window (retrieval/window.py): where a
+            # preview should start; the record's own offsets when it was not widened
+            "hit_start": r.extra.get("hit_start", r.start),
+            "hit_end": r.extra.get("hit_end", r.end),
             "page_start": r.page_start,
             "page_end": r.page_end,
             "location": r.location(),  # citation form, e.g. "report.pdf p. 3"

@@ -28,6 +28,7 @@ def test_ingest_status_search_on_sample(tmp_path: Path) -> None:
     top = out["hits"][0]
     assert {"score", "source", "start", "end", "text", "scores"} <= set(top)
     assert "coarse" in top["text"].lower() or "french press" in top["text"].lower()
+    assert top["start"] <= top["hit_start"] < top["hit_end"] <= top["end"]  # the chunk inside its window
     zh = json.loads(rag("search", "绿茶的水温", "-k", "1", "--json").stdout)
     assert "绿茶" in zh["hits"][0]["text"]
     again = rag("ingest", str(SAMPLE))
@@ -87,3 +88,16 @@ def test_commands_end_with_their_index_closed(tmp_path: Path) -> None:
     assert not (tmp_path / "idx" / "docs.sqlite-wal").exists()
     st = json.loads(rag("status", "--json", env=env).stdout)
     assert st["vectors"] == st["chunks"] >= 5
+
+
+def test_a_hit_is_previewed_from_the_chunk_that_matched() -> None:
+    from app.cmd_index import _hit_line
+
+    text = "## Beans\n\nBuy whole beans.\n\n## French press\n\nSteep for four minutes."
+    at = text.index("## French press")
+    hit = {"score": 1.0, "source": "/d/coffee.md", "title": "Coffee > French press", "start": 100,
+           "end": 100 + len(text), "hit_start": 100 + at, "text": text}
+    preview = _hit_line(1, hit).splitlines()[1].strip()
+    assert preview == "… ## French press Steep for four minutes."
+    whole = _hit_line(1, {**hit, "hit_start": 100}).splitlines()[1].strip()  # not widened
+    assert whole.startswith("## Beans Buy whole beans.")
