@@ -33,13 +33,20 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     return [(a, b) for a, b in spans if text[a:b].strip()]
 
 
-def clause_goes_on(clause: str, between: str) -> bool:
+def clause_goes_on(clause: str, between: str, after: str = "") -> bool:
     """Whether a sentence that `split_sentences` ended at its semicolon goes on into the next
-    one (`between`: the text between them). A semicolon joins the clauses of one sentence, unless
-    a new line follows it (a list's next item). The extractive composer quotes such clauses as
-    one sentence (retrieval/compose.py), and the answer check reads them as one claim
+    one (`between`: the text between them; `after`: the next one's text). A semicolon joins the
+    clauses of one sentence, unless a new line follows it (a list's next item); but hard-wrapped
+    English prose breaks its lines anywhere, and a single line break followed by a lowercase
+    word ("... works best;\ndistilled water produces ...") is the same sentence going on (a list
+    item opens with a capital, a marker or a digit). The extractive composer quotes such clauses
+    as one sentence (retrieval/compose.py), and the answer check reads them as one claim
     (retrieval/check.py)."""
-    return clause.rstrip().endswith(("；", ";")) and "\n" not in between
+    if not clause.rstrip().endswith(("；", ";")):
+        return False
+    if "\n" not in between:
+        return True
+    return between.count("\n") == 1 and after[:1].isascii() and after[:1].islower()
 
 
 def _blocks(text: str) -> list[int]:

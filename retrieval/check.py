@@ -104,7 +104,8 @@ def split_claims(text: str, n_passages: int) -> list[Claim]:
     """The answer's sentences, each with the [n] markers that follow it (a marker written after
     the full stop belongs to the sentence before). core/text.py ends a sentence at a semicolon,
     but the marker after "A；B [1]" cites both clauses (the extractive composer quotes them as
-    one sentence): a clause that ends with one, uncited, joins the next on the same line."""
+    one sentence): a clause that ends with one, uncited, joins the next when it goes on
+    (core/text.clause_goes_on: on the same line, or a hard-wrapped line that opens in lowercase)."""
     raw: list[str] = []
     end = 0  # where the text of the claim before ended
     for a, b in sentence_spans(text):
@@ -116,7 +117,8 @@ def split_claims(text: str, n_passages: int) -> list[Claim]:
                 raw[-1] += " " + lead.group(0).strip()
                 seg = seg[lead.end() :]
             uncited = bool(raw) and not parse_markers(raw[-1], n_passages)[0]
-            if seg.strip() and uncited and clause_goes_on(raw[-1], gap + seg[: len(seg) - len(seg.lstrip())]):
+            if seg.strip() and uncited and clause_goes_on(raw[-1], gap + seg[: len(seg) - len(seg.lstrip())],
+                                                          seg.lstrip()):
                 raw[-1] += (" " if raw[-1].endswith(";") else "") + seg.strip()
             elif seg.strip():
                 raw.append(seg.strip())

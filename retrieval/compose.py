@@ -173,8 +173,9 @@ def candidates(passages: Sequence[Passage]) -> list[Sentence]:
 
 
 def _clauses_joined(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Spans where a clause ended by a semicolon is joined to the clause after it, on the same
-    line, up to MAX_CLAUSES_CHARS: core/text.py ends a sentence at `；` / `;` (the answer check
+    """Spans where a clause ended by a semicolon is joined to the clause after it when the
+    sentence goes on (core/text.clause_goes_on: on the same line, or on the next line of
+    hard-wrapped prose), up to MAX_CLAUSES_CHARS: core/text.py ends a sentence at `；` / `;` (the answer check
     and chunking want short units), but a semicolon joins the clauses of one sentence, and
     Chinese prose puts one in nearly every speech ("统密谓肃曰：“欲破曹兵，须用火攻；" ...
     "除非献连环计，教他钉作一处，然后功可成也。”"): quoted clause by clause, the answer was the
@@ -189,7 +190,7 @@ def _clauses_joined(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, 
             head, nxt = text[pa:pb].rstrip(), text[a:b].lstrip()
             gap = text[pa + len(head) : b - len(nxt)]  # the whitespace between them
             if (
-                clause_goes_on(head, gap)
+                clause_goes_on(head, gap, nxt)
                 and not head.lstrip().startswith(("|", "#"))
                 and not nxt.startswith(("|", "#"))
                 and b - pa <= MAX_CLAUSES_CHARS

@@ -120,6 +120,31 @@ def test_clauses_joined_by_a_semicolon_are_quoted_as_one_sentence() -> None:
     ]
 
 
+def test_a_semicolon_at_a_hard_wrapped_line_end_does_not_end_the_sentence() -> None:
+    """Hard-wrapped prose breaks its lines anywhere: "works best;" at a line's end, the sentence
+    going on in lowercase on the next, is one sentence (the sample's water paragraph had been
+    quoted as "... works best;" without why). A list whose items open with a capital or a
+    marker still ends at each semicolon."""
+    text = ("Water that is too hot extracts bitter compounds. Filtered water with moderate mineral "
+            "content works best;\ndistilled water produces flat coffee because minerals help extraction.\n\n"
+            "Keep whole beans;\n- a burr grinder;\n3. a scale.")
+    gen = compose("Why does distilled water make flat coffee?", [_hit(1, text)],
+                  load_settings(answer={"extractive_max_sentences": 1}), [])
+    assert gen.text == ("Filtered water with moderate mineral content works best; distilled water "
+                        "produces flat coffee because minerals help extraction. [1]")
+    from retrieval.compose import _clauses_joined
+
+    assert [text[a:b].strip() for a, b in _clauses_joined(text, sentence_spans(text))][-3:] == [
+        "Keep whole beans;", "- a burr grinder;", "3. a scale."
+    ]
+    from retrieval.check import split_claims
+
+    claims = split_claims("It works best;\ndistilled water is flat. [1] Whole beans;\nA scale. [1]", 1)
+    assert [c.text for c in claims] == [
+        "It works best; distilled water is flat. [1]", "Whole beans;", "A scale. [1]"
+    ]
+
+
 def test_compose_with_nothing_to_quote_declines() -> None:
     gen = compose("anything?", [_hit(1, "Short.")], load_settings(), [])
     assert gen.declined and gen.text == "" and gen.citations == []
