@@ -55,6 +55,23 @@ def ask_result(question: str, settings: Settings, strategy: str | None = None, k
     return ask(question, settings, AskOptions(strategy=strategy, k=k), index=index).to_dict(trace=True)
 
 
+def _print_sources(result: dict[str, Any]) -> None:
+    """After the answer: a weakly supported answer's note, the sources, or a refusal's closest
+    passages (an older `rag serve` sends neither note nor closest)."""
+    from app.output import out
+
+    if result.get("note"):
+        out.print("\n" + result["note"], markup=False, highlight=False, style="yellow")
+    if result["citations"]:
+        out.print("\nSources:", highlight=False)
+        for c in result["citations"]:
+            out.print(_source_line(c), markup=False, highlight=False)
+    if result.get("closest"):  # a refusal: where the user may look
+        out.print("\nClosest passages (none of them supports an answer):", highlight=False)
+        for c in result["closest"]:
+            out.print(_source_line(c), markup=False, highlight=False)
+
+
 def print_answer(result: dict[str, Any], json_out: bool, trace: bool, streamed: bool,
                  entries: list[TraceEntry] | None = None, settings: Settings | None = None) -> None:
     """Print an answer (`AnswerResult.to_dict(trace=True)`) after its text was streamed, whichever
@@ -64,18 +81,11 @@ def print_answer(result: dict[str, Any], json_out: bool, trace: bool, streamed: 
     else:
         from rich.markup import escape
 
-        from app.output import console, out
+        from app.output import console
 
         if streamed:
             sys.stdout.write("\n")
-        if result["citations"]:
-            out.print("\nSources:", highlight=False)
-            for c in result["citations"]:
-                out.print(_source_line(c), markup=False, highlight=False)
-        if result.get("closest"):  # a refusal: where the user may look (an older server sends none)
-            out.print("\nClosest passages (none of them supports an answer):", highlight=False)
-            for c in result["closest"]:
-                out.print(_source_line(c), markup=False, highlight=False)
+        _print_sources(result)
         secs = result["timings"].get("total", 0) / 1000
         mode = f" · {escape(result['mode'])}" if result["mode"] else ""
         console.print(f"[dim]{escape(result['backend'])} · {escape(result['model'])}{mode} · {secs:.1f}s "

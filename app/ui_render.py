@@ -201,6 +201,8 @@ def how_found(result: AnswerResult) -> None:
 def answer_extras(result: AnswerResult, msg_id: str, index: Index, feedback_file: Path) -> None:
     if result.abstained and result.abstain_reason != "model_declined":
         st.caption(f"No answer generated ({result.abstain_reason}).")
+    if result.note:  # a weakly supported answer
+        st.warning(result.note)
     check = next((t.detail for t in reversed(result.trace) if t.stage == "check"), None)
     if check and (check.get("dropped") or check.get("fallback")):
         note = f"{len(check.get('dropped', []))} sentence(s) their passages do not support were removed"

@@ -10,15 +10,20 @@ Chinese of Chinese, crosslingual; the same support means less where question and
 fewer words): per kind, the pair with the best balanced accuracy (answer rate on answerable +
 abstention rate on unanswerable, halved; within one question of it, the absent gate on: `choose`)
 on the DEV questions is chosen (answer.abstain) and
-reported on the TEST ones, with the whole trade-off curve. Unanswerable questions are split
-like the datasets' queries: dev when int(sha1(id), 16) % 10 < 4.
+reported on the TEST ones, with the whole trade-off curve. Under it, per kind, the hedge floor
+(`choose_hedge`): the highest threshold at which HEDGE_AIM of the answerable dev questions get an
+answer; between the two the product answers, marked as weakly supported. Unanswerable questions
+are split like the datasets' queries: dev when int(sha1(id), 16) % 10 < 4; a set's
+paraphrases.jsonl (its questions asked in other words) takes each original's split.
 
 Metrics per mode, over the questions answered at the chosen threshold:
 - evidence_cited: a cited passage contains one of the question's evidence strings;
 - evidence_in_answer: the answer text itself contains one;
 - citation_precision: cited passages from a document judged relevant (grade > 0);
 - supported: share of answer sentences their cited passage supports (retrieval/check.py);
-- answer_rate (answerable), abstention_rate (unanswerable); p50 / p95 seconds per question.
+- answer_rate (answerable), abstention_rate (unanswerable); p50 / p95 seconds per question;
+- answer_or_hedge_rate (answerable given any answer), refusal_rate (unanswerable given none),
+  evidence_cited_hedged (over the weakly supported answers).
 Writes reports/answers/results.json and report.md; prints the tables."""
 
 from __future__ import annotations
@@ -87,12 +92,13 @@ def _rule_for(kind: str, rules: Rules) -> AbstainRule:
     return rules.get(kind, rules.get("same", AbstainRule(min_score=0.5)))
 
 
-def passes(row: Row, rules: Rules) -> bool:
-    """The product's decision replayed (retrieval/grade.evidence): some passage's support under
-    its own kind's rule (`passage_kind`: a passage in the other script than the question's is
-    judged as crosslingual) reaches that rule's min_score; a passage that lacks the quantity the
-    question asks for (`quantity` False, retrieval/quantity.py) supports nothing. A passage
-    recorded without its script (an older results.json) takes the question's kind."""
+def _supports(row: Row, rules: Rules) -> list[tuple[float, AbstainRule]]:
+    """Each top passage's support under its own kind's rule (`passage_kind`: a passage in the
+    other script than the question's is judged as crosslingual), with that rule; a passage that
+    lacks the quantity the question asks for (`quantity` False, retrieval/quantity.py) supports
+    nothing. A passage recorded without its script (an older results.json) takes the question's
+    kind."""
+    out = []
     for p in row.passages:
         same = p.get("same_script")
         kind = row.kind if same is None else passage_kind(row.kind, bool(same))
@@ -100,9 +106,36 @@ def passes(row: Row, rules: Rules) -> bool:
         s = grade_support(p["dense"], p["coverage"], float(p.get("absent", row.absent)),
                           dense_weight(r, kind, row.cjk), r.absent_gate, bool(same),
                           None if p.get("quantity") is None else bool(p["quantity"]))
-        if s >= r.min_score:
-            return True
-    return False
+        out.append((s, r))
+    return out
+
+
+def passes(row: Row, rules: Rules) -> bool:
+    """The product's decision replayed (retrieval/grade.evidence): some passage's support
+    reaches its rule's min_score."""
+    return any(s >= r.min_score for s, r in _supports(row, rules))
+
+
+def hedges(row: Row, rules: Rules) -> bool:
+    """Below min_score, the product's weakly supported answer replayed (retrieval/grade.hedgeable):
+    some passage's support reaches its rule's hedge_score."""
+    if row.sql or row.declined:
+        return False
+    sup = _supports(row, rules)
+    return not any(s >= r.min_score for s, r in sup) and any(
+        r.hedge_score is not None and s >= r.hedge_score for s, r in sup
+    )
+
+
+def _paraphrases(path: Path) -> dict[str, tuple[str, str]]:
+    """paraphrases.jsonl: id -> (text, id of the question it asks again in other words). The
+    questions of data/eval were written by reading the passages and share their words; a
+    user who has not read them does not, and the abstain rules must be chosen on both."""
+    f = path / "paraphrases.jsonl"
+    if not f.exists():
+        return {}
+    objs = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {str(o["_id"]): (str(o["text"]).strip(), str(o["of"])) for o in objs}
 
 
 def _questions(path: Path) -> tuple[Any, list[tuple[str, str, str, bool]]]:
@@ -117,6 +150,15 @@ def _questions(path: Path) -> tuple[Any, list[tuple[str, str, str, bool]]]:
     out += [
         (q, test.queries[q], "test", True) for q in test.qrels if q in test.evidence and q in test.queries
     ]
+    # The same facts asked in other words (paraphrases.jsonl, `of` naming the question): the
+    # original's split, evidence and judgements.
+    split_of = {q: sp for q, _, sp, _ in out}
+    for qid, (text, orig) in _paraphrases(path).items():
+        if orig in split_of:
+            test.queries[qid] = text
+            test.evidence[qid] = test.evidence[orig]
+            qrels[qid] = qrels[orig]
+            out.append((qid, text, split_of[orig], True))
     test.qrels = qrels
     un = path / "unanswerable.jsonl"
     has_dev = (path / "qrels" / "dev.tsv").exists()
@@ -204,7 +246,8 @@ def metrics(rows: list[Row], rules: Rules) -> dict[str, Any]:
     ans = [r for r in rows if r.answerable]
     un = [r for r in rows if not r.answerable]
     answered = [r for r in ans if _passes(r, rules)]
-    shipped = [r for r in rows if _passes(r, rules)]
+    hedged = [r for r in ans if hedges(r, rules)]
+    shipped = [r for r in rows if _passes(r, rules) or hedges(r, rules)]
     secs = sorted(r.seconds for r in rows)
     cits = sum(r.citations for r in answered)
     sents = sum(r.sentences for r in shipped)
@@ -213,6 +256,11 @@ def metrics(rows: list[Row], rules: Rules) -> dict[str, Any]:
         "unanswerable": len(un),
         "answer_rate": _rate([r in answered for r in ans]),
         "abstention_rate": _rate([not _passes(r, rules) for r in un]),
+        # weakly supported answers (retrieval/grade.hedgeable): given, marked, between the floors
+        "hedge_rate": _rate([r in hedged for r in ans]),
+        "answer_or_hedge_rate": _rate([r in answered or r in hedged for r in ans]),
+        "refusal_rate": _rate([not _passes(r, rules) and not hedges(r, rules) for r in un]),
+        "evidence_cited_hedged": _rate([r.evidence_cited for r in hedged]),
         "evidence_cited": _rate([r.evidence_cited for r in answered]),
         "evidence_cited_all": _rate([r.evidence_cited and r in answered for r in ans]),
         "evidence_in_answer": _rate([r.evidence_in_answer for r in answered]),
@@ -260,10 +308,37 @@ def choose(rows: list[Row], defaults: Rules | None = None) -> tuple[Rules, list[
     return rules, curve
 
 
+HEDGE_AIM = 0.9  # the issue's answer-rate aim: the share of answerable dev questions given an answer
+
+
+def choose_hedge(rows: list[Row], rules: Rules) -> Rules:
+    """Per kind, the hedge floor under its rule: the highest threshold (at the rule's weight and
+    gate, no higher than its min_score) at which HEDGE_AIM of the answerable dev questions are
+    answered, or the lowest threshold on the grid when none is; None when min_score already
+    answers that many. A kind without answerable dev questions keeps its rule's floor."""
+    dev = [r for r in rows if r.split == "dev"]
+    out: Rules = {}
+    for kind, rule in rules.items():
+        mine = [r for r in dev if r.kind == kind]
+        if not any(r.answerable for r in mine):
+            continue
+        floor: float | None = min(THRESHOLDS)
+        for t in sorted((t for t in THRESHOLDS if t <= rule.min_score), reverse=True):
+            m = metrics(mine, {**rules, kind: rule.model_copy(update={"min_score": t})})
+            if (m["answer_rate"] or 0) >= HEDGE_AIM:
+                floor = None if t >= rule.min_score else t
+                break
+        out[kind] = rule.model_copy(update={"hedge_score": floor})
+    return out
+
+
 def _table(title: str, by: dict[str, dict[str, Any]]) -> str:
     cols = [
         "answer_rate",
         "abstention_rate",
+        "answer_or_hedge_rate",
+        "refusal_rate",
+        "evidence_cited_hedged",
         "evidence_cited",
         "evidence_in_answer",
         "citation_precision",
@@ -285,6 +360,7 @@ def build_report(rows: list[Row], defaults: Rules) -> tuple[dict[str, Any], list
     object and report.md's lines."""
     chosen, curve = choose(rows, defaults)
     rules = {**defaults, **chosen}
+    rules.update(choose_hedge(rows, rules))
     report: dict[str, Any] = {
         "chosen": {"abstain": {k: r.model_dump() for k, r in rules.items()}, "on": "dev"},
         "test": {},
@@ -292,9 +368,11 @@ def build_report(rows: list[Row], defaults: Rules) -> tuple[dict[str, Any], list
         "curve_dev": curve,
         "rows": [asdict(r) for r in rows],
     }
-    md = ["Chosen on dev per kind of question (best balanced accuracy): "
+    md = ["Chosen on dev per kind of question (best balanced accuracy; the hedge floor answers "
+          f"{HEDGE_AIM:.0%} of the answerable): "
           + "; ".join(f"{k}: dense_weight = {r.dense_weight}, min_score = {r.min_score}, "
-                      f"absent_gate = {r.absent_gate}" for k, r in sorted(rules.items())), ""]
+                      f"absent_gate = {r.absent_gate}, hedge_score = {r.hedge_score}"
+                      for k, r in sorted(rules.items())), ""]
     for split in ("test", "dev"):
         by: dict[str, dict[str, Any]] = {}
         for mode in sorted({r.mode for r in rows}):
@@ -360,8 +438,11 @@ def main(argv: list[str] | None = None) -> int:
         for mode in args.modes.split(","):
             s = _settings_for(base, target, mode.strip())
             llm = get_llm(s)
+            para = _paraphrases(path)
             for i, q in enumerate(qs):
                 rows.append(run_one(ds, target, s, q, mode.strip(), llm))
+                if q[0] in para:  # reported apart: the same facts, asked in other words
+                    rows[-1].dataset = f"{ds.name}/paraphrased"
                 if (i + 1) % 25 == 0:
                     print(f"{ds.name} {mode}: {i + 1}/{len(qs)}", flush=True)
     defaults = dict(base.answer.abstain)

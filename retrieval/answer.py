@@ -46,6 +46,10 @@ class AnswerResult:
     support: float | None = None  # the original question's best passage support (retrieval/grade.py)
     best_similarity: float | None = None
     hits: list[Hit] = field(default_factory=list)  # what retrieval returned (the prompt's passages first)
+    # Answered on weak support (between the rule's hedge_score and min_score, retrieval/grade.py):
+    # quoted from the passages, and `note` says the passages may not answer it directly.
+    hedged: bool = False
+    note: str = ""
 
     def closest(self) -> list[Citation]:
         """After a refusal for lack of support (`no_support`), the CLOSEST passages retrieval
@@ -64,6 +68,8 @@ class AnswerResult:
             "closest": [c.to_dict() for c in self.closest()],
             "abstained": self.abstained,
             "abstain_reason": self.abstain_reason,
+            "hedged": self.hedged,
+            "note": self.note,
             "backend": self.backend,
             "model": self.model,
             "reason": self.reason,
@@ -146,6 +152,8 @@ def _result(state: QueryState, question: str, total_ms: float) -> AnswerResult:
         support=ev.support if ev is not None else None,
         best_similarity=ev.dense if ev is not None else None,
         hits=state.hits,
+        hedged=state.hedged and not abstained,
+        note=state.note if state.hedged and not abstained else "",
     )
 
 

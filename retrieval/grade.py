@@ -17,7 +17,9 @@ record in the index holds: a question about a name the corpus never mentions). A
 question that asks a number in a unit (多少岁, 几层, 多高, 哪一年: retrieval/quantity.py) is
 supported by no Chinese passage that states no number in that unit (answer.quantity_check). A
 passage passes when its support reaches the rule's min_score, and the question is answered when
-one of the top answer.abstain_top passages passes. The rule depends on the kind of question
+one of the top answer.abstain_top passages passes. Below that, down to the rule's hedge_score,
+it is answered but marked as weakly supported (`hedgeable`): questions asked in other words
+than the passages' look like unanswerable ones to these features (README, Asking questions). The rule depends on the kind of question
 (`question_kind`: same script as the corpus, Chinese of Chinese, or crosslingual), because the
 same support means less where question and text share fewer words (answer.abstain). The
 coarse stage's score is reported but not used: it is a z-score within the pool, so it ranks
@@ -83,6 +85,9 @@ class Evidence:
     # (True when none is asked, or no top passage is in its script: none was checked).
     units: tuple[str, ...] = ()
     quantity_stated: bool = True
+    # The best passage's support minus its rule's hedge_score (>= 0: a weakly supported answer
+    # may be given, `hedgeable`); None when no top passage's rule has a hedge floor.
+    hedge_margin: float | None = None
 
     @property
     def margin(self) -> float:
@@ -103,6 +108,7 @@ class Evidence:
             "decided_by": self.decided_by,
             **({"asks_units": list(self.units), "quantity_stated": self.quantity_stated}
                if self.units else {}),
+            **({} if self.hedge_margin is None else {"hedge_margin": round(self.hedge_margin, 4)}),
             "coarse": self.coarse,
             "passing": len(self.passing),
             "passages": self.per_passage,
@@ -240,7 +246,10 @@ def rule(kind: str, settings: Settings) -> AbstainRule:
     r = a.abstain.get(kind) or a.abstain.get("same") or AbstainRule(min_score=0.5)
     w = r.dense_weight if a.abstain_dense_weight is None else a.abstain_dense_weight
     t = r.min_score if a.min_score is None else a.min_score
-    return AbstainRule(min_score=t, dense_weight=w, absent_gate=r.absent_gate)
+    # One threshold set for every kind is a plain answer-or-refuse line: no hedge floor under it.
+    hedge = r.hedge_score if a.hedge and a.min_score is None and a.abstain_dense_weight is None else None
+    return AbstainRule(min_score=t, dense_weight=w, absent_gate=r.absent_gate,
+                       hedge_score=None if hedge is None else min(hedge, t))
 
 
 def dense_weight(r: AbstainRule, kind: str, cjk: float) -> float:
@@ -376,13 +385,27 @@ def evidence(
         decided,
         asked,
         stated or not checked,
+        _hedge_margin(rows, settings),
     )
+
+
+def _hedge_margin(rows: list[dict[str, Any]], settings: Settings) -> float | None:
+    """The best passage support minus its kind's hedge floor (None: no rule has one)."""
+    margins = [p["support"] - f for p in rows if (f := rule(p["kind"], settings).hedge_score) is not None]
+    return max(margins) if margins else None
 
 
 def answerable(ev: Evidence, settings: Settings) -> bool:
     """The abstain decision: some top passage's support reaches its rule's min_score (the
     deciding passage is the one furthest above it)."""
     return ev.support >= ev.min_score
+
+
+def hedgeable(ev: Evidence, settings: Settings) -> bool:
+    """Below min_score, whether a weakly supported answer is given instead of a refusal: some
+    top passage's support reaches its rule's hedge_score (answer.abstain; off with answer.hedge
+    false or a single answer.min_score)."""
+    return not answerable(ev, settings) and ev.hedge_margin is not None and ev.hedge_margin >= 0
 
 
 def keyword_query(question: str) -> str:

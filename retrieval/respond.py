@@ -32,6 +32,10 @@ NO_SUPPORT = (
 )
 NO_QUANTITY = " The question asks for a number in {units}, and no passage in its language states one."
 NO_PASSAGES = "No passage fits the model's context, so there is nothing to answer from."
+HEDGED = (
+    "Weak support: the passages may not answer this directly (support {support:.2f} is below "
+    "answer.abstain.{kind}.min_score {min:.2f}); the sentences above are the closest they come."
+)
 DECLINED = "I could not find the answer in the indexed documents."
 
 
@@ -62,7 +66,14 @@ def grade(state: QueryState, again: Search) -> QueryState:
     if not grading.answerable(ev, s):
         state.hits, ev = grading.corrective(state, ev, again, capable=state.mode == "generative")
     state.evidence = ev
-    if not state.hits or not grading.answerable(ev, s):
+    if state.hits and grading.hedgeable(ev, s):
+        # Weak support, not none: answered as any other (quoted, or written and checked sentence
+        # by sentence), and marked, so the reader knows to check the sources.
+        state.hedged = True
+        state.note = HEDGED.format(support=ev.support, kind=ev.decided_by, min=ev.min_score)
+        hedge = {"support": round(ev.support, 4), "min_score": ev.min_score, "hedge_margin": ev.hedge_margin}
+        state.trace.append(TraceEntry("hedge", 0.0, hedge))
+    elif not state.hits or not grading.answerable(ev, s):
         state.abstain_reason = "no_support"
         state.message = NO_SUPPORT.format(support=ev.support, kind=ev.decided_by, min=ev.min_score,
                                           best=ev.dense, coverage=ev.coverage)

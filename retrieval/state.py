@@ -97,6 +97,8 @@ class QueryState:
     generation: Any = None  # retrieval.generate.Generation
     abstain_reason: str | None = None  # no_support | no_passages | model_declined
     message: str = ""  # what an abstention says
+    hedged: bool = False  # answered on weak support (retrieval/grade.hedgeable)
+    note: str = ""  # what a hedged answer adds after it
 
     def __post_init__(self) -> None:
         if unknown := set(self.skip) - set(SKIPPABLE):

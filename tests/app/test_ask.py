@@ -150,6 +150,18 @@ def test_cli_refusal_lists_the_closest_passages(corpus: Path, monkeypatch: pytes
     assert "min_score" in refusal and "transformers.md" in closest.splitlines()[2], closest
 
 
+def test_cli_marks_a_weakly_supported_answer(corpus: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # support under min_score but over the rule's hedge floor: answered, quoted and cited, and
+    # the note says so between the answer and its sources
+    env = _env(corpus, RAG_ANSWER__ABSTAIN__SAME__MIN_SCORE="1.01",
+               RAG_ANSWER__ABSTAIN__SAME__HEDGE_SCORE="0.1")
+    code, out, _ = _rag(monkeypatch, capsys, "ask", QUESTION, "--no-serve", env=env)
+    assert code == 0 and "Closest passages" not in out
+    answer, rest = out.split("Weak support:", 1)
+    assert "[1]" in answer and "min_score 1.01" in rest and "Sources:" in rest
+
+
 REWRITE = "How is a transformer neural network trained?"
 
 

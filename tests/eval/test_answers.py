@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from core.settings import AbstainRule
-from eval.answers import Row, choose, metrics
+from eval.answers import Row, choose, choose_hedge, hedges, metrics
 
 
 def _row(kind: str, split: str, answerable: bool, coverage: float, absent: float = 0.0) -> Row:
@@ -99,3 +101,51 @@ def test_a_passage_in_the_other_script_is_replayed_under_the_crosslingual_rule()
     old = Row("set", "q", "test", True, "extractive", "q", kind="same",
               passages=[{"dense": 0.2, "coverage": 0.5}])
     assert not passes(old, rules)
+
+
+def test_the_hedge_floor_answers_nine_in_ten_of_the_answerable_dev_questions() -> None:
+    # Questions asked in the passages' words cover 0.9 of their terms; the same facts asked in
+    # other words 0.5 or 0.3, like the unanswerable ones (0.4). min_score stays where it
+    # separates best; under it the floor is the highest threshold answering 90% of the answerable.
+    rows = []
+    for split in ("dev", "test"):
+        rows += [_row("same", split, True, 0.9) for _ in range(5)]
+        rows += [_row("same", split, True, c) for c in (0.5, 0.5, 0.5, 0.5, 0.3)]
+        rows += [_row("same", split, False, 0.4) for _ in range(5)]
+    for n, r in enumerate(rows):
+        r.qid = f"q{n}"
+    rule = _rule(0.0, 0.55, True)
+    hedged = choose_hedge(rows, {"same": rule})["same"]
+    assert hedged.hedge_score == 0.5 and hedged.min_score == 0.55  # 9 of 10 answered at 0.5, 5 at 0.55
+    m = metrics([r for r in rows if r.split == "test"], {"same": hedged})
+    assert m["answer_rate"] == 0.5 and m["abstention_rate"] == 1.0  # the confident answers, as before
+    assert m["hedge_rate"] == 0.4 and m["answer_or_hedge_rate"] == 0.9 and m["refusal_rate"] == 1.0
+    assert not hedges(rows[0], {"same": hedged}) and hedges(rows[5], {"same": hedged})
+    # a rule that already answers nine in ten gets no floor
+    assert choose_hedge(rows, {"same": _rule(0.0, 0.3, True)})["same"].hedge_score is None
+
+
+def test_paraphrases_are_answerable_questions_of_their_originals_split(tmp_path: Path) -> None:
+    import json
+
+    from eval.answers import _questions
+
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n" for d, t in (("a", "Alpha text."),
+                                                                                   ("b", "Beta text.")))
+    )
+    (tmp_path / "queries.jsonl").write_text(
+        json.dumps({"_id": "q1", "text": "What is alpha?", "evidence": ["Alpha"]}) + "\n"
+        + json.dumps({"_id": "q2", "text": "What is beta?", "evidence": ["Beta"]}) + "\n"
+    )
+    (tmp_path / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\ta\t2\n")
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq2\tb\t2\n")
+    (tmp_path / "paraphrases.jsonl").write_text(
+        json.dumps({"_id": "p1", "text": "Tell me about the first letter", "of": "q1"}) + "\n"
+        + json.dumps({"_id": "p9", "text": "Of nothing judged", "of": "q9"}) + "\n"
+    )
+    ds, qs = _questions(tmp_path)
+    assert ("p1", "Tell me about the first letter", "dev", True) in qs
+    assert not any(q[0] == "p9" for q in qs)  # its original is not a judged question
+    assert ds.evidence["p1"] == ["Alpha"] and ds.qrels["p1"] == {"a": 2}

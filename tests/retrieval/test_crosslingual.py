@@ -124,6 +124,7 @@ def test_each_kind_of_question_is_graded_by_its_own_abstain_rule(settings: Setti
     assert question_kind(zh, index, settings) == "cjk"
     strict_en = settings.model_copy(deep=True)
     strict_en.answer.abstain["crosslingual"].min_score = 1.01  # no support reaches it
+    strict_en.answer.abstain["crosslingual"].hedge_score = None  # nor a weakly supported answer
     strict_en.answer.corrective = False
     a, b = ask(en, strict_en, index=index), ask(zh, strict_en, index=index)
     assert a.abstained and "answer.abstain.crosslingual.min_score" in a.answer

@@ -105,6 +105,25 @@ def test_threshold_and_corrective_are_settings(corpus: Path) -> None:
     assert strict.abstained and "corrective" not in [t.stage for t in strict.trace]
 
 
+def test_weak_support_gives_a_marked_answer_and_none_still_abstains(corpus: Path) -> None:
+    """Between a rule's hedge_score and its min_score the answer is given, quoted and cited, but
+    marked (`hedged`, a note naming the support and the threshold); below the floor, or with
+    answer.hedge off, the question is refused as before."""
+    weak = {"abstain": {"same": {"min_score": 1.01, "dense_weight": 0.0, "absent_gate": False,
+                                 "hedge_score": 0.3}}}
+    res = ask(FACT_Q, settings_for(corpus, answer=weak))
+    assert not res.abstained and res.hedged, res.answer
+    assert "37 hours" in res.answer and res.citations
+    assert res.note.startswith("Weak support") and "min_score 1.01" in res.note
+    assert res.to_dict()["hedged"] is True and "hedge" in [t.stage for t in res.trace]
+    unrelated = ask("What is the capital of Peru?", settings_for(corpus, answer=weak))
+    assert unrelated.abstained and not unrelated.hedged and unrelated.note == ""
+    off = ask(FACT_Q, settings_for(corpus, answer={**weak, "hedge": False}))
+    assert off.abstained and not off.hedged and off.citations == []
+    one = ask(FACT_Q, settings_for(corpus, answer={**weak, "min_score": 1.01}))  # one threshold: no floor
+    assert one.abstained and not one.hedged
+
+
 def test_the_rule_is_per_kind_unless_one_threshold_is_set() -> None:
     from core.settings import load_settings
     from retrieval.grade import KINDS, rule
@@ -117,6 +136,8 @@ def test_the_rule_is_per_kind_unless_one_threshold_is_set() -> None:
     one = load_settings(answer={"min_score": 0.42, "abstain_dense_weight": 0.1})
     assert {(rule(k, one).dense_weight, rule(k, one).min_score) for k in KINDS} == {(0.1, 0.42)}
     assert [rule(k, one).absent_gate for k in KINDS] == [s.answer.abstain[k].absent_gate for k in KINDS]
+    assert all(rule(k, one).hedge_score is None for k in KINDS)  # one line: answer or refuse
+    assert all(0 < (rule(k, s).hedge_score or 0) < rule(k, s).min_score for k in KINDS)
     assert rule("unknown", s) == rule("same", s)
 
 
