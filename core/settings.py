@@ -298,8 +298,8 @@ class AnswerSettings(BaseModel):
     # 1.0 / 0.4: the MiniLM cosine alone, which ranked the test questions near chance, AUC 0.55);
     # on Chinese prose no signal here separates them well (dev AUC 0.65-0.71 each).
     # Those questions were written by reading the passages and share their words; asked in other
-    # words (data/eval/sci-en/paraphrases.jsonl: the same facts, as a user who has not read the
-    # text asks) the median answerable English question covered 0.54 of its terms, near the
+    # words (data/eval/{sci-en,zh-prose}/paraphrases.jsonl: the same facts, as a user who has not
+    # read the text asks) the median answerable English question covered 0.54 of its terms, near the
     # unanswerable ones' 0.47, and "same" refused two thirds of them. No cheap signal separates
     # the two (test AUC 0.67-0.76 for coverage, cosines and MiniLM MaxSim, alone or combined), so
     # below min_score there is a second floor, hedge_score: between the two the answer is given,

@@ -19,11 +19,11 @@ supported by no Chinese passage that states no number in that unit (answer.quant
 passage passes when its support reaches the rule's min_score, and the question is answered when
 one of the top answer.abstain_top passages passes. Below that, down to the rule's hedge_score,
 it is answered but marked as weakly supported (`hedgeable`): questions asked in other words
-than the passages' look like unanswerable ones to these features (README, Asking questions). The rule depends on the kind of question
-(`question_kind`: same script as the corpus, Chinese of Chinese, or crosslingual), because the
-same support means less where question and text share fewer words (answer.abstain). The
-coarse stage's score is reported but not used: it is a z-score within the pool, so it ranks
-passages but cannot say "none is relevant".
+than the passages' look like unanswerable ones to these features (README, Asking questions).
+The rule depends on the kind of question (`question_kind`: same script as the corpus, Chinese
+of Chinese, or crosslingual), because the same support means less where question and text
+share fewer words (answer.abstain). The coarse stage's score is reported but not used: it is a
+z-score within the pool, so it ranks passages but cannot say "none is relevant".
 
 When none passes and answer.corrective is on, retrieval runs once more with a keyword-only
 version of the question (and, with a capable LLM, a step-back rewrite: one LLM call); the
