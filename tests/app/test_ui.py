@@ -303,6 +303,22 @@ def test_a_refusal_shows_the_closest_passages_not_as_sources(use_corpus: Path,
 
 
 @pytest.mark.slow
+def test_a_weakly_supported_answer_is_shown_with_its_note(use_corpus: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # under min_score, over the rule's hedge floor: the answer and its sources, and a warning
+    monkeypatch.setenv("RAG_ANSWER__ABSTAIN__SAME__MIN_SCORE", "1.01")
+    monkeypatch.setenv("RAG_ANSWER__ABSTAIN__SAME__HEDGE_SCORE", "0.1")
+    at = _app()
+    at.chat_input[0].set_value(QUESTION).run()
+    assert not at.exception, at.exception
+    res = _results(at)[-1]
+    assert res.hedged and not res.abstained and res.citations
+    reply = at.chat_message[-1]
+    assert [w.value for w in reply.warning] == [res.note] and res.note.startswith("Weak support")
+    assert "**Sources**" in [m.value for m in reply.markdown]
+
+
+@pytest.mark.slow
 def test_chat_answers_with_numbered_citations_and_the_sidebar_choices(conversation: AppTest) -> None:
     at = conversation
     first = _results(at)[0]
