@@ -243,26 +243,29 @@ def _passes(r: Row, rules: Rules) -> bool:
 
 
 def metrics(rows: list[Row], rules: Rules) -> dict[str, Any]:
+    # each row's outcome replayed once: answered, or (below min_score) a weakly supported answer
+    ok = {id(r): _passes(r, rules) for r in rows}
+    weak = {id(r): not ok[id(r)] and hedges(r, rules) for r in rows}
     ans = [r for r in rows if r.answerable]
     un = [r for r in rows if not r.answerable]
-    answered = [r for r in ans if _passes(r, rules)]
-    hedged = [r for r in ans if hedges(r, rules)]
-    shipped = [r for r in rows if _passes(r, rules) or hedges(r, rules)]
+    answered = [r for r in ans if ok[id(r)]]
+    hedged = [r for r in ans if weak[id(r)]]
+    shipped = [r for r in rows if ok[id(r)] or weak[id(r)]]
     secs = sorted(r.seconds for r in rows)
     cits = sum(r.citations for r in answered)
     sents = sum(r.sentences for r in shipped)
     return {
         "answerable": len(ans),
         "unanswerable": len(un),
-        "answer_rate": _rate([r in answered for r in ans]),
-        "abstention_rate": _rate([not _passes(r, rules) for r in un]),
+        "answer_rate": _rate([ok[id(r)] for r in ans]),
+        "abstention_rate": _rate([not ok[id(r)] for r in un]),
         # weakly supported answers (retrieval/grade.hedgeable): given, marked, between the floors
-        "hedge_rate": _rate([r in hedged for r in ans]),
-        "answer_or_hedge_rate": _rate([r in answered or r in hedged for r in ans]),
-        "refusal_rate": _rate([not _passes(r, rules) and not hedges(r, rules) for r in un]),
+        "hedge_rate": _rate([weak[id(r)] for r in ans]),
+        "answer_or_hedge_rate": _rate([ok[id(r)] or weak[id(r)] for r in ans]),
+        "refusal_rate": _rate([not ok[id(r)] and not weak[id(r)] for r in un]),
         "evidence_cited_hedged": _rate([r.evidence_cited for r in hedged]),
         "evidence_cited": _rate([r.evidence_cited for r in answered]),
-        "evidence_cited_all": _rate([r.evidence_cited and r in answered for r in ans]),
+        "evidence_cited_all": _rate([r.evidence_cited and ok[id(r)] for r in ans]),
         "evidence_in_answer": _rate([r.evidence_in_answer for r in answered]),
         "citation_precision": round(sum(r.relevant_citations for r in answered) / cits, 3) if cits else None,
         "supported": round(sum(r.supported_sentences for r in shipped) / sents, 3) if sents else None,

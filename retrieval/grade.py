@@ -332,8 +332,7 @@ def evidence(
     # margin, support, kind, rule, dense weight, absent share of the deciding passage
     best: tuple[float, float, str, AbstainRule, float, float] | None = None
     covs: list[float] = []
-    stated = False  # some passage states the quantity the question asks for
-    checked = False  # some passage was in the question's script, so could state it
+    hedges: list[float] = []  # each passage's support minus its rule's hedge floor
     for h, c in zip(top, cos, strict=True):
         cov = coverage(units, h)
         sc = sentence_coverage(units, h)
@@ -359,9 +358,9 @@ def evidence(
                 "support": round(s, 4),
             }
         )
-        stated = stated or qty is True
-        checked = checked or qty is not None
         covs.append(cov)
+        if rp.hedge_score is not None:
+            hedges.append(s - rp.hedge_score)
         if best is None or s - rp.min_score > best[0]:
             best = (s - rp.min_score, s, kp, rp, wp, ap)
         if s >= rp.min_score:
@@ -384,15 +383,10 @@ def evidence(
         rd.absent_gate,
         decided,
         asked,
-        stated or not checked,
-        _hedge_margin(rows, settings),
+        # stated by some passage in the question's script, or none was checked (none in it)
+        any(p.get("quantity") is True for p in rows) or not any("quantity" in p for p in rows),
+        max(hedges, default=None),
     )
-
-
-def _hedge_margin(rows: list[dict[str, Any]], settings: Settings) -> float | None:
-    """The best passage support minus its kind's hedge floor (None: no rule has one)."""
-    margins = [p["support"] - f for p in rows if (f := rule(p["kind"], settings).hedge_score) is not None]
-    return max(margins) if margins else None
 
 
 def answerable(ev: Evidence, settings: Settings) -> bool:
