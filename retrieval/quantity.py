@@ -6,7 +6,10 @@ A Chinese question that asks for a quantity names its unit: 多少岁, 几层, �
 answering's answer typing, and it is what the cheap support features miss: an on-topic question
 the corpus does not answer shares its names and words with passages about them ("赤兔马活了多少
 岁？" and the passages on 赤兔马), but no passage says how many 岁. A question with no unit
-(多少粮食, 几个关隘: the answer may count in 处 or 员) is not checked.
+(多少粮食, 几个关隘: the answer may count in 处 or 员) is not checked, nor one that asks which
+ones (哪几位领导: names answer it). The units are those of the novel and of modern written
+Chinese (几枚金牌, 多少票, 多少美元, 多少公顷), grouped in families whose members answer for one
+another (多少钱 in any currency, 几枚金牌 by a tally such as 夺得８金２银).
 
 English questions are not typed: technical English text holds numbers in nearly every
 passage, and "How many X" names no unit the answer must use.
@@ -33,16 +36,22 @@ _SIZE = "大小"
 _MEASURES = (
     "岁 年 月 日 天 次 回 遍 层 斤 两 尺 丈 寸 里 米 吨 克 度 元 块 户 口 人 名 位 员 只 匹 头 条 面 "
     "枝 支 张 把 座 间 卷 本 篇 部 章 句 字 种 类 件 封 首 辆 艘 颗 粒 处 家 所 道 等 级 倍 秒 周 "
-    "斗 石 升 亩 顷 钱 世 代 矢 万 千 百 亿 分钟 小时 公里 公斤 千克 毫米 厘米 星期 季 仞 岁数"
+    "斗 石 升 亩 顷 钱 世 代 矢 万 千 百 亿 分钟 小时 公里 公斤 千克 毫米 厘米 星期 季 仞 岁数 "
+    # modern written Chinese (news): medals, votes, items, sessions, matches, machines, currencies
+    "枚 票 项 届 场 台 架 套 公顷 平方米 平方公里 千瓦 美元 英镑 日元 港元 马克 法郎 卢布 欧元"
 ).split()
 # A quantity asked in one unit is often answered in another of its kind ("多少天" - "一个月内";
 # "多重" - "八十二斤"): a unit of one of these families accepts any unit of the family.
 _LENGTH = ("尺", "丈", "寸", "里", "米", "公里", "厘米", "毫米", "仞", "步")
 _TIME = ("年", "月", "日", "天", "时辰", "小时", "分钟", "秒", "载", "旬", "周", "星期", "个月", "季")
 _WEIGHT = ("斤", "两", "吨", "克", "公斤", "千克", "钧")
-_MONEY = ("钱", "元", "块", "两", "文", "贯")
+# 多少钱 is answered in any currency ("８·５７亿美元"): 美元 does not hold 元 after a numeral
+_MONEY = ("钱", "元", "块", "两", "文", "贯", "美元", "英镑", "日元", "港元", "马克", "法郎", "卢布", "欧元")
 _PEOPLE = ("人", "名", "位", "员", "口")
-_FAMILIES = (_LENGTH, _TIME, _WEIGHT, _MONEY, _PEOPLE)
+_AREA = ("亩", "顷", "公顷", "平方米", "平方公里")
+# Medals are counted in 枚 or 块, and sports news tallies them bare: 夺得８金２银.
+_MEDALS = ("枚", "块", "金", "银", "铜")
+_FAMILIES = (_LENGTH, _TIME, _WEIGHT, _MONEY, _PEOPLE, _AREA, _MEDALS)
 # 多高 / 多长 / ...: the quantity an adjective asks for, as the units that measure it.
 _ADJECTIVES: dict[str, tuple[str, ...]] = {
     "高": _LENGTH + ("层",),
@@ -55,10 +64,12 @@ _ADJECTIVES: dict[str, tuple[str, ...]] = {
 }
 _MEASURE_ALT = "|".join(sorted(map(re.escape, _MEASURES), key=len, reverse=True))
 # 多少X / 几X / 几个X (X a measure word); 多高 / 多重 ...; 哪一年 / 哪年 / 何年
-_ASKS_MEASURE = re.compile(rf"(?:多少|几)(?:个)?({_MEASURE_ALT})")
+# 哪几位 / 哪几家 ask which ones, not how many ("有哪几位领导出席？" is answered by names).
+_ASKS_MEASURE = re.compile(rf"(?:多少|(?<!哪)几)(?:个)?({_MEASURE_ALT})")
 # 有多高？ / 多重 / 多长时间 / 多久: the question's end (or 时间) after it, so that 许多长枪
 # and 多重身份 ask nothing.
 _ASKS_ADJECTIVE = re.compile(rf"多([{''.join(_ADJECTIVES)}])(?=时间|[？?。，,！!呢啊]|$)|多(久)")
+_MEDAL = re.compile(r"[金银铜奖]牌")
 _ASKS_YEAR = re.compile(r"哪一年|哪年|何年|哪一岁")
 
 
@@ -69,6 +80,9 @@ def asked_units(question: str) -> tuple[str, ...]:
     units: list[str] = []
     for m in _ASKS_MEASURE.finditer(q):
         u = "岁" if m.group(1) == "岁数" else m.group(1)
+        if u == "块" and _MEDAL.match(q, m.end()):  # 多少块金牌: medals, not money
+            units.extend(_MEDALS)
+            continue
         units.extend(next((f for f in _FAMILIES if u in f), (u,)))
     for m in _ASKS_ADJECTIVE.finditer(q):
         units.extend(_ADJECTIVES[next(g for g in m.groups() if g)])

@@ -26,6 +26,14 @@ from tests.retrieval.answer_corpus import DOCS, build, settings_for
         ("绿茶开封后多少天内要喝完？", {"天", "日", "个月"}, {"斤"}),  # a time: any unit of time
         ("罗贯中是哪一年出生的？", {"年"}, {"月", "天"}),  # a year, not a duration
         ("需要多少人？", {"人", "名"}, set()),
+        # modern written Chinese: medals, votes, sessions, machines, areas
+        ("中国代表团在长野冬奥会上拿到了几枚金牌？", {"枚"}, {"人"}),
+        ("朱镕基以多少票当选总理？", {"票"}, set()),
+        ("这是第几届世界游泳锦标赛？", {"届"}, set()),
+        ("阳江要新建几台核电机组？", {"台"}, set()),
+        ("这个农场占地多少亩？", {"亩", "公顷", "平方公里"}, {"米"}),
+        ("战机一共付了多少钱？", {"元", "美元", "英镑"}, set()),  # any currency answers 多少钱
+        ("她一共拿了多少块金牌？", {"枚", "块", "金"}, {"元"}),  # 块 of medals is no money
     ],
 )
 def test_a_question_asks_the_units_of_its_quantity(question: str, must: set[str], must_not: set[str]) -> None:
@@ -42,6 +50,8 @@ def test_a_question_asks_the_units_of_its_quantity(question: str, must: set[str]
         "他有多重身份，分别是什么",  # 多重 not at the question's end
         "How many people live in a census block group?",  # English is not typed
         "绿茶应该怎么保存？",
+        "会见时有哪几位领导一同出席？",  # 哪几位 asks which ones (names), not how many
+        "亿客隆集团是由哪几家商场合并组成的？",
     ],
 )
 def test_questions_without_a_unit_ask_nothing(question: str) -> None:
@@ -56,6 +66,11 @@ def test_a_passage_states_a_number_in_the_unit() -> None:
     assert states_quantity("中国茶大致分为六大类", ("类",))  # 大 between number and unit
     assert states_quantity("监造十万枝箭", ("枝",))
     assert states_quantity("The run took 12 天", ("天",))  # digits count
+    assert states_quantity("购机款累计达８·５７亿美元。", asked_units("付了多少钱？"))  # 亿 then 美元
+    assert states_quantity("孙淑伟、田亮夺得３枚金牌", ("枚",))  # full-width digits
+    assert states_quantity("在世界武术锦标赛上夺得８金２银", asked_units("获得几枚金牌？"))  # a bare tally
+    assert states_quantity("占地２０平方米", asked_units("占地多少亩？"))
+    assert not states_quantity("跑道长２０米", asked_units("占地多少亩？"))  # a length is no area
     assert not states_quantity("赤兔马日行千里，渡水登山", ("岁",))
     assert not states_quantity("张飞挺丈八蛇矛直出", ("斤", "两"))
     assert not states_quantity("二十六岁", ())  # nothing asked: nothing stated
