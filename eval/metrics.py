@@ -6,6 +6,7 @@ nDCG uses ranx's `ndcg` (trec_eval style: gain = relevance, discount = log2(rank
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import warnings
@@ -13,6 +14,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 METRICS = ["ndcg@10", "recall@5", "recall@10", "recall@100", "mrr@10", "map@100"]
 PRIMARY = "ndcg@10"
@@ -82,12 +85,36 @@ def _ranx(qrels: dict[str, dict[str, int]], runs: dict[str, RunDict]) -> tuple[A
     return q, rs
 
 
+def ndcg_at(run: dict[str, float], judged: dict[str, int], k: int = 10) -> float:
+    """nDCG@k of one query computed directly (trec_eval style, as ranx's `ndcg`: gain =
+    relevance, discount log2(rank + 1), ideal from the judgements); `score` checks ranx by it."""
+    ranked = sorted(run.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+    dcg = sum(max(judged.get(d, 0), 0) / math.log2(i + 2) for i, (d, _) in enumerate(ranked))
+    ideal = sorted((g for g in judged.values() if g > 0), reverse=True)[:k]
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / idcg if idcg else 0.0
+
+
+CHECK_TRIES = 2  # ranx evaluations of a run whose nDCG@10 disagrees with ndcg_at before giving up
+
+
+def _disagreeing(qrels: dict[str, dict[str, int]], run: RunDict, values: dict[str, float]) -> list[str]:
+    """The queries whose nDCG@10 from ranx differs from the direct computation."""
+    return [qid for qid, v in values.items()
+            if abs(v - ndcg_at(run.get(qid) or {}, qrels.get(qid, {}))) > 1e-6]
+
+
 def score(
     qrels: dict[str, dict[str, int]],
     runs: dict[str, RunDict],
     metrics: list[str] | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
-    """Mean metrics per run, and per-query values per run and metric."""
+    """Mean metrics per run, and per-query values per run and metric.
+
+    A run's nDCG@10 is checked query by query against `ndcg_at`: one `rag eval` once scored
+    its BM25 baseline 0.048 where the same saved runs scored 0.803 on every rerun (ranx's
+    numba kernels returned zeros). A run that disagrees is evaluated again; one that still
+    disagrees stops the report with an error rather than print wrong figures."""
     from ranx import evaluate
 
     metrics = metrics or METRICS
@@ -100,12 +127,23 @@ def score(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba's int cast notices
         for name, run in rs.items():
-            vals = evaluate(q, run, metrics, return_mean=False, make_comparable=True)
-            if len(metrics) == 1:
-                vals = {metrics[0]: vals}
-            per_query[name] = {
-                m: {qid: float(v) for qid, v in zip(qids, vals[m], strict=True)} for m in metrics
-            }
+            for attempt in range(1, CHECK_TRIES + 1):
+                vals = evaluate(q, run, metrics, return_mean=False, make_comparable=True)
+                if len(metrics) == 1:
+                    vals = {metrics[0]: vals}
+                per_query[name] = {
+                    m: {qid: float(v) for qid, v in zip(qids, vals[m], strict=True)} for m in metrics
+                }
+                bad = _disagreeing(qrels, runs[name], per_query[name][PRIMARY]) if PRIMARY in metrics else []
+                if not bad:
+                    break
+                log.warning("ranx's %s for %s disagrees with a direct computation on %d of %d queries "
+                            "(try %d of %d)", PRIMARY, name, len(bad), len(qids), attempt, CHECK_TRIES)
+            else:
+                raise RuntimeError(
+                    f"the metrics of {name} could not be computed reliably: ranx's {PRIMARY} disagreed with "
+                    f"a direct computation on {len(bad)} of {len(qids)} queries, {CHECK_TRIES} times "
+                    f"(e.g. {bad[0]}); rerun rag eval")
             means[name] = {m: float(np.mean(vals[m])) for m in metrics}
     return means, per_query
 

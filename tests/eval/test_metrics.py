@@ -68,3 +68,33 @@ def test_percentiles() -> None:
     assert p["p50"] == pytest.approx(50.5)
     assert p["p95"] == pytest.approx(95.05)
     assert percentiles([])["n"] == 0
+
+
+def test_direct_ndcg_matches_the_hand_computation() -> None:
+    from eval.metrics import ndcg_at
+
+    assert ndcg_at(RUN["q1"], QRELS["q1"]) == pytest.approx(1.5 / (1 + 1 / math.log2(3)))
+    assert ndcg_at(RUN["q2"], QRELS["q2"]) == pytest.approx(1 / math.log2(3))
+    assert ndcg_at({}, QRELS["q3"]) == 0.0
+
+
+def test_a_ranx_result_that_disagrees_is_recomputed_or_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ranx once returned zeros for a whole run; the figures must not be reported so."""
+    import ranx
+
+    real = ranx.evaluate
+    calls: list[int] = []
+
+    def zeros_first(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        out = real(*args, **kwargs)
+        return {m: v * 0 for m, v in out.items()} if len(calls) == 1 else out
+
+    monkeypatch.setattr(ranx, "evaluate", zeros_first)
+    means, _ = score(QRELS, {"a": RUN})
+    assert len(calls) == 2  # the zeros were caught and the run evaluated again
+    assert means["a"]["ndcg@10"] == pytest.approx((1.5 / (1 + 1 / math.log2(3)) + 1 / math.log2(3)) / 3)
+
+    monkeypatch.setattr(ranx, "evaluate", lambda *a, **k: {m: v * 0 for m, v in real(*a, **k).items()})
+    with pytest.raises(RuntimeError, match="could not be computed reliably"):
+        score(QRELS, {"a": RUN})
