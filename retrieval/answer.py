@@ -135,6 +135,7 @@ def _result(state: QueryState, question: str, total_ms: float) -> AnswerResult:
     if gen is not None:
         extra["first_token"] = gen.first_token_ms or gen.ms
     abstained = state.abstain_reason is not None
+    hedged = state.hedged and not abstained  # a weak answer the composer then declined is a refusal
     return AnswerResult(
         question=question,
         answer=state.message if abstained else gen.text,
@@ -152,8 +153,8 @@ def _result(state: QueryState, question: str, total_ms: float) -> AnswerResult:
         support=ev.support if ev is not None else None,
         best_similarity=ev.dense if ev is not None else None,
         hits=state.hits,
-        hedged=state.hedged and not abstained,
-        note=state.note if state.hedged and not abstained else "",
+        hedged=hedged,
+        note=state.note if hedged else "",
     )
 
 
