@@ -220,8 +220,29 @@ def _lines(text: str, a: int, b: int) -> list[tuple[int, int]]:
         start += len(line)
     if rules:  # a plain-text table ("=====  =====" rules, reStructuredText): one row a line
         return out
+    if _wrapped(text, out):
+        return [(a, b)]
     lengths = sorted(e - s for s, e in out)
     return out if len(out) > 1 and lengths[len(lengths) // 2] <= SHORT_LINE else [(a, b)]
+
+
+_OPEN_END = re.compile(r"[\w,)\]]$")  # a line that stops mid-sentence: a word, a comma, a bracket
+
+
+def _wrapped(text: str, lines: list[tuple[int, int]]) -> bool:
+    """Whether a sentence's lines are hard-wrapped prose: one of them is a full line (longer
+    than SHORT_LINE) and each line break falls mid-sentence (the line stops on a word or comma
+    and the next starts with a lowercase letter). A sentence of three wrapped lines can have a
+    short first and last line ("When random\nsubsets of the dataset are drawn ..., then\nthis
+    algorithm is known as Pasting"): by the median length it was read as a list, one item a
+    line, and "... the samples, then" was quoted without what follows."""
+    if len(lines) < 2 or max(e - s for s, e in lines) <= SHORT_LINE:
+        return False
+    return all(
+        _OPEN_END.search(text[s1:e1]) is not None and text[s2:e2].lstrip()[:1].isascii()
+        and text[s2:e2].lstrip()[:1].islower()
+        for (s1, e1), (s2, e2) in zip(lines, lines[1:], strict=False)
+    )
 
 
 def _idf(sents: list[Sentence], terms: set[str]) -> dict[str, float]:

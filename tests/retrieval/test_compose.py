@@ -424,3 +424,34 @@ def test_the_sentence_that_states_the_asked_quantity_answers_a_how_many_question
     gen = compose("孔明为借东南风搭的七星坛有多高？", hits, s, [])
     assert gen.text.startswith("坛名曰七星坛：高九尺")
     assert not compose("孔明为什么搭七星坛？", hits, s, []).text.startswith("坛名曰")
+
+
+def test_an_abbreviation_before_a_lowercase_word_does_not_end_the_sentence() -> None:
+    """"derived from the 1990 U.S. census" was quoted as "... the 1990 U.S." and "census, ...":
+    the answer without its answer. A period before a capital still ends the sentence."""
+    t = "This dataset was derived from the 1990 U.S. census, using one row per census\nblock group. Next one."
+    assert [t[a:b] for a, b in sentence_spans(t)] == [
+        "This dataset was derived from the 1990 U.S. census, using one row per census\nblock group.",
+        "Next one.",
+    ]
+    # chunking still cuts there
+    assert split_sentences(t)[0] == (0, len("This dataset was derived from the 1990 U.S."))
+    gen = compose("Which census was the data derived from?", [_hit(1, t)],
+                  load_settings(answer={"extractive_max_sentences": 1}), [])
+    assert "1990 U.S. census" in gen.text
+
+
+def test_hard_wrapped_lines_of_one_sentence_are_quoted_together() -> None:
+    """A sentence wrapped over three lines, the first and last short, was read as a list (one
+    item a line, by the median length) and quoted as "... of the samples, then" without what
+    follows. A list of short items is still read a line at a time."""
+    from retrieval.compose import _lines
+
+    t = ("When random\nsubsets of the dataset are drawn as random subsets of the samples, then\n"
+         "this algorithm is known as Pasting [1]_.")
+    assert _lines(t, 0, len(t)) == [(0, len(t))]
+    items = "GQA\nRMSNorm\nQLoRA 量化+LoRA"
+    assert [items[a:b] for a, b in _lines(items, 0, len(items))] == ["GQA", "RMSNorm", "QLoRA 量化+LoRA"]
+    gen = compose("What is it called when random subsets of samples are drawn?", [_hit(1, t)],
+                  load_settings(answer={"extractive_max_sentences": 1}), [])
+    assert "known as Pasting" in gen.text
