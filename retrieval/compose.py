@@ -440,7 +440,44 @@ def select(
     best_of: dict[int, int] = {}
     for s in chosen:
         best_of.setdefault(s.n, len(best_of))
-    return chosen[:1] + sorted(chosen[1:], key=lambda s: (best_of[s.n], s.pos))
+    ordered = chosen[:1] + sorted(chosen[1:], key=lambda s: (best_of[s.n], s.pos))
+    return _with_reply(ordered, sents, a.extractive_max_sentences, a.extractive_max_chars)
+
+
+# A sentence that asks, or opens what it does not finish: a question ("其兆若何？”", "How do I
+# ...?"), a colon before what follows ("... on the intervals::", "曰："), or a quotation left open
+# ("大喝曰：“我乃燕人张翼德也！" - the speech goes on in the next sentence).
+_ASKS = re.compile(r"[？?][”」』\"')）]*$|[：:]$")
+
+
+def opens_reply(text: str) -> bool:
+    """Whether a sentence leaves its answer to the next one (_ASKS, or more “ than ”). A
+    reStructuredText "::" opens a code block, not a reply."""
+    t = text.rstrip()
+    return not t.endswith("::") and (_ASKS.search(t) is not None or t.count("“") > t.count("”"))
+
+
+def _complete(text: str) -> bool:
+    """A reply that says something whole: not itself asking or left open, its quotes closed."""
+    return not opens_reply(text) and text.count("“") <= text.count("”")
+
+
+def _with_reply(chosen: list[Sentence], sents: list[Sentence], max_n: int, max_chars: int) -> list[Sentence]:
+    """The lead sentence followed by the one after it in its passage when the lead only asks or
+    opens (`opens_reply`): the words of a question echo the sentence that repeats them, and in
+    dialogue that is the one asking ("卓问肃曰：“车折轮，马断辔，其兆若何？”"), while the answer is
+    the reply after it ("肃曰：“...将乘玉辇金鞍之兆也。”"). The reply takes the place of the last
+    sentence when the answer would run over answer.extractive_max_sentences / _max_chars."""
+    lead = chosen[0]
+    if not opens_reply(lead.text):
+        return chosen
+    nxt = min((s for s in sents if s.n == lead.n and s.pos > lead.pos), key=lambda s: s.pos, default=None)
+    if nxt is None or max_n < 2 or len(lead.text) + len(nxt.text) > max_chars or not _complete(nxt.text):
+        return chosen
+    rest = [s for s in chosen[1:] if s is not nxt]
+    while rest and (len(rest) + 2 > max_n or sum(len(s.text) for s in [lead, nxt, *rest]) > max_chars):
+        rest.pop()
+    return [lead, nxt, *rest]
 
 
 def render(chosen: list[Sentence]) -> str:

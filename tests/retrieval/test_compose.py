@@ -455,3 +455,21 @@ def test_hard_wrapped_lines_of_one_sentence_are_quoted_together() -> None:
     gen = compose("What is it called when random subsets of samples are drawn?", [_hit(1, t)],
                   load_settings(answer={"extractive_max_sentences": 1}), [])
     assert "known as Pasting" in gen.text
+
+
+def test_a_lead_sentence_that_asks_is_followed_by_its_reply() -> None:
+    """In dialogue the sentence that repeats the question's words is the one asking; the answer
+    is the reply after it. Quoted alone, "其兆若何？" answered nothing."""
+    from retrieval.compose import opens_reply
+
+    text = ("卓出坞上车，望长安来。卓问肃曰：“车折轮，马断辔，其兆若何？”"
+            "肃曰：“乃太师应绍汉禅，弃旧换新，将乘玉辇金鞍之兆也。”卓喜而信其言。")
+    gen = compose("董卓车折轮、马断辔，李肃怎么解释这个征兆？", [_hit(1, text)], load_settings(), [])
+    sents = gen.text.split(" [1] ")
+    assert sents[0].startswith("卓问肃曰") and "将乘玉辇金鞍之兆也" in sents[1]
+    assert opens_reply("飞乃厉声大喝曰：“我乃燕人张翼德也！")  # a quotation left open
+    assert opens_reply("Inputs are uniformly distributed on the intervals:")
+    assert not opens_reply("肃曰：“将乘玉辇金鞍之兆也。”") and not opens_reply("Use a coarse grind.")
+    one = compose("董卓车折轮、马断辔，李肃怎么解释这个征兆？", [_hit(1, text)],
+                  load_settings(answer={"extractive_max_sentences": 1}), [])
+    assert one.text.count("[1]") == 1  # the sentence limit holds
