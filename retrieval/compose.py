@@ -445,7 +445,7 @@ def select(
 
 
 # A sentence that asks, or opens what it does not finish: a question ("其兆若何？”", "How do I
-# ...?"), a colon before what follows ("... on the intervals::", "曰："), or a quotation left open
+# ...?"), a colon before what follows ("... is given by:", "曰："), or a quotation left open
 # ("大喝曰：“我乃燕人张翼德也！" - the speech goes on in the next sentence).
 _ASKS = re.compile(r"[？?][”」』\"')）]*$|[：:]$")
 
@@ -463,8 +463,9 @@ def _complete(text: str) -> bool:
 
 
 def _with_reply(chosen: list[Sentence], sents: list[Sentence], max_n: int, max_chars: int) -> list[Sentence]:
-    """The lead sentence followed by the one after it in its passage when the lead only asks or
-    opens (`opens_reply`): the words of a question echo the sentence that repeats them, and in
+    """The lead sentence followed by the next one of its passage that `candidates` keeps (a label
+    of fewer than MIN_TERMS words is skipped) when the lead only asks or opens (`opens_reply`):
+    the words of a question echo the sentence that repeats them, and in
     dialogue that is the one asking ("卓问肃曰：“车折轮，马断辔，其兆若何？”"), while the answer is
     the reply after it ("肃曰：“...将乘玉辇金鞍之兆也。”"). The reply takes the place of the last
     sentence when the answer would run over answer.extractive_max_sentences / _max_chars."""
