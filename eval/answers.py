@@ -45,6 +45,7 @@ from core.types import Hit, Record
 from eval import configs as cfgs
 from eval.datasets import Issues, load_dataset, load_queries
 from eval.evaluate import EvalIndex, corpus_index
+from eval.sets.common import read_jsonl
 from retrieval.grade import dense_weight, passage_kind
 from retrieval.grade import support as grade_support
 
@@ -119,12 +120,20 @@ def passes(row: Row, rules: Rules) -> bool:
 def hedges(row: Row, rules: Rules) -> bool:
     """Below min_score, the product's weakly supported answer replayed (retrieval/grade.hedgeable):
     some passage's support reaches its rule's hedge_score."""
-    if row.sql or row.declined:
-        return False
+    return _outcome(row, rules)[1]
+
+
+def _outcome(row: Row, rules: Rules) -> tuple[bool, bool]:
+    """(answered, weakly supported) replayed from one pass over the passages' supports. A row the
+    product declined is neither; one answered from table rows (sql) was answered without
+    grading passages (nothing to replay)."""
+    if row.declined:
+        return False, False
+    if row.sql:
+        return True, False
     sup = _supports(row, rules)
-    return not any(s >= r.min_score for s, r in sup) and any(
-        r.hedge_score is not None and s >= r.hedge_score for s, r in sup
-    )
+    ok = any(s >= r.min_score for s, r in sup)
+    return ok, not ok and any(r.hedge_score is not None and s >= r.hedge_score for s, r in sup)
 
 
 def _paraphrases(path: Path) -> dict[str, tuple[str, str]]:
@@ -134,8 +143,7 @@ def _paraphrases(path: Path) -> dict[str, tuple[str, str]]:
     f = path / "paraphrases.jsonl"
     if not f.exists():
         return {}
-    objs = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {str(o["_id"]): (str(o["text"]).strip(), str(o["of"])) for o in objs}
+    return {str(o["_id"]): (str(o["text"]).strip(), str(o["of"])) for o in read_jsonl(f)}
 
 
 def _questions(path: Path) -> tuple[Any, list[tuple[str, str, str, bool]]]:
@@ -236,16 +244,11 @@ def _rate(xs: list[bool]) -> float | None:
 Rules = dict[str, AbstainRule]  # kind -> rule
 
 
-def _passes(r: Row, rules: Rules) -> bool:
-    if r.sql:  # the product answers from table rows without grading passages (nothing to replay)
-        return not r.declined
-    return not r.declined and passes(r, rules)
-
-
 def metrics(rows: list[Row], rules: Rules) -> dict[str, Any]:
     # each row's outcome replayed once: answered, or (below min_score) a weakly supported answer
-    ok = {id(r): _passes(r, rules) for r in rows}
-    weak = {id(r): not ok[id(r)] and hedges(r, rules) for r in rows}
+    outcome = {id(r): _outcome(r, rules) for r in rows}
+    ok = {k: v[0] for k, v in outcome.items()}
+    weak = {k: v[1] for k, v in outcome.items()}
     ans = [r for r in rows if r.answerable]
     un = [r for r in rows if not r.answerable]
     answered = [r for r in ans if ok[id(r)]]
@@ -438,10 +441,10 @@ def main(argv: list[str] | None = None) -> int:
                 groups.setdefault((q[2], q[3]), []).append(q)
             qs = [q for g in groups.values() for q in g[: args.limit]]
         target = corpus_index(ds, base, args.cache)
+        para = _paraphrases(path)
         for mode in args.modes.split(","):
             s = _settings_for(base, target, mode.strip())
             llm = get_llm(s)
-            para = _paraphrases(path)
             for i, q in enumerate(qs):
                 rows.append(run_one(ds, target, s, q, mode.strip(), llm))
                 if q[0] in para:  # reported apart: the same facts, asked in other words
