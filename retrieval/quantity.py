@@ -11,6 +11,11 @@ ones (哪几位领导: names answer it). The units are those of the novel and of
 Chinese (几枚金牌, 多少票, 多少美元, 多少公顷), grouped in families whose members answer for one
 another (多少钱 in any currency, 几枚金牌 by a tally such as 夺得８金２银).
 
+Three kinds of question name no measure word but still ask for one kind of figure: a date
+(哪一天, 几月几日: answered by １３日, 次日, 元旦), a percentage (投票率是多少, 百分之几:
+３５％, 百分之三十, 八成), and a figure asked by what it measures (总预算是多少, 多少学费:
+money in any currency; 温度是多少: 度 or ℃; 年龄: 岁; 身高, 距离: a length).
+
 English questions are not typed: technical English text holds numbers in nearly every
 passage, and "How many X" names no unit the answer must use.
 """
@@ -38,20 +43,39 @@ _MEASURES = (
     "枝 支 张 把 座 间 卷 本 篇 部 章 句 字 种 类 件 封 首 辆 艘 颗 粒 处 家 所 道 等 级 倍 秒 周 "
     "斗 石 升 亩 顷 钱 世 代 矢 万 千 百 亿 分钟 小时 公里 公斤 千克 毫米 厘米 星期 季 仞 岁数 "
     # modern written Chinese (news): medals, votes, items, sessions, matches, machines, currencies
-    "枚 票 项 届 场 台 架 套 公顷 平方米 平方公里 千瓦 美元 英镑 日元 港元 马克 法郎 卢布 欧元"
+    "枚 票 项 届 场 台 架 套 公顷 平方米 平方公里 千瓦 美元 英镑 日元 港元 马克 法郎 卢布 欧元 "
+    # a score (得了多少分; 分钟 is matched first, the longer unit) and a sea distance
+    "分 海里"
 ).split()
 # A quantity asked in one unit is often answered in another of its kind ("多少天" - "一个月内";
 # "多重" - "八十二斤"): a unit of one of these families accepts any unit of the family.
-_LENGTH = ("尺", "丈", "寸", "里", "米", "公里", "厘米", "毫米", "仞", "步")
+_LENGTH = ("尺", "丈", "寸", "里", "米", "公里", "厘米", "毫米", "仞", "步", "海里")
 _TIME = ("年", "月", "日", "天", "时辰", "小时", "分钟", "秒", "载", "旬", "周", "星期", "个月", "季")
 _WEIGHT = ("斤", "两", "吨", "克", "公斤", "千克", "钧")
 # 多少钱 is answered in any currency ("８·５７亿美元"): 美元 does not hold 元 after a numeral
 _MONEY = ("钱", "元", "块", "两", "文", "贯", "美元", "英镑", "日元", "港元", "马克", "法郎", "卢布", "欧元")
 _PEOPLE = ("人", "名", "位", "员", "口")
 _AREA = ("亩", "顷", "公顷", "平方米", "平方公里")
+_TEMPERATURE = ("度", "摄氏度", "华氏度", "℃")
 # Medals are counted in 枚 or 块, and sports news tallies them bare: 夺得８金２银.
 _MEDALS = ("枚", "块", "金", "银", "铜")
-_FAMILIES = (_LENGTH, _TIME, _WEIGHT, _MONEY, _PEOPLE, _AREA, _MEDALS)
+_FAMILIES = (_LENGTH, _TIME, _WEIGHT, _MONEY, _PEOPLE, _AREA, _MEDALS, _TEMPERATURE)
+# A date: a numbered day (１３日, 初三日, 五号) or a day named by a word (stated bare, _BARE).
+DAY = ("日", "号")
+# A percentage: ３５％, 百分之三十 (the numeral after it: _BARE), ２个百分点, 八成.
+PERCENT = ("%", "％", "百分之", "个百分点", "成")
+# Units some text states with no numeral before them: the first year of an era (中平元年), a day
+# named relative to the report or by its festival (次日, 元旦), a percentage read out (百分之三十).
+_DAY_WORDS = (
+    "今天 昨天 前天 明天 后天 当天 今日 昨日 明日 当日 次日 翌日 是日 即日 同日 同一天 "
+    "元旦 除夕 春节 元宵 清明 端午 中秋 重阳 冬至 七夕 国庆 "
+    "星期[一二三四五六日天] 周[一二三四五六日] 礼拜[一二三四五六日天]"
+).split()
+_BARE: dict[str, str] = {
+    "年": "元年",
+    "号": "|".join(_DAY_WORDS),
+    "百分之": f"百分之[{NUMERALS}]",
+}
 # 多高 / 多长 / ...: the quantity an adjective asks for, as the units that measure it.
 _ADJECTIVES: dict[str, tuple[str, ...]] = {
     "高": _LENGTH + ("层",),
@@ -70,7 +94,35 @@ _ASKS_MEASURE = re.compile(rf"(?:多少|(?<!哪)几)(?:个)?({_MEASURE_ALT})")
 # and 多重身份 ask nothing.
 _ASKS_ADJECTIVE = re.compile(rf"多([{''.join(_ADJECTIVES)}])(?=时间|[？?。，,！!呢啊]|$)|多(久)")
 _MEDAL = re.compile(r"[金银铜奖]牌")
+_ENDS = re.compile(r"[？?，,。！!呢啊吧]|$")
 _ASKS_YEAR = re.compile(r"哪一年|哪年|何年|哪一岁")
+_ASKS_DAY = re.compile(r"哪一天|哪天|哪一日|哪日|何日|几月几[日号]|几号|具体日期|什么日子|哪个日子")
+# A rate or share asked as 多少 (投票率是多少, 降幅为多少); 比例 is left out: a ratio is
+# answered as １．９∶１ as often as in percent.
+_ASKS_PERCENT = re.compile(
+    r"(?:率|比重|百分比|占比|增幅|降幅|涨幅|跌幅)(?:是|为|有|达到|达|约为|大约是|大概是)?多少"
+    r"|百分之几|多少(?:个百分点|%|％)|几成"
+)
+# A figure named by what it measures and asked as 多少 (总预算是多少, 多少经费, 温度是多少,
+# 得了多少分 has its unit): the unit family that states it. When a measure word follows
+# (投资多少年), _ASKS_MEASURE has it. 比分 is left out (３∶１), and so are nouns a bare number
+# can answer (人口１２０万).
+_NOUN_FAMILIES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (tuple("奖金 学费 预算 造价 费用 价格 票价 成本 投资 工资 收入 售价 资金 经费 罚款 赔款 "
+           "赔偿金 金额 花费 开支 开销 年薪 月薪 薪水 租金 房租 捐款 贷款 税款 营业额 销售额 "
+           "利润 总额 报酬".split()), _MONEY),
+    (("温度", "气温", "体温", "水温"), _TEMPERATURE),
+    (("得分", "总分", "分数"), ("分",)),
+    (("年龄", "年纪"), ("岁",)),
+    (("身高", "高度", "海拔", "长度", "全长", "距离", "深度", "宽度", "路程", "里程"), _LENGTH),
+    (("面积", "占地面积"), _AREA),
+    (("重量", "体重"), _WEIGHT),
+)
+_COPULA = "(?:是|为|有|约|大约|大概|达|共|一共|总共|要|需要|需)*"
+_ASKS_NOUN = [
+    (re.compile(rf"(?:{'|'.join(nouns)}){_COPULA}多少(?!{_MEASURE_ALT})|多少(?:{'|'.join(nouns)})"), family)
+    for nouns, family in _NOUN_FAMILIES
+]
 
 
 def asked_units(question: str) -> tuple[str, ...]:
@@ -83,21 +135,48 @@ def asked_units(question: str) -> tuple[str, ...]:
         if u == "块" and _MEDAL.match(q, m.end()):  # 多少块金牌: medals, not money
             units.extend(_MEDALS)
             continue
+        if u == "分" and not _ENDS.match(q, m.end()):  # 得了多少分？ asks a score; 几分把握 does not
+            continue
         units.extend(next((f for f in _FAMILIES if u in f), (u,)))
     for m in _ASKS_ADJECTIVE.finditer(q):
         units.extend(_ADJECTIVES[next(g for g in m.groups() if g)])
     if _ASKS_YEAR.search(q):
         units.append("年")
+    if _ASKS_DAY.search(q):
+        units.extend(DAY)
+    if _ASKS_PERCENT.search(q):
+        units.extend(PERCENT)
+    for pattern, family in _ASKS_NOUN:
+        if pattern.search(q):
+            units.extend(family)
     return tuple(dict.fromkeys(units))
+
+
+def describe(units: tuple[str, ...]) -> str:
+    """What the units ask for, for a refusal: "a date", "a percentage", "a sum of money", "a
+    number in 岁", or several of them joined by "or"."""
+    parts = []
+    if "号" in units:
+        parts.append("a date")
+    if "百分之" in units:
+        parts.append("a percentage")
+    money = "美元" in units  # the whole family is asked only for a sum of money
+    if money:
+        parts.append("a sum of money")
+    rest = [u for u in units if u not in PERCENT and u != "号" and not (money and u in _MONEY)]
+    if "号" in units and rest == ["日"]:  # the date's own numbered day, not a count of days
+        rest = []
+    if rest:
+        parts.append("a number in " + " / ".join(rest))
+    return " or ".join(parts)
 
 
 @functools.lru_cache(maxsize=64)
 def _pattern(units: tuple[str, ...]) -> re.Pattern[str]:
     """Built once per set of units: the composer tests every candidate sentence against it."""
     alt = "|".join(sorted(map(re.escape, units), key=len, reverse=True))
-    # 元年: the first year of an era is a year (中平元年)
-    year = "|元年" if "年" in units else ""
-    return re.compile(rf"[{NUMERALS}]\s?[{_APPROX}]?[{_SIZE}]?(?:{alt}){year}")
+    bare = "".join(f"|{_BARE[u]}" for u in units if u in _BARE)
+    return re.compile(rf"[{NUMERALS}]\s?[{_APPROX}]?[{_SIZE}]?(?:{alt}){bare}")
 
 
 def states_quantity(text: str, units: tuple[str, ...]) -> bool:

@@ -21,6 +21,7 @@ from retrieval import grade as grading
 from retrieval.check import ClaimStream
 from retrieval.compose import QuestionVector, compose
 from retrieval.generate import Generation, Passage, Writer, cite
+from retrieval.quantity import describe
 from retrieval.state import QueryState, Search, Timer
 from retrieval.translate import Translation
 
@@ -30,7 +31,7 @@ NO_SUPPORT = (
     "best match similarity {best:.2f}, "
     "question terms covered {coverage:.0%})."
 )
-NO_QUANTITY = " The question asks for a number in {units}, and no passage in its language states one."
+NO_QUANTITY = " The question asks for {what}, and no passage in its language states one."
 NO_PASSAGES = "No passage fits the model's context, so there is nothing to answer from."
 HEDGED = (
     "Weak support: the passages may not answer this directly (support {support:.2f} is below "
@@ -78,7 +79,7 @@ def grade(state: QueryState, again: Search) -> QueryState:
         state.message = NO_SUPPORT.format(support=ev.support, kind=ev.decided_by, min=ev.min_score,
                                           best=ev.dense, coverage=ev.coverage)
         if not ev.quantity_stated:
-            state.message += NO_QUANTITY.format(units=" / ".join(ev.units))
+            state.message += NO_QUANTITY.format(what=describe(ev.units))
     return state
 
 

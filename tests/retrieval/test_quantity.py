@@ -10,7 +10,7 @@ import pytest
 from core.settings import load_settings
 from ingest.pipeline import ingest
 from retrieval.answer import ask
-from retrieval.quantity import asked_units, states_quantity
+from retrieval.quantity import asked_units, describe, states_quantity
 from tests.files import write_docs
 from tests.retrieval.answer_corpus import DOCS, build, settings_for
 
@@ -34,6 +34,17 @@ from tests.retrieval.answer_corpus import DOCS, build, settings_for
         ("这个农场占地多少亩？", {"亩", "公顷", "平方公里"}, {"米"}),
         ("战机一共付了多少钱？", {"元", "美元", "英镑"}, set()),  # any currency answers 多少钱
         ("她一共拿了多少块金牌？", {"枚", "块", "金"}, {"元"}),  # 块 of medals is no money
+        # a date, a percentage, a sum of money named by what it pays
+        ("苏哈托是在哪一天宣布辞职的？", {"日", "号"}, {"年", "%"}),
+        ("这次选举的投票率是多少？", {"%", "百分之"}, {"元"}),
+        ("平均降幅为多少？", {"%"}, set()),
+        ("活动的总预算是多少？", {"元", "美元"}, {"%"}),
+        ("学生每年要交多少学费？", {"元", "美元"}, set()),
+        ("投资多少年才能回本？", {"年"}, {"元"}),  # a measure follows: a time, not money
+        ("液氮的温度是多少？", {"度", "摄氏度", "℃"}, set()),  # a figure named by what it measures
+        ("两人得了多少分？", {"分"}, {"分钟"}),
+        ("他的年龄是多少？", {"岁"}, set()),
+        ("两地距离是多少？", {"公里", "米", "海里"}, {"元"}),
     ],
 )
 def test_a_question_asks_the_units_of_its_quantity(question: str, must: set[str], must_not: set[str]) -> None:
@@ -52,6 +63,10 @@ def test_a_question_asks_the_units_of_its_quantity(question: str, must: set[str]
         "绿茶应该怎么保存？",
         "会见时有哪几位领导一同出席？",  # 哪几位 asks which ones (names), not how many
         "亿客隆集团是由哪几家商场合并组成的？",
+        "井下和地面职工的收入分配比例是多少？",  # a ratio may be 1.9∶1: not a percentage
+        "决赛的比分是多少？",  # ３∶１
+        "这话有几分道理？",  # 几分 of a degree, not a score
+        "这座城市的人口是多少？",  # 人口１２０万: a bare number answers it
     ],
 )
 def test_questions_without_a_unit_ask_nothing(question: str) -> None:
@@ -74,6 +89,26 @@ def test_a_passage_states_a_number_in_the_unit() -> None:
     assert not states_quantity("赤兔马日行千里，渡水登山", ("岁",))
     assert not states_quantity("张飞挺丈八蛇矛直出", ("斤", "两"))
     assert not states_quantity("二十六岁", ())  # nothing asked: nothing stated
+    day, pct = asked_units("哪一天？"), asked_units("投票率是多少？")
+    assert states_quantity("新华社雅加达５月２１日电", day)
+    assert states_quantity("次日，曹操引兵出城", day)  # a day named by a word
+    assert states_quantity("元旦那天", day)
+    assert not states_quantity("会议在北京举行，历时三年", day)
+    assert states_quantity("投票率为５３．３％", pct)
+    assert states_quantity("占全省的百分之三十", pct)  # the numeral after 百分之
+    assert states_quantity("增长２个百分点", pct)
+    assert not states_quantity("投票在全港进行", pct)
+    assert states_quantity("总投资１．２亿元", asked_units("总投资是多少？"))
+    assert states_quantity("温度为零下１９６摄氏度的液氮", asked_units("液氮的温度是多少？"))
+    assert states_quantity("他们五个动作得了３２６．３４分", asked_units("两人得了多少分？"))
+
+
+def test_a_refusal_says_what_the_question_asks_for() -> None:
+    assert describe(asked_units("他活了多少岁？")) == "a number in 岁"
+    assert describe(asked_units("是哪一天发射的？")) == "a date"
+    assert describe(asked_units("投票率是多少？")) == "a percentage"
+    assert describe(asked_units("花了多少钱？")) == "a sum of money"
+    assert describe(asked_units("哪一天出发，走了多少天？")).startswith("a date or a number in 年")
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +125,19 @@ def test_a_question_whose_quantity_no_passage_states_abstains(corpus: Path) -> N
     assert on.abstained and on.abstain_reason == "no_support"
     assert "asks for a number in 度" in on.answer
     check = next(t.detail for t in on.trace if t.stage == "abstain_check")
-    assert check["asks_units"] == ["度"] and check["quantity_stated"] is False
+    assert check["asks_units"][0] == "度" and "℃" in check["asks_units"] and check["quantity_stated"] is False
     tea = [p for p in check["passages"] if p["same_script"]]
     assert tea and all(p["quantity"] is False and p["support"] == 0.0 for p in tea)
+
+
+def test_a_date_question_no_passage_dates_abstains_and_says_so(corpus: Path) -> None:
+    # On topic (绿茶, 冰箱) but the tea passage holds no date; without the check it is answered.
+    q = "绿茶是在哪一天放进冰箱的？"
+    assert not ask(q, settings_for(corpus, answer={"quantity_check": False})).abstained
+    on = ask(q, settings_for(corpus))
+    assert on.abstained and "The question asks for a date" in on.answer
+    check = next(t.detail for t in on.trace if t.stage == "abstain_check")
+    assert check["asks_units"] == ["日", "号"] and check["quantity_stated"] is False
 
 
 def test_a_quantity_stated_in_another_unit_of_its_kind_is_answered(corpus: Path) -> None:
@@ -114,4 +159,4 @@ def test_passages_in_another_script_are_not_said_to_lack_the_quantity(tmp_path: 
     assert "小时" in check["asks_units"]
     assert check["passages"] and not any(p["same_script"] for p in check["passages"])
     assert check["quantity_stated"] is True
-    assert "asks for a number" not in res.answer
+    assert "The question asks for" not in res.answer
