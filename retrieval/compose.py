@@ -71,6 +71,16 @@ _LIST_MARK = re.compile(r"^\s*(?:>\s*)*(?:(?:[-*+•]|\d+[.)]|#{1,6})\s+)?")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]+)\]\((?:[^)]*)\)")
 _TAG = re.compile(r"<[^>]{1,200}>")
+# A web address. Its path's words are no statement ("llama-tokenizer-js/example-demo/build"
+# covered "How does the Unigram tokenizer build its vocabulary?"), so they are not a sentence's
+# terms, and a line that is only an address is not quoted, unless the question asks where to
+# find something (_ASKS_LINK): then the address is the answer.
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+_ASKS_LINK = re.compile(
+    r"\b(?:where|urls?|links?|websites?|sites?|web\s?pages?|homepage|download|repositor(?:y|ies)|repos?|github)\b"
+    r"|网址|链接|网站|网页|主页|官网|下载|仓库|地址",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -135,10 +145,17 @@ def _table_row(row: str, header: list[str] | None = None) -> str:
     return cells[0] + (": " + ", ".join(cells[1:]) if len(cells) > 1 else "")
 
 
-def candidates(passages: Sequence[Passage]) -> list[Sentence]:
+def asks_for_link(question: str) -> bool:
+    """Whether a web address may answer the question ("Where are the details available?",
+    "项目的网址是什么？")."""
+    return _ASKS_LINK.search(question) is not None
+
+
+def candidates(passages: Sequence[Passage], links: bool = True) -> list[Sentence]:
     """The passages' sentences worth quoting: not headings (the heading is the passage's title,
     not an answer), not a table's header row (it names columns, answers nothing), not labels of
-    fewer than MIN_TERMS content words, not run-on text."""
+    fewer than MIN_TERMS content words, not run-on text. `links` False: the words of a web
+    address are not terms (_URL), so an address alone is not quoted."""
     out: list[Sentence] = []
     for p in passages:
         heads = {h.strip().casefold() for h in p.hit.record.title.split(">")}
@@ -162,7 +179,7 @@ def candidates(passages: Sequence[Passage]) -> list[Sentence]:
                 continue
             else:
                 text = _table_row(raw, header)
-            terms = set(tokenize(text))
+            terms = set(tokenize(text if links else _URL.sub(" ", text)))
             if (
                 len(terms) >= MIN_TERMS
                 and len(text) <= MAX_SENTENCE_CHARS
@@ -505,7 +522,7 @@ def compose(
         ]
     if not passages:
         return Generation("", [], no_passages=True)
-    sents = candidates(passages)
+    sents = candidates(passages, links=asks_for_link(question))
     score(question, passages, sents, qv, settings.answer.extractive_min_rel, groups)
     chosen = select(sents, settings, {p.n: p.hit.record.source or p.hit.record.id for p in passages})
     text = render(chosen)

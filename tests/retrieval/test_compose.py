@@ -473,3 +473,23 @@ def test_a_lead_sentence_that_asks_is_followed_by_its_reply() -> None:
     one = compose("董卓车折轮、马断辔，李肃怎么解释这个征兆？", [_hit(1, text)],
                   load_settings(answer={"extractive_max_sentences": 1}), [])
     assert one.text.count("[1]") == 1  # the sentence limit holds
+
+
+def test_a_web_address_is_quoted_only_when_the_question_asks_where_to_find_something() -> None:
+    """The words of an address's path ("tokenizer-js/example-demo/build") covered "How does the
+    Unigram tokenizer build its vocabulary?" better than the sentence that answers, and the
+    address alone was quoted. They are not terms now, so the address is no candidate; a question
+    that asks where to find something is still answered by it."""
+    text = ("https://belladoreai.github.io/unigram-tokenizer/example-demo/build/vocabulary\n\n"
+            "The Unigram model starts from a large vocabulary and removes the symbols whose loss "
+            "increases least, until the vocabulary has the size wanted.")
+    hits = [_hit(1, text)]
+    s = load_settings(answer={"extractive_max_sentences": 1})
+    how = compose("How does the Unigram tokenizer build its vocabulary?", hits, s, [])
+    assert how.text.startswith("The Unigram model starts from a large vocabulary")
+    assert "https://" not in how.text
+    where = compose("Where can I find the Unigram tokenizer demo?", hits, s, [])
+    assert where.text.startswith("https://belladoreai.github.io/unigram-tokenizer")
+    from retrieval.compose import asks_for_link
+
+    assert asks_for_link("项目的网址是什么？") and not asks_for_link("What is BPE?")
