@@ -88,9 +88,34 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return out
 
 
+# Abbreviations a period ends without ending the sentence, by what follows them in scientific
+# and technical English: a number or a bracket after "Fig." / "Eq." / "et al." ("Hastie et al.
+# 2009", "see Fig. 3", "et al. (2009)"); a name after a title ("Dr. Smith"); anything after "e.g."
+# / "i.e.". "et al." before a capital may end a sentence ("... by Smith et al. The results"),
+# and "Inc." / "Co." often do, so they are not listed.
+_BEFORE_NUMBER = re.compile(
+    r"(?:\bet al|\b(?:Figs?|Eqs?|Nos?|Secs?|Sects?|Refs?|Tabs?|Chaps?|Vols?|vols?|pp?|ca|approx|cf|vs|"
+    r"fig|figs|eq|eqs|ref|chap|Art|Thm|Lemma|Prop|Def|Ex|Alg))\.$"
+)
+_BEFORE_NAME = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Prof|St|Gen|Col|Lt|Sgt|Rev|Hon)\.$")
+_ALWAYS_ON = re.compile(r"\b(?:e\.g|i\.e|cf|viz|resp)\.$")
+
+
 def goes_on_after_period(before: str, after: str) -> bool:
     """Whether a sentence that ended at an English period goes on: the next one starts with a
     lowercase letter, so the period was an abbreviation's ("derived from the 1990 U.S. census",
-    "e.g. the", "vs. a"). Quoted apart, "This dataset was derived from the 1990 U.S." was an
-    answer without its answer. `split_sentences` still cuts there (chunking does not change)."""
-    return before.endswith(".") and not before.endswith("..") and after[:1].isascii() and after[:1].islower()
+    "e.g. the", "vs. a"), or follows an abbreviation that introduces it (_BEFORE_NUMBER,
+    _BEFORE_NAME, _ALWAYS_ON: "Hastie et al. 2009", "Fig. 3", "Dr. Smith", "e.g. Adam").
+    Quoted apart, "This dataset was derived from the 1990 U.S." was an answer without its
+    answer. `split_sentences` still cuts there (chunking does not change)."""
+    if not before.endswith(".") or before.endswith(".."):
+        return False
+    first = after[:1]
+    if first.isascii() and first.islower():
+        return True
+    tail = before[-12:]
+    if first.isdigit() or first in "([":
+        return _BEFORE_NUMBER.search(tail) is not None or _ALWAYS_ON.search(tail) is not None
+    if first.isascii() and first.isupper():
+        return _BEFORE_NAME.search(tail) is not None or _ALWAYS_ON.search(tail) is not None
+    return False

@@ -39,8 +39,22 @@ _MARKER_BODY = rf"\[\s*{CITATION_PREFIX}\d[^\[\]]{{0,30}}\]"
 _LEAD_MARKERS = re.compile(rf"^\s*(?:{_MARKER_BODY}\s*)+", re.I)
 _ANY_MARKER = re.compile(rf"\s*{_MARKER_BODY}", re.I)
 # A marker followed by the start of another sentence ends a claim even without a full stop
-# ("… level [2] The target …"); "According to [1], the …" and "[1] and it …" do not.
-_AFTER_MARKER = re.compile(rf"(?<=\d\])\s+(?=[^\s,.;:!?)\]\[a-z]|\[(?!\s*(?i:{CITATION_PREFIX})\d))")
+# ("… level [2] The target …"); "According to [1], the …" and "[1] and it …" do not. Only a
+# whole marker ends one: code quoted from a passage ("0 <= X[:, 0] <= 100") holds brackets that
+# close after a digit too, and its claim was cut at "X[:, 0]" into a fragment too short to check.
+_AFTER_MARKER = re.compile(
+    rf"(?i:{_MARKER_BODY})(\s+)(?=[^\s,.;:!?)\]\[a-z]|\[(?!\s*(?i:{CITATION_PREFIX})\d))"
+)
+
+
+def _split_after_markers(sentence: str) -> list[str]:
+    """The sentence cut after each marker that a new sentence follows (_AFTER_MARKER), the
+    whitespace between them dropped."""
+    out, start = [], 0
+    for m in _AFTER_MARKER.finditer(sentence):
+        out.append(sentence[start : m.start(1)])
+        start = m.end(1)
+    return [*out, sentence[start:]]
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
 
@@ -109,7 +123,7 @@ def split_claims(text: str, n_passages: int) -> list[Claim]:
     raw: list[str] = []
     end = 0  # where the text of the claim before ended
     for a, b in sentence_spans(text):
-        for seg in _AFTER_MARKER.split(text[a:b]):
+        for seg in _split_after_markers(text[a:b]):
             at = text.find(seg, a) if seg else a
             gap, a, end = text[end:at], at + len(seg), at + len(seg)
             lead = _LEAD_MARKERS.match(seg)

@@ -71,6 +71,17 @@ _LIST_MARK = re.compile(r"^\s*(?:>\s*)*(?:(?:[-*+•]|\d+[.)]|#{1,6})\s+)?")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]+)\]\((?:[^)]*)\)")
 _TAG = re.compile(r"<[^>]{1,200}>")
+# reStructuredText markup says how to render what follows, not what it says. A directive line
+# (".. code-block:: text", "versionadded:: 1.2 ...") loses its name, and the argument of those
+# that take one, so "code-block:: text" is left empty and never quoted ("The chi-squared kernel
+# is given by:" was followed by it instead of the formula); a paragraph's closing "::" (a
+# literal block follows: "the target y is defined by::") reads as the ":" it renders as.
+_DIRECTIVE = re.compile(r"^(?:\.\.\s+)?([A-Za-z][\w-]*)::(?=\s|$)\s*")
+_DIRECTIVE_ARGUMENT = frozenset(
+    "code-block code sourcecode highlight literalinclude include image figure versionadded "
+    "versionchanged deprecated".split()
+)
+_LITERAL_MARK = re.compile(r"(?<=\S)::$")
 # A web address. Its path's words are no statement ("llama-tokenizer-js/example-demo/build"
 # covered "How does the Unigram tokenizer build its vocabulary?"), so they are not a sentence's
 # terms, and a line that is only an address is not quoted, unless the question asks where to
@@ -109,9 +120,14 @@ class Sentence:
 
 
 def clean(sentence: str) -> str:
-    """Display form: one line, no list marker, images and links reduced to their text, citation
-    look-alikes neutralised."""
+    """Display form: one line, no list marker or reStructuredText directive (_DIRECTIVE), images
+    and links reduced to their text, citation look-alikes neutralised."""
     s = _LIST_MARK.sub("", sentence)
+    if m := _DIRECTIVE.match(s):
+        s = s[m.end():]
+        if m.group(1).casefold() in _DIRECTIVE_ARGUMENT:
+            s = s.split(None, 1)[1] if len(s.split(None, 1)) > 1 else ""
+    s = _LITERAL_MARK.sub(":", s.rstrip())
     s = _IMAGE.sub("", s)
     s = _LINK.sub(r"\1", s)
     s = _TAG.sub("", s)
@@ -468,10 +484,11 @@ _ASKS = re.compile(r"[？?][”」』\"')）]*$|[：:]$")
 
 
 def opens_reply(text: str) -> bool:
-    """Whether a sentence leaves its answer to the next one (_ASKS, or more “ than ”). A
-    reStructuredText "::" opens a code block, not a reply."""
+    """Whether a sentence leaves its answer to the next one (_ASKS, or more “ than ”). Of a
+    reStructuredText "... defined by::" the next candidate is the literal block it introduces
+    (`clean` reads the "::" as ":" and quotes no directive line)."""
     t = text.rstrip()
-    return not t.endswith("::") and (_ASKS.search(t) is not None or t.count("“") > t.count("”"))
+    return _ASKS.search(t) is not None or t.count("“") > t.count("”")
 
 
 def _complete(text: str) -> bool:
@@ -485,7 +502,9 @@ def _with_reply(chosen: list[Sentence], sents: list[Sentence], max_n: int, max_c
     the words of a question echo the sentence that repeats them, and in
     dialogue that is the one asking ("卓问肃曰：“车折轮，马断辔，其兆若何？”"), while the answer is
     the reply after it ("肃曰：“...将乘玉辇金鞍之兆也。”"). The reply takes the place of the last
-    sentence when the answer would run over answer.extractive_max_sentences / _max_chars."""
+    sentence when the answer would run over answer.extractive_max_sentences / _max_chars. Only
+    the lead's: the same for every chosen sentence that asks or opens quoted more of the novel's
+    dialogue and less of what answers (README, Asking questions)."""
     lead = chosen[0]
     if not opens_reply(lead.text):
         return chosen

@@ -138,6 +138,10 @@ def test_bracketed_text_that_names_no_passage_is_part_of_the_claim() -> None:
     ]
     assert [c.cited for c in cl] == [[1], [2], [2], []]
     assert cl[0].body == "↳ [S] 是特殊的开始符号"
+    # code quoted from a passage: its bracket closes after a digit, and is no marker either
+    code = split_claims("Uniform on the intervals: [1] 0 <= X[:, 0] <= 100, [1] Next one. [1]", 1)
+    assert [c.body for c in code] == ["Uniform on the intervals:", "0 <= X[:, 0] <= 100,", "Next one."]
+    assert [c.cited for c in code] == [[1], [1], [1]]
 
 
 def test_a_table_rows_answer_is_one_supported_claim() -> None:

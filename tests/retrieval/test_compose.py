@@ -441,6 +441,28 @@ def test_an_abbreviation_before_a_lowercase_word_does_not_end_the_sentence() -> 
     assert "1990 U.S. census" in gen.text
 
 
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ("In Hastie et al. 2009, Example 10.2. Next.", ["In Hastie et al. 2009, Example 10.2.", "Next."]),
+        ("As Fig. 3 shows, it drops. Then it rises.", ["As Fig. 3 shows, it drops.", "Then it rises."]),
+        ("See Eq. (2) for the loss. Done.", ["See Eq. (2) for the loss.", "Done."]),
+        ("Dr. Smith said so. It held.", ["Dr. Smith said so.", "It held."]),
+        ("Optimisers, e.g. Adam, work. Others fail.", ["Optimisers, e.g. Adam, work.", "Others fail."]),
+        # a capital after "et al." or "Inc." may open the next sentence; a number after a word too
+        ("Shown by Smith et al. The results hold.", ["Shown by Smith et al.", "The results hold."]),
+        ("Apple Inc. The firm is big.", ["Apple Inc.", "The firm is big."]),
+        ("It costs 5 USD. 3 of them cost 15.", ["It costs 5 USD.", "3 of them cost 15."]),
+    ],
+)
+def test_an_abbreviation_that_introduces_a_number_or_a_name_does_not_end_the_sentence(
+    text: str, sentences: list[str]
+) -> None:
+    """Scientific English cites "Hastie et al. 2009", "Fig. 3", "Eq. (2)": the composer quoted
+    "Generate data ... used in Hastie et al." and "2009, Example 10.2." as two sentences."""
+    assert [text[a:b] for a, b in sentence_spans(text)] == sentences
+
+
 def test_hard_wrapped_lines_of_one_sentence_are_quoted_together() -> None:
     """A sentence wrapped over three lines, the first and last short, was read as a list (one
     item a line, by the median length) and quoted as "... of the samples, then" without what
@@ -493,3 +515,25 @@ def test_a_web_address_is_quoted_only_when_the_question_asks_where_to_find_somet
     from retrieval.compose import asks_for_link
 
     assert asks_for_link("项目的网址是什么？") and not asks_for_link("What is BPE?")
+
+
+def test_restructuredtext_markup_is_not_quoted_and_a_literal_block_answers_its_colon() -> None:
+    """Docstrings in reStructuredText: "... is defined by::" introduces the literal block that
+    holds the answer, and a directive line ("code-block:: text") says how to render what follows.
+    The "::" reads as ":", so the block is quoted after it as a reply; no directive line is
+    quoted ("The chi-squared kernel is given by:" had been followed by "code-block:: text")."""
+    from retrieval.compose import clean
+
+    text = ("Generate data for binary classification.\n\nThe ten features are standard independent "
+            "Gaussian and\nthe target ``y`` is defined by::\n\n  y[i] = 1 if np.sum(X[i] ** 2) > 9.34 "
+            "else -1\n\n.. code-block:: text\n\n    pip install scikit-learn\n")
+    gen = compose("How is the target y defined for the Gaussian features?", [_hit(1, text)],
+                  load_settings(), [])
+    sents = gen.text.split(" [1] ")
+    assert sents[0].endswith("the target ``y`` is defined by:")
+    assert sents[1].startswith("y[i] = 1 if np.sum(X[i] ** 2) > 9.34")
+    assert "code-block" not in gen.text and "::" not in gen.text
+    assert clean(".. code-block:: text") == "" and clean("code-block:: python") == ""
+    assert clean("versionadded:: 1.2 `base_estimator` was renamed.") == "`base_estimator` was renamed."
+    assert clean("See the ratio a::b in the note") == "See the ratio a::b in the note"
+
