@@ -38,6 +38,7 @@ MIN_TERMS = 2
 _MARKER_BODY = rf"\[\s*{CITATION_PREFIX}\d[^\[\]]{{0,30}}\]"
 _LEAD_MARKERS = re.compile(rf"^\s*(?:{_MARKER_BODY}\s*)+", re.I)
 _ANY_MARKER = re.compile(rf"\s*{_MARKER_BODY}", re.I)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 # A marker followed by the start of another sentence ends a claim even without a full stop
 # ("… level [2] The target …"); "According to [1], the …" and "[1] and it …" do not. Only a
 # whole marker ends one: code quoted from a passage ("0 <= X[:, 0] <= 100") holds brackets that
@@ -55,7 +56,6 @@ def _split_after_markers(sentence: str) -> list[str]:
         out.append(sentence[start : m.start(1)])
         start = m.end(1)
     return [*out, sentence[start:]]
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
 
 @dataclass
