@@ -42,7 +42,7 @@ from core.types import Hit, TraceEntry
 from retrieval.crosslingual import covered, credit, weighted_units
 from retrieval.features import cjk_bigrams
 from retrieval.generate import Citation, Generation, Passage, citation, neutralise
-from retrieval.quantity import asked_units, states_quantity
+from retrieval.quantity import asked_units, english_asked_units, states_quantity
 
 ENGLISH_MAX_CJK = 0.3  # above this CJK share a text is not "English" for MiniLM
 W_COVERAGE, W_COSINE, W_RANK = 0.55, 0.3, 0.25  # with cosine; without it coverage takes its weight
@@ -330,7 +330,8 @@ def score(
         return
     idf = _idf(sents, q_terms)
     term = defined_term(question)
-    asked = asked_units(question)
+    # an English question of Chinese text asks its figure in Chinese units ("How old ..." - 岁)
+    asked = asked_units(question) or english_asked_units(question)
     units = weighted_units(idf, groups)
     heads = {p.n: set(tokenize(p.hit.record.title)) | cjk_bigrams(p.hit.record.title) for p in passages}
     prior = rank_prior(passages)

@@ -16,8 +16,11 @@ Three kinds of question name no measure word but still ask for one kind of figur
 ３５％, 百分之三十, 八成), and a figure asked by what it measures (总预算是多少, 多少学费:
 money in any currency; 温度是多少: 度 or ℃; 年龄: 岁; 身高, 距离: a length).
 
-English questions are not typed: technical English text holds numbers in nearly every
-passage, and "How many X" names no unit the answer must use.
+English questions are not typed for the refusal: technical English text holds numbers in
+nearly every passage, and "How many X" names no unit the answer must use. Of Chinese text,
+though, an English question that asks an age, a year, a height or a weight asks for the units
+the Chinese states it in (`english_asked_units`: "How old was Zhou Yu when he died?" is answered
+by 寿三十六岁), and the composer prefers the sentence that states one.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ _WEIGHT = ("斤", "两", "吨", "克", "公斤", "千克", "钧")
 _MONEY = ("钱", "元", "块", "两", "文", "贯", "美元", "英镑", "日元", "港元", "马克", "法郎", "卢布", "欧元")
 _PEOPLE = ("人", "名", "位", "员", "口")
 _AREA = ("亩", "顷", "公顷", "平方米", "平方公里")
-_TEMPERATURE = ("度", "摄氏度", "华氏度", "℃")
+_TEMPERATURE = ("度", "摄氏度", "华氏度", "℃", "°C", "°")
 # Medals are counted in 枚 or 块, and sports news tallies them bare: 夺得８金２银.
 _MEDALS = ("枚", "块", "金", "银", "铜")
 _FAMILIES = (_LENGTH, _TIME, _WEIGHT, _MONEY, _PEOPLE, _AREA, _MEDALS, _TEMPERATURE)
@@ -118,7 +121,7 @@ _NOUN_FAMILIES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("面积", "占地面积"), _AREA),
     (("重量", "体重"), _WEIGHT),
 )
-_COPULA = "(?:是|为|有|约|大约|大概|达|共|一共|总共|要|需要|需)*"
+_COPULA = "(?:是|为|有|约|大约|大概|达|共|一共|总共|要|需要|需|应该|应当|应)*"
 _ASKS_NOUN = [
     (re.compile(rf"(?:{'|'.join(nouns)}){_COPULA}多少(?!{_MEASURE_ALT})|多少(?:{'|'.join(nouns)})"), family)
     for nouns, family in _NOUN_FAMILIES
@@ -148,6 +151,27 @@ def asked_units(question: str) -> tuple[str, ...]:
         units.extend(PERCENT)
     for pattern, family in _ASKS_NOUN:
         if pattern.search(q):
+            units.extend(family)
+    return tuple(dict.fromkeys(units))
+
+
+# English questions of Chinese text: the asking words, and the Chinese units that answer them.
+_ENGLISH_ASKS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
+    (re.compile(r"\bhow old\b|\bwhat age\b|\bat what age\b|\bhow many years old\b", re.I), ("岁",)),
+    (re.compile(r"\b(?:what|which) year\b", re.I), ("年",)),
+    (re.compile(r"\bhow (?:tall|high|deep|wide|far)\b", re.I), _LENGTH),
+    (re.compile(r"\bhow heavy\b|\bhow much did (?:it|\w+) weigh\b|\bweigh(?:s|ed)? how much\b", re.I),
+     _WEIGHT),
+    (re.compile(r"\bhow many (?:days|months|years)\b", re.I), _TIME),
+)
+
+
+def english_asked_units(question: str) -> tuple[str, ...]:
+    """The Chinese units an English question asks a number in (_ENGLISH_ASKS); () for any other
+    question."""
+    units: list[str] = []
+    for pattern, family in _ENGLISH_ASKS:
+        if pattern.search(question):
             units.extend(family)
     return tuple(dict.fromkeys(units))
 

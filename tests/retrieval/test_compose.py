@@ -537,3 +537,14 @@ def test_restructuredtext_markup_is_not_quoted_and_a_literal_block_answers_its_c
     assert clean("versionadded:: 1.2 `base_estimator` was renamed.") == "`base_estimator` was renamed."
     assert clean("See the ratio a::b in the note") == "See the ratio a::b in the note"
 
+
+def test_an_english_question_of_chinese_text_prefers_the_sentence_with_the_asked_figure() -> None:
+    """"How old was Zhou Yu when he died?" over the novel: the sentences that name 周瑜 and his
+    death tie on the question's translated words; the one that says 寿三十六岁 answers it."""
+    hits = [_hit(1, "却说孔明在荆州，夜观天文，见将星坠地，乃笑曰：“周瑜死矣。”"),
+            _hit(2, "瑜昏绝，徐徐又醒，仰天长叹曰：“既生瑜，何生亮！”连叫数声而亡。寿三十六岁。")]
+    hits[1].score = hits[0].score
+    groups = {"zhou yu": ["周瑜", "瑜"], "died": ["死", "亡"]}
+    gen = compose("How old was Zhou Yu when he died?", hits,
+                  load_settings(answer={"extractive_max_sentences": 1}), [], groups=groups)
+    assert "寿三十六岁" in gen.text, gen.text

@@ -42,6 +42,7 @@ from tests.retrieval.answer_corpus import DOCS, build, settings_for
         ("学生每年要交多少学费？", {"元", "美元"}, set()),
         ("投资多少年才能回本？", {"年"}, {"元"}),  # a measure follows: a time, not money
         ("液氮的温度是多少？", {"度", "摄氏度", "℃"}, set()),  # a figure named by what it measures
+        ("冲咖啡的水温应该是多少？", {"度", "°C"}, set()),
         ("两人得了多少分？", {"分"}, {"分钟"}),
         ("他的年龄是多少？", {"岁"}, set()),
         ("两地距离是多少？", {"公里", "米", "海里"}, {"元"}),
@@ -100,7 +101,19 @@ def test_a_passage_states_a_number_in_the_unit() -> None:
     assert not states_quantity("投票在全港进行", pct)
     assert states_quantity("总投资１．２亿元", asked_units("总投资是多少？"))
     assert states_quantity("温度为零下１９６摄氏度的液氮", asked_units("液氮的温度是多少？"))
+    assert states_quantity("用九十度的水", asked_units("水温是多少？"))
+    assert states_quantity("brew at 93°C", asked_units("水温是多少？"))
     assert states_quantity("他们五个动作得了３２６．３４分", asked_units("两人得了多少分？"))
+
+
+def test_an_english_question_of_chinese_text_asks_the_chinese_units() -> None:
+    from retrieval.quantity import english_asked_units
+
+    assert english_asked_units("How old was Zhou Yu when he died?") == ("岁",)
+    assert "斤" in english_asked_units("What weapon did he have made, and how heavy was it?")
+    assert english_asked_units("In which year was it written?") == ("年",)
+    assert english_asked_units("How does byte-pair encoding merge symbols?") == ()
+    assert asked_units("How old was Zhou Yu when he died?") == ()  # the refusal stays untyped
 
 
 def test_a_refusal_says_what_the_question_asks_for() -> None:
