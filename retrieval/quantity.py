@@ -18,9 +18,9 @@ money in any currency; 温度是多少: 度 or ℃; 年龄: 岁; 身高, 距离:
 
 English questions are not typed for the refusal: technical English text holds numbers in
 nearly every passage, and "How many X" names no unit the answer must use. Of Chinese text,
-though, an English question that asks an age, a year, a height or a weight asks for the units
-the Chinese states it in (`english_asked_units`: "How old was Zhou Yu when he died?" is answered
-by 寿三十六岁), and the composer prefers the sentence that states one.
+though, an English question that asks an age, a year, a height, a weight or a number of days
+asks for the units the Chinese states it in (`english_asked_units`: "How old was Zhou Yu when
+he died?" is answered by 寿三十六岁), and the composer prefers the sentence that states one.
 """
 
 from __future__ import annotations
