@@ -94,7 +94,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 # / "i.e.". "et al." before a capital may end a sentence ("... by Smith et al. The results"),
 # and "Inc." / "Co." often do, so they are not listed.
 _BEFORE_NUMBER = re.compile(
-    r"(?:\bet al|\b(?:Figs?|Eqs?|Nos?|Secs?|Sects?|Refs?|Tabs?|Chaps?|Vols?|vols?|pp?|ca|approx|cf|vs|"
+    r"(?:\bet al|\b(?:Figs?|Eqs?|Nos?|Secs?|Sects?|Refs?|Tabs?|Chaps?|Vols?|vols?|pp?|ca|approx|vs|"
     r"fig|figs|eq|eqs|ref|chap|Art|Thm|Lemma|Prop|Def|Ex|Alg))\.$"
 )
 _BEFORE_NAME = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Prof|St|Gen|Col|Lt|Sgt|Rev|Hon)\.$")

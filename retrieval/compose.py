@@ -125,8 +125,8 @@ def clean(sentence: str) -> str:
     s = _LIST_MARK.sub("", sentence)
     if m := _DIRECTIVE.match(s):
         s = s[m.end():]
-        if m.group(1).casefold() in _DIRECTIVE_ARGUMENT:
-            s = s.split(None, 1)[1] if len(s.split(None, 1)) > 1 else ""
+        if m.group(1).casefold() in _DIRECTIVE_ARGUMENT:  # its argument goes too
+            s = "".join(s.split(None, 1)[1:])
     s = _LITERAL_MARK.sub(":", s.rstrip())
     s = _IMAGE.sub("", s)
     s = _LINK.sub(r"\1", s)
@@ -492,11 +492,6 @@ def opens_reply(text: str) -> bool:
     return _ASKS.search(t) is not None or t.count("“") > t.count("”")
 
 
-def _complete(text: str) -> bool:
-    """A reply that says something whole: not itself asking or left open, its quotes closed."""
-    return not opens_reply(text) and text.count("“") <= text.count("”")
-
-
 def _with_reply(chosen: list[Sentence], sents: list[Sentence], max_n: int, max_chars: int) -> list[Sentence]:
     """The lead sentence followed by the next one of its passage that `candidates` keeps (a label
     of fewer than MIN_TERMS words is skipped) when the lead only asks or opens (`opens_reply`):
@@ -510,7 +505,8 @@ def _with_reply(chosen: list[Sentence], sents: list[Sentence], max_n: int, max_c
     if not opens_reply(lead.text):
         return chosen
     nxt = min((s for s in sents if s.n == lead.n and s.pos > lead.pos), key=lambda s: s.pos, default=None)
-    if nxt is None or max_n < 2 or len(lead.text) + len(nxt.text) > max_chars or not _complete(nxt.text):
+    # the reply must say something whole: not ask or open in turn (its quotes closed)
+    if nxt is None or max_n < 2 or len(lead.text) + len(nxt.text) > max_chars or opens_reply(nxt.text):
         return chosen
     rest = [s for s in chosen[1:] if s is not nxt]
     while rest and (len(rest) + 2 > max_n or sum(len(s.text) for s in [lead, nxt, *rest]) > max_chars):
