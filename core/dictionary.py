@@ -164,16 +164,19 @@ def for_corpus(vocab: dict[str, int], df: np.ndarray, records: int,
                lines: list[str] | None = None) -> dict[str, list[str]]:
     """English key -> the translations the corpus uses (`df`: records holding each vocabulary
     term), those of plain senses first, then commonest first, leaving out words in more than
-    MAX_RECORD_SHARE of the records. Without `index`, the dictionary's entries for the corpus's
-    words (what the rest would give nothing from)."""
+    MAX_RECORD_SHARE of the records. A key whose first word is one of those gets none: the
+    English word is as common in this corpus as its usual translation, and a rarer sense would
+    put another meaning in its place ("model" -> 典型 "typical case" in LLM notes that say 模型
+    in most passages, "large model" asking for 典型). Without `index`, the dictionary's
+    entries for the corpus's words (what the rest would give nothing from)."""
     index = english_index(vocab, lines) if index is None else index
     limit = MAX_RECORD_SHARE * records
     out: dict[str, list[str]] = {}
     for key, words in index.items():
-        found = [(rank, int(df[vocab[w]]), w) for w, rank in words.items() if w in vocab]
-        found = [(r, d, w) for r, d, w in found if 0 < d <= limit]
-        if found:
-            out[key] = [w for _, _, w in sorted(found, key=lambda x: (x[0], -x[1], x[2]))]
+        found = sorted(((rank, -int(df[vocab[w]]), w) for w, rank in words.items() if w in vocab))
+        found = [(r, -d, w) for r, d, w in found if d < 0]
+        if found and found[0][1] <= limit:
+            out[key] = [w for _, d, w in found if d <= limit]
     return out
 
 

@@ -9,9 +9,10 @@ import re
 # A sentence ends after CJK terminal punctuation, or after .!? followed by whitespace; a
 # closing quote or bracket right after CJK terminal punctuation goes with it ("……未知。”操曰：“……"
 # is two sentences: without this, dialogue in Chinese prose read as one run-on "sentence" of
-# every line a scene's speakers said).
+# every line a scene's speakers said). An ASCII "!" before "[" or "=" is markup or code, not
+# an end: "![](figure.png)" split there left "[](figure.png)" to be quoted as an answer.
 _SENT_END = re.compile(
-    r"(?<=[。！？；!?])(?![。！？；!?”」』）)’])|(?<=[。！？；][”」』）)’])(?![。！？；!?”」』）)’])"
+    r"(?<=[。！？；!?])(?![。！？；!?”」』）)’])(?!(?<=!)[\[=])|(?<=[。！？；][”」』）)’])(?![。！？；!?”」』）)’])"
     r"|(?<=[.!?;])(?=\s)|(?<=[.!?][\"')\]])(?=\s)"
 )
 # A list marker alone ("1." split off its item), and lines that open a new block.

@@ -137,3 +137,20 @@ def test_to_english_keeps_the_translations_the_corpus_holds_plain_senses_first()
     assert got == {"法压壶": ["french press"], "研磨": ["grind"], "咖啡豆": ["coffee beans"]}
     assert len(calls) == 1  # one look-up of every candidate token
     assert dictionary.to_english(["法压壶"], doc_freqs, per_term=0) == {}
+
+
+def test_a_key_whose_usual_word_is_too_common_gets_no_rarer_sense() -> None:
+    """LLM notes say 模型 in most passages: "model" is then no evidence of which passage is asked
+    for, and 典型 ("/model/typical case/archetype/") would ask for another meaning."""
+    idx = dictionary.parse([
+        "模型 模型 [mo2 xing2] /model/mold/matrix/pattern/",
+        "典型 典型 [dian3 xing2] /model/typical case/archetype/typical/representative/",
+        "論文 论文 [lun4 wen2] /paper/treatise/thesis/",
+    ])
+    vocab = {"模型": 0, "典型": 1, "论文": 2}
+    got = dictionary.for_corpus(vocab, np.array([60, 2, 7]), 100, idx)
+    assert _key("model") not in got and got[_key("typical")] == ["典型"]
+    assert got[_key("paper")] == ["论文"]
+    # where 模型 is not that common, it comes first and the rarer sense after it
+    got = dictionary.for_corpus(vocab, np.array([40, 2, 7]), 100, idx)
+    assert got[_key("model")] == ["模型", "典型"]

@@ -12,7 +12,8 @@ from core.text import sentence_spans, split_sentences
 from core.types import Hit, Record, TraceEntry
 from ingest.pipeline import ingest
 from retrieval.answer import ask
-from retrieval.compose import compose
+from retrieval.compose import candidates, compose
+from retrieval.generate import Passage
 from retrieval.respond import choose_mode
 from tests.conftest import SAMPLE
 from tests.retrieval.answer_corpus import FACT_Q, build, settings_for
@@ -165,6 +166,18 @@ def test_sentence_splitting_is_shared_and_cjk_aware() -> None:
         "# Head",
         "Next",
     ]
+
+
+def test_an_image_in_markdown_is_not_cut_at_its_exclamation_mark() -> None:
+    """An ASCII "!" ends a sentence anywhere (Chinese text writes 好!), but not in "![alt](src)"
+    or "!=": split there, the image's "[](f583.png)" was quoted as an answer's first sentence."""
+    t = "目前市面上常见的大模型有：\n![](f583.png)\n好!下一句。a != b 对吗?是的"
+    assert [t[a:b] for a, b in sentence_spans(t)] == [
+        "目前市面上常见的大模型有：\n![](f583.png)\n好!", "下一句。", "a != b 对吗?", "是的"]
+    hit = Hit(Record("c1", "现阶段大模型分为开源模型以及闭源模型。\n![](f583c3c2.png)\n目前市面上常见的大模型有很多种类。",
+                     "notes.md"), 1.0)
+    texts = [s.text for s in candidates([Passage(1, hit, hit.record.text)])]
+    assert texts and not any("png" in x or x.startswith("[") for x in texts)
 
 
 def test_a_closing_quote_after_cjk_terminal_punctuation_ends_the_sentence() -> None:
