@@ -116,6 +116,24 @@ def glossed(question: str, index: Index, settings: Settings, trace: list[TraceEn
     return Glossed(f"{question} {' '.join(dict.fromkeys(extra))}", groups)
 
 
+def with_senses(query: str, groups: Mapping[str, Sequence[str]], translations: Mapping[str, Sequence[str]],
+                per_term: int) -> tuple[str, dict[str, list[str]]]:
+    """`query` and `groups` (an English question's BM25 query and its Chinese words per key,
+    `glossed`) with each key's other translations the corpus uses, up to `per_term` words a key:
+    for choosing the sentences of passages already retrieved, where the search took one word a
+    key. A sentence that says 上下文 covers "context" though 情境 was the commonest translation;
+    over the whole corpus the other senses would find other passages, inside five of them they
+    mostly say the same thing."""
+    out = {k: list(ws) for k, ws in groups.items()}
+    extra: list[str] = []
+    for key, ws in out.items():
+        for w in translations.get(key, ())[:per_term]:
+            if w not in ws:
+                ws.append(w)
+                extra.append(w)
+    return (f"{query} {' '.join(dict.fromkeys(extra))}" if extra else query), out
+
+
 def with_names(question: str, words: dict[str, list[str]], names: Mapping[str, list[str]],
                per_term: int) -> dict[str, list[str]]:
     """Add to `words` (the question's dictionary translations, keyed by tokens) the corpus's

@@ -20,6 +20,7 @@ from retrieval import decompose
 from retrieval import grade as grading
 from retrieval.check import ClaimStream
 from retrieval.compose import QuestionVector, compose
+from retrieval.crosslingual import with_senses
 from retrieval.generate import Generation, Passage, Writer, cite
 from retrieval.quantity import describe
 from retrieval.state import QueryState, Search, Timer
@@ -83,6 +84,20 @@ def grade(state: QueryState, again: Search) -> QueryState:
     return state
 
 
+def _sentence_terms(state: QueryState) -> tuple[str, dict[str, list[str]]]:
+    """The question as the composer scores sentences against it: as BM25 searched it, and for an
+    English question of Chinese text each key's other translations too (crosslingual.with_senses)."""
+    n = state.settings.answer.sentence_senses
+    if not state.keyword_groups or n <= 0:
+        return state.keyword_query, state.keyword_groups
+    searched = state.keyword_groups
+    query, groups = with_senses(state.keyword_query, searched, state.index.keyword.translations(), n)
+    added = {k: ws[len(searched[k]):] for k, ws in groups.items() if len(ws) > len(searched[k])}
+    if added:
+        state.trace.append(TraceEntry("sentence_senses", 0.0, {"added": added}))
+    return query, groups
+
+
 def answer(state: QueryState, again: Search) -> Iterator[str]:
     """The answer's text as it comes; `state.generation` holds the result: composed from the
     passages (extractive), or written by the LLM and checked (generative)."""
@@ -92,8 +107,8 @@ def answer(state: QueryState, again: Search) -> Iterator[str]:
         # of Chinese text that adds the glosses and dictionary translations, without which no
         # Chinese sentence shares a term with it (notes-mixed dev: the answer held the evidence
         # for 0.54 of the crosslingual questions instead of 0.30). Otherwise it is the question.
-        gen = compose(state.keyword_query, state.hits, state.settings, state.trace, _question_vector(state),
-                      groups=state.keyword_groups)
+        query, groups = _sentence_terms(state)
+        gen = compose(query, state.hits, state.settings, state.trace, _question_vector(state), groups=groups)
         if not gen.declined:
             yield gen.text
     else:
@@ -147,8 +162,9 @@ def _generate(state: QueryState, prompt_q: str, hits: list[Hit]) -> Generator[st
         gen.text = res.text
         gen.citations, _ = cite(gen.text, gen.passages, s.answer.cite_min_overlap)
     else:  # nothing the passages support: the extractive answer over the same passages
-        ext = compose(state.keyword_query, [], s, state.trace, _question_vector(state), passages=gen.passages,
-                      groups=state.keyword_groups)
+        query, groups = _sentence_terms(state)
+        ext = compose(query, [], s, state.trace, _question_vector(state), passages=gen.passages,
+                      groups=groups)
         state.trace[-1].stage = "compose_fallback"  # the extractive answer standing in for the LLM's
         detail["fallback"] = "extractive" if not ext.declined else "declined"
         gen.text, gen.citations, gen.declined = ext.text, ext.citations, ext.declined

@@ -174,8 +174,8 @@ def test_an_image_in_markdown_is_not_cut_at_its_exclamation_mark() -> None:
     t = "目前市面上常见的大模型有：\n![](f583.png)\n好!下一句。a != b 对吗?是的"
     assert [t[a:b] for a, b in sentence_spans(t)] == [
         "目前市面上常见的大模型有：\n![](f583.png)\n好!", "下一句。", "a != b 对吗?", "是的"]
-    hit = Hit(Record("c1", "现阶段大模型分为开源模型以及闭源模型。\n![](f583c3c2.png)\n目前市面上常见的大模型有很多种类。",
-                     "notes.md"), 1.0)
+    text = "现阶段大模型分为开源模型以及闭源模型。\n![](f583c3c2.png)\n目前市面上常见的大模型有很多种类。"
+    hit = Hit(Record("c1", text, "notes.md"), 1.0)
     texts = [s.text for s in candidates([Passage(1, hit, hit.record.text)])]
     assert texts and not any("png" in x or x.startswith("[") for x in texts)
 

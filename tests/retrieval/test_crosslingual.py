@@ -288,3 +288,51 @@ def test_a_names_own_words_are_not_translated_one_by_one() -> None:
     found = with_names("What did Cao Cao say to Hua Xiong?", words, names, 1)
     assert found == {"Hua Xiong": ["华雄"]}
     assert words == {"cao cao": ["曹操"], "say": ["说"], "hua xiong": ["华雄"]}
+
+
+def test_with_senses_adds_each_keys_other_translations_up_to_the_limit() -> None:
+    from retrieval.crosslingual import with_senses
+
+    groups = {"context": ["背景"], "window": ["窗口"], "gpt": []}
+    translations = {"context": ["背景", "情境", "上下文"], "window": ["窗口", "视窗"], "other": ["其他"]}
+    query, got = with_senses("What is the context window? 背景 窗口", groups, translations, 2)
+    assert got == {"context": ["背景", "情境"], "window": ["窗口", "视窗"], "gpt": []}
+    assert query == "What is the context window? 背景 窗口 情境 视窗"
+    assert groups["context"] == ["背景"]  # the search's groups are left as they were
+    assert with_senses("q", groups, {}, 6) == ("q", {k: list(v) for k, v in groups.items()})
+
+
+def test_an_answer_sentence_may_say_a_rarer_translation_of_the_questions_word(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The corpus says 背景 more often than 上下文, so the search translates "context" as 背景; the
+    sentence that answers says 上下文. Scored with the key's other translations
+    (answer.sentence_senses), it covers "context" and is quoted; with the search's word alone
+    it ties with the passage's other sentence (模型, 窗口), which comes first."""
+    from retrieval.answer import ask
+
+    root = tmp_path_factory.mktemp("xl-senses")
+    docs = write_docs(root / "docs", {
+        "bg1.md": "# 项目\n\n项目背景介绍了研究的动机。\n",
+        "bg2.md": "# 历史\n\n这段历史背景很复杂，需要耐心阅读。\n",
+        "bg3.md": "# 文化\n\n文化背景影响人们的选择。\n",
+        "model.md": "# 模型说明\n\n这个模型的窗口设计由三个模块组成。模型的上下文窗口长度为八千个词元。\n",
+        "other.md": "# 推理\n\n推理时可以缓存键值以减少重复计算。\n",
+        "tea.md": "# 茶\n\n绿茶用八十度的水冲泡。\n",
+        "coffee.md": "# 咖啡\n\n法压壶需要粗研磨的咖啡粉。\n",
+    })
+    answers = {}
+    for n in (0, 6):
+        s = load_settings(index_dir=str(root / "index"), search={"ltr": False}, llm={"provider": "llamacpp"},
+                          answer={"mode": "extractive", "extractive_max_sentences": 1, "min_score": 0.0,
+                                  "sentence_senses": n})
+        if n == 0:
+            assert not ingest([docs], s).failed
+        res = ask("How large is the model's context window?", s)
+        glosses = next(t.detail for t in res.trace if t.stage == "glosses")
+        assert glosses["translations"].get("context") == ["背景"], glosses  # the search's one word
+        answers[n] = res.answer
+        senses = [t.detail["added"] for t in res.trace if t.stage == "sentence_senses"]
+        assert ("上下文" in senses[0]["context"]) if n else not senses, senses  # the trace says which
+    assert answers[6].startswith("模型的上下文窗口长度为八千个词元。"), answers
+    assert answers[0].startswith("这个模型的窗口设计由三个模块组成。"), answers
