@@ -181,6 +181,20 @@ class Checker:
             return True, overlap, sim, "similar"
         return False, overlap, sim, f"not supported by passage [{n}]"
 
+    def together(self, claim: Claim) -> Verdict | None:
+        """A claim that cites several passages and that they support together, by their words
+        and numbers ("X [1] y [3]": an extractive answer's sentence that ends without a stop,
+        followed by one that opens in lower case, reads as one claim), else None."""
+        cited = [n for n in claim.cited if n in self.passages]
+        if len(cited) < 2:
+            return None
+        terms = set().union(*(self.terms[n] for n in cited))
+        numbers = set().union(*(self.numbers[n] for n in cited))
+        overlap = len(claim.terms & terms) / (len(claim.terms) or 1)
+        if overlap < self.a.check_min_overlap or any(x not in numbers for x in _NUMBER.findall(claim.body)):
+            return None
+        return Verdict(claim, True, "overlap with its passages together", cited[0], overlap)
+
     def check(self, claim: Claim) -> Verdict:
         if len(claim.terms) < MIN_TERMS:
             return Verdict(claim, False, "too short to check")
@@ -193,6 +207,8 @@ class Checker:
             if ok:
                 return Verdict(claim, True, why, n, ov, sim)
             first = first or Verdict(claim, False, why, n, ov, sim)
+        if together := self.together(claim):
+            return together
         for n in self.order:  # relevance order: the most relevant supporting passage wins
             if n in claim.cited:
                 continue
