@@ -173,10 +173,11 @@ def for_corpus(vocab: dict[str, int], df: np.ndarray, records: int,
     limit = MAX_RECORD_SHARE * records
     out: dict[str, list[str]] = {}
     for key, words in index.items():
-        found = sorted(((rank, -int(df[vocab[w]]), w) for w, rank in words.items() if w in vocab))
-        found = [(r, -d, w) for r, d, w in found if d < 0]
-        if found and found[0][1] <= limit:
-            out[key] = [w for _, d, w in found if d <= limit]
+        # plain senses first, then commonest first: (rank, -records, word)
+        ranked = sorted((rank, -int(df[vocab[w]]), w) for w, rank in words.items() if w in vocab)
+        held = [(w, -neg) for _, neg, w in ranked if neg < 0]  # words some record holds
+        if held and held[0][1] <= limit:
+            out[key] = [w for w, n in held if n <= limit]
     return out
 
 
