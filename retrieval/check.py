@@ -48,6 +48,24 @@ _AFTER_MARKER = re.compile(
 )
 
 
+_MARKER_RUN = re.compile(rf"(?:\s*{_MARKER_BODY})+", re.I)
+
+
+def _cited_parts(text: str, n_passages: int) -> list[tuple[str, list[int]]]:
+    """A claim's text cut after each run of markers: each part with the passages its own
+    markers name (a part after the last marker names none)."""
+    parts: list[tuple[str, list[int]]] = []
+    start = 0
+    for m in _MARKER_RUN.finditer(text):
+        body = text[start : m.start()].strip()
+        if body:
+            parts.append((body, parse_markers(m.group(0), n_passages)[0]))
+        start = m.end()
+    if text[start:].strip():
+        parts.append((text[start:].strip(), []))
+    return parts
+
+
 def _split_after_markers(sentence: str) -> list[str]:
     """The sentence cut after each marker that a new sentence follows (_AFTER_MARKER), the
     whitespace between them dropped."""
@@ -182,18 +200,24 @@ class Checker:
         return False, overlap, sim, f"not supported by passage [{n}]"
 
     def together(self, claim: Claim) -> Verdict | None:
-        """A claim that cites several passages and that they support together, by their words
-        and numbers ("X [1] y [3]": an extractive answer's sentence that ends without a stop,
-        followed by one that opens in lower case, reads as one claim), else None."""
-        cited = [n for n in claim.cited if n in self.passages]
-        if len(cited) < 2:
+        """A claim read as one across citation markers ("X [1] y [3]": an extractive answer's
+        sentence that ends without a stop, then one that opens in lower case) is supported when
+        each part is supported by the passage its own marker names. A claim whose markers all
+        stand at its end is not: it is checked whole, so a sentence that joins words of two
+        passages into a statement neither makes still fails. None when it does not apply."""
+        parts = _cited_parts(claim.text, max(self.order, default=0))
+        if len(parts) < 2:
             return None
-        terms = set().union(*(self.terms[n] for n in cited))
-        numbers = set().union(*(self.numbers[n] for n in cited))
-        overlap = len(claim.terms & terms) / (len(claim.terms) or 1)
-        if overlap < self.a.check_min_overlap or any(x not in numbers for x in _NUMBER.findall(claim.body)):
-            return None
-        return Verdict(claim, True, "overlap with its passages together", cited[0], overlap)
+        overlaps = []
+        for body, cited in parts:
+            part = Claim(body, cited, " ".join(_ANY_MARKER.sub("", body).split()))
+            if len(part.terms) < MIN_TERMS:
+                return None
+            found = [r for r in (self.support(part, n, None) for n in cited) if r[0]]
+            if not found:
+                return None
+            overlaps.append(max(r[1] for r in found))
+        return Verdict(claim, True, "each part by its own citation", parts[0][1][0], min(overlaps))
 
     def check(self, claim: Claim) -> Verdict:
         if len(claim.terms) < MIN_TERMS:

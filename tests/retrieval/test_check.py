@@ -171,23 +171,24 @@ def test_an_uncited_clause_ending_in_a_semicolon_is_one_claim_with_the_next() ->
     ]
 
 
-def test_a_claim_its_cited_passages_support_together_is_kept() -> None:
+def test_a_claim_read_across_markers_is_checked_part_by_part() -> None:
     """"X [1] y [2]" reads as one claim (a marker before a lower-case word does not end one): an
     extractive answer quotes such a pair, each part from its own passage, and neither passage
-    alone holds the whole. Together they do; a word or a number that neither holds still fails."""
+    alone holds the whole. Each part is checked against the passage its own marker names; a
+    sentence that joins the two passages' words under markers at its end is still checked whole
+    and fails, and so does a part its passage does not hold."""
     p = [Passage(i, Hit(Record(f"p{i}", t, f"/d/{i}.md", end=len(t)), 1.0), t) for i, t in enumerate(
         ["LoRA 新增低秩矩阵到原权重矩阵", "softmax:将相似度转换为概率分布(注意力权重)。"], 1)]
     both = "新增低秩矩阵到原权重矩阵 [1] softmax:将相似度转换为概率分布(注意力权重) [2]"
     res = check_answer(both, p, None, load_settings())
     assert [(v.kept, v.reason, v.claim.cited) for v in res.verdicts] == [
-        (True, "overlap with its passages together", [1, 2])]
+        (True, "each part by its own citation", [1, 2])]
+    swapped = "新增低秩矩阵到原权重矩阵 [2] softmax:将相似度转换为概率分布(注意力权重) [1]"
+    assert not check_answer(swapped, p, None, load_settings()).verdicts[0].kept
+    joined = "新增低秩矩阵到原权重矩阵 softmax:将相似度转换为概率分布(注意力权重) [1][2]"
+    assert not check_answer(joined, p, None, load_settings()).verdicts[0].kept
     invented = "新增低秩矩阵到原权重矩阵 [1] softmax:将相似度转换为42个火箭发射场 [2]"
-    bad = check_answer(invented, p, None, load_settings())
-    assert not bad.verdicts[0].kept
-    # one cited passage is checked alone, as before
-    one = check_answer("新增低秩矩阵到原权重矩阵 softmax:将相似度转换为概率分布 [1]", p, None,
-                       load_settings())
-    assert not one.verdicts[0].kept or one.verdicts[0].reason != "overlap with its passages together"
+    assert not check_answer(invented, p, None, load_settings()).verdicts[0].kept
 
 
 def test_paraphrase_kept_invention_dropped_unmarked_attributed() -> None:
