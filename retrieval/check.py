@@ -210,7 +210,7 @@ class Checker:
             return None
         overlaps = []
         for body, cited in parts:
-            part = Claim(body, cited, " ".join(_ANY_MARKER.sub("", body).split()))
+            part = Claim(body, cited, " ".join(body.split()))  # _cited_parts left no marker in it
             if len(part.terms) < MIN_TERMS:
                 return None
             found = [r for r in (self.support(part, n, None) for n in cited) if r[0]]

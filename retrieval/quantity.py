@@ -157,7 +157,7 @@ def asked_units(question: str) -> tuple[str, ...]:
 
 # English questions of Chinese text: the asking words, and the Chinese units that answer them.
 _ENGLISH_ASKS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
-    (re.compile(r"\bhow old\b|\bwhat age\b|\bat what age\b|\bhow many years old\b", re.I), ("岁",)),
+    (re.compile(r"\bhow old\b|\bwhat age\b|\bhow many years old\b", re.I), ("岁",)),  # "at what age" too
     (re.compile(r"\b(?:what|which) year\b", re.I), ("年",)),
     (re.compile(r"\bhow (?:tall|high|deep|wide|far)\b", re.I), _LENGTH),
     (re.compile(r"\bhow heavy\b|\bhow much did (?:it|\w+) weigh\b|\bweigh(?:s|ed)? how much\b", re.I),
