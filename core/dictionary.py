@@ -26,7 +26,7 @@ import gzip
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +200,50 @@ def translate(question: str, translations: dict[str, list[str]], per_term: int) 
     toks = tokenize(question)
     keys = dict.fromkeys([*toks, *(f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False))])
     return {k: translations[k][:per_term] for k in keys if k in translations and per_term > 0}
+
+
+def by_context(candidates: Mapping[str, Sequence[str]], anchors: Iterable[str],
+               postings: Mapping[str, np.ndarray], records: int) -> dict[str, list[str]]:
+    """Each key's candidate translations with the one the question's other words keep company
+    with first: the classic co-occurrence disambiguation of dictionary-based query translation
+    (a word's right sense is the one found beside the translations of its neighbours). A
+    candidate scores the Dice coefficient of its records with those of each anchor (the
+    question's own words that the corpus holds, "tokenizer" in English notes), plus, for each
+    other key, the best Dice with one of that key's candidates; the key's own words are no
+    anchor for it, nor are keys that share a word with it ("squar" / "squar root"). "Which
+    tokenizer is based on an objective function?" put 性能 ("performance") first for "function",
+    the dictionary's first plain sense; beside 目标 ("objective") the notes say 函数. Dictionary
+    order when nothing scores (no anchor, or none shares a record) and on ties. `postings`:
+    the sorted rows of the records holding each word (words the corpus lacks left out);
+    `records`: how many rows there are."""
+    bits = {w: _bitset(rows, records) for w, rows in postings.items()}
+    sizes = {w: int(np.bitwise_count(b).sum()) for w, b in bits.items()}
+
+    def dice(a: str, b: str) -> float:
+        if not sizes.get(a) or not sizes.get(b):
+            return 0.0
+        return 2 * int(np.bitwise_count(bits[a] & bits[b]).sum()) / (sizes[a] + sizes[b])
+
+    anchors = list(dict.fromkeys(anchors))
+    out: dict[str, list[str]] = {}
+    for key, words in candidates.items():
+        own = set(key.split())
+        ctx = [a for a in anchors if a not in own]
+        others = [ws for k, ws in candidates.items() if k != key and not own & set(k.split())]
+        scores = [sum(dice(w, a) for a in ctx)
+                  + sum(max((dice(w, o) for o in ws), default=0.0) for ws in others) for w in words]
+        best = max(range(len(words)), key=lambda i: (scores[i], -i), default=0)
+        out[key] = ([words[best], *(w for i, w in enumerate(words) if i != best)]
+                    if words and scores[best] > 0 else list(words))
+    return out
+
+
+def _bitset(rows: np.ndarray, records: int) -> np.ndarray:
+    """`rows` (record numbers below `records`) as a packed bit array: intersecting two costs
+    records / 8 bytes, whatever their lengths (a common word holds half of a 100k index)."""
+    mask = np.zeros(records, dtype=bool)
+    mask[rows] = True
+    return np.packbits(mask)
 
 
 @functools.lru_cache(maxsize=1)

@@ -322,6 +322,19 @@ class KeywordIndex:
         indptr = self._bm25.indptr if isinstance(self._bm25, SavedScores) else self._bm25.scores["indptr"]
         return {t: int(indptr[vocab[t] + 1] - indptr[vocab[t]]) if t in vocab else 0 for t in terms}
 
+    def postings(self, terms: Iterable[str]) -> dict[str, np.ndarray]:
+        """The records holding each of `terms` (already tokenised), as sorted row numbers read off
+        the saved matrix's columns; terms the index does not hold are left out."""
+        if self._bm25 is None:
+            self.load()
+        if self._bm25 is None:
+            return {}
+        vocab = self._bm25.vocab_dict
+        saved = isinstance(self._bm25, SavedScores)
+        indptr = self._bm25.indptr if saved else self._bm25.scores["indptr"]
+        indices = self._bm25.indices if saved else self._bm25.scores["indices"]
+        return {t: np.sort(indices[indptr[vocab[t]]:indptr[vocab[t] + 1]]) for t in terms if t in vocab}
+
     def _all_scores(self, query: str, bigrams: bool = True) -> np.ndarray | None:
         """BM25 of `query` against every indexed record (None: nothing indexed or no query
         term in the vocabulary)."""

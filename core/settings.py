@@ -188,6 +188,13 @@ class SearchSettings(BaseModel):
     # ... and the corpus's commonest CC-CEDICT translations of each English word / two-word
     # phrase (core/dictionary.py); 0 = none. 1 chosen on the notes-mixed dev split (README).
     translations_per_term: int = 1
+    # ... chosen among the dictionary's first `sense_candidates` translations of each word by
+    # the company the question's other words keep in the corpus (core/dictionary.by_context);
+    # 1 = the dictionary's order alone.
+    sense_candidates: int = 4
+    # ... and only where the corpus holds the translation in at least as many records as the
+    # English word (as for glosses: a term the text writes in English is found as it is).
+    translations_where_chinese_commoner: bool = True
     crosslingual_question_cjk: float = 0.1  # a question below this CJK share is "English"
     crosslingual_corpus_cjk: float = 0.3  # a corpus at or above it is "Chinese"
     # An English question is glossed with Chinese words (retrieval/crosslingual.py) over a

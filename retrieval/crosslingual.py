@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from core import dictionary, pinyin
 from core.index import Index
 from core.lang import cjk_share
@@ -100,10 +102,13 @@ def glossed(question: str, index: Index, settings: Settings, trace: list[TraceEn
     if mm is None:
         return to_english(question, index, settings, trace)
     terms, known = _glosses(question, index, settings) if s.glosses else ({}, [])
-    words = dictionary.translate(question, index.keyword.translations(), s.translations_per_term)
+    words = senses(question, index, settings)
+    # what the dictionary's order alone gave, when the corpus's company or its English changed it
+    plain = dictionary.translate(question, index.keyword.translations(), s.translations_per_term)
+    changed = {"dictionary_order": plain} if plain != words else {}
     names = with_names(question, words, index.keyword.names(), s.translations_per_term)
     trace.append(TraceEntry("glosses", 0.0, {"mismatch": mm.__dict__, "terms": terms, "known": known,
-                                             "translations": words, "names": names}))
+                                             "translations": words, "names": names, **changed}))
     extra = [g for gs in terms.values() for g in gs] + [w for ws in words.values() for w in ws]
     if not extra:
         return None
@@ -114,6 +119,41 @@ def glossed(question: str, index: Index, settings: Settings, trace: list[TraceEn
     for key, ws in keyed:
         groups[key] = list(dict.fromkeys([*groups.get(key, []), *ws]))
     return Glossed(f"{question} {' '.join(dict.fromkeys(extra))}", groups)
+
+
+def senses(question: str, index: Index, settings: Settings) -> dict[str, list[str]]:
+    """The question's English words and two-word phrases that the corpus's translations know,
+    each with its search.translations_per_term Chinese words, picked among the first
+    search.sense_candidates by the company of the question's other words
+    (core/dictionary.by_context)."""
+    s = settings.search
+    kw = index.keyword
+    n = max(s.translations_per_term, s.sense_candidates)
+    found = dictionary.translate(question, kw.translations(), n)
+    if not found or s.translations_per_term <= 0:
+        return {}
+    toks = tokenize(question)
+    rows = kw.postings({*toks, *(w for ws in found.values() for w in ws)})
+    if s.translations_where_chinese_commoner:
+        # As for glosses (`_glosses`): a word the corpus mostly says in English is found as it
+        # is, and its translation only adds noise ("prompt" -> 及时 "timely" in notes that
+        # write "prompt"; "transformer" -> 变换). A tie keeps it.
+        found = {k: use for k, ws in found.items()
+                 if (use := [w for w in ws if len(rows.get(w, ())) >= _held(k, rows)])}
+    if s.sense_candidates > 1 and found:
+        found = dictionary.by_context(found, [t for t in toks if t in rows], rows, len(kw.ids))
+    return {k: ws[:s.translations_per_term] for k, ws in found.items() if s.translations_per_term > 0}
+
+
+def _held(key: str, rows: Mapping[str, np.ndarray]) -> int:
+    """How many records hold every token of an English key (`rows`: each token's records)."""
+    parts = key.split()
+    if not all(t in rows for t in parts):
+        return 0
+    common = rows[parts[0]]
+    for t in parts[1:]:
+        common = np.intersect1d(common, rows[t], assume_unique=True)
+    return len(common)
 
 
 def with_senses(query: str, groups: Mapping[str, Sequence[str]], translations: Mapping[str, Sequence[str]],

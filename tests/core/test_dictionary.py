@@ -154,3 +154,31 @@ def test_a_key_whose_usual_word_is_too_common_gets_no_rarer_sense() -> None:
     # where 模型 is not that common, it comes first and the rarer sense after it
     got = dictionary.for_corpus(vocab, np.array([40, 2, 7]), 100, idx)
     assert got[_key("model")] == ["模型", "典型"]
+
+
+def test_by_context_puts_first_the_sense_the_questions_other_words_keep_company_with() -> None:
+    """Four records. "function": 性能 in rows 0-1, 函数 in rows 2-3; "object": 目的 in row 0,
+    目标 in rows 2-3; the question's own word "token" in row 3. By hand (Dice: 2|A&B| / (|A|+|B|)):
+    函数: token 2*1/3 + best of object's (目标 2*2/4 = 1) = 1.667, 性能: 0 + (目的 2*1/3) = 0.667;
+    目标: token 2/3 + (函数 1) = 1.667, 目的: 0 + (性能 2/3) = 0.667. Each key's winner comes first,
+    the others after it in dictionary order."""
+    rows = {"性能": np.array([0, 1]), "函数": np.array([2, 3]), "目的": np.array([0]),
+            "目标": np.array([2, 3]), "token": np.array([3])}
+    cands = {"function": ["性能", "功能", "函数"], "object": ["目的", "目标"]}
+    got = dictionary.by_context(cands, ["token"], rows, 4)
+    assert got == {"function": ["函数", "性能", "功能"], "object": ["目标", "目的"]}
+
+
+def test_by_context_keeps_dictionary_order_without_company_or_on_a_tie() -> None:
+    """No anchor and no other key: nothing scores. A tie keeps the earlier sense. A key's own
+    word is no anchor for it ("function" in the corpus holds every row with 函数), nor is a key
+    that shares a word with it ("squar" / "squar root")."""
+    rows = {"性能": np.array([0]), "函数": np.array([1]), "function": np.array([1]), "平方": np.array([1]),
+            "平方根": np.array([1]), "本": np.array([0])}
+    alone = {"function": ["性能", "函数"]}
+    assert dictionary.by_context(alone, [], rows, 2) == alone
+    tie = {"function": ["性能", "函数"], "x": ["本", "平方"]}  # 性能 meets 本, 函数 meets 平方: 2/2 each
+    assert dictionary.by_context(tie, [], rows, 2)["function"] == ["性能", "函数"]
+    assert dictionary.by_context(alone, ["function"], rows, 2) == alone
+    phrase = {"squar": ["本", "平方"], "squar root": ["平方根"]}
+    assert dictionary.by_context(phrase, [], rows, 2)["squar"] == ["本", "平方"]
