@@ -216,14 +216,7 @@ def by_context(candidates: Mapping[str, Sequence[str]], anchors: Iterable[str],
     order when nothing scores (no anchor, or none shares a record) and on ties. `postings`:
     the sorted rows of the records holding each word (words the corpus lacks left out);
     `records`: how many rows there are."""
-    bits = {w: _bitset(rows, records) for w, rows in postings.items()}
-    sizes = {w: int(np.bitwise_count(b).sum()) for w, b in bits.items()}
-
-    def dice(a: str, b: str) -> float:
-        if not sizes.get(a) or not sizes.get(b):
-            return 0.0
-        return 2 * int(np.bitwise_count(bits[a] & bits[b]).sum()) / (sizes[a] + sizes[b])
-
+    dice = _dice(postings, records)
     anchors = list(dict.fromkeys(anchors))
     out: dict[str, list[str]] = {}
     for key, words in candidates.items():
@@ -238,12 +231,28 @@ def by_context(candidates: Mapping[str, Sequence[str]], anchors: Iterable[str],
     return out
 
 
-def _bitset(rows: np.ndarray, records: int) -> np.ndarray:
-    """`rows` (record numbers below `records`) as a packed bit array: intersecting two costs
-    records / 8 bytes, whatever their lengths (a common word holds half of a 100k index)."""
-    mask = np.zeros(records, dtype=bool)
-    mask[rows] = True
-    return np.packbits(mask)
+def _dice(postings: Mapping[str, np.ndarray], records: int) -> Callable[[str, str], float]:
+    """Dice(a, b) = 2|A & B| / (|A| + |B|) over the records holding each word, every pair at
+    once: each word's records as a packed bit set (a row), each row AND-ed with all of them and
+    the bits counted. A question's few dozen words cost about a millisecond at 100 records and
+    a few at 100k, whatever the words' lengths (a common word holds half of an index)."""
+    words = [w for w, rows in postings.items() if len(rows)]
+    if not words:
+        return lambda a, b: 0.0
+    at = {w: i for i, w in enumerate(words)}
+    mask = np.zeros((len(words), records), dtype=bool)
+    for i, w in enumerate(words):
+        mask[i, postings[w]] = True
+    bits = np.packbits(mask, axis=1)
+    both = np.stack([np.bitwise_count(bits[i] & bits).sum(axis=1, dtype=np.int64) for i in range(len(words))])
+    sizes = np.diag(both)
+    table = (2 * both / (sizes[:, None] + sizes[None, :])).tolist()
+
+    def dice(x: str, y: str) -> float:
+        i, j = at.get(x), at.get(y)
+        return 0.0 if i is None or j is None else float(table[i][j])
+
+    return dice
 
 
 @functools.lru_cache(maxsize=1)
