@@ -211,9 +211,10 @@ def by_context(candidates: Mapping[str, Sequence[str]], anchors: Iterable[str],
     question's own words that the corpus holds, "tokenizer" in English notes), plus, for each
     other key, the best Dice with one of that key's candidates; the key's own words are no
     anchor for it, nor are keys that share a word with it ("squar" / "squar root"). "Which
-    tokenizer is based on an objective function?" put 性能 ("performance") first for "function",
-    the dictionary's first plain sense; beside 目标 ("objective") the notes say 函数. Dictionary
-    order when nothing scores (no anchor, or none shares a record) and on ties. `postings`:
+    LangChain package deploys chains as a REST API?" searched 配置 ("to configure"), the
+    dictionary's first plain sense of "deploy"; beside 链 ("chain") and "LangChain" the notes
+    say 部署. Dictionary order when nothing scores (no anchor, or none shares a record) and on
+    ties. `postings`:
     the sorted rows of the records holding each word (words the corpus lacks left out);
     `records`: how many rows there are."""
     dice = _dice(postings, records)

@@ -142,7 +142,7 @@ def senses(question: str, index: Index, settings: Settings) -> dict[str, list[st
                  if (use := [w for w in ws if len(rows.get(w, ())) >= _held(k, rows)])}
     if s.sense_candidates > 1 and found:
         found = dictionary.by_context(found, [t for t in toks if t in rows], rows, len(kw.ids))
-    return {k: ws[:s.translations_per_term] for k, ws in found.items() if s.translations_per_term > 0}
+    return {k: ws[:s.translations_per_term] for k, ws in found.items()}
 
 
 def _held(key: str, rows: Mapping[str, np.ndarray]) -> int:
