@@ -140,6 +140,10 @@ def senses(question: str, index: Index, settings: Settings) -> dict[str, list[st
         # write "prompt"; "transformer" -> 变换). A tie keeps it.
         found = {k: use for k, ws in found.items()
                  if (use := [w for w in ws if len(rows.get(w, ())) >= _held(k, rows)])}
+    # A two-word phrase translated as a whole ("drink wine" -> 饮酒, "closed source" -> 闭源) is
+    # not translated word by word as well: as with names (`with_names`), its words alone mostly
+    # bring other senses ("wine" -> 圣贤, "close" -> 相近, "root" -> 本).
+    _drop_words_of_phrases(found, list(found))
     if s.sense_candidates > 1 and found:
         found = dictionary.by_context(found, [t for t in toks if t in rows], rows, len(kw.ids))
     return {k: ws[:s.translations_per_term] for k, ws in found.items()}
@@ -190,11 +194,16 @@ def with_names(question: str, words: dict[str, list[str]], names: Mapping[str, l
              if keys[pair] and keys[pair] not in words}
     for pair, ws in found.items():
         words[keys[pair]] = ws
-    for key in keys.values():
+    _drop_words_of_phrases(words, keys.values())
+    return found
+
+
+def _drop_words_of_phrases(words: dict[str, list[str]], keys: Iterable[str]) -> None:
+    """Drop from `words` the single words of each two-word key of `keys` that `words` translates."""
+    for key in keys:
         if " " in key and key in words:
             for part in key.split():
                 words.pop(part, None)
-    return found
 
 
 def to_english(question: str, index: Index, settings: Settings, trace: list[TraceEntry]) -> Glossed | None:

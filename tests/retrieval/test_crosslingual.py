@@ -392,3 +392,23 @@ def test_a_word_the_corpus_writes_in_english_gets_no_translation(
     assert senses(question, index, s) == {"task": ["任务"]}
     off = _search(s, translations_where_chinese_commoner=False)
     assert senses(question, index, off) == {"prompt": ["及时"], "task": ["任务"]}
+
+
+def test_a_phrase_translated_whole_is_not_translated_word_by_word(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """CC-CEDICT has 饮酒 for "drink wine", and the corpus says it: the phrase's words alone
+    (喝 for "drink", 酒 for "wine") are not added beside it, as a name's are not."""
+    from retrieval.crosslingual import senses
+
+    root = tmp_path_factory.mktemp("xl-phrase")
+    docs = write_docs(root / "docs", {
+        "feast.md": "# 宴会\n\n张飞喜欢饮酒。\n",
+        "tea.md": "# 茶\n\n他们每天喝茶。\n",
+        "jar.md": "# 酒坛\n\n这坛酒很香。\n",
+    })
+    s = load_settings(index_dir=str(root / "index"), search={"ltr": False})
+    assert not ingest([docs], s).failed
+    words = senses("Who liked to drink wine?", Index(s), s)
+    assert words.get("drink wine") == ["饮酒"], words
+    assert "drink" not in words and "wine" not in words, words
