@@ -14,6 +14,7 @@ contain. Two remedies, both chosen automatically when the scripts differ (`misma
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -121,6 +122,9 @@ def glossed(question: str, index: Index, settings: Settings, trace: list[TraceEn
     return Glossed(f"{question} {' '.join(dict.fromkeys(extra))}", groups)
 
 
+_ACRONYM = re.compile(r"\b[A-Z][A-Z0-9]+\b")
+
+
 def senses(question: str, index: Index, settings: Settings) -> dict[str, list[str]]:
     """The question's English words and two-word phrases that the corpus's translations know,
     each with its search.translations_per_term Chinese words, picked among the first
@@ -131,6 +135,12 @@ def senses(question: str, index: Index, settings: Settings) -> dict[str, list[st
     n = max(s.translations_per_term, s.sense_candidates)
     found = dictionary.translate(question, kw.translations(), n)
     if not found or s.translations_per_term <= 0:
+        return {}
+    # A word written in capitals is an acronym or a name, not the dictionary's word: "REST"
+    # (of "REST API") searched 其余 ("the rest"), "US" 我们 ("us").
+    caps = {t for w in _ACRONYM.findall(question) for t in tokenize(w)}
+    found = {k: ws for k, ws in found.items() if not caps & set(k.split())}
+    if not found:
         return {}
     toks = tokenize(question)
     rows = kw.postings({*toks, *(w for ws in found.values() for w in ws)})

@@ -398,7 +398,8 @@ def test_a_phrase_translated_whole_is_not_translated_word_by_word(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """CC-CEDICT has 饮酒 for "drink wine", and the corpus says it: the phrase's words alone
-    (喝 for "drink", 酒 for "wine") are not added beside it, as a name's are not."""
+    (喝 for "drink", 酒 for "wine") are not added beside it, as a name's are not. Nor is a word
+    written in capitals translated: an acronym ("REST")."""
     from retrieval.crosslingual import senses
 
     root = tmp_path_factory.mktemp("xl-phrase")
@@ -406,9 +407,13 @@ def test_a_phrase_translated_whole_is_not_translated_word_by_word(
         "feast.md": "# 宴会\n\n张飞喜欢饮酒。\n",
         "tea.md": "# 茶\n\n他们每天喝茶。\n",
         "jar.md": "# 酒坛\n\n这坛酒很香。\n",
+        "others.md": "# 其余\n\n其余的人都留在家里。\n",
     })
     s = load_settings(index_dir=str(root / "index"), search={"ltr": False})
     assert not ingest([docs], s).failed
     words = senses("Who liked to drink wine?", Index(s), s)
     assert words.get("drink wine") == ["饮酒"], words
     assert "drink" not in words and "wine" not in words, words
+    # a word in capitals is an acronym: "REST" of "REST API" is not 其余 ("the rest")
+    assert "rest" in senses("What did the rest drink?", Index(s), s)
+    assert "rest" not in senses("Which server offers a REST API?", Index(s), s)
