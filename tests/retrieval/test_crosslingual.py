@@ -68,6 +68,15 @@ def _search(settings: Settings, **update: object) -> Settings:
     return settings.model_copy(update={"search": settings.search.model_copy(update=update)})
 
 
+def _ingested(tmp_path_factory: pytest.TempPathFactory, name: str, docs: dict[str, str]) -> Settings:
+    """Settings over a fresh index of `docs` (the ranker off)."""
+    root = tmp_path_factory.mktemp(name)
+    folder = write_docs(root / "docs", docs)
+    s = load_settings(index_dir=str(root / "index"), search={"ltr": False})
+    assert not ingest([folder], s).failed
+    return s
+
+
 def test_an_english_question_finds_the_planted_chinese_passage(settings: Settings) -> None:
     settings = _search(settings, translations_per_term=0)  # the glosses alone (dictionary: below)
     index = Index(settings)
@@ -352,10 +361,8 @@ def test_the_search_takes_the_sense_the_questions_other_words_keep_company_with(
     (search.sense_candidates, core/dictionary.by_context) the search adds 上下文 and finds
     model.md first; with the dictionary's order alone it adds 背景 and finds ui.md ("the
     window's background colour"), which holds both of its words."""
-    root = tmp_path_factory.mktemp("xl-context")
-    docs = write_docs(root / "docs", {**SENSES_DOCS, "ui.md": "# 界面\n\n窗口的背景颜色可以设置。\n"})
-    s = load_settings(index_dir=str(root / "index"), search={"ltr": False})
-    assert not ingest([docs], s).failed
+    ui = "# 界面\n\n窗口的背景颜色可以设置。\n"
+    s = _ingested(tmp_path_factory, "xl-context", {**SENSES_DOCS, "ui.md": ui})
     question = "What is the context window?"
     firsts = {}
     for n in (4, 1):
@@ -378,15 +385,12 @@ def test_a_word_the_corpus_writes_in_english_gets_no_translation(
     once; never in English) is translated either way."""
     from retrieval.crosslingual import senses
 
-    root = tmp_path_factory.mktemp("xl-english")
-    docs = write_docs(root / "docs", {
+    s = _ingested(tmp_path_factory, "xl-english", {
         "p1.md": "# 写法\n\n好的 prompt 让模型的回答更准确。\n",
         "p2.md": "# 模板\n\nprompt 模板可以复用。\n",
         "p3.md": "# 任务\n\n写 prompt 时要说明任务。\n",
         "login.md": "# 登录\n\n系统会及时提醒用户输入密码。\n",
     })
-    s = load_settings(index_dir=str(root / "index"), search={"ltr": False})
-    assert not ingest([docs], s).failed
     question = "How should a prompt describe the task?"
     index = Index(s)
     assert senses(question, index, s) == {"task": ["任务"]}
@@ -402,15 +406,12 @@ def test_a_phrase_translated_whole_is_not_translated_word_by_word(
     written in capitals translated: an acronym ("REST")."""
     from retrieval.crosslingual import senses
 
-    root = tmp_path_factory.mktemp("xl-phrase")
-    docs = write_docs(root / "docs", {
+    s = _ingested(tmp_path_factory, "xl-phrase", {
         "feast.md": "# 宴会\n\n张飞喜欢饮酒。\n",
         "tea.md": "# 茶\n\n他们每天喝茶。\n",
         "jar.md": "# 酒坛\n\n这坛酒很香。\n",
         "others.md": "# 其余\n\n其余的人都留在家里。\n",
     })
-    s = load_settings(index_dir=str(root / "index"), search={"ltr": False})
-    assert not ingest([docs], s).failed
     words = senses("Who liked to drink wine?", Index(s), s)
     assert words.get("drink wine") == ["饮酒"], words
     assert "drink" not in words and "wine" not in words, words
