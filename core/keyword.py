@@ -314,26 +314,31 @@ class KeywordIndex:
         be stemmed twice), read off the saved matrix's column lengths without scoring anything:
         the abstention check asks this for every question term, and scoring each term over the
         whole index to count its hits cost a full sort per term at 100k records."""
-        if self._bm25 is None:
-            self.load()
-        if self._bm25 is None:
+        cols = self._columns()
+        if cols is None:
             return {t: 0 for t in terms}
-        vocab = self._bm25.vocab_dict
-        indptr = self._bm25.indptr if isinstance(self._bm25, SavedScores) else self._bm25.scores["indptr"]
+        vocab, indptr, _ = cols
         return {t: int(indptr[vocab[t] + 1] - indptr[vocab[t]]) if t in vocab else 0 for t in terms}
 
     def postings(self, terms: Iterable[str]) -> dict[str, np.ndarray]:
         """The records holding each of `terms` (already tokenised), as sorted row numbers read off
         the saved matrix's columns; terms the index does not hold are left out."""
+        cols = self._columns()
+        if cols is None:
+            return {}
+        vocab, indptr, indices = cols
+        return {t: np.sort(indices[indptr[vocab[t]]:indptr[vocab[t] + 1]]) for t in terms if t in vocab}
+
+    def _columns(self) -> tuple[dict[str, int], np.ndarray, np.ndarray] | None:
+        """The BM25 matrix's vocabulary and its per-term columns (indptr, record rows), from our
+        saved kind or a bm25s index alike; None when nothing is indexed."""
         if self._bm25 is None:
             self.load()
         if self._bm25 is None:
-            return {}
-        vocab = self._bm25.vocab_dict
-        saved = isinstance(self._bm25, SavedScores)
-        indptr = self._bm25.indptr if saved else self._bm25.scores["indptr"]
-        indices = self._bm25.indices if saved else self._bm25.scores["indices"]
-        return {t: np.sort(indices[indptr[vocab[t]]:indptr[vocab[t] + 1]]) for t in terms if t in vocab}
+            return None
+        if isinstance(self._bm25, SavedScores):
+            return self._bm25.vocab_dict, self._bm25.indptr, self._bm25.indices
+        return self._bm25.vocab_dict, self._bm25.scores["indptr"], self._bm25.scores["indices"]
 
     def _all_scores(self, query: str, bigrams: bool = True) -> np.ndarray | None:
         """BM25 of `query` against every indexed record (None: nothing indexed or no query

@@ -36,7 +36,9 @@ MIN_TERMS = 2
 # text ("[S] is the start symbol", "[Reinforcement Learning from Human Feedback]" quoted from a
 # note) is part of the sentence, neither a marker nor the end of a claim.
 _MARKER_BODY = rf"\[\s*{CITATION_PREFIX}\d[^\[\]]{{0,30}}\]"
-_LEAD_MARKERS = re.compile(rf"^\s*(?:{_MARKER_BODY}\s*)+", re.I)
+# A run of markers ("[1][3]", " [1] [2]"), and one that opens a text with the space after it.
+_MARKER_RUN = re.compile(rf"(?:\s*{_MARKER_BODY})+", re.I)
+_LEAD_MARKERS = re.compile(rf"^{_MARKER_RUN.pattern}\s*", re.I)
 _ANY_MARKER = re.compile(rf"\s*{_MARKER_BODY}", re.I)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 # A marker followed by the start of another sentence ends a claim even without a full stop
@@ -46,9 +48,6 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _AFTER_MARKER = re.compile(
     rf"(?i:{_MARKER_BODY})(\s+)(?=[^\s,.;:!?)\]\[a-z]|\[(?!\s*(?i:{CITATION_PREFIX})\d))"
 )
-
-
-_MARKER_RUN = re.compile(rf"(?:\s*{_MARKER_BODY})+", re.I)
 
 
 def _cited_parts(text: str, n_passages: int) -> list[tuple[str, list[int]]]:
