@@ -43,6 +43,7 @@ from retrieval.crosslingual import covered, credit, weighted_units
 from retrieval.features import cjk_bigrams
 from retrieval.generate import Citation, Generation, Passage, citation, neutralise
 from retrieval.quantity import asked_units, english_asked_units, states_quantity
+from retrieval.window import leads_in
 
 ENGLISH_MAX_CJK = 0.3  # above this CJK share a text is not "English" for MiniLM
 W_COVERAGE, W_COSINE, W_RANK = 0.55, 0.3, 0.25  # with cosine; without it coverage takes its weight
@@ -67,6 +68,8 @@ SHORT_LINE = 40  # a run of lines this long at the median is a list, one item a 
 # A plain-text table's rule line: "=====   ======", "+-----+-----+" (no words; a Markdown
 # table's "|---|:--:|" is read by `candidates` with its header).
 _RULE = re.compile(r"^\s*[=+~-]{3,}[=+~\s-]*$")
+# A list item's mark: a bullet, or a number or letter with its stop ("1.", "2)", "（3）", "a.").
+_ITEM = re.compile(r"^(?:[-*+]\s+|[•·●▪◦]\s*|\d{1,2}[.)、](?!\d)\s*|[（(]\d{1,2}[)）]\s*|[a-z][.)]\s+)(?=\S)")
 _LIST_MARK = re.compile(r"^\s*(?:>\s*)*(?:(?:[-*+•]|\d+[.)]|#{1,6})\s+)?")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]+)\]\((?:[^)]*)\)")
@@ -112,6 +115,7 @@ class Sentence:
     bigrams: frozenset[str] = frozenset()  # CJK character bigrams (see score)
     start: int = 0  # offsets within the passage text
     end: int = 0
+    item: bool = False  # an item of a list: marked with a bullet or a number in the passage
     features: dict[str, float] = field(default_factory=dict)
     score: float = 0.0
 
@@ -201,7 +205,8 @@ def candidates(passages: Sequence[Passage], links: bool = True) -> list[Sentence
                 and len(text) <= MAX_SENTENCE_CHARS
                 and text.casefold().rstrip(".:") not in heads
             ):
-                out.append(Sentence(p.n, pos, text, terms, cjk_bigrams(text), a, b))
+                out.append(Sentence(p.n, pos, text, terms, cjk_bigrams(text), a, b,
+                                    _ITEM.match(raw) is not None))
     return out
 
 
@@ -500,18 +505,35 @@ def _with_reply(chosen: list[Sentence], sents: list[Sentence], max_n: int, max_c
     the reply after it ("肃曰：“...将乘玉辇金鞍之兆也。”"). The reply takes the place of the last
     sentence when the answer would run over answer.extractive_max_sentences / _max_chars. Only
     the lead's: the same for every chosen sentence that asks or opens quoted more of the novel's
-    dialogue and less of what answers (README, Asking questions)."""
+    dialogue and less of what answers (README, Asking questions). A lead that ends on a colon
+    (`retrieval.window.leads_in`: "由以下 6 个核心组件组成:", "defined as:") introduces more than one
+    sentence, a list most often: the run of sentences right after it follows, as many as the
+    answer holds, in place of the others."""
     lead = chosen[0]
     if not opens_reply(lead.text):
         return chosen
-    nxt = min((s for s in sents if s.n == lead.n and s.pos > lead.pos), key=lambda s: s.pos, default=None)
+    after = sorted((s for s in sents if s.n == lead.n and s.pos > lead.pos), key=lambda s: s.pos)
     # the reply must say something whole: not ask or open in turn (its quotes closed)
-    if nxt is None or max_n < 2 or len(lead.text) + len(nxt.text) > max_chars or opens_reply(nxt.text):
+    if (not after or max_n < 2 or len(lead.text) + len(after[0].text) > max_chars
+            or opens_reply(after[0].text)):
         return chosen
-    rest = [s for s in chosen[1:] if s is not nxt]
-    while rest and (len(rest) + 2 > max_n or sum(len(s.text) for s in [lead, nxt, *rest]) > max_chars):
+    reply = [after[0]]
+    if leads_in(lead.text):
+        # "由以下 6 个核心组件组成:" introduces several items: the run of list items right after it
+        # (no label or heading between), as many as the answer holds. Only marked items: after
+        # "is defined as:" the lines of a formula are no answer of their own, and they pushed
+        # out the sentence that answered (sci-en dev, eval/answers.py)
+        for s in after[1:]:
+            if (s.pos != reply[-1].pos + 1 or not (s.item and reply[-1].item)
+                    or opens_reply(s.text) or len(reply) + 2 > max_n
+                    or sum(len(x.text) for x in [lead, *reply, s]) > max_chars):
+                break
+            reply.append(s)
+    rest = [s for s in chosen[1:] if all(s is not r for r in reply)]
+    while rest and (len(rest) + len(reply) + 1 > max_n
+                    or sum(len(s.text) for s in [lead, *reply, *rest]) > max_chars):
         rest.pop()
-    return [lead, nxt, *rest]
+    return [lead, *reply, *rest]
 
 
 def render(chosen: list[Sentence]) -> str:

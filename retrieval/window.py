@@ -2,7 +2,9 @@
 sentence that answers often sits just across a chunk boundary. Each final hit is widened
 to a passage window: the hit chunk, then its neighbours in the document (nearer first,
 alternating after / before), while the window stays within `search.window_tokens` and
-within the hit's pages (paged formats). The
+within the hit's pages (paged formats). A window that ends on a lead-in (a colon: "LangChain
+主要由以下 6 个核心组件组成:", "The kernel is given by:") takes the next chunk past the budget, since
+what it introduces is the answer. The
 window's text is the source text between its first and last chunk, so offsets and
 citations stay exact. A hit whose chunk already lies inside a better-ranked window is
 dropped: it would show the same text twice.
@@ -45,8 +47,23 @@ def _around(kw: KeywordIndex, rec: Record, budget: int) -> list[str]:
     return ids
 
 
+def leads_in(text: str) -> bool:
+    """Whether a text ends on a colon: it introduces a list, a formula or a quotation that
+    follows (the chunker may have cut between the two)."""
+    return text.rstrip().endswith((":", "："))
+
+
+def _neighbour(index: Index, source: str, nid: str, cache: dict[str, dict[str, Record]]) -> Record | None:
+    """A neighbouring chunk, read from the store once per process of `widen`."""
+    got = cache.setdefault(source, {})
+    if nid not in got:
+        got.update(index.docs.get([nid]))
+    return got.get(nid)
+
+
 def _span(index: Index, rec: Record, budget: int, cache: dict[str, dict[str, Record]]) -> list[Record]:
-    """The hit chunk and the neighbours that fit, in reading order."""
+    """The hit chunk and the neighbours that fit, in reading order; then the chunk after a
+    window that ends on a lead-in, whatever its size (module docstring)."""
     kw = index.keyword
     window = [rec]
     used = approx_tokens(rec.text)
@@ -60,10 +77,7 @@ def _span(index: Index, rec: Record, budget: int, cache: dict[str, dict[str, Rec
             nid = next_id if side == "next" else prev_id
             if nid is None:
                 continue
-            got = cache.setdefault(rec.source, {})
-            if nid not in got:
-                got.update(index.docs.get([nid]))
-            nb = got.get(nid)
+            nb = _neighbour(index, rec.source, nid, cache)
             if nb is None or used + approx_tokens(nb.text) > budget or not _same_pages(rec, nb):
                 continue
             used += approx_tokens(nb.text)
@@ -74,6 +88,10 @@ def _span(index: Index, rec: Record, budget: int, cache: dict[str, dict[str, Rec
                 window.insert(0, nb)
                 left = nb
             grew = True
+    if leads_in(right.text) and (nid := kw.neighbours(right.id)[1]) is not None:
+        nb = _neighbour(index, rec.source, nid, cache)
+        if nb is not None and _same_pages(rec, nb):
+            window.append(nb)
     return window
 
 

@@ -561,3 +561,34 @@ def test_an_english_question_of_chinese_text_prefers_the_sentence_with_the_asked
     gen = compose("How old was Zhou Yu when he died?", hits,
                   load_settings(answer={"extractive_max_sentences": 1}), [], groups=groups)
     assert "寿三十六岁" in gen.text, gen.text
+
+
+def test_a_lead_in_is_followed_by_the_items_it_introduces() -> None:
+    """"LangChain 主要由以下 6 个核心组件组成:" answers "which components?" only with the list after
+    it: the items that follow it come next, as many as the answer holds (README, Asking
+    questions)."""
+    text = ("LangChain 是一个开源框架。 LangChain 主要由以下 6 个核心组件组成:\n"
+            "• 模型输入/输出(Model I/O):与语言模型交互的接口\n"
+            "• 数据连接(Data connection):与特定应用程序的数据进行交互的接口\n"
+            "• 链(Chains):将组件组合实现端到端应用\n"
+            "• 记忆(Memory):用于链的多次运行之间持久化应用程序状态\n"
+            "• 代理(Agents):扩展模型的推理能力\n")
+    gen = compose("LangChain 主要由哪些核心组件组成？", [_hit(1, text)], load_settings(), [])
+    sents = gen.text.split(" [1]")
+    assert sents[0].startswith("LangChain 主要由以下 6 个核心组件组成")
+    assert "模型输入/输出" in sents[1] and "数据连接" in sents[2] and "链(Chains)" in sents[3]
+    assert gen.text.count("[1]") == 4  # answer.extractive_max_sentences
+    two = compose("LangChain 主要由哪些核心组件组成？", [_hit(1, text)],
+                  load_settings(answer={"extractive_max_sentences": 2}), [])
+    assert two.text.count("[1]") == 2 and "模型输入/输出" in two.text
+    # after "is defined as:" a formula's lines are no list: one follows the lead, then the
+    # sentences that score (here the one that answers)
+    formula = ("The half loss is defined as:\nloss = max(y, 0) ** (2 - p) / (1 - p)\n"
+               "y * pred ** (1 - p) / (1 - p)\npred ** (2 - p) / (2 - p)\n\n"
+               "It needs y positive when the power is at least two.")
+    sents = [x for x in candidates([Passage(1, _hit(1, formula), formula)]) if "**" in x.text]
+    assert sents and not any(x.item for x in sents)
+    got = compose("How is the half loss defined, and when must y be positive?", [_hit(1, formula)],
+                  load_settings(answer={"extractive_min_rel": 0.0}), [])
+    assert got.text.startswith("The half loss is defined as: [1] loss = max(y, 0)")
+    assert "y positive when the power" in got.text and got.text.count("**") <= 2

@@ -180,3 +180,29 @@ def test_only_the_first_k_windows_are_built(small_chunks: Settings, monkeypatch)
     assert [(h.record.id, h.record.text) for h in two] == [(h.record.id, h.record.text) for h in full[:2]]
     first_two = {i for h in hits[:2] for i in window._around(index.keyword, h.record, 60)}
     assert set(calls[0]) == first_two
+
+
+def test_a_window_that_ends_on_a_lead_in_takes_the_next_chunk_past_the_budget(tmp_path: Path) -> None:
+    """"The kettle has three settings:" cut from its list by the chunker answered nothing; the
+    window takes the chunk it introduces even when the budget has no room for it."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    filler = [f"Paragraph {i} talks about topic{i} and nothing else at all." for i in range(4)]
+    lead = "The kettle has three heat settings for tea:"
+    items = "Low warms water to seventy degrees.\nMedium reaches eighty five.\nHigh boils it."
+    (docs / "kettle.md").write_text("# Kettle\n\n" + "\n\n".join([*filler, lead, items, *filler]) + "\n",
+                                    encoding="utf-8")
+    s = load_settings(chunk={"size": 14, "overlap": 0, "min_size": 1})
+    ingest([docs], s)
+    index = Index(s)
+    top = next(h for h in retrieve("kettle heat settings tea", s.model_copy(
+        update={"search": s.search.model_copy(update={"window_tokens": 0})}), k=3).hits
+        if h.record.text.endswith("for tea:"))
+    assert window.leads_in(top.record.text) and "seventy" not in top.record.text
+    # a budget with no room for a neighbour: only the lead-in's own continuation joins
+    w = window.widen(index, [top], 14)[0].record
+    assert w.start == top.record.start and "Low warms water to seventy degrees." in w.text
+    full = index.docs.file_text(top.record.source)
+    assert full is not None and w.text == full[w.start : w.end]
+    assert len(w.extra["window"]) == 2
+    assert not window.leads_in("Paragraph 1 talks about topic1.") and window.leads_in("由以下 6 个组件组成：")
