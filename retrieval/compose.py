@@ -358,10 +358,13 @@ def score(
 
 
 _WHAT_IS = re.compile(
-    r"^\s*(?:what|who)\s+(?:is|are|was|were)\s+(?:an?\s+|the\s+)?(?P<en>[^?]{1,60}?)\s*\?"
-    r"|^\s*what\s+(?:does|do)\s+(?P<en2>[^?]{1,60}?)\s+(?:mean|stand\s+for)\s*\?"
+    # what X is for first: "What is a retriever used for?" asks about "retriever"
+    r"^\s*what\s+(?:is|are)\s+(?:an?\s+|the\s+)?(?P<en3>[^?]{1,60}?)\s+(?:used\s+)?for\s*\?"
+    r"|^\s*what\s+is\s+the\s+(?:purpose|role|point)\s+of\s+(?:an?\s+|the\s+)?(?P<en4>[^?]{1,60}?)\s*\?"
+    r"|^\s*(?:what|who)\s+(?:is|are|was|were)\s+(?:an?\s+|the\s+)?(?P<en>[^?]{1,60}?)\s*\?"
+    r"|^\s*what\s+(?:does|do)\s+(?P<en2>[^?]{1,60}?)\s+(?:mean|stand\s+for|do)\s*\?"
     r"|^\s*(?:什么是|何为|何谓)\s*(?P<zh>[^？?]{1,20}?)\s*[？?]"
-    r"|^\s*(?P<zh2>[^？?]{1,20}?)\s*(?:是什么|是指什么|指的是什么|是啥)\s*[？?]",
+    r"|^\s*(?P<zh2>[^？?]{1,20}?)\s*(?:是什么|是指什么|指的是什么|是啥|是做什么的|是干什么的|有什么用|有什么作用|的作用是什么)\s*[？?]",
     re.IGNORECASE,
 )
 _DEF_MARK = ":：(（,，是指—-"  # what follows a term that a sentence introduces
@@ -370,8 +373,10 @@ _LEAD_MARKS = re.compile(r"^[\s*_\"'“「↳>#\d.、)）-]*")
 
 def defined_term(question: str) -> str | None:
     """X of a question that asks what X is ("What is QLoRA?", "What does RLHF stand for?",
-    "什么是 LoRA？", "KV-Cache 是什么？"), X of at most four words; None for other questions
-    ("What is the default value of alpha?" asks for a value, not a definition)."""
+    "什么是 LoRA？", "KV-Cache 是什么？") or what it is for ("What does LoRA do?", "What is a
+    retriever used for?", "LoRA 有什么用？": the sentence that introduces X says that too), X of
+    at most four words; None for other questions ("What is the default value of alpha?" asks
+    for a value, not a definition)."""
     m = _WHAT_IS.match(question)
     if not m:
         return None

@@ -399,6 +399,12 @@ def test_what_is_x_questions_and_the_sentences_that_introduce_x() -> None:
     assert defined_term("What does SFT stand for?") == "SFT" and defined_term("什么是 LoRA？") == "LoRA"
     assert defined_term("KV-Cache 是什么？") == "KV-Cache"
     assert defined_term("What is LoRA? 低秩") == "LoRA"  # the keyword query of an English question
+    # what X is for: the sentence that introduces X says that too
+    assert defined_term("What does LoRA do?") == "LoRA" and defined_term("LoRA 有什么用？") == "LoRA"
+    assert defined_term("What is a retriever used for?") == "retriever"
+    assert defined_term("What is the purpose of the KV cache?") == "KV cache"
+    assert defined_term("Chains 是做什么的？") == "Chains"
+    assert defined_term("What does the model do with padding tokens?") is None
     assert defined_term("How does LoRA work?") is None
     assert defined_term("What is the default value of alpha in ridge regression?") is None  # a value
     assert defines("LORA: 微调大模型时,可以只更新两个小矩阵", "LoRA")
