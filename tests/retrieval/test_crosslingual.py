@@ -34,6 +34,19 @@ def test_mine_keeps_the_commonest_glosses_and_the_corpus_script_share() -> None:
     assert mine([]).cjk_share == 0.0
 
 
+def test_facts_skip_the_patterns_only_where_no_pair_can_be() -> None:
+    """A text with fewer than two CJK characters or no bracket holds no glossing pair, so its
+    facts skip the two patterns (their cost on English text); a text that has both gets every
+    pair `pairs` finds."""
+    from core.lexicon import facts
+
+    for text in ("我们使用近似最近邻（ANN）检索。", "LoRA (低秩适配) works.", "近似最近邻(ANN) and more",
+                 "Approximate nearest neighbour (ANN) search", "没有括号的中文 ANN", "中(ANN)"):
+        assert facts(text).pairs == pairs(text)
+    assert facts("Approximate nearest neighbour (ANN) search").pairs == []
+    assert facts("我们使用近似最近邻（ANN）检索。").pairs == [("ann", "近似最近邻")]
+
+
 def test_lookup_prefers_the_longest_term_and_uses_each_word_once() -> None:
     lx = Lexicon(0.9, {"language model": ["语言模型"], "large language model": ["大型语言模型"],
                        "ann": ["近似最近邻"]})
