@@ -511,9 +511,9 @@ def _with_reply(chosen: list[Sentence], sents: list[Sentence], max_n: int, max_c
     sentence when the answer would run over answer.extractive_max_sentences / _max_chars. Only
     the lead's: the same for every chosen sentence that asks or opens quoted more of the novel's
     dialogue and less of what answers (README, Asking questions). A lead that ends on a colon
-    (`retrieval.window.leads_in`: "由以下 6 个核心组件组成:", "defined as:") introduces more than one
-    sentence, a list most often: the run of sentences right after it follows, as many as the
-    answer holds, in place of the others."""
+    (`retrieval.window.leads_in`: "由以下 6 个核心组件组成:") may introduce a list: when the reply is
+    a list item (a bullet or a number marks it, `Sentence.item`), the items right after it follow
+    too, as many as the answer holds, in place of the others."""
     lead = chosen[0]
     if not opens_reply(lead.text):
         return chosen

@@ -54,7 +54,7 @@ def leads_in(text: str) -> bool:
 
 
 def _neighbour(index: Index, source: str, nid: str, cache: dict[str, dict[str, Record]]) -> Record | None:
-    """A neighbouring chunk, read from the store once per process of `widen`."""
+    """A neighbouring chunk, from `widen`'s cache (read from the store at most once)."""
     got = cache.setdefault(source, {})
     if nid not in got:
         got.update(index.docs.get([nid]))
