@@ -592,8 +592,8 @@ def test_a_lead_in_is_followed_by_the_items_it_introduces() -> None:
     formula = ("The half loss is defined as:\nloss = max(y, 0) ** (2 - p) / (1 - p)\n"
                "y * pred ** (1 - p) / (1 - p)\npred ** (2 - p) / (2 - p)\n\n"
                "It needs y positive when the power is at least two.")
-    sents = [x for x in candidates([Passage(1, _hit(1, formula), formula)]) if "**" in x.text]
-    assert sents and not any(x.item for x in sents)
+    lines = [x for x in candidates([Passage(1, _hit(1, formula), formula)]) if "**" in x.text]
+    assert lines and not any(x.item for x in lines)
     got = compose("How is the half loss defined, and when must y be positive?", [_hit(1, formula)],
                   load_settings(answer={"extractive_min_rel": 0.0}), [])
     assert got.text.startswith("The half loss is defined as: [1] loss = max(y, 0)")
