@@ -9,7 +9,8 @@ about table data, and nothing else:
     ... lowest | least | smallest ...                               -> ORDER BY it ASC LIMIT 1
     ... the second / third ... highest                             -> ... LIMIT 1 OFFSET 1 / 2
     which has more <number column>, A or B?                         -> the larger of A and B
-    how many ... (no number column named)                           -> COUNT(*)
+    how many ... (no number column named)                           -> COUNT(*) (with no filter,
+                                                                        only of what the rows are)
     total | sum ... <number column>                                  -> SUM(it)
     average | mean ... <number column>                               -> AVG(it)
     <a cell value> ... (a column named, or none of the above)        -> the matching rows
@@ -51,6 +52,10 @@ _WHICH = re.compile(r"\b(which|who|what)\b|哪", re.I)
 _HOW_MUCH = re.compile(r"\bhow (much|many)\b|多少|几", re.I)
 _NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?(?![\d.])")
 _CJK = re.compile(r"[\u3400-\u9fff]")
+# The words a count counts: "how many fiction titles ...", "the number of suppliers ..."
+_COUNTED = re.compile(r"\b(?:how many|number of)\s+((?:[\w'-]+\s+){0,2}[\w'-]+)", re.I)
+# Counting the table's rows by these words needs no name of the table
+_ROW_WORDS = frozenset(tokenize("rows records entries items lines"))
 MAX_VALUES = 500  # distinct values read per text column
 
 
@@ -107,6 +112,20 @@ def _filters(question: str, info: TableInfo, store: TableStore) -> list[tuple[st
     return out
 
 
+def counts_rows(question: str, info: TableInfo) -> bool:
+    """Whether a count asks for the table's rows: the words it counts name them (the table's
+    name or caption, its first text column, or "rows", "entries"). A COUNT(*) with no filter
+    answers the same for any question the router sends, so it must be about these rows:
+    "How many times can oolong tea leaves be infused?" reached the sample's grind table by its
+    "Contact time" column and was answered "Count: 5" (its number of brewing methods)."""
+    m = _COUNTED.search(question)
+    if m is None:
+        return False
+    label = next((c for c, k in zip(info.columns, info.types, strict=True) if k == "TEXT"), "")
+    rows = set(tokenize(f"{info.name.replace('_', ' ')} {info.caption} {label}")) | _ROW_WORDS
+    return bool(set(tokenize(m.group(1))) & rows)
+
+
 def plan(question: str, info: TableInfo, store: TableStore, show_rows: int = 10) -> RulePlan | None:
     """The SELECT for `question` over `info`, or None when no rule fits (module docstring)."""
     terms = set(tokenize(question))
@@ -137,6 +156,8 @@ def plan(question: str, info: TableInfo, store: TableStore, show_rows: int = 10)
     nth = _ORDINALS[(m.group(1) or m.group(2)).lower()] if m and shape in ("max", "min") else 1
     if shape in ("max", "min", "avg", "sum") and measure is None:
         return None
+    if shape == "count" and not filters and not counts_rows(question, info):
+        return None  # a count of every row, but not of what the question counts
     if shape in ("max", "min"):
         assert measure is not None
         cols = ", ".join(quote(c) for c in dict.fromkeys([ROW, *(x for x in [label] if x), *used, measure]))

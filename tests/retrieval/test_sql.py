@@ -259,3 +259,18 @@ def test_the_embedded_model_writes_sql_or_falls_back_visibly(corpus: Path) -> No
     else:
         assert d["fallback"] and res.mode == "extractive"
     assert len(_table_rows(corpus)) == 4
+
+
+def test_a_count_the_table_cannot_give_is_left_to_the_passages(tmp_path: Path) -> None:
+    """On the README's sample, "How many times can oolong tea leaves be infused?" reached the
+    grind table by its "Contact time" column and the rules answered "Count: 5" (the table's rows);
+    the tea guide says 七次以上."""
+    from tests.conftest import SAMPLE
+
+    s = load_settings(index_dir=tmp_path / "index", llm={"provider": "llamacpp"})
+    assert not ingest([SAMPLE], s).failed
+    res = ask("How many times can oolong tea leaves be infused?", s)
+    d = _sql_trace(res)
+    assert d["route"]["go"] and d["fallback"]  # routed by the column, but no rule counts tea leaves
+    assert res.mode != "sql" and "七次" in res.answer
+    assert {Path(c.source).name for c in res.citations} == {"tea-guide-zh.txt"}

@@ -69,6 +69,21 @@ def test_no_rule_no_query(store: TableStore) -> None:
     assert plan("Which is the biggest?", two.catalogue()[0], two) is None  # which number? no guess
 
 
+def test_a_count_of_every_row_only_counts_what_the_rows_are(store: TableStore) -> None:
+    """COUNT(*) with no filter says the same for any question: "How many times can oolong tea
+    leaves be infused?" reached the sample's grind table by its "Contact time" column and was
+    answered "Count: 5". Counted words that name the rows (the table's name or caption, its
+    first text column, "rows") keep the count; a count with a filter is specific anyway."""
+    info = store.info("suppliers")
+    assert info is not None
+    assert _answer(store, "How many suppliers are listed?") == ("count", [(5,)])  # first text column
+    assert _answer(store, "How many deliveries are there?") == ("count", [(5,)])  # the caption
+    assert _answer(store, "How many rows does the table have?") == ("count", [(5,)])
+    assert plan("How many times can tea leaves be infused?", info, store) is None
+    assert plan("How many countries export coffee?", info, store) is None  # a column, not the rows
+    assert _answer(store, "How many deliveries came from Kenya?") == ("count", [(3,)])  # filtered
+
+
 def test_a_hostile_question_adds_no_sql(store: TableStore) -> None:
     info = store.info("suppliers")
     assert info is not None
