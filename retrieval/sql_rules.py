@@ -54,6 +54,8 @@ _NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?(?![\d.])")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 # The words a count counts: "how many fiction titles ...", "the number of suppliers ..."
 _COUNTED = re.compile(r"\b(?:how many|number of)\s+((?:[\w'-]+\s+){0,2}[\w'-]+)", re.I)
+# ... and in Chinese: the word after 多少 / 几 and its measure word ("有几种茶", "多少个供应商")
+_COUNTED_ZH = re.compile(r"(?:多少|几)[个种家位条项类款名只]?([\u4e00-\u9fff]{1,4})")
 # Counting the table's rows by these words needs no name of the table
 _ROW_WORDS = frozenset(tokenize("rows records entries items lines"))
 MAX_VALUES = 500  # distinct values read per text column
@@ -118,12 +120,13 @@ def counts_rows(question: str, info: TableInfo) -> bool:
     answers the same for any question the router sends, so it must be about these rows:
     "How many times can oolong tea leaves be infused?" reached the sample's grind table by its
     "Contact time" column and was answered "Count: 5" (its number of brewing methods)."""
-    m = _COUNTED.search(question)
-    if m is None:
-        return False
     label = next((c for c, k in zip(info.columns, info.types, strict=True) if k == "TEXT"), "")
-    rows = set(tokenize(f"{info.name.replace('_', ' ')} {info.caption} {label}")) | _ROW_WORDS
-    return bool(set(tokenize(m.group(1))) & rows)
+    names = f"{info.name.replace('_', ' ')} {info.caption} {label}"
+    m = _COUNTED.search(question)
+    if m is not None:
+        return bool(set(tokenize(m.group(1))) & (set(tokenize(names)) | _ROW_WORDS))
+    zh = _COUNTED_ZH.search(question)  # jieba cuts 茶 and 茶名 apart: by character
+    return zh is not None and any(c in names for c in zh.group(1)[:2])
 
 
 def plan(question: str, info: TableInfo, store: TableStore, show_rows: int = 10) -> RulePlan | None:

@@ -82,6 +82,8 @@ def test_a_count_of_every_row_only_counts_what_the_rows_are(store: TableStore) -
     assert plan("How many times can tea leaves be infused?", info, store) is None
     assert plan("How many countries export coffee?", info, store) is None  # a column, not the rows
     assert _answer(store, "How many deliveries came from Kenya?") == ("count", [(3,)])  # filtered
+    assert _answer(store, "表里有几种茶？", "teas") == ("count", [(3,)])  # 茶 of its first column, 茶名
+    assert plan("一壶茶够多少个人喝？", store.info("teas") or info, store) is None  # people, not teas
 
 
 def test_a_hostile_question_adds_no_sql(store: TableStore) -> None:
