@@ -469,6 +469,12 @@ def select(
         rel = a.extractive_min_rel
         if chosen and src.get(s.n) != src.get(chosen[0].n):  # from another document than the lead's
             rel = max(rel, a.extractive_other_rel)
+        # A definition that leads ("LORA: 微调大模型时...") is the answer to "What is X?": another
+        # passage's sentence joins it only if it defines X too, not for naming X in passing
+        # ("成为一名全栈大模型工程师,包括Prompt,LangChain,LoRA等...")
+        lead = chosen[0] if chosen else None
+        if lead and lead.features.get("defines") and s.n != lead.n and not s.features.get("defines"):
+            continue
         if chosen and (
             s.score < rel * chosen[0].score
             or chars + len(s.text) > a.extractive_max_chars

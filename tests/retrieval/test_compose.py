@@ -430,6 +430,14 @@ def test_the_sentence_that_introduces_x_answers_what_is_x_from_a_lower_passage()
     s = load_settings(answer={"extractive_max_sentences": 1})
     assert compose("What is LoRA?", hits, s, []).text.startswith("LoRA: 微调大模型时")
     assert not compose("Which fine-tuning methods are compared?", hits, s, []).text.startswith("LoRA")
+    # with room for more, the definition is not followed by other passages' mere mentions of LoRA
+    # (the title), while a sentence of its own passage may go on with it
+    hits[3] = _hit(4, "LoRA: 微调大模型时只更新两个小矩阵，它们是一个参数矩阵的低秩分解。"
+                      " LoRA 因此加速了微调。")
+    hits[3].score = 2.7
+    full = compose("What does LoRA do?", hits, load_settings(), [])
+    assert full.text.startswith("LoRA: 微调大模型时") and {c.n for c in full.citations} == {4}
+    assert "LoRA 因此加速了微调" in full.text
 
 
 def test_the_sentence_that_states_the_asked_quantity_answers_a_how_many_question() -> None:
