@@ -260,8 +260,17 @@ def _lines(text: str, a: int, b: int) -> list[tuple[int, int]]:
         return out
     if _wrapped(text, out):
         return [(a, b)]
-    lengths = sorted(e - s for s, e in out)
+    # the lines as the text has them, not the sentence's pieces of them: a sentence of
+    # hard-wrapped prose can start late on one line and end early on the next ("For a 500 ml pot,
+    # use about\n31 grams of coffee."), two short pieces of two long lines
+    lengths = sorted(_line_length(text, s, e) for s, e in out)
     return out if len(out) > 1 and lengths[len(lengths) // 2] <= SHORT_LINE else [(a, b)]
+
+
+def _line_length(text: str, s: int, e: int) -> int:
+    """The length of the whole line (or lines) of `text` that the span s:e lies on."""
+    end = text.find("\n", e)
+    return (len(text) if end < 0 else end) - (text.rfind("\n", 0, s) + 1)
 
 
 _OPEN_END = re.compile(r"[\w,)\]]$")  # a line that stops mid-sentence: a word, a comma, a bracket

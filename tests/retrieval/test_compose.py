@@ -370,6 +370,13 @@ def test_a_run_of_short_lines_is_quoted_line_by_line_and_wrapped_prose_whole() -
              "before pressing the plunger down slowly.")
     got = compose("How long should coffee steep in a French press?", [_hit(1, prose)], s, []).text
     assert got == " ".join(prose.split()) + " [1]"  # one sentence over three lines, whole
+    # a sentence that starts late on one long line and ends early on the next is two short
+    # pieces of wrapped prose, not a list (the sample's brew ratio was quoted "use about [1]")
+    ratio = ("A good starting ratio is 1 gram of coffee to 16 grams of water. For a 500 ml pot, use about\n"
+             "31 grams of coffee. Adjust by one gram at a time: more coffee for a stronger cup, less for a\n"
+             "lighter one.")
+    got = compose("How much coffee do I need for a 500 ml pot?", [_hit(1, ratio)], s, []).text
+    assert got == "For a 500 ml pot, use about 31 grams of coffee. [1]"
 
 
 def test_a_plain_text_table_is_quoted_row_by_row() -> None:
