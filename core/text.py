@@ -34,6 +34,13 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     return [(a, b) for a, b in spans if text[a:b].strip()]
 
 
+def leads_in(text: str) -> bool:
+    """Whether a text ends on a colon: it introduces what follows (a list, a formula, a reply),
+    which the chunker may have cut from it (retrieval/window.py) and the extractive answer quotes
+    after it (retrieval/compose.py)."""
+    return text.rstrip().endswith((":", "："))
+
+
 def clause_goes_on(clause: str, between: str, after: str = "") -> bool:
     """Whether a sentence that `split_sentences` ended at its semicolon goes on into the next
     one (`between`: the text between them; `after`: the next one's text). A semicolon joins the

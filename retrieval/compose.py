@@ -36,14 +36,13 @@ from core.keyword import tokenize
 from core.lang import cjk_share
 from core.models import Embedder
 from core.settings import Settings
-from core.text import clause_goes_on, sentence_spans
+from core.text import clause_goes_on, leads_in, sentence_spans
 from core.tokens import strip_question_words
 from core.types import Hit, TraceEntry
 from retrieval.crosslingual import covered, credit, weighted_units
 from retrieval.features import cjk_bigrams
 from retrieval.generate import Citation, Generation, Passage, citation, neutralise
 from retrieval.quantity import asked_units, english_asked_units, states_quantity
-from retrieval.window import leads_in
 
 ENGLISH_MAX_CJK = 0.3  # above this CJK share a text is not "English" for MiniLM
 W_COVERAGE, W_COSINE, W_RANK = 0.55, 0.3, 0.25  # with cosine; without it coverage takes its weight
@@ -504,17 +503,17 @@ def select(
 
 
 # A sentence that asks, or opens what it does not finish: a question ("其兆若何？”", "How do I
-# ...?"), a colon before what follows ("... is given by:", "曰："), or a quotation left open
-# ("大喝曰：“我乃燕人张翼德也！" - the speech goes on in the next sentence).
-_ASKS = re.compile(r"[？?][”」』\"')）]*$|[：:]$")
+# ...?"), a colon before what follows ("... is given by:", "曰：", `leads_in`), or a quotation
+# left open ("大喝曰：“我乃燕人张翼德也！" - the speech goes on in the next sentence).
+_ASKS = re.compile(r"[？?][”」』\"')）]*$")
 
 
 def opens_reply(text: str) -> bool:
-    """Whether a sentence leaves its answer to the next one (_ASKS, or more “ than ”). Of a
-    reStructuredText "... defined by::" the next candidate is the literal block it introduces
-    (`clean` reads the "::" as ":" and quotes no directive line)."""
+    """Whether a sentence leaves its answer to the next one (_ASKS, a colon, or more “ than ”).
+    Of a reStructuredText "... defined by::" the next candidate is the literal block it
+    introduces (`clean` reads the "::" as ":" and quotes no directive line)."""
     t = text.rstrip()
-    return _ASKS.search(t) is not None or t.count("“") > t.count("”")
+    return _ASKS.search(t) is not None or leads_in(t) or t.count("“") > t.count("”")
 
 
 def _with_reply(chosen: list[Sentence], sents: list[Sentence], max_n: int, max_chars: int) -> list[Sentence]:
@@ -526,7 +525,7 @@ def _with_reply(chosen: list[Sentence], sents: list[Sentence], max_n: int, max_c
     sentence when the answer would run over answer.extractive_max_sentences / _max_chars. Only
     the lead's: the same for every chosen sentence that asks or opens quoted more of the novel's
     dialogue and less of what answers (README, Asking questions). A lead that ends on a colon
-    (`retrieval.window.leads_in`: "由以下 6 个核心组件组成:") may introduce a list: when the reply is
+    (`core.text.leads_in`: "由以下 6 个核心组件组成:") may introduce a list: when the reply is
     a list item (a bullet or a number marks it, `Sentence.item`), the items right after it follow
     too, as many as the answer holds, in place of the others."""
     lead = chosen[0]

@@ -17,6 +17,7 @@ from dataclasses import replace
 from core.index import Index
 from core.keyword import KeywordIndex
 from core.lang import approx_tokens
+from core.text import leads_in
 from core.types import Hit, Record
 
 
@@ -45,12 +46,6 @@ def _around(kw: KeywordIndex, rec: Record, budget: int) -> list[str]:
                 break
             ids.append(cur)
     return ids
-
-
-def leads_in(text: str) -> bool:
-    """Whether a text ends on a colon: it introduces a list, a formula or a quotation that
-    follows (the chunker may have cut between the two)."""
-    return text.rstrip().endswith((":", "："))
 
 
 def _neighbour(index: Index, source: str, nid: str, cache: dict[str, dict[str, Record]]) -> Record | None:

@@ -10,6 +10,7 @@ import pytest
 
 from core.index import Index
 from core.settings import Settings, load_settings
+from core.text import leads_in
 from core.types import Hit, Record
 from ingest.pipeline import ingest
 from retrieval import features, window
@@ -198,11 +199,11 @@ def test_a_window_that_ends_on_a_lead_in_takes_the_next_chunk_past_the_budget(tm
     top = next(h for h in retrieve("kettle heat settings tea", s.model_copy(
         update={"search": s.search.model_copy(update={"window_tokens": 0})}), k=3).hits
         if h.record.text.endswith("for tea:"))
-    assert window.leads_in(top.record.text) and "seventy" not in top.record.text
+    assert leads_in(top.record.text) and "seventy" not in top.record.text
     # a budget with no room for a neighbour: only the lead-in's own continuation joins
     w = window.widen(index, [top], 14)[0].record
     assert w.start == top.record.start and "Low warms water to seventy degrees." in w.text
     full = index.docs.file_text(top.record.source)
     assert full is not None and w.text == full[w.start : w.end]
     assert len(w.extra["window"]) == 2
-    assert not window.leads_in("Paragraph 1 talks about topic1.") and window.leads_in("由以下 6 个组件组成：")
+    assert not leads_in("Paragraph 1 talks about topic1.") and leads_in("由以下 6 个组件组成：")
