@@ -12,8 +12,9 @@ Each sentence is scored with cheap features, the same kinds the ranker uses:
   English: the model cannot read Chinese, so its cosines there would be noise;
 - the passage's retrieval score against the best passage's (`rank_prior`: retrieval already
   weighed the whole passage);
-a sentence that introduces X for "What is X?" and one that states the number a Chinese question
-asks for (retrieval/quantity.py: 多少岁, 多高) get a bonus; a sentence of fewer than SHORT_TERMS
+a sentence that introduces X for "What is X?" and one that states the number a question asks
+for (retrieval/quantity.py: 多少岁, 多高; "How many samples ...?" - a number beside "samples") get a
+bonus; a sentence of fewer than SHORT_TERMS
 content words (a label) is scaled down.
 The best sentence is kept; others join it when they score at least `extractive_min_rel` of it
 (`extractive_other_rel` when they come from another document: an answer usually lies in one,
@@ -42,7 +43,14 @@ from core.types import Hit, TraceEntry
 from retrieval.crosslingual import covered, credit, weighted_units
 from retrieval.features import cjk_bigrams
 from retrieval.generate import Citation, Generation, Passage, citation, neutralise
-from retrieval.quantity import asked_units, english_asked_units, states_quantity
+from retrieval.quantity import (
+    asked_units,
+    count_terms,
+    english_asked_units,
+    numbers_in,
+    states_count,
+    states_quantity,
+)
 
 ENGLISH_MAX_CJK = 0.3  # above this CJK share a text is not "English" for MiniLM
 W_COVERAGE, W_COSINE, W_RANK = 0.55, 0.3, 0.25  # with cosine; without it coverage takes its weight
@@ -345,6 +353,8 @@ def score(
     term = defined_term(question)
     # an English question of Chinese text asks its figure in Chinese units ("How old ..." - 岁)
     asked = asked_units(question) or english_asked_units(question)
+    counted = count_terms(question, groups)  # "How many samples ...": a number beside "samples"
+    known = numbers_in(question)
     units = weighted_units(idf, groups)
     heads = {p.n: set(tokenize(p.hit.record.title)) | cjk_bigrams(p.hit.record.title) for p in passages}
     prior = rank_prior(passages)
@@ -357,7 +367,7 @@ def score(
         if term and defines(s.text, term):
             s.features["defines"] = 1.0
             s.score += W_DEFINES
-        if asked and states_quantity(s.text, asked):
+        if (asked and states_quantity(s.text, asked)) or (counted and states_count(s.text, counted, known)):
             s.features["quantity"] = 1.0
             s.score += W_QUANTITY
         s.score *= _damping(s)

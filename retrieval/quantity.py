@@ -21,13 +21,17 @@ nearly every passage, and "How many X" names no unit the answer must use. Of Chi
 though, an English question that asks an age, a year, a height, a weight or a number of days
 asks for the units the Chinese states it in (`english_asked_units`: "How old was Zhou Yu when
 he died?" is answered by 寿三十六岁), and the composer prefers the sentence that states one.
+An English "How many X" of any text is typed for the composer only (`count_terms`,
+`states_count`): the sentence with a number beside X ("Samples total 4898431").
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping, Sequence
 
+from core.keyword import tokenize
 from core.script import fold
 
 # Numerals a count or a measure starts with: digits (half- and full-width), Chinese numerals,
@@ -206,3 +210,83 @@ def _pattern(units: tuple[str, ...]) -> re.Pattern[str]:
 def states_quantity(text: str, units: tuple[str, ...]) -> bool:
     """Whether the text states a number in one of `units` (二十六岁, 三千余人, 九尺)."""
     return bool(units) and _pattern(units).search(fold(text)) is not None
+
+
+# English "how many X" / "how much X" / "the number of X": what is counted, and whether a sentence
+# states a count of it. Technical English holds numbers in nearly every passage (a year, a
+# version, "Example 10.2"), so a sentence qualifies only with the counted word beside the number
+# ("Samples total 4898431", "212 malignant, 357 benign cases", "由6个Encoder block组成").
+_HOW_MANY = re.compile(
+    r"\b(?:how\s+(?:many|much)|(?:the\s+)?(?:total\s+)?number\s+of)\s+(?P<what>[^?,.;:]{1,60})", re.I
+)
+# Where the counted phrase stops: the verb or preposition after the noun ("samples | does the
+# dataset have", "classifiers | does ... fit", "people's records | make up").
+_PHRASE_END = re.compile(
+    r"\s+(?:does|do|did|is|are|was|were|can|could|will|would|should|has|have|had|must|might|may|"
+    r"make|makes|made|go|goes|went|in|of|for|to|on|at|by|from|with|per|does|there|that|which|"
+    r"when|if|get|gets|got|produced|used|contain|contains)\b.*$",
+    re.I,
+)
+_TIMES = ("times", "次", "遍", "回")  # "How many times ...": the counter, in English and Chinese
+COUNT_WINDOW = 40  # characters between the number and the counted word, either side
+_ARABIC = r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![A-Za-z0-9_])"
+# Chinese numerals before a classifier (六个, 十万枝): a bare 一 or 十 is too often a word's part
+_CN_COUNT = r"[〇零一二三四五六七八九十百千万亿两]+(?:个|位|名|种|层|次|条|本|枚|支|枝|只|员|处|部|项|类|块)"
+_WORDS = (
+    r"\b(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+    r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|"
+    r"hundreds?|thousands?|millions?|billions?|dozens?)\b"
+)
+_NUMBER = re.compile(rf"{_ARABIC}|{_CN_COUNT}|{_WORDS}", re.I)
+_YEAR = re.compile(r"^(?:1[5-9]|20)\d\d$")
+
+
+def counted_phrase(question: str) -> str | None:
+    """The words an English question counts ("How many samples does ... have?" -> "samples",
+    "How much coffee do I need ...?" -> "coffee"); None when it asks no count."""
+    m = _HOW_MANY.search(question)
+    if not m:
+        return None
+    what = _PHRASE_END.sub("", " " + m.group("what").strip()).strip()
+    return what or None
+
+
+def count_terms(question: str, groups: Mapping[str, Sequence[str]] | None = None) -> list[list[str]]:
+    """Per word an English question counts, the forms that stand for it in a text: the word
+    (as `tokenize` stems it; a prefix of its inflections) and the Chinese words the question's
+    keyword query added for it (`groups`, retrieval/crosslingual.py: "arrows" - 箭)."""
+    phrase = counted_phrase(question)
+    if not phrase:
+        return []
+    if phrase.casefold() == "times":  # how often, not "time": "three minutes" does not answer it
+        return [list(_TIMES)]
+    return [[t, *(groups or {}).get(t, ())] for t in tokenize(phrase) if len(t) >= 3]
+
+
+def numbers_in(text: str) -> frozenset[str]:
+    """The numbers a text states (`_NUMBER`), as `states_count` reads them."""
+    return frozenset(m.group(0) for m in _NUMBER.finditer(fold(text).casefold()))
+
+
+def states_count(text: str, terms: list[list[str]], exclude: frozenset[str] = frozenset()) -> bool:
+    """Whether `text` states a number within COUNT_WINDOW characters of one of the counted
+    words: `terms` lists, per counted word, the forms that stand for it (the word, its
+    translations); a number the question itself holds (`exclude`: "for a 500 ml pot") or a year
+    does not count."""
+    low = fold(text).casefold()
+    spots = [
+        m.start()
+        for alts in terms
+        for form in alts
+        if form
+        for m in re.finditer(re.escape(form.casefold()), low)
+    ]
+    if not spots:
+        return False
+    for m in _NUMBER.finditer(low):
+        num = m.group(0)
+        if num in exclude or _YEAR.match(num):
+            continue
+        if any(-COUNT_WINDOW <= s - m.start() <= COUNT_WINDOW for s in spots):
+            return True
+    return False

@@ -460,6 +460,25 @@ def test_the_sentence_that_states_the_asked_quantity_answers_a_how_many_question
     assert not compose("孔明为什么搭七星坛？", hits, s, []).text.startswith("坛名曰")
 
 
+def test_the_sentence_that_states_a_count_of_the_counted_thing_answers_how_many() -> None:
+    """"How many ... cases ...?" is answered by the sentence with a number beside "cases" (the
+    breast cancer data's class distribution, retrieval ranked it third), not by the first
+    passage's sentence that shares more of the question's words; a year beside the words, or a
+    number the question holds itself, is no count."""
+    hits = [_hit(1, "The breast cancer dataset is a classic binary classification dataset, "
+                    "collected in 1995."),
+            _hit(2, "Class distribution: 212 malignant, 357 benign."),
+            _hit(3, "Wine recognition data has thirteen chemical measurements.")]
+    hits[0].score, hits[1].score, hits[2].score = 1.0, 0.9, 0.2  # the count ranked a little lower
+    s = load_settings(answer={"extractive_max_sentences": 1})
+    q = "How many malignant and benign cases does the breast cancer dataset contain?"
+    trace: list[TraceEntry] = []
+    assert compose(q, hits, s, trace).text.startswith("Class distribution: 212 malignant"), trace
+    # the same passages, a question that counts nothing: the first passage leads
+    other = compose("Which breast cancer cases does the dataset hold?", hits, s, [])
+    assert other.text.startswith("The breast")
+
+
 def test_an_abbreviation_before_a_lowercase_word_does_not_end_the_sentence() -> None:
     """"derived from the 1990 U.S. census" was quoted as "... the 1990 U.S." and "census, ...":
     the answer without its answer. A period before a capital still ends the sentence."""

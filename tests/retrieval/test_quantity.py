@@ -173,3 +173,44 @@ def test_passages_in_another_script_are_not_said_to_lack_the_quantity(tmp_path: 
     assert check["passages"] and not any(p["same_script"] for p in check["passages"])
     assert check["quantity_stated"] is True
     assert "The question asks for" not in res.answer
+
+
+@pytest.mark.parametrize(
+    ("question", "phrase"),
+    [
+        ("How many samples does the full KDD Cup 99 dataset have?", "samples"),
+        ("How many malignant and benign cases does the dataset contain?", "malignant and benign cases"),
+        ("How much coffee do I need for a 500 ml pot?", "coffee"),
+        ("What is the number of classes in iris?", "classes"),
+        ("How many people's records make up the diabetes data?", "people's records"),
+        ("How does byte-pair encoding merge symbols?", None),
+    ],
+)
+def test_the_words_an_english_question_counts(question: str, phrase: str | None) -> None:
+    from retrieval.quantity import counted_phrase
+
+    assert counted_phrase(question) == phrase
+
+
+def test_a_count_is_a_number_beside_the_counted_word() -> None:
+    from retrieval.quantity import count_terms, numbers_in, states_count
+
+    q = "How many samples does the full KDD Cup 99 dataset have?"
+    terms, known = count_terms(q), numbers_in(q)
+    assert terms == [["sampl"]] and "99" in known
+    assert states_count("Samples total         4898431", terms, known)
+    assert states_count("It has four thousand samples.", terms, known)  # a number in words
+    # a year, a number the question holds itself, a number far from the word: no count
+    assert not states_count("Samples were collected in 1998.", terms, known)
+    assert not states_count("The KDD Cup 99 samples.", terms, known)
+    far = "Samples " + "x" * 50 + " 42"
+    assert not states_count(far, terms, known)
+    # an English question of Chinese text: its words as the text spells them, or their translations
+    blocks = count_terms("How many encoder blocks are stacked?")
+    assert states_count("Encoder 经过 6 个 Encoder block", blocks)
+    arrows = count_terms("How many arrows did he make?", {"arrow": ["箭"]})
+    assert arrows == [["arrow", "箭"]] and states_count("限十日造十万枝箭", arrows)
+    # "how many times" counts occurrences: a brew time of three minutes is not one
+    times = count_terms("How many times can oolong tea leaves be infused?")
+    assert not states_count("The total brew time should be about three minutes.", times)
+    assert states_count("好的乌龙茶可以冲泡七次以上", times)
