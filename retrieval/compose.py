@@ -214,7 +214,22 @@ def candidates(passages: Sequence[Passage], links: bool = True) -> list[Sentence
             ):
                 out.append(Sentence(p.n, pos, text, terms, cjk_bigrams(text), a, b,
                                     _ITEM.match(raw) is not None))
-    return out
+    return [s for s in out if not _points_at_nothing(s, out)]
+
+
+# What a sentence says is below it: "更加具体的流程如下：", "The steps are shown below:"
+_POINTER = re.compile(r"如下|以下|下面|下列|下图|如图|见下|as follows|the following|below", re.I)
+
+
+def _points_at_nothing(s: Sentence, sents: list[Sentence]) -> bool:
+    """A sentence that only points at what follows it ("更加具体的流程如下：") when no quotable
+    sentence follows it in its passage (an image, a heading, or the passage's end does): quoted,
+    it was the whole answer to "RAG 的流程是什么？" over the shared notes, and said nothing."""
+    return (
+        leads_in(s.text)
+        and _POINTER.search(s.text) is not None
+        and not any(o.n == s.n and o.pos == s.pos + 1 for o in sents)
+    )
 
 
 def _clauses_joined(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

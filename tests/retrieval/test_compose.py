@@ -479,6 +479,20 @@ def test_the_sentence_that_states_a_count_of_the_counted_thing_answers_how_many(
     assert other.text.startswith("The breast")
 
 
+def test_a_sentence_that_points_at_what_its_passage_does_not_hold_is_not_quoted() -> None:
+    """"RAG 的流程是什么？" over the shared notes was answered "更加具体的流程如下：" alone: an
+    image followed it. A pointer is quoted where a sentence follows it (then the reply rule
+    takes that too), and an answer is made of what the passages say instead."""
+    flow = ("用户的数据库被切成小块，把这些小块存储在向量数据库中，检索后交给大模型生成答案。\n\n"
+            "更加具体的流程如下：\n\n![image-2024](LLms基本.assets/image-2024.png)\n")
+    s = load_settings(answer={"extractive_max_sentences": 1})
+    gen = compose("RAG 的流程是什么？", [_hit(1, flow)], s, [])
+    assert gen.text.startswith("用户的数据库被切成小块"), gen.text
+    listed = "更加具体的流程如下：\n1. 把文档切成小块并存储为向量。\n2. 检索相关的块交给大模型。\n"
+    two = load_settings(answer={"extractive_max_sentences": 3})
+    assert "更加具体的流程如下：" in compose("RAG 的流程是什么？", [_hit(1, listed)], two, []).text
+
+
 def test_an_abbreviation_before_a_lowercase_word_does_not_end_the_sentence() -> None:
     """"derived from the 1990 U.S. census" was quoted as "... the 1990 U.S." and "census, ...":
     the answer without its answer. A period before a capital still ends the sentence."""
