@@ -61,6 +61,8 @@ W_DEFINES = 0.25
 # A question that asks a number in a unit (retrieval/quantity.py: 多少岁, 几层, 多高) is answered by
 # the sentence that states one (二十六岁, 三层, 高九尺): the same weight as a definition's.
 W_QUANTITY = 0.25
+# A sentence that does not name X, for a question about X where other sentences do (`_about`)
+NOT_ABOUT = 0.5
 # A sentence of fewer content words than this is scaled down by words / SHORT_TERMS: a label or
 # heading-like line ("Tokenization & Embedding", "Polynomial kernel approximation") is close
 # to the question's words and vector without saying anything about them. Chosen on the dev
@@ -386,6 +388,8 @@ def score(
             s.features["quantity"] = 1.0
             s.score += W_QUANTITY
         s.score *= _damping(s)
+    if term:
+        _about(term, passages, sents)
     if with_cos and qv is not None:
         _add_cosines(question, sents, qv, keep_rel)
 
@@ -436,6 +440,22 @@ def defines(sentence: str, term: str) -> bool:
             return True
         at = low.find(t, at + 1)
     return False
+
+
+def _about(term: str, passages: Sequence[Passage], sents: list[Sentence]) -> None:
+    """For "What is X?" / "X 的作用是什么？": where some sentence names X (or sits under a heading
+    that does), a sentence that does not is scaled down by NOT_ABOUT: "Mask的作用是保证翻译都顺序"
+    shares 的作用 with "位置编码的作用是什么？" and led the answer over the passage saying what
+    位置编码 does."""
+    t = _folded(term)
+    titled = {p.n for p in passages if t in _folded(p.hit.record.title)}
+    names = {id(s) for s in sents if s.n in titled or t in _folded(s.text)}
+    if not names:
+        return
+    for s in sents:
+        if id(s) not in names:
+            s.features["not_about"] = 1.0
+            s.score *= NOT_ABOUT
 
 
 def _folded(text: str) -> str:

@@ -493,6 +493,20 @@ def test_a_sentence_that_points_at_what_its_passage_does_not_hold_is_not_quoted(
     assert "更加具体的流程如下：" in compose("RAG 的流程是什么？", [_hit(1, listed)], two, []).text
 
 
+def test_a_question_about_x_is_not_answered_by_a_sentence_about_something_else() -> None:
+    """"位置编码的作用是什么？" over the shared notes led with "Mask的作用是保证翻译都顺序" (it
+    shares 的作用, and its passage ranked higher) over the sentence saying what 位置编码 does."""
+    hits = [_hit(1, "其中Mask的作用是保证翻译都顺序，防止提前知道之后的信息。"),
+            _hit(2, "为序列中的每个token加入位置编码，向模型提供序列中元素的位置信息。"),
+            _hit(3, "模型在海量文本上预训练。")]
+    hits[0].score, hits[1].score, hits[2].score = 1.0, 0.8, 0.2
+    s = load_settings(answer={"extractive_max_sentences": 1})
+    trace: list[TraceEntry] = []
+    assert compose("位置编码的作用是什么？", hits, s, trace).text.startswith("为序列中的每个token"), trace
+    # a question that is not about X alone keeps the higher passage's sentence
+    assert compose("Mask和位置编码的作用分别是什么？", hits, s, []).text.startswith("其中Mask")
+
+
 def test_an_abbreviation_before_a_lowercase_word_does_not_end_the_sentence() -> None:
     """"derived from the 1990 U.S. census" was quoted as "... the 1990 U.S." and "census, ...":
     the answer without its answer. A period before a capital still ends the sentence."""
