@@ -528,6 +528,10 @@ def select(
         lead = chosen[0] if chosen else None
         if lead and lead.features.get("defines") and s.n != lead.n and not s.features.get("defines"):
             continue
+        # a question (a note's heading-like "向量数据库是如何工作的?") answers nothing after the
+        # lead; one inside quotes is dialogue, which tells the story ("孔明惊问曰：“如何得先到？”")
+        if lead and s.text.rstrip().endswith(("?", "？")):
+            continue
         if chosen and (
             s.score < rel * chosen[0].score
             or chars + len(s.text) > a.extractive_max_chars

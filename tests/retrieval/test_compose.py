@@ -507,6 +507,16 @@ def test_a_question_about_x_is_not_answered_by_a_sentence_about_something_else()
     assert compose("Mask和位置编码的作用分别是什么？", hits, s, []).text.startswith("其中Mask")
 
 
+def test_a_question_in_a_passage_does_not_follow_the_lead() -> None:
+    """"什么是向量数据库？" over the shared notes went on after the definition with the note's
+    own question "向量数据库是如何工作的?" (a question answers nothing)."""
+    hits = [_hit(1, "向量数据库是如何工作的?\n\n向量数据库把文本存为向量。"),
+            _hit(2, "向量数据库: 通过RAG限定LLM的上下文，而RAG的核心就是构造向量数据库。")]
+    hits[1].score = hits[0].score
+    gen = compose("什么是向量数据库？", hits, load_settings(), [])
+    assert gen.text.startswith("向量数据库") and "如何工作" not in gen.text, gen.text
+
+
 def test_an_abbreviation_before_a_lowercase_word_does_not_end_the_sentence() -> None:
     """"derived from the 1990 U.S. census" was quoted as "... the 1990 U.S." and "census, ...":
     the answer without its answer. A period before a capital still ends the sentence."""
