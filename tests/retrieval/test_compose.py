@@ -510,11 +510,14 @@ def test_a_question_about_x_is_not_answered_by_a_sentence_about_something_else()
 def test_a_question_in_a_passage_does_not_follow_the_lead() -> None:
     """"什么是向量数据库？" over the shared notes went on after the definition with the note's
     own question "向量数据库是如何工作的?" (a question answers nothing)."""
-    hits = [_hit(1, "向量数据库是如何工作的?\n\n向量数据库把文本存为向量。"),
-            _hit(2, "向量数据库: 通过RAG限定LLM的上下文，而RAG的核心就是构造向量数据库。")]
-    hits[1].score = hits[0].score
+    def note(i: int, text: str, score: float) -> Hit:  # passages of one note
+        return Hit(Record(f"id{i}", text, "/d/notes.md", start=100 * i, end=100 * i + len(text)), score)
+
+    hits = [note(1, "向量数据库是如何工作的?\n\n向量数据库正在革新我们搜索复杂数据的方式。", 1.0),
+            note(2, "现在我们已经在向量数据库中索引了我们的数据集。", 0.6),
+            note(3, "向量数据库: 通过RAG限定LLM的上下文，而RAG的核心就是构造向量数据库。", 0.1)]
     gen = compose("什么是向量数据库？", hits, load_settings(), [])
-    assert gen.text.startswith("向量数据库") and "如何工作" not in gen.text, gen.text
+    assert gen.text.startswith("向量数据库: 通过RAG") and "如何工作" not in gen.text, gen.text
 
 
 def test_an_abbreviation_before_a_lowercase_word_does_not_end_the_sentence() -> None:
