@@ -418,7 +418,18 @@ def defined_term(question: str) -> str | None:
     if not m:
         return None
     term = next(g for g in m.groups() if g is not None).strip(" \"'“”")
+    # "LangChain 的 Chains", "LangChain's Memory component": the part asked about is the last
+    # one, as the text introduces it ("链(Chains):", "记忆(Memory):"). Only a named term (Latin
+    # letters): "郊外小儿唱的童谣" names no term a sentence introduces, and the novel's answer
+    # (the song) does not say 童谣
+    part = _KIND.sub("", _OWNER.sub("", term)).strip()
+    if part != term and re.search(r"[A-Za-z]{2}", part):
+        term = part
     return term if term and len(term.split()) <= 4 else None
+
+
+_OWNER = re.compile(r"^.+?(?:\s*的\s*|['’]s\s+)(?=\S)")
+_KIND = re.compile(r"\s+(?:components?|modules?)$", re.IGNORECASE)
 
 
 def defines(sentence: str, term: str) -> bool:

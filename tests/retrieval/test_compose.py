@@ -411,6 +411,10 @@ def test_what_is_x_questions_and_the_sentences_that_introduce_x() -> None:
     assert defined_term("What is a retriever used for?") == "retriever"
     assert defined_term("What is the purpose of the KV cache?") == "KV cache"
     assert defined_term("Chains 是做什么的？") == "Chains"
+    # the named part of "X 的 Y" / "X's Y component": the text introduces it as "链(Chains):"
+    assert defined_term("LangChain 的 Chains 是什么？") == "Chains"
+    assert defined_term("What is LangChain's Memory component for?") == "Memory"
+    assert defined_term("郊外小儿唱的童谣是什么？") == "郊外小儿唱的童谣"  # no named term in it
     assert defined_term("What does the model do with padding tokens?") is None
     assert defined_term("How does LoRA work?") is None
     assert defined_term("What is the default value of alpha in ridge regression?") is None  # a value
