@@ -288,7 +288,34 @@ def _lines(text: str, a: int, b: int) -> list[tuple[int, int]]:
     # hard-wrapped prose can start late on one line and end early on the next ("For a 500 ml pot,
     # use about\n31 grams of coffee."), two short pieces of two long lines
     lengths = sorted(_line_length(text, s, e) for s, e in out)
-    return out if len(out) > 1 and lengths[len(lengths) // 2] <= SHORT_LINE else [(a, b)]
+    if len(out) > 1 and lengths[len(lengths) // 2] <= SHORT_LINE:
+        return _rejoined(text, out)
+    return [(a, b)]
+
+
+def _rejoined(text: str, lines: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Lines read one by one, except where a full line of English breaks mid-sentence
+    (`_breaks_mid`): a docstring's parameter entry ("n_clusters : int, default=8" / "The number
+    of clusters to form as well as the number of" / "centroids to generate.") is short lines at
+    the median, and its description was quoted as "... as well as the number of". A Chinese line
+    ends anywhere, and a next line that opens with a Latin word ("...就不等价了" / "decoding在采样
+    时...") is another note."""
+    out = [lines[0]]
+    for s, e in lines[1:]:
+        ps, pe = out[-1]
+        line = text[ps:pe]
+        if pe - ps > SHORT_LINE and line[-1:].isascii() and _breaks_mid(line, text[s:e]):
+            out[-1] = (ps, e)
+        else:
+            out.append((s, e))
+    return out
+
+
+def _breaks_mid(line: str, nxt: str) -> bool:
+    """A line stops mid-sentence (on a word, a comma, a bracket) and the next goes on in
+    lower case: one sentence, hard-wrapped."""
+    head = nxt.lstrip()[:1]
+    return _OPEN_END.search(line) is not None and head.isascii() and head.islower()
 
 
 def _line_length(text: str, s: int, e: int) -> int:
@@ -309,11 +336,8 @@ def _wrapped(text: str, lines: list[tuple[int, int]]) -> bool:
     line, and "... the samples, then" was quoted without what follows."""
     if len(lines) < 2 or max(e - s for s, e in lines) <= SHORT_LINE:
         return False
-    return all(
-        _OPEN_END.search(text[s1:e1]) is not None and text[s2:e2].lstrip()[:1].isascii()
-        and text[s2:e2].lstrip()[:1].islower()
-        for (s1, e1), (s2, e2) in zip(lines, lines[1:], strict=False)
-    )
+    pairs = zip(lines, lines[1:], strict=False)
+    return all(_breaks_mid(text[s1:e1], text[s2:e2]) for (s1, e1), (s2, e2) in pairs)
 
 
 def _idf(sents: list[Sentence], terms: set[str]) -> dict[str, float]:

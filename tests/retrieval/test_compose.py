@@ -377,6 +377,17 @@ def test_a_run_of_short_lines_is_quoted_line_by_line_and_wrapped_prose_whole() -
              "lighter one.")
     got = compose("How much coffee do I need for a 500 ml pot?", [_hit(1, ratio)], s, []).text
     assert got == "For a 500 ml pot, use about 31 grams of coffee. [1]"
+    # a docstring's parameter entry: short lines at the median, but its description wraps a full
+    # line mid-sentence ("How do I choose the number of clusters?" quoted "... the number of")
+    entry = ("n_clusters : int, default=8\n    The number of clusters to form as well as the number of\n"
+             "    centroids to generate.\n\n    See the user guide.")
+    got = compose("What is the number of clusters to form?", [_hit(1, entry)], s, []).text
+    assert got == "The number of clusters to form as well as the number of centroids to generate. [1]"
+    # Chinese notes end a line anywhere: a next line in English is another note
+    lines = ("表示激活函数时Sigmoid和σ完全等价,不过标准差或者求和时就不等价了好的好的好的好的好的好的\n"
+             "decoding在采样时可以用Beam Search替代Greedy Search\nGQA\nRoPE\nRMSNorm\nKV-Cache")
+    got = compose("Why use beam search in decoding?", [_hit(1, lines)], s, []).text
+    assert got == "decoding在采样时可以用Beam Search替代Greedy Search [1]"
 
 
 def test_a_plain_text_table_is_quoted_row_by_row() -> None:
