@@ -111,8 +111,9 @@ def cut(text: str, search: bool = False) -> list[str]:
 # needs to contain them (English ones not already stop words of core.keyword.tokenize).
 QUESTION_WORDS = frozenset(
     """什么 哪 哪里 哪儿 哪个 哪些 哪一年 哪年 哪位 多少 多久 多长 几 几个 怎么 怎样 怎么样 为什么
-    如何 谁 是否 吗 呢 请问 mani much long often kind type""".split()
-)
+    如何 谁 是否 吗 呢 请问 mani much long often kind type
+    区别 差异 不同 differ compar comparison versus vs""".split()
+)  # a comparison ("What is the difference between Ridge and Lasso?") is answered by what each does
 
 
 _QUESTION_WORDS_LONGEST_FIRST = sorted(QUESTION_WORDS, key=len, reverse=True)

@@ -156,3 +156,15 @@ def test_keyword_query_keeps_content_words() -> None:
         keyword_query("How long should coffee steep in a French press?") == "long coffee steep French press"
     )
     assert "绿茶" in keyword_query("绿茶应该怎么保存？")
+
+
+def test_a_comparison_is_supported_by_what_each_side_says() -> None:
+    """"What is the difference between Ridge and Lasso?" was refused over the scikit-learn docs
+    (coverage 34%): the passages say what Ridge and Lasso do, never "difference"."""
+    from retrieval.grade import question_terms
+
+    assert question_terms("What is the difference between Ridge and Lasso?") == ["lasso", "ridg"]
+    assert question_terms("How does label spreading differ from label propagation?") == [
+        "label", "propag", "spread"]
+    assert question_terms("Compare BM25 versus dense retrieval") == ["bm25", "dens", "retriev"]
+    assert set(question_terms("LoRA 和 QLoRA 的区别是什么？")) == {"lora", "qlora"}
