@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from core.keyword import tokenize
 from core.tables import ROW, TableInfo, TableStore, quote
+from retrieval.quantity import counted_phrase
 
 _MAX = re.compile(r"\b(highest|most|largest|biggest|greatest|maximum|max|top|best|longest|heaviest)\b"
                   r"|最高|最多|最大|最长|最重", re.I)
@@ -52,9 +53,9 @@ _WHICH = re.compile(r"\b(which|who|what)\b|哪", re.I)
 _HOW_MUCH = re.compile(r"\bhow (much|many)\b|多少|几", re.I)
 _NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?(?![\d.])")
 _CJK = re.compile(r"[\u3400-\u9fff]")
-# The words a count counts: "how many fiction titles ...", "the number of suppliers ..."
-_COUNTED = re.compile(r"\b(?:how many|number of)\s+((?:[\w'-]+\s+){0,2}[\w'-]+)", re.I)
-# ... and in Chinese: the word after 多少 / 几 and its measure word ("有几种茶", "多少个供应商")
+# The words a count counts: in English `quantity.counted_phrase` ("how many fiction titles ...",
+# "the number of suppliers ..."); in Chinese the word after 多少 / 几 and its measure word ("有几种
+# 茶", "多少个供应商")
 _COUNTED_ZH = re.compile(r"(?:多少|几)[个种家位条项类款名只]?([\u4e00-\u9fff]{1,4})")
 # Counting the table's rows by these words needs no name of the table
 _ROW_WORDS = frozenset(tokenize("rows records entries items lines"))
@@ -122,9 +123,9 @@ def counts_rows(question: str, info: TableInfo) -> bool:
     "Contact time" column and was answered "Count: 5" (its number of brewing methods)."""
     label = next((c for c, k in zip(info.columns, info.types, strict=True) if k == "TEXT"), "")
     names = f"{info.name.replace('_', ' ')} {info.caption} {label}"
-    m = _COUNTED.search(question)
-    if m is not None:
-        return bool(set(tokenize(m.group(1))) & (set(tokenize(names)) | _ROW_WORDS))
+    counted = counted_phrase(question)  # "How many teas ...": "teas" (retrieval/quantity.py)
+    if counted is not None:
+        return bool(set(tokenize(counted)) & (set(tokenize(names)) | _ROW_WORDS))
     zh = _COUNTED_ZH.search(question)  # jieba cuts 茶 and 茶名 apart: by character
     return zh is not None and any(c in names for c in zh.group(1)[:2])
 
