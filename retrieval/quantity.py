@@ -1,4 +1,5 @@
-"""What a Chinese question asks a number of, and whether a passage states one.
+"""What a question asks a number of, and whether a passage states one (Chinese units below;
+English "How many X" at the end).
 
 A Chinese question that asks for a quantity names its unit: 多少岁, 几层, 多少斤, 哪一年, 多高
 (a height: 尺, 丈, 米 ...). A passage can answer it only if it states a number in that unit
@@ -223,7 +224,7 @@ _HOW_MANY = re.compile(
 # dataset have", "classifiers | does ... fit", "people's records | make up").
 _PHRASE_END = re.compile(
     r"\s+(?:does|do|did|is|are|was|were|can|could|will|would|should|has|have|had|must|might|may|"
-    r"make|makes|made|go|goes|went|in|of|for|to|on|at|by|from|with|per|does|there|that|which|"
+    r"make|makes|made|go|goes|went|in|of|for|to|on|at|by|from|with|per|there|that|which|"
     r"when|if|get|gets|got|produced|used|contain|contains)\b.*$",
     re.I,
 )
