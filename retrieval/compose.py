@@ -70,6 +70,9 @@ NOT_ABOUT = 0.5
 SHORT_TERMS = 4
 PRIOR_TEMPERATURE = 0.5  # rank_prior's scale, in standard deviations of the passages' scores
 MIN_TERMS = 2  # a sentence with fewer content words (a label, "1.") is not an answer
+# A line that is one acronym or name of two capitals or more ("MHA", "KV-Cache", "RoPE") names
+# the line after it in notes that set a term above its gloss
+_ACRONYM_LINE = re.compile(r"^(?=(?:[^A-Z]*[A-Z]){2})[A-Za-z][\w.+-]{1,15}$")
 MAX_SENTENCE_CHARS = 600  # longer "sentences" are tables or run-on text, not answers
 MAX_CLAUSES_CHARS = 300  # clauses joined at a semicolon (_clauses_joined) up to this length
 SHORT_LINE = 40  # a run of lines this long at the median is a list, one item a line (_lines)
@@ -191,6 +194,7 @@ def candidates(passages: Sequence[Passage], links: bool = True) -> list[Sentence
         lines = [ln for a, b in sentence_spans(p.text) for ln in _lines(p.text, a, b)]
         spans = _clauses_joined(p.text, lines)
         header: list[str] | None = None  # the column names of the table being read
+        label: tuple[str, set[str], int, int] | None = None  # a one-term line: text, terms, pos, start
         for pos, (a, b) in enumerate(spans):
             raw = p.text[a:b].lstrip()
             if not raw.startswith("|"):
@@ -209,6 +213,14 @@ def candidates(passages: Sequence[Passage], links: bool = True) -> list[Sentence
             else:
                 text = _table_row(raw, header)
             terms = set(tokenize(text if links else _URL.sub(" ", text)))
+            if (label and label[2] == pos - 1 and not raw.startswith("|")
+                    and not _ACRONYM_LINE.match(text.split(maxsplit=1)[0] if text.strip() else "")):
+                # "MHA" / "Multi-head Attention slow": a term on a line of its own names the
+                # line after it, which is quoted with it ("MHA Multi-head Attention slow"); not
+                # a line that opens with a term of its own ("SwiGLU" / "PEFT parameter ..."
+                # are two items of a list)
+                text, terms, a = f"{label[0]} {text}", terms | label[1], label[3]
+            label = None
             if (
                 len(terms) >= MIN_TERMS
                 and len(text) <= MAX_SENTENCE_CHARS
@@ -216,6 +228,8 @@ def candidates(passages: Sequence[Passage], links: bool = True) -> list[Sentence
             ):
                 out.append(Sentence(p.n, pos, text, terms, cjk_bigrams(text), a, b,
                                     _ITEM.match(raw) is not None))
+            elif _ACRONYM_LINE.match(text) and text.casefold() not in heads:
+                label = (text, terms, pos, a)
     return [s for s in out if not _points_at_nothing(s, out)]
 
 

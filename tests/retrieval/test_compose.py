@@ -535,6 +535,25 @@ def test_a_question_in_a_passage_does_not_follow_the_lead() -> None:
     assert gen.text.startswith("向量数据库: 通过RAG") and "如何工作" not in gen.text, gen.text
 
 
+def test_a_term_on_a_line_of_its_own_is_quoted_with_the_line_it_names() -> None:
+    """The notes set a term above its gloss ("MHA" / "Multi-head Attention slow"): a one-word
+    line is too short to quote, so "What is the difference between MHA and MQA?" found no
+    sentence naming either and quoted "BatchNorm → LayerNorm → RMSNorm"."""
+    from retrieval.compose import candidates
+
+    notes = ("MHA\nMulti-head Attention slow\nMQA\nMulti-query Attention fast\nGQA\n"
+             "Group-query Attention 折中方案\nBatchNorm → LayerNorm → RMSNorm 预归一化\n"
+             "SwiGLU\nPEFT parameter effective fine-tuning\nForest covertypes\nThe samples are patches.")
+    hit = _hit(1, notes)
+    texts = [c.text for c in candidates([Passage(1, hit, notes)])]
+    assert "MHA Multi-head Attention slow" in texts and "GQA Group-query Attention 折中方案" in texts
+    # a line that opens with a term of its own is another item; a title is not a term
+    assert "PEFT parameter effective fine-tuning" in texts and "The samples are patches." in texts
+    gen = compose("What is the difference between MHA and MQA?", [hit], load_settings(), [])
+    assert gen.text.startswith(("MHA Multi-head", "MQA Multi-query")) and "BatchNorm" not in gen.text
+    assert "MHA Multi-head Attention slow" in " ".join(notes.split())  # quoted as the text has it
+
+
 def test_an_abbreviation_before_a_lowercase_word_does_not_end_the_sentence() -> None:
     """"derived from the 1990 U.S. census" was quoted as "... the 1990 U.S." and "census, ...":
     the answer without its answer. A period before a capital still ends the sentence."""
