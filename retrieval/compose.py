@@ -135,6 +135,16 @@ class Sentence:
         return term in self.terms or term in self.bigrams
 
 
+@dataclass(frozen=True)
+class _Label:
+    """A line that is one acronym or name ("MHA"), held until the line after it (`candidates`)."""
+
+    text: str
+    terms: set[str]
+    pos: int  # its span's place in the passage
+    start: int  # its offset in the passage text
+
+
 def clean(sentence: str) -> str:
     """Display form: one line, no list marker or reStructuredText directive (_DIRECTIVE), images
     and links reduced to their text, citation look-alikes neutralised."""
@@ -194,7 +204,7 @@ def candidates(passages: Sequence[Passage], links: bool = True) -> list[Sentence
         lines = [ln for a, b in sentence_spans(p.text) for ln in _lines(p.text, a, b)]
         spans = _clauses_joined(p.text, lines)
         header: list[str] | None = None  # the column names of the table being read
-        label: tuple[str, set[str], int, int] | None = None  # a one-term line: text, terms, pos, start
+        label: _Label | None = None  # a line that is one term, naming the line after it
         for pos, (a, b) in enumerate(spans):
             raw = p.text[a:b].lstrip()
             if not raw.startswith("|"):
@@ -213,13 +223,13 @@ def candidates(passages: Sequence[Passage], links: bool = True) -> list[Sentence
             else:
                 text = _table_row(raw, header)
             terms = set(tokenize(text if links else _URL.sub(" ", text)))
-            if (label and label[2] == pos - 1 and not raw.startswith("|")
-                    and not _ACRONYM_LINE.match(text.split(maxsplit=1)[0] if text.strip() else "")):
+            if (label and label.pos == pos - 1 and not raw.startswith("|")
+                    and not _ACRONYM_LINE.match(next(iter(text.split()), ""))):
                 # "MHA" / "Multi-head Attention slow": a term on a line of its own names the
                 # line after it, which is quoted with it ("MHA Multi-head Attention slow"); not
                 # a line that opens with a term of its own ("SwiGLU" / "PEFT parameter ..."
                 # are two items of a list)
-                text, terms, a = f"{label[0]} {text}", terms | label[1], label[3]
+                text, terms, a = f"{label.text} {text}", terms | label.terms, label.start
             label = None
             if (
                 len(terms) >= MIN_TERMS
@@ -229,7 +239,7 @@ def candidates(passages: Sequence[Passage], links: bool = True) -> list[Sentence
                 out.append(Sentence(p.n, pos, text, terms, cjk_bigrams(text), a, b,
                                     _ITEM.match(raw) is not None))
             elif _ACRONYM_LINE.match(text) and text.casefold() not in heads:
-                label = (text, terms, pos, a)
+                label = _Label(text, terms, pos, a)
     return [s for s in out if not _points_at_nothing(s, out)]
 
 
