@@ -38,6 +38,15 @@ def embedding(settings: Settings) -> Check:
             if cos < 0.9999:
                 state = "warn"
                 detail += ": set embedding.numpy_queries = false"
+            if (direct := emb.torch_encoder()) is not None:
+                # ... and so must the torch encoder that embeds an ingest's chunks
+                from core.torch_encoder import verify as verify_direct
+
+                cos = verify_direct(direct, texts, ref)
+                detail += f"; batches encoded in torch without sentence-transformers (cosine {cos:.6f})"
+                if cos < 0.9999:
+                    state = "warn"
+                    detail += ": set embedding.direct_batches = false"
         return {"name": "embedding model", "state": state, "detail": detail}
     except Exception as e:
         return {"name": "embedding model", "state": "fail", "detail": str(e)}

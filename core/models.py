@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from core import query_encoder
+from core import query_encoder, torch_encoder
 from core.errors import ConfigError
 from core.query_encoder import NumpyEncoder
 from core.registry import choose
 from core.settings import EmbeddingSettings
+from core.torch_encoder import TorchEncoder
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -82,7 +83,8 @@ def _load(path: str, device: str) -> SentenceTransformer:
 
 
 def _torch_loaded(path: str, device: str) -> bool:
-    """Whether this process has loaded the sentence-transformers model already."""
+    """Whether this process has loaded the model in torch already (sentence-transformers, or
+    the direct torch encoder: core/torch_encoder.py)."""
     return (path, device) in _loaded
 
 
@@ -156,12 +158,27 @@ class SentenceTransformerEmbedder:
             return None
         return query_encoder.load(path)
 
+    def torch_encoder(self) -> TorchEncoder | None:
+        """The direct torch encoder for batches (`embedding.direct_batches`), or None where
+        sentence-transformers should run (another kind of model, or not on the CPU)."""
+        s = self.settings
+        if not s.direct_batches or s.device != "cpu":
+            return None
+        path = str(resolve_model_path(s.model))
+        enc = torch_encoder.load(path, s.device)
+        if enc is not None:
+            _loaded.add((path, s.device))
+        return enc
+
     def embed(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         enc = self.numpy_encoder(len(texts))
         if enc is not None:
             return np.stack([enc.encode(t) for t in texts])
+        direct = self.torch_encoder()
+        if direct is not None:
+            return direct.encode(texts, self.settings.batch_size)
         # encode() sorts by length internally, so batches carry little padding.
         vecs = self.model.encode(
             texts,
@@ -176,7 +193,8 @@ class SentenceTransformerEmbedder:
         return self.embed([text])[0]
 
     def load(self) -> None:
-        self.model  # noqa: B018 - the property loads it
+        if self.torch_encoder() is None:
+            self.model  # noqa: B018 - the property loads it
 
 
 REGISTRY: dict[str, Callable[[EmbeddingSettings], Embedder]] = {

@@ -54,6 +54,10 @@ class EmbeddingSettings(BaseModel):
     # when the model is a plain BERT mean-pooling encoder (core/query_encoder.py): no torch
     # import at start-up. false: always use sentence-transformers.
     numpy_queries: bool = True
+    # Batches (an ingest's chunks) are encoded by torch from the same weights, without importing
+    # sentence-transformers (~4.5 s of every such process; core/torch_encoder.py), for the same
+    # kind of model on the CPU. false: sentence-transformers encodes them.
+    direct_batches: bool = True
     # Whether a chunk's section title is embedded with its text (BM25 indexes it either way).
     # A title repeated in every chunk of its section is about a tenth of the encoder's tokens;
     # on the dev splits of the three labelled sets nDCG@10 was the same without (README).

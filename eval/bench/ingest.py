@@ -5,7 +5,9 @@
   Chroma, SQLite, BM25), then the ranker's self-training (its seconds also apart, "ranker s");
 - `langchain`: the LangChain tutorial stack - TextLoader, RecursiveCharacterTextSplitter
   (1000/200), HuggingFaceEmbeddings with the same MiniLM, `Chroma.from_documents`;
-- `raw`: `SentenceTransformer.encode` alone on our chunk texts (the limit).
+- `raw`: `SentenceTransformer.encode` alone on our chunk texts (the encoder as the peer runs it);
+- `raw-direct`: the encoder our ingest runs (core/torch_encoder.py, the same weights and vectors
+  without sentence-transformers) alone on the same texts: the limit of our own ingest.
 
 On the sample corpus and generated corpora (1k / 10k chunks by default). Characters/s counts the
 source files' characters for every contender, so the ratios compare the same work.
@@ -160,6 +162,19 @@ def _raw(texts_file: Path, device: str) -> dict[str, Any]:
     return {"chunks": len(texts), "chars_embedded": sum(len(t) for t in texts)}
 
 
+def _raw_direct(texts_file: Path, device: str) -> dict[str, Any]:
+    from core import torch_encoder
+    from core.models import resolve_model_path
+    from core.settings import EmbeddingSettings
+
+    texts = json.loads(texts_file.read_text())
+    enc = torch_encoder.load(str(resolve_model_path("minilm")), device)
+    if enc is None:  # pragma: no cover - the shipped model is always supported
+        raise SystemExit("the direct torch encoder does not support the shipped model")
+    enc.encode(texts, EmbeddingSettings().batch_size)
+    return {"chunks": len(texts), "chars_embedded": sum(len(t) for t in texts)}
+
+
 def measure(contender: str, corpus: Path, texts_file: Path | None, device: str = "cpu") -> dict[str, Any]:
     """Run one contender in a fresh process; wall time and peak RSS of that whole process."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,8 +219,8 @@ def _rows(label: str, corpus: Path, settings: Settings, baselines: bool, device:
     with tempfile.TemporaryDirectory() as tmp:
         tf = Path(tmp) / "texts.json"
         tf.write_text(json.dumps(texts))
-        for who in ["ours", "langchain", "raw"] if baselines else ["ours"]:
-            r = measure(who, corpus, tf if who == "raw" else None, device)
+        for who in ["ours", "langchain", "raw", "raw-direct"] if baselines else ["ours"]:
+            r = measure(who, corpus, tf if who.startswith("raw") else None, device)
             r.update(corpus=label, source_chars=chars, files=len(files_of(corpus)))
             if "seconds" in r:
                 r["chunks_per_s"] = round(r["chunks"] / r["seconds"], 1)
@@ -222,10 +237,10 @@ def _rows(label: str, corpus: Path, settings: Settings, baselines: bool, device:
 
 def _line(label: str, r: dict[str, Any]) -> str:
     if "error" in r:
-        return f"{label:<16}{r['contender']:<11} failed: {r['error']}"
+        return f"{label:<16}{r['contender']:<12} failed: {r['error']}"
     ratio = f"{r['ours_vs_this']:.2f}x ({r['ours_vs_this_cpu']:.2f}x)" if "ours_vs_this" in r else ""
     ranker = f"{r['ranker_seconds']:>9.1f}" if "ranker_seconds" in r else f"{'':>9}"
-    return (f"{label:<16}{r['contender']:<11}{r['chunks']:>8}{r['seconds']:>9.1f}{ranker}"
+    return (f"{label:<16}{r['contender']:<12}{r['chunks']:>8}{r['seconds']:>9.1f}{ranker}"
             f"{r['cpu_seconds']:>8.1f}{r['chunks_per_s']:>10.1f}{r['chars_per_s']:>10}"
             f"{r['peak_rss_mb']:>9.0f}  {ratio}")
 
@@ -249,7 +264,7 @@ def run(
     say(f"ingest throughput (device {device}; whole process, model load included)")
     say("ours/this = our characters/s over this contender's (wall clock; in brackets by CPU seconds)")
     say("ours = `rag ingest`: the ingest, then the ranker's self-training (ranker s, inside seconds)")
-    say(f"{'corpus':<16}{'contender':<11}{'chunks':>8}{'seconds':>9}{'ranker s':>9}{'cpu s':>8}"
+    say(f"{'corpus':<16}{'contender':<12}{'chunks':>8}{'seconds':>9}{'ranker s':>9}{'cpu s':>8}"
         f"{'chunks/s':>10}{'chars/s':>10}{'peak MB':>9}  ours/this")
     for label, corpus in todo:
         for r in _rows(label, corpus, settings, baselines, device):
@@ -266,6 +281,8 @@ def _worker(argv: list[str]) -> None:
         res = _ours(corpus, device)
     elif contender == "langchain":
         res = _langchain(corpus, device)
+    elif contender == "raw-direct":
+        res = _raw_direct(Path(argv[4]), device)
     else:
         res = _raw(Path(argv[4]), device)
     res["inside_seconds"] = round(time.perf_counter() - t0, 2)

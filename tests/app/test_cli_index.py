@@ -61,6 +61,10 @@ def test_doctor_reports_embedding_and_store() -> None:
         checks["embedding model"]["state"] == "ok"
         and "all-MiniLM-L6-v2" in checks["embedding model"]["detail"]
     )
+    # both encoders that stand in for sentence-transformers were compared with it
+    detail = checks["embedding model"]["detail"]
+    assert "encoded in NumPy (cosine" in detail
+    assert "batches encoded in torch without sentence-transformers (cosine" in detail
     assert checks["vector store"]["state"] == "ok"
     assert checks["dictionary"]["state"] == "ok" and "CC-CEDICT" in checks["dictionary"]["detail"]
 

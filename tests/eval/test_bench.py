@@ -37,13 +37,15 @@ def test_ingest_bench_on_the_sample_corpus(settings, tmp_path: Path) -> None:  #
     rows = bench_ingest.run(settings, sizes=[], baselines=True, echo=lines.append, corpora=[zh])
     for corpus in ("sample", "zh-prose"):
         by = {r["contender"]: r for r in rows if r["corpus"] == corpus}
-        assert set(by) == {"ours", "langchain", "raw"}
+        assert set(by) == {"ours", "langchain", "raw", "raw-direct"}
         for r in by.values():
             assert "error" not in r, r
             assert r["chunks"] > 0 and r["seconds"] > 0 and r["peak_rss_mb"] > 50
-        assert by["raw"]["chunks"] == by["ours"]["chunks"]  # the raw encoder embeds exactly our chunk texts
-        assert by["raw"]["chars_embedded"] == by["ours"]["chars_embedded"]
-        assert "ours_vs_this" in by["langchain"] and "ours_vs_this" in by["raw"]
+        for raw in ("raw", "raw-direct"):  # the raw encoders embed exactly our chunk texts
+            assert by[raw]["chunks"] == by["ours"]["chunks"]
+            assert by[raw]["chars_embedded"] == by["ours"]["chars_embedded"]
+            assert "ours_vs_this" in by[raw]
+        assert "ours_vs_this" in by["langchain"]
         assert any(line.startswith(corpus) and "langchain" in line for line in lines)
     ours = next(r for r in rows if r["corpus"] == "zh-prose" and r["contender"] == "ours")
     assert ours["chars_embedded"] < ours["source_chars"]  # CJK-only chunks: a prefix each

@@ -1,0 +1,94 @@
+"""The direct torch encoder reproduces sentence-transformers' vectors for batches, and an
+ingest-sized batch is encoded without importing sentence-transformers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import torch_encoder
+from core.models import SentenceTransformerEmbedder, resolve_model_path
+from core.settings import EmbeddingSettings
+
+# Lengths far apart in one batch (padding), Chinese, mixed, empty, one past max_seq_length.
+TEXTS = [
+    "How long should coffee steep in a French press?",
+    "绿茶 水温",
+    "2022年北京冬奥会的吉祥物是什么？",
+    "Transformer架构中的self-attention如何计算？",
+    "",
+    "a",
+    "word " * 400,
+    "Ünïcödé, punctuation!? (brackets) [1] — and numbers 3.14159",
+    "Coffee beans taste best between four days and four weeks after roasting. " * 6,
+    "向量数据库是一种专门存储和检索向量的数据库，" * 10,
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> Path:
+    return resolve_model_path("minilm")
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir: Path) -> np.ndarray:
+    st = SentenceTransformerEmbedder(EmbeddingSettings(numpy_queries=False, direct_batches=False))
+    return np.asarray(st.model.encode(TEXTS, batch_size=4, normalize_embeddings=True), dtype=np.float32)
+
+
+def test_vectors_match_sentence_transformers(model_dir: Path, reference: np.ndarray) -> None:
+    enc = torch_encoder.load(str(model_dir))
+    assert enc is not None and enc.dim == 384
+    for batch in (1, 3, 32):  # padded batches and unpadded single texts alike
+        got = enc.encode(TEXTS, batch)
+        assert got.shape == (len(TEXTS), 384) and got.dtype == np.float32
+        cos = (got * reference).sum(1)
+        assert cos.min() >= 0.9999, list(zip(TEXTS, cos.tolist(), strict=True))
+    assert torch_encoder.verify(enc, TEXTS, reference) >= 0.9999
+    # the rows come back in the order of the texts, not the order they were batched in
+    assert enc.encode(TEXTS[::-1], 4)[0] @ reference[-1] >= 0.9999
+
+
+def test_embedder_routes_batches_to_the_direct_encoder(model_dir: Path, reference: np.ndarray) -> None:
+    emb = SentenceTransformerEmbedder(EmbeddingSettings(numpy_queries=False))
+    assert emb.torch_encoder() is not None
+    assert (emb.embed(TEXTS) * reference).sum(1).min() >= 0.9999
+    off = SentenceTransformerEmbedder(EmbeddingSettings(numpy_queries=False, direct_batches=False))
+    assert off.torch_encoder() is None
+    assert SentenceTransformerEmbedder(EmbeddingSettings(device="cuda")).torch_encoder() is None
+
+
+def test_other_model_kinds_keep_sentence_transformers(model_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "cls-pooled"
+    shutil.copytree(model_dir, other)
+    pool = other / "1_Pooling" / "config.json"
+    cfg = json.loads(pool.read_text())
+    cfg.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    pool.write_text(json.dumps(cfg))
+    assert torch_encoder.load(str(other)) is None
+    assert SentenceTransformerEmbedder(EmbeddingSettings(model=str(other))).torch_encoder() is None
+
+
+def test_an_ingest_sized_batch_does_not_import_sentence_transformers(tmp_path: Path) -> None:
+    """The point of the module: a process that encodes a batch pays torch's import, not
+    sentence-transformers' (and transformers'), and gets the same vectors."""
+    code = (
+        "import sys, numpy as np\n"
+        "from core.models import SentenceTransformerEmbedder\n"
+        "from core.settings import EmbeddingSettings\n"
+        "emb = SentenceTransformerEmbedder(EmbeddingSettings())\n"
+        "v = emb.embed([f'text number {i}' for i in range(300)])\n"
+        "assert v.shape == (300, 384), v.shape\n"
+        "print(sorted(m for m in ('sentence_transformers', 'transformers', 'torch') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "['torch']"
