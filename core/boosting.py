@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import platform
 import sys
+import threading
 from types import ModuleType
 
 HIDDEN = ("sklearn", "pandas")
@@ -23,9 +24,14 @@ def lightgbm() -> ModuleType:
     needs it), and stays importable afterwards. On ARM Linux lightgbm wants scikit-learn loaded
     first (both bring an OpenMP runtime: lightgbm-org/LightGBM#6509, static TLS), so there the
     import is left as it is."""
-    loaded = sys.modules.get("lightgbm")
-    if loaded is not None:
-        return loaded
+    with _IMPORTING:  # a module half imported by another thread (folds fitted at once) is not it
+        return sys.modules.get("lightgbm") or _import()
+
+
+_IMPORTING = threading.Lock()
+
+
+def _import() -> ModuleType:
     hide = [m for m in HIDDEN if m not in sys.modules]
     if platform.machine().lower() not in ("x86_64", "amd64"):
         hide = []

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -290,9 +292,14 @@ def self_train(index: Index, settings: Settings, progress: Progress | None = Non
                                len(queries), time.perf_counter() - t0, by_kind=kinds)
     from eval.train_ranker import cross_validate, save, train_groups
 
-    # the gate: every pseudo-query held out once, ranked as the query path ranks (the mix)
-    cv = cross_validate(groups, CV_FOLDS, seed=s.ltr_seed, mix=s.ltr_self_mix)
-    booster, report = train_groups(groups, seed=s.ltr_seed, holdout=0.0)  # the model: all queries
+    # the gate: every pseudo-query held out once, ranked as the query path ranks (the mix); the
+    # model itself (all queries) is fitted beside the folds: the six fits are independent and
+    # single-threaded, and the encoder that had both cores is done (0.9 s -> 0.5 s on 2 cores)
+    workers = max(1, min(os.cpu_count() or 1, CV_FOLDS))
+    with ThreadPoolExecutor(1) as pool:
+        whole = pool.submit(train_groups, groups, seed=s.ltr_seed, holdout=0.0)
+        cv = cross_validate(groups, CV_FOLDS, seed=s.ltr_seed, mix=s.ltr_self_mix, workers=workers)
+        booster, report = whole.result()
     held = {k: cv[k] for k in ("without_ranker", "with_ranker")}
     report.update({"heldout_ndcg@10": held, "heldout_queries": cv["queries"], "cv_folds": cv["folds"],
                    "gain_per_fold": cv["gain_per_fold"]})

@@ -249,6 +249,10 @@ def test_the_gate_holds_out_every_query_once_and_ranks_as_the_query_path_mixes()
     # a mix that leaves the prior in charge: the prior's order stands (no gain)
     low = cross_validate(groups, folds=5, seed=0, mix=0.01)
     assert low["with_ranker"] < 0.5
+    # folds fitted in threads (self_train's, after an ingest): the same models, the same gate
+    noisy = [Group(g.qid, g.x + rng.normal(0, 0.3, g.x.shape), g.y, g.ids, g.judged, g.prior) for g in groups]
+    threaded = cross_validate(noisy, folds=5, seed=0, mix=0.5, workers=3)
+    assert threaded == cross_validate(noisy, folds=5, seed=0, mix=0.5)
 
 
 def test_the_gates_folds_keep_the_queries_of_one_chunk_together() -> None:
@@ -261,3 +265,31 @@ def test_the_gates_folds_keep_the_queries_of_one_chunk_together() -> None:
     assert sorted(g.qid for p in parts for g in p) == sorted(g.qid for g in groups)
     for p in parts:  # each fold holds every query of its chunk, and only those
         assert len({next(k for k, v in g.judged.items() if v == 2) for g in p}) == 1 and len(p) == 3
+
+
+_FOLDS_IN_THREADS = """
+import sys
+import numpy as np
+from eval.train_ranker import Group, cross_validate
+from retrieval import features
+rng = np.random.default_rng(1)
+groups = []
+for q in range(30):
+    x = rng.random((5, len(features.FEATURES)))
+    y = np.array([0, 0, 0, 0, 1], dtype=np.int32)
+    x[:, 0] = y
+    groups.append(Group(f"q{q}", x, y, [f"d{q}-{i}" for i in range(5)], {f"d{q}-4": 1}))
+assert "lightgbm" not in sys.modules
+cv = cross_validate(groups, folds=5, seed=0, workers=5)
+print(cv["folds"], "sklearn" in sys.modules)
+"""
+
+
+def test_folds_fitted_in_threads_import_lightgbm_once() -> None:
+    """The first fits of a process, started at once in threads, each asked for lightgbm while
+    another was importing it, and got the half-made module ("partially initialized module
+    'lightgbm' has no attribute 'Dataset'"): core/boosting.py imports it under a lock."""
+    out = subprocess.run([sys.executable, "-c", _FOLDS_IN_THREADS], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[0] == "5"
