@@ -3,9 +3,9 @@ L2 normalisation) run in NumPy from its own safetensors weights and tokenizer.js
 
 Why: a `rag search` or `rag ask` process encodes one short question. Importing torch and
 sentence-transformers to do so costs seconds at every start, while the forward pass of a
-6-layer, 384-wide encoder on ~20 tokens is a few milliseconds of NumPy. Ingest keeps the
-torch model (batched, the vectors stored in the index are the model's own); a query vector
-from here matches the torch one to cosine >= 0.9999 (tests/core/test_query_encoder.py;
+6-layer, 384-wide encoder on ~20 tokens is a few milliseconds of NumPy. Ingest encodes in
+torch (batched: core/torch_encoder.py, the same weights, or sentence-transformers); a query
+vector from here matches the torch one to cosine >= 0.9999 (tests/core/test_query_encoder.py;
 `rag doctor` compares the two for the configured model). `embedding.numpy_queries = false`
 turns it off.
 

@@ -52,7 +52,7 @@ class EmbeddingSettings(BaseModel):
     batch_size: int = 32
     # Questions (a few short texts at a time) are encoded in NumPy from the model's own weights
     # when the model is a plain BERT mean-pooling encoder (core/query_encoder.py): no torch
-    # import at start-up. false: always use sentence-transformers.
+    # import at start-up. false: they go the way of batches (below).
     numpy_queries: bool = True
     # Batches (an ingest's chunks) are encoded by torch from the same weights, without importing
     # sentence-transformers (~4.5 s of every such process; core/torch_encoder.py), for the same

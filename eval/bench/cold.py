@@ -94,7 +94,9 @@ def _encode_ms(numpy_queries: bool, repeats: int = 30) -> float:
     from core.models import get_embedder
     from core.settings import EmbeddingSettings
 
-    emb = get_embedder(EmbeddingSettings(numpy_queries=numpy_queries))
+    # numpy_queries off: sentence-transformers itself, as the row's label says (not the direct
+    # torch encoder of an ingest's batches)
+    emb = get_embedder(EmbeddingSettings(numpy_queries=numpy_queries, direct_batches=False))
     emb.embed_query("warm up")
     times = []
     for i in range(repeats):
@@ -138,7 +140,8 @@ def run(settings: Settings, *, runs: int = 3, echo: Echo | None = None,
         floor = [_timed([sys.executable, "-c", "pass"], base, work) for _ in range(runs)]
         rows: dict[str, dict[str, float]] = {}
         for label, numpy_queries in ENCODERS:
-            env = {**base, "RAG_EMBEDDING__NUMPY_QUERIES": "true" if numpy_queries else "false"}
+            flag = "true" if numpy_queries else "false"  # false: sentence-transformers, both ways
+            env = {**base, "RAG_EMBEDDING__NUMPY_QUERIES": flag, "RAG_EMBEDDING__DIRECT_BATCHES": flag}
             row = _commands(rag, env, work, runs)
             row["encode_ms_warm"] = _encode_ms(numpy_queries)
             rows[label] = row

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import models, query_encoder
+from core import models, query_encoder, torch_encoder
 from core.models import NUMPY_MAX_TEXTS, SentenceTransformerEmbedder, resolve_model_path
 from core.settings import EmbeddingSettings
 
@@ -126,6 +126,9 @@ def test_other_model_kinds_fall_back_to_sentence_transformers(model_dir: Path, t
     shutil.copytree(model_dir, broken)
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     assert query_encoder.load(str(broken)) is None  # logged; the caller keeps torch
+    # nor the torch encoder of an ingest's batches, which takes the NumPy encoder's weights
+    assert torch_encoder.load(str(other)) is None and torch_encoder.load(str(broken)) is None
+    assert SentenceTransformerEmbedder(EmbeddingSettings(model=str(other))).torch_encoder() is None
 
 
 def test_a_search_process_does_not_import_torch(tmp_path: Path) -> None:

@@ -3,9 +3,7 @@ ingest-sized batch is encoded without importing sentence-transformers."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,17 +14,12 @@ import pytest
 from core import torch_encoder
 from core.models import SentenceTransformerEmbedder, resolve_model_path
 from core.settings import EmbeddingSettings
+from tests.core.test_query_encoder import TEXTS as QUERY_TEXTS
 
-# Lengths far apart in one batch (padding), Chinese, mixed, empty, one past max_seq_length.
+# The query encoder's texts (Chinese, mixed, empty, one past max_seq_length) and two long
+# ones: lengths far apart in one batch, so padding is exercised.
 TEXTS = [
-    "How long should coffee steep in a French press?",
-    "绿茶 水温",
-    "2022年北京冬奥会的吉祥物是什么？",
-    "Transformer架构中的self-attention如何计算？",
-    "",
-    "a",
-    "word " * 400,
-    "Ünïcödé, punctuation!? (brackets) [1] — and numbers 3.14159",
+    *QUERY_TEXTS,
     "Coffee beans taste best between four days and four weeks after roasting. " * 6,
     "向量数据库是一种专门存储和检索向量的数据库，" * 10,
 ]
@@ -63,17 +56,6 @@ def test_embedder_routes_batches_to_the_direct_encoder(model_dir: Path, referenc
     off = SentenceTransformerEmbedder(EmbeddingSettings(numpy_queries=False, direct_batches=False))
     assert off.torch_encoder() is None
     assert SentenceTransformerEmbedder(EmbeddingSettings(device="cuda")).torch_encoder() is None
-
-
-def test_other_model_kinds_keep_sentence_transformers(model_dir: Path, tmp_path: Path) -> None:
-    other = tmp_path / "cls-pooled"
-    shutil.copytree(model_dir, other)
-    pool = other / "1_Pooling" / "config.json"
-    cfg = json.loads(pool.read_text())
-    cfg.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
-    pool.write_text(json.dumps(cfg))
-    assert torch_encoder.load(str(other)) is None
-    assert SentenceTransformerEmbedder(EmbeddingSettings(model=str(other))).torch_encoder() is None
 
 
 def test_an_ingest_sized_batch_does_not_import_sentence_transformers(tmp_path: Path) -> None:
