@@ -294,7 +294,7 @@ def self_train(index: Index, settings: Settings, progress: Progress | None = Non
 
     # the gate: every pseudo-query held out once, ranked as the query path ranks (the mix); the
     # model itself (all queries) is fitted beside the folds: the six fits are independent and
-    # single-threaded, and the encoder that had both cores is done (0.9 s -> 0.5 s on 2 cores)
+    # single-threaded, and the encoder that had both cores is done (0.87 -> 0.57 s on 2 cores)
     workers = max(1, min(os.cpu_count() or 1, CV_FOLDS))
     with ThreadPoolExecutor(1) as pool:
         whole = pool.submit(train_groups, groups, seed=s.ltr_seed, holdout=0.0)
