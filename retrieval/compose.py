@@ -134,6 +134,12 @@ class Sentence:
     def has(self, term: str) -> bool:
         return term in self.terms or term in self.bigrams
 
+    @property
+    def asks(self) -> bool:
+        """A bare question (a heading-like "向量数据库是如何工作的?"); one inside quotes (dialogue,
+        "...其兆若何？”") ends on the quote and is not one."""
+        return self.text.rstrip().endswith(("?", "？"))
+
 
 @dataclass(frozen=True)
 class _Label:
@@ -525,7 +531,7 @@ def _folded(text: str) -> str:
 def _damping(s: Sentence) -> float:
     """A label-like sentence of few content words, or a question, is scaled down."""
     f = min(len(s.terms) / SHORT_TERMS, 1.0)
-    return f * 0.5 if s.text.rstrip().endswith(("?", "？")) else f  # a question does not answer one
+    return f * 0.5 if s.asks else f  # a question does not answer one
 
 
 LEAD_ROUND = 4  # sentences embedded first, whose scores bound the lead's from below
@@ -589,7 +595,7 @@ def select(
             continue
         # a question (a note's heading-like "向量数据库是如何工作的?") answers nothing after the
         # lead; one inside quotes is dialogue, which tells the story ("孔明惊问曰：“如何得先到？”")
-        if lead and s.text.rstrip().endswith(("?", "？")):
+        if lead and s.asks:
             continue
         if chosen and (
             s.score < rel * chosen[0].score
