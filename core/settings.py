@@ -372,6 +372,13 @@ class AnswerSettings(BaseModel):
     check_min_overlap: float = 0.75
     check_soft_overlap: float = 0.4
     check_min_similarity: float = 0.6
+    # Corrective retrieval after generating (issue: "retry once with the unsupported claim as the
+    # query"): a sentence the check drops (its cited passage and the other prompt passages do not
+    # support it) is searched for once, as a query of its own, and kept, cited to the new passage,
+    # when one of the first claim_retry_passages new hits supports it by the same check. No LLM
+    # call; a search each (tens of ms). At most claim_retries sentences an answer; 0: off.
+    claim_retries: int = 2
+    claim_retry_passages: int = 3
     # without [n] markers, an answer sentence is attributed to the prompt passage sharing at
     # least this fraction of its content words (else it cites nothing)
     cite_min_overlap: float = 0.5

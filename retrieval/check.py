@@ -11,9 +11,12 @@ passage it cites before it is shown. A claim is supported by a passage when
 A claim that its cited passage does not support but another prompt passage does is kept and
 re-cited to that one; a claim no passage supports is dropped, and so is a claim too short to
 check (fewer than two content words, e.g. a bare "PWNED"), a question (an echo of the
-prompt) and a repeat of a sentence already kept (small models loop). The caller falls back to the
-extractive answer when nothing is left. `ClaimStream` applies the check while the answer
-streams: a claim is shown once the next one has begun (its trailing [n] markers are in)."""
+prompt) and a repeat of a sentence already kept (small models loop). A dropped claim that was
+checked (`ClaimStream.retryable`) may be searched for once more by the caller
+(retrieval/respond.py) and kept, cited to a passage that search found (`ClaimStream.recover`).
+The caller falls back to the extractive answer when nothing is left. `ClaimStream` applies the
+check while the answer streams: a claim is shown once the next one has begun (its trailing [n]
+markers are in)."""
 
 from __future__ import annotations
 
@@ -32,6 +35,11 @@ from retrieval.compose import english
 from retrieval.generate import CITATION_PREFIX, Passage, declined, parse_markers
 
 MIN_TERMS = 2
+# Why a claim was dropped without being checked against the passages (a search of its own could
+# not make it an answer: `ClaimStream.retryable`)
+TOO_SHORT = "too short to check"
+A_QUESTION = "a question, not an answer"
+A_REPEAT = "repeats an earlier sentence"
 # A citation marker names a passage by number ("[2]", "[1, 3]", "[Source 2]"); other bracketed
 # text ("[S] is the start symbol", "[Reinforcement Learning from Human Feedback]" quoted from a
 # note) is part of the sentence, neither a marker nor the end of a claim.
@@ -220,7 +228,7 @@ class Checker:
 
     def check(self, claim: Claim) -> Verdict:
         if len(claim.terms) < MIN_TERMS:
-            return Verdict(claim, False, "too short to check")
+            return Verdict(claim, False, TOO_SHORT)
         cvec = None
         if self.embedder is not None and english(claim.body):
             cvec = self.embedder.embed([claim.body])[0]
@@ -276,9 +284,9 @@ class ClaimStream:
                 continue
             key = " ".join(tokenize(c.body))
             if c.body.rstrip().endswith(("?", "？")):  # an echoed question answers nothing
-                v = Verdict(c, False, "a question, not an answer")
+                v = Verdict(c, False, A_QUESTION)
             elif key in self.seen:  # small models loop: "X [1]. X [1]. X [1]."
-                v = Verdict(c, False, "repeats an earlier sentence")
+                v = Verdict(c, False, A_REPEAT)
             else:
                 v = self.checker.check(c)
             if v.kept:
@@ -304,3 +312,21 @@ class ClaimStream:
         ready = claims[self.done :]
         self.done = len(claims)
         return self._emit(ready)
+
+    def retryable(self) -> list[Verdict]:
+        """The dropped claims that were checked and found unsupported (not too short, an echoed
+        question or a repeat), in answer order: a search of their own may find their passage."""
+        if self.result.declined:
+            return []
+        return [v for v in self.result.verdicts
+                if not v.kept and v.reason not in (TOO_SHORT, A_QUESTION, A_REPEAT)]
+
+    def recover(self, dropped: Verdict, found: Verdict) -> str:
+        """Keep a dropped claim as `found` (supported by a passage searched for it): it moves to
+        the end of the answer, where it is streamed after the claims already shown, so the
+        streamed text and the checked answer stay the same. The text to stream."""
+        lead = " " if self.result.kept else ""
+        self.result.verdicts.remove(dropped)
+        self.result.verdicts.append(found)
+        self.seen.add(" ".join(tokenize(found.claim.body)))
+        return lead + found.claim.text

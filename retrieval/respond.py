@@ -2,7 +2,9 @@
 stages): `grade` judges whether the passages support an answer for the original question
 (retrieval/grade.py, one corrective retry, else abstain), `answer` composes it from the passages
 (extractive, retrieval/compose.py) or has the LLM write it, every sentence checked against the
-passage it cites (retrieval/check.py; nothing supported left -> extractive).
+passage it cites (retrieval/check.py), a dropped sentence searched for once as a query of its
+own and kept when a passage that search finds supports it (`answer.claim_retries`); nothing
+supported left -> extractive.
 
 `answer.mode = auto` picks extractive for small models (the embedded 135M model invents facts)
 and generative for capable ones. What the answer prompt gets from query translation (the routed
@@ -18,7 +20,7 @@ from core.settings import Settings
 from core.types import Hit, TraceEntry
 from retrieval import decompose
 from retrieval import grade as grading
-from retrieval.check import ClaimStream
+from retrieval.check import Checker, Claim, ClaimStream
 from retrieval.compose import QuestionVector, compose
 from retrieval.crosslingual import with_senses
 from retrieval.generate import Generation, Passage, Writer, cite
@@ -115,7 +117,7 @@ def answer(state: QueryState, again: Search) -> Iterator[str]:
         prompt_q, prompt_hits = state.question, state.hits
         if state.translation is not None:  # routed template, step-back labels, decomposed sub-answers
             prompt_q, prompt_hits = answer_prompt(state, state.translation, again)
-        gen = yield from _generate(state, prompt_q, prompt_hits)
+        gen = yield from _generate(state, prompt_q, prompt_hits, again)
     state.generation = gen
     if gen.no_passages:
         state.abstain_reason, state.message = "no_passages", NO_PASSAGES
@@ -126,9 +128,12 @@ def answer(state: QueryState, again: Search) -> Iterator[str]:
         yield state.message
 
 
-def _generate(state: QueryState, prompt_q: str, hits: list[Hit]) -> Generator[str, None, Generation]:
+def _generate(
+    state: QueryState, prompt_q: str, hits: list[Hit], again: Search | None = None
+) -> Generator[str, None, Generation]:
     """The LLM's answer; with `answer.check`, only the sentences their passages support are
-    yielded, as each completes, and nothing supported left means the extractive answer."""
+    yielded, as each completes; a dropped sentence is searched for once (`_retry_claims`, with
+    `again`); nothing supported left means the extractive answer."""
     assert state.llm is not None
     s, embedder = state.settings, state.index.embedder
     fitted: list[Passage] = []
@@ -150,6 +155,8 @@ def _generate(state: QueryState, prompt_q: str, hits: list[Hit]) -> Generator[st
     t0 = time.perf_counter()
     claims = claims or ClaimStream(gen.passages, embedder, s)
     if out := claims.finish():
+        yield out
+    if again is not None and s.answer.claim_retries > 0 and (out := _retry_claims(state, claims, gen, again)):
         yield out
     res = claims.result
     detail = res.detail()
@@ -173,6 +180,49 @@ def _generate(state: QueryState, prompt_q: str, hits: list[Hit]) -> Generator[st
     detail["raw_chars"], detail["shipped_chars"] = len(raw), len(gen.text)
     state.trace.append(TraceEntry("check", (time.perf_counter() - t0) * 1000, detail))
     return gen
+
+
+def _retry_claims(state: QueryState, claims: ClaimStream, gen: Generation, again: Search) -> str:
+    """Corrective retrieval after generating: each sentence the check dropped (at most
+    `answer.claim_retries`) is searched for as a query of its own, and when one of the first
+    `answer.claim_retry_passages` passages that search adds supports it by the same check, the
+    sentence is kept, cited to that passage, which joins the answer's passages (the next number).
+    A capable model often states what a passage it was not shown says, or cites the wrong one
+    of two; an invention finds no passage and stays dropped. No LLM call. A `claim_retry` trace
+    entry says what was searched and kept; returns the text to stream."""
+    a = state.settings.answer
+    todo = claims.retryable()[: a.claim_retries]
+    if not todo:
+        return ""
+    t0 = time.perf_counter()
+    held = {p.hit.record.id for p in gen.passages}
+    out: list[str] = []
+    tried: list[dict[str, object]] = []
+    for v in todo:
+        body = v.claim.body
+        entry: dict[str, object] = {"claim": body[:200], "dropped_because": v.reason, "kept": False}
+        tried.append(entry)
+        try:
+            found = again(body).hits
+        except Exception as e:  # a failed search leaves the sentence dropped, the answer standing
+            entry["error"] = f"{type(e).__name__}: {e}"
+            continue
+        new = [h for h in found if h.record.id not in held][: a.claim_retry_passages]
+        entry["new_passages"] = len(new)
+        for h in new:
+            p = Passage(max((q.n for q in gen.passages), default=0) + 1, h, h.record.text)
+            # checked with no marker: a supporting passage re-cites it ("... [n].")
+            verdict = Checker([p], state.index.embedder, state.settings).check(Claim(body, [], body))
+            if verdict.kept:
+                verdict.reason = "found by a search of its own"
+                gen.passages.append(p)
+                held.add(h.record.id)
+                out.append(claims.recover(v, verdict))
+                entry.update(kept=True, passage=p.n, source=h.record.source, reason=verdict.reason)
+                break
+    detail = {"claims": tried, "kept": sum(bool(e["kept"]) for e in tried)}
+    state.trace.append(TraceEntry("claim_retry", (time.perf_counter() - t0) * 1000, detail))
+    return "".join(out)
 
 
 def _question_vector(state: QueryState) -> QuestionVector:

@@ -99,6 +99,58 @@ def test_check_can_be_switched_off(corpus: Path, server: OllamaTestServer) -> No
     assert "Napoleon" in res.answer and not any(t.stage == "check" for t in res.trace)
 
 
+# A fact the prompt's one passage does not hold, stated by the model from another document of the
+# index (a capable model knows more than the passages it is shown, or read them in an earlier turn)
+SOURDOUGH = "Bulk fermentation of sourdough takes four to six hours at 24 degrees Celsius [1]."
+
+
+def _retry(res: AnswerResult) -> dict[str, Any]:
+    return next(t.detail for t in res.trace if t.stage == "claim_retry")
+
+
+def test_a_dropped_sentence_is_searched_for_and_kept_with_the_passage_that_supports_it(
+    corpus: Path, server: OllamaTestServer
+) -> None:
+    reply = f"The keeper winds the clockwork every 37 hours [1]. {SOURDOUGH}"
+    tokens, res = _ask(corpus, server, reply, context_chunks=1)
+    assert "37 hours" in res.answer and "four to six hours" in res.answer
+    assert "".join(tokens).strip() == res.answer  # streamed as shown
+    names = {c.n: Path(c.source).name for c in res.citations}
+    assert names[1] == "lighthouse.md" and "sourdough.md" in names.values()
+    n = next(k for k, v in names.items() if v == "sourdough.md")
+    assert n > 1 and f"24 degrees Celsius [{n}]" in res.answer  # the next number, not the model's [1]
+    detail = _retry(res)
+    assert detail["kept"] == 1 and detail["claims"][0]["source"].endswith("sourdough.md")
+    assert _check(res)["dropped"] == []  # kept in the end: the check's trace says so
+
+
+def test_an_invention_finds_no_passage_and_stays_dropped(corpus: Path, server: OllamaTestServer) -> None:
+    reply = ("The keeper winds the clockwork every 37 hours [1]. "
+             "The lighthouse was painted purple by Napoleon in 1802 [1].")
+    _, res = _ask(corpus, server, reply, context_chunks=1)
+    assert "Napoleon" not in res.answer and "37 hours" in res.answer
+    detail = _retry(res)
+    assert detail["kept"] == 0 and "Napoleon" in detail["claims"][0]["claim"]
+    assert [Path(c.source).name for c in res.citations] == ["lighthouse.md"]
+
+
+def test_the_search_for_dropped_sentences_can_be_switched_off(corpus: Path, server: OllamaTestServer) -> None:
+    _, res = _ask(corpus, server, f"The keeper winds the clockwork every 37 hours [1]. {SOURDOUGH}",
+                  context_chunks=1, claim_retries=0)
+    assert "sourdough" not in res.answer.lower() and not any(t.stage == "claim_retry" for t in res.trace)
+
+
+def test_only_a_dropped_sentence_that_is_all_the_model_wrote_can_still_answer(
+    corpus: Path, server: OllamaTestServer
+) -> None:
+    """Nothing in the prompt supports the answer, but a search for it does: the found passage's
+    sentence is the answer (cited), not the extractive fallback over the prompt passages."""
+    _, res = _ask(corpus, server, SOURDOUGH, context_chunks=1)
+    assert "four to six hours" in res.answer and not res.abstained
+    assert [Path(c.source).name for c in res.citations] == ["sourdough.md"]
+    assert "fallback" not in _check(res)
+
+
 def test_a_decline_abstains(corpus: Path, server: OllamaTestServer) -> None:
     _, res = _ask(corpus, server, "I don't know based on the indexed documents.")
     assert res.abstained and res.abstain_reason == "model_declined" and res.citations == []
