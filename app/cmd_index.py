@@ -87,7 +87,7 @@ def _self_train(settings: Any, show: bool, index: Index) -> Any:
 
     if not index.exists() or index.docs.is_empty():
         return None
-    with stage_bars(show, width=7, transient=True) as cb:
+    with stage_bars(show, width=9, transient=True) as cb:  # "questions" (the LLM's), "ranker"
         return self_train(index, settings, cb)
 
 
@@ -113,6 +113,9 @@ def _ranker_status(settings: Settings, index: Index) -> dict[str, Any]:
     if report:
         info.update(source=report.get("source") or report.get("dataset") or "labelled",
                     heldout_ndcg10=report.get("heldout_ndcg@10"), queries=report.get("queries"))
+    if "pseudo_queries" in report:  # a self-trained ranker: what it learned from (`llm`: LLM-written)
+        info.update(pseudo_queries=report["pseudo_queries"],
+                    llm_questions=report.get("llm_questions", {}).get("note"))
     return info
 
 

@@ -236,6 +236,13 @@ class SearchSettings(BaseModel):
     # / +0.016 with 400, +0.000 (switched off) / -0.006 / +0.012 with 150 (notes-mixed, zh-prose,
     # sci-en) in 3.2 / 4.5 / 1.8 s instead of 8.4 / 10.3 / 4.6 s.
     ltr_self_queries: int = 150
+    # ... plus one question each for up to this many chunks (drawn with ltr_seed, round-robin
+    # over the documents), written by the LLM when it is capable (core.llm.too_small: not the
+    # embedded 135M model nor a name in answer.small_models, whose questions are vague and slow
+    # on CPU), that chunk the relevant one; 0 = none. They read like a user's questions, which
+    # the cut pseudo-queries do not; each is one LLM call at the end of `rag ingest`, so a few
+    # dozen, and replies are cached in the index by prompt: a retrain asks only about new text.
+    ltr_llm_questions: int = 40
     # A self-trained ranker's final order: ltr_self_mix * z(ranker) + (1 - ltr_self_mix) * z(coarse)
     # (1.0: the ranker alone, as a ranker trained from labels always orders). 0.3 chosen on the
     # dev splits: the ranker alone lost to the coarse order on two of the three kinds.

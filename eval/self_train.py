@@ -1,15 +1,20 @@
-"""Train the LTR model from the user's own corpus, with no labels and no LLM.
+"""Train the LTR model from the user's own corpus, with no labels.
 
 After an ingest that changed the corpus enough (first ingest, or at least
 `search.ltr_retrain_fraction` of the chunks added or removed since the last training),
-pseudo-queries are cut from the corpus itself, each with the chunk it came from as the
-relevant one:
-- a span cropped out of one of the chunk's sentences (inverse cloze with random
+pseudo-queries are made from the corpus itself, each with the chunk it came from as the
+relevant one (`PseudoQuery.how`):
+- `crop`: a span cropped out of one of the chunk's sentences (inverse cloze with random
   cropping, as Contriever trains its encoder): a few words, or a run of CJK characters,
   then scrambled (words dropped and shuffled) so that it shares words, not word order;
-- the English terms of a sentence in mixed Chinese-English text, which is what an English
-  question over Chinese notes shares with them;
-- the last part of the chunk's heading path, with every chunk of that section relevant.
+- `terms`: the English terms of a sentence in mixed Chinese-English text, which is what an
+  English question over Chinese notes shares with them;
+- `heading`: the last part of the chunk's heading path, with every chunk of that section relevant;
+- `llm`: a question a capable LLM wrote about the chunk (up to `search.ltr_llm_questions`,
+  with eval/synthetic.py's prompt and filter), only where `core.llm.too_small` does not rule
+  the configured model out; replies are cached in the index, so a retrain asks only about new
+  text. When the LLM fails its first request (server down, model missing), nothing more is
+  asked and the ranker trains on the others; the report says why (`llm_questions`).
 Each query runs through the pipeline without the LTR stage (the same candidate lists the
 stage sees at query time), the features of its candidates form one lambdarank group, and
 part of the queries is held out. The model is saved either way, but marked `active` only
@@ -34,9 +39,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core import llmcall
+from core.errors import RagError
 from core.index import Index
 from core.keyword import tokenize
 from core.lang import CJK_RANGES, cjk_share
+from core.llm import LLM, get_llm, too_small
 from core.lock import write_lock
 from core.settings import Settings
 from core.tokens import cut
@@ -69,7 +77,24 @@ class PseudoQuery:
     qid: str
     text: str
     relevant: dict[str, int]
-    how: str  # crop | terms | heading
+    how: str  # crop | terms | heading | llm
+
+
+@dataclass
+class LLMQuestions:
+    """What asking the LLM for questions gave, or why it was not asked."""
+
+    state: str  # off | skipped (no capable LLM) | failed (a request failed) | asked
+    note: str  # one line for the report: why not, or what was kept
+    queries: list[PseudoQuery] = field(default_factory=list)
+    asked: int = 0  # chunks whose question was asked for (cache hits included)
+    requests: int = 0  # requests made (cache hits excluded)
+    rejected: dict[str, int] = field(default_factory=dict)  # eval/synthetic.clean_question's reasons
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        del d["queries"]
+        return d | {"kept": len(self.queries)}
 
 
 @dataclass
@@ -81,6 +106,7 @@ class SelfTrainResult:
     seconds: float = 0.0
     heldout: dict[str, float] = field(default_factory=dict)
     by_kind: dict[str, int] = field(default_factory=dict)
+    llm_questions: dict[str, Any] = field(default_factory=dict)  # LLMQuestions.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,9 +116,14 @@ class SelfTrainResult:
             return f"ranker: {self.reason}"
         h = self.heldout
         state = "on" if self.active else "off"
+        written = f" ({self.by_kind['llm']} written by the LLM)" if self.by_kind.get("llm") else ""
+        # a failed LLM is news (the user configured one); off or too small is the setting's doing
+        failed = self.llm_questions.get("state") == "failed"
+        tail = f"; LLM questions {self.llm_questions['note']}" if failed else ""
         return (
-            f"ranker: self-trained on {self.queries} pseudo-queries in {self.seconds:.1f}s; held-out nDCG@10 "
-            f"{h.get('with_ranker', 0):.3f} vs coarse {h.get('without_ranker', 0):.3f} -> LTR {state}"
+            f"ranker: self-trained on {self.queries} pseudo-queries{written} in {self.seconds:.1f}s; "
+            f"held-out nDCG@10 {h.get('with_ranker', 0):.3f} vs coarse {h.get('without_ranker', 0):.3f} "
+            f"-> LTR {state}{tail}"
         )
 
 
@@ -193,15 +224,26 @@ def _sentences(rec: Record) -> list[str]:
     return out
 
 
-def pseudo_queries(index: Index, n: int, seed: int = 0) -> list[PseudoQuery]:
-    """Up to `n` queries, drawn round-robin over the documents so a long file does not
-    dominate, deterministic for a seed and a corpus."""
-    rng = random.Random(seed)
+def chunks_by_source(index: Index) -> dict[str, list[Record]]:
+    """Every chunk, per document, in document order (read once: the cut queries and the LLM's
+    chunks are both drawn from it)."""
     by_source: dict[str, list[Record]] = {}
     for r in index.docs.iter_records(("chunk",)):
         by_source.setdefault(r.source, []).append(r)
     for recs in by_source.values():
         recs.sort(key=lambda r: r.start)
+    return by_source
+
+
+def pseudo_queries(index: Index, n: int, seed: int = 0) -> list[PseudoQuery]:
+    """Up to `n` queries cut from the chunks (no LLM), drawn round-robin over the documents so
+    a long file does not dominate, deterministic for a seed and a corpus."""
+    return cut_queries(chunks_by_source(index), n, seed)
+
+
+def cut_queries(by_source: dict[str, list[Record]], n: int, seed: int = 0) -> list[PseudoQuery]:
+    """`pseudo_queries` from chunks already read."""
+    rng = random.Random(seed)
     sections: dict[tuple[str, str], list[str]] = {}
     for src, recs in by_source.items():
         for r in recs:
@@ -244,6 +286,152 @@ def _one_query(
     return PseudoQuery("", text, {rec.id: 2}, "crop") if len(tokenize(text)) >= 2 else None
 
 
+# --- LLM-written questions ----------------------------------------------------------------
+QUESTION_TOKENS = 48  # one question, as eval/synthetic.build_synthetic asks for
+PASSAGE_CHARS = 1500  # the passage shown, as there: a question is about its opening anyway
+# Fewer words than this (a heading, a table row, a caption) give the LLM nothing to ask about.
+MIN_PASSAGE_WORDS = 12
+
+
+def question_llm(settings: Settings) -> tuple[LLM | None, str]:
+    """The LLM to write questions, or None and why not: off, none available, or too small by
+    `core.llm.too_small` (the rule `answer.mode = auto` follows; no model is loaded to decide)."""
+    if settings.search.ltr_llm_questions <= 0:
+        return None, "off (search.ltr_llm_questions = 0)"
+    try:
+        llm = get_llm(settings)
+    except RagError as e:
+        return None, f"skipped: no LLM is available ({e})"
+    small = too_small(settings, llm)
+    if small:
+        return None, f"skipped: {small} is too small to write them"
+    return llm, f"{llm.backend} model {llm.model}"
+
+
+def question_chunks(by_source: dict[str, list[Record]], n: int, seed: int = 0) -> list[Record]:
+    """Up to `n` chunks long enough to ask about, round-robin over the documents as the cut
+    queries are, deterministic for a seed and a corpus. A stream of its own: the cut queries do
+    not change when this is switched on, and the two favour different chunks."""
+    rng = random.Random(f"llm-questions:{seed}")
+    pools = [list(v) for _, v in sorted(by_source.items())]
+    for p in pools:
+        rng.shuffle(p)
+    out: list[Record] = []
+    while len(out) < n and any(pools):
+        for pool in pools:
+            # tokenized as drawn, not all up front: a large corpus has 100k chunks and n is ~40
+            while pool and len(out) < n:
+                rec = pool.pop()
+                if len(tokenize(rec.text)) >= MIN_PASSAGE_WORDS:
+                    out.append(rec)
+                    break
+    return out
+
+
+def _job(llm: LLM, rec: Record) -> llmcall.Job:
+    from eval.synthetic import messages
+
+    msgs = messages(rec.text[:PASSAGE_CHARS])
+    # keyed by the whole request (backend, model, prompt, limits): a new model or prompt asks again
+    return llmcall.Job(llmcall.cache_key(llm, msgs, QUESTION_TOKENS, None, 0.0), msgs, QUESTION_TOKENS,
+                       rec, "ltr-question")
+
+
+def _first_request(llm: LLM, job: llmcall.Job, cache: llmcall.Cache) -> tuple[str, str | None]:
+    """(reply, None), or ("", why) when the request failed: made alone, so a server that is down
+    costs one failed request, not `llm_concurrency` of them, and one warning."""
+    try:
+        raw = llm.complete(job.messages, max_tokens=job.max_tokens, temperature=job.temperature)
+    except Exception as e:  # whatever the backend raised, the ranker trains without these
+        return "", str(e) or type(e).__name__
+    if llmcall.nonempty(raw):
+        cache.cache_put(job.key, raw)
+    return raw, None
+
+
+def llm_questions(index: Index, settings: Settings, by_source: dict[str, list[Record]],
+                  taken: set[str], progress: Progress | None = None) -> LLMQuestions:
+    """One question per drawn chunk from a capable LLM, cleaned and filtered as a synthetic set's
+    (eval/synthetic.py), that chunk the relevant one (grade 2, as a cut query's own chunk).
+    `taken`: the texts of the other pseudo-queries (a duplicate is dropped). Never raises
+    because of the LLM: on a failure the questions got so far are kept and `note` says why."""
+    llm, why = question_llm(settings)
+    if llm is None:
+        return LLMQuestions("off" if settings.search.ltr_llm_questions <= 0 else "skipped", why)
+    s = settings.search
+    # one job per distinct text: a chunk repeated across files (a licence, a footer) is asked once
+    jobs = list({j.key: j for j in (_job(llm, rec) for rec in
+                                     question_chunks(by_source, s.ltr_llm_questions, s.ltr_seed))}.values())
+    out = LLMQuestions("asked", why, asked=len(jobs))
+    replies: dict[str, str] = {}  # job key -> reply
+
+    def got(job: llmcall.Job, raw: str) -> None:
+        replies[job.key] = raw
+        if progress:
+            progress("questions", len(replies), len(jobs))
+
+    docs = index.docs
+    todo: list[llmcall.Job] = []
+    for job in jobs:
+        hit = docs.cache_get(job.key)
+        if hit is None:
+            todo.append(job)
+        else:
+            got(job, hit)
+    cached = len(replies)
+    error = None
+    if todo:
+        raw, error = _first_request(llm, todo[0], docs)
+        out.requests += 1
+        if error is None:
+            got(todo[0], raw)
+            stats = llmcall.CallStats()
+            try:
+                for job, rec in llmcall.run_jobs(llm, todo[1:], docs, settings.ingest.llm_concurrency,
+                                                 stats=stats):
+                    got(job, rec.raw)
+            except RagError as e:  # the server went away or timed out: the same for every later call
+                error = str(e)
+            out.requests += stats.calls
+    out.queries, out.rejected = _kept(jobs, replies, taken)
+    if error is not None:
+        out.state = "failed"
+        head = f"stopped after {len(replies)} of {len(jobs)}" if replies else "skipped"
+        out.note = f"{head}: {llm.backend} model {llm.model} failed ({error})"
+        log.warning("LLM questions for the ranker %s; it trains on the other pseudo-queries%s", out.note,
+                    " and the questions got so far" if out.queries else "")
+    else:
+        bad = ", ".join(f"{k} {v}" for k, v in sorted(out.rejected.items()))
+        out.note = (f"{len(out.queries)} of {len(jobs)} kept ({why}; {out.requests} asked, {cached} from the "
+                    f"cache{'; rejected: ' + bad if bad else ''})")
+    return out
+
+
+def _kept(jobs: list[llmcall.Job], replies: dict[str, str], taken: set[str],
+          ) -> tuple[list[PseudoQuery], dict[str, int]]:
+    """The usable questions and why the others were rejected (eval/synthetic.clean_question, or a
+    duplicate of `taken` or of each other), in the order of `jobs`, not of the replies' arrival:
+    cached ones come first, and the query ids, hence the training order, must not depend on it."""
+    from eval.synthetic import clean_question
+
+    seen = set(taken)
+    kept: list[PseudoQuery] = []
+    rejected: dict[str, int] = {}
+    for job in jobs:
+        if job.key not in replies:
+            continue
+        rec: Record = job.tag  # type: ignore[assignment]
+        q, why = clean_question(replies[job.key], rec.text)
+        if q is not None and q in seen:
+            q, why = None, "duplicate"
+        if q is None:
+            rejected[why] = rejected.get(why, 0) + 1
+            continue
+        seen.add(q)
+        kept.append(PseudoQuery(f"q{len(kept):05d}", q, {rec.id: 2}, "llm"))
+    return kept, rejected
+
+
 # --- how ---------------------------------------------------------------------------------
 def collect(
     index: Index, settings: Settings, queries: list[PseudoQuery], progress: Progress | None
@@ -280,7 +468,12 @@ def self_train(index: Index, settings: Settings, progress: Progress | None = Non
     # the store again (0.09 s a read at 100k chunks, and they were read twice below)
     chunk_ids = _chunk_ids(index)
     s = settings.search
-    queries = pseudo_queries(index, s.ltr_self_queries, seed=s.ltr_seed)
+    by_source = chunks_by_source(index)
+    queries = cut_queries(by_source, s.ltr_self_queries, seed=s.ltr_seed)
+    # more pseudo-queries like the others: the same groups, the same folds (by chunk), the same gate
+    asked = llm_questions(index, settings, by_source, {q.text for q in queries}, progress)
+    queries += asked.queries
+    llm_report = asked.to_dict()
     kinds: dict[str, int] = {}
     for q in queries:
         kinds[q.how] = kinds.get(q.how, 0) + 1
@@ -288,8 +481,8 @@ def self_train(index: Index, settings: Settings, progress: Progress | None = Non
     usable = [g for g in groups if g.y.max(initial=0) > 0]
     if len(usable) < 10:
         why = f"only {len(usable)} pseudo-queries found their chunk; not trained"
-        return SelfTrainResult(False, False, why,
-                               len(queries), time.perf_counter() - t0, by_kind=kinds)
+        return SelfTrainResult(False, False, why, len(queries), time.perf_counter() - t0, by_kind=kinds,
+                               llm_questions=llm_report)
     from eval.train_ranker import cross_validate, save, train_groups
 
     # the gate: every pseudo-query held out once, ranked as the query path ranks (the mix); the
@@ -313,14 +506,14 @@ def self_train(index: Index, settings: Settings, progress: Progress | None = Non
         f"pseudo-queries ({cv['folds']}-fold; needs {s.ltr_min_gain:+.3f}, search.ltr_min_gain)"
     )
     report.update({"source": SOURCE, "active": active, "reason": reason, "pseudo_queries": kinds,
-                   "corpus_chunks": len(chunk_ids)})
+                   "llm_questions": llm_report, "corpus_chunks": len(chunk_ids)})
     dest = ranker_path(settings)
     with write_lock(index.path, "ranker training"):  # one writer at a time (core/lock.py)
         save(booster, dest, index.embedder.name, report)
         (dest / IDS_FILE).write_text(json.dumps(chunk_ids))
     secs = time.perf_counter() - t0
     log.info("%s (%.1fs)", reason, secs)
-    return SelfTrainResult(True, active, reason, len(queries), round(secs, 2), dict(held), kinds)
+    return SelfTrainResult(True, active, reason, len(queries), round(secs, 2), dict(held), kinds, llm_report)
 
 
 def _active(settings: Settings) -> bool:
