@@ -204,8 +204,11 @@ def answer_extras(result: AnswerResult, msg_id: str, index: Index, feedback_file
     if result.note:  # a weakly supported answer
         st.warning(result.note)
     check = next((t.detail for t in reversed(result.trace) if t.stage == "check"), None)
-    if check and (check.get("dropped") or check.get("fallback")):
+    found = sum(t.detail.get("kept", 0) for t in result.trace if t.stage == "claim_retry")
+    if check and (check.get("dropped") or check.get("fallback") or found):
         note = f"{len(check.get('dropped', []))} sentence(s) their passages do not support were removed"
+        if found:
+            note += f"; {found} kept, cited to a passage a search for it found"
         if check.get("fallback"):
             note += "; the answer is quoted from the passages instead"
         st.caption(note + " (see How this answer was found).")

@@ -335,3 +335,20 @@ def test_llm_is_chosen_once_per_question(corpus: Path) -> None:
     llm = LlamaCppLLM(_settings(corpus))
     res = ask("Who painted the Mona Lisa?", _settings(corpus), llm=llm)
     assert res.backend == "llamacpp" and res.reason == "llm.provider = llamacpp"
+
+
+def test_cli_says_when_a_dropped_sentence_was_kept_after_a_search_found_its_passage(
+    corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A capable model (a scripted reply) states a fact from a document outside its one prompt
+    passage: the answer keeps it, cited to that document, and the CLI says so under the answer."""
+    with OllamaTestServer(models=["llama3.1:8b"]) as srv:
+        srv.reply = ("Transformers are trained with gradient descent on large text corpora [1]. "
+                     "Bulk fermentation of sourdough takes four to six hours at 24 degrees Celsius [1].")
+        env = _env(corpus, RAG_OLLAMA_URL=srv.url, RAG_LLM__PROVIDER="ollama", RAG_LLM__MODEL="llama3.1:8b",
+                   RAG_ANSWER__CONTEXT_CHUNKS="1")
+        code, out, err = _rag(monkeypatch, capsys, "ask", QUESTION, env=env)
+    assert code == 0
+    answer, sources = out.split("Sources:", 1)
+    assert "four to six hours" in answer and "sourdough.md" in sources and "transformers.md" in sources
+    assert "1 kept, cited to a passage a search for it found" in err

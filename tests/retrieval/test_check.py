@@ -134,6 +134,15 @@ def test_an_invention_finds_no_passage_and_stays_dropped(corpus: Path, server: O
     assert [Path(c.source).name for c in res.citations] == ["lighthouse.md"]
 
 
+def test_a_found_passage_must_hold_every_word_of_the_sentence(corpus: Path, server: OllamaTestServer) -> None:
+    """The found passage was not in the prompt: no allowance for a word it lacks. "rye" is not in
+    the sourdough page, which holds the ten other words (the prompt check would accept 10 of 11)."""
+    rye = "Bulk fermentation of rye sourdough takes four to six hours at 24 degrees Celsius [1]."
+    reply = f"The keeper winds the clockwork every 37 hours [1]. {rye}"
+    _, res = _ask(corpus, server, reply, context_chunks=1)
+    assert "rye" not in res.answer and _retry(res)["kept"] == 0
+
+
 def test_the_search_for_dropped_sentences_can_be_switched_off(corpus: Path, server: OllamaTestServer) -> None:
     _, res = _ask(corpus, server, f"The keeper winds the clockwork every 37 hours [1]. {SOURDOUGH}",
                   context_chunks=1, claim_retries=0)
