@@ -200,7 +200,8 @@ def importance(booster: Any) -> dict[str, float]:
 
 
 def cross_validate(groups: list[Group], folds: int, seed: int = 0, mix: float = 1.0,
-                   params: dict[str, Any] | None = None, workers: int = 1) -> dict[str, Any]:
+                   params: dict[str, Any] | None = None, workers: int = 1,
+                   subsets: dict[str, set[str]] | None = None) -> dict[str, Any]:
     """nDCG@10 of the order before the ranker and of the order with it (`mixed` at `mix`, as the
     query path ranks), each query scored by a model fitted without it: `folds` models, every
     query held out once (`mixed`: retrieval/rerank.py), the queries of one chunk in one fold.
@@ -208,7 +209,8 @@ def cross_validate(groups: list[Group], folds: int, seed: int = 0, mix: float = 
     to 0.055 from one training to the next (three seeds), across the switch-on threshold
     (zh-prose, notes-mixed); pooled over all queries the estimate is steadier. Also the gain
     per fold. `workers`: folds fitted at once, in threads (each fit is single-threaded and
-    LightGBM releases the GIL, so the models, and the result, are the same)."""
+    LightGBM releases the GIL, so the models, and the result, are the same). `subsets`: name ->
+    query ids; the same two figures over each subset's held-out queries (`subsets` in the result)."""
     parts = fold_groups(groups, folds, seed)
     scored: list[tuple[Group, np.ndarray]] = []
     per_fold: list[float] = []
@@ -224,13 +226,23 @@ def cross_validate(groups: list[Group], folds: int, seed: int = 0, mix: float = 
         scored += list(zip(test, scores, strict=True))
         per_fold.append(round(ndcg(test, scores) - ndcg(test), 4))
     held = [g for g, _ in scored]
-    return {
+    out: dict[str, Any] = {
         "folds": len(per_fold),
         "queries": len(held),
         "without_ranker": round(ndcg(held), 4),
         "with_ranker": round(ndcg(held, [s for _, s in scored]), 4),
         "gain_per_fold": per_fold,
     }
+    if subsets:
+        out["subsets"] = {}
+        for name, qids in subsets.items():
+            part = [(g, s) for g, s in scored if g.qid in qids]
+            out["subsets"][name] = {
+                "queries": len(part),
+                "without_ranker": round(ndcg([g for g, _ in part]), 4) if part else None,
+                "with_ranker": round(ndcg([g for g, _ in part], [s for _, s in part]), 4) if part else None,
+            }
+    return out
 
 
 def fold_groups(groups: list[Group], folds: int, seed: int = 0) -> list[list[Group]]:

@@ -192,3 +192,24 @@ def test_crops_are_scrambled_into_bags_of_their_words() -> None:
     zh = st._scramble("梯度裁剪用于防止梯度爆炸的问题", random.Random(1))
     assert " " in zh and set(zh.replace(" ", "")) <= set("梯度裁剪用于防止梯度爆炸的问题")
     assert st._scramble("two words", random.Random(0)) == "two words"
+
+
+def test_the_gate_needs_the_gain_and_no_loss_on_enough_llm_written_questions() -> None:
+    """gate(): the held-out gain over the coarse order must reach search.ltr_min_gain; with
+    LLM_GATE_MIN or more LLM-written questions held out, the ranker must not rank those worse."""
+    def cv(gain: float, llm: tuple[int, float] | None = None) -> dict[str, object]:
+        out: dict[str, object] = {"folds": 5, "without_ranker": 0.6, "with_ranker": 0.6 + gain}
+        if llm is not None:
+            out["subsets"] = {"llm": {"queries": llm[0], "without_ranker": 0.7, "with_ranker": 0.7 + llm[1]}}
+        return out
+
+    n = st.LLM_GATE_MIN
+    assert st.gate(cv(0.005), 0.01)[0] is False
+    on, why = st.gate(cv(0.05), 0.01)
+    assert on and "+0.050" in why and "LLM" not in why
+    off, why = st.gate(cv(0.05, (n, -0.02)), 0.01)
+    assert not off and "-0.020" in why and f"{n} LLM-written" in why
+    assert st.gate(cv(0.05, (n - 1, -0.02)), 0.01)[0]  # too few to judge by
+    on, why = st.gate(cv(0.05, (n + 5, 0.01)), 0.01)
+    assert on and "+0.010 on the" in why
+    assert st.gate(cv(0.0, (n, 0.2)), 0.01)[0] is False  # the LLM subset alone does not switch it on

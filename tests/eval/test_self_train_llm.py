@@ -118,6 +118,13 @@ def test_a_capable_llm_writes_questions_about_the_chunks_it_was_shown(
     status = _ranker_status(s, index)
     assert status["pseudo_queries"]["llm"] == res.by_kind["llm"]
     assert status["llm_questions"].startswith(f"{info['kept']} of {info['asked']} kept")
+    # the gate measured them apart too (held out like the others; too few here to decide by)
+    import json
+
+    from retrieval.rerank import MANIFEST_FILE, ranker_path
+    report = json.loads((ranker_path(s) / MANIFEST_FILE).read_text())["report"]
+    sub = report["heldout_ndcg@10_llm"]
+    assert 1 <= sub["queries"] <= res.by_kind["llm"] and 0.0 <= sub["with_ranker"] <= 1.0
 
     # each question names as relevant the chunk whose text the prompt showed
     writer = server.reply

@@ -249,6 +249,10 @@ def test_the_gate_holds_out_every_query_once_and_ranks_as_the_query_path_mixes()
     # a mix that leaves the prior in charge: the prior's order stands (no gain)
     low = cross_validate(groups, folds=5, seed=0, mix=0.01)
     assert low["with_ranker"] < 0.5
+    # a subset (the LLM-written questions, in self-training) is scored over its own held-out queries
+    even = {g.qid for g in groups[::2]}
+    sub = cross_validate(groups, folds=5, seed=0, mix=0.01, subsets={"even": even})["subsets"]["even"]
+    assert sub["queries"] == 20 and sub["without_ranker"] == pytest.approx(ndcg(groups[::2]), abs=1e-4)
     # folds fitted in threads (self_train's, after an ingest): the same models, the same gate
     noisy = [Group(g.qid, g.x + rng.normal(0, 0.3, g.x.shape), g.y, g.ids, g.judged, g.prior) for g in groups]
     threaded = cross_validate(noisy, folds=5, seed=0, mix=0.5, workers=3)
