@@ -382,8 +382,9 @@ class AnswerSettings(BaseModel):
     # Corrective retrieval after generating (issue: "retry once with the unsupported claim as the
     # query"): a sentence the check drops (its cited passage and the other prompt passages do not
     # support it) is searched for once, as a query of its own, and kept, cited to the new passage,
-    # when one of the first claim_retry_passages new hits supports it by the same check. No LLM
-    # call; a search each (tens of ms). At most claim_retries sentences an answer; 0: off.
+    # when one of the first claim_retry_passages new hits holds every content word and number of
+    # it (the check at its strictest: that passage was not in the prompt). No LLM call; a search
+    # each (tens of ms). At most claim_retries sentences an answer; 0: off.
     claim_retries: int = 2
     claim_retry_passages: int = 3
     # without [n] markers, an answer sentence is attributed to the prompt passage sharing at

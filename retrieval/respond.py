@@ -3,7 +3,7 @@ stages): `grade` judges whether the passages support an answer for the original 
 (retrieval/grade.py, one corrective retry, else abstain), `answer` composes it from the passages
 (extractive, retrieval/compose.py) or has the LLM write it, every sentence checked against the
 passage it cites (retrieval/check.py), a dropped sentence searched for once as a query of its
-own and kept when a passage that search finds supports it (`answer.claim_retries`); nothing
+own and kept when a passage that search finds holds all of it (`answer.claim_retries`); nothing
 supported left -> extractive.
 
 `answer.mode = auto` picks extractive for small models (the embedded 135M model invents facts)
@@ -185,8 +185,9 @@ def _generate(
 def _retry_claims(state: QueryState, claims: ClaimStream, gen: Generation, again: Search) -> str:
     """Corrective retrieval after generating: each sentence the check dropped (at most
     `answer.claim_retries`) is searched for as a query of its own, and when one of the first
-    `answer.claim_retry_passages` passages that search adds supports it by the same check, the
-    sentence is kept, cited to that passage, which joins the answer's passages (the next number).
+    `answer.claim_retry_passages` passages that search adds holds every content word and number
+    of it (the check at its strictest), the sentence is kept, cited to that passage, which joins
+    the answer's passages (the next number).
     A capable model often states what a passage it was not shown says, or cites the wrong one
     of two; an invention finds no passage and stays dropped. No LLM call. A `claim_retry` trace
     entry says what was searched and kept; returns the text to stream."""
