@@ -84,7 +84,9 @@ def run(state: QueryState) -> Iterator[str]:
     if state.abstain_reason:
         yield state.message
         return
-    yield from respond.answer(state, searcher(state, threads=True))
+    # sub-questions are searched concurrently (each on its own Index); a dropped sentence's one
+    # search reuses this state's loaded index, as the corrective retry above does
+    yield from respond.answer(state, searcher(state, threads=True), searcher(state))
 
 
 def retrieve(

@@ -100,9 +100,10 @@ def _sentence_terms(state: QueryState) -> tuple[str, dict[str, list[str]]]:
     return query, groups
 
 
-def answer(state: QueryState, again: Search) -> Iterator[str]:
+def answer(state: QueryState, again: Search, retry: Search | None = None) -> Iterator[str]:
     """The answer's text as it comes; `state.generation` holds the result: composed from the
-    passages (extractive), or written by the LLM and checked (generative)."""
+    passages (extractive), or written by the LLM and checked (generative). `again` searches
+    decomposed sub-questions, `retry` a sentence the check dropped (None: no such search)."""
     assert state.llm is not None
     if state.mode == "extractive":
         # Sentences are scored against the question as BM25 searched it: for an English question
@@ -117,7 +118,7 @@ def answer(state: QueryState, again: Search) -> Iterator[str]:
         prompt_q, prompt_hits = state.question, state.hits
         if state.translation is not None:  # routed template, step-back labels, decomposed sub-answers
             prompt_q, prompt_hits = answer_prompt(state, state.translation, again)
-        gen = yield from _generate(state, prompt_q, prompt_hits, again)
+        gen = yield from _generate(state, prompt_q, prompt_hits, retry)
     state.generation = gen
     if gen.no_passages:
         state.abstain_reason, state.message = "no_passages", NO_PASSAGES
@@ -129,11 +130,11 @@ def answer(state: QueryState, again: Search) -> Iterator[str]:
 
 
 def _generate(
-    state: QueryState, prompt_q: str, hits: list[Hit], again: Search | None = None
+    state: QueryState, prompt_q: str, hits: list[Hit], retry: Search | None = None
 ) -> Generator[str, None, Generation]:
     """The LLM's answer; with `answer.check`, only the sentences their passages support are
     yielded, as each completes; a dropped sentence is searched for once (`_retry_claims`, with
-    `again`); nothing supported left means the extractive answer."""
+    `retry`); nothing supported left means the extractive answer."""
     assert state.llm is not None
     s, embedder = state.settings, state.index.embedder
     fitted: list[Passage] = []
@@ -156,7 +157,7 @@ def _generate(
     claims = claims or ClaimStream(gen.passages, embedder, s)
     if out := claims.finish():
         yield out
-    if again is not None and s.answer.claim_retries > 0 and (out := _retry_claims(state, claims, gen, again)):
+    if retry is not None and s.answer.claim_retries > 0 and (out := _retry_claims(state, claims, gen, retry)):
         yield out
     res = claims.result
     detail = res.detail()

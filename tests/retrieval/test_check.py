@@ -143,6 +143,21 @@ def test_a_found_passage_must_hold_every_word_of_the_sentence(corpus: Path, serv
     assert "rye" not in res.answer and _retry(res)["kept"] == 0
 
 
+def test_a_failed_search_for_a_dropped_sentence_leaves_the_answer_standing(
+    corpus: Path, server: OllamaTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retrieval import pipeline
+
+    def gone(*args: Any, **kw: Any) -> Any:
+        raise RuntimeError("the index went away")
+
+    monkeypatch.setattr(pipeline, "retrieve", gone)  # what the retry's search calls
+    _, res = _ask(corpus, server, f"The keeper winds the clockwork every 37 hours [1]. {SOURDOUGH}",
+                  context_chunks=1)
+    assert "37 hours" in res.answer and "sourdough" not in res.answer.lower()
+    assert "the index went away" in _retry(res)["claims"][0]["error"]
+
+
 def test_the_search_for_dropped_sentences_can_be_switched_off(corpus: Path, server: OllamaTestServer) -> None:
     _, res = _ask(corpus, server, f"The keeper winds the clockwork every 37 hours [1]. {SOURDOUGH}",
                   context_chunks=1, claim_retries=0)
