@@ -243,6 +243,12 @@ class SearchSettings(BaseModel):
     # the cut pseudo-queries do not; each is one LLM call at the end of `rag ingest`, so a few
     # dozen, and replies are cached in the index by prompt: a retrain asks only about new text.
     ltr_llm_questions: int = 40
+    # ... asked within about this many seconds: after the first reply, only as many more as its
+    # time says fit (with ingest.llm_concurrency at once). The embedded 135M model served by
+    # Ollama took 47 s for 40 on 2 cores; a capable model on a CPU-only Ollama takes seconds a
+    # question, and minutes added to `rag ingest` are not what a ranker is worth. The replies are
+    # cached, so a later retrain asks for the rest.
+    ltr_llm_budget_s: float = 30.0
     # A self-trained ranker's final order: ltr_self_mix * z(ranker) + (1 - ltr_self_mix) * z(coarse)
     # (1.0: the ranker alone, as a ranker trained from labels always orders). 0.3 chosen on the
     # dev splits: the ranker alone lost to the coarse order on two of the three kinds.

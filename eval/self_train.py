@@ -91,6 +91,7 @@ class LLMQuestions:
     asked: int = 0  # chunks whose question was asked for (cache hits included)
     requests: int = 0  # requests made (cache hits excluded)
     rejected: dict[str, int] = field(default_factory=dict)  # eval/synthetic.clean_question's reasons
+    over_budget: int = 0  # not asked: past search.ltr_llm_budget_s (asked at a later retrain)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -382,13 +383,17 @@ def llm_questions(index: Index, settings: Settings, by_source: dict[str, list[Re
     cached = len(replies)
     error = None
     if todo:
+        t0 = time.perf_counter()
         raw, error = _first_request(llm, todo[0], docs)
         out.requests += 1
         if error is None:
             got(todo[0], raw)
+            rest = todo[1 : budgeted(time.perf_counter() - t0, s.ltr_llm_budget_s,
+                                     settings.ingest.llm_concurrency, len(todo))]
+            out.over_budget = len(todo) - 1 - len(rest)
             stats = llmcall.CallStats()
             try:
-                for job, rec in llmcall.run_jobs(llm, todo[1:], docs, settings.ingest.llm_concurrency,
+                for job, rec in llmcall.run_jobs(llm, rest, docs, settings.ingest.llm_concurrency,
                                                  stats=stats):
                     got(job, rec.raw)
             except RagError as e:  # the server went away or timed out: the same for every later call
@@ -403,9 +408,20 @@ def llm_questions(index: Index, settings: Settings, by_source: dict[str, list[Re
                     " and the questions got so far" if out.queries else "")
     else:
         bad = ", ".join(f"{k} {v}" for k, v in sorted(out.rejected.items()))
+        late = (f"; {out.over_budget} left for a later retrain (search.ltr_llm_budget_s = "
+                f"{s.ltr_llm_budget_s:g})" if out.over_budget else "")
         out.note = (f"{len(out.queries)} of {len(jobs)} kept ({why}; {out.requests} asked, {cached} from the "
-                    f"cache{'; rejected: ' + bad if bad else ''})")
+                    f"cache{late}{'; rejected: ' + bad if bad else ''})")
     return out
+
+
+def budgeted(first_s: float, budget_s: float, concurrency: int, n: int) -> int:
+    """How many of `n` requests to make in all, the first (which took `first_s`) included, so
+    that the rest fit in what is left of `budget_s` at `concurrency` at once: at least the first,
+    at most `n`."""
+    left = max(0.0, budget_s - first_s)
+    fit = int(left / max(first_s, 1e-3)) * max(1, concurrency)
+    return max(1, min(n, 1 + fit))
 
 
 def _kept(jobs: list[llmcall.Job], replies: dict[str, str], taken: set[str],

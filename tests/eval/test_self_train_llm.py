@@ -184,6 +184,34 @@ def test_zero_llm_questions_is_off(index_dir: Path, server: OllamaTestServer) ->
     assert _chats(server) == 0
 
 
+def test_the_questions_are_asked_within_a_time_budget_the_rest_at_a_later_retrain(index_dir: Path) -> None:
+    """A slow model (0.5 s a question here; seconds on a CPU-only Ollama) is asked only as many
+    questions as the first reply's time says fit in search.ltr_llm_budget_s; the replies are
+    cached, so the next asking goes on with the rest."""
+    writer = Writer()
+
+    def slow(messages: list[dict[str, Any]]) -> str:
+        time.sleep(0.5)
+        return writer(messages)
+
+    with OllamaTestServer(models=[CAPABLE], reply=slow) as srv:
+        s = _settings(srv.url, ltr_llm_budget_s=0.8)
+        index = Index(s)
+        first = st.llm_questions(index, s, st.chunks_by_source(index), set())
+        assert first.requests == 1 and first.over_budget == N - 1 and first.state == "asked"
+        assert f"{N - 1} left for a later retrain" in first.note
+        again = st.llm_questions(index, s, st.chunks_by_source(index), set())
+        assert again.requests == 1 and again.over_budget == N - 2  # one from the cache, one more asked
+        assert _chats(srv) == 2
+
+
+def test_the_budget_counts_the_first_reply_and_the_concurrency() -> None:
+    assert st.budgeted(1.0, 30.0, 1, 40) == 30  # 29 more in the 29 s left, one at a time
+    assert st.budgeted(1.0, 30.0, 2, 100) == 59  # two at a time
+    assert st.budgeted(0.1, 30.0, 2, 40) == 40  # all fit
+    assert st.budgeted(40.0, 30.0, 4, 40) == 1  # the first alone took the budget
+
+
 def test_question_chunks_spread_over_documents_and_leave_the_cut_queries_alone(index_dir: Path) -> None:
     s = _settings(DOWN)
     by_source = st.chunks_by_source(Index(s))
