@@ -13,8 +13,9 @@ relevant one (`PseudoQuery.how`):
 - `llm`: a question a capable LLM wrote about the chunk (up to `search.ltr_llm_questions`,
   with eval/synthetic.py's prompt and filter), only where `core.llm.too_small` does not rule
   the configured model out; replies are cached in the index, so a retrain asks only about new
-  text. When the LLM fails its first request (server down, model missing), nothing more is
-  asked and the ranker trains on the others; the report says why (`llm_questions`).
+  text. When Ollama does not answer its /api/tags or lacks the model, or the first request
+  fails, nothing (more) is asked and the ranker trains on the others; the report says why
+  (`llm_questions`).
 Each query runs through the pipeline without the LTR stage (the same candidate lists the
 stage sees at query time), the features of its candidates form one lambdarank group, and
 part of the queries is held out. The model is saved either way, but marked `active` only
@@ -45,7 +46,7 @@ from core.errors import RagError
 from core.index import Index
 from core.keyword import tokenize
 from core.lang import CJK_RANGES, cjk_share
-from core.llm import LLM, get_llm, too_small
+from core.llm import LLM, get_llm, probe_ollama, too_small
 from core.lock import write_lock
 from core.settings import Settings
 from core.tokens import cut
@@ -339,6 +340,20 @@ def _job(llm: LLM, rec: Record) -> llmcall.Job:
                        rec, "ltr-question")
 
 
+def _unreachable(llm: LLM, settings: Settings) -> str | None:
+    """Why an Ollama model cannot be asked now, or None: its server's /api/tags is asked first,
+    within core.llm.PROBE_TIMEOUT_S (a request waits up to llm.timeout_s, 120 s: an Ollama on a
+    machine that is off, behind a firewall that drops, would hold `rag ingest` that long)."""
+    if llm.backend != "ollama":
+        return None
+    probe = probe_ollama(settings)
+    if not probe.reachable:
+        return probe.error
+    if not probe.has(llm.model):
+        return f"Ollama at {probe.url} has no model '{llm.model}' (`ollama pull {llm.model}`)"
+    return None
+
+
 def _first_request(llm: LLM, job: llmcall.Job, cache: llmcall.Cache) -> tuple[str, str | None]:
     """(reply, None), or ("", why) when the request failed: made alone, so a server that is down
     costs one failed request, not `llm_concurrency` of them, and one warning."""
@@ -381,8 +396,8 @@ def llm_questions(index: Index, settings: Settings, by_source: dict[str, list[Re
         else:
             got(job, hit)
     cached = len(replies)
-    error = None
-    if todo:
+    error = _unreachable(llm, settings) if todo else None
+    if todo and error is None:
         t0 = time.perf_counter()
         raw, error = _first_request(llm, todo[0], docs)
         out.requests += 1

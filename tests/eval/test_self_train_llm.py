@@ -151,7 +151,7 @@ def test_a_small_model_is_not_asked(index_dir: Path, server: OllamaTestServer) -
     assert llm is None and "embedded llama.cpp model" in why
 
 
-def test_an_unreachable_ollama_is_tried_once_and_the_ranker_trains_without_it(
+def test_an_unreachable_ollama_is_not_asked_and_the_ranker_trains_without_it(
     index_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     s = _settings(DOWN)
@@ -159,7 +159,7 @@ def test_an_unreachable_ollama_is_tried_once_and_the_ranker_trains_without_it(
     with caplog.at_level(logging.WARNING, logger="eval.self_train"):
         asked = st.llm_questions(Index(s), s, st.chunks_by_source(Index(s)), set())
     assert time.perf_counter() - t0 < 10
-    assert asked.state == "failed" and asked.requests == 1 and asked.queries == []
+    assert asked.state == "failed" and asked.requests == 0 and asked.queries == []
     assert asked.note.startswith("skipped") and "not reachable at http://127.0.0.1:9" in asked.note
     warnings = [r for r in caplog.records if r.name == "eval.self_train"]
     assert len(warnings) == 1 and warnings[0].exc_info is None
@@ -171,10 +171,22 @@ def test_an_unreachable_ollama_is_tried_once_and_the_ranker_trains_without_it(
     assert "not reachable" in _ranker_status(s, Index(s))["llm_questions"]
 
 
-def test_a_model_the_server_lacks_is_asked_once(index_dir: Path, server: OllamaTestServer) -> None:
+def test_a_model_the_server_lacks_is_not_asked(index_dir: Path, server: OllamaTestServer) -> None:
     s = _settings(server.url, model="qwen2.5:7b")
     asked = st.llm_questions(Index(s), s, st.chunks_by_source(Index(s)), set())
-    assert asked.state == "failed" and _chats(server) == 1 and "no model 'qwen2.5:7b'" in asked.note
+    assert asked.state == "failed" and _chats(server) == 0 and "no model 'qwen2.5:7b'" in asked.note
+    assert "ollama pull qwen2.5:7b" in asked.note
+
+
+def test_a_server_that_never_answers_holds_the_ingest_for_the_probe_only(index_dir: Path) -> None:
+    """An Ollama that accepts connections and never answers (a machine going down, a proxy):
+    its /api/tags is given core.llm.PROBE_TIMEOUT_S, not the 120 s a question may take."""
+    with OllamaTestServer(models=[CAPABLE], hang={"/api/tags", "/api/chat"}) as srv:
+        s = _settings(srv.url)
+        t0 = time.perf_counter()
+        asked = st.llm_questions(Index(s), s, st.chunks_by_source(Index(s)), set())
+        assert time.perf_counter() - t0 < 10
+        assert asked.state == "failed" and asked.requests == 0 and "did not answer" in asked.note
 
 
 def test_zero_llm_questions_is_off(index_dir: Path, server: OllamaTestServer) -> None:
