@@ -230,11 +230,12 @@ class SearchSettings(BaseModel):
     # Self-training after `rag ingest` (eval/self_train.py): pseudo-queries cut from the corpus,
     # the model switched on only when it beats the coarse order on held-out ones by ltr_min_gain.
     ltr_self_train: bool = True
-    # Pseudo-queries per training (30% held out). 150, not 400: a user waits for the training at the
-    # end of `rag ingest` (400 took 3.4 s of a 25.4 s ingest of 1,006 English chunks, 8.1 s of 42.4 s
-    # on zh-prose), and on the dev splits the ranker's gain over the coarse order was +0.000 / -0.002
-    # / +0.016 with 400, +0.000 (switched off) / -0.006 / +0.012 with 150 (notes-mixed, zh-prose,
-    # sci-en) in 3.2 / 4.5 / 1.8 s instead of 8.4 / 10.3 / 4.6 s.
+    # Pseudo-queries per training (each held out once, in five folds). 150, not 400: a user waits
+    # for the training at the end of `rag ingest` (400 took 3.4 s of a 25.4 s ingest of 1,006
+    # English chunks, 8.1 s of 42.4 s on zh-prose), and on the dev splits the ranker's gain over
+    # the coarse order was +0.000 / -0.002 / +0.016 with 400, +0.000 (switched off) / -0.006 /
+    # +0.012 with 150 (notes-mixed, zh-prose, sci-en) in 3.2 / 4.5 / 1.8 s instead of 8.4 / 10.3 /
+    # 4.6 s.
     ltr_self_queries: int = 150
     # ... plus one question each for up to this many chunks (drawn with ltr_seed, round-robin
     # over the documents), written by the LLM when it is capable (core.llm.too_small: not the

@@ -290,8 +290,6 @@ def _one_query(
 
 
 # --- LLM-written questions ----------------------------------------------------------------
-QUESTION_TOKENS = 48  # one question, as eval/synthetic.build_synthetic asks for
-PASSAGE_CHARS = 1500  # the passage shown, as there: a question is about its opening anyway
 # Fewer words than this (a heading, a table row, a caption) give the LLM nothing to ask about.
 MIN_PASSAGE_WORDS = 12
 
@@ -332,7 +330,8 @@ def question_chunks(by_source: dict[str, list[Record]], n: int, seed: int = 0) -
 
 
 def _job(llm: LLM, rec: Record) -> llmcall.Job:
-    from eval.synthetic import messages
+    # imported here, as the filter below: most ingests ask no LLM for questions
+    from eval.synthetic import PASSAGE_CHARS, QUESTION_TOKENS, messages
 
     msgs = messages(rec.text[:PASSAGE_CHARS])
     # keyed by the whole request (backend, model, prompt, limits): a new model or prompt asks again

@@ -55,6 +55,8 @@ using like need know""".split()
 # Two worked examples: the embedded 135M model copies the form of a shot far better than it
 # follows an instruction alone.
 SYSTEM = "Write a question that the given text answers."
+QUESTION_TOKENS = 48  # one question
+PASSAGE_CHARS = 1500  # of the chunk shown: a question is about its opening anyway
 SHOTS_EN = [
     (
         "The Eiffel Tower in Paris is 330 metres tall and was finished in 1889.",
@@ -157,7 +159,7 @@ def build_synthetic(
     n: int,
     out_root: Path = Path("reports/synthetic"),
     seed: int = 0,
-    max_tokens: int = 48,
+    max_tokens: int = QUESTION_TOKENS,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write (or reuse) a BEIR folder of LLM-written questions over the current index."""
@@ -183,7 +185,7 @@ def build_synthetic(
             break
         tried += 1
         try:
-            raw = llm.complete(messages(rec.text[:1500]), max_tokens=max_tokens, temperature=0.0)
+            raw = llm.complete(messages(rec.text[:PASSAGE_CHARS]), max_tokens=max_tokens, temperature=0.0)
         except Exception as e:  # a failed generation is one rejected sample, never the end of the run
             log.warning("question generation failed: %s", e)
             raw = ""

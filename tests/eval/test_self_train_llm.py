@@ -22,6 +22,7 @@ from app.cmd_index import _ranker_status
 from core.index import Index
 from core.settings import Settings, load_settings
 from eval import self_train as st
+from eval import synthetic
 from ingest.pipeline import ingest
 from tests.conftest import REPO, SAMPLE
 from tests.ollama_server import OllamaTestServer
@@ -137,7 +138,7 @@ def test_a_capable_llm_writes_questions_about_the_chunks_it_was_shown(
         assert q.how == "llm" and q.qid.startswith("q") and len(q.relevant) == 1
         (cid, grade), = q.relevant.items()
         assert grade == 2 and recs[cid].kind == "chunk"
-        assert writer.passage_of[q.text] == recs[cid].text[: st.PASSAGE_CHARS]
+        assert writer.passage_of[q.text] == recs[cid].text[: synthetic.PASSAGE_CHARS]
 
 
 def test_a_small_model_is_not_asked(index_dir: Path, server: OllamaTestServer) -> None:
