@@ -203,8 +203,9 @@ def _retry_claims(state: QueryState, claims: ClaimStream, gen: Generation, again
     # (sci-en and notes-mixed dev, 40 answers, 47 dropped sentences searched), the one sentence
     # the looser check kept was a fragment, "Linerud - DataFrame containing the following
     # columns:", cited to another dataset's page that shares four of its five words.
-    strict = state.settings.model_copy(update={"answer": a.model_copy(
-        update={"check_min_overlap": 1.0, "check_soft_overlap": float("inf")})})
+    # No embedder for that check either: without one it has no similarity path, and the sentence
+    # is not encoded again for each passage tried.
+    strict = state.settings.model_copy(update={"answer": a.model_copy(update={"check_min_overlap": 1.0})})
     held = {p.hit.record.id for p in gen.passages}
     out: list[str] = []
     tried: list[dict[str, object]] = []
@@ -222,7 +223,7 @@ def _retry_claims(state: QueryState, claims: ClaimStream, gen: Generation, again
         for h in new:
             p = Passage(max((q.n for q in gen.passages), default=0) + 1, h, h.record.text)
             # checked with no marker: a supporting passage re-cites it ("... [n].")
-            verdict = Checker([p], state.index.embedder, strict).check(Claim(body, [], body))
+            verdict = Checker([p], None, strict).check(Claim(body, [], body))
             if verdict.kept:
                 verdict.reason = "found by a search of its own"
                 gen.passages.append(p)
