@@ -43,10 +43,12 @@ def embedding(settings: Settings) -> Check:
                 from core.torch_encoder import verify as verify_direct
 
                 cos = verify_direct(direct, texts, ref)
-                detail += f"; batches encoded in torch without sentence-transformers (cosine {cos:.6f})"
+                detail += (f"; batches encoded in torch ({direct.precision}) without sentence-transformers"
+                           f" (cosine {cos:.6f})")
                 if cos < 0.9999:
                     state = "warn"
-                    detail += ": set embedding.direct_batches = false"
+                    detail += (": set embedding.precision = \"float32\"" if direct.precision != "float32"
+                               else ": set embedding.direct_batches = false")
         return {"name": "embedding model", "state": state, "detail": detail}
     except Exception as e:
         return {"name": "embedding model", "state": "fail", "detail": str(e)}

@@ -165,7 +165,7 @@ class SentenceTransformerEmbedder:
         if not s.direct_batches or s.device != "cpu":
             return None
         path = str(resolve_model_path(s.model))
-        enc = torch_encoder.load(path, s.device)
+        enc = torch_encoder.load(path, s.device, torch_encoder.resolve_precision(s.precision, s.device))
         if enc is not None:
             _loaded.add((path, s.device))
         return enc

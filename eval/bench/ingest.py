@@ -6,8 +6,10 @@
 - `langchain`: the LangChain tutorial stack - TextLoader, RecursiveCharacterTextSplitter
   (1000/200), HuggingFaceEmbeddings with the same MiniLM, `Chroma.from_documents`;
 - `raw`: `SentenceTransformer.encode` alone on our chunk texts (the encoder as the peer runs it);
-- `raw-direct`: the encoder our ingest runs (core/torch_encoder.py, the same weights and vectors
-  without sentence-transformers) alone on the same texts: the limit of our own ingest.
+- `raw-direct`: the encoder our ingest runs (core/torch_encoder.py, the same weights without
+  sentence-transformers, in the precision `embedding.precision` gives on this machine: bfloat16
+  linear layers on a CPU with AVX512-BF16 or AMX) alone on the same texts: the limit of our own
+  ingest.
 
 On the sample corpus and generated corpora (1k / 10k chunks by default). Characters/s counts the
 source files' characters for every contender, so the ratios compare the same work.
@@ -168,11 +170,14 @@ def _raw_direct(texts_file: Path, device: str) -> dict[str, Any]:
     from core.settings import EmbeddingSettings
 
     texts = json.loads(texts_file.read_text())
-    enc = torch_encoder.load(str(resolve_model_path("minilm")), device)
+    defaults = EmbeddingSettings()
+    # in the precision our ingest gets on this machine (bfloat16 where the CPU has it)
+    precision = torch_encoder.resolve_precision(defaults.precision, device)
+    enc = torch_encoder.load(str(resolve_model_path("minilm")), device, precision)
     if enc is None:  # pragma: no cover - the shipped model is always supported
         raise SystemExit("the direct torch encoder does not support the shipped model")
-    enc.encode(texts, EmbeddingSettings().batch_size)
-    return {"chunks": len(texts), "chars_embedded": sum(len(t) for t in texts)}
+    enc.encode(texts, defaults.batch_size)
+    return {"chunks": len(texts), "chars_embedded": sum(len(t) for t in texts), "precision": precision}
 
 
 def measure(contender: str, corpus: Path, texts_file: Path | None, device: str = "cpu") -> dict[str, Any]:
@@ -261,7 +266,11 @@ def run(
             raise ValueError(f"{folder}: no .md, .txt or .html files to ingest")
         todo.append((folder.name[:15], folder))
     rows: list[dict[str, Any]] = []
-    say(f"ingest throughput (device {device}; whole process, model load included)")
+    from core.torch_encoder import resolve_precision
+
+    precision = resolve_precision(settings.embedding.precision, device)
+    say(f"ingest throughput (device {device}, encoder precision {precision}; whole process, "
+        "model load included)")
     say("ours/this = our characters/s over this contender's (wall clock; in brackets by CPU seconds)")
     say("ours = `rag ingest`: the ingest, then the ranker's self-training (ranker s, inside seconds)")
     say(f"{'corpus':<16}{'contender':<12}{'chunks':>8}{'seconds':>9}{'ranker s':>9}{'cpu s':>8}"

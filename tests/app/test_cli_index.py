@@ -64,7 +64,10 @@ def test_doctor_reports_embedding_and_store() -> None:
     # both encoders that stand in for sentence-transformers were compared with it
     detail = checks["embedding model"]["detail"]
     assert "encoded in NumPy (cosine" in detail
-    assert "batches encoded in torch without sentence-transformers (cosine" in detail
+    from core.torch_encoder import resolve_precision
+
+    precision = resolve_precision("auto", "cpu")  # what this machine's CPU gets by default
+    assert f"batches encoded in torch ({precision}) without sentence-transformers (cosine" in detail
     assert checks["vector store"]["state"] == "ok"
     assert checks["dictionary"]["state"] == "ok" and "CC-CEDICT" in checks["dictionary"]["detail"]
 
