@@ -5,6 +5,7 @@
   Chroma, SQLite, BM25), then the ranker's self-training (its seconds also apart, "ranker s");
 - `langchain`: the LangChain tutorial stack - TextLoader, RecursiveCharacterTextSplitter
   (1000/200), HuggingFaceEmbeddings with the same MiniLM, `Chroma.from_documents`;
+- `ours-float32`: the same with `embedding.precision = "float32"`, where ours runs in bfloat16;
 - `raw`: `SentenceTransformer.encode` alone on our chunk texts (the encoder as the peer runs it);
 - `raw-direct`: the encoder our ingest runs (core/torch_encoder.py, the same weights without
   sentence-transformers, in the precision `embedding.precision` gives on this machine: bfloat16
@@ -110,9 +111,10 @@ def files_of(corpus: Path) -> list[Path]:
     return sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in exts)
 
 
-def _ours(corpus: Path, device: str) -> dict[str, Any]:
+def _ours(corpus: Path, device: str, precision: str | None = None) -> dict[str, Any]:
     """What `rag ingest` does: the ingest, then the ranker's self-training when it is due
-    (timed apart: `ranker_seconds`; the process's wall time holds both)."""
+    (timed apart: `ranker_seconds`; the process's wall time holds both). `precision`:
+    `embedding.precision` instead of the default (`ours-float32`)."""
     from core.index import Index
     from core.settings import load_settings
     from eval.self_train import self_train
@@ -121,6 +123,8 @@ def _ours(corpus: Path, device: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(index_dir=Path(tmp) / "index")
         settings.embedding.device = device
+        if precision:
+            settings.embedding.precision = precision  # type: ignore[assignment]  # a name from PRECISIONS
         rep = ingest([corpus], settings)
         t0 = time.perf_counter()
         ranker = self_train(Index(settings), settings)
@@ -218,13 +222,22 @@ def _chunk_texts(corpus: Path, settings: Settings) -> tuple[list[str], int]:
     return texts, chars
 
 
-def _rows(label: str, corpus: Path, settings: Settings, baselines: bool, device: str) -> list[dict[str, Any]]:
+def _contenders(baselines: bool, precision: str) -> list[str]:
+    """Who runs: ours, and with `baselines` the peers, plus our own ingest in float32 where
+    ours runs in another precision (what the bfloat16 encoder gains, in the same minutes)."""
+    if not baselines:
+        return ["ours"]
+    return ["ours", *(["ours-float32"] if precision != "float32" else []), "langchain", "raw", "raw-direct"]
+
+
+def _rows(label: str, corpus: Path, settings: Settings, contenders: list[str],
+          device: str) -> list[dict[str, Any]]:
     texts, chars = _chunk_texts(corpus, settings)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tf = Path(tmp) / "texts.json"
         tf.write_text(json.dumps(texts))
-        for who in ["ours", "langchain", "raw", "raw-direct"] if baselines else ["ours"]:
+        for who in contenders:
             r = measure(who, corpus, tf if who.startswith("raw") else None, device)
             r.update(corpus=label, source_chars=chars, files=len(files_of(corpus)))
             if "seconds" in r:
@@ -276,7 +289,7 @@ def run(
     say(f"{'corpus':<16}{'contender':<12}{'chunks':>8}{'seconds':>9}{'ranker s':>9}{'cpu s':>8}"
         f"{'chunks/s':>10}{'chars/s':>10}{'peak MB':>9}  ours/this")
     for label, corpus in todo:
-        for r in _rows(label, corpus, settings, baselines, device):
+        for r in _rows(label, corpus, settings, _contenders(baselines, precision), device):
             rows.append(r)
             say(_line(label, r))
     return rows
@@ -288,6 +301,8 @@ def _worker(argv: list[str]) -> None:
     t0 = time.perf_counter()
     if contender == "ours":
         res = _ours(corpus, device)
+    elif contender == "ours-float32":
+        res = _ours(corpus, device, "float32")
     elif contender == "langchain":
         res = _langchain(corpus, device)
     elif contender == "raw-direct":

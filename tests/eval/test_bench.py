@@ -35,13 +35,18 @@ def test_ingest_bench_on_the_sample_corpus(settings, tmp_path: Path) -> None:  #
         (zh / f"{i:02d}.txt").write_text(text, encoding="utf-8")
     lines: list[str] = []
     rows = bench_ingest.run(settings, sizes=[], baselines=True, echo=lines.append, corpora=[zh])
+    from core.torch_encoder import resolve_precision
+
+    # where ours encodes in bfloat16, our float32 ingest runs beside it
+    bf16 = resolve_precision(settings.embedding.precision, settings.embedding.device) == "bfloat16"
+    assert any(f"encoder precision {'bfloat16' if bf16 else 'float32'}" in line for line in lines)
     for corpus in ("sample", "zh-prose"):
         by = {r["contender"]: r for r in rows if r["corpus"] == corpus}
-        assert set(by) == {"ours", "langchain", "raw", "raw-direct"}
+        assert set(by) == {"ours", "langchain", "raw", "raw-direct"} | ({"ours-float32"} if bf16 else set())
         for r in by.values():
             assert "error" not in r, r
             assert r["chunks"] > 0 and r["seconds"] > 0 and r["peak_rss_mb"] > 50
-        for raw in ("raw", "raw-direct"):  # the raw encoders embed exactly our chunk texts
+        for raw in ("raw", "raw-direct", "ours-float32")[:3 if bf16 else 2]:  # exactly our chunk texts
             assert by[raw]["chunks"] == by["ours"]["chunks"]
             assert by[raw]["chars_embedded"] == by["ours"]["chars_embedded"]
             assert "ours_vs_this" in by[raw]
@@ -53,6 +58,10 @@ def test_ingest_bench_on_the_sample_corpus(settings, tmp_path: Path) -> None:  #
     sample = next(r for r in rows if r["corpus"] == "sample" and r["contender"] == "ours")
     assert "too few" in sample["ranker"] and "pseudo-queries" in ours["ranker"]
     assert sample["ranker_seconds"] < ours["ranker_seconds"] < ours["seconds"]
+    assert bench_ingest._contenders(False, "bfloat16") == ["ours"]
+    assert bench_ingest._contenders(True, "float32") == ["ours", "langchain", "raw", "raw-direct"]
+    assert bench_ingest._contenders(True, "bfloat16") == [
+        "ours", "ours-float32", "langchain", "raw", "raw-direct"]
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ValueError, match="no .md"):
