@@ -238,14 +238,9 @@ def chunks_by_source(index: Index) -> dict[str, list[Record]]:
     return by_source
 
 
-def pseudo_queries(index: Index, n: int, seed: int = 0) -> list[PseudoQuery]:
-    """Up to `n` queries cut from the chunks (no LLM), drawn round-robin over the documents so
-    a long file does not dominate, deterministic for a seed and a corpus."""
-    return cut_queries(chunks_by_source(index), n, seed)
-
-
 def cut_queries(by_source: dict[str, list[Record]], n: int, seed: int = 0) -> list[PseudoQuery]:
-    """`pseudo_queries` from chunks already read."""
+    """Up to `n` queries cut from the chunks (`chunks_by_source`; no LLM), drawn round-robin over
+    the documents so a long file does not dominate, deterministic for a seed and a corpus."""
     rng = random.Random(seed)
     sections: dict[tuple[str, str], list[str]] = {}
     for src, recs in by_source.items():

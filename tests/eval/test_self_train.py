@@ -41,7 +41,7 @@ def _with(settings: Settings, **search: object) -> Settings:
 def test_pseudo_queries_come_from_the_corpus_and_name_their_chunk(corpus: Path, settings: Settings) -> None:
     ingest([corpus], settings)
     index = Index(settings)
-    qs = st.pseudo_queries(index, 60, seed=1)
+    qs = st.cut_queries(st.chunks_by_source(index), 60, seed=1)
     assert len(qs) == 60 and len({q.text for q in qs}) == 60
     recs = index.docs.get([i for q in qs for i in q.relevant])
     for q in qs:
@@ -50,7 +50,7 @@ def test_pseudo_queries_come_from_the_corpus_and_name_their_chunk(corpus: Path, 
         if q.how == "crop":  # words of a span of the chunk's own text, scrambled
             assert all(w in recs[best].text for w in q.text.split())
     assert {q.how for q in qs} >= {"crop", "terms"}  # the notes mix English terms into Chinese
-    assert st.pseudo_queries(index, 60, seed=1)[5].text == qs[5].text  # deterministic
+    assert st.cut_queries(st.chunks_by_source(index), 60, seed=1)[5].text == qs[5].text  # deterministic
 
 
 def test_training_sees_the_chunks_the_ranker_orders(
@@ -71,7 +71,7 @@ def test_training_sees_the_chunks_the_ranker_orders(
         return real(index, hits, budget, k)
 
     monkeypatch.setattr(window, "widen", spy)
-    qs = st.pseudo_queries(index, 20, seed=2)
+    qs = st.cut_queries(st.chunks_by_source(index), 20, seed=2)
     groups = st.collect(index, settings, qs, None)
     assert widened == [] and len(groups) == len(qs)
     chunks = index.docs.get([i for g in groups for i in g.ids if i])

@@ -237,4 +237,4 @@ def test_question_chunks_spread_over_documents_and_leave_the_cut_queries_alone(i
     assert len(many) == len({r.id for r in many})
     # the cut queries are the same whether or not the LLM's chunks are drawn
     cut = [q.text for q in st.cut_queries(by_source, 30, 0)]
-    assert cut == [q.text for q in st.pseudo_queries(Index(s), 30, 0)]
+    assert cut == [q.text for q in st.cut_queries(st.chunks_by_source(Index(s)), 30, 0)]
