@@ -9,10 +9,13 @@ import re
 # A sentence ends after CJK terminal punctuation, or after .!? followed by whitespace; a
 # closing quote or bracket right after CJK terminal punctuation goes with it ("……未知。”操曰：“……"
 # is two sentences: without this, dialogue in Chinese prose read as one run-on "sentence" of
-# every line a scene's speakers said). An ASCII "!" before "[" or "=" is markup or code, not
-# an end: "![](figure.png)" split there left "[](figure.png)" to be quoted as an answer.
+# every line a scene's speakers said). An ASCII "!" or "?" also ends one right before a CJK
+# character (Chinese text writes 好!), but not before an ASCII character: that is markup, code
+# or an address ("![](figure.png)", "x != y", `println!("hello, world!");`, "?q=1"), and
+# splitting there had quoted "[](figure.png)" and `"); // appends` as answers.
 _SENT_END = re.compile(
-    r"(?<=[。！？；!?])(?![。！？；!?”」』）)’])(?!(?<=!)[\[=])|(?<=[。！？；][”」』）)’])(?![。！？；!?”」』）)’])"
+    r"(?<=[。！？；])(?![。！？；!?”」』）)’])|(?<=[!?])(?![。！？；!?”」』）)’])(?![\x00-\x7f])"
+    r"|(?<=[。！？；][”」』）)’])(?![。！？；!?”」』）)’])"
     r"|(?<=[.!?;])(?=\s)|(?<=[.!?][\"')\]])(?=\s)"
 )
 # A list marker alone ("1." split off its item), and lines that open a new block.
@@ -72,8 +75,8 @@ def _blocks(text: str) -> list[int]:
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Sentences of a passage: blocks first (paragraphs, list items, headings, table rows),
     then sentences within each, trimmed of surrounding whitespace. A hard-wrapped line break
-    inside a paragraph does not end a sentence, nor does an abbreviation's period before a
-    lowercase word (`goes_on_after_period`)."""
+    inside a paragraph does not end a sentence, nor does an abbreviation's period or an English
+    "?" / "!" before a lowercase word (`goes_on`)."""
     out: list[tuple[int, int]] = []
     s = 0
     for b in _blocks(text):
@@ -88,7 +91,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
                 e -= 1
             if e <= a:
                 continue
-            if len(out) > first and goes_on_after_period(text[out[-1][0] : out[-1][1]], text[a:e]):
+            if len(out) > first and goes_on(text[out[-1][0] : out[-1][1]], text[a:e]):
                 out[-1] = (out[-1][0], e)
             else:
                 out.append((a, e))
@@ -107,6 +110,22 @@ _BEFORE_NUMBER = re.compile(
 )
 _BEFORE_NAME = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Prof|St|Gen|Col|Lt|Sgt|Rev|Hon)\.$")
 _ALWAYS_ON = re.compile(r"\b(?:e\.g|i\.e|cf|viz|resp)\.$")
+
+
+# An English "?" or "!" that a lowercase word follows: a symbol named in prose ("the ? operator",
+# "the ! type"), a quoted question ("“Why?” she asked"), an exclamation inside a sentence.
+_MARK_BEFORE_LOWER = re.compile(r"[?!][\"'”’)\]]*$")
+
+
+def goes_on(before: str, after: str) -> bool:
+    """Whether the sentence `before` goes on into `after`, which `split_sentences` cut from it:
+    after an abbreviation's period (`goes_on_after_period`), or after an English "?" or "!"
+    before a lowercase word. "You can use the ? operator on Result values." had been quoted as
+    "operator on Result values." (chunking still cuts there, as at periods)."""
+    if goes_on_after_period(before, after):
+        return True
+    first = after[:1]
+    return first.isascii() and first.islower() and _MARK_BEFORE_LOWER.search(before) is not None
 
 
 def goes_on_after_period(before: str, after: str) -> bool:

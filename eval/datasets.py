@@ -275,12 +275,18 @@ def load_qrels(path: Path, issues: Issues, split: str | None = None) -> Qrels:
 
 
 def resolve_beir_dir(path: Path) -> tuple[Path, Path, Path]:
-    """corpus.jsonl, queries.jsonl and the qrels file inside a BEIR dataset folder."""
+    """corpus.jsonl, queries.jsonl and the qrels file inside a BEIR dataset folder. A folder
+    with `docs/` and no corpus.jsonl is judged over those files as they are (document id = file
+    name without extension), so a set of web pages or PDFs is read by the loaders a user's
+    documents go through, not as text extracted once."""
     check_path(
         path, "dataset folder", "Give a folder holding corpus.jsonl, queries.jsonl and qrels/test.tsv."
     )
     qrels = path / "qrels" if (path / "qrels").is_dir() else path / "qrels.tsv"
-    return path / "corpus.jsonl", path / "queries.jsonl", qrels
+    corpus = path / "corpus.jsonl"
+    if not corpus.exists() and (path / "docs").is_dir():
+        corpus = path / "docs"
+    return corpus, path / "queries.jsonl", qrels
 
 
 def validate(ds: Dataset, known_chunks: set[str] | None = None) -> Dataset:

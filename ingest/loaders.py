@@ -22,7 +22,7 @@ from core.tables import FoundTable
 from ingest.doc import LoadedDoc, found_table, md_table
 
 if TYPE_CHECKING:
-    from bs4 import Tag
+    from bs4 import BeautifulSoup, Tag
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,11 @@ def _walk_html(node: Tag, parts: list[str], tables: list[FoundTable]) -> None:
     """Append the text under `node` to `parts`: headings as `#`, tables as Markdown tables (and
     to `tables` as rows, captioned by their <caption> or the heading before them), block
     elements as paragraphs (list items as `- `)."""
-    from bs4 import Tag
+    from bs4 import Comment, Declaration, Doctype, ProcessingInstruction, Tag
 
     for child in node.children:
+        if isinstance(child, (Comment, Declaration, Doctype, ProcessingInstruction)):
+            continue  # markup's notes to itself ("<!-- Set the theme before ... -->"), never shown
         if not isinstance(child, Tag):
             s = " ".join(str(child).split())
             if s:
@@ -154,6 +156,25 @@ def _walk_html(node: Tag, parts: list[str], tables: list[FoundTable]) -> None:
             _walk_html(child, parts, tables)
 
 
+# ARIA landmarks that hold a site's chrome, not the page's content (WAI-ARIA roles).
+_CHROME_ROLES = ["navigation", "banner", "contentinfo", "search", "menubar", "toolbar"]
+
+
+def _main_content(soup: BeautifulSoup) -> Tag | BeautifulSoup:
+    """The page's own content: its one `<main>` (or `role="main"`) element, else its one
+    `<article>`, when that holds text; else the whole body. Generated documentation and blogs
+    (mdBook, Sphinx, most site templates) put their menus, a table of contents of the whole
+    site, theme pickers and keyboard-shortcut help in the body beside it, outside `<nav>`; read
+    whole, every page's first chunk was that chrome (the Rust book: "Keyboard shortcuts Press ←
+    or → to navigate between chapters ... - Light - Rust - Coal - Navy") and each section sat
+    under the menu bar's heading. Several `<article>`s are a listing, not one page's content."""
+    mains = soup.find_all(True, attrs={"role": "main"})
+    for found in (soup.find_all("main"), mains, soup.find_all("article")):
+        if len(found) == 1 and found[0].get_text(strip=True):
+            return found[0]
+    return soup.body or soup
+
+
 def load_html(path: Path, settings: IngestSettings, data: bytes | None = None) -> LoadedDoc:
     from bs4 import BeautifulSoup
 
@@ -161,10 +182,12 @@ def load_html(path: Path, settings: IngestSettings, data: bytes | None = None) -
     soup = BeautifulSoup(raw, "html.parser")
     for t in soup(["script", "style", "noscript", "nav", "footer", "header", "form", "svg"]):
         t.decompose()
+    for t in soup.find_all(True, attrs={"role": _CHROME_ROLES}) + soup.find_all(True, attrs={"hidden": True}):
+        t.decompose()
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     parts: list[str] = []
     tables: list[FoundTable] = []
-    _walk_html(soup.body or soup, parts, tables)
+    _walk_html(_main_content(soup), parts, tables)
     text = "".join(p if p.startswith("\n") or p.endswith("\n") else p + " " for p in parts)
     lines = [ln.strip() for ln in text.split("\n")]
     text, blank = "", 0

@@ -80,6 +80,22 @@ def test_folder_corpus_ids_are_file_stems(tmp_path: Path) -> None:
     assert validate(ds).qrels == {"1": {"alpha": 1}}
 
 
+def test_a_dataset_folder_with_docs_and_no_corpus_jsonl_reads_the_files(tmp_path: Path) -> None:
+    root = tmp_path / "pages"
+    (root / "docs").mkdir(parents=True)
+    (root / "qrels").mkdir()
+    (root / "docs" / "slices.html").write_text("<main><p>Slices borrow part of a collection.</p></main>")
+    (root / "docs" / "boxes.html").write_text("<main><p>A box puts a value on the heap.</p></main>")
+    (root / "queries.jsonl").write_text('{"_id": "q1", "text": "What is a slice?"}\n')
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tslices\t2\n")
+    ds = validate(load_dataset(root))
+    assert ds.corpus.kind == "folder" and set(ds.corpus.files) == {"slices", "boxes"}
+    assert ds.qrels == {"q1": {"slices": 2}}
+    # corpus.jsonl, where there is one, is still the corpus
+    save_beir(root, {"d1": ("", "text")}, {"q1": "x"}, {"q1": {"d1": 1}})
+    assert load_dataset(root).corpus.kind == "beir"
+
+
 def test_chunk_id_qrels_make_the_set_chunk_level(tmp_path: Path) -> None:
     ds = load_dataset(_beir(tmp_path / "set"))
     ds.qrels = {"q1": {"chunk-a": 1}, "q2": {"chunk-b": 1, "d2": 1}}

@@ -43,6 +43,52 @@ def test_html_drops_scripts_and_keeps_headings_and_tables(tmp_path: Path, ing: I
     assert "| A | B |\n|---|---|\n| 1 | 2 |" in doc.text
 
 
+# The shape of a generated documentation page (mdBook, Sphinx): the site's menu bar with its
+# own heading, a theme picker and keyboard help in the body, outside <nav>, beside <main>.
+DOC_PAGE = (
+    "<html><head><title>Slices - The Book</title></head><body>"
+    "<!-- Set the theme before any content is loaded, prevents flash -->"
+    '<div id="help"><h2>Keyboard shortcuts</h2><p>Press S or / to search in the book</p></div>'
+    '<div id="menu-bar"><h1 class="menu-title">The Book</h1><ul><li>Light</li><li>Coal</li></ul></div>'
+    '<div role="navigation"><a href="a.html">Previous chapter</a></div>'
+    '<p hidden>Loading the sidebar</p>'
+    "<main><h1>The Slice Type</h1><!-- a note to the author -->"
+    "<p>Slices let you reference a contiguous sequence of elements in a collection.</p></main>"
+    '<div role="contentinfo">Built with a generator</div>'
+    "</body></html>"
+)
+
+
+def test_html_reads_the_one_main_element_and_no_comments(tmp_path: Path, ing: IngestSettings) -> None:
+    p = tmp_path / "page.html"
+    p.write_text(DOC_PAGE)
+    doc = load(p, ing)
+    assert doc.title == "Slices - The Book"
+    assert doc.text.startswith("# The Slice Type") and "contiguous sequence of elements" in doc.text
+    for chrome in ("Keyboard shortcuts", "search in the book", "The Book", "Coal", "Previous chapter",
+                   "Loading the sidebar", "Built with", "Set the theme", "note to the author"):
+        assert chrome not in doc.text
+
+
+def test_html_without_one_main_reads_the_body_without_chrome(tmp_path: Path, ing: IngestSettings) -> None:
+    # two <article>s are a listing: the whole body is read, less comments, landmarks and hidden parts
+    page = DOC_PAGE.replace("<main>", "<article>").replace("</main>", "</article>")
+    page = page.replace("</body>", "<article><p>A second post about vectors.</p></article></body>")
+    p = tmp_path / "list.html"
+    p.write_text(page)
+    doc = load(p, ing)
+    assert "contiguous sequence" in doc.text and "A second post about vectors." in doc.text
+    assert "# The Book" in doc.text  # the menu's heading: nothing says it is chrome
+    for chrome in ("Previous chapter", "Loading the sidebar", "Built with", "Set the theme",
+                   "note to the author"):
+        assert chrome not in doc.text
+    # an empty <main> (a script fills it) is no content: the body is read
+    empty = DOC_PAGE.replace("<main>", "<div>").replace("</main>", "</div><main> </main>")
+    assert empty.count("<main>") == 1
+    p.write_text(empty)
+    assert "contiguous sequence" in load(p, ing).text
+
+
 def test_docx_headings_and_tables(tmp_path: Path, ing: IngestSettings) -> None:
     import docx
 

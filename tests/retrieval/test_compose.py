@@ -591,6 +591,40 @@ def test_an_abbreviation_that_introduces_a_number_or_a_name_does_not_end_the_sen
     assert [text[a:b] for a, b in sentence_spans(text)] == sentences
 
 
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ("You can use the ? operator on Result values. It returns early!",
+         ["You can use the ? operator on Result values.", "It returns early!"]),
+        ("“Why?” she asked. Then she left! Okay.", ["“Why?” she asked.", "Then she left!", "Okay."]),
+        ("Is it fast? Yes. 好!他说。", ["Is it fast?", "Yes.", "好!", "他说。"]),
+    ],
+)
+def test_an_english_question_or_exclamation_mark_before_a_lowercase_word_does_not_end_the_sentence(
+    text: str, sentences: list[str]
+) -> None:
+    """The Rust book's "You can use the ? operator on Result values." was quoted as "operator on
+    Result values." for "What does the ? operator do?"."""
+    assert [text[a:b] for a, b in sentence_spans(text)] == sentences
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ('s.push_str(", world!"); // appends', ['s.push_str(", world!");', " // appends"]),
+        ('println!("hi"); if a != b { x }', ['println!("hi");', " if a != b { x }"]),
+        ("See ![](f.png) and https://x.org/?q=1 now. Next",
+         ["See ![](f.png) and https://x.org/?q=1 now.", " Next"]),
+        ("好!他说。真的?是的。", ["好!", "他说。", "真的?", "是的。"]),
+    ],
+)
+def test_an_ascii_mark_before_an_ascii_character_is_code_not_an_end(text: str, sentences: list[str]) -> None:
+    """Code, markup and addresses: `s.push_str(", world!");` was cut at its "!" and `"); // push_str()
+    appends a literal to a String` quoted as an answer's sentence. Before a CJK character an ASCII
+    "!" or "?" still ends one (Chinese text writes 好!)."""
+    assert [text[a:b] for a, b in split_sentences(text)] == sentences
+
+
 def test_hard_wrapped_lines_of_one_sentence_are_quoted_together() -> None:
     """A sentence wrapped over three lines, the first and last short, was read as a list (one
     item a line, by the median length) and quoted as "... of the samples, then" without what
