@@ -37,6 +37,30 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     return [(a, b) for a, b in spans if text[a:b].strip()]
 
 
+# A fenced code block's opening or closing line (CommonMark): up to three spaces, then three or
+# more backticks or tildes; an opening backtick fence's info string holds no backtick.
+_FENCE = re.compile(r"^ {0,3}(`{3,}(?=[^`]*$)|~{3,})")
+
+
+def fenced(lines: list[str]) -> list[bool]:
+    """Per line, whether it belongs to a fenced code block (its fences included). Inside one,
+    "# install the package" is a shell or Python comment, not a heading, and a blank line does
+    not end the block; a fence left open runs to the end, as Markdown renders it."""
+    out: list[bool] = []
+    fence = ""
+    for ln in lines:
+        m = _FENCE.match(ln)
+        if not fence:
+            if m:
+                fence = m.group(1)
+            out.append(bool(m))
+            continue
+        out.append(True)
+        if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not ln[m.end():].strip():
+            fence = ""
+    return out
+
+
 def leads_in(text: str) -> bool:
     """Whether a text ends on a colon: it introduces what follows (a list, a formula, a reply),
     which the chunker may have cut from it (retrieval/window.py) and the extractive answer quotes

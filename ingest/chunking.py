@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from core.lang import approx_tokens, cjk_only, is_wide
 from core.settings import ChunkSettings
+from core.text import fenced
 from core.text import split_sentences as _split_sentences  # one definition, shared with retrieval
 from core.types import Record, stable_id
 from ingest.doc import LoadedDoc
@@ -41,10 +42,14 @@ class Unit:
 
 
 def _units(text: str) -> Iterator[Unit]:
-    """Headings, paragraphs (blank-line separated) and tables (runs of `|` lines)."""
+    """Headings, paragraphs (blank-line separated), tables (runs of `|` lines) and fenced code
+    blocks (one paragraph each, blank lines and `#` comment lines inside included: a README's
+    "# 1. install everything" in a ```bash block had become the heading of every section after
+    it)."""
     section: list[tuple[int, str]] = []
     pos = 0
     lines = text.split("\n")
+    code = fenced(lines)
     i = 0
     offsets = []
     for ln in lines:
@@ -52,6 +57,14 @@ def _units(text: str) -> Iterator[Unit]:
         pos += len(ln) + 1
     while i < len(lines):
         ln = lines[i]
+        if code[i]:  # the block and its fences (two blocks back to back read as one)
+            j = i + 1
+            while j < len(lines) and code[j]:
+                j += 1
+            start, end = offsets[i], offsets[j - 1] + len(lines[j - 1])
+            yield Unit(start, end, "para", tuple(s[1] for s in section), approx_tokens(text[start:end]))
+            i = j
+            continue
         if not ln.strip():
             i += 1
             continue

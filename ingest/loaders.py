@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from core.errors import LoaderError
 from core.settings import IngestSettings
 from core.tables import FoundTable
+from core.text import fenced
 from ingest.doc import LoadedDoc, found_table, md_table
 
 if TYPE_CHECKING:
@@ -60,9 +61,10 @@ def _normalise(text: str) -> str:
 
 
 def _first_heading(text: str) -> str | None:
-    for line in text.splitlines()[:50]:
+    lines = text.splitlines()[:50]
+    for line, code in zip(lines, fenced(lines), strict=True):
         s = line.strip()
-        if s.startswith("# "):
+        if s.startswith("# ") and not code:  # not a comment in a code block
             return s[2:].strip()
     return None
 
@@ -115,6 +117,28 @@ def load_text(path: Path, settings: IngestSettings, data: bytes | None = None) -
 _BLOCKS = ("p", "li", "pre", "blockquote", "div", "section", "article", "main", "ul", "ol", "dl")
 
 
+def _html_table(table: Tag, tables: list[FoundTable]) -> str:
+    """A table as Markdown; its rows also to `tables`, captioned by its <caption> or the heading
+    before it."""
+    rows = [  # this table's own rows and cells; a nested table stays inside its cell
+        [c.get_text(" ", strip=True) for c in tr.find_all(["th", "td"], recursive=False)]
+        for tr in table.find_all("tr") if tr.find_parent("table") is table
+    ]
+    head = table.find("caption") or table.find_previous(["h1", "h2", "h3", "h4", "h5", "h6"])
+    if (t := found_table(rows, caption=head.get_text(" ", strip=True) if head else "")) is not None:
+        tables.append(t)
+    return md_table(rows)
+
+
+def _html_code(pre: Tag) -> str:
+    """A <pre> block with its lines, fenced as Markdown writes it: flattened into one line,
+    `fn main() { let x: i8 = 5; let y: Option = Some(5);` had been quoted as an answer's sentence,
+    and a `# comment` line inside is no heading (core.text.fenced)."""
+    code = "\n".join(ln.rstrip() for ln in pre.get_text().strip("\n").split("\n"))
+    fence = "~~~~" if "~~~" in code else "~~~"  # a fence the code cannot close
+    return f"{fence}\n{code}\n{fence}"
+
+
 def _walk_html(node: Tag, parts: list[str], tables: list[FoundTable]) -> None:
     """Append the text under `node` to `parts`: headings as `#`, tables as Markdown tables (and
     to `tables` as rows, captioned by their <caption> or the heading before them), block
@@ -133,16 +157,11 @@ def _walk_html(node: Tag, parts: list[str], tables: list[FoundTable]) -> None:
         if name in ("h1", "h2", "h3", "h4", "h5", "h6"):
             parts.append("\n\n" + "#" * int(name[1]) + " " + child.get_text(" ", strip=True) + "\n\n")
         elif name == "table":
-            rows = [  # this table's own rows and cells; a nested table stays inside its cell
-                [c.get_text(" ", strip=True) for c in tr.find_all(["th", "td"], recursive=False)]
-                for tr in child.find_all("tr") if tr.find_parent("table") is child
-            ]
-            parts.append("\n\n" + md_table(rows) + "\n\n")
-            head = child.find("caption") or child.find_previous(["h1", "h2", "h3", "h4", "h5", "h6"])
-            if (t := found_table(rows, caption=head.get_text(" ", strip=True) if head else "")) is not None:
-                tables.append(t)
+            parts.append("\n\n" + _html_table(child, tables) + "\n\n")
+        elif name == "pre":
+            parts.append("\n\n" + _html_code(child) + "\n\n")
         elif name in _BLOCKS:
-            if name in ("p", "li", "pre", "blockquote") and not child.find(["table", "p", "div"]):
+            if name in ("p", "li", "blockquote") and not child.find(["table", "p", "div"]):
                 prefix = "- " if name == "li" else ""
                 parts.append("\n\n" + prefix + child.get_text(" ", strip=True) + "\n\n")
             else:

@@ -25,10 +25,11 @@ sentence comes first, the others after it grouped by passage, in document order 
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +38,7 @@ from core.keyword import tokenize
 from core.lang import cjk_share
 from core.models import Embedder
 from core.settings import Settings
-from core.text import clause_goes_on, leads_in, sentence_spans
+from core.text import clause_goes_on, fenced, leads_in, sentence_spans
 from core.tokens import strip_question_words
 from core.types import Hit, TraceEntry
 from retrieval.crosslingual import covered, credit, weighted_units
@@ -70,6 +71,9 @@ NOT_ABOUT = 0.5
 SHORT_TERMS = 4
 PRIOR_TEMPERATURE = 0.5  # rank_prior's scale, in standard deviations of the passages' scores
 MIN_TERMS = 2  # a sentence with fewer content words (a label, "1.") is not an answer
+# A line of a fenced code block names the question's terms (`let mut scores = HashMap::new();`)
+# without saying anything of them; it still follows a lead that introduces it ("like this:").
+CODE_DAMPING = 0.5
 # A line that is one acronym or name of two capitals or more ("MHA", "KV-Cache", "RoPE") names
 # the line after it in notes that set a term above its gloss
 _ACRONYM_LINE = re.compile(r"^(?=(?:[^A-Z]*[A-Z]){2})[A-Za-z][\w.+-]{1,15}$")
@@ -128,6 +132,7 @@ class Sentence:
     start: int = 0  # offsets within the passage text
     end: int = 0
     item: bool = False  # an item of a list: marked with a bullet or a number in the passage
+    code: bool = False  # a line of a fenced code block (core.text.fenced)
     features: dict[str, float] = field(default_factory=dict)
     score: float = 0.0
 
@@ -207,6 +212,7 @@ def candidates(passages: Sequence[Passage], links: bool = True) -> list[Sentence
     out: list[Sentence] = []
     for p in passages:
         heads = {h.strip().casefold() for h in p.hit.record.title.split(">")}
+        in_code = _code_lines(p.text)
         lines = [ln for a, b in sentence_spans(p.text) for ln in _lines(p.text, a, b)]
         spans = _clauses_joined(p.text, lines)
         header: list[str] | None = None  # the column names of the table being read
@@ -243,10 +249,21 @@ def candidates(passages: Sequence[Passage], links: bool = True) -> list[Sentence
                 and text.casefold().rstrip(".:") not in heads
             ):
                 out.append(Sentence(p.n, pos, text, terms, cjk_bigrams(text), a, b,
-                                    _ITEM.match(raw) is not None))
+                                    _ITEM.match(raw) is not None, in_code(a)))
             elif _ACRONYM_LINE.match(text) and text.casefold() not in heads:
                 label = _Label(text, terms, pos, a)
     return [s for s in out if not _points_at_nothing(s, out)]
+
+
+def _code_lines(text: str) -> Callable[[int], bool]:
+    """Whether the line holding an offset of `text` is in a fenced code block."""
+    starts, pos = [], 0
+    lines = text.split("\n")
+    for ln in lines:
+        starts.append(pos)
+        pos += len(ln) + 1
+    code = fenced(lines)
+    return lambda offset: code[max(bisect.bisect_right(starts, offset) - 1, 0)]
 
 
 # What a sentence says is below it: "更加具体的流程如下：", "The steps are shown below:"
@@ -529,8 +546,10 @@ def _folded(text: str) -> str:
 
 
 def _damping(s: Sentence) -> float:
-    """A label-like sentence of few content words, or a question, is scaled down."""
+    """A label-like sentence of few content words, a question, or a line of code is scaled down."""
     f = min(len(s.terms) / SHORT_TERMS, 1.0)
+    if s.code:
+        f *= CODE_DAMPING
     return f * 0.5 if s.asks else f  # a question does not answer one
 
 

@@ -108,3 +108,30 @@ def test_page_numbers_follow_page_spans() -> None:
     assert chunks[0].page_start == 1 and chunks[-1].page_end == 2
     for c in chunks:
         assert c.page_start is not None and c.page_end is not None and c.page_start <= c.page_end
+
+
+def test_a_comment_in_a_fenced_code_block_is_no_heading_and_the_block_stays_whole() -> None:
+    """A README's ```bash block with "# 1. install everything" had made that comment the heading
+    of every section after it ("... > 1. install everything > Quick start")."""
+    code = "```bash\n# 1. install everything\npip install .\n\n# 2. run the tests\npytest\n```"
+    text = f"# Doc\n\n## Set up\n\nTwo commands:\n\n{code}\n\n## Quick start\n\nIngest the samples."
+    chunks = _chunks(text, size=200)
+    assert [c.title for c in chunks] == ["Doc > Set up", "Doc > Quick start"]
+    assert code in chunks[0].text
+    # a block longer than a chunk may be cut, but never at its blank line into two "sections"
+    long_text = ("## Set up\n\n~~~\n# a comment\n" + "\n".join(["y = 2;"] * 80) + "\n\n# another\n"
+                 + "\n".join(["z = 3;"] * 40) + "\n~~~\n")
+    long_chunks = _chunks(long_text, size=60)
+    assert len(long_chunks) > 1 and all(c.title == "Doc > Set up" for c in long_chunks)
+
+
+def test_fenced_marks_the_lines_of_code_blocks() -> None:
+    from core.text import fenced
+
+    # a longer fence closes a shorter one of its kind; a shorter one or the other kind does not
+    lines = ["text", "```python", "# not a heading", "", "````", "after", "~~~~", "~~~", "```", "~~~~",
+             "tail", "```", "left open"]
+    assert fenced(lines) == [False, True, True, True, True, False, True, True, True, True,
+                             False, True, True]
+    # an info string with a backtick opens nothing (inline code); four spaces are an indented line
+    assert fenced(["``` a`b", "    ```", "text"]) == [False, False, False]

@@ -156,3 +156,17 @@ def test_encrypted_pdf_is_refused_with_the_fix(tmp_path: Path, ing: IngestSettin
         w.write(f)
     with pytest.raises(LoaderError, match="encrypted"):
         load(enc, ing)
+
+
+def test_html_code_keeps_its_lines_in_a_fence_and_markdown_titles_skip_code(
+    tmp_path: Path, ing: IngestSettings
+) -> None:
+    p = tmp_path / "enum.html"
+    p.write_text("<main><h1>Enums</h1><p>Define it like this:</p>"
+                 "<pre><code>enum Kind {\n    V4,\n    V6,\n}\n# not a heading</code></pre>"
+                 "<p>Done.</p></main>")
+    text = load(p, ing).text
+    assert "Define it like this:\n\n~~~\nenum Kind {\nV4,\nV6,\n}\n# not a heading\n~~~\n\nDone." in text
+    md = tmp_path / "notes.md"
+    md.write_text("```bash\n# install it first\npip install x\n```\n\n# Real Title\n\nBody.")
+    assert load(md, ing).title == "Real Title"

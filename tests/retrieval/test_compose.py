@@ -741,3 +741,27 @@ def test_a_lead_in_is_followed_by_the_items_it_introduces() -> None:
                   load_settings(answer={"extractive_min_rel": 0.0}), [])
     assert got.text.startswith("The half loss is defined as: [1] loss = max(y, 0)")
     assert "y positive when the power" in got.text and got.text.count("**") <= 2
+
+
+def test_a_line_of_code_is_scaled_down_but_still_follows_a_lead_that_introduces_it() -> None:
+    """A line of a fenced block names the question's terms without saying anything of them: the
+    Rust book's `let mut scores = HashMap::new();` had been quoted for "How do I insert a value
+    into a hash map only if its key isn't there yet?"."""
+    text = ("The entry API inserts a value only when its key is absent from the hash map.\n\n"
+            "~~~\nlet mut scores = HashMap::new(); scores.entry(key).or_insert(value);\n~~~\n")
+    sents = candidates([Passage(1, _hit(1, text), text)])
+    assert [s.code for s in sents] == [False, True]
+    s = load_settings(answer={"extractive_max_sentences": 1})
+    question = "How do I insert a value into a hash map only if the key is absent?"
+    gen = compose(question, [_hit(1, text)], s, [])
+    assert gen.text.startswith("The entry API inserts")
+    # the same line outside a fence is a sentence like any other, and scores higher than in one
+    plain = text.replace("~~~\n", "")
+    asks_code = "How do I insert a value into a hash map with scores entry or_insert?"
+    trace: list[TraceEntry] = []
+    compose(asks_code, [_hit(1, plain)], s, trace)
+    fenced_trace: list[TraceEntry] = []
+    compose(asks_code, [_hit(1, text)], s, fenced_trace)
+    code_score = {t["text"][:7]: t["score"] for t in trace[-1].detail["top"]}["let mut"]
+    fenced_score = {t["text"][:7]: t["score"] for t in fenced_trace[-1].detail["top"]}["let mut"]
+    assert fenced_score == pytest.approx(code_score * 0.5, rel=0.05)
