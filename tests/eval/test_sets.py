@@ -188,3 +188,24 @@ def test_news_builder_untags_and_finds_articles(tmp_path: Path) -> None:
     corpus = build_corpus(src)
     assert [d["_id"] for d in corpus] == ["rmrb/0001/00", "rmrb/0002/00"]
     assert corpus[1] == {"_id": "rmrb/0002/00", "title": "李鹏考察企业", "text": "李鹏来到电厂。"}
+
+
+def test_rust_book_pages_hold_their_evidence_as_the_html_loader_reads_them() -> None:
+    """data/eval/rust-book is judged over the HTML pages themselves (docs/, no corpus.jsonl): each
+    question's evidence is in its judged page as `rag ingest` reads it, whitespace ignored."""
+    from core.settings import IngestSettings
+    from eval.metrics import squash
+    from ingest.loaders import load
+
+    root = DATA / "rust-book"
+    pages = {p.stem: squash(load(p, IngestSettings()).text) for p in sorted((root / "docs").glob("*.html"))}
+    queries = _jsonl(root / "queries.jsonl")
+    unanswerable = _jsonl(root / "unanswerable.jsonl")
+    qrels = {s: _qrels(root / "qrels" / f"{s}.tsv") for s in ("dev", "test")}
+    assert len(pages) == 41 and len(queries) >= 100 and len(unanswerable) >= 30
+    judged = {q: d for rows in qrels.values() for q, d, g in rows if g > 0}
+    assert set(judged) == {q["_id"] for q in queries} and set(judged.values()) <= set(pages)
+    for split, rows in qrels.items():
+        assert all(split_of(q) == split for q, _, _ in rows)
+    for q in queries:
+        assert any(squash(e) in pages[judged[q["_id"]]] for e in q["evidence"]), q["_id"]
