@@ -175,6 +175,9 @@ def _walk_html(node: Tag, parts: list[str], tables: list[FoundTable]) -> None:
             _walk_html(child, parts, tables)
 
 
+# The permalink a documentation generator puts in each heading and signature (Sphinx, MkDocs:
+# a "¶"; others "#" or "§"), which had made "IDLE ¶" a section title.
+_PERMALINK = ["headerlink", "anchorjs-link", "heading-anchor", "anchor-link", "permalink"]
 # ARIA landmarks that hold a site's chrome, not the page's content (WAI-ARIA roles).
 _CHROME_ROLES = ["navigation", "banner", "contentinfo", "search", "menubar", "toolbar"]
 
@@ -202,6 +205,8 @@ def load_html(path: Path, settings: IngestSettings, data: bytes | None = None) -
     for t in soup(["script", "style", "noscript", "nav", "footer", "header", "form", "svg"]):
         t.decompose()
     for t in soup.find_all(True, attrs={"role": _CHROME_ROLES}) + soup.find_all(True, attrs={"hidden": True}):
+        t.decompose()
+    for t in soup.find_all("a", class_=_PERMALINK):  # Sphinx / MkDocs: "IDLE ¶" in every heading
         t.decompose()
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     parts: list[str] = []
