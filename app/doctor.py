@@ -113,9 +113,7 @@ def ollama(settings: Settings) -> Check:
     if not p.reachable:
         return {"name": "Ollama", "state": bad, "detail": p.error}
     if not p.has(want):
-        pulled = ", ".join(p.models) or "none"
-        detail = f"{p.url} answers but has no model '{want}' (pulled: {pulled}); run `ollama pull {want}`"
-        return {"name": "Ollama", "state": bad, "detail": detail}
+        return {"name": "Ollama", "state": bad, "detail": p.missing(want)}
     return {"name": "Ollama", "state": "ok", "detail": f"{p.url} has model '{want}' ({len(p.models)} pulled)"}
 
 

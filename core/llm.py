@@ -355,6 +355,13 @@ class OllamaProbe:
     def has(self, model: str) -> bool:
         return any(_model_matches(model, m) for m in self.models)
 
+    def missing(self, model: str) -> str:
+        """Why a reachable server cannot run `model`, with what it has and the fix: the one
+        wording of `auto`, `rag doctor` and self-training's LLM questions."""
+        pulled = ", ".join(self.models) or "none"
+        fix = f"`ollama pull {model}` to use it"
+        return f"Ollama at {self.url} has no model '{model}' (pulled: {pulled}; {fix})"
+
 
 def _refused(url: str, timeout: float) -> bool:
     """True when the URL names a port where nothing listens (the connection is refused at
@@ -400,12 +407,7 @@ def resolve_auto(settings: Settings) -> LLM:
     probe = probe_ollama(settings)
     if probe.reachable and probe.has(want):
         return OllamaLLM(settings, reason=f"auto: Ollama at {probe.url} answered and has model '{want}'")
-    if probe.reachable:
-        pulled = ", ".join(probe.models) or "none"
-        why = f"Ollama at {probe.url} has no model '{want}' "
-        why += f"(pulled: {pulled}; `ollama pull {want}` to use it)"
-    else:
-        why = probe.error
+    why = probe.missing(want) if probe.reachable else probe.error
     p = gguf_path(settings)
     if not p.exists():
         raise LLMUnavailableError(

@@ -344,7 +344,7 @@ def _unreachable(llm: LLM, settings: Settings) -> str | None:
     if not probe.reachable:
         return probe.error
     if not probe.has(llm.model):
-        return f"Ollama at {probe.url} has no model '{llm.model}' (`ollama pull {llm.model}`)"
+        return probe.missing(llm.model)
     return None
 
 
