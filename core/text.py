@@ -37,6 +37,11 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     return [(a, b) for a, b in spans if text[a:b].strip()]
 
 
+# A line of a table of contents or an index, its dot leaders read as "…" (ingest/pdf.py):
+# "2.1 ASN.1 syntax … 2". It says where something is, not what it is.
+LEADER_LINE = re.compile(r" … [0-9ivxlcIVXLC]{1,6}$")
+
+
 # A fenced code block's opening or closing line (CommonMark): up to three spaces, then three or
 # more backticks or tildes; an opening backtick fence's info string holds no backtick.
 _FENCE = re.compile(r"^ {0,3}(`{3,}(?=[^`]*$)|~{3,})")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -37,9 +38,15 @@ MAX_RENDER_PX = 10000  # a longer side than this at the set dpi is rendered at a
 _PDFIUM = threading.RLock()
 
 
+# A table of contents' or an index's dot leaders before a page number ("2.1 ASN.1 syntax. . . . . 2",
+# "asn1_der_coding . . . . 9"): every ". " of them ended a "sentence", and a manual's index
+# page was quoted as "9 asn1_der_coding ." (core.text.LEADER reads the line they become).
+_LEADERS = re.compile(r"(?<=\S)\s*(?:\.\s?){4,}\s*(?=[0-9ivxlcIVXLC]{1,6}$)")
+
+
 def _clean(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\ufffe", "").replace("\x02", "")
-    return "\n".join(line.rstrip() for line in text.split("\n")).strip()
+    return "\n".join(_LEADERS.sub(" … ", line.rstrip()) for line in text.split("\n")).strip()
 
 
 def _usable(text: str) -> bool:

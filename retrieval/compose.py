@@ -38,7 +38,7 @@ from core.keyword import tokenize
 from core.lang import cjk_share
 from core.models import Embedder
 from core.settings import Settings
-from core.text import clause_goes_on, fenced, leads_in, sentence_spans
+from core.text import LEADER_LINE, clause_goes_on, fenced, leads_in, sentence_spans
 from core.tokens import strip_question_words
 from core.types import Hit, TraceEntry
 from retrieval.crosslingual import covered, credit, weighted_units
@@ -247,6 +247,7 @@ def candidates(passages: Sequence[Passage], links: bool = True) -> list[Sentence
                 len(terms) >= MIN_TERMS
                 and len(text) <= MAX_SENTENCE_CHARS
                 and text.casefold().rstrip(".:") not in heads
+                and not any(LEADER_LINE.search(ln) for ln in text.split("\n"))  # a contents line
             ):
                 out.append(Sentence(p.n, pos, text, terms, cjk_bigrams(text), a, b,
                                     _ITEM.match(raw) is not None, in_code(a)))

@@ -171,3 +171,17 @@ def test_html_code_keeps_its_lines_in_a_fence_and_markdown_titles_skip_code(
     md = tmp_path / "notes.md"
     md.write_text("```bash\n# install it first\npip install x\n```\n\n# Real Title\n\nBody.")
     assert load(md, ing).title == "Real Title"
+
+
+def test_pdf_dot_leaders_become_one_mark_and_prose_keeps_its_periods() -> None:
+    """A manual's contents and index ("asn1_der_coding . . . . . 9") had been cut into
+    "sentences" at every leader and quoted as "9 asn1_der_coding ."."""
+    from core.text import LEADER_LINE
+    from ingest.pdf import _clean
+
+    raw = ("2.1 ASN.1 syntax. . . . . . . . . 2\r\nasn1_der_coding . . . . . . 9\nPreface ........ iv\n"
+           "It ended. Then 3. . . 4 more.\nversion 4.19.0")
+    lines = _clean(raw).split("\n")
+    assert lines == ["2.1 ASN.1 syntax … 2", "asn1_der_coding … 9", "Preface … iv",
+                     "It ended. Then 3. . . 4 more.", "version 4.19.0"]
+    assert [bool(LEADER_LINE.search(ln)) for ln in lines] == [True, True, True, False, False]

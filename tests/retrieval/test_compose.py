@@ -765,3 +765,10 @@ def test_a_line_of_code_is_scaled_down_but_still_follows_a_lead_that_introduces_
     code_score = {t["text"][:7]: t["score"] for t in trace[-1].detail["top"]}["let mut"]
     fenced_score = {t["text"][:7]: t["score"] for t in fenced_trace[-1].detail["top"]}["let mut"]
     assert fenced_score == pytest.approx(code_score * 0.5, rel=0.05)
+
+
+def test_a_line_of_contents_is_never_quoted() -> None:
+    text = ("Contents\n2.1 ASN.1 syntax … 2\nasn1_der_coding … 9\n\n"
+            "The function asn1_der_coding encodes an ASN.1 element in DER.")
+    sents = candidates([Passage(1, _hit(1, text), text)])
+    assert [s.text for s in sents] == ["The function asn1_der_coding encodes an ASN.1 element in DER."]
