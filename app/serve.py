@@ -271,6 +271,7 @@ class Running:
     info: sc.ServeInfo
     path: Path
     stopped: threading.Event = field(default_factory=threading.Event)
+    stop: _Stop | None = None  # the SIGTERM handler `start` set before writing serve.json
 
     def close(self) -> None:
         if self.stopped.is_set():
@@ -298,6 +299,22 @@ def _refuse_second(path: Path) -> None:
         )
 
 
+class _Stop:
+    """SIGTERM, from before serve.json is written: while serving, out of `serve_forever` (into its
+    cleanup); before that, remembered and acted on when serving starts. With the handler set
+    only once serving had started, a SIGTERM right after serve.json appeared killed the process
+    by the default action and left the file behind (seen in CI: `rag serve` exited -15)."""
+
+    def __init__(self) -> None:
+        self.serving = False
+        self.pending = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.serving:
+            raise KeyboardInterrupt  # out of serve_forever, into its finally
+        self.pending = True
+
+
 def start(settings: Settings, port: int = 0) -> tuple[Running, str]:
     """Bind, warm up, then write serve.json (clients find the server only once it is warm)."""
     folder = settings.index_path
@@ -320,26 +337,30 @@ def start(settings: Settings, port: int = 0) -> tuple[Running, str]:
         info = sc.ServeInfo(pid=os.getpid(), port=server.server_address[1], token=server.token,
                             fingerprint=sc.settings_fingerprint(),
                             started_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        stop = _Stop()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, stop)
         sc.write_info(path, info)
     except BaseException:
         server.server_close()
         raise
-    return Running(server, info, path), warm
+    return Running(server, info, path, stop=stop), warm
 
 
 def serve_forever(running: Running) -> None:
     """Answer requests until SIGINT or SIGTERM; serve.json is removed however the process ends."""
     atexit.register(running.close)
-
-    def _stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # out of serve_forever, into the finally below
-
-    previous = signal.signal(signal.SIGTERM, _stop)
+    stop = running.stop or _Stop()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)  # `start` set it already when it ran here
     threading.Thread(target=running.watch, name="serve-watch", daemon=True).start()
     try:
+        stop.serving = True
+        if stop.pending:  # a SIGTERM came between serve.json and now
+            raise KeyboardInterrupt
         running.server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
         pass
     finally:
         running.close()
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -340,3 +340,16 @@ def test_rag_ui_starts_rag_serve_beside_it_and_stops_it(
     serve, ui = started
     assert serve.cmd[-3:] == ["-m", "app.cli", "serve"] and "streamlit" in ui.cmd
     assert serve.terminated  # stopped when the UI exited
+
+
+def test_a_sigterm_before_serving_is_kept_for_when_serving_starts() -> None:
+    """serve.json is written before the server loop starts; a SIGTERM in between had killed the
+    process by the default action (exit -15) and left serve.json behind."""
+    from app.serve import _Stop
+
+    stop = _Stop()
+    stop(signal.SIGTERM, None)
+    assert stop.pending
+    stop.serving = True
+    with pytest.raises(KeyboardInterrupt):
+        stop(signal.SIGTERM, None)
