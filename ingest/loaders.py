@@ -197,6 +197,26 @@ def _main_content(soup: BeautifulSoup) -> Tag | BeautifulSoup:
     return soup.body or soup
 
 
+# What stands between a page's name and its site's in a <title>: "Page - Site", "Site | Page"
+_AFTER_NAME = re.compile(r"^\s*[-|–—·•»]\s")
+_BEFORE_NAME = re.compile(r"\s[-|–—·•»]\s*$")
+
+
+def _page_title(title: str, heading: str) -> str:
+    """A page's `<title>` without the site's name when it is the page's first heading plus
+    the site's ("What is Ownership? - The Rust Programming Language", "KMeans — scikit-learn
+    1.5 documentation", "Docs | Slices"): the site's name, in every chunk's title, told no
+    chunk from another, and the page's heading says the rest."""
+    t, h = title.strip(), heading.strip()
+    if not h or len(h) >= len(t):
+        return title
+    if t.casefold().startswith(h.casefold()) and _AFTER_NAME.match(t[len(h):]):
+        return t[: len(h)]
+    if t.casefold().endswith(h.casefold()) and _BEFORE_NAME.search(t[: -len(h)]):
+        return t[-len(h):]
+    return title
+
+
 def load_html(path: Path, settings: IngestSettings, data: bytes | None = None) -> LoadedDoc:
     from bs4 import BeautifulSoup
 
@@ -211,7 +231,10 @@ def load_html(path: Path, settings: IngestSettings, data: bytes | None = None) -
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     parts: list[str] = []
     tables: list[FoundTable] = []
-    _walk_html(_main_content(soup), parts, tables)
+    content = _main_content(soup)
+    heading = content.find(["h1", "h2"])
+    title = _page_title(title, heading.get_text(" ", strip=True) if heading else "")
+    _walk_html(content, parts, tables)
     text = "".join(p if p.startswith("\n") or p.endswith("\n") else p + " " for p in parts)
     lines = [ln.strip() for ln in text.split("\n")]
     text, blank = "", 0

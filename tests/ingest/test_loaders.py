@@ -185,3 +185,32 @@ def test_pdf_dot_leaders_become_one_mark_and_prose_keeps_its_periods() -> None:
     assert lines == ["2.1 ASN.1 syntax … 2", "asn1_der_coding … 9", "Preface … iv",
                      "It ended. Then 3. . . 4 more.", "version 4.19.0"]
     assert [bool(LEADER_LINE.search(ln)) for ln in lines] == [True, True, True, False, False]
+
+
+@pytest.mark.parametrize(
+    ("title", "heading", "expected"),
+    [
+        ("What is Ownership? - The Rust Programming Language", "What Is Ownership?", "What is Ownership?"),
+        ("KMeans — scikit-learn 1.5 documentation", "KMeans", "KMeans"),
+        ("Docs » Slices", "Slices", "Slices"),
+        ("Slices and more", "Slices", "Slices and more"),  # no separator: a longer name
+        ("Slices: a guide", "Slices", "Slices: a guide"),  # a subtitle, not a site
+        ("Index (libffi: the portable foreign function interface library)", "Index",
+         "Index (libffi: the portable foreign function interface library)"),
+        ("Slices - The Book", "", "Slices - The Book"),
+    ],
+)
+def test_html_title_drops_the_site_name_beside_the_pages_heading(
+    title: str, heading: str, expected: str
+) -> None:
+    from ingest.loaders import _page_title
+
+    assert _page_title(title, heading) == expected
+
+
+def test_html_title_from_a_sphinx_page(tmp_path: Path, ing: IngestSettings) -> None:
+    p = tmp_path / "kmeans.html"
+    p.write_text("<html><head><title>KMeans — scikit-learn 1.5 documentation</title></head><body>"
+                 '<div role="main"><h1>KMeans<a class="headerlink" href="#k">¶</a></h1>'
+                 "<p>K-Means clustering.</p></div></body></html>")
+    assert load(p, ing).title == "KMeans"
