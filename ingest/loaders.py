@@ -81,13 +81,18 @@ def _pipe_cells(line: str) -> list[str]:
 
 def pipe_tables(text: str) -> list[FoundTable]:
     """Markdown pipe tables (a header row, a rule row of dashes, then rows starting with "|"),
-    each captioned by the heading above it, as tables for the SQL store."""
+    each captioned by the heading above it, as tables for the SQL store. Inside a fenced code
+    block a table is an example and a `# line` a comment: neither is read."""
     lines = text.splitlines()
+    code = fenced(lines)
     out: list[FoundTable] = []
     heading = ""
     i = 0
     while i < len(lines):
         line = lines[i]
+        if code[i]:
+            i += 1
+            continue
         if line.lstrip().startswith("#"):
             heading = line.lstrip("# ").strip()
         if ("|" in line and i + 1 < len(lines) and _PIPE_RULE.match(lines[i + 1])

@@ -147,3 +147,12 @@ def test_markdown_pipe_tables_are_stored_and_answered_by_the_rules(tmp_path: Pat
     res = ask("哪个模型的上下文长度最长？", s)  # the embedded model: the rules write the SQL
     assert res.mode == "sql" and "Qwen" in res.answer and "32768" in res.answer
     assert [Path(c.source).name for c in res.citations] == ["models.md"]
+
+
+def test_a_pipe_table_in_a_code_block_is_an_example_not_a_table() -> None:
+    from ingest.loaders import pipe_tables
+
+    text = ("# Prices\n\n```markdown\n# How to write a table\n| a | b |\n|---|---|\n| 1 | 2 |\n```\n\n"
+            "| tea | price |\n|---|---|\n| green | 3 |\n| black | 4 |\n")
+    tables = pipe_tables(text)
+    assert len(tables) == 1 and tables[0].caption == "Prices"
