@@ -263,6 +263,22 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, result)
 
 
+class _Stop:
+    """SIGTERM, from before serve.json is written: while serving, out of `serve_forever` (into its
+    cleanup); before that, remembered and acted on when serving starts. With the handler set
+    only once serving had started, a SIGTERM right after serve.json appeared killed the process
+    by the default action and left the file behind (seen in CI: `rag serve` exited -15)."""
+
+    def __init__(self) -> None:
+        self.serving = False
+        self.pending = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.serving:
+            raise KeyboardInterrupt  # out of serve_forever, into its finally
+        self.pending = True
+
+
 @dataclass
 class Running:
     """A started server: where it listens and what it wrote."""
@@ -271,7 +287,7 @@ class Running:
     info: sc.ServeInfo
     path: Path
     stopped: threading.Event = field(default_factory=threading.Event)
-    stop: _Stop | None = None  # the SIGTERM handler `start` set before writing serve.json
+    stop: _Stop = field(default_factory=_Stop)  # SIGTERM's handler, set before serve.json
 
     def close(self) -> None:
         if self.stopped.is_set():
@@ -297,22 +313,6 @@ def _refuse_second(path: Path) -> None:
             f"rag serve already runs for the index at {path.parent} (pid {info.pid}, port {info.port}); "
             f"stop it first (`kill {info.pid}`) or use it as it is."
         )
-
-
-class _Stop:
-    """SIGTERM, from before serve.json is written: while serving, out of `serve_forever` (into its
-    cleanup); before that, remembered and acted on when serving starts. With the handler set
-    only once serving had started, a SIGTERM right after serve.json appeared killed the process
-    by the default action and left the file behind (seen in CI: `rag serve` exited -15)."""
-
-    def __init__(self) -> None:
-        self.serving = False
-        self.pending = False
-
-    def __call__(self, signum: int, frame: object) -> None:
-        if self.serving:
-            raise KeyboardInterrupt  # out of serve_forever, into its finally
-        self.pending = True
 
 
 def start(settings: Settings, port: int = 0) -> tuple[Running, str]:
@@ -350,8 +350,9 @@ def start(settings: Settings, port: int = 0) -> tuple[Running, str]:
 def serve_forever(running: Running) -> None:
     """Answer requests until SIGINT or SIGTERM; serve.json is removed however the process ends."""
     atexit.register(running.close)
-    stop = running.stop or _Stop()
-    if threading.current_thread() is threading.main_thread():
+    stop = running.stop
+    main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    if main:
         signal.signal(signal.SIGTERM, stop)  # `start` set it already when it ran here
     threading.Thread(target=running.watch, name="serve-watch", daemon=True).start()
     try:
@@ -363,4 +364,5 @@ def serve_forever(running: Running) -> None:
         pass
     finally:
         running.close()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)

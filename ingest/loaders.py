@@ -119,7 +119,8 @@ def load_text(path: Path, settings: IngestSettings, data: bytes | None = None) -
     return LoadedDoc(text=text, title=_first_heading(text) or path.stem, tables=pipe_tables(text))
 
 
-_BLOCKS = ("p", "li", "pre", "blockquote", "div", "section", "article", "main", "ul", "ol", "dl")
+# block elements read as paragraphs (a <pre> is read apart, by _html_code)
+_BLOCKS = ("p", "li", "blockquote", "div", "section", "article", "main", "ul", "ol", "dl")
 
 
 def _html_table(table: Tag, tables: list[FoundTable]) -> str:

@@ -40,7 +40,7 @@ _PDFIUM = threading.RLock()
 
 # A table of contents' or an index's dot leaders before a page number ("2.1 ASN.1 syntax. . . . . 2",
 # "asn1_der_coding . . . . 9"): every ". " of them ended a "sentence", and a manual's index
-# page was quoted as "9 asn1_der_coding ." (core.text.LEADER reads the line they become).
+# page was quoted as "9 asn1_der_coding ." (core.text.LEADER_LINE reads the line they become).
 _LEADERS = re.compile(r"(?<=\S)\s*(?:\.\s?){4,}\s*(?=[0-9ivxlcIVXLC]{1,6}$)")
 
 
