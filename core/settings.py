@@ -40,6 +40,10 @@ class ChunkSettings(BaseModel):
     min_size: int = 20
 
 
+# The ingest encoder's arithmetic (core/torch_encoder.py resolves "auto" for the machine)
+Precision = Literal["auto", "float32", "bfloat16"]
+
+
 class EmbeddingSettings(BaseModel):
     # The embedding backend, a name in core.models.REGISTRY (only "sentence-transformers" today).
     backend: str = "sentence-transformers"
@@ -64,7 +68,7 @@ class EmbeddingSettings(BaseModel):
     # (float32 accumulation) on a CPU with AVX512-BF16 or AMX, where 640 sci-en chunks encoded
     # 1.5x faster with vectors at cosine >= 0.99995 to float32's, and keeps float32 elsewhere
     # (core/torch_encoder.py). "float32" or "bfloat16" force one.
-    precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    precision: Precision = "auto"
     # Whether a chunk's section title is embedded with its text (BM25 indexes it either way).
     # A title repeated in every chunk of its section is about a tenth of the encoder's tokens;
     # on the dev splits of the three labelled sets nDCG@10 was the same without (README).

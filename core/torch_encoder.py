@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
 from core import query_encoder
+from core.settings import Precision
 
 if TYPE_CHECKING:
     import torch
@@ -112,7 +113,7 @@ class TorchEncoder:
 
 # the fields of query_encoder._Layer that a linear layer multiplies by (weights and biases)
 _LINEAR = ("qkv_w", "qkv_b", "out_w", "out_b", "in_w", "in_b", "ff_w", "ff_b")
-PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 def native_bf16() -> bool:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from eval.bench import DEFAULT_SIZES, REPO, SAMPLE, Echo, parser, write_json
 
 if TYPE_CHECKING:
-    from core.settings import Settings
+    from core.settings import Precision, Settings
 
 _WORDS = """time year people way day man thing woman life child world school state family student group
 country problem hand part place case week company system program question work government number night
@@ -111,7 +111,7 @@ def files_of(corpus: Path) -> list[Path]:
     return sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in exts)
 
 
-def _ours(corpus: Path, device: str, precision: str | None = None) -> dict[str, Any]:
+def _ours(corpus: Path, device: str, precision: Precision | None = None) -> dict[str, Any]:
     """What `rag ingest` does: the ingest, then the ranker's self-training when it is due
     (timed apart: `ranker_seconds`; the process's wall time holds both). `precision`:
     `embedding.precision` instead of the default (`ours-float32`)."""
@@ -124,7 +124,7 @@ def _ours(corpus: Path, device: str, precision: str | None = None) -> dict[str, 
         settings = load_settings(index_dir=Path(tmp) / "index")
         settings.embedding.device = device
         if precision:
-            settings.embedding.precision = precision  # type: ignore[assignment]  # a name from PRECISIONS
+            settings.embedding.precision = precision
         rep = ingest([corpus], settings)
         t0 = time.perf_counter()
         ranker = self_train(Index(settings), settings)
