@@ -361,7 +361,7 @@ class AnswerSettings(BaseModel):
     # A Chinese question that asks a number in a unit (多少岁, 几层, 多高, 哪一年) is supported
     # only by passages that state a number in that unit (retrieval/quantity.py): the on-topic
     # questions a corpus does not answer share its names, not its figures. zh-prose dev:
-    # abstention on unanswerable 12 -> 15 of 21, answerable answered unchanged (README).
+    # abstention on unanswerable 12 -> 15 of 21, answerable answered unchanged (docs/MEASUREMENTS.md).
     quantity_check: bool = True
     # Corrective retrieval: when support is below min_score, search once more with a keyword-only
     # version of the question (and, with a capable LLM, a step-back rewrite) before abstaining.

@@ -151,7 +151,7 @@ def term_stats(
     keyword index to count them in). With `names` (name_terms), a Latin-script term counts only
     when it is one of them; Chinese terms always count, a single character too: the unit of
     "多少斤" / "多少尺" / "多少户" is what an unanswerable Chinese question often asks for, and
-    excusing characters the corpus uses only inside words (斤 in 斤两) measured worse (README).
+    excusing characters the corpus uses only inside words (斤 in 斤两) measured worse (docs/MEASUREMENTS.md).
     `held`: terms the corpus holds in translation, which never count (`evidence` passes a
     Chinese question's words whose English translations the corpus uses, for the passages in
     the other script). Below ABSENT_MIN_RECORDS
