@@ -90,14 +90,10 @@ def print_answer(result: dict[str, Any], json_out: bool, trace: bool, streamed: 
         mode = f" · {escape(result['mode'])}" if result["mode"] else ""
         console.print(f"[dim]{escape(result['backend'])} · {escape(result['model'])}{mode} · {secs:.1f}s "
                       f"({escape(result['reason'])})[/dim]", highlight=False)
-        check = next((t["detail"] for t in reversed(result["trace"]) if t["stage"] == "check"), None)
-        found = sum(t["detail"].get("kept", 0) for t in result["trace"] if t["stage"] == "claim_retry")
-        if check and (check.get("dropped") or check.get("fallback") or found):
-            note = f"{len(check.get('dropped', []))} unsupported sentence(s) removed"
-            if found:
-                note += f"; {found} kept, cited to a passage a search for it found"
-            if check.get("fallback"):
-                note += "; answer quoted from the passages instead"
+        from app.answer_notes import check_note
+
+        note = check_note([(t["stage"], t["detail"]) for t in result["trace"]])
+        if note:
             console.print(f"[dim]{escape(note)} (--trace shows which and why)[/dim]", highlight=False)
         if trace:
             from core.settings import load_settings

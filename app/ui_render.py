@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from app import ui_data
+from app.answer_notes import check_note
 from core.feedback import Feedback, record_feedback
 from core.index import Index
 from core.types import location
@@ -203,14 +204,8 @@ def answer_extras(result: AnswerResult, msg_id: str, index: Index, feedback_file
         st.caption(f"No answer generated ({result.abstain_reason}).")
     if result.note:  # a weakly supported answer
         st.warning(result.note)
-    check = next((t.detail for t in reversed(result.trace) if t.stage == "check"), None)
-    found = sum(t.detail.get("kept", 0) for t in result.trace if t.stage == "claim_retry")
-    if check and (check.get("dropped") or check.get("fallback") or found):
-        note = f"{len(check.get('dropped', []))} sentence(s) their passages do not support were removed"
-        if found:
-            note += f"; {found} kept, cited to a passage a search for it found"
-        if check.get("fallback"):
-            note += "; the answer is quoted from the passages instead"
+    note = check_note([(t.stage, t.detail) for t in result.trace])
+    if note:
         st.caption(note + " (see How this answer was found).")
     citations(result, msg_id, index, feedback_file)
     st.caption(f"{result.backend} · {result.model} · {result.timings.get('total', 0) / 1000:.1f} s")
