@@ -22,6 +22,64 @@ _SENT_END = re.compile(
 _MARK_ONLY = re.compile(r"^\s*(?:[-*+•]|\d+[.)]|[a-zA-Z][.)])\s*$")
 _LINE_START = re.compile(r"\s*(?:[-*+•]|\d+[.)]|#{1,6}|\|)\s")
 
+# A Markdown heading: 1-6 `#`, whitespace, then its text. The closing `#`s and spaces are
+# stripped in `heading`, not by the pattern: `(.+?)\s*#*\s*$` backtracked cubically on a
+# heading line with a long run of spaces or `#` inside it (minutes for 5,000 spaces).
+MD_HEADING = re.compile(r"^(#{1,6})\s+(.+)$")
+# A chapter line of a book kept as plain text, where no `#` marks headings: a Chinese novel's
+# 第一回 / 第十二章 / 第三卷 (any title after it), an English book's "CHAPTER IV." /
+# "Chapter 12: The Return" / "Part Two". The level is the unit's rank: a 卷, 部, 篇, 集 or
+# 编 (Part, Book) holds 章 or 回 (Chapter), a 章 holds 节. 条 (a statute's article) and 日 /
+# 天 (第三日) are not headings.
+_CHAPTER_ZH = re.compile(
+    r"\s*第[0-9０-９零〇一二三四五六七八九十百千两]{1,7}([卷部篇集编章回节])(?:[\s\u3000:：、.．]+(.*)|$)"
+)
+_NUMBER_EN = (
+    r"\d{1,4}|[IVXLCDM]{1,8}|(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
+    r"|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty)"
+    r"(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?"
+)
+_CHAPTER_EN = re.compile(
+    rf"\s*(PART|Part|BOOK|Book|CHAPTER|Chapter)\s+(?:{_NUMBER_EN}|(?i:{_NUMBER_EN}))"
+    r"(?:\.?\s*$|\.?\s*[:.—–-]\s*(\S.*)|\s+([A-Z\"'“‘][^.!?;,]*))$"
+)
+_ZH_LEVEL = {"卷": 1, "部": 1, "篇": 1, "集": 1, "编": 1, "章": 2, "回": 2, "节": 3}
+# A title of a chapter line is short and is no sentence: a line that goes on past a comma or a
+# sentence end ("第二回合，张飞挺矛...") is prose that starts with an ordinal.
+_CLAUSE_MARK = re.compile(r"[，。！？；,;!?…]")
+
+
+def chapter_heading(line: str) -> tuple[int, str] | None:
+    """(level, text) of a plain-text chapter line (_CHAPTER_ZH, _CHAPTER_EN), else None. A
+    dot-leader contents line ("第一章 绪论 … 1") is none: it names a chapter, it opens none."""
+    s = line.strip()
+    if not s or len(s) > 80 or LEADER_LINE.search(s):
+        return None
+    m = _CHAPTER_ZH.fullmatch(s)
+    if m is not None:
+        title = m.group(2) or ""
+        if len(title) > 40 or _CLAUSE_MARK.search(title):
+            return None
+        return _ZH_LEVEL[m.group(1)], s
+    m = _CHAPTER_EN.fullmatch(s)
+    if m is not None:
+        title = m.group(2) or m.group(3) or ""
+        if _CLAUSE_MARK.search(title.rstrip(".!?")):
+            return None
+        return (1 if m.group(1).lower() in ("part", "book") else 2), s
+    return None
+
+
+def heading(line: str) -> tuple[int, str] | None:
+    """(level, text) of a heading line: a Markdown heading (its text without closing `#`s and
+    spaces) or a plain-text chapter line; else None."""
+    m = MD_HEADING.match(line)
+    if m is None:
+        return chapter_heading(line)
+    text = m.group(2)
+    body = len(text.rstrip().rstrip("#").rstrip())
+    return len(m.group(1)), text[: max(body, 1)]
+
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Character spans of the sentences of `text[start:end]` (whitespace between them goes to
@@ -90,13 +148,15 @@ def clause_goes_on(clause: str, between: str, after: str = "") -> bool:
 
 
 def _blocks(text: str) -> list[int]:
-    """Offsets where a new block starts: after a blank line, at a list item, heading or table
-    row, and after a heading line."""
+    """Offsets where a new block starts: after a blank line, at a list item, heading (a plain-text
+    chapter line too: a novel saved as .txt puts 第二回 on the line after the last sentence of
+    the chapter before) or table row, and after a heading line."""
     starts, pos, prev_heading, prev_blank = [0], 0, False, False
     for line in text.splitlines(keepends=True):
-        if pos and (prev_heading or prev_blank or _LINE_START.match(line)) and starts[-1] != pos:
+        chapter = chapter_heading(line) is not None
+        if pos and (prev_heading or prev_blank or chapter or _LINE_START.match(line)) and starts[-1] != pos:
             starts.append(pos)
-        prev_heading, prev_blank = line.lstrip().startswith("#"), not line.strip()
+        prev_heading, prev_blank = chapter or line.lstrip().startswith("#"), not line.strip()
         pos += len(line)
     return starts[1:] + [len(text)]
 

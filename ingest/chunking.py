@@ -1,35 +1,20 @@
-"""Structure-aware chunking: headings open sections, paragraphs and tables are units,
+"""Structure-aware chunking: headings (Markdown `#` lines, and a plain text's chapter lines such
+as 第一回 or "CHAPTER IV.": core.text.heading) open sections, paragraphs and tables are units,
 oversized paragraphs split at sentence ends (English `.!?`, CJK `。！？；`), oversized
 sentences at whitespace (or between CJK characters). Sizes are approximate model tokens
 so a chunk fits the embedder's window; every chunk keeps exact offsets into the text."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from core.lang import approx_tokens, cjk_only, is_wide
 from core.settings import ChunkSettings
-from core.text import fenced
+from core.text import fenced, heading
 from core.text import split_sentences as _split_sentences  # one definition, shared with retrieval
 from core.types import Record, stable_id
 from ingest.doc import LoadedDoc
-
-# A Markdown heading: 1-6 `#`, whitespace, then its text. The closing `#`s and spaces are
-# stripped in `_heading`, not by the pattern: `(.+?)\s*#*\s*$` backtracked cubically on a
-# heading line with a long run of spaces or `#` inside it (minutes for 5,000 spaces).
-_HEADING = re.compile(r"^(#{1,6})\s+(.+)$")
-
-
-def _heading(line: str) -> tuple[int, str] | None:
-    """(level, text) of a heading line, else None; the text without closing `#`s and spaces."""
-    m = _HEADING.match(line)
-    if m is None:
-        return None
-    text = m.group(2)
-    body = len(text.rstrip().rstrip("#").rstrip())
-    return len(m.group(1)), text[: max(body, 1)]
 
 
 @dataclass
@@ -68,7 +53,7 @@ def _units(text: str) -> Iterator[Unit]:
         if not ln.strip():
             i += 1
             continue
-        h = _heading(ln)
+        h = heading(ln)
         if h:
             level = h[0]
             section = [s for s in section if s[0] < level] + [(level, h[1].strip())]
@@ -78,7 +63,7 @@ def _units(text: str) -> Iterator[Unit]:
             continue
         is_table = ln.lstrip().startswith("|")
         j = i
-        while j < len(lines) and lines[j].strip() and not _HEADING.match(lines[j]):
+        while j < len(lines) and lines[j].strip() and heading(lines[j]) is None:
             if lines[j].lstrip().startswith("|") != is_table:
                 break
             j += 1
@@ -265,7 +250,7 @@ def _merge_tiny(records: list[Record], settings: ChunkSettings) -> list[Record]:
     """Drop chunks that are only a heading: their words already live in the next chunk's title."""
     out = []
     for r in records:
-        if approx_tokens(r.text) < settings.min_size and _HEADING.match(r.text) and "\n" not in r.text:
+        if approx_tokens(r.text) < settings.min_size and heading(r.text) is not None and "\n" not in r.text:
             continue
         out.append(r)
     return out or records

@@ -38,7 +38,7 @@ from core.keyword import tokenize
 from core.lang import cjk_share
 from core.models import Embedder
 from core.settings import Settings
-from core.text import LEADER_LINE, clause_goes_on, fenced, leads_in, sentence_spans
+from core.text import LEADER_LINE, chapter_heading, clause_goes_on, fenced, leads_in, sentence_spans
 from core.tokens import strip_question_words
 from core.types import Hit, TraceEntry
 from retrieval.crosslingual import covered, credit, weighted_units
@@ -221,7 +221,7 @@ def candidates(passages: Sequence[Passage], links: bool = True) -> list[Sentence
             raw = p.text[a:b].lstrip()
             if not raw.startswith("|"):
                 header = None
-                if raw.startswith("#"):
+                if raw.startswith("#") or chapter_heading(raw) is not None:
                     continue
                 text = clean(raw)
             elif _separator(raw):
@@ -658,7 +658,7 @@ def _with_reply(chosen: list[Sentence], sents: list[Sentence], max_n: int, max_c
     the reply after it ("肃曰：“...将乘玉辇金鞍之兆也。”"). The reply takes the place of the last
     sentence when the answer would run over answer.extractive_max_sentences / _max_chars. Only
     the lead's: the same for every chosen sentence that asks or opens quoted more of the novel's
-    dialogue and less of what answers (README, Asking questions). A lead that ends on a colon
+    dialogue and less of what answers (docs/MEASUREMENTS.md, Asking questions). A lead that ends on a colon
     (`core.text.leads_in`: "由以下 6 个核心组件组成:") may introduce a list: when the reply is
     a list item (a bullet or a number marks it, `Sentence.item`), the items right after it follow
     too, as many as the answer holds, in place of the others."""

@@ -1,3 +1,5 @@
+import pytest
+
 from core.settings import ChunkSettings
 from ingest.chunking import approx_tokens, chunk_document
 from ingest.doc import LoadedDoc, Page
@@ -135,3 +137,82 @@ def test_fenced_marks_the_lines_of_code_blocks() -> None:
                              False, True, True]
     # an info string with a backtick opens nothing (inline code); four spaces are an indented line
     assert fenced(["``` a`b", "    ```", "text"]) == [False, False, False]
+
+
+NOVEL = (
+    "滚滚长江东逝水，浪花淘尽英雄。\n"
+    "第一回　宴桃园豪杰三结义　斩黄巾英雄首立功\n"
+    "　　话说天下大势，分久必合，合久必分。玄德见榜文，慨然长叹。\n"
+    "　　第二回合，张飞挺矛出马，战不数合，刺邓茂于马下。\n"
+    "第二回　张翼德怒鞭督邮　何国舅谋诛宦竖\n"
+    "　　且说董卓字仲颖，陇西临洮人也。\n"
+)
+
+
+def test_a_plain_text_novels_chapter_lines_open_sections() -> None:
+    """A Chinese novel saved as .txt marks its chapters with 第一回 lines, not `#`: each opens a
+    section (the chunk's title, so the citation names the chapter), a chunk never runs from one
+    chapter into the next, and prose that starts with an ordinal ("第二回合，张飞...") is no
+    heading."""
+    chunks = _chunks(NOVEL, size=400)
+    for c in chunks:
+        assert NOVEL[c.start : c.end] == c.text
+    by_text = {c.text.splitlines()[0].strip(): c for c in chunks}
+    first = next(c for c in chunks if "话说天下大势" in c.text)
+    assert first.title == "Doc > 第一回　宴桃园豪杰三结义　斩黄巾英雄首立功"
+    assert "第二回合" in first.text and "董卓" not in first.text
+    last = next(c for c in chunks if "董卓" in c.text)
+    assert last.title == "Doc > 第二回　张翼德怒鞭督邮　何国舅谋诛宦竖"
+    assert by_text["滚滚长江东逝水，浪花淘尽英雄。"].title == "Doc"
+
+
+def test_an_english_books_chapter_lines_open_sections_under_its_parts() -> None:
+    text = ("PART ONE\n\nCHAPTER I.\nDown the Rabbit-Hole\n\nAlice was beginning to get very tired.\n\n"
+            "Chapter 2: The Pool of Tears\n\nCuriouser and curiouser!\n\n"
+            "Chapter 3 describes the race, which follows.\n\nPART TWO\n\nChapter 1\n\nThe end.\n")
+    titles = {c.text.splitlines()[-1]: c.title for c in _chunks(text, size=8)}
+    assert titles["Alice was beginning to get very tired."] == "Doc > PART ONE > CHAPTER I."
+    # a line that is a sentence about a chapter is prose of the chapter before
+    assert titles["Chapter 3 describes the race, which follows."] == \
+        "Doc > PART ONE > Chapter 2: The Pool of Tears"
+    assert titles["The end."] == "Doc > PART TWO > Chapter 1"
+
+
+@pytest.mark.parametrize(
+    ("line", "level"),
+    [
+        ("第一回　宴桃园豪杰三结义　斩黄巾英雄首立功", 2),
+        ("第十二章", 2),
+        ("第3章 引言", 2),
+        ("第一卷 风起", 1),
+        ("第一节 概述", 3),
+        ("第二回合，张飞挺矛", None),  # prose: goes on past a comma
+        ("第二回合张飞挺矛刺去", None),  # 回 not followed by a break
+        ("第三日，孔明登坛", None),
+        ("第一条 为了规范管理", None),  # a statute's article
+        ("第一章 绪论 … 1", None),  # a contents line (PDF dot leaders)
+        ("CHAPTER IV. THE RABBIT SENDS IN A LITTLE BILL", 2),
+        ("Chapter 12: The Return", 2),
+        ("Chapter One", 2),
+        ("Part Two", 1),
+        ("BOOK I", 1),
+        ("Chapter 3 describes the method.", None),
+        ("Chapter 5, which follows, shows it", None),
+        ("Part of the reason is this.", None),
+    ],
+)
+def test_chapter_lines(line: str, level: int | None) -> None:
+    from core.text import heading
+
+    got = heading(line)
+    assert (got[0] if got else None) == level
+    if got:
+        assert got[1] == line
+
+
+def test_a_chapter_line_after_the_last_sentence_of_the_chapter_before_is_a_block_of_its_own() -> None:
+    from core.text import sentence_spans
+
+    text = "玄德遂别而去。\n第二回　张翼德怒鞭督邮\n　　且说董卓字仲颖。"
+    assert [text[a:b] for a, b in sentence_spans(text)] == \
+        ["玄德遂别而去。", "第二回　张翼德怒鞭督邮", "且说董卓字仲颖。"]

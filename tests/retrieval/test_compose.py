@@ -772,3 +772,11 @@ def test_a_line_of_contents_is_never_quoted() -> None:
             "The function asn1_der_coding encodes an ASN.1 element in DER.")
     sents = candidates([Passage(1, _hit(1, text), text)])
     assert [s.text for s in sents] == ["The function asn1_der_coding encodes an ASN.1 element in DER."]
+
+
+def test_a_plain_text_chapter_line_is_never_quoted() -> None:
+    """A novel's chapter line (第二回 ...) is a heading, not an answer, even when it shares the
+    question's words."""
+    text = "第二回　张翼德怒鞭督邮\n　　张飞大怒，把督邮绑在马桩上，鞭打二百。"
+    gen = compose("张飞为什么鞭打督邮？", [_hit(1, text)], load_settings(), [])
+    assert "第二回" not in gen.text and "鞭打二百" in gen.text
