@@ -223,16 +223,24 @@ def _page_title(title: str, heading: str) -> str:
     return title
 
 
+def _chrome(soup: BeautifulSoup) -> list[Tag]:
+    """What a page shows around its content, never read: scripts, styles and forms, the site's
+    navigation, header and footer (as elements or ARIA landmarks, _CHROME_ROLES), hidden
+    elements, and a heading's permalink (Sphinx / MkDocs: "IDLE ¶" in every heading)."""
+    return [
+        *soup(["script", "style", "noscript", "nav", "footer", "header", "form", "svg"]),
+        *soup.find_all(True, attrs={"role": _CHROME_ROLES}),
+        *soup.find_all(True, attrs={"hidden": True}),
+        *soup.find_all("a", class_=_PERMALINK),
+    ]
+
+
 def load_html(path: Path, settings: IngestSettings, data: bytes | None = None) -> LoadedDoc:
     from bs4 import BeautifulSoup
 
     raw = decode_bytes(_bytes(path, data), path.name)
     soup = BeautifulSoup(raw, "html.parser")
-    for t in soup(["script", "style", "noscript", "nav", "footer", "header", "form", "svg"]):
-        t.decompose()
-    for t in soup.find_all(True, attrs={"role": _CHROME_ROLES}) + soup.find_all(True, attrs={"hidden": True}):
-        t.decompose()
-    for t in soup.find_all("a", class_=_PERMALINK):  # Sphinx / MkDocs: "IDLE ¶" in every heading
+    for t in _chrome(soup):
         t.decompose()
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     parts: list[str] = []
