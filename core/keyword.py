@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -32,6 +32,23 @@ from core.tokens import TOKENIZER_VERSION, index_terms, is_bigram, query_terms, 
 from core.types import KeywordRows
 
 log = logging.getLogger(__name__)
+
+# A query term's key (its tokens joined by spaces) -> the words of the other script added to
+# the query for it (retrieval/crosslingual.Glossed.groups).
+Groups = Mapping[str, Sequence[str]]
+
+
+def _alternatives(groups: Groups) -> list[list[list[str]]]:
+    """Per group, its ways of saying one thing as token lists: the key's tokens (already
+    tokenised: a stem tokenised again can be stemmed twice) and each word's tokens, without the
+    pieces jieba's search mode also gives for a word it knows (注意力: 注意力, not 注意 too)."""
+    return [[key.split(), *(_whole(tokenize(w)) for w in words)] for key, words in groups.items()]
+
+
+def _whole(tokens: list[str]) -> list[str]:
+    """`tokens` without those that are part of another one."""
+    return [t for t in tokens if not any(t != u and t in u for u in tokens)]
+
 
 FORMAT_VERSION = 1
 COUNTS_VERSION = 2  # the per-record term counts and lexicon facts kept for the next rebuild
@@ -280,10 +297,12 @@ class KeywordIndex:
         else:
             self._bm25 = None
 
-    def search(self, query: str, k: int, bigrams: bool = True) -> list[tuple[str, float]]:
+    def search(self, query: str, k: int, bigrams: bool = True, groups: Groups | None = None
+               ) -> list[tuple[str, float]]:
         """The best `k` records for `query`; `bigrams`: score the CJK character bigrams beside
-        jieba's words (core/tokens.index_terms), else the words alone, plain jieba BM25."""
-        scores = self._all_scores(query, bigrams)
+        jieba's words (core/tokens.index_terms), else the words alone, plain jieba BM25;
+        `groups`: the words of the other script the query holds for a term of it (`_all_scores`)."""
+        scores = self._all_scores(query, bigrams, groups)
         if scores is None:
             return []
         k = min(k, len(scores))
@@ -340,18 +359,36 @@ class KeywordIndex:
             return self._bm25.vocab_dict, self._bm25.indptr, self._bm25.indices
         return self._bm25.vocab_dict, self._bm25.scores["indptr"], self._bm25.scores["indices"]
 
-    def _all_scores(self, query: str, bigrams: bool = True) -> np.ndarray | None:
+    def _all_scores(self, query: str, bigrams: bool = True, groups: Groups | None = None
+                    ) -> np.ndarray | None:
         """BM25 of `query` against every indexed record (None: nothing indexed or no query
-        term in the vocabulary)."""
+        term in the vocabulary). With `groups` (retrieval/crosslingual.py: a query term's key,
+        its tokens joined by spaces, -> the words of the other script the query added for it),
+        a term and its translations are one unit, scored as the best of them (the key's tokens
+        together, or one translation's tokens together), as a synonym is: summed, "attention"
+        and its 注意力 / 注意 made that common word count three times, and "What is Ghost
+        Attention in Llama 3 for?" ranked a dozen chunks on 注意力 above the one line that names
+        Ghost Attention."""
         if self._bm25 is None:  # not loaded yet, or just rebuilt by `build`
             self.load()
         if self._bm25 is None:
             return None
-        vocab = self._bm25.vocab_dict
-        q = [vocab[t] for t in (query_terms(query) if bigrams else tokenize(query)) if t in vocab]
-        if not q:
+        bm25, vocab = self._bm25, self._bm25.vocab_dict
+        units = [[ids for alt in alts if (ids := [vocab[t] for t in alt if t in vocab])]
+                 for alts in _alternatives(groups or {})]
+        # every token of a group's words, the pieces `_whole` left out of its alternatives too
+        grouped = {t for k, ws in (groups or {}).items()
+                   for t in [*k.split(), *(x for w in ws for x in tokenize(w))]}
+        q = [vocab[t] for t in (query_terms(query) if bigrams else tokenize(query))
+             if t in vocab and t not in grouped]
+        units = [alts for alts in units if alts]
+        if not q and not units:
             return None
-        return np.asarray(self._bm25.get_scores(q), dtype=np.float32)
+        n = len(self.ids or [])
+        scores = np.asarray(bm25.get_scores(q), dtype=np.float32) if q else np.zeros(n, np.float32)
+        for alts in units:
+            scores += np.max([np.asarray(bm25.get_scores(ids), dtype=np.float32) for ids in alts], axis=0)
+        return scores
 
     def _positions(self, ids: list[str]) -> list[int | None]:
         if self._pos is None or len(self._pos) != len(self.ids):
@@ -377,12 +414,14 @@ class KeywordIndex:
                 out[j] = scores[i]
         return out
 
-    def score_ids(self, query: str, ids: list[str], bigrams: bool = True) -> np.ndarray:
+    def score_ids(self, query: str, ids: list[str], bigrams: bool = True, groups: Groups | None = None
+                  ) -> np.ndarray:
         """BM25 scores of the given records for `query`, in the order of `ids` (0 where a
         record is not indexed); lets a reranker see the BM25 score of dense-only hits."""
-        return self.context_scores(query, ids, bigrams)["bm25"]
+        return self.context_scores(query, ids, bigrams, groups)["bm25"]
 
-    def context_scores(self, query: str, ids: list[str], bigrams: bool = True) -> dict[str, np.ndarray]:
+    def context_scores(self, query: str, ids: list[str], bigrams: bool = True, groups: Groups | None = None
+                       ) -> dict[str, np.ndarray]:
         """Per record of `ids`: `bm25` (its own score), `bm25_prev` / `bm25_next` (its
         neighbours' in the same document, 0 at the ends) and `bm25_doc` (the best score of
         any chunk of its document). One scoring pass over the index gives them all: an
@@ -390,26 +429,26 @@ class KeywordIndex:
         more likely the one asked about."""
         n = len(ids)
         out = {k: np.zeros(n, dtype=np.float32) for k in ("bm25", "bm25_prev", "bm25_next", "bm25_doc")}
-        scores = self._all_scores(query, bigrams) if ids else None
+        scores = self._all_scores(query, bigrams, groups) if ids else None
         if scores is None:
             return out
-        groups = self._groups if self._groups is not None and len(self._groups) == len(scores) else None
-        if groups is None:
-            groups = np.full(len(scores), -1)
-        grouped = groups >= 0
-        doc_best = np.zeros(int(groups.max()) + 1 if grouped.any() else 0, dtype=np.float32)
-        np.maximum.at(doc_best, groups[grouped], scores[grouped])
+        doc_of = self._groups if self._groups is not None and len(self._groups) == len(scores) else None
+        if doc_of is None:
+            doc_of = np.full(len(scores), -1)
+        in_doc = doc_of >= 0
+        doc_best = np.zeros(int(doc_of.max()) + 1 if in_doc.any() else 0, dtype=np.float32)
+        np.maximum.at(doc_best, doc_of[in_doc], scores[in_doc])
         for j, i in enumerate(self._positions(ids)):
             if i is None:
                 continue
             out["bm25"][j] = scores[i]
-            g = int(groups[i])
+            g = int(doc_of[i])
             if g < 0:
                 out["bm25_doc"][j] = scores[i]
                 continue
-            if i > 0 and groups[i - 1] == g:
+            if i > 0 and doc_of[i - 1] == g:
                 out["bm25_prev"][j] = scores[i - 1]
-            if i + 1 < len(scores) and groups[i + 1] == g:
+            if i + 1 < len(scores) and doc_of[i + 1] == g:
                 out["bm25_next"][j] = scores[i + 1]
             out["bm25_doc"][j] = doc_best[g]
         return out

@@ -71,7 +71,8 @@ def _ranked(state: QueryState, chunks: dict[str, tuple[int, int]]) -> Ranked:
     if state.plan.where:
         recs = state.index.docs.get(ids)
         ids = [i for i in ids if i in recs and matches_where(recs[i], state.plan.where)]
-    scores = state.index.keyword.score_ids(state.keyword_query, ids, state.keyword_bigrams)
+    scores = state.index.keyword.score_ids(state.keyword_query, ids, state.keyword_bigrams,
+                                           state.keyword_groups)
     bm25 = dict(zip(ids, scores.tolist(), strict=True))
     ids.sort(key=lambda i: (chunks[i][0], -chunks[i][1], -bm25[i], i))
     ranked = [(i, 1.0 / (1 + chunks[i][0])) for i in ids[: state.settings.search.candidates]]

@@ -307,7 +307,7 @@ def coarse(state: QueryState) -> QueryState:
     with Timer(state.trace, "coarse") as d:
         before = [h.record.id for h in state.hits]
         hits, detail = rerank.coarse(state.index, state.keyword_query, state.hits, _vectors(state),
-                                     state.settings, state.keyword_bigrams)
+                                     state.settings, state.keyword_bigrams, state.keyword_groups)
         state.hits = hits[: max(state.settings.search.coarse_keep, state.k)]
         d.update(detail, candidates=rerank.listing(before, state.hits, "coarse"))
     state.coarse_ran = True
@@ -345,7 +345,8 @@ def ltr(state: QueryState) -> QueryState:
             return state
         head, tail = state.hits[: s.coarse_keep], state.hits[s.coarse_keep :]
         if not state.coarse_ran:  # the LTR features need the coarse scores; compute them for its share
-            rerank.score_pool(state.index, state.keyword_query, head, _vectors(state), state.keyword_bigrams)
+            rerank.score_pool(state.index, state.keyword_query, head, _vectors(state), state.keyword_bigrams,
+                              state.keyword_groups)
         before = [h.record.id for h in head]
         mix = s.ltr_self_mix if rerank.self_trained(ranker) and state.coarse_ran else 1.0
         head = rerank.fine(ranker, state.keyword_query, head, len(state.queries), mix)

@@ -32,6 +32,7 @@ from core import forest
 from core.boosting import lightgbm
 from core.errors import ConfigError, RankerError
 from core.index import Index
+from core.keyword import Groups
 from core.lang import cjk_share
 from core.settings import Settings
 from core.tokens import tokenize
@@ -139,15 +140,15 @@ def blend(cos: np.ndarray, bm25: np.ndarray, weight: float, norm: str = "zscore"
     return weight * d + (1.0 - weight) * b
 
 
-def score_pool(index: Index, query: str, hits: list[Hit], vectors: dict[str, np.ndarray], bigrams: bool = True
-               ) -> None:
+def score_pool(index: Index, query: str, hits: list[Hit], vectors: dict[str, np.ndarray],
+               bigrams: bool = True, groups: Groups | None = None) -> None:
     """Put `sbert` (cosine to the question), complete `bm25`, and `step_back` / `hyde`
     cosines (when those queries exist) on every hit, from stored embeddings."""
     if not hits:
         return
     ids = [h.record.id for h in hits]
     emb = stored_embeddings(index, ids)
-    ctx = index.keyword.context_scores(query, ids, bigrams)  # bm25, bm25_prev, bm25_next, bm25_doc
+    ctx = index.keyword.context_scores(query, ids, bigrams, groups)  # bm25, bm25_prev, bm25_next, bm25_doc
     sims = {role: emb @ v for role, v in vectors.items() if emb.shape[1] == len(v)}
     # A hit found through a summary or question (multi-representation) keeps that match's
     # cosine where it is the higher: the parent's own vector may be far from the question
@@ -181,12 +182,13 @@ def _cross_encoder(path: str, device: str) -> Any:
 
 def coarse(
     index: Index, query: str, hits: list[Hit], vectors: dict[str, np.ndarray], settings: Settings,
-    bigrams: bool = True,
+    bigrams: bool = True, groups: Groups | None = None,
 ) -> tuple[list[Hit], dict[str, Any]]:
     """The whole pool, best first (the caller keeps the first `coarse_keep`); `bigrams`: BM25
-    scores the query's CJK bigrams too (QueryState.keyword_bigrams)."""
+    scores the query's CJK bigrams too (QueryState.keyword_bigrams); `groups`: its terms'
+    translations, each term and its translations scored as one (core/keyword.py)."""
     s = settings.search
-    score_pool(index, query, hits, vectors, bigrams)
+    score_pool(index, query, hits, vectors, bigrams, groups)
     detail: dict[str, Any] = {"pool": len(hits), "keep": s.coarse_keep}
     if s.cross_encoder:
         ce = _cross_encoder(s.cross_encoder, settings.embedding.device)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from core.index import Index
+from core.keyword import Groups
 from core.store import matches_where
 from core.types import TraceEntry
 from retrieval.state import Query, QueryState, Ranked, Timer
@@ -22,11 +23,12 @@ def dense(index: Index, vector: np.ndarray, k: int, where: dict[str, Any] | None
     return index.vectors.query(vector, k, where)
 
 
-def keyword(index: Index, query: str, k: int, where: dict[str, Any] | None = None, bigrams: bool = True
-            ) -> Ranked:
-    """BM25 (`bigrams`: search.cjk_bigrams); a metadata filter (simple equality / $in, as
+def keyword(index: Index, query: str, k: int, where: dict[str, Any] | None = None, bigrams: bool = True,
+            groups: Groups | None = None) -> Ranked:
+    """BM25 (`bigrams`: search.cjk_bigrams; `groups`: a term's translations the query holds,
+    scored as one unit, core/keyword.py); a metadata filter (simple equality / $in, as
     Chroma's) applied to its results."""
-    ranked = index.keyword.search(query, k, bigrams)
+    ranked = index.keyword.search(query, k, bigrams, groups)
     if not where:
         return ranked
     recs = index.docs.get([i for i, _ in ranked])
@@ -76,7 +78,8 @@ def _search_one(state: QueryState, q: Query, mode: str) -> list[Ranked]:
     if mode in ("bm25", "hybrid") and q.role != "hyde":
         with Timer(state.trace, "bm25") as d:
             grams = state.scores_bigrams(q)
-            ranked = keyword(state.index, q.keyword_text or q.text, s.candidates, where, grams)
+            ranked = keyword(state.index, q.keyword_text or q.text, s.candidates, where, grams,
+                             q.keyword_groups)
             d.update(query=q.keyword_text or q.text, role=q.role, n=len(ranked), bigrams=grams)
         _note(state.features, ranked, "bm25")
         out.append(ranked)

@@ -486,3 +486,29 @@ def test_rows_of_finds_each_digests_last_row_like_a_dict() -> None:
     ask = np.concatenate([big[rng.permutation(5000)[:2000]], rng.integers(-(2**62), 2**62, 500)])
     at = {h: r for r, h in enumerate(big.tolist())}
     assert _rows_of(big, ask).tolist() == [at.get(h, -1) for h in ask.tolist()]
+
+
+def test_a_term_and_its_translations_score_as_one_unit(tmp_path: Path) -> None:
+    """An English question's word and the Chinese words added for it (retrieval/crosslingual.py
+    `groups`) are one unit, scored as the best of them: a record that holds "attention" and
+    注意力 scores what its better one scores, not their sum, and 注意力 counts as the word, not
+    also as jieba's piece 注意."""
+    texts = ["Transformer的注意力 attention 机制", "ghost attention 增强记忆", "注意力 注意力 权重",
+             "完全无关的句子 nothing here"]
+    kw = KeywordIndex(tmp_path / "bm25")
+    kw.build((f"r{i}", t) for i, t in enumerate(texts))
+    kw.load()
+    query, groups = "ghost attention 注意力", {"attent": ["注意力"]}
+    ids = [f"r{i}" for i in range(len(texts))]
+
+    def one(terms: list[str]) -> np.ndarray:
+        return kw.term_scores(terms, ids)
+
+    ghost, attention, word = one(["ghost"]), one(["attent"]), one(["注意力"])
+    grouped = kw.score_ids(query, ids, bigrams=False, groups=groups)
+    assert np.allclose(grouped, ghost + np.maximum(attention, word))
+    plain = kw.score_ids(query, ids, bigrams=False)
+    assert np.allclose(plain, ghost + attention + word + one(["注意"]))  # the sum it replaces
+    assert plain[0] > grouped[0] > 0
+    # the search ranks by the same scores
+    assert kw.search(query, 4, bigrams=False, groups=groups)[0] == ("r1", pytest.approx(float(grouped[1])))

@@ -11,6 +11,7 @@ from core.index import Index
 from core.lexicon import Lexicon, mine, pairs
 from core.settings import Settings, load_settings
 from ingest.pipeline import ingest
+from retrieval import crosslingual
 from retrieval.crosslingual import gloss_query, mismatch
 from retrieval.pipeline import retrieve
 from tests.files import write_docs
@@ -431,3 +432,21 @@ def test_a_phrase_translated_whole_is_not_translated_word_by_word(
     # a word in capitals is an acronym: "REST" of "REST API" is not 其余 ("the rest")
     assert "rest" in senses("What did the rest drink?", Index(s), s)
     assert "rest" not in senses("Which server offers a REST API?", Index(s), s)
+
+
+def test_the_search_and_the_coarse_stage_score_a_word_and_its_translations_as_one(settings: Settings) -> None:
+    """The BM25 score every stage sees for an English question of Chinese notes counts each
+    question word once, whether the passage says it in English or in its translation
+    (core/keyword.py), not once per translation and jieba piece of it."""
+    index = Index(settings)
+    question = "How does self attention relate each token to the sequence length?"
+    res = retrieve(question, settings, index=index, k=5)
+    glossed = next(t for t in res.trace if t.stage == "bm25").detail["query"]
+    g = crosslingual.glossed(question, index, settings, [])
+    assert g is not None and g.text == glossed and g.groups
+    ids = [h.record.id for h in res.hits]
+    grouped = index.keyword.score_ids(glossed, ids, False, g.groups)
+    plain = index.keyword.score_ids(glossed, ids, False)
+    assert any(abs(a - b) > 1e-4 for a, b in zip(grouped, plain, strict=True))  # the case arises
+    for h, want in zip(res.hits, grouped, strict=True):
+        assert h.scores["bm25"] == pytest.approx(float(want), rel=1e-4)
