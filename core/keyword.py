@@ -374,13 +374,17 @@ class KeywordIndex:
         if self._bm25 is None:
             return None
         bm25, vocab = self._bm25, self._bm25.vocab_dict
-        units = [[ids for alt in alts if (ids := [vocab[t] for t in alt if t in vocab])]
+        terms = query_terms(query) if bigrams else tokenize(query)
+        # A group's tokens count only where the query's own tokenisation keeps them: a key
+        # of stop words (以后, 最好: the question's Chinese words kept whole when they tokenise
+        # to nothing) must not add terms the plain query leaves out.
+        known = {t for t in terms if t in vocab}
+        units = [[ids for alt in alts if (ids := [vocab[t] for t in alt if t in known])]
                  for alts in _alternatives(groups or {})]
         # every token of a group's words, the pieces `_whole` left out of its alternatives too
         grouped = {t for k, ws in (groups or {}).items()
                    for t in [*k.split(), *(x for w in ws for x in tokenize(w))]}
-        q = [vocab[t] for t in (query_terms(query) if bigrams else tokenize(query))
-             if t in vocab and t not in grouped]
+        q = [vocab[t] for t in terms if t in known and t not in grouped]
         units = [alts for alts in units if alts]
         if not q and not units:
             return None

@@ -512,3 +512,6 @@ def test_a_term_and_its_translations_score_as_one_unit(tmp_path: Path) -> None:
     assert plain[0] > grouped[0] > 0
     # the search ranks by the same scores
     assert kw.search(query, 4, bigrams=False, groups=groups)[0] == ("r1", pytest.approx(float(grouped[1])))
+    # a key the query's own tokens do not hold (jieba cut the question's 以后 into other words)
+    # adds nothing: only the query's terms are scored, grouped or not
+    assert np.allclose(kw.score_ids("ghost", ids, bigrams=False, groups={"以后": ["增强"]}), ghost)
