@@ -363,6 +363,10 @@ class AnswerSettings(BaseModel):
     # questions a corpus does not answer share its names, not its figures. zh-prose dev:
     # abstention on unanswerable 12 -> 15 of 21, answerable answered unchanged (docs/MEASUREMENTS.md).
     quantity_check: bool = True
+    # ... and the sentence that states it must cover this idf-weighted share of the question's
+    # terms: news passages state dates everywhere (the dateline "新华社北京１月１９日电"), and a
+    # date beside none of what was asked does not say when it happened. 0: any sentence.
+    quantity_near: float = 0.0
     # Corrective retrieval: when support is below min_score, search once more with a keyword-only
     # version of the question (and, with a capable LLM, a step-back rewrite) before abstaining.
     corrective: bool = True

@@ -215,7 +215,8 @@ def run_one(
     row.kind = str(ev.get("kind", "same"))
     row.absent = float(ev.get("absent", 0.0))
     row.passages = [
-        {k: p[k] for k in ("dense", "coverage", "sentence_coverage", "same_script", "absent", "quantity")
+        {k: p[k] for k in ("dense", "coverage", "sentence_coverage", "same_script", "absent", "quantity",
+                           "quantity_cover")
          if k in p}
         for p in ev.get("passages", [])
     ]

@@ -225,6 +225,20 @@ def sentence_coverage(units: Units, hit: Hit) -> float:
     return best
 
 
+def quantity_cover(units: Units, text: str, asked: Sequence[str]) -> float:
+    """The best idf-weighted coverage of the question's terms by a sentence of `text` that
+    states a number in one of the `asked` units (retrieval/quantity.py); -1 when none states
+    one. The number that answers "哪一天宣布辞职" sits beside 辞职, not in a dateline."""
+    from core.text import sentence_spans
+
+    best = -1.0
+    for a, b in sentence_spans(text):
+        sent = text[a:b]
+        if states_quantity(sent, tuple(asked)):
+            best = max(best, covered(units, credit(set(tokenize(sent)).__contains__)))
+    return best
+
+
 KINDS = ("same", "cjk", "crosslingual")
 
 
@@ -343,7 +357,8 @@ def evidence(
         ap = absent if same else absent_across
         # Only a passage in the question's script can state the number in the unit it asks
         # for (an English passage says "26 years old", not 二十六岁): across scripts, unchecked.
-        qty = states_quantity(h.record.text, asked) if asked and same else None
+        near = quantity_cover(units, h.record.text, asked) if asked and same else None
+        qty = None if near is None else near >= a.quantity_near
         s = support(c, cov, ap, wp, rp.absent_gate, same, qty)
         rows.append(
             {
@@ -354,7 +369,7 @@ def evidence(
                 "same_script": same,
                 "kind": kp,
                 "absent": round(ap, 4),
-                **({} if qty is None else {"quantity": qty}),
+                **({} if near is None else {"quantity": qty, "quantity_cover": round(near, 4)}),
                 "support": round(s, 4),
             }
         )

@@ -214,3 +214,40 @@ def test_a_count_is_a_number_beside_the_counted_word() -> None:
     times = count_terms("How many times can oolong tea leaves be infused?")
     assert not states_count("The total brew time should be about three minutes.", times)
     assert states_count("好的乌龙茶可以冲泡七次以上", times)
+
+
+def test_the_number_counts_in_the_sentence_that_says_what_was_asked() -> None:
+    """`grade.quantity_cover`: the best coverage of the question's terms by a sentence that
+    states a number in the asked unit. A news passage's dateline states a date beside none of
+    what was asked; the sentence that answers holds the asked event's words."""
+    from retrieval.crosslingual import weighted_units
+    from retrieval.grade import quantity_cover
+
+    units = weighted_units({"叶利钦": 2.0, "宣布": 1.0, "辞职": 3.0})
+    asked = asked_units("叶利钦是在哪一天宣布辞职的？")
+    dateline = "新华社莫斯科１月１９日电。俄罗斯总统叶利钦１９日强调多极世界。"
+    assert quantity_cover(units, dateline, asked) == pytest.approx(2.0 / 6.0)
+    answer = dateline + "叶利钦三十一日宣布辞职。"
+    assert quantity_cover(units, answer, asked) == pytest.approx(1.0)
+    assert quantity_cover(units, "叶利钦宣布辞职。", asked) == -1.0  # no date at all
+
+
+def test_answer_quantity_near_holds_the_date_to_the_sentence_that_names_the_event(tmp_path: Path) -> None:
+    """A dateline dates the report, not the asked event: with answer.quantity_near set, a
+    passage whose only date sits in a sentence that names nothing the question asks supports
+    nothing; off (0, the default) it passes the check as before."""
+    docs = write_docs(tmp_path / "docs", {"news.md": (
+        "新华社北京１月１９日电 今天上午，北京市总工会举行迎春茶话会。\n\n"
+        "据悉，公交售票员李素丽是全国劳模，她出席了茶话会并讲话。\n")})
+    ingest([docs], load_settings(index_dir=tmp_path / "index", search={"ltr_self_train": False}))
+    q = "李素丽是哪一天当选全国劳模的？"
+
+    def passage(near: float) -> dict:  # type: ignore[type-arg]
+        res = ask(q, settings_for(tmp_path / "index", answer={"quantity_near": near}))
+        check = next(t.detail for t in res.trace if t.stage == "abstain_check")
+        return next(p for p in check["passages"] if p["same_script"])
+
+    off = passage(0.0)
+    assert off["quantity"] is True and off["quantity_cover"] < 0.3
+    on = passage(0.3)
+    assert on["quantity"] is False and on["support"] == 0.0
