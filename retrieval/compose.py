@@ -627,6 +627,13 @@ def select(
         chars += len(s.text)
     if not chosen:
         return []
+    # For a question that asks a number ("有多重？", "How many samples ...?"), the best sentence
+    # that states one leads: the passage rank had put "兴得了父亲的青龙偃月刀..." of the first
+    # passage before the second passage's "...重八十二斤", which answers.
+    if not chosen[0].features.get("quantity"):
+        stating = next((s for s in chosen if s.features.get("quantity")), None)
+        if stating is not None:
+            chosen = [stating, *(s for s in chosen if s is not stating)]
     # The best sentence leads (it answers); the rest follow grouped by passage, in the order of
     # each passage's best sentence, and in document order within a passage (they read on).
     best_of: dict[int, int] = {}

@@ -780,3 +780,16 @@ def test_a_plain_text_chapter_line_is_never_quoted() -> None:
     text = "第二回　张翼德怒鞭督邮\n　　张飞大怒，把督邮绑在马桩上，鞭打二百。"
     gen = compose("张飞为什么鞭打督邮？", [_hit(1, text)], load_settings(), [])
     assert "第二回" not in gen.text and "鞭打二百" in gen.text
+
+
+def test_the_sentence_that_states_the_asked_number_leads_the_answer() -> None:
+    """The first passage's sentence shares more of the question's words, but the second
+    passage's states the weight asked for: both are quoted, the one with the number first."""
+    hits = [
+        _hit(1, "关兴得了父亲关羽的青龙偃月刀，骑了潘璋的马，望本营而来。"),
+        _hit(2, "云长造青龙偃月刀，又名“冷艳锯”，重八十二斤。"),
+    ]
+    s = load_settings(answer={"extractive_min_rel": 0.0, "extractive_other_rel": 0.0})
+    gen = compose("关羽的青龙偃月刀有多重？", hits, s, [])
+    assert gen.text.startswith("云长造青龙偃月刀，又名“冷艳锯”，重八十二斤。 [2]"), gen.text
+    assert "[1]" in gen.text  # the other sentence still follows
