@@ -1,6 +1,7 @@
-"""Sentence splitting, the one definition ingest (chunking) and retrieval (extractive answers,
-the answer check) share. CJK terminal punctuation `。！？；` ends a sentence wherever it
-stands; `.!?;` only before whitespace, so "3.5 g", "e.g.x" and URLs stay whole."""
+"""Sentence splitting and heading lines, the one definition ingest (chunking) and retrieval
+(extractive answers, the answer check) share. CJK terminal punctuation `。！？；` ends a
+sentence wherever it stands; `.!?;` only before whitespace, so "3.5 g", "e.g.x" and URLs stay
+whole."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ _LINE_START = re.compile(r"\s*(?:[-*+•]|\d+[.)]|#{1,6}|\|)\s")
 # A Markdown heading: 1-6 `#`, whitespace, then its text. The closing `#`s and spaces are
 # stripped in `heading`, not by the pattern: `(.+?)\s*#*\s*$` backtracked cubically on a
 # heading line with a long run of spaces or `#` inside it (minutes for 5,000 spaces).
-MD_HEADING = re.compile(r"^(#{1,6})\s+(.+)$")
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+)$")
 # A chapter line of a book kept as plain text, where no `#` marks headings: a Chinese novel's
 # 第一回 / 第十二章 / 第三卷 (any title after it), an English book's "CHAPTER IV." /
 # "Chapter 12: The Return" / "Part Two". The level is the unit's rank: a 卷, 部, 篇, 集 or
@@ -34,13 +35,14 @@ MD_HEADING = re.compile(r"^(#{1,6})\s+(.+)$")
 _CHAPTER_ZH = re.compile(
     r"\s*第[0-9０-９零〇一二三四五六七八九十百千两]{1,7}([卷部篇集编章回节])(?:[\s\u3000:：、.．]+(.*)|$)"
 )
-_NUMBER_EN = (
-    r"\d{1,4}|[IVXLCDM]{1,8}|(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
+# Roman numerals in capitals only: "Book mix", "Part civil" are words of roman letters.
+_NUMBER_WORDS = (
+    r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
     r"|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty)"
     r"(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?"
 )
 _CHAPTER_EN = re.compile(
-    rf"\s*(PART|Part|BOOK|Book|CHAPTER|Chapter)\s+(?:{_NUMBER_EN}|(?i:{_NUMBER_EN}))"
+    rf"\s*(PART|Part|BOOK|Book|CHAPTER|Chapter)\s+(?:\d{{1,4}}|[IVXLCDM]{{1,8}}|(?i:{_NUMBER_WORDS}))"
     r"(?:\.?\s*$|\.?\s*[:.—–-]\s*(\S.*)|\s+([A-Z\"'“‘][^.!?;,]*))$"
 )
 _ZH_LEVEL = {"卷": 1, "部": 1, "篇": 1, "集": 1, "编": 1, "章": 2, "回": 2, "节": 3}
@@ -73,7 +75,7 @@ def chapter_heading(line: str) -> tuple[int, str] | None:
 def heading(line: str) -> tuple[int, str] | None:
     """(level, text) of a heading line: a Markdown heading (its text without closing `#`s and
     spaces) or a plain-text chapter line; else None."""
-    m = MD_HEADING.match(line)
+    m = _MD_HEADING.match(line)
     if m is None:
         return chapter_heading(line)
     text = m.group(2)

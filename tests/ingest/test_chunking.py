@@ -199,6 +199,8 @@ def test_an_english_books_chapter_lines_open_sections_under_its_parts() -> None:
         ("Chapter 3 describes the method.", None),
         ("Chapter 5, which follows, shows it", None),
         ("Part of the reason is this.", None),
+        ("Book mix", None),  # roman letters, not a numeral in capitals
+        ("Chapter iv", None),
     ],
 )
 def test_chapter_lines(line: str, level: int | None) -> None:
