@@ -134,7 +134,8 @@ class Index:
         return data
 
     def check_compatible(self) -> None:
-        """Refuse an index built with another embedding model or format."""
+        """Refuse an index built with another embedding model or format, or written to another
+        collection."""
         man = self._manifest_read()
         if not man:
             return
@@ -142,6 +143,17 @@ class Index:
             raise IndexError_(
                 f"The index at {self.path} has format {man.get('format_version')}, this version reads "
                 f"{INDEX_FORMAT}; delete the folder and run `rag ingest` again."
+            )
+        written = man.get("collection")
+        if written and written != self.settings.collection:
+            # The document store and keyword index beside it are the folder's, not the
+            # collection's: ingesting into another collection found every file "unchanged" and
+            # embedded nothing, and searches read an empty collection without a word.
+            raise IndexError_(
+                f"The index at {self.path} holds the collection '{written}', but settings name "
+                f"'{self.settings.collection}'; one index folder holds one collection: set collection "
+                f"back (collection = \"{written}\" in rag.toml, or RAG_COLLECTION={written}), or use "
+                "another RAG_INDEX_DIR for a new collection."
             )
         built = man.get("embedding_model")
         if built and built != self.embedder.name:

@@ -181,7 +181,7 @@ def _settings_for(base: Settings, target: EvalIndex, mode: str) -> Settings:
         base,
         {
             "index_dir": str(target.index.path),
-            "collection": "eval",
+            "collection": target.index.settings.collection,  # the one its folder holds
             "chroma_url": None,
             "answer": {"mode": mode, "min_score": 0.0, "corrective": False},
         },

@@ -100,3 +100,29 @@ def test_cjk_only_chunks_are_embedded_from_their_first_tokens(tmp_path: Path) ->
     assert float(np.dot(stored[zh.id], prefix)) > 0.999 > float(np.dot(stored[zh.id], whole))
     assert s.embedding.text_of(notes) == notes.text
     assert float(np.dot(stored[notes.id], index.embedder.embed([notes.text])[0])) > 0.999
+
+
+def test_an_index_folder_refuses_another_collection_with_a_message_naming_its_own(tmp_path: Path) -> None:
+    """The document store and keyword index belong to the folder: ingesting into another
+    collection had found every file unchanged and embedded nothing, and searches read the empty
+    collection silently. Ingest and search now refuse, naming the collection the folder holds."""
+    from core.errors import IndexError_
+    from retrieval.pipeline import retrieve
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Kettles\n\nA gooseneck kettle pours slowly over the coffee bed.\n")
+    s = load_settings(index_dir=tmp_path / "index", search={"ltr_self_train": False})
+    assert not ingest([docs], s).failed
+    other = s.model_copy(update={"collection": "notes"})
+    with pytest.raises(IndexError_, match="holds the collection 'documents'.*RAG_COLLECTION=documents"):
+        ingest([docs], other)
+    with pytest.raises(IndexError_, match="holds the collection 'documents'"):
+        retrieve("gooseneck kettle", other)
+    assert Index(s).vectors.count() == 1  # the folder's own collection is as it was
+    assert retrieve("gooseneck kettle", s).hits
+    from app.doctor import index as index_check
+
+    assert index_check(s)["state"] == "ok"
+    bad = index_check(other)
+    assert bad["state"] == "fail" and "RAG_COLLECTION=documents" in bad["detail"]

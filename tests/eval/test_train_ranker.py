@@ -86,6 +86,7 @@ def test_trained_model_is_used_by_retrieval(trained: tuple[dict, Settings, Path]
     on_training_index = settings.model_copy(
         update={
             "index_dir": Path(report["index"]),
+            "collection": "eval",  # the collection the training index holds
             "search": settings.search.model_copy(update={"ltr_model": report["model"]}),
         }
     )
