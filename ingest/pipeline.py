@@ -243,7 +243,7 @@ def _ingest(
     if reconciled:
         _reconcile(index)
     files = _discovered(paths, settings, report)
-    known = {p: e.hash for p, e in docs.files().items()}
+    known = _rechunk(index, settings, {p: e.hash for p, e in docs.files().items()}, notice)
     if progress:
         progress("files_total", len(files))
     changed = False
@@ -268,6 +268,25 @@ def _ingest(
     docs.set_meta("dirty", "0")
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _rechunk(index: Index, settings: Settings, known: dict[str, str],
+             notice: Callable[[str], None] | None) -> dict[str, str]:
+    """`known` (each indexed file's hash), with no file left as unchanged when the chunk
+    settings differ from those the index was last written with: a changed `chunk.size` had
+    found every file unchanged and changed nothing. The files of this run are chunked again
+    (their chunks that come out the same keep their vectors); the notice says so."""
+    built, now = index.manifest().get("chunk"), settings.chunk.model_dump()
+    if not isinstance(built, dict):
+        return known
+    moved = {k: (built[k], v) for k, v in now.items() if k in built and built[k] != v}
+    if not known or not moved:
+        return known
+    if notice:
+        what = ", ".join(f"chunk.{k} {a} -> {b}" for k, (a, b) in moved.items())
+        notice(f"The chunk settings changed since this index was written ({what}): the files of "
+               "this ingest are chunked again; files not in it keep their chunks.")
+    return dict.fromkeys(known, "")
 
 
 def _discovered(paths: list[Path], settings: Settings, report: IngestReport) -> list[Path]:

@@ -231,3 +231,24 @@ def test_the_saved_keyword_order_is_not_merged_where_it_cannot_be_trusted(
     assert index.keyword.merged_rows(index.docs, {a}) is not None
     (index.keyword.path / SOURCES_FILE).unlink()
     assert index.keyword.merged_rows(index.docs, {a}) is None
+
+
+def test_changed_chunk_settings_chunk_the_files_again(tmp_path: Path, settings: Settings) -> None:
+    """A changed chunk.size had found every file unchanged and changed nothing. The files are
+    now chunked again, with a notice, and the next run with the same settings is a no-op."""
+    d = _corpus(tmp_path)
+    (d / "long.md").write_text("# Long\n\n" + " ".join(f"Sentence {i} is about rivers." for i in range(60)))
+    ingest([d], settings)
+    before = [r for r in Index(settings).docs.iter_records() if r.source.endswith("long.md")]
+    small = settings.model_copy(update={"chunk": settings.chunk.model_copy(update={"size": 40})})
+    notes: list[str] = []
+    r = ingest([d], small, notice=notes.append)
+    assert r.count("changed") == 4 and r.count("unchanged") == 0
+    assert notes and f"chunk.size {settings.chunk.size} -> 40" in notes[0]
+    index = Index(small)
+    after = [r for r in index.docs.iter_records() if r.source.endswith("long.md")]
+    assert len(after) > len(before)
+    _consistent(index)
+    again: list[str] = []
+    r = ingest([d], small, notice=again.append)
+    assert r.count("unchanged") == 4 and not again
