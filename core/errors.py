@@ -34,6 +34,10 @@ class ContextTooLongError(LLMUnavailableError):
     """The prompt does not fit the model's context window (generation retries with fewer passages)."""
 
 
+class QueryError(RagError):
+    """A question that cannot be searched: empty, or a number of passages below 1."""
+
+
 class LoaderError(RagError):
     """A file could not be read; the message says why."""
 

@@ -113,9 +113,9 @@ def ask_stream(
         llm = llm or get_llm(settings)
         d.update(backend=llm.backend, reason=llm.reason)
     index = index or Index(settings)
-    state = QueryState(question, settings, index, o.k or settings.answer.context_chunks, trace=trace,
-                       answer=True, llm=llm, history=o.history, max_tokens=o.max_tokens,
-                       strategy=o.strategy or settings.answer.strategy or "none")
+    k = settings.answer.context_chunks if o.k is None else o.k
+    state = QueryState(question, settings, index, k, trace=trace, answer=True, llm=llm, history=o.history,
+                       max_tokens=o.max_tokens, strategy=o.strategy or settings.answer.strategy or "none")
     index.check_compatible()
     if not index.exists() or index.vectors.count() == 0:
         state.message, state.abstain_reason = EMPTY_INDEX.format(path=index.path), "empty_index"

@@ -99,8 +99,8 @@ def retrieve(
     (state.FIRST_STAGE: no reranking). No LLM is called. A missing or empty index is an
     IndexError_ naming the fix."""
     index = index or Index(settings)
-    state = QueryState(query, settings, index, k or settings.search.top_k, plan=plan or Plan(),
-                       skip=frozenset(skip) | SEARCH_ONLY)
+    state = QueryState(query, settings, index, settings.search.top_k if k is None else k,
+                       plan=plan or Plan(), skip=frozenset(skip) | SEARCH_ONLY)
     return retrieve_state(state)
 
 

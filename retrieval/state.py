@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ConfigError
+from core.errors import ConfigError, QueryError
 from core.index import Index
 from core.llm import LLM, Message
 from core.settings import Settings
@@ -101,6 +101,12 @@ class QueryState:
     note: str = ""  # what a hedged answer adds after it
 
     def __post_init__(self) -> None:
+        # An empty question was searched as such: the index's nearest passages came back, and
+        # `rag ask ""` refused with a support figure, as if the question had been asked.
+        if not self.question.strip():
+            raise QueryError("The question is empty: there is nothing to search for.")
+        if self.k < 1:
+            raise QueryError(f"k is {self.k}: the number of passages must be at least 1.")
         if unknown := set(self.skip) - set(SKIPPABLE):
             raise ConfigError(f"Unknown stage(s) to skip: {', '.join(sorted(unknown))}; "
                               f"stages that can be left out: {', '.join(SKIPPABLE)}.")

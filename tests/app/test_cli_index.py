@@ -44,6 +44,19 @@ def test_failures_give_one_line_and_nonzero_exit(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
+def test_an_empty_question_or_a_k_below_one_is_one_message_and_exit_1(tmp_path: Path) -> None:
+    """An empty question had been searched as such (the nearest passages came back, `rag ask`
+    refused with a support figure); `-k 0` had meant the default, `-k -3` no results."""
+    assert rag("ingest", str(SAMPLE / "coffee-brewing.md")).returncode == 0
+    cases = ((("search", ""), "question is empty"), (("ask", "   "), "question is empty"),
+             (("search", "coffee", "-k", "0"), "k is 0"), (("search", "coffee", "-k", "-3"), "k is -3"),
+             (("ask", "coffee", "-k", "0"), "k is 0"))
+    for args, said in cases:
+        r = rag(*args)
+        assert r.returncode == 1 and said in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        assert r.stdout.strip() == ""
+
+
 def test_index_built_with_another_model_is_refused(tmp_path: Path) -> None:
     assert rag("ingest", str(SAMPLE / "coffee-brewing.md")).returncode == 0
     man = Path(os.environ["RAG_INDEX_DIR"]) / "manifest.json"
