@@ -37,4 +37,10 @@ def report_lines(report: object, settings: Settings, base: Path) -> tuple[list[s
     summary = (f"{s['added']} added, {s['changed']} changed, {s['unchanged']} unchanged, "
                f"{s['failed']} failed, {s['removed']} removed; "
                f"{s['chunks_written']} chunks written in {s['seconds']}s -> {settings.index_path}")
+    if report.skipped:  # the folders' files of other types, left out: say which, once
+        n = sum(report.skipped.values())
+        kinds = ", ".join(f"{k} {v}" for k, v in list(report.skipped.items())[:6])
+        more = ", ..." if len(report.skipped) > 6 else ""
+        summary += (f"\n{n} file{'s' if n != 1 else ''} of other types left out ({kinds}{more}); "
+                    "ingest.extensions lists the types read")
     return failures, warnings, summary

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,9 @@ class _Walk:
         self.exts, self.follow = exts, follow_external_links
         self.out: list[Found] = []
         self.seen: set[str] = set()
+        # files a folder holds of types not in `exts`, by suffix (how a walk skips them: silently
+        # left out, a folder of .pptx looked indexed)
+        self.skipped: Counter[str] = Counter()
 
     def error(self, path: str | os.PathLike[str], message: str) -> None:
         self.out.append(Found(None, f"{printable(path)}: {message}", printable(path)))
@@ -87,8 +91,12 @@ class _Walk:
             visited.add(key)
             dirs[:] = [d for d in sorted(dirs) if not d.startswith(".") and self._enter(Path(root) / d, top)]
             for f in sorted(files):
-                if not f.startswith(".") and Path(f).suffix.lower() in self.exts:
+                if f.startswith("."):
+                    continue
+                if Path(f).suffix.lower() in self.exts:
                     self._file(Path(root) / f, top)
+                else:
+                    self.skipped[Path(f).suffix.lower() or "(no extension)"] += 1
 
     def _enter(self, dp: Path, top: Path) -> bool:
         if not _valid_name(str(dp)):
@@ -111,10 +119,14 @@ class _Walk:
             self.add(rp)
 
 
-def discover(paths: list[Path], extensions: list[str], *, follow_external_links: bool = False) -> list[Found]:
+def discover(paths: list[Path], extensions: list[str], *, follow_external_links: bool = False,
+             skipped: Counter[str] | None = None) -> list[Found]:
     """Files under `paths` with one of `extensions`, each once (by resolved path), plus an
-    error entry for each thing skipped that the user would expect to be indexed."""
+    error entry for each thing skipped that the user would expect to be indexed; `skipped`
+    counts the folders' other files by suffix."""
     walk = _Walk({e.lower() for e in extensions}, follow_external_links)
+    if skipped is not None:
+        walk.skipped = skipped
     for p in paths:
         if not p.exists() and not p.is_symlink():
             walk.error(p, "no such file or folder; check the path")

@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,6 +49,8 @@ class IngestReport:
     chars_embedded: int = 0
     seconds: float = 0.0
     derived: dict[str, Any] = field(default_factory=dict)  # ingest/derived.py: represent, raptor
+    # the folders' files of types ingest does not read (ingest.extensions), by suffix
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def count(self, status: Status) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -64,6 +66,7 @@ class IngestReport:
             "removed": self.count("removed"), "chunks_written": self.chunks_written,
             "seconds": round(self.seconds, 2),
             "errors": [{"path": f.path, "error": f.error} for f in self.failed],
+            "skipped_types": dict(self.skipped),
             **self.derived,
         }
 
@@ -292,8 +295,10 @@ def _rechunk(index: Index, settings: Settings, known: dict[str, str],
 def _discovered(paths: list[Path], settings: Settings, report: IngestReport) -> list[Path]:
     """The files to consider; what could not be read (a missing path, a symlink loop) is
     reported as failed."""
+    skipped: Counter[str] = Counter()
     found = discover(paths, settings.ingest.extensions,
-                     follow_external_links=settings.ingest.follow_external_links)
+                     follow_external_links=settings.ingest.follow_external_links, skipped=skipped)
+    report.skipped = dict(skipped.most_common())
     report.files += [FileResult(f.name, "failed", error=f.error) for f in found if f.path is None]
     return [f.path for f in found if f.path is not None]
 

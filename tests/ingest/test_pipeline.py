@@ -35,6 +35,12 @@ def test_ingest_then_rerun_is_a_no_op(tmp_path: Path, settings: Settings) -> Non
     d = _corpus(tmp_path)
     r1 = ingest([d], settings)
     assert r1.count("added") == 3 and r1.count("failed") == 0 and r1.chunks_written >= 3
+    # the folder's file of a type ingest does not read is left out, and the summary says so
+    assert r1.skipped == {".bin": 1} and r1.summary()["skipped_types"] == {".bin": 1}
+    from app.ingest_lines import report_lines
+
+    line = report_lines(r1, settings, tmp_path)[2]
+    assert "1 file of other types left out (.bin 1); ingest.extensions lists the types read" in line
     n = _consistent(Index(settings))
     r2 = ingest([d], settings)
     assert r2.count("unchanged") == 3 and r2.chunks_written == 0 and r2.chunks_embedded == 0
