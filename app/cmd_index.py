@@ -145,6 +145,8 @@ def status_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSO
         t.add_row(k, escape(str(st.get(k))))
     kinds = ", ".join(f"{k}={v}" for k, v in sorted(st["records_by_kind"].items()))
     t.add_row("records by kind", escape(kinds))
+    if st.get("problem"):
+        t.add_row("[red]problem[/red]", escape(st["problem"]))
     rk = st["ranker"]
     t.add_row("ranker", escape(f"{'on' if rk['active'] else 'off'}: {rk['reason']}"))
     if st.get("raptor", {}).get("depth"):

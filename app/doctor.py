@@ -73,21 +73,17 @@ def vector_store(settings: Settings) -> Check:
 
 @check
 def index(settings: Settings) -> Check:
-    from core.errors import IndexError_
     from core.index import Index
 
-    idx = Index(settings)
-    st = idx.status()
+    st = Index(settings).status()
     if not st["exists"]:
         return {
             "name": "index",
             "state": "warn",
             "detail": f"none at {st['index_dir']}; run `rag ingest PATH`",
         }
-    try:  # another embedding model, format or collection: every command would refuse it
-        idx.check_compatible()
-    except IndexError_ as e:
-        return {"name": "index", "state": "fail", "detail": str(e)}
+    if st.get("problem"):  # another embedding model, format or collection: every command refuses it
+        return {"name": "index", "state": "fail", "detail": st["problem"]}
     return {
         "name": "index",
         "state": "ok",

@@ -214,4 +214,8 @@ class Index:
             for k in ("raptor",):
                 if k in man:
                     out[k] = man[k]
+            try:  # what every command would refuse it for (another collection, model, format)
+                self.check_compatible()
+            except IndexError_ as e:
+                out["problem"] = str(e)
         return out

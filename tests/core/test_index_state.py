@@ -126,3 +126,6 @@ def test_an_index_folder_refuses_another_collection_with_a_message_naming_its_ow
     assert index_check(s)["state"] == "ok"
     bad = index_check(other)
     assert bad["state"] == "fail" and "RAG_COLLECTION=documents" in bad["detail"]
+    # rag status shows it too (what a user runs first to see what is wrong)
+    assert "problem" not in Index(s).status()
+    assert "holds the collection 'documents'" in Index(other).status()["problem"]
