@@ -38,11 +38,22 @@ log = logging.getLogger(__name__)
 Groups = Mapping[str, Sequence[str]]
 
 
-def _alternatives(groups: Groups) -> list[list[list[str]]]:
+def _alternatives(groups: Groups) -> tuple[list[list[list[str]]], set[str]]:
     """Per group, its ways of saying one thing as token lists: the key's tokens (already
     tokenised: a stem tokenised again can be stemmed twice) and each word's tokens, without the
-    pieces jieba's search mode also gives for a word it knows (注意力: 注意力, not 注意 too)."""
-    return [[key.split(), *(_whole(tokenize(w)) for w in words)] for key, words in groups.items()]
+    pieces jieba's search mode also gives for a word it knows (注意力: 注意力, not 注意 too);
+    and every token of the groups, those pieces included (none of them is scored apart)."""
+    units: list[list[list[str]]] = []
+    grouped: set[str] = set()
+    for key, words in groups.items():
+        alts = [key.split()]
+        for w in words:
+            toks = tokenize(w)
+            grouped.update(toks)
+            alts.append(_whole(toks))
+        grouped.update(alts[0])
+        units.append(alts)
+    return units, grouped
 
 
 def _whole(tokens: list[str]) -> list[str]:
@@ -379,19 +390,19 @@ class KeywordIndex:
         # of stop words (以后, 最好: the question's Chinese words kept whole when they tokenise
         # to nothing) must not add terms the plain query leaves out.
         known = {t for t in terms if t in vocab}
-        units = [[ids for alt in alts if (ids := [vocab[t] for t in alt if t in known])]
-                 for alts in _alternatives(groups or {})]
-        # every token of a group's words, the pieces `_whole` left out of its alternatives too
-        grouped = {t for k, ws in (groups or {}).items()
-                   for t in [*k.split(), *(x for w in ws for x in tokenize(w))]}
+        alternatives, grouped = _alternatives(groups or {})
+        units: list[list[list[int]]] = []  # per group, the term ids of each way it can be said
+        for alts in alternatives:
+            said = [ids for ids in ([vocab[t] for t in alt if t in known] for alt in alts) if ids]
+            if said:
+                units.append(said)
         q = [vocab[t] for t in terms if t in known and t not in grouped]
-        units = [alts for alts in units if alts]
         if not q and not units:
             return None
         n = len(self.ids or [])
         scores = np.asarray(bm25.get_scores(q), dtype=np.float32) if q else np.zeros(n, np.float32)
-        for alts in units:
-            scores += np.max([np.asarray(bm25.get_scores(ids), dtype=np.float32) for ids in alts], axis=0)
+        for said in units:
+            scores += np.max([np.asarray(bm25.get_scores(ids), dtype=np.float32) for ids in said], axis=0)
         return scores
 
     def _positions(self, ids: list[str]) -> list[int | None]:
