@@ -32,6 +32,7 @@ finding passages that answer it. Then the caller abstains."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -46,6 +47,7 @@ from core.keyword import tokenize
 from core.lang import cjk_share
 from core.llmcall import LLMCaller
 from core.settings import AbstainRule, Settings
+from core.text import sentence_spans
 from core.tokens import QUESTION_WORDS
 from core.types import Hit, TraceEntry
 from retrieval.crosslingual import Units, covered, credit, mismatch, weighted_units
@@ -211,31 +213,32 @@ def cosines(index: Index, hits: list[Hit], query_vector: np.ndarray) -> list[flo
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _sentences(text: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """A passage's sentences with their tokens, split and tokenised once per passage text:
+    `sentence_coverage` and `quantity_cover` read the same top passages."""
+    return tuple((text[a:b], frozenset(tokenize(text[a:b]))) for a, b in sentence_spans(text))
+
+
 def sentence_coverage(units: Units, hit: Hit) -> float:
     """The best single sentence's idf-weighted coverage, a heading term counting half: an answer
     has the question's terms together in one sentence, an on-topic question the corpus does not
     answer usually finds them scattered."""
-    from core.text import sentence_spans
-
-    text = hit.record.text
     head = set(tokenize(hit.record.title))
     best = 0.0
-    for a, b in sentence_spans(text):
-        best = max(best, covered(units, credit(set(tokenize(text[a:b])).__contains__, head)))
+    for _, terms in _sentences(hit.record.text):
+        best = max(best, covered(units, credit(terms.__contains__, head)))
     return best
 
 
-def quantity_cover(units: Units, text: str, asked: Sequence[str]) -> float:
+def quantity_cover(units: Units, text: str, asked: tuple[str, ...]) -> float:
     """The best idf-weighted coverage of the question's terms by a sentence of `text` that
     states a number in one of the `asked` units (retrieval/quantity.py); -1 when none states
     one. The number that answers "哪一天宣布辞职" sits beside 辞职, not in a dateline."""
-    from core.text import sentence_spans
-
     best = -1.0
-    for a, b in sentence_spans(text):
-        sent = text[a:b]
-        if states_quantity(sent, tuple(asked)):
-            best = max(best, covered(units, credit(set(tokenize(sent)).__contains__)))
+    for sent, terms in _sentences(text):
+        if states_quantity(sent, asked):
+            best = max(best, covered(units, credit(terms.__contains__)))
     return best
 
 
